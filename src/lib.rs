@@ -1,0 +1,8 @@
+//! custody keeps the chain of custody of software artifacts: it records the source commit,
+//! describes the build (SBOM, SLSA provenance), signs it, stores it in any OCI registry by
+//! digest and verifies the whole chain where the artifact is consumed.
+//!
+//! The library never prints and never exits; `cli` does both.
+
+pub mod cli;
+pub mod digest;
