@@ -6,3 +6,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod oci;
+pub mod reference;
+pub mod store;
+pub mod transfer;

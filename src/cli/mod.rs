@@ -1,8 +1,201 @@
 //! The command line: parses arguments, calls one library function, prints the result (human or
-//! `--output json`) and maps the outcome to an exit code (0 ok, 1 refused, 2 could not run).
+//! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
+//! failed, 2 could not run.
 
+mod store_cmds;
+
+use std::io::Write;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::store;
+
+/// Exit code when a check refused the input (verification, policy, immutable tag, a lying store).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code when custody could not do its job (bad input, network, missing file).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "custody",
+    version,
+    about = "Keep the chain of custody of software artifacts: source, SBOM, provenance, signatures, OCI storage, verification."
+)]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Allow plain HTTP to this registry host (loopback addresses always may). Repeatable;
+    /// also CUSTODY_INSECURE_REGISTRIES (comma separated).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Push files as an OCI artifact (one layer per file, empty config).
+    Push(store_cmds::PushArgs),
+    /// Pull an artifact's files, checking every blob.
+    Pull(store_cmds::PullArgs),
+    /// Print the digest a reference points to.
+    Resolve(store_cmds::ResolveArgs),
+    /// Copy an artifact with all its blobs and referrers between stores, digests unchanged.
+    Copy(store_cmds::CopyArgs),
+    /// List an artifact's referrers as a tree.
+    Discover(store_cmds::DiscoverArgs),
+}
+
+/// What a command hands back to be printed.
+pub struct Report {
+    pub human: String,
+    pub json: serde_json::Value,
+}
+
+/// An error with the exit code it maps to and an optional hint.
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub code: u8,
+    pub hint: Option<String>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        let error = e.into();
+        let code = exit_code_of(&error);
+        let hint = hint_of(&error);
+        Failure { error, code, hint }
+    }
+}
+
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<store::Error>()
+            && (e.is_integrity_failure() || matches!(e, store::Error::TagExists { .. }))
+        {
+            return EXIT_REFUSED;
+        }
+        if let Some(crate::transfer::Error::UnsafeTitle { .. }) = cause.downcast_ref() {
+            return EXIT_REFUSED;
+        }
+    }
+    EXIT_ERROR
+}
+
+fn hint_of(error: &anyhow::Error) -> Option<String> {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<store::Error>() {
+            return match e {
+                store::Error::TagExists { .. } => Some(
+                    "tags are immutable in custody; push under a new tag, or pass --force-tag to move it deliberately".into(),
+                ),
+                store::Error::DigestMismatch { .. } | store::Error::LyingDigestHeader { .. } => {
+                    Some("the store returned content other than what was asked for; do not trust it, and report it to the registry's operator".into())
+                }
+                store::Error::InsecureRefused { registry } => Some(format!(
+                    "pass --insecure-registry {registry} if this registry really has no TLS"
+                )),
+                store::Error::RetriesExhausted { .. } => {
+                    Some("the registry kept failing; check that it is up and reachable".into())
+                }
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
+/// Store options from flags and the environment.
+pub(crate) fn store_options(cli: &Cli) -> store::Options {
+    let mut insecure = cli.insecure_registries.clone();
+    if let Ok(list) = std::env::var("CUSTODY_INSECURE_REGISTRIES") {
+        insecure.extend(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut retry = store::registry::RetryPolicy::default();
+    if let Some(ms) = std::env::var("CUSTODY_RETRY_BASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        retry.base_delay = std::time::Duration::from_millis(ms);
+        retry.max_delay = std::time::Duration::from_millis(ms.saturating_mul(8));
+    }
+    store::Options {
+        insecure_registries: insecure,
+        credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),
+        retry,
+    }
+}
+
 pub fn run() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let output = cli.output;
+    let result = match &cli.command {
+        Command::Push(args) => store_cmds::push(&cli, args),
+        Command::Pull(args) => store_cmds::pull(&cli, args),
+        Command::Resolve(args) => store_cmds::resolve(&cli, args),
+        Command::Copy(args) => store_cmds::copy(&cli, args),
+        Command::Discover(args) => store_cmds::discover(&cli, args),
+    };
+    match result {
+        Ok(report) => {
+            print_report(output, &report);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            print_failure(output, &failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn print_report(output: OutputFormat, report: &Report) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = match output {
+        OutputFormat::Human => write!(stdout, "{}", report.human),
+        OutputFormat::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&report.json).expect("reports serialise")
+        ),
+    };
+}
+
+fn print_failure(output: OutputFormat, failure: &Failure) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {}", failure.error);
+    for cause in failure.error.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    if let Some(hint) = &failure.hint {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+    if output == OutputFormat::Json {
+        let causes: Vec<String> = failure.error.chain().map(|c| c.to_string()).collect();
+        let json = serde_json::json!({
+            "error": failure.error.to_string(),
+            "causes": causes,
+            "hint": failure.hint,
+            "exitCode": failure.code,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("json serialises")
+        );
+    }
 }
