@@ -79,9 +79,20 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The store error behind a cause, whether bare or wrapped transparently by a transfer.
+fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a store::Error> {
+    if let Some(e) = cause.downcast_ref::<store::Error>() {
+        return Some(e);
+    }
+    match cause.downcast_ref::<crate::transfer::Error>() {
+        Some(crate::transfer::Error::Store(e)) => Some(e),
+        _ => None,
+    }
+}
+
 fn exit_code_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<store::Error>()
+        if let Some(e) = store_error(cause)
             && (e.is_integrity_failure() || matches!(e, store::Error::TagExists { .. }))
         {
             return EXIT_REFUSED;
@@ -95,7 +106,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 
 fn hint_of(error: &anyhow::Error) -> Option<String> {
     for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<store::Error>() {
+        if let Some(e) = store_error(cause) {
             return match e {
                 store::Error::TagExists { .. } => Some(
                     "tags are immutable in custody; push under a new tag, or pass --force-tag to move it deliberately".into(),

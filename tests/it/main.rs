@@ -1,0 +1,4 @@
+mod hostile;
+mod interop;
+mod registry;
+mod support;
