@@ -55,6 +55,8 @@ pub enum Command {
     Copy(store_cmds::CopyArgs),
     /// List an artifact's referrers as a tree.
     Discover(store_cmds::DiscoverArgs),
+    /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
+    Digest(store_cmds::DigestArgs),
 }
 
 /// What a command hands back to be printed.
@@ -162,6 +164,7 @@ pub fn run() -> ExitCode {
         Command::Resolve(args) => store_cmds::resolve(&cli, args),
         Command::Copy(args) => store_cmds::copy(&cli, args),
         Command::Discover(args) => store_cmds::discover(&cli, args),
+        Command::Digest(args) => store_cmds::digest(args),
     };
     match result {
         Ok(report) => {

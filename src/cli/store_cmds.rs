@@ -256,3 +256,24 @@ pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
         json: serde_json::to_value(&discovery).expect("serialisable"),
     })
 }
+
+#[derive(clap::Args, Debug)]
+pub struct DigestArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn digest(args: &DigestArgs) -> Result<Report, Failure> {
+    let mut human = String::new();
+    let mut json = Vec::new();
+    for path in &args.files {
+        let (digest, size) = crate::digest::of_file(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let _ = writeln!(human, "{digest}  {size}  {}", path.display());
+        json.push(serde_json::json!({"path": path, "digest": digest, "size": size}));
+    }
+    Ok(Report {
+        human,
+        json: serde_json::Value::Array(json),
+    })
+}

@@ -25,8 +25,9 @@ use super::{BlobSource, Error, FetchedManifest, Options, Referrers, ReferrersPat
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks.
 pub const MONOLITHIC_LIMIT: u64 = 8 * 1024 * 1024;
-/// Size of one PATCH of a chunked upload.
-pub const CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+/// Largest PATCH of a chunked upload. Each PATCH streams from the file (memory stays flat); an
+/// interrupted one resumes at the offset the registry reports.
+pub const CHUNK_SIZE: u64 = 1024 * 1024 * 1024;
 const MAX_LIST_PAGES: usize = 1000;
 const MAX_LIST_PAGE_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 4096;
@@ -334,11 +335,24 @@ impl RegistryStore {
         body: &RequestBody<'_>,
         access: &Access,
     ) -> Result<Response, Error> {
+        self.send_attempts(method, url, headers, body, access, self.retry.attempts)
+    }
+
+    /// [`Self::send`] with a given number of attempts; 1 for steps that are not idempotent.
+    fn send_attempts(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: &RequestBody<'_>,
+        access: &Access,
+        attempts: u32,
+    ) -> Result<Response, Error> {
         let shown_url = strip_query(url);
         let mut last = String::new();
         let mut auth_rounds = 0;
         let mut attempt = 0;
-        while attempt < self.retry.attempts {
+        while attempt < attempts {
             let mut request = self
                 .client
                 .request(method.clone(), url)
@@ -406,7 +420,7 @@ impl RegistryStore {
         Err(Error::RetriesExhausted {
             method: method.to_string(),
             url: shown_url,
-            attempts: self.retry.attempts,
+            attempts,
             last,
         })
     }
@@ -674,6 +688,7 @@ impl RegistryStore {
         let octets = HeaderValue::from_static("application/octet-stream");
         if descriptor.size > MONOLITHIC_LIMIT {
             let mut offset = 0;
+            let mut failures = 0;
             while offset < descriptor.size {
                 let len = CHUNK_SIZE.min(descriptor.size - offset);
                 let mut headers = HeaderMap::new();
@@ -688,19 +703,31 @@ impl RegistryStore {
                     offset,
                     len,
                 };
-                match self.send(
+                // A PATCH is not idempotent: it is sent once, and after a failure the upload
+                // resumes at the offset the registry reports.
+                match self.send_attempts(
                     Method::PATCH,
                     location.as_str(),
                     &headers,
                     &body,
                     &Access::Push,
+                    1,
                 ) {
                     Ok(r) if r.status() == StatusCode::ACCEPTED => {
                         location = self.location(&r, &what)?;
                         offset += len;
                     }
-                    // The chunk may have landed partly: ask where the upload stands, resume there.
                     Ok(_) | Err(Error::RetriesExhausted { .. }) => {
+                        failures += 1;
+                        if failures >= self.retry.attempts {
+                            return Err(Error::Refused {
+                                what,
+                                reason: format!(
+                                    "the upload broke off {failures} times; the last resume point was byte {offset}"
+                                ),
+                            });
+                        }
+                        std::thread::sleep(self.retry.delay(failures, None));
                         offset = self.upload_offset(&location, &what)?;
                     }
                     Err(e) => return Err(e),

@@ -368,3 +368,88 @@ fn fallback_tag_that_is_not_an_index_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(r#""path": "api""#), "{}", stdout(&o));
 }
+
+#[test]
+fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
+    use std::sync::Mutex;
+    let dir = support::tempdir();
+    let path = dir.path().join("big.bin");
+    support::write_data(&path, 9 * 1024 * 1024 + 17, 11);
+    let (digest, size) = custody::digest::of_file(&path).unwrap();
+    let descriptor = Descriptor::new("application/octet-stream", digest.clone(), size);
+
+    // The registry keeps only the first half of the first PATCH, then fails it.
+    let stored = Arc::new(Mutex::new((Vec::<u8>::new(), 0usize, false)));
+    let state = stored.clone();
+    let blob_path = format!("/v2/x/y/blobs/{digest}");
+    let s = HostileServer::start(move |r| {
+        let mut st = state.lock().unwrap();
+        let (data, patches, done) = &mut *st;
+        match (r.method.as_str(), r.path.as_str()) {
+            ("HEAD", p) if p == blob_path => {
+                if *done {
+                    Response::new(200).header("Content-Length", &data.len().to_string())
+                } else {
+                    Response::new(404)
+                }
+            }
+            ("POST", "/v2/x/y/blobs/uploads/") => {
+                Response::new(202).header("Location", "/upload/1")
+            }
+            ("PATCH", "/upload/1") => {
+                *patches += 1;
+                let start: usize = r
+                    .header("content-range")
+                    .unwrap()
+                    .split('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if start != data.len() {
+                    return Response::new(416);
+                }
+                if *patches == 1 {
+                    data.extend_from_slice(&r.body[..r.body.len() / 2]);
+                    return Response::new(500);
+                }
+                data.extend_from_slice(&r.body);
+                Response::new(202).header("Location", "/upload/1")
+            }
+            ("GET", "/upload/1") => {
+                Response::new(204).header("Range", &format!("0-{}", data.len() as i64 - 1))
+            }
+            ("PUT", p) if p.starts_with("/upload/1?digest=") => {
+                if Digest::of(data) == digest {
+                    *done = true;
+                    Response::new(201)
+                } else {
+                    Response::new(400)
+                }
+            }
+            _ => Response::new(404),
+        }
+    });
+    let store = store::open(
+        &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+        &store::Options {
+            retry: custody::store::registry::RetryPolicy {
+                base_delay: std::time::Duration::from_millis(5),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store
+        .put_blob(&descriptor, custody::store::BlobSource::File(&path))
+        .unwrap();
+    let st = stored.lock().unwrap();
+    assert!(st.2, "the upload completed");
+    assert_eq!(st.1, 2, "one failed PATCH, one resumed PATCH");
+    assert_eq!(
+        s.count("GET", "/upload/1"),
+        1,
+        "asked where the upload stood"
+    );
+}
