@@ -1022,13 +1022,11 @@ impl Store for RegistryStore {
         }
         self.check_put_digest(&response, &what, &digest)?;
         if let Some(subject) = checked.manifest.subject() {
-            let says_indexed = response
-                .headers()
-                .get("oci-subject")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim() == subject.digest.to_string());
-            // A registry may claim OCI-Subject without serving the API (ECR did): check both.
-            if !(says_indexed && self.referrers_api_supported()?) {
+            // The referrers API, when the registry serves it, is what every client reads; the
+            // fallback tag is written only where the API is missing. `OCI-Subject` alone is not
+            // trusted (ECR sent it without serving the API), and some API registries (ggcr's)
+            // never send it, so the probe decides.
+            if !self.referrers_api_supported()? {
                 let descriptor = referrer_descriptor(&checked.manifest, media_type, bytes);
                 self.add_fallback_referrer(&subject.digest, &descriptor)?;
             }

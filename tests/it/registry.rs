@@ -8,7 +8,7 @@ use custody::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
 use custody::reference::Reference;
 use custody::store::{self, BlobSource, ReferrersPath, Store};
 
-use crate::support::{self, Registry, ok, ok_json, run, stderr, stdout};
+use crate::support::{self, ReferrersRegistry, Registry, ok, ok_json, run, stderr, stdout};
 
 /// Attaches a small referrer (like a signature bundle) to `subject` through the library.
 pub fn attach_referrer(
@@ -362,5 +362,49 @@ fn bad_input_gives_clear_errors_and_exit_2() {
         stderr(&o).contains("https://registry.invalid"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() {
+    let api = ReferrersRegistry::start();
+    let fallback = Registry::start();
+    let dir = support::tempdir();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"artifact for the API").unwrap();
+    let src = format!("{}/api/app:v1", api.host);
+    let digest = ok_json(&["push", file.to_str().unwrap(), "--to", &src])["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = open(&src);
+    let subject = store
+        .get_manifest(&digest.parse().unwrap())
+        .unwrap()
+        .descriptor;
+    let sig = attach_referrer(store.as_ref(), &subject, b"sig", "application/vnd.test.sig");
+    let referrers = store.referrers(&subject.digest).unwrap();
+    assert_eq!(referrers.path, ReferrersPath::Api);
+    assert_eq!(referrers.descriptors.len(), 1);
+    assert_eq!(referrers.descriptors[0].digest, sig);
+    // The API registry got no fallback tag: it said OCI-Subject and serves the API.
+    assert!(
+        store
+            .get_tagged(&subject.digest.fallback_tag().parse().unwrap())
+            .unwrap()
+            .is_none()
+    );
+
+    // API registry -> fallback registry -> API registry: the referrer survives both ways.
+    let mid = format!("{}/mid/app:v1", fallback.host);
+    assert_eq!(ok_json(&["copy", &src, &mid])["referrers"], 1);
+    assert_eq!(ok_json(&["discover", &mid])["path"], "tag-schema");
+    let back = format!("{}/back/app:v1", api.host);
+    assert_eq!(ok_json(&["copy", &mid, &back])["referrers"], 1);
+    let tree = ok_json(&["discover", &back]);
+    assert_eq!(tree["path"], "api");
+    assert_eq!(
+        tree["referrers"][0]["descriptor"]["digest"],
+        sig.to_string()
     );
 }

@@ -155,6 +155,47 @@ impl Drop for Registry {
     }
 }
 
+/// go-containerregistry's in-memory registry with the OCI 1.1 referrers API (tests/ocireg).
+pub struct ReferrersRegistry {
+    child: Child,
+    pub host: String,
+}
+
+impl ReferrersRegistry {
+    pub fn start() -> ReferrersRegistry {
+        let binary = tool("ocireg");
+        for _ in 0..5 {
+            let host = format!("127.0.0.1:{}", free_port());
+            let mut child = Command::new(&binary)
+                .args(["-addr", &host])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start ocireg");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if http_status(&host, "/v2/") == Some(200) {
+                    return ReferrersRegistry { child, host };
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("ocireg did not come up on a loopback port");
+    }
+}
+
+impl Drop for ReferrersRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The status of a plain GET, or None when nothing answers.
 pub fn http_status(host: &str, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(host).ok()?;
