@@ -4,6 +4,7 @@
 //!
 //! The library never prints and never exits; `cli` does both.
 
+pub mod attach;
 pub mod cli;
 pub mod digest;
 pub mod oci;
