@@ -2,6 +2,7 @@
 //! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
 //! failed, 2 could not run.
 
+mod progress;
 mod store_cmds;
 
 use std::io::Write;
@@ -152,6 +153,8 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
         insecure_registries: insecure,
         credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),
         retry,
+        progress: (cli.output == OutputFormat::Human)
+            .then(|| store::ProgressHandle(std::sync::Arc::new(progress::StderrProgress::new()))),
     }
 }
 

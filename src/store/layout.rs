@@ -26,6 +26,7 @@ const LOCK_FILE: &str = ".index.json.lock";
 
 pub struct LayoutStore {
     root: PathBuf,
+    progress: Option<super::ProgressHandle>,
 }
 
 impl LayoutStore {
@@ -38,6 +39,7 @@ impl LayoutStore {
         )))?;
         let store = LayoutStore {
             root: root.to_owned(),
+            progress: None,
         };
         let layout_file = root.join(LAYOUT_FILE);
         match fs::read(&layout_file) {
@@ -70,6 +72,12 @@ impl LayoutStore {
             store.update_index(|_| Ok(()))?;
         }
         Ok(store)
+    }
+
+    /// Reports large blob transfers to `progress`.
+    pub fn with_progress(mut self, progress: Option<super::ProgressHandle>) -> LayoutStore {
+        self.progress = progress;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -122,10 +130,22 @@ impl LayoutStore {
         let mut file = super::AtomicFile::create(&target)?;
         let what = format!("blob {}", descriptor.digest);
         let mut writer = HashingWriter::new(&mut file);
-        // Copy at most one byte more than announced, so an over-long source is caught without
-        // reading it all.
-        io::copy(&mut reader.take(descriptor.size + 1), &mut writer)
-            .map_err(Error::io(format!("cannot store {what}")))?;
+        let progress = super::ProgressHandle::track(
+            &self.progress,
+            || format!("store {}", descriptor.digest.short()),
+            descriptor.size,
+        );
+        let mut reader = super::ProgressReader {
+            // At most one byte more than announced, so an over-long source is caught without
+            // reading it all.
+            inner: reader.take(descriptor.size + 1),
+            progress: progress.clone(),
+        };
+        let copied = io::copy(&mut reader, &mut writer);
+        if let Some(p) = progress {
+            p.0.end();
+        }
+        copied.map_err(Error::io(format!("cannot store {what}")))?;
         let (_, found, size) = writer.finish();
         if size != descriptor.size {
             return Err(Error::SizeMismatch {
@@ -200,7 +220,20 @@ impl Store for LayoutStore {
             Err(e) => return Err(Error::io(format!("cannot open {what}"))(e)),
         };
         let mut reader = HashingReader::new(file.take(descriptor.size + 1));
-        io::copy(&mut reader, sink).map_err(Error::io(format!("cannot copy {what}")))?;
+        let progress = super::ProgressHandle::track(
+            &self.progress,
+            || format!("read {}", descriptor.digest.short()),
+            descriptor.size,
+        );
+        let mut sink = super::ProgressWriter {
+            inner: sink,
+            progress: progress.clone(),
+        };
+        let copied = io::copy(&mut reader, &mut sink);
+        if let Some(p) = progress {
+            p.0.end();
+        }
+        copied.map_err(Error::io(format!("cannot copy {what}")))?;
         let (found, size) = reader.finish();
         if size != descriptor.size {
             return Err(Error::SizeMismatch {

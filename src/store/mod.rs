@@ -260,7 +260,76 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Options that apply to every registry opened.
+/// Receives the progress of large blob transfers. The CLI draws it; the library only reports.
+pub trait Progress: Send + Sync {
+    fn begin(&self, label: &str, total: u64);
+    fn advance(&self, bytes: u64);
+    fn end(&self);
+}
+
+/// Blobs smaller than this are not worth a progress report.
+pub const PROGRESS_THRESHOLD: u64 = 16 * 1024 * 1024;
+
+/// A shared [`Progress`] receiver.
+#[derive(Clone)]
+pub struct ProgressHandle(pub std::sync::Arc<dyn Progress>);
+
+impl std::fmt::Debug for ProgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHandle")
+    }
+}
+
+impl ProgressHandle {
+    /// Reports a transfer of `total` bytes when it is large enough to be worth it.
+    pub(crate) fn track(
+        handle: &Option<ProgressHandle>,
+        label: impl FnOnce() -> String,
+        total: u64,
+    ) -> Option<ProgressHandle> {
+        let handle = handle.as_ref().filter(|_| total >= PROGRESS_THRESHOLD)?;
+        handle.0.begin(&label(), total);
+        Some(handle.clone())
+    }
+}
+
+/// Counts bytes read through it into a progress receiver.
+pub(crate) struct ProgressReader<R> {
+    pub inner: R,
+    pub progress: Option<ProgressHandle>,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.0.advance(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Counts bytes written through it into a progress receiver.
+pub(crate) struct ProgressWriter<'a> {
+    pub inner: &'a mut dyn Write,
+    pub progress: Option<ProgressHandle>,
+}
+
+impl Write for ProgressWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(p) = &self.progress {
+            p.0.advance(n as u64);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Options that apply to every store opened.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Hosts reachable over plain HTTP besides loopback.
@@ -269,12 +338,16 @@ pub struct Options {
     pub credentials: auth::CredentialSources,
     /// Retry policy for idempotent requests.
     pub retry: registry::RetryPolicy,
+    /// Where large transfers report progress.
+    pub progress: Option<ProgressHandle>,
 }
 
 /// Opens the repository a reference names.
 pub fn open(reference: &Reference, options: &Options) -> Result<Box<dyn Store>, Error> {
     match &reference.location {
-        Location::Layout { path } => Ok(Box::new(layout::LayoutStore::open_or_create(path)?)),
+        Location::Layout { path } => Ok(Box::new(
+            layout::LayoutStore::open_or_create(path)?.with_progress(options.progress.clone()),
+        )),
         Location::Registry {
             registry,
             repository,

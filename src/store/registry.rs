@@ -21,7 +21,10 @@ use crate::oci::{
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API, Tag};
 
 use super::auth::{Challenge, Credential, Secret, parse_challenge};
-use super::{BlobSource, Error, FetchedManifest, Options, Referrers, ReferrersPath, Store};
+use super::{
+    BlobSource, Error, FetchedManifest, Options, ProgressHandle, ProgressReader, ProgressWriter,
+    Referrers, ReferrersPath, Store,
+};
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks.
 pub const MONOLITHIC_LIMIT: u64 = 8 * 1024 * 1024;
@@ -78,6 +81,7 @@ enum RequestBody<'a> {
         source: BlobSource<'a>,
         offset: u64,
         len: u64,
+        progress: Option<ProgressHandle>,
     },
 }
 
@@ -90,6 +94,7 @@ impl RequestBody<'_> {
                 source: BlobSource::Bytes(b),
                 offset,
                 len,
+                ..
             } => {
                 let start = *offset as usize;
                 Some(Body::from(b[start..start + *len as usize].to_vec()))
@@ -98,13 +103,15 @@ impl RequestBody<'_> {
                 source: BlobSource::File(path),
                 offset,
                 len,
+                progress,
             } => {
                 let mut f = std::fs::File::open(path)?;
                 std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(*offset))?;
-                Some(Body::sized(
-                    std::io::BufReader::with_capacity(1 << 20, f).take(*len),
-                    *len,
-                ))
+                let reader = ProgressReader {
+                    inner: std::io::BufReader::with_capacity(1 << 20, f).take(*len),
+                    progress: progress.clone(),
+                };
+                Some(Body::sized(reader, *len))
             }
         })
     }
@@ -120,6 +127,7 @@ pub struct RegistryStore {
     tokens: Mutex<HashMap<Access, Secret>>,
     basic_auth: Mutex<bool>,
     referrers_api: Mutex<Option<bool>>,
+    progress: Option<ProgressHandle>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -177,6 +185,7 @@ impl RegistryStore {
             tokens: Mutex::new(HashMap::new()),
             basic_auth: Mutex::new(false),
             referrers_api: Mutex::new(None),
+            progress: options.progress.clone(),
         })
     }
 
@@ -679,6 +688,24 @@ impl RegistryStore {
 
     /// One upload session: POST, then one PUT or several PATCHes and a PUT.
     fn upload_once(&self, descriptor: &Descriptor, source: BlobSource<'_>) -> Result<(), Error> {
+        let progress = ProgressHandle::track(
+            &self.progress,
+            || format!("upload {}", descriptor.digest.short()),
+            descriptor.size,
+        );
+        let result = self.upload_session(descriptor, source, &progress);
+        if let Some(p) = progress {
+            p.0.end();
+        }
+        result
+    }
+
+    fn upload_session(
+        &self,
+        descriptor: &Descriptor,
+        source: BlobSource<'_>,
+        progress: &Option<ProgressHandle>,
+    ) -> Result<(), Error> {
         let what = format!("blob {} to {}", descriptor.digest, self.name());
         let response = self.start_upload(&Access::Push, "")?;
         if response.status() != StatusCode::ACCEPTED {
@@ -702,6 +729,7 @@ impl RegistryStore {
                     source,
                     offset,
                     len,
+                    progress: progress.clone(),
                 };
                 // A PATCH is not idempotent: it is sent once, and after a failure the upload
                 // resumes at the offset the registry reports.
@@ -758,6 +786,7 @@ impl RegistryStore {
                 source,
                 offset: 0,
                 len: descriptor.size,
+                progress: progress.clone(),
             };
             let r = self.send(
                 Method::PUT,
@@ -792,6 +821,81 @@ impl RegistryStore {
             .and_then(|v| v.rsplit_once('-'))
             .and_then(|(_, end)| end.parse::<u64>().ok());
         Ok(range.map_or(0, |end| end + 1))
+    }
+
+    /// Streams a blob into `sink`, resuming with `Range` after a break, checking as it goes.
+    fn download(&self, descriptor: &Descriptor, sink: &mut dyn Write) -> Result<(), Error> {
+        let url = self.url(&format!("blobs/{}", descriptor.digest));
+        let what = format!("blob {} from {}", descriptor.digest, self.name());
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut attempts = 0;
+        loop {
+            let mut headers = HeaderMap::new();
+            let offset = hasher.len();
+            if offset > 0 {
+                headers.insert(
+                    reqwest::header::RANGE,
+                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("digits"),
+                );
+            }
+            let mut response = self.get(&url, &headers, &Access::Pull)?;
+            match response.status() {
+                StatusCode::OK if offset == 0 => {}
+                StatusCode::PARTIAL_CONTENT if offset > 0 => {}
+                StatusCode::NOT_FOUND => return Err(Error::NotFound { what }),
+                StatusCode::OK => {
+                    return Err(Error::Refused {
+                        what,
+                        reason: "the download broke off and the registry cannot resume it (no Range support)".into(),
+                    });
+                }
+                _ => return Err(self.unexpected("GET", &url, response)),
+            }
+            let mut interrupted = false;
+            loop {
+                let n = match response.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        interrupted = true;
+                        break;
+                    }
+                };
+                if hasher.len() + n as u64 > descriptor.size {
+                    return Err(Error::SizeMismatch {
+                        what,
+                        expected: descriptor.size,
+                        found: hasher.len() + n as u64,
+                    });
+                }
+                hasher.update(&buf[..n]);
+                sink.write_all(&buf[..n])
+                    .map_err(Error::io(format!("cannot write {what}")))?;
+            }
+            if !interrupted && hasher.len() == descriptor.size {
+                break;
+            }
+            attempts += 1;
+            if attempts >= self.retry.attempts {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: descriptor.size,
+                    found: hasher.len(),
+                });
+            }
+            std::thread::sleep(self.retry.delay(attempts, None));
+        }
+        let found = hasher.finish();
+        if found != descriptor.digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: descriptor.digest.clone(),
+                found,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -930,77 +1034,20 @@ impl Store for RegistryStore {
     }
 
     fn get_blob(&self, descriptor: &Descriptor, sink: &mut dyn Write) -> Result<(), Error> {
-        let url = self.url(&format!("blobs/{}", descriptor.digest));
-        let what = format!("blob {} from {}", descriptor.digest, self.name());
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut attempts = 0;
-        loop {
-            let mut headers = HeaderMap::new();
-            let offset = hasher.len();
-            if offset > 0 {
-                headers.insert(
-                    reqwest::header::RANGE,
-                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("digits"),
-                );
-            }
-            let mut response = self.get(&url, &headers, &Access::Pull)?;
-            match response.status() {
-                StatusCode::OK if offset == 0 => {}
-                StatusCode::PARTIAL_CONTENT if offset > 0 => {}
-                StatusCode::NOT_FOUND => return Err(Error::NotFound { what }),
-                StatusCode::OK => {
-                    return Err(Error::Refused {
-                        what,
-                        reason: "the download broke off and the registry cannot resume it (no Range support)".into(),
-                    });
-                }
-                _ => return Err(self.unexpected("GET", &url, response)),
-            }
-            let mut interrupted = false;
-            loop {
-                let n = match response.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        interrupted = true;
-                        break;
-                    }
-                };
-                if hasher.len() + n as u64 > descriptor.size {
-                    return Err(Error::SizeMismatch {
-                        what,
-                        expected: descriptor.size,
-                        found: hasher.len() + n as u64,
-                    });
-                }
-                hasher.update(&buf[..n]);
-                sink.write_all(&buf[..n])
-                    .map_err(Error::io(format!("cannot write {what}")))?;
-            }
-            if !interrupted && hasher.len() == descriptor.size {
-                break;
-            }
-            attempts += 1;
-            if attempts >= self.retry.attempts {
-                return Err(Error::SizeMismatch {
-                    what,
-                    expected: descriptor.size,
-                    found: hasher.len(),
-                });
-            }
-            std::thread::sleep(self.retry.delay(attempts, None));
+        let progress = ProgressHandle::track(
+            &self.progress,
+            || format!("download {}", descriptor.digest.short()),
+            descriptor.size,
+        );
+        let mut counted = ProgressWriter {
+            inner: sink,
+            progress: progress.clone(),
+        };
+        let result = self.download(descriptor, &mut counted);
+        if let Some(p) = progress {
+            p.0.end();
         }
-        let found = hasher.finish();
-        if found != descriptor.digest {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: descriptor.digest.clone(),
-                found,
-            });
-        }
-        Ok(())
+        result
     }
 
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error> {

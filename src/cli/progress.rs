@@ -1,0 +1,87 @@
+//! Progress of long transfers on standard error: a bar on a terminal, a few quiet lines in CI
+//! logs (every quarter), nothing for small blobs.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use crate::store::Progress;
+
+#[derive(Default)]
+struct State {
+    label: String,
+    total: u64,
+    done: u64,
+    /// Last quarter (log mode) or percent (terminal mode) reported.
+    shown: u64,
+}
+
+pub struct StderrProgress {
+    terminal: bool,
+    state: Mutex<State>,
+}
+
+impl StderrProgress {
+    pub fn new() -> StderrProgress {
+        StderrProgress {
+            terminal: std::io::stderr().is_terminal(),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl Progress for StderrProgress {
+    fn begin(&self, label: &str, total: u64) {
+        let mut s = self.state.lock().expect("progress lock");
+        *s = State {
+            label: label.to_owned(),
+            total: total.max(1),
+            done: 0,
+            shown: 0,
+        };
+        if !self.terminal {
+            eprintln!("{label}: {:.1} MiB", mib(total));
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        let mut s = self.state.lock().expect("progress lock");
+        s.done += bytes;
+        let percent = (s.done.min(s.total) * 100) / s.total;
+        if self.terminal {
+            if percent != s.shown {
+                s.shown = percent;
+                let filled = (percent / 4) as usize;
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r{} [{}{}] {percent:3}% {:.0}/{:.0} MiB",
+                    s.label,
+                    "#".repeat(filled),
+                    " ".repeat(25 - filled),
+                    mib(s.done),
+                    mib(s.total)
+                );
+                let _ = err.flush();
+            }
+        } else {
+            let quarter = percent / 25;
+            if quarter > s.shown && quarter < 4 {
+                s.shown = quarter;
+                eprintln!("{}: {}%", s.label, quarter * 25);
+            }
+        }
+    }
+
+    fn end(&self) {
+        let s = self.state.lock().expect("progress lock");
+        if self.terminal {
+            eprintln!();
+        } else {
+            eprintln!("{}: done ({:.1} MiB)", s.label, mib(s.done));
+        }
+    }
+}
