@@ -4,5 +4,8 @@
 //!
 //! The library never prints and never exits; `cli` does both.
 
+pub mod attest;
+pub mod ci;
 pub mod cli;
 pub mod digest;
+pub mod source;
