@@ -8,4 +8,5 @@ pub mod attest;
 pub mod ci;
 pub mod cli;
 pub mod digest;
+pub mod sbom;
 pub mod source;
