@@ -265,3 +265,441 @@ fn unborn_repository_is_an_error() {
     let err = source::record(dir.path(), &strict()).unwrap_err();
     assert!(matches!(err, SourceError::Unborn { .. }), "{err}");
 }
+
+// ------------------------------------------------------------------- independent validators
+
+/// The venv `scripts/install-python-tools` makes.
+fn tools_dir() -> PathBuf {
+    match std::env::var_os("CUSTODY_TOOLS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+            .join(".cache/custody/tools"),
+    }
+}
+
+fn python() -> PathBuf {
+    let python = tools_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "validator venv missing at {}: run scripts/install-python-tools first",
+        python.display()
+    );
+    python
+}
+
+fn validate(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/validate.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "validator rejected {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn validate_sbom(path: &Path, version: &str) {
+    validate(&["sbom", path.to_str().unwrap(), version]);
+}
+
+fn validate_statement(path: &Path) {
+    validate(&["statement", path.to_str().unwrap()]);
+}
+
+// ------------------------------------------------------------------------ lockfile fixtures
+
+use custody::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
+use custody::ci;
+use custody::digest::Digest;
+use custody::sbom::{self, Artifact, SbomOptions, SerialNumber, SpecVersion};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lockfiles")
+        .join(rel)
+}
+
+const FIXTURES: [(&str, &str); 7] = [
+    ("cargo", "Cargo.lock"),
+    ("npm-v2", "package-lock.json"),
+    ("npm-v3", "package-lock.json"),
+    ("go", "go.mod"),
+    ("uv", "uv.lock"),
+    ("poetry", "poetry.lock"),
+    ("requirements", "requirements.txt"),
+];
+
+fn expected_purls(dir: &str) -> Vec<String> {
+    std::fs::read_to_string(fixture(dir).join("expected-purls.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_lockfile_fixture_gives_its_expected_purls() {
+    for (dir, file) in FIXTURES {
+        let lock = sbom::read_lockfile(&fixture(dir).join(file)).unwrap();
+        let mut purls: Vec<String> = lock.packages.iter().map(|p| p.purl.to_string()).collect();
+        purls.sort();
+        purls.dedup();
+        assert_eq!(purls, expected_purls(dir), "{dir}/{file}");
+    }
+}
+
+fn all_locks() -> Vec<sbom::Lock> {
+    FIXTURES
+        .iter()
+        .map(|(dir, file)| sbom::read_lockfile(&fixture(dir).join(file)).unwrap())
+        .collect()
+}
+
+fn artifacts() -> Vec<Artifact> {
+    vec![
+        Artifact {
+            name: "app-linux-amd64".into(),
+            digest: Digest::of(b"amd64"),
+        },
+        Artifact {
+            name: "app-linux-arm64".into(),
+            digest: Digest::of(b"arm64"),
+        },
+    ]
+}
+
+fn bom_json(locks: &[sbom::Lock], spec: SpecVersion, seed: u8) -> serde_json::Value {
+    let mut options = SbomOptions::new(Timestamp::from_unix(1_700_000_000 + u64::from(seed)));
+    options.spec_version = spec;
+    options.serial_number = Some(SerialNumber::from_bytes([seed; 16]));
+    let bom = sbom::generate(&artifacts(), locks, &options).unwrap();
+    serde_json::from_slice(&bom.to_json_bytes().unwrap()).unwrap()
+}
+
+#[test]
+fn sbom_of_every_fixture_validates_against_cyclonedx_1_6_and_1_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = all_locks();
+    for (spec, name) in [(SpecVersion::V1_6, "1.6"), (SpecVersion::V1_5, "1.5")] {
+        let path = dir.path().join(format!("all-{name}.cdx.json"));
+        let bytes = serde_json::to_vec_pretty(&bom_json(&locks, spec, 1)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        validate_sbom(&path, name);
+    }
+    for lock in locks {
+        let path = dir.path().join("one.cdx.json");
+        let json = bom_json(std::slice::from_ref(&lock), SpecVersion::V1_6, 2);
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        validate_sbom(&path, "1.6");
+    }
+}
+
+#[test]
+fn sbom_is_deterministic_except_serial_and_timestamp() {
+    let locks = all_locks();
+    let mut a = bom_json(&locks, SpecVersion::V1_6, 3);
+    let mut b = bom_json(&all_locks(), SpecVersion::V1_6, 4);
+    assert_ne!(a["serialNumber"], b["serialNumber"]);
+    for v in [&mut a, &mut b] {
+        v["serialNumber"] = serde_json::Value::Null;
+        v["metadata"]["timestamp"] = serde_json::Value::Null;
+    }
+    assert_eq!(a, b);
+}
+
+#[test]
+fn sbom_components_refs_graph_and_origins() {
+    let json = bom_json(&all_locks(), SpecVersion::V1_6, 5);
+    let components = json["components"].as_array().unwrap();
+    let refs: Vec<&str> = components
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    let mut unique = refs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), refs.len(), "bom-refs are unique");
+    assert_eq!(refs, unique, "components are sorted by bom-ref");
+    // Both semver versions stay distinct, and @scope/ui depends on the nested one.
+    let deps = json["dependencies"].as_array().unwrap();
+    let ui = deps
+        .iter()
+        .find(|d| d["ref"] == "pkg:npm/%40scope/ui@3.2.1")
+        .unwrap();
+    assert_eq!(ui["dependsOn"], serde_json::json!(["pkg:npm/semver@6.3.1"]));
+    let find = |r: &str| components.iter().find(|c| c["bom-ref"] == r).unwrap();
+    assert_eq!(find("pkg:npm/typescript@5.3.3")["scope"], "excluded");
+    assert_eq!(find("pkg:npm/fsevents@2.3.3")["scope"], "optional");
+    assert_eq!(find("pkg:pypi/pytest@8.1.1")["scope"], "excluded");
+    assert_eq!(find("pkg:pypi/pysocks@1.7.1")["scope"], "optional");
+    assert_eq!(find("pkg:pypi/ruff@0.3.0")["scope"], "excluded");
+    let ms = find("pkg:npm/ms@2.1.2");
+    assert_eq!(ms["hashes"][0]["alg"], "SHA-512");
+    assert_eq!(
+        ms["externalReferences"][0],
+        serde_json::json!({"type": "distribution",
+            "url": "https://registry.npmjs.org/ms/-/ms-2.1.2.tgz"})
+    );
+    let itoa = find("pkg:cargo/itoa@1.0.11");
+    assert_eq!(
+        itoa["hashes"][0]["content"],
+        "49f1f14873335454500d59611f1cf4a4b0f786f9ac11f4312a78e4cf2566695b"
+    );
+    let has_property = |c: &serde_json::Value, name: &str, value: &str| {
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == name && p["value"] == value)
+    };
+    assert!(has_property(
+        itoa,
+        "custody:resolved-from",
+        "registry+https://github.com/rust-lang/crates.io-index"
+    ));
+    assert!(has_property(
+        find("pkg:cargo/helper@0.1.0"),
+        "custody:source-kind",
+        "path"
+    ));
+    assert!(has_property(
+        find("pkg:pypi/urllib3@2.2.1"),
+        "custody:source-kind",
+        "git"
+    ));
+    // The artifact: the first lockfile root names it; both files carry their SHA-256.
+    let meta = &json["metadata"]["component"];
+    assert_eq!(meta["name"], "cli");
+    assert_eq!(meta["components"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        meta["components"][1]["hashes"][0]["content"],
+        Digest::of(b"arm64").hex()
+    );
+}
+
+// ---------------------------------------------------------------------- provenance statements
+
+fn github_env(sha: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_ACTIONS", "true".into()),
+        ("GITHUB_SERVER_URL", "https://github.com".into()),
+        ("GITHUB_REPOSITORY", "octo/hello".into()),
+        ("GITHUB_REPOSITORY_ID", "1".into()),
+        ("GITHUB_REPOSITORY_OWNER_ID", "2".into()),
+        ("GITHUB_REF", "refs/tags/v1.0.0".into()),
+        ("GITHUB_SHA", sha.into()),
+        (
+            "GITHUB_WORKFLOW_REF",
+            "octo/hello/.github/workflows/release.yml@refs/tags/v1.0.0".into(),
+        ),
+        ("GITHUB_RUN_ID", "42".into()),
+        ("GITHUB_RUN_ATTEMPT", "1".into()),
+        ("GITHUB_EVENT_NAME", "push".into()),
+        ("RUNNER_ENVIRONMENT", "github-hosted".into()),
+    ]
+}
+
+fn gitlab_env(sha: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITLAB_CI", "true".into()),
+        ("CI_PROJECT_URL", "https://gitlab.com/group/proj".into()),
+        ("CI_COMMIT_SHA", sha.into()),
+        ("CI_COMMIT_BRANCH", "main".into()),
+        ("CI_JOB_NAME", "build".into()),
+        (
+            "CI_JOB_URL",
+            "https://gitlab.com/group/proj/-/jobs/7".into(),
+        ),
+        ("CI_RUNNER_ID", "9".into()),
+    ]
+}
+
+fn env_map(pairs: Vec<(&'static str, String)>) -> std::collections::BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+#[test]
+fn provenance_for_github_gitlab_and_local_validates() {
+    let repo = Repo::new();
+    let head = repo.commit("a.txt", "a");
+    repo.git(&["checkout", "-q", "--detach", "HEAD"]);
+    let dir = tempfile::tempdir().unwrap();
+    let contexts = [
+        ci::detect(&env_map(github_env(&head))).unwrap(),
+        ci::detect(&env_map(gitlab_env(&head))).unwrap(),
+        ci::local(),
+    ];
+    for (n, ctx) in contexts.iter().enumerate() {
+        let options = SourceOptions {
+            hints: ctx.source_hints.clone(),
+            ..SourceOptions::default()
+        };
+        let record = source::record(&repo.path, &options).unwrap();
+        let mut input = ProvenanceInput::new(
+            vec![ResourceDescriptor::file("app", &Digest::of(b"app"))],
+            ctx,
+        );
+        input.source = Some(&record);
+        input.sbom = Some(ResourceDescriptor::file(
+            "sbom.cdx.json",
+            &Digest::of(b"{}"),
+        ));
+        input.materials = vec![ResourceDescriptor {
+            uri: Some("pkg:docker/rust@1.80".into()),
+            digest: attest::DigestSet::sha256(&Digest::of(b"image")),
+            ..ResourceDescriptor::default()
+        }];
+        input.started_on = Some(Timestamp::from_unix(1_700_000_000));
+        input.finished_on = Some(Timestamp::from_unix(1_700_000_100));
+        let statement = attest::provenance(input).unwrap();
+        let path = dir.path().join(format!("prov-{n}.json"));
+        std::fs::write(&path, statement.to_bytes().unwrap()).unwrap();
+        validate_statement(&path);
+        let value: serde_json::Value =
+            serde_json::from_slice(&statement.to_bytes().unwrap()).unwrap();
+        let dep = &value["predicate"]["buildDefinition"]["resolvedDependencies"][0];
+        assert_eq!(dep["digest"]["gitCommit"], head.as_str());
+        match ctx.platform {
+            ci::Platform::GithubActions => assert_eq!(
+                dep["uri"],
+                "git+https://github.com/octo/hello@refs/tags/v1.0.0"
+            ),
+            ci::Platform::GitlabCi => {
+                assert_eq!(
+                    dep["uri"],
+                    "git+https://gitlab.com/group/proj@refs/heads/main"
+                )
+            }
+            ci::Platform::Local => assert!(dep.get("uri").is_none()),
+        }
+    }
+}
+
+#[test]
+fn vsa_statement_validates() {
+    use attest::{VerificationResult, VerificationSummary, Verifier};
+    let summary = VerificationSummary {
+        verifier: Verifier {
+            id: "https://custody.dev/verifier".into(),
+            version: [("custody".to_owned(), "0.1.0".to_owned())].into(),
+        },
+        time_verified: Some(Timestamp::from_unix(1_700_000_000)),
+        resource_uri: "oci://registry.example/app".into(),
+        policy: ResourceDescriptor {
+            uri: Some("https://example.com/policy.json".into()),
+            digest: attest::DigestSet::sha256(&Digest::of(b"policy")),
+            ..ResourceDescriptor::default()
+        },
+        input_attestations: Some(vec![ResourceDescriptor::file(
+            "prov.json",
+            &Digest::of(b"prov"),
+        )]),
+        verification_result: VerificationResult::Passed,
+        verified_levels: vec!["SLSA_BUILD_LEVEL_2".into()],
+        dependency_levels: Some(Default::default()),
+        slsa_version: Some("1.0".into()),
+    };
+    let statement = attest::verification_summary(
+        vec![ResourceDescriptor::file("app", &Digest::of(b"app"))],
+        summary,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vsa.json");
+    std::fs::write(&path, statement.to_bytes().unwrap()).unwrap();
+    validate_statement(&path);
+}
+
+// ------------------------------------------------------------------------------- the binary
+
+fn custody(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody"));
+    cmd.args(args).current_dir(dir);
+    for var in ["GITHUB_ACTIONS", "GITLAB_CI"] {
+        cmd.env_remove(var);
+    }
+    cmd.output().expect("custody runs")
+}
+
+#[test]
+fn cli_sbom_and_provenance_in_a_clean_checkout() {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "git@github.com:octo/hello.git"]);
+    std::fs::copy(fixture("cargo/Cargo.lock"), repo.path.join("Cargo.lock")).unwrap();
+    repo.git(&["add", "Cargo.lock"]);
+    repo.git(&["commit", "-q", "-m", "lock"]);
+    repo.git(&["tag", "v0.4.0"]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let artifact = out_dir.path().join("cli");
+    std::fs::write(&artifact, b"binary").unwrap();
+    let sbom_path = out_dir.path().join("sbom.cdx.json");
+    let prov_path = out_dir.path().join("provenance.json");
+
+    let out = custody(
+        &repo.path,
+        &[
+            "--output",
+            "json",
+            "sbom",
+            artifact.to_str().unwrap(),
+            "-o",
+            sbom_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["components"], 4);
+    validate_sbom(&sbom_path, "1.6");
+    let bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
+    assert_eq!(bom["metadata"]["component"]["version"], "0.4.0");
+
+    let out = custody(
+        &repo.path,
+        &[
+            "provenance",
+            artifact.to_str().unwrap(),
+            "--sbom",
+            sbom_path.to_str().unwrap(),
+            "-o",
+            prov_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    validate_statement(&prov_path);
+    let prov: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&prov_path).unwrap()).unwrap();
+    assert_eq!(
+        prov["predicate"]["runDetails"]["builder"]["id"],
+        ci::LOCAL_BUILDER_ID
+    );
+    assert_eq!(
+        prov["predicate"]["runDetails"]["byproducts"][0]["digest"]["sha256"],
+        Digest::of(&std::fs::read(&sbom_path).unwrap()).hex()
+    );
+
+    // A dirty tree stops provenance with exit code 2 and names the path.
+    repo.write("stray.txt", "x");
+    let out = custody(
+        &repo.path,
+        &[
+            "provenance",
+            artifact.to_str().unwrap(),
+            "-o",
+            prov_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stray.txt"));
+}

@@ -71,6 +71,12 @@ def check_statement(path):
     elif predicate_type == "https://slsa.dev/verification_summary/v1":
         from in_toto_attestation.predicates.vsa.v1 import vsa_pb2
 
+        # The SLSA VSA v1 spec has an optional `verifier.version` map that the in-toto proto
+        # (0.9.3) does not model yet: check its shape here, then parse the rest strictly.
+        predicate = json.loads(json.dumps(predicate))
+        version = predicate.get("verifier", {}).pop("version", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in version.items()):
+            fail(f"{path}: verifier.version must map strings to strings")
         try:
             json_format.ParseDict(predicate, vsa_pb2.VerificationSummary())
         except Exception as e:  # noqa: BLE001
