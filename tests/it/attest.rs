@@ -593,10 +593,11 @@ fn vsa_statement_validates() {
             digest: attest::DigestSet::sha256(&Digest::of(b"policy")),
             ..ResourceDescriptor::default()
         },
-        input_attestations: Some(vec![ResourceDescriptor::file(
-            "prov.json",
-            &Digest::of(b"prov"),
-        )]),
+        input_attestations: Some(vec![ResourceDescriptor {
+            uri: Some("oci://registry.example/app@sha256:00".into()),
+            digest: attest::DigestSet::sha256(&Digest::of(b"prov")),
+            ..ResourceDescriptor::default()
+        }]),
         verification_result: VerificationResult::Passed,
         verified_levels: vec!["SLSA_BUILD_LEVEL_2".into()],
         dependency_levels: Some(Default::default()),
