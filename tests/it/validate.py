@@ -71,12 +71,19 @@ def check_statement(path):
     elif predicate_type == "https://slsa.dev/verification_summary/v1":
         from in_toto_attestation.predicates.vsa.v1 import vsa_pb2
 
-        # The SLSA VSA v1 spec has an optional `verifier.version` map that the in-toto proto
-        # (0.9.3) does not model yet: check its shape here, then parse the rest strictly.
+        # The in-toto proto (0.9.3) lags the SLSA VSA v1 spec in two fields: it lacks the
+        # optional `verifier.version` map and has `verifiedLevels` as one string instead of an
+        # array (in-toto/attestation issue 425, fix in PR 429). Check those two against the
+        # spec here, then parse the rest strictly.
         predicate = json.loads(json.dumps(predicate))
         version = predicate.get("verifier", {}).pop("version", {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in version.items()):
             fail(f"{path}: verifier.version must map strings to strings")
+        levels = predicate.pop("verifiedLevels", None)
+        if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels):
+            fail(f"{path}: verifiedLevels must be an array of strings")
+        if predicate.get("verificationResult") not in ("PASSED", "FAILED"):
+            fail(f"{path}: verificationResult must be PASSED or FAILED")
         try:
             json_format.ParseDict(predicate, vsa_pb2.VerificationSummary())
         except Exception as e:  # noqa: BLE001
