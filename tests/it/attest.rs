@@ -704,3 +704,142 @@ fn cli_sbom_and_provenance_in_a_clean_checkout() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stray.txt"));
 }
+
+// ------------------------------------------------------------------------- cargo-cyclonedx
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every `pkg:cargo` purl (percent-decoded) in a CycloneDX document's components, nested ones
+/// included.
+fn cargo_purls(bom: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(list: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        for c in list.as_array().into_iter().flatten() {
+            if let Some(p) = c["purl"].as_str().filter(|p| p.starts_with("pkg:cargo/")) {
+                out.insert(percent_decode(p));
+            }
+            walk(&c["components"], out);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&bom["components"], &mut out);
+    out
+}
+
+fn cargo_cyclonedx(project: &Path, extra: &[&str], name: &str) -> serde_json::Value {
+    let tool = tools_dir().join("bin/cargo-cyclonedx");
+    assert!(
+        tool.exists(),
+        "cargo-cyclonedx missing at {}: run scripts/install-python-tools first",
+        tool.display()
+    );
+    let out = Command::new(&tool)
+        .args([
+            "cyclonedx",
+            "--format",
+            "json",
+            "-q",
+            "--override-filename",
+            name,
+        ])
+        .args(extra)
+        .current_dir(project)
+        .output()
+        .expect("cargo-cyclonedx runs");
+    assert!(
+        out.status.success(),
+        "cargo-cyclonedx failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(project.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+/// Oracle: custody's purls for its own Cargo.lock against `cargo cyclonedx`.
+///
+/// Known, explained differences:
+/// - cargo-cyclonedx reads `cargo metadata`, which resolves features and targets: by default
+///   it reports only the packages the host target needs with default features, while
+///   `Cargo.lock` (and so custody, which never runs cargo) lists every package any target or
+///   feature may need. With `--all-features --target all` both sets must be equal.
+/// - cargo-cyclonedx (the `purl` crate) leaves `+` in versions unencoded (`toml@1.2.2+spec-1.1.0`);
+///   the purl standard permits only alphanumerics, `.-_~`, `%` and separators, so custody writes
+///   `%2B`. Purls are compared percent-decoded.
+/// - the root package is `metadata.component` in both (cargo-cyclonedx adds
+///   `?download_url=file://.` to it), not a component, so it is not compared.
+#[test]
+fn cargo_purls_match_cargo_cyclonedx() {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = tempfile::tempdir().unwrap();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(manifest_dir.join(file), project.path().join(file)).unwrap();
+    }
+    for dir in ["src", "benches", "examples", "tests"] {
+        if manifest_dir.join(dir).is_dir() {
+            copy_tree(&manifest_dir.join(dir), &project.path().join(dir));
+        }
+    }
+
+    let lock = sbom::read_lockfile(&project.path().join("Cargo.lock")).unwrap();
+    let bom = sbom::generate(
+        &[Artifact {
+            name: "custody".into(),
+            digest: Digest::of(b"custody"),
+        }],
+        &[lock],
+        &SbomOptions::new(Timestamp::from_unix(0)),
+    )
+    .unwrap();
+    let ours = cargo_purls(&serde_json::to_value(&bom).unwrap());
+
+    let everything = cargo_cyclonedx(
+        project.path(),
+        &["--all-features", "--target", "all"],
+        "all",
+    );
+    let theirs = cargo_purls(&everything);
+    let only_ours: Vec<_> = ours.difference(&theirs).collect();
+    let only_theirs: Vec<_> = theirs.difference(&ours).collect();
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "only custody: {only_ours:?}\nonly cargo-cyclonedx: {only_theirs:?}"
+    );
+    assert!(
+        ours.len() > 50,
+        "custody's own lock has {} crates",
+        ours.len()
+    );
+
+    // Default mode (host target, default features) reports a subset of the lockfile.
+    let host = cargo_purls(&cargo_cyclonedx(project.path(), &[], "host"));
+    let missing: Vec<_> = host.difference(&ours).collect();
+    assert!(missing.is_empty(), "custody misses {missing:?}");
+}
