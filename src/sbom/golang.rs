@@ -148,6 +148,14 @@ pub(crate) fn parse_str(path: &Path, gomod: &str, gosum: Option<&str>) -> Result
                 )
             }
         };
+        if mod_path.bytes().any(|b| b.is_ascii_uppercase()) {
+            // The purl is lowercase (purl spec), which folds paths that differ only in case;
+            // the escaped form (as in the module cache and proxy URLs) keeps them apart.
+            properties.push((
+                "custody:go:escaped-path".to_owned(),
+                escape_module_path(&mod_path),
+            ));
+        }
         if let Some(h1) = sums.get(&(mod_path.as_str(), version.as_str())) {
             properties.push(("custody:go:sum".to_owned(), (*h1).to_owned()));
         }
@@ -193,6 +201,21 @@ pub(crate) fn parse_str(path: &Path, gomod: &str, gosum: Option<&str>) -> Result
         packages,
         direct: Some(direct),
     })
+}
+
+/// Go's module path escaping: every uppercase letter becomes `!` and its lowercase
+/// (`github.com/BurntSushi/toml` → `github.com/!burnt!sushi/toml`).
+pub fn escape_module_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('!');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Splits on whitespace, honouring Go's "quoted" and `raw` strings.
@@ -284,6 +307,16 @@ github.com/BurntSushi/toml v1.3.2/go.mod h1:CxXYINrC8qIiEnFrOxCa7Jy5BFHlXnUU2pbi
             "custody:go:module-path".into(),
             "github.com/BurntSushi/toml".into()
         )));
+        assert!(toml.properties.contains(&(
+            "custody:go:escaped-path".into(),
+            "github.com/!burnt!sushi/toml".into()
+        )));
+        assert!(
+            !lock.packages[1]
+                .properties
+                .iter()
+                .any(|(n, _)| n == "custody:go:escaped-path")
+        );
         assert!(matches!(&lock.packages[4].origin, Origin::Path { path } if path == "../local"));
         assert_eq!(lock.root.unwrap().name, "example.com/app");
     }

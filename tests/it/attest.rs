@@ -843,3 +843,31 @@ fn cargo_purls_match_cargo_cyclonedx() {
     let missing: Vec<_> = host.difference(&ours).collect();
     assert!(missing.is_empty(), "custody misses {missing:?}");
 }
+
+/// Truncated and corrupted lockfiles give errors (or fewer packages), never a panic.
+#[test]
+fn damaged_lockfiles_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture_dir, file) in FIXTURES {
+        let original = std::fs::read(fixture(fixture_dir).join(file)).unwrap();
+        let sub = dir.path().join(fixture_dir);
+        std::fs::create_dir_all(&sub).unwrap();
+        let path = sub.join(file);
+        let mut variants: Vec<Vec<u8>> = (0..original.len())
+            .step_by(13)
+            .map(|cut| original[..cut].to_vec())
+            .collect();
+        for at in (0..original.len()).step_by(29) {
+            let mut flipped = original.clone();
+            flipped[at] ^= 0x80;
+            variants.push(flipped);
+            let mut swapped = original.clone();
+            swapped[at] = b'[';
+            variants.push(swapped);
+        }
+        for bytes in variants {
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = sbom::read_lockfile(&path);
+        }
+    }
+}
