@@ -376,9 +376,16 @@ pub fn generate(
     let mut artifact = Component::new(ComponentType::Application, name.clone());
     artifact.version = version.clone();
     // The lockfile root's purl names the artifact only when name and version are that root's.
+    // ... and when no lockfile lists that purl as a component (bom-refs must be unique).
     let root_purl = root
         .filter(|r| r.name == name && r.version == version)
-        .and_then(|r| r.purl.clone());
+        .and_then(|r| r.purl.clone())
+        .filter(|p| {
+            !locks
+                .iter()
+                .flat_map(|l| &l.packages)
+                .any(|pkg| pkg.purl == *p)
+        });
     let artifact_ref = root_purl
         .as_ref()
         .map_or_else(|| ARTIFACT_REF.to_owned(), |p| p.to_string());
@@ -653,6 +660,29 @@ checksum = "ddc6f9cc94d67c0e21aaf7eda3a010fd3af78ebf6e096aa6e2e13c79749cce4f"
                 {"ref": "pkg:cargo/app@1.0.0", "dependsOn": ["pkg:cargo/serde@1.0.200"]},
                 {"ref": "pkg:cargo/serde@1.0.200", "dependsOn": []}
             ])
+        );
+    }
+
+    #[test]
+    fn artifact_ref_never_collides_with_a_component() {
+        let mut other = cargo_lock();
+        // A second lockfile that lists the first one's root as an ordinary package.
+        other.root = None;
+        other.packages[0].purl =
+            Purl::new(PurlType::Cargo, "app", Some("1.0.0"), &Default::default()).unwrap();
+        let artifacts = [Artifact {
+            name: "app".into(),
+            digest: Digest::of(b"bin"),
+        }];
+        let bom = generate(&artifacts, &[cargo_lock(), other], &options()).unwrap();
+        assert_eq!(
+            bom.metadata.component.bom_ref.as_deref(),
+            Some(ARTIFACT_REF)
+        );
+        assert!(
+            bom.components
+                .iter()
+                .any(|c| c.bom_ref.as_deref() == Some("pkg:cargo/app@1.0.0"))
         );
     }
 

@@ -871,3 +871,86 @@ fn damaged_lockfiles_never_panic() {
         }
     }
 }
+
+#[test]
+fn cli_source_in_a_detached_github_checkout() {
+    let repo = Repo::new();
+    let head = repo.commit("a.txt", "a");
+    repo.git(&["checkout", "-q", "--detach", "HEAD"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody"));
+    cmd.args(["--output", "json", "source"])
+        .current_dir(&repo.path);
+    cmd.env_remove("GITLAB_CI");
+    for (k, v) in github_env(&head) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["repository"], "git+https://github.com/octo/hello");
+    assert_eq!(record["ref"], "refs/tags/v1.0.0");
+    assert_eq!(record["commit"], head.as_str());
+    assert_eq!(record["detached"], true);
+
+    // The CI says it built another commit: refuse, exit 2.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody"));
+    cmd.args(["source"]).current_dir(&repo.path);
+    cmd.env_remove("GITLAB_CI");
+    for (k, v) in github_env(&"0".repeat(40)) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the ci says it built"));
+}
+
+#[test]
+fn cli_sbom_spec_1_5_with_explicit_lockfiles_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("web.tgz");
+    std::fs::write(&artifact, b"tarball").unwrap();
+    let out_path = dir.path().join("web.cdx.json");
+    let out = custody(
+        dir.path(),
+        &[
+            "sbom",
+            artifact.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+            "--spec-version",
+            "1.5",
+            "--lockfile",
+            fixture("npm-v3/package-lock.json").to_str().unwrap(),
+            "--lockfile",
+            fixture("uv/uv.lock").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    validate_sbom(&out_path, "1.5");
+    let bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert_eq!(bom["metadata"]["component"]["name"], "web");
+    assert_eq!(bom["metadata"]["component"]["version"], "1.4.0");
+
+    let out = custody(
+        dir.path(),
+        &[
+            "sbom",
+            artifact.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+            "--spec-version",
+            "1.4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1.4"));
+}
