@@ -1,14 +1,14 @@
 //! `Cargo.lock` (format versions 1 to 4): crates with their source (crates.io, another
 //! registry, git, path), checksum and dependency graph.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::lockfile::{
-    Hash, Lock, LockError, Origin, Package, RootPackage, check_count, check_nesting, read_bounded,
-    syntax,
+    Hash, Lock, LockError, Origin, Package, RootPackage, Scope, check_count, check_nesting,
+    read_bounded, syntax,
 };
 use super::purl::{Purl, PurlType};
 
@@ -35,9 +35,89 @@ struct CargoPackage {
     dependencies: Vec<String>,
 }
 
+/// Parses `Cargo.lock`; when a `Cargo.toml` sits beside it, its `[dev-dependencies]` mark the
+/// crates only they pull in as scope `excluded` (the lockfile alone cannot tell).
 pub fn parse(path: &Path) -> Result<Lock, LockError> {
     let text = read_bounded(path)?;
-    parse_str(path, &text)
+    let mut lock = parse_str(path, &text)?;
+    let manifest = path.with_file_name("Cargo.toml");
+    if manifest.is_file() {
+        let text = read_bounded(&manifest)?;
+        let kinds = dependency_kinds(&manifest, &text)?;
+        apply_scopes(&mut lock, &kinds);
+    }
+    Ok(lock)
+}
+
+/// Names of the manifest's normal/build dependencies and of its dev-dependencies (the package
+/// name when a dependency is renamed), including `[target.*]` tables.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DependencyKinds {
+    pub runtime: HashSet<String>,
+    pub dev: HashSet<String>,
+}
+
+pub(crate) fn dependency_kinds(path: &Path, text: &str) -> Result<DependencyKinds, LockError> {
+    check_nesting(path, text, true)?;
+    let manifest: toml::Table = toml::from_str(text).map_err(|e| syntax(path, "Cargo.toml", e))?;
+    let mut kinds = DependencyKinds::default();
+    let mut tables = vec![&manifest];
+    if let Some(toml::Value::Table(targets)) = manifest.get("target") {
+        tables.extend(targets.values().filter_map(toml::Value::as_table));
+    }
+    for table in tables {
+        for (key, dev) in [
+            ("dependencies", false),
+            ("build-dependencies", false),
+            ("dev-dependencies", true),
+        ] {
+            let Some(toml::Value::Table(deps)) = table.get(key) else {
+                continue;
+            };
+            for (name, spec) in deps {
+                let real = spec
+                    .get("package")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or(name)
+                    .to_owned();
+                if dev {
+                    kinds.dev.insert(real);
+                } else {
+                    kinds.runtime.insert(real);
+                }
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// Required: reachable from a normal or build dependency of the root. Excluded: reachable only
+/// from dev-dependencies. Anything else keeps no scope.
+fn apply_scopes(lock: &mut Lock, kinds: &DependencyKinds) {
+    let Some(direct) = lock.direct.clone() else {
+        return;
+    };
+    let mut scope: Vec<Option<Scope>> = vec![None; lock.packages.len()];
+    for (level, names) in [
+        (Scope::Required, &kinds.runtime),
+        (Scope::Excluded, &kinds.dev),
+    ] {
+        let mut stack: Vec<usize> = direct
+            .iter()
+            .copied()
+            .filter(|d| names.contains(&lock.packages[*d].name))
+            .collect();
+        while let Some(i) = stack.pop() {
+            if scope[i].is_some() {
+                continue;
+            }
+            scope[i] = Some(level);
+            stack.extend(lock.packages[i].dependencies.iter().flatten().copied());
+        }
+    }
+    for (package, scope) in lock.packages.iter_mut().zip(scope) {
+        package.scope = scope;
+    }
 }
 
 pub(crate) fn parse_str(path: &Path, text: &str) -> Result<Lock, LockError> {
@@ -280,6 +360,41 @@ checksum = "0000000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(lock.packages[1].dependencies.as_deref(), Some(&[0][..]));
         assert_eq!(lock.packages[0].hashes[0].alg, "SHA-256");
         assert!(matches!(lock.packages[2].origin, Origin::Git { .. }));
+    }
+
+    #[test]
+    fn manifest_dev_dependencies_become_excluded() {
+        let manifest = r#"
+[package]
+name = "app"
+[dependencies]
+rng = { package = "rand", version = "0.9" }
+[target.'cfg(unix)'.dependencies]
+mygit = { git = "https://github.com/o/mygit" }
+[dev-dependencies]
+rand = "0.8"
+inhouse = "2"
+"#;
+        let kinds = dependency_kinds(Path::new("Cargo.toml"), manifest).unwrap();
+        assert!(kinds.runtime.contains("rand") && kinds.runtime.contains("mygit"));
+        assert!(kinds.dev.contains("inhouse"));
+        let mut lock = parse_str(Path::new("Cargo.lock"), LOCK).unwrap();
+        apply_scopes(&mut lock, &kinds);
+        let scopes: Vec<Option<Scope>> = lock.packages.iter().map(|p| p.scope).collect();
+        // rand 0.8.5 is reachable from rand 0.9.0 (runtime), so it stays required.
+        assert_eq!(
+            scopes,
+            [
+                Some(Scope::Required),
+                Some(Scope::Required),
+                Some(Scope::Required),
+                Some(Scope::Excluded)
+            ]
+        );
+        assert!(matches!(
+            dependency_kinds(Path::new("x/Cargo.toml"), "[dependencies\n"),
+            Err(LockError::Syntax { path, .. }) if path == Path::new("x/Cargo.toml")
+        ));
     }
 
     #[test]
