@@ -326,6 +326,8 @@ pub enum SourceError {
 
 /// Reads the source record of the work tree that contains `dir`.
 pub fn record(dir: &Path, options: &SourceOptions) -> Result<SourceRecord, SourceError> {
+    // An absolute path gives absolute work-tree paths in errors.
+    let dir = &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     let repo = gix::discover(dir).map_err(|source| SourceError::NotARepository {
         path: dir.to_owned(),
         source,
