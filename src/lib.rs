@@ -5,9 +5,13 @@
 //! The library never prints and never exits; `cli` does both.
 
 pub mod attach;
+pub mod attest;
+pub mod ci;
 pub mod cli;
 pub mod digest;
 pub mod oci;
 pub mod reference;
+pub mod sbom;
+pub mod source;
 pub mod store;
 pub mod transfer;

@@ -2,6 +2,7 @@
 //! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
 //! failed, 2 could not run.
 
+pub mod attest_cmds;
 mod progress;
 mod store_cmds;
 
@@ -58,6 +59,12 @@ pub enum Command {
     Discover(store_cmds::DiscoverArgs),
     /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
     Digest(store_cmds::DigestArgs),
+    /// Record the source commit of the work tree (repository, commit, tree, ref, dirty state).
+    Source(attest_cmds::SourceArgs),
+    /// Write a CycloneDX SBOM of artifact files and the lockfiles of the source tree.
+    Sbom(attest_cmds::SbomArgs),
+    /// Write an unsigned SLSA provenance v1 statement for artifact files.
+    Provenance(attest_cmds::ProvenanceArgs),
 }
 
 /// What a command hands back to be printed.
@@ -161,6 +168,25 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let output = cli.output;
+    // The attestation commands print their own results.
+    let printed = match &cli.command {
+        Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
+        Command::Sbom(args) => Some(attest_cmds::sbom_cmd::run(args.clone(), output).map(drop)),
+        Command::Provenance(args) => {
+            Some(attest_cmds::provenance_cmd::run(args.clone(), output).map(drop))
+        }
+        _ => None,
+    };
+    if let Some(result) = printed {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                let failure = Failure::from(error);
+                print_failure(output, &failure);
+                ExitCode::from(failure.code)
+            }
+        };
+    }
     let result = match &cli.command {
         Command::Push(args) => store_cmds::push(&cli, args),
         Command::Pull(args) => store_cmds::pull(&cli, args),
@@ -168,6 +194,9 @@ pub fn run() -> ExitCode {
         Command::Copy(args) => store_cmds::copy(&cli, args),
         Command::Discover(args) => store_cmds::discover(&cli, args),
         Command::Digest(args) => store_cmds::digest(args),
+        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
+            unreachable!("handled above")
+        }
     };
     match result {
         Ok(report) => {

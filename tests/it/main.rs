@@ -1,3 +1,6 @@
+//! custody's integration tests: one test binary, one module per area.
+
+mod attest;
 mod hostile;
 mod interop;
 mod registry;

@@ -1,0 +1,381 @@
+//! `custody source`, `custody sbom` and `custody provenance`: read the process environment (the
+//! only place that does), call the library, write files and print a summary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::OutputFormat;
+use crate::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
+use crate::ci::{self, CiContext};
+use crate::digest::Digest;
+use crate::sbom::{self, SbomOptions, SpecVersion};
+use crate::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
+
+/// A snapshot of the process environment, for [`ci::detect`].
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+fn detect_ci() -> anyhow::Result<CiContext> {
+    ci::detect(&process_env()).context("could not tell which ci runs custody")
+}
+
+fn record_source(dir: &Path, dirty: DirtyPolicy, ctx: &CiContext) -> anyhow::Result<SourceRecord> {
+    let options = SourceOptions {
+        dirty,
+        hints: ctx.source_hints.clone(),
+    };
+    source::record(dir, &options).with_context(|| {
+        format!(
+            "could not record the source of {} (hint: commit or stash changes, or pass --allow-dirty)",
+            dir.display()
+        )
+    })
+}
+
+fn dirty_policy(allow: bool) -> DirtyPolicy {
+    if allow {
+        DirtyPolicy::Allow
+    } else {
+        DirtyPolicy::Refuse
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Record the source commit of the work tree.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// Any folder inside the work tree.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Record a work tree with uncommitted or untracked files instead of refusing it.
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+pub mod source_cmd {
+    use super::*;
+
+    pub fn run(args: SourceArgs, output: OutputFormat) -> anyhow::Result<SourceRecord> {
+        let ctx = detect_ci()?;
+        let record = record_source(&args.dir, dirty_policy(args.allow_dirty), &ctx)?;
+        match output {
+            OutputFormat::Json => print_json(&record)?,
+            OutputFormat::Human => {
+                let repo = record
+                    .repository
+                    .as_ref()
+                    .map_or("(no remote)".to_owned(), ToString::to_string);
+                println!("repository  {repo}");
+                println!("commit      {}", record.commit);
+                println!("tree        {}", record.tree);
+                println!(
+                    "ref         {}",
+                    record.git_ref.as_deref().unwrap_or("(detached, unknown)")
+                );
+                if !record.tags.is_empty() {
+                    println!("tags        {}", record.tags.join(", "));
+                }
+                println!(
+                    "signed      {}",
+                    if record.signed {
+                        "yes (not verified)"
+                    } else {
+                        "no"
+                    }
+                );
+                if record.shallow {
+                    println!("shallow     yes");
+                }
+                if record.dirty {
+                    println!("dirty       yes: {}", record.dirty_paths.join(", "));
+                }
+            }
+        }
+        Ok(record)
+    }
+}
+
+fn parse_spec_version(s: &str) -> Result<SpecVersion, String> {
+    s.parse().map_err(|e: sbom::SbomError| e.to_string())
+}
+
+/// Write a CycloneDX SBOM of artifact files and the lockfiles of their source.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SbomArgs {
+    /// Artifact files the SBOM describes.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the SBOM.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// Lockfile to read (repeatable); default: the lockfiles at the top of the work tree.
+    #[arg(long = "lockfile")]
+    pub lockfiles: Vec<PathBuf>,
+    /// CycloneDX version: 1.6 (default) or 1.5.
+    #[arg(long, default_value = "1.6", value_parser = parse_spec_version)]
+    pub spec_version: SpecVersion,
+    /// Any folder inside the source work tree.
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// Artifact name (default: the lockfile's root package, else the first file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Artifact version (default: a tag at HEAD, else the lockfile's root package version).
+    #[arg(long = "artifact-version")]
+    pub artifact_version: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SbomReport {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub spec_version: SpecVersion,
+    pub components: usize,
+    pub lockfiles: Vec<PathBuf>,
+}
+
+pub mod sbom_cmd {
+    use super::*;
+
+    pub fn run(args: SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+        let artifacts = sbom::artifacts_from_files(&args.files)?;
+        let ctx = detect_ci()?;
+        // The SBOM notes a dirty tree rather than refusing it; provenance is the gate.
+        let source = match source::record(
+            &args.source,
+            &SourceOptions {
+                dirty: DirtyPolicy::Allow,
+                hints: ctx.source_hints.clone(),
+            },
+        ) {
+            Ok(record) => Some(record),
+            Err(source::SourceError::NotARepository { .. }) => None,
+            Err(e) => return Err(e).context("could not record the source"),
+        };
+        let lockfiles = if args.lockfiles.is_empty() {
+            let root = workdir_root(&args.source);
+            sbom::discover_lockfiles(&root)
+        } else {
+            args.lockfiles.clone()
+        };
+        let locks = lockfiles
+            .iter()
+            .map(|p| sbom::read_lockfile(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut options = SbomOptions::new(now());
+        options.spec_version = args.spec_version;
+        options.name = args.name;
+        options.version = args.artifact_version.or_else(|| {
+            source
+                .as_ref()
+                .and_then(|s| s.tags.first())
+                .map(|t| version_from_tag(t))
+        });
+        options.source = source;
+        let bom = sbom::generate(&artifacts, &locks, &options)?;
+        let bytes = bom.to_json_bytes()?;
+        write_file(&args.out, &bytes)?;
+        let report = SbomReport {
+            path: args.out,
+            digest: Digest::of(&bytes),
+            spec_version: args.spec_version,
+            components: bom.components.len(),
+            lockfiles,
+        };
+        match output {
+            OutputFormat::Json => print_json(&report)?,
+            OutputFormat::Human => println!(
+                "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})",
+                report.path.display(),
+                report.spec_version,
+                report.components,
+                report.lockfiles.len(),
+                report.digest
+            ),
+        }
+        Ok(report)
+    }
+}
+
+/// `v1.2.3` → `1.2.3`; other tags unchanged.
+fn version_from_tag(tag: &str) -> String {
+    match tag.strip_prefix('v') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest.to_owned(),
+        _ => tag.to_owned(),
+    }
+}
+
+/// The top of the work tree containing `dir`, or `dir` when it is not in one.
+fn workdir_root(dir: &Path) -> PathBuf {
+    gix::discover(dir)
+        .ok()
+        .and_then(|r| r.workdir().map(Path::to_owned))
+        .unwrap_or_else(|| dir.to_owned())
+}
+
+fn parse_material(s: &str) -> Result<ResourceDescriptor, String> {
+    let (uri, digest) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not URI=sha256:HEX"))?;
+    let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+    Ok(ResourceDescriptor {
+        uri: Some(uri.to_owned()),
+        digest: attest::DigestSet::sha256(&digest),
+        ..ResourceDescriptor::default()
+    })
+}
+
+fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| e.to_string())
+}
+
+/// Write an SLSA provenance v1 statement (unsigned) for artifact files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvenanceArgs {
+    /// Artifact files: each becomes a subject (file name + sha256).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the statement.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// The SBOM written for this build, recorded as a byproduct.
+    #[arg(long)]
+    pub sbom: Option<PathBuf>,
+    /// A further input, `URI=sha256:HEX` (repeatable).
+    #[arg(long = "material", value_parser = parse_material)]
+    pub materials: Vec<ResourceDescriptor>,
+    /// Any folder inside the source work tree.
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// Record a dirty work tree (annotated as dirty) instead of refusing it.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// When the build started (RFC 3339 UTC).
+    #[arg(long, value_parser = parse_timestamp)]
+    pub started_on: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProvenanceReport {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub builder_id: String,
+    pub build_type: String,
+    pub subjects: usize,
+    pub commit: String,
+}
+
+pub mod provenance_cmd {
+    use super::*;
+
+    pub fn run(args: ProvenanceArgs, output: OutputFormat) -> anyhow::Result<ProvenanceReport> {
+        let subjects = attest::file_subjects(&args.files)?;
+        let ctx = detect_ci()?;
+        let source = record_source(&args.source, dirty_policy(args.allow_dirty), &ctx)?;
+        let sbom = match &args.sbom {
+            Some(path) => {
+                let (digest, _) = crate::digest::of_file(path)
+                    .with_context(|| format!("could not read sbom {}", path.display()))?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Some(ResourceDescriptor {
+                    media_type: Some(attest::MEDIA_TYPE_CYCLONEDX_JSON.to_owned()),
+                    ..ResourceDescriptor::file(name, &digest)
+                })
+            }
+            None => None,
+        };
+        let mut input = ProvenanceInput::new(subjects, &ctx);
+        input.source = Some(&source);
+        input.materials = args.materials;
+        input.sbom = sbom;
+        input.started_on = args.started_on.or_else(|| job_started_at(&ctx));
+        input.finished_on = Some(now());
+        let statement = attest::provenance(input)?;
+        let bytes = statement.to_bytes()?;
+        write_file(&args.out, &bytes)?;
+        let report = ProvenanceReport {
+            path: args.out,
+            digest: Digest::of(&bytes),
+            builder_id: ctx.builder_id.clone(),
+            build_type: ctx.build_type.clone(),
+            subjects: statement.subject.len(),
+            commit: source.commit.to_string(),
+        };
+        match output {
+            OutputFormat::Json => print_json(&report)?,
+            OutputFormat::Human => {
+                println!(
+                    "wrote {} ({} subjects, {})",
+                    report.path.display(),
+                    report.subjects,
+                    report.digest
+                );
+                println!("builder     {}", report.builder_id);
+                println!("build type  {}", report.build_type);
+                println!("commit      {}", report.commit);
+                if ctx.platform == ci::Platform::Local {
+                    println!(
+                        "note        built locally: this provenance does not claim a hosted build"
+                    );
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// GitLab tells when the job started (`CI_JOB_STARTED_AT`); GitHub has no such variable.
+    fn job_started_at(ctx: &CiContext) -> Option<Timestamp> {
+        if ctx.platform != ci::Platform::GitlabCi {
+            return None;
+        }
+        let env = process_env();
+        env.get("CI_JOB_STARTED_AT")
+            .and_then(|t| Timestamp::parse(t).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_give_versions() {
+        assert_eq!(version_from_tag("v1.2.3"), "1.2.3");
+        assert_eq!(version_from_tag("1.0"), "1.0");
+        assert_eq!(version_from_tag("vnext"), "vnext");
+    }
+
+    #[test]
+    fn materials_parse() {
+        let hex = "a".repeat(64);
+        let m = parse_material(&format!("pkg:docker/rust@1.80=sha256:{hex}")).unwrap();
+        assert_eq!(m.uri.as_deref(), Some("pkg:docker/rust@1.80"));
+        assert_eq!(m.digest.0["sha256"], hex);
+        assert!(
+            parse_material("nodigest")
+                .unwrap_err()
+                .contains("URI=sha256:HEX")
+        );
+    }
+}
