@@ -326,6 +326,28 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Verifies an ECDSA signature given only SHA-256(message). Ed25519 signs the message itself,
+    /// so it cannot be checked from a digest and is refused.
+    pub fn verify_sha256_prehash(
+        &self,
+        digest: &[u8; 32],
+        signature: &[u8],
+    ) -> Result<(), BadSignature> {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        let bad = BadSignature {
+            algorithm: self.algorithm(),
+        };
+        match self {
+            PublicKey::EcdsaP256(k) => {
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| bad.clone())?;
+                k.verify_prehash(digest, &sig).map_err(|_| bad)
+            }
+            PublicKey::Ed25519(_) => Err(bad),
+        }
+    }
+}
+
 impl Clone for BadSignature {
     fn clone(&self) -> Self {
         BadSignature {

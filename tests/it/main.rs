@@ -1,0 +1,3 @@
+//! custody's integration tests: one test binary, one module per area.
+
+mod conformance;
