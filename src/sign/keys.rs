@@ -106,6 +106,11 @@ impl Password {
     fn expose(&self) -> &[u8] {
         &self.0
     }
+
+    /// Constant-time equality (for "enter it again" prompts).
+    pub fn ct_eq(&self, other: &Password) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self.expose(), other.expose()))
+    }
 }
 
 impl fmt::Debug for Password {
