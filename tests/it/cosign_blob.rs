@@ -26,15 +26,14 @@ fn cosign() -> PathBuf {
 
 /// Runs cosign offline: a private TUF root, password from the environment, no network use.
 fn run_cosign(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(cosign())
+    Command::new(cosign())
         .args(args)
         .current_dir(dir)
         .env("COSIGN_PASSWORD", PASSWORD)
         .env("TUF_ROOT", dir.join("tuf"))
         .env("HOME", dir)
         .output()
-        .expect("cosign runs");
-    out
+        .expect("cosign runs")
 }
 
 fn assert_ok(out: &Output, what: &str) {
