@@ -2,3 +2,4 @@
 
 mod conformance;
 mod cosign_blob;
+mod sign_cli;
