@@ -68,6 +68,8 @@ pub enum KeyError {
     WrongPassword,
     #[error("encrypted key is truncated")]
     Truncated,
+    #[error("key file is corrupted: {what}")]
+    Corrupted { what: &'static str },
     #[error("private key is encrypted and no password was given")]
     PasswordRequired,
     #[error("unsupported key type: algorithm {algorithm}, parameters {parameters}")]
@@ -158,7 +160,7 @@ pub enum PublicKey {
 }
 
 /// The signature did not verify with the key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("signature does not verify with the {algorithm} key")]
 pub struct BadSignature {
     pub algorithm: &'static str,
@@ -353,14 +355,6 @@ impl PublicKey {
     }
 }
 
-impl Clone for BadSignature {
-    fn clone(&self) -> Self {
-        BadSignature {
-            algorithm: self.algorithm,
-        }
-    }
-}
-
 fn check_size(size: usize) -> Result<(), KeyError> {
     if size > MAX_KEY_FILE {
         return Err(KeyError::TooLarge {
@@ -508,10 +502,15 @@ fn decode_b64(field: &'static str, text: &str) -> Result<Vec<u8>, KeyError> {
 }
 
 fn decrypt_envelope(json: &[u8], password: &Password) -> Result<SigningKey, KeyError> {
-    let envelope: EncryptedKey =
-        serde_json::from_slice(json).map_err(|e| KeyError::MalformedEnvelope {
-            reason: e.to_string(),
-        })?;
+    let envelope: EncryptedKey = serde_json::from_slice(json).map_err(|e| {
+        if e.is_eof() {
+            KeyError::Truncated
+        } else {
+            KeyError::MalformedEnvelope {
+                reason: e.to_string(),
+            }
+        }
+    })?;
     if envelope.kdf.name != "scrypt" {
         return Err(KeyError::UnsupportedKdf {
             name: envelope.kdf.name,
@@ -560,9 +559,15 @@ fn decrypt_envelope(json: &[u8], password: &Password) -> Result<SigningKey, KeyE
 /// caller reads either; the library never reads the environment).
 pub fn load_private_key(pem: &str, password: Option<&Password>) -> Result<SigningKey, KeyError> {
     check_size(pem.len())?;
+    if pem.contains("-----BEGIN ") && !pem.contains("-----END ") {
+        return Err(KeyError::Truncated);
+    }
     let (label, body) = pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|e| match e {
-        pem_rfc7468::Error::Base64(_) | pem_rfc7468::Error::PostEncapsulationBoundary => {
-            KeyError::Truncated
+        pem_rfc7468::Error::PostEncapsulationBoundary => KeyError::Truncated,
+        pem_rfc7468::Error::Base64(_) | pem_rfc7468::Error::CharacterEncoding => {
+            KeyError::Corrupted {
+                what: "pem body is not valid base64",
+            }
         }
         other => KeyError::NotPem(other),
     })?;
@@ -729,13 +734,22 @@ mod tests {
         let pem = pair.private_pem.expose();
         let cut = &pem[..pem.len() / 2];
         let err = load_private_key(cut, Some(&password())).unwrap_err();
-        assert!(
-            matches!(err, KeyError::Truncated | KeyError::NotPem(_)),
-            "{err:?}"
-        );
+        assert!(matches!(err, KeyError::Truncated), "{err:?}");
+        let mut lines: Vec<&str> = pem.lines().collect();
+        lines.remove(lines.len() - 2);
+        let err = load_private_key(&lines.join("\n"), Some(&password())).unwrap_err();
+        assert!(matches!(err, KeyError::Truncated), "{err:?}");
         let short = replace_envelope(pem, |j| j["ciphertext"] = STANDARD.encode([0u8; 10]).into());
         let err = load_private_key(&short, Some(&password())).unwrap_err();
         assert!(matches!(err, KeyError::Truncated), "{err:?}");
+    }
+
+    #[test]
+    fn corrupted_pem_body_is_refused() {
+        let pair = keygen(&password()).unwrap();
+        let pem = pair.private_pem.expose().replacen("eyJ", "e*J", 1);
+        let err = load_private_key(&pem, Some(&password())).unwrap_err();
+        assert!(matches!(err, KeyError::Corrupted { .. }), "{err:?}");
     }
 
     #[test]
