@@ -118,3 +118,40 @@ fn sigstore_conformance_cases() {
     );
     eprintln!("{}", report.join("\n"));
 }
+
+/// Truncated and bit-flipped copies of every case's bundle are parsed (and, when they still
+/// parse, verified) without a panic.
+#[test]
+fn mangled_bundles_never_panic() {
+    let suite = suite();
+    let root = TrustedRoot::from_json(
+        &fs::read(suite.join("public-good-trusted_root.json")).expect("root"),
+    )
+    .expect("public-good root parses");
+    let artifact = fs::read(suite.join("a.txt")).expect("a.txt");
+    let policy = Policy::Identity(IdentityPolicy {
+        subject: SubjectMatcher::Exact(DEFAULT_IDENTITY.to_string()),
+        issuer: DEFAULT_ISSUER.to_string(),
+    });
+    let mut cases: Vec<PathBuf> = fs::read_dir(suite.join("cases"))
+        .expect("cases")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    cases.sort();
+    for dir in cases {
+        let Ok(bytes) = fs::read(dir.join("bundle.sigstore.json")) else {
+            continue;
+        };
+        let step = (bytes.len() / 64).max(1);
+        for cut in (0..bytes.len()).step_by(step) {
+            let _ = Bundle::from_json(&bytes[..cut]);
+        }
+        for pos in (0..bytes.len()).step_by(step) {
+            let mut mangled = bytes.clone();
+            mangled[pos] ^= 0x01;
+            if let Ok(bundle) = Bundle::from_json(&mangled) {
+                let _ = verify_bundle(&bundle, Artifact::Bytes(&artifact), &policy, &root);
+            }
+        }
+    }
+}
