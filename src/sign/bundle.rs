@@ -371,13 +371,18 @@ impl Bundle {
                 }
                 let digest = match ms.message_digest {
                     None => None,
-                    Some(d) => Some(MessageDigest {
-                        algorithm: d.algorithm.unwrap_or_default(),
-                        digest: bytes(
-                            "messageSignature.messageDigest.digest",
-                            d.digest.as_deref(),
-                        )?,
-                    }),
+                    Some(d) => {
+                        let digest =
+                            bytes("messageSignature.messageDigest.digest", d.digest.as_deref())?;
+                        let algorithm = d.algorithm.unwrap_or_default();
+                        // cosign writes `"messageDigest":{}` for Ed25519 keys, which sign the
+                        // message itself: an empty digest is no digest.
+                        if digest.is_empty() && algorithm.is_empty() {
+                            None
+                        } else {
+                            Some(MessageDigest { algorithm, digest })
+                        }
+                    }
                 };
                 Content::MessageSignature { digest, signature }
             }
@@ -766,6 +771,17 @@ mod tests {
                 field: "payload"
             }))
         );
+    }
+
+    #[test]
+    fn empty_message_digest_is_no_digest() {
+        let mut v = key_bundle();
+        v["messageSignature"]["messageDigest"] = json!({});
+        let b = parse(&v).unwrap();
+        assert!(matches!(
+            b.content,
+            Content::MessageSignature { digest: None, .. }
+        ));
     }
 
     #[test]

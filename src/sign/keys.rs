@@ -180,6 +180,24 @@ impl SigningKey {
         }
     }
 
+    /// A fresh Ed25519 key from the operating system's random source.
+    pub fn generate_ed25519() -> Result<SigningKey, KeyError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|_| KeyError::Random)?;
+        Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+            &seed,
+        )))
+    }
+
+    /// Unencrypted PKCS#8 `PRIVATE KEY` PEM (for import into other tools).
+    pub fn to_pkcs8_pem(&self) -> Result<SecretText, KeyError> {
+        let der = self.to_pkcs8_der()?;
+        let pem =
+            pem_rfc7468::encode_string(PKCS8_PRIVATE_KEY_LABEL, pem_rfc7468::LineEnding::LF, &der)
+                .map_err(KeyError::NotPem)?;
+        Ok(SecretText(Zeroizing::new(pem)))
+    }
+
     pub fn public_key(&self) -> PublicKey {
         match self {
             SigningKey::EcdsaP256(k) => PublicKey::EcdsaP256(*k.verifying_key()),

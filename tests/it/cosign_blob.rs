@@ -278,3 +278,63 @@ fn custody_verifies_a_cosign_attestation_bundle() {
         "{err:?}"
     );
 }
+
+#[test]
+fn ed25519_blob_bundles_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let key = custody::sign::SigningKey::generate_ed25519().expect("ed25519 key");
+    std::fs::write(d.join("ed.pem"), key.to_pkcs8_pem().expect("pem").expose()).expect("write key");
+    let artifact = b"ed25519 artifact\n";
+    std::fs::write(d.join("artifact.txt"), artifact).expect("write artifact");
+    assert_ok(
+        &run_cosign(d, &["import-key-pair", "--key", "ed.pem", "--yes"]),
+        "cosign import-key-pair",
+    );
+    let public =
+        PublicKey::from_pem(&std::fs::read_to_string(d.join("import-cosign.pub")).expect("pub"))
+            .expect("cosign's ed25519 public key parses");
+    assert_eq!(public, key.public_key());
+
+    let out = run_cosign(
+        d,
+        &[
+            "sign-blob",
+            "--key",
+            "import-cosign.key",
+            "--bundle",
+            "cosign.bundle",
+            "--new-bundle-format",
+            "--use-signing-config=false",
+            "--tlog-upload=false",
+            "--yes",
+            "artifact.txt",
+        ],
+    );
+    assert_ok(&out, "cosign sign-blob with an ed25519 key");
+    let bundle = Bundle::from_json(&std::fs::read(d.join("cosign.bundle")).expect("bundle"))
+        .expect("parses");
+    verify_bundle(
+        &bundle,
+        Artifact::Bytes(artifact),
+        &key_policy(public.clone()),
+        &TrustedRoot::empty(),
+    )
+    .expect("custody verifies cosign's ed25519 bundle");
+
+    let ours = sign_blob(artifact, &KeySigner::new(key)).expect("sign");
+    std::fs::write(d.join("custody.bundle"), ours.to_json()).expect("write bundle");
+    let out = run_cosign(
+        d,
+        &[
+            "verify-blob",
+            "--key",
+            "import-cosign.pub",
+            "--bundle",
+            "custody.bundle",
+            "--insecure-ignore-tlog",
+            "artifact.txt",
+        ],
+    );
+    assert_ok(&out, "cosign verify-blob of custody's ed25519 bundle");
+}
