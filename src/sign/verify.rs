@@ -142,7 +142,8 @@ impl TrustedRoot {
 }
 
 /// Who signed, as established by verification.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum VerifiedSigner {
     Key {
         algorithm: &'static str,
@@ -158,7 +159,8 @@ pub enum VerifiedSigner {
 }
 
 /// Which checks ran and passed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Checks {
     pub signature: bool,
     pub artifact_binding: bool,
@@ -170,8 +172,9 @@ pub struct Checks {
     pub verified_times: usize,
 }
 
-/// A bundle that verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A bundle that verified. Serialises (camelCase, without the statement) for `--output json`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VerifiedBundle {
     pub signer: VerifiedSigner,
     /// Rekor v1 integrated time (Unix seconds), when a log entry verified.
@@ -180,6 +183,7 @@ pub struct VerifiedBundle {
     pub signing_times: Vec<i64>,
     pub checks: Checks,
     /// The DSSE payload (the in-toto statement) for DSSE bundles.
+    #[serde(skip)]
     pub statement: Option<Vec<u8>>,
 }
 
@@ -288,10 +292,8 @@ pub fn verify_bundle(
     let (result, signer, identity_checked) = match policy {
         Policy::Key(kp) => {
             let der = sigstore_types::DerPublicKey::new(kp.key.to_spki_der());
-            let mut p = sigstore_verify::PublicKeyVerificationPolicy::new(der);
-            if kp.tlog == TlogRequirement::Skip {
-                p = p.skip_tlog_unsafe();
-            }
+            // TlogRequirement::Skip returned above: here the log evidence is required.
+            let p = sigstore_verify::PublicKeyVerificationPolicy::new(der);
             let result = call(&verifier, artifact, &theirs, &p).map_err(map_error)?;
             let signer = VerifiedSigner::Key {
                 algorithm: kp.key.algorithm(),
@@ -576,6 +578,9 @@ mod tests {
         let root = TrustedRoot::empty();
         let ok = verify_bundle(&bundle, Artifact::Digest(&d), &key_policy(&signer), &root).unwrap();
         assert!(ok.statement.is_some());
+        let json = serde_json::to_value(&ok).unwrap();
+        assert_eq!(json["signer"]["kind"], "key");
+        assert_eq!(json["checks"]["signature"], true);
         let wrong = Digest::of(b"something else");
         let err = verify_bundle(
             &bundle,
