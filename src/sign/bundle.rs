@@ -105,17 +105,19 @@ impl BundleVersion {
     }
 }
 
-/// A bundle that passed the structural checks. Cryptographic checks are `verify`'s job.
+/// A bundle that passed the structural checks: only [`Bundle::from_json`] and [`Bundle::v0_3`]
+/// make one, so every `Bundle` holds exactly one DSSE signature, one verification material form
+/// and the tlog evidence its version requires. Cryptographic checks are `verify`'s job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bundle {
-    pub version: BundleVersion,
+    version: BundleVersion,
     /// The media type exactly as read (or written).
-    pub media_type: String,
-    pub material: Material,
-    pub tlog_entries: Vec<TlogEntry>,
+    media_type: String,
+    material: Material,
+    tlog_entries: Vec<TlogEntry>,
     /// DER `TimeStampResp` / `TimeStampToken` values from `rfc3161Timestamps`.
-    pub rfc3161_timestamps: Vec<Vec<u8>>,
-    pub content: Content,
+    rfc3161_timestamps: Vec<Vec<u8>>,
+    content: Content,
 }
 
 /// What identifies the signer.
@@ -338,6 +340,54 @@ struct WireDigest {
 }
 
 impl Bundle {
+    /// A new v0.3 bundle, checked like a parsed one: exactly one DSSE signature, no certificate
+    /// chain, an inclusion proof on every tlog entry.
+    pub fn v0_3(
+        material: Material,
+        content: Content,
+        tlog_entries: Vec<TlogEntry>,
+        rfc3161_timestamps: Vec<Vec<u8>>,
+    ) -> Result<Bundle, BundleError> {
+        let version = BundleVersion::V0_3;
+        check_content(&content)?;
+        check_material(&material, version)?;
+        check_tlog_entries(&tlog_entries, version)?;
+        Ok(Bundle {
+            version,
+            media_type: MEDIA_TYPE_V0_3.to_string(),
+            material,
+            tlog_entries,
+            rfc3161_timestamps,
+            content,
+        })
+    }
+
+    pub fn version(&self) -> BundleVersion {
+        self.version
+    }
+
+    /// The media type exactly as read (or written).
+    pub fn media_type(&self) -> &str {
+        &self.media_type
+    }
+
+    pub fn material(&self) -> &Material {
+        &self.material
+    }
+
+    pub fn tlog_entries(&self) -> &[TlogEntry] {
+        &self.tlog_entries
+    }
+
+    /// DER RFC 3161 timestamps (`rfc3161Timestamps[].signedTimestamp`).
+    pub fn rfc3161_timestamps(&self) -> &[Vec<u8>] {
+        &self.rfc3161_timestamps
+    }
+
+    pub fn content(&self) -> &Content {
+        &self.content
+    }
+
     /// Parses and checks a bundle. Never panics; refuses inputs above [`MAX_BUNDLE_SIZE`].
     pub fn from_json(input: &[u8]) -> Result<Bundle, BundleError> {
         if input.len() > MAX_BUNDLE_SIZE {
@@ -355,20 +405,9 @@ impl Bundle {
         let content = match (wire.dsse_envelope, wire.message_signature) {
             (Some(_), Some(_)) => return Err(BundleError::ConflictingContent),
             (None, None) => return Err(BundleError::MissingContent),
-            (Some(env), None) => {
-                let env = Envelope::from_wire(env)?;
-                if env.signatures.len() != 1 {
-                    return Err(BundleError::SignatureCount {
-                        found: env.signatures.len(),
-                    });
-                }
-                Content::Dsse(env)
-            }
+            (Some(env), None) => Content::Dsse(Envelope::from_wire(env)?),
             (None, Some(ms)) => {
                 let signature = bytes("messageSignature.signature", ms.signature.as_deref())?;
-                if signature.is_empty() {
-                    return Err(BundleError::EmptySignature);
-                }
                 let digest = match ms.message_digest {
                     None => None,
                     Some(d) => {
@@ -388,6 +427,7 @@ impl Bundle {
             }
         };
 
+        check_content(&content)?;
         let vm = wire
             .verification_material
             .ok_or(BundleError::MissingVerificationMaterial)?;
@@ -407,15 +447,8 @@ impl Bundle {
         let material = if let Some(pk) = vm.public_key {
             Material::PublicKey { hint: pk.hint }
         } else if let Some(cert) = vm.certificate {
-            let der = bytes("certificate.rawBytes", cert.raw_bytes.as_deref())?;
-            if der.is_empty() {
-                return Err(BundleError::EmptyCertificate);
-            }
-            Material::Certificate(der)
+            Material::Certificate(bytes("certificate.rawBytes", cert.raw_bytes.as_deref())?)
         } else if let Some(chain) = vm.x509_certificate_chain {
-            if version >= BundleVersion::V0_3 {
-                return Err(BundleError::ChainForbidden);
-            }
             let certs = chain
                 .certificates
                 .iter()
@@ -426,36 +459,18 @@ impl Bundle {
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if certs.is_empty() {
-                return Err(BundleError::EmptyCertificateChain);
-            }
-            if certs.iter().any(Vec::is_empty) {
-                return Err(BundleError::EmptyCertificate);
-            }
             Material::CertificateChain(certs)
         } else {
             return Err(BundleError::MissingVerificationMaterial);
         };
+        check_material(&material, version)?;
 
-        let mut tlog_entries = Vec::with_capacity(vm.tlog_entries.len());
-        for (index, e) in vm.tlog_entries.into_iter().enumerate() {
-            let entry = tlog_entry(e)?;
-            if version == BundleVersion::V0_1 && entry.inclusion_promise.is_none() {
-                return Err(BundleError::TlogEntryIncomplete {
-                    index,
-                    field: "inclusionPromise",
-                    version: version.as_str(),
-                });
-            }
-            if version >= BundleVersion::V0_2 && entry.inclusion_proof.is_none() {
-                return Err(BundleError::TlogEntryIncomplete {
-                    index,
-                    field: "inclusionProof",
-                    version: version.as_str(),
-                });
-            }
-            tlog_entries.push(entry);
-        }
+        let tlog_entries = vm
+            .tlog_entries
+            .into_iter()
+            .map(tlog_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        check_tlog_entries(&tlog_entries, version)?;
         let rfc3161_timestamps = match vm.timestamp_verification_data {
             None => Vec::new(),
             Some(t) => t
@@ -589,6 +604,56 @@ impl Bundle {
     }
 }
 
+fn check_content(content: &Content) -> Result<(), BundleError> {
+    match content {
+        Content::Dsse(env) if env.signatures.len() != 1 => Err(BundleError::SignatureCount {
+            found: env.signatures.len(),
+        }),
+        Content::MessageSignature { signature, .. } if signature.is_empty() => {
+            Err(BundleError::EmptySignature)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_material(material: &Material, version: BundleVersion) -> Result<(), BundleError> {
+    match material {
+        Material::PublicKey { .. } => Ok(()),
+        Material::Certificate(der) if der.is_empty() => Err(BundleError::EmptyCertificate),
+        Material::Certificate(_) => Ok(()),
+        Material::CertificateChain(_) if version >= BundleVersion::V0_3 => {
+            Err(BundleError::ChainForbidden)
+        }
+        Material::CertificateChain(certs) if certs.is_empty() => {
+            Err(BundleError::EmptyCertificateChain)
+        }
+        Material::CertificateChain(certs) if certs.iter().any(Vec::is_empty) => {
+            Err(BundleError::EmptyCertificate)
+        }
+        Material::CertificateChain(_) => Ok(()),
+    }
+}
+
+fn check_tlog_entries(entries: &[TlogEntry], version: BundleVersion) -> Result<(), BundleError> {
+    for (index, entry) in entries.iter().enumerate() {
+        if version == BundleVersion::V0_1 && entry.inclusion_promise.is_none() {
+            return Err(BundleError::TlogEntryIncomplete {
+                index,
+                field: "inclusionPromise",
+                version: version.as_str(),
+            });
+        }
+        if version >= BundleVersion::V0_2 && entry.inclusion_proof.is_none() {
+            return Err(BundleError::TlogEntryIncomplete {
+                index,
+                field: "inclusionProof",
+                version: version.as_str(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn tlog_entry(e: WireTlogEntry) -> Result<TlogEntry, BundleError> {
     let inclusion_proof = match e.inclusion_proof {
         None => None,
@@ -684,16 +749,16 @@ mod tests {
     fn parses_and_round_trips_key_and_dsse_bundles() {
         for v in [key_bundle(), dsse_bundle()] {
             let b = parse(&v).unwrap();
-            assert_eq!(b.version, BundleVersion::V0_3);
+            assert_eq!(b.version(), BundleVersion::V0_3);
             assert_eq!(Bundle::from_json(&b.to_json()).unwrap(), b);
         }
         let mut v = dsse_bundle();
         tlog(&mut v, entry());
         let b = parse(&v).unwrap();
-        assert_eq!(b.tlog_entries[0].log_index, 12);
-        assert_eq!(b.tlog_entries[0].integrated_time, 1_700_000_000);
+        assert_eq!(b.tlog_entries()[0].log_index, 12);
+        assert_eq!(b.tlog_entries()[0].integrated_time, 1_700_000_000);
         assert_eq!(
-            b.tlog_entries[0]
+            b.tlog_entries()[0]
                 .inclusion_proof
                 .as_ref()
                 .unwrap()
@@ -774,6 +839,35 @@ mod tests {
     }
 
     #[test]
+    fn constructor_enforces_the_parse_rules() {
+        let env = Envelope {
+            payload: b"{}".to_vec(),
+            payload_type: dsse::IN_TOTO_PAYLOAD_TYPE.into(),
+            signatures: vec![],
+        };
+        let key = Material::PublicKey { hint: None };
+        assert_eq!(
+            Bundle::v0_3(key.clone(), Content::Dsse(env), vec![], vec![]),
+            Err(BundleError::SignatureCount { found: 0 })
+        );
+        let sig = Content::MessageSignature {
+            digest: None,
+            signature: vec![1],
+        };
+        assert_eq!(
+            Bundle::v0_3(
+                Material::CertificateChain(vec![vec![1]]),
+                sig.clone(),
+                vec![],
+                vec![]
+            ),
+            Err(BundleError::ChainForbidden)
+        );
+        let b = Bundle::v0_3(key, sig, vec![], vec![]).unwrap();
+        assert_eq!(b.media_type(), MEDIA_TYPE_V0_3);
+    }
+
+    #[test]
     fn empty_message_digest_is_no_digest() {
         let mut v = key_bundle();
         v["messageSignature"]["messageDigest"] = json!({});
@@ -790,7 +884,7 @@ mod tests {
         v["messageSignature"]["signature"] = "-_-_".into();
         let b = parse(&v).unwrap();
         assert!(
-            matches!(b.content, Content::MessageSignature { ref signature, .. } if signature == &[0xfb, 0xff, 0xbf])
+            matches!(b.content(), Content::MessageSignature { signature, .. } if signature == &[0xfb, 0xff, 0xbf])
         );
     }
 
@@ -834,7 +928,7 @@ mod tests {
         assert_eq!(parse(&v), Err(BundleError::ChainForbidden));
         v["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2".into();
         assert!(
-            matches!(parse(&v).unwrap().material, Material::CertificateChain(ref c) if c.len() == 1)
+            matches!(parse(&v).unwrap().material(), Material::CertificateChain(c) if c.len() == 1)
         );
         v["verificationMaterial"] = json!({"x509CertificateChain": {"certificates": []}});
         assert_eq!(parse(&v), Err(BundleError::EmptyCertificateChain));

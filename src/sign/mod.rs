@@ -25,6 +25,8 @@ pub enum SignError {
     Signer { reason: String },
     #[error("could not record the signature in the transparency log or timestamp it: {reason}")]
     Evidence { reason: String },
+    #[error("the signer produced an invalid bundle")]
+    InvalidBundle(#[from] BundleError),
 }
 
 /// Proof gathered after signing: transparency-log entries and RFC 3161 timestamps. A key signer
@@ -81,14 +83,12 @@ impl Signer for KeySigner {
 
 fn finish(content: Content, signer: &dyn Signer) -> Result<Bundle, SignError> {
     let evidence = signer.evidence(&content)?;
-    Ok(Bundle {
-        version: bundle::BundleVersion::V0_3,
-        media_type: bundle::MEDIA_TYPE_V0_3.to_string(),
-        material: signer.verification_material(),
-        tlog_entries: evidence.tlog_entries,
-        rfc3161_timestamps: evidence.rfc3161_timestamps,
+    Ok(Bundle::v0_3(
+        signer.verification_material(),
         content,
-    })
+        evidence.tlog_entries,
+        evidence.rfc3161_timestamps,
+    )?)
 }
 
 /// Signs an in-toto statement (JSON bytes) into a v0.3 bundle holding a DSSE envelope with
@@ -127,7 +127,7 @@ mod tests {
         let signer = KeySigner::new(SigningKey::generate_p256().unwrap());
         let statement = br#"{"_type":"https://in-toto.io/Statement/v1"}"#;
         let b = sign_statement(statement, &signer).unwrap();
-        let Content::Dsse(env) = &b.content else {
+        let Content::Dsse(env) = b.content() else {
             panic!("expected dsse content")
         };
         assert_eq!(env.signatures.len(), 1);
@@ -140,8 +140,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            b.material,
-            Material::PublicKey {
+            b.material(),
+            &Material::PublicKey {
                 hint: Some(signer.public_key().hint())
             }
         );

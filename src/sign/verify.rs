@@ -263,7 +263,7 @@ pub fn verify_bundle(
     policy: &Policy,
     root: &TrustedRoot,
 ) -> Result<VerifiedBundle, VerifyError> {
-    match (policy, &bundle.material) {
+    match (policy, bundle.material()) {
         (Policy::Key(_), Material::Certificate(_) | Material::CertificateChain(_)) => {
             return Err(VerifyError::MaterialMismatch {
                 expected: "public key",
@@ -273,7 +273,7 @@ pub fn verify_bundle(
         (Policy::Identity(_), Material::PublicKey { .. }) => {
             return Err(VerifyError::MaterialMismatch {
                 expected: "certificate",
-                found: material_name(&bundle.material),
+                found: material_name(bundle.material()),
             });
         }
         _ => {}
@@ -346,7 +346,7 @@ pub fn verify_bundle(
             verified_times: signing_times.len(),
         },
         signing_times,
-        statement: match &bundle.content {
+        statement: match bundle.content() {
             super::Content::Dsse(env) => Some(env.payload.clone()),
             super::Content::MessageSignature { .. } => None,
         },
@@ -370,7 +370,7 @@ fn verify_key_offline(
             Artifact::File(path) => crate::digest::of_file(path).map_err(VerifyError::Read)?.0,
         })
     };
-    let statement = match &bundle.content {
+    let statement = match bundle.content() {
         super::Content::Dsse(env) => {
             let sig = &env
                 .signatures

@@ -255,7 +255,7 @@ fn custody_verifies_a_cosign_attestation_bundle() {
     assert_ok(&out, "cosign attest-blob with a custody key");
     let bundle = Bundle::from_json(&std::fs::read(dir.path().join("att.bundle")).expect("bundle"))
         .expect("parses");
-    assert!(matches!(bundle.content, custody::sign::Content::Dsse(_)));
+    assert!(matches!(bundle.content(), custody::sign::Content::Dsse(_)));
     let public =
         PublicKey::from_pem(&std::fs::read_to_string(pub_path).expect("pub")).expect("pub parses");
     let verified = verify_bundle(
