@@ -19,6 +19,8 @@ use crate::sign::{Bundle, KeySigner, sign_blob};
 pub const PASSWORD_ENV_VARS: &[&str] = &["COSIGN_PASSWORD", "CUSTODY_PASSWORD"];
 /// Prefix of a key reference naming an environment variable that holds the PEM text.
 pub const ENV_KEY_PREFIX: &str = "env://";
+/// Key files are tiny; anything larger is not a key.
+const MAX_KEY_FILE: u64 = 64 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
@@ -100,22 +102,13 @@ fn prompt_password(prompt: &str) -> anyhow::Result<Password> {
     Ok(Password::new(pw.into_bytes()))
 }
 
-fn read_key_text(reference: &str, max: u64) -> anyhow::Result<String> {
+fn read_key_text(reference: &str) -> anyhow::Result<String> {
     if let Some(var) = reference.strip_prefix(ENV_KEY_PREFIX) {
         return std::env::var(var)
             .with_context(|| format!("environment variable {var} is not set or not utf-8"));
     }
-    let path = Path::new(reference);
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read key {}", path.display()))?
-        .len();
-    if len > max {
-        bail!(
-            "key file {} is {len} bytes, too large for a key",
-            path.display()
-        );
-    }
-    std::fs::read_to_string(path).with_context(|| format!("cannot read key {}", path.display()))
+    let bytes = read_bounded(Path::new(reference), MAX_KEY_FILE)?;
+    String::from_utf8(bytes).with_context(|| format!("key {reference} is not utf-8 text"))
 }
 
 /// `custody keygen`: writes an encrypted ECDSA P-256 key pair in cosign's format.
@@ -143,7 +136,7 @@ fn same_password(a: &Password, b: &Password) -> bool {
 
 /// Loads a private key for signing, asking for a password only when the key is encrypted.
 pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
-    let text = zeroize::Zeroizing::new(read_key_text(reference, 64 * 1024)?);
+    let text = zeroize::Zeroizing::new(read_key_text(reference)?);
     match keys::load_private_key(&text, None) {
         Err(keys::KeyError::PasswordRequired) => {
             let password = match password_from_env() {
@@ -186,7 +179,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
         &args.certificate_identity_regexp,
     ) {
         (Some(key), None, None) => {
-            let pem = read_key_text(key, 64 * 1024)?;
+            let pem = read_key_text(key)?;
             let key = PublicKey::from_pem(&pem)
                 .with_context(|| format!("cannot load public key {key}"))?;
             let tlog = if args.trusted_root.is_none() || args.insecure_ignore_tlog {

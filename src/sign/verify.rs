@@ -8,6 +8,7 @@
 //! The outcome comes back as custody's own types.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::bundle::{Bundle, Material};
 use super::keys::PublicKey;
@@ -18,6 +19,7 @@ pub const TRUSTED_ROOT_MEDIA_TYPES: &[&str] = &[
     "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
     "application/vnd.dev.sigstore.trustedroot.v0.2+json",
 ];
+const EMPTY_TRUSTED_ROOT: &str = r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#;
 /// Largest trusted root accepted (the public-good one is about 10 KiB).
 pub const MAX_TRUSTED_ROOT_SIZE: usize = 4 * 1024 * 1024;
 
@@ -82,9 +84,19 @@ impl std::fmt::Display for SubjectMatcher {
 
 /// A Sigstore trusted root (`trusted_root.json`): CAs, transparency logs, CT logs and TSAs with
 /// their validity windows.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TrustedRoot {
-    inner: sigstore_trust_root::TrustedRoot,
+    media_type: String,
+    /// Keys and certificates prepared once, reused by every verification.
+    verifier: Arc<sigstore_verify::Verifier>,
+}
+
+impl std::fmt::Debug for TrustedRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedRoot")
+            .field("media_type", &self.media_type)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a trusted root was refused.
@@ -123,21 +135,25 @@ impl TrustedRoot {
                 expected: TRUSTED_ROOT_MEDIA_TYPES,
             });
         }
-        // Prepare once here so unusable keys or windows are reported as a trusted-root problem.
-        sigstore_verify::Verifier::new(&inner).map_err(|e| TrustRootError::Malformed {
-            reason: e.to_string(),
-        })?;
-        Ok(TrustedRoot { inner })
+        // Unusable keys or validity windows are reported here, as a trusted-root problem.
+        let verifier =
+            sigstore_verify::Verifier::new(&inner).map_err(|e| TrustRootError::Malformed {
+                reason: e.to_string(),
+            })?;
+        Ok(TrustedRoot {
+            media_type: inner.media_type,
+            verifier: Arc::new(verifier),
+        })
     }
 
     /// A root that trusts no CA, log or TSA: enough for key-signed bundles without tlog checks.
     pub fn empty() -> TrustedRoot {
-        TrustedRoot {
-            inner: sigstore_trust_root::TrustedRoot::from_json(
-                r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#,
-            )
-            .expect("the empty trusted root parses"),
-        }
+        TrustedRoot::from_json(EMPTY_TRUSTED_ROOT.as_bytes())
+            .expect("the empty trusted root is valid")
+    }
+
+    pub fn media_type(&self) -> &str {
+        &self.media_type
     }
 }
 
@@ -287,14 +303,14 @@ pub fn verify_bundle(
     let theirs = sigstore_types::Bundle::from_json(&json).map_err(|e| VerifyError::Bundle {
         detail: e.to_string(),
     })?;
-    let verifier = sigstore_verify::Verifier::new(&root.inner).map_err(map_error)?;
+    let verifier = &root.verifier;
 
     let (result, signer, identity_checked) = match policy {
         Policy::Key(kp) => {
             let der = sigstore_types::DerPublicKey::new(kp.key.to_spki_der());
             // TlogRequirement::Skip returned above: here the log evidence is required.
             let p = sigstore_verify::PublicKeyVerificationPolicy::new(der);
-            let result = call(&verifier, artifact, &theirs, &p).map_err(map_error)?;
+            let result = call(verifier, artifact, &theirs, &p).map_err(map_error)?;
             let signer = VerifiedSigner::Key {
                 algorithm: kp.key.algorithm(),
                 hint: kp.key.hint(),
@@ -309,7 +325,7 @@ pub fn verify_bundle(
                 SubjectMatcher::Regex(_) => sigstore_verify::VerificationPolicy::any_identity()
                     .require_issuer(ip.issuer.as_str()),
             };
-            let result = call(&verifier, artifact, &theirs, &p).map_err(map_error)?;
+            let result = call(verifier, artifact, &theirs, &p).map_err(map_error)?;
             let identity = result.identity().map(|s| s.as_str().to_string());
             if let SubjectMatcher::Regex(re) = &ip.subject
                 && !identity.as_deref().is_some_and(|id| re.is_match(id))
@@ -548,10 +564,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(
-                err,
-                VerifyError::ArtifactMismatch { .. } | VerifyError::Signature { .. }
-            ),
+            matches!(err, VerifyError::ArtifactMismatch { .. }),
             "{err:?}"
         );
         let err = verify_bundle(
