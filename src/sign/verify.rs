@@ -651,6 +651,15 @@ mod tests {
     }
 
     #[test]
+    fn verification_types_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<TrustedRoot>();
+        send_sync::<Policy>();
+        send_sync::<VerifiedBundle>();
+        send_sync::<VerifyError>();
+    }
+
+    #[test]
     fn trusted_root_media_type_and_size_are_checked() {
         let err = TrustedRoot::from_json(br#"{"mediaType":"application/json","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#).unwrap_err();
         assert!(matches!(err, TrustRootError::MediaType { .. }), "{err:?}");
