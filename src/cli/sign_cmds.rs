@@ -252,6 +252,21 @@ fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The outcome as JSON, for `--output json`: `{"verified": true, ...VerifiedBundle}` or
+/// `{"verified": false, "error": "..."}`.
+pub fn outcome_json(outcome: &VerifyOutcome) -> serde_json::Value {
+    match outcome {
+        VerifyOutcome::Verified(v) => {
+            let mut value = serde_json::to_value(v).unwrap_or_default();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("verified".into(), serde_json::Value::Bool(true));
+            }
+            value
+        }
+        VerifyOutcome::Refused(e) => serde_json::json!({"verified": false, "error": e.to_string()}),
+    }
+}
+
 /// Human-readable lines for a verification outcome.
 pub fn describe(outcome: &VerifyOutcome) -> String {
     match outcome {
@@ -274,5 +289,32 @@ pub fn describe(outcome: &VerifyOutcome) -> String {
             s
         }
         VerifyOutcome::Refused(e) => format!("refused: {e}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_json_names_the_verdict() {
+        let refused =
+            VerifyOutcome::Refused(crate::sign::VerifyError::Bundle { detail: "x".into() });
+        assert_eq!(outcome_json(&refused)["verified"], false);
+        assert_eq!(refused.exit_code(), 1);
+        let verified = VerifyOutcome::Verified(VerifiedBundle {
+            signer: VerifiedSigner::Key {
+                algorithm: "ecdsa-p256",
+                hint: "h".into(),
+            },
+            integrated_time: None,
+            signing_times: vec![],
+            checks: Default::default(),
+            statement: None,
+        });
+        let json = outcome_json(&verified);
+        assert_eq!(json["verified"], true);
+        assert_eq!(json["signer"]["hint"], "h");
+        assert_eq!(verified.exit_code(), 0);
     }
 }
