@@ -839,6 +839,25 @@ mod tests {
     }
 
     #[test]
+    fn rejects_empty_signature_and_certificate() {
+        let mut v = key_bundle();
+        v["messageSignature"]["signature"] = "".into();
+        assert_eq!(parse(&v), Err(BundleError::EmptySignature));
+        v["messageSignature"]
+            .as_object_mut()
+            .unwrap()
+            .remove("signature");
+        assert_eq!(parse(&v), Err(BundleError::EmptySignature));
+        let mut v = dsse_bundle();
+        v["verificationMaterial"]["certificate"] = json!({});
+        assert_eq!(parse(&v), Err(BundleError::EmptyCertificate));
+        v["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2".into();
+        v["verificationMaterial"] =
+            json!({"x509CertificateChain": {"certificates": [{"rawBytes": ""}]}});
+        assert_eq!(parse(&v), Err(BundleError::EmptyCertificate));
+    }
+
+    #[test]
     fn constructor_enforces_the_parse_rules() {
         let env = Envelope {
             payload: b"{}".to_vec(),
