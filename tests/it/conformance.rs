@@ -1,5 +1,6 @@
 //! Sigstore's bundle-verification conformance cases (`../shared/testdata/sigstore-conformance`):
-//! every folder found at run time is verified twice (artifact bytes, then `sha256:` digest);
+//! every folder found at run time is verified three times (artifact bytes, the file streamed,
+//! its `sha256:` digest);
 //! folders ending in `_fail` must be refused, all others must verify.
 
 use std::fs;
@@ -26,6 +27,7 @@ fn read_trimmed(path: &Path) -> Option<String> {
 #[derive(Clone, Copy, Debug)]
 enum Form {
     Bytes,
+    File,
     Digest,
 }
 
@@ -62,6 +64,7 @@ fn run_case(dir: &Path, form: Form) -> Result<String, String> {
     let digest = Digest::of(&artifact_bytes);
     let artifact = match form {
         Form::Bytes => Artifact::Bytes(&artifact_bytes),
+        Form::File => Artifact::File(&artifact_path),
         Form::Digest => Artifact::Digest(&digest),
     };
     verify_bundle(&bundle, artifact, &policy, &root)
@@ -93,7 +96,7 @@ fn sigstore_conformance_cases() {
             .to_string_lossy()
             .to_string();
         let must_fail = name.ends_with("_fail");
-        for form in [Form::Bytes, Form::Digest] {
+        for form in [Form::Bytes, Form::File, Form::Digest] {
             let outcome = run_case(dir, form);
             let pass = outcome.is_err() == must_fail;
             let line = format!(
