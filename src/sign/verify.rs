@@ -206,6 +206,10 @@ pub struct VerifiedBundle {
 /// Why verification refused the bundle, with what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    #[error(
+        "bundle carries a trusted root ca certificate (certificate {index} of its chain); bundles must not include the root"
+    )]
+    RootInBundle { index: usize },
     #[error("policy expects a {expected} but the bundle carries a {found}")]
     MaterialMismatch {
         expected: &'static str,
@@ -294,6 +298,11 @@ pub fn verify_bundle(
         }
         _ => {}
     }
+    // Only the trusted root may supply the root CA; a bundle that carries one is refused
+    // (sigstore conformance `bundle-with-root-cert`).
+    if let Some(index) = self_issued_certificate(bundle.material()) {
+        return Err(VerifyError::RootInBundle { index });
+    }
     if let Policy::Key(kp) = policy
         && kp.tlog == TlogRequirement::Skip
     {
@@ -366,6 +375,21 @@ pub fn verify_bundle(
             super::Content::Dsse(env) => Some(env.payload.clone()),
             super::Content::MessageSignature { .. } => None,
         },
+    })
+}
+
+/// Index of the first self-issued (root) certificate in the bundle's material. Certificates that
+/// do not parse are left for the chain verification to refuse.
+fn self_issued_certificate(material: &Material) -> Option<usize> {
+    use x509_cert::der::Decode as _;
+    let certs: &[Vec<u8>] = match material {
+        Material::PublicKey { .. } => return None,
+        Material::Certificate(der) => std::slice::from_ref(der),
+        Material::CertificateChain(chain) => chain,
+    };
+    certs.iter().position(|der| {
+        x509_cert::Certificate::from_der(der)
+            .is_ok_and(|c| c.tbs_certificate.issuer == c.tbs_certificate.subject)
     })
 }
 

@@ -158,3 +158,31 @@ fn mangled_bundles_never_panic() {
         }
     }
 }
+
+/// The bundle that carries the root CA is refused for that reason, not by accident.
+#[test]
+fn root_certificate_in_bundle_is_refused_as_such() {
+    let suite = suite();
+    let dir = suite.join("cases/bundle-with-root-cert_fail");
+    let Ok(bytes) = fs::read(dir.join("bundle.sigstore.json")) else {
+        panic!(
+            "conformance case bundle-with-root-cert_fail is missing from {}",
+            dir.display()
+        );
+    };
+    let bundle = Bundle::from_json(&bytes).expect("the bundle parses");
+    let root = TrustedRoot::from_json(
+        &fs::read(suite.join("public-good-trusted_root.json")).expect("root"),
+    )
+    .expect("root parses");
+    let artifact = fs::read(dir.join("artifact")).expect("artifact");
+    let policy = Policy::Identity(IdentityPolicy {
+        subject: SubjectMatcher::Exact(DEFAULT_IDENTITY.to_string()),
+        issuer: DEFAULT_ISSUER.to_string(),
+    });
+    let err = verify_bundle(&bundle, Artifact::Bytes(&artifact), &policy, &root).unwrap_err();
+    assert!(
+        matches!(err, custody::sign::VerifyError::RootInBundle { index: 1 }),
+        "{err:?}"
+    );
+}
