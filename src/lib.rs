@@ -12,6 +12,7 @@ pub mod digest;
 pub mod oci;
 pub mod reference;
 pub mod sbom;
+pub mod sign;
 pub mod source;
 pub mod store;
 pub mod transfer;

@@ -4,6 +4,7 @@
 
 pub mod attest_cmds;
 mod progress;
+pub mod sign_cmds;
 mod store_cmds;
 
 use std::io::Write;
@@ -65,6 +66,12 @@ pub enum Command {
     Sbom(attest_cmds::SbomArgs),
     /// Write an unsigned SLSA provenance v1 statement for artifact files.
     Provenance(attest_cmds::ProvenanceArgs),
+    /// Generate an encrypted ECDSA P-256 key pair (cosign format).
+    Keygen(sign_cmds::KeygenArgs),
+    /// Sign a file with a key into a Sigstore bundle.
+    SignBlob(sign_cmds::SignBlobArgs),
+    /// Verify a Sigstore bundle against a file or digest, offline.
+    VerifyBundle(sign_cmds::VerifyBundleArgs),
 }
 
 /// What a command hands back to be printed.
@@ -194,6 +201,9 @@ pub fn run() -> ExitCode {
         Command::Copy(args) => store_cmds::copy(&cli, args),
         Command::Discover(args) => store_cmds::discover(&cli, args),
         Command::Digest(args) => store_cmds::digest(args),
+        Command::Keygen(args) => keygen(args),
+        Command::SignBlob(args) => sign_blob(args),
+        Command::VerifyBundle(args) => verify_bundle(args),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }
@@ -207,6 +217,42 @@ pub fn run() -> ExitCode {
             print_failure(output, &failure);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+fn keygen(args: &sign_cmds::KeygenArgs) -> Result<Report, Failure> {
+    let (key, public) = sign_cmds::run_keygen(args)?;
+    Ok(Report {
+        human: format!(
+            "private key written to {}\npublic key written to {}\n",
+            key.display(),
+            public.display()
+        ),
+        json: serde_json::json!({ "privateKey": key, "publicKey": public }),
+    })
+}
+
+fn sign_blob(args: &sign_cmds::SignBlobArgs) -> Result<Report, Failure> {
+    sign_cmds::run_sign_blob(args)?;
+    Ok(Report {
+        human: format!("bundle written to {}\n", args.bundle.display()),
+        json: serde_json::json!({ "bundle": args.bundle }),
+    })
+}
+
+fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> {
+    let outcome = sign_cmds::run_verify_bundle(args)?;
+    let human = sign_cmds::describe(&outcome);
+    match outcome {
+        sign_cmds::VerifyOutcome::Verified(verified) => Ok(Report {
+            human,
+            json: serde_json::json!({ "verified": true, "result": verified }),
+        }),
+        sign_cmds::VerifyOutcome::Refused(error) => Err(Failure {
+            error: anyhow::Error::new(error).context("the bundle does not verify"),
+            code: EXIT_REFUSED,
+            hint: None,
+        }),
     }
 }
 

@@ -1,7 +1,10 @@
 //! custody's integration tests: one test binary, one module per area.
 
 mod attest;
+mod conformance;
+mod cosign_blob;
 mod hostile;
 mod interop;
 mod registry;
+mod sign_cli;
 mod support;

@@ -1,0 +1,320 @@
+//! `custody keygen`, `custody sign-blob` and `custody verify-bundle`: argument structs and
+//! handlers. This is the only place that reads passwords and key material from the environment
+//! (`COSIGN_PASSWORD`, `CUSTODY_PASSWORD`, `env://VAR` keys) or prompts on the terminal.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use crate::digest::Digest;
+use crate::sign::keys::{self, Password, PublicKey, SigningKey};
+use crate::sign::verify::{
+    Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
+    VerifiedBundle, VerifiedSigner, verify_bundle,
+};
+use crate::sign::{Bundle, KeySigner, sign_blob};
+
+/// Environment variables read for a key password, in order (a set-but-empty value counts).
+pub const PASSWORD_ENV_VARS: &[&str] = &["COSIGN_PASSWORD", "CUSTODY_PASSWORD"];
+/// Prefix of a key reference naming an environment variable that holds the PEM text.
+pub const ENV_KEY_PREFIX: &str = "env://";
+/// Key files are tiny; anything larger is not a key.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Write NAME.key and NAME.pub (default: cosign.key and cosign.pub).
+    #[arg(long, value_name = "NAME", default_value = "cosign")]
+    pub output_key_prefix: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignBlobArgs {
+    /// The file to sign.
+    pub file: PathBuf,
+    /// Private key: a cosign key file, a PKCS#8 PEM file, or env://VAR.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    /// Where to write the Sigstore bundle (v0.3).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyBundleArgs {
+    /// The artifact: a file path or `sha256:<hex>`.
+    pub artifact: String,
+    /// The Sigstore bundle to verify.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// Expected certificate identity (SAN), exact.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["certificate_identity_regexp", "key"])]
+    pub certificate_identity: Option<String>,
+    /// Expected certificate identity (SAN), unanchored regular expression.
+    #[arg(long, value_name = "REGEX", conflicts_with = "key")]
+    pub certificate_identity_regexp: Option<String>,
+    /// Expected OIDC issuer of the certificate.
+    #[arg(long, value_name = "URL", conflicts_with = "key")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Public key (PEM file or env://VAR) for key-signed bundles.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// trusted_root.json (CAs, logs, TSAs). Without it, key mode skips log checks.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Key mode: do not require a transparency-log entry even with a trusted root.
+    #[arg(long)]
+    pub insecure_ignore_tlog: bool,
+}
+
+/// The outcome of `verify-bundle`: exit 0 when verified, 1 when refused.
+#[derive(Debug)]
+pub enum VerifyOutcome {
+    Verified(VerifiedBundle),
+    Refused(crate::sign::VerifyError),
+}
+
+impl VerifyOutcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VerifyOutcome::Verified(_) => 0,
+            VerifyOutcome::Refused(_) => 1,
+        }
+    }
+}
+
+fn password_from_env() -> Option<Password> {
+    PASSWORD_ENV_VARS
+        .iter()
+        .find_map(std::env::var_os)
+        .map(|v| Password::new(v.into_encoded_bytes()))
+}
+
+fn prompt_password(prompt: &str) -> anyhow::Result<Password> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "a key password is needed: set {} or run in a terminal",
+            PASSWORD_ENV_VARS.join(" or ")
+        );
+    }
+    let pw = rpassword::prompt_password(prompt).context("could not read the password")?;
+    Ok(Password::new(pw.into_bytes()))
+}
+
+fn read_key_text(reference: &str) -> anyhow::Result<String> {
+    if let Some(var) = reference.strip_prefix(ENV_KEY_PREFIX) {
+        return std::env::var(var)
+            .with_context(|| format!("environment variable {var} is not set or not utf-8"));
+    }
+    let bytes = read_bounded(Path::new(reference), MAX_KEY_FILE)?;
+    String::from_utf8(bytes).with_context(|| format!("key {reference} is not utf-8 text"))
+}
+
+/// `custody keygen`: writes an encrypted ECDSA P-256 key pair in cosign's format.
+pub fn run_keygen(args: &KeygenArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let password = match password_from_env() {
+        Some(p) => p,
+        None => {
+            let first = prompt_password("Enter password for private key: ")?;
+            let again = prompt_password("Enter password for private key again: ")?;
+            if !same_password(&first, &again) {
+                bail!("passwords do not match");
+            }
+            first
+        }
+    };
+    let pair = keys::keygen(&password).context("could not generate a key pair")?;
+    let paths = keys::write_key_pair(&args.output_key_prefix, &pair)
+        .context("could not write the key pair")?;
+    Ok(paths)
+}
+
+fn same_password(a: &Password, b: &Password) -> bool {
+    a.ct_eq(b)
+}
+
+/// Loads a private key for signing, asking for a password only when the key is encrypted.
+pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
+    let text = zeroize::Zeroizing::new(read_key_text(reference)?);
+    match keys::load_private_key(&text, None) {
+        Err(keys::KeyError::PasswordRequired) => {
+            let password = match password_from_env() {
+                Some(p) => p,
+                None => prompt_password("Enter password for private key: ")?,
+            };
+            keys::load_private_key(&text, Some(&password))
+                .with_context(|| format!("cannot load key {reference}"))
+        }
+        other => other.with_context(|| format!("cannot load key {reference}")),
+    }
+}
+
+/// `custody sign-blob`: signs a file with a key and writes a v0.3 bundle.
+pub fn run_sign_blob(args: &SignBlobArgs) -> anyhow::Result<Bundle> {
+    let key = load_signing_key(&args.key)?;
+    let blob = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bundle = sign_blob(&blob, &KeySigner::new(key)).context("signing failed")?;
+    std::fs::write(&args.bundle, bundle.to_json())
+        .with_context(|| format!("cannot write bundle {}", args.bundle.display()))?;
+    Ok(bundle)
+}
+
+/// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the
+/// verification could not run (unreadable files, bad arguments, unusable trusted root).
+pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcome> {
+    let bundle_bytes = read_bounded(&args.bundle, crate::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
+    let root = match &args.trusted_root {
+        Some(path) => {
+            let bytes = read_bounded(path, crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
+            TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", path.display()))?
+        }
+        None => TrustedRoot::empty(),
+    };
+    let policy = match (
+        &args.key,
+        &args.certificate_identity,
+        &args.certificate_identity_regexp,
+    ) {
+        (Some(key), None, None) => {
+            let pem = read_key_text(key)?;
+            let key = PublicKey::from_pem(&pem)
+                .with_context(|| format!("cannot load public key {key}"))?;
+            let tlog = if args.trusted_root.is_none() || args.insecure_ignore_tlog {
+                TlogRequirement::Skip
+            } else {
+                TlogRequirement::Required
+            };
+            Policy::Key(KeyPolicy { key, tlog })
+        }
+        (None, exact, regex) => {
+            let subject = match (exact, regex) {
+                (Some(id), None) => SubjectMatcher::Exact(id.clone()),
+                (None, Some(re)) => SubjectMatcher::Regex(
+                    regex::Regex::new(re)
+                        .with_context(|| format!("invalid --certificate-identity-regexp {re:?}"))?,
+                ),
+                _ => {
+                    bail!("give --key, or --certificate-identity or --certificate-identity-regexp")
+                }
+            };
+            let Some(issuer) = args.certificate_oidc_issuer.clone() else {
+                bail!("--certificate-oidc-issuer is required with a certificate identity");
+            };
+            if args.trusted_root.is_none() {
+                bail!("--trusted-root is required to verify a certificate identity");
+            }
+            Policy::Identity(IdentityPolicy { subject, issuer })
+        }
+        _ => bail!("--key cannot be combined with a certificate identity"),
+    };
+    let bundle = match Bundle::from_json(&bundle_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(VerifyOutcome::Refused(crate::sign::VerifyError::Bundle {
+                detail: e.to_string(),
+            }));
+        }
+    };
+    let digest;
+    let artifact = if args.artifact.starts_with("sha256:") {
+        digest = args
+            .artifact
+            .parse::<Digest>()
+            .with_context(|| format!("invalid digest {}", args.artifact))?;
+        Artifact::Digest(&digest)
+    } else {
+        let path = Path::new(&args.artifact);
+        if !path.is_file() {
+            bail!("artifact {} is not a file", path.display());
+        }
+        Artifact::File(path)
+    };
+    match verify_bundle(&bundle, artifact, &policy, &root) {
+        Ok(v) => Ok(VerifyOutcome::Verified(v)),
+        Err(crate::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
+        Err(e) => Ok(VerifyOutcome::Refused(e)),
+    }
+}
+
+fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > max {
+        bail!(
+            "{} is {len} bytes, more than the {max} allowed",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The outcome as JSON, for `--output json`: `{"verified": true, ...VerifiedBundle}` or
+/// `{"verified": false, "error": "..."}`.
+pub fn outcome_json(outcome: &VerifyOutcome) -> serde_json::Value {
+    match outcome {
+        VerifyOutcome::Verified(v) => {
+            let mut value = serde_json::to_value(v).unwrap_or_default();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("verified".into(), serde_json::Value::Bool(true));
+            }
+            value
+        }
+        VerifyOutcome::Refused(e) => serde_json::json!({"verified": false, "error": e.to_string()}),
+    }
+}
+
+/// Human-readable lines for a verification outcome.
+pub fn describe(outcome: &VerifyOutcome) -> String {
+    match outcome {
+        VerifyOutcome::Verified(v) => {
+            let who = match &v.signer {
+                VerifiedSigner::Key { algorithm, hint } => format!("key {algorithm} {hint}"),
+                VerifiedSigner::Certificate { identity, issuer } => {
+                    format!("{identity} (issuer {issuer})")
+                }
+            };
+            let c = &v.checks;
+            let mut s = format!("verified: signed by {who}\n");
+            s.push_str(&format!(
+                "checks: signature {}, artifact {}, certificate chain {}, sct {}, transparency log {}, identity {}, verified times {}\n",
+                c.signature, c.artifact_binding, c.certificate_chain, c.sct, c.tlog, c.identity, c.verified_times
+            ));
+            if let Some(t) = v.integrated_time {
+                s.push_str(&format!("integrated time: {t}\n"));
+            }
+            s
+        }
+        VerifyOutcome::Refused(e) => format!("refused: {e}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_json_names_the_verdict() {
+        let refused =
+            VerifyOutcome::Refused(crate::sign::VerifyError::Bundle { detail: "x".into() });
+        assert_eq!(outcome_json(&refused)["verified"], false);
+        assert_eq!(refused.exit_code(), 1);
+        let verified = VerifyOutcome::Verified(VerifiedBundle {
+            signer: VerifiedSigner::Key {
+                algorithm: "ecdsa-p256",
+                hint: "h".into(),
+            },
+            integrated_time: None,
+            signing_times: vec![],
+            checks: Default::default(),
+            statement: None,
+        });
+        let json = outcome_json(&verified);
+        assert_eq!(json["verified"], true);
+        assert_eq!(json["signer"]["hint"], "h");
+        assert_eq!(verified.exit_code(), 0);
+    }
+}
