@@ -11,6 +11,7 @@ pub mod cli;
 pub mod digest;
 pub mod oci;
 pub mod reference;
+pub mod release;
 pub mod sbom;
 pub mod sign;
 pub mod source;

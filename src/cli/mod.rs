@@ -4,6 +4,7 @@
 
 pub mod attest_cmds;
 mod progress;
+mod release_cmds;
 pub mod sign_cmds;
 mod store_cmds;
 
@@ -72,6 +73,8 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// Release: source record, SBOM, provenance, sign, push, attach, verify, then tag.
+    Release(release_cmds::ReleaseArgs),
 }
 
 /// What a command hands back to be printed.
@@ -96,13 +99,36 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// The store error behind a cause, whether bare or wrapped transparently by a transfer.
+/// The store error behind a cause, whether bare or wrapped transparently (a transparent
+/// wrapper forwards `source()`, so the store error is not a link of the chain of its own).
 fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a store::Error> {
+    use crate::{attach, release, transfer};
+    fn from_transfer(e: &transfer::Error) -> Option<&store::Error> {
+        match e {
+            transfer::Error::Store(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn from_attach(e: &attach::Error) -> Option<&store::Error> {
+        match e {
+            attach::Error::Store(s) => Some(s),
+            attach::Error::Transfer(t) => from_transfer(t),
+            _ => None,
+        }
+    }
     if let Some(e) = cause.downcast_ref::<store::Error>() {
         return Some(e);
     }
-    match cause.downcast_ref::<crate::transfer::Error>() {
-        Some(crate::transfer::Error::Store(e)) => Some(e),
+    if let Some(e) = cause.downcast_ref::<transfer::Error>() {
+        return from_transfer(e);
+    }
+    if let Some(e) = cause.downcast_ref::<attach::Error>() {
+        return from_attach(e);
+    }
+    match cause.downcast_ref::<release::Error>() {
+        Some(release::Error::Store(s)) => Some(s),
+        Some(release::Error::Transfer(t)) => from_transfer(t),
+        Some(release::Error::Attach(a)) => from_attach(a),
         _ => None,
     }
 }
@@ -204,6 +230,7 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
+        Command::Release(args) => release_cmds::release(&cli, args),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }

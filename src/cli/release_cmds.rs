@@ -1,0 +1,263 @@
+//! `release`: the pipeline a CI step runs, with defaults that make the first run work on a
+//! laptop (the embedded store, a local development key).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::attest_cmds::process_env;
+use super::{Cli, Failure, Report, sign_cmds, store_options};
+use crate::attest::Timestamp;
+use crate::ci;
+use crate::reference::Reference;
+use crate::release::{self, LegacyTags, ReleaseRequest, Subject};
+use crate::sbom::SpecVersion;
+use crate::sign::{KeySigner, SigningKey, keys};
+use crate::source::DirtyPolicy;
+use crate::store;
+use crate::transfer::TagPolicy;
+
+#[derive(clap::Args, Debug)]
+pub struct ReleaseArgs {
+    /// Artifact files to release (pushed as one OCI artifact).
+    #[arg(required_unless_present = "image", conflicts_with = "image")]
+    pub files: Vec<PathBuf>,
+    /// Destination: registry/repo[:tag] or oci:<dir>[:tag]. Default: the embedded store
+    /// `.custody/store` at the top of the work tree. Without a tag, the version tag at HEAD
+    /// (else `git-<commit>`) is used.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Attest an image a container build already pushed, in place, instead of files.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Signing key (cosign key file, PKCS#8 PEM, or env://VAR). Default: keyless in CI with an
+    /// identity token, else a local development key created on first use.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A folder inside the work tree the artifact was built from.
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// Lockfile for the SBOM (repeatable). Default: those at the top of the work tree.
+    #[arg(long = "lockfile", value_name = "FILE")]
+    pub lockfiles: Vec<PathBuf>,
+    /// Release from a work tree with uncommitted changes; the provenance records it.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Also write cosign v2 `.sig`/`.att` tags for tools that read only those.
+    #[arg(long)]
+    pub legacy_cosign_tags: bool,
+    /// CycloneDX version of the SBOM.
+    #[arg(long, default_value = "1.6")]
+    pub sbom_spec_version: SpecVersion,
+    /// The artifact type of the pushed manifest.
+    #[arg(long)]
+    pub artifact_type: Option<String>,
+    /// Move the destination tag even if it names another digest.
+    #[arg(long)]
+    pub force_tag: bool,
+}
+
+/// custody's folder in the user's configuration directory.
+fn config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("custody"));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".config").join("custody"))
+}
+
+/// The local development key, created on first use (private key mode 0600). Artifacts signed
+/// with it carry the local builder id, which production policies refuse.
+pub fn development_key() -> anyhow::Result<(SigningKey, PathBuf)> {
+    let dir = config_dir()?;
+    let private = dir.join("dev-key.pem");
+    let public = dir.join("dev-key.pub");
+    if private.is_file() {
+        let pem = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&private)
+                .with_context(|| format!("cannot read {}", private.display()))?,
+        );
+        let key = keys::load_private_key(&pem, None)
+            .with_context(|| format!("cannot load the development key {}", private.display()))?;
+        return Ok((key, public));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key = SigningKey::generate_p256().context("cannot generate a development key")?;
+    let pem = key
+        .to_pkcs8_pem()
+        .context("cannot encode the development key")?;
+    write_private(&private, pem.expose().as_bytes())?;
+    std::fs::write(&public, key.public_key().to_pem())
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    eprintln!(
+        "note: created a local development key at {} (public key {}); what it signs is marked as a local build",
+        private.display(),
+        public.display()
+    );
+    Ok((key, public))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".custody-key-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a key file in {}", dir.display()))?;
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist_noclobber(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Belt and braces: the final file is 0600 whatever the umask did.
+    let _ = std::fs::OpenOptions::new().mode(0o600).open(path);
+    Ok(())
+}
+
+/// Where a release goes when `--to` is not given: `.custody/store` at the top of the work tree.
+/// The folder ignores itself (a `.gitignore` of `*`, as virtual environments do), so the store
+/// never makes the work tree dirty.
+fn default_destination(source_dir: &Path) -> anyhow::Result<Reference> {
+    let root = release::workdir_root(source_dir);
+    // Keep a relative root relative and tidy: `.custody/store`, not `./.custody/store`.
+    let root = if root.components().all(|c| c == std::path::Component::CurDir) {
+        PathBuf::new()
+    } else {
+        root
+    };
+    let dir = root.join(".custody");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(
+            &ignore,
+            "# custody's embedded store; not part of the source\n*\n",
+        )
+        .with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
+    Ok(Reference::layout(dir.join("store")))
+}
+
+pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
+    let env = process_env();
+    let ci = ci::detect(&env).context("cannot tell which CI runs custody")?;
+    let image = args
+        .image
+        .as_deref()
+        .map(|i| {
+            i.parse::<Reference>()
+                .with_context(|| format!("cannot use {i:?} as a reference"))
+        })
+        .transpose()?;
+    let mut destination = match (&args.to, &image) {
+        (Some(to), _) => to
+            .parse::<Reference>()
+            .with_context(|| format!("cannot use {to:?} as a destination"))?,
+        (None, Some(image)) => image.clone(),
+        (None, None) => default_destination(&args.source)?,
+    };
+    if destination.digest.is_some() && image.is_none() {
+        return Err(anyhow::anyhow!(
+            "the destination {destination} names a digest; give a repository and optionally a tag"
+        )
+        .into());
+    }
+    let (signer, key_note) = match &args.key {
+        Some(k) => (KeySigner::new(sign_cmds::load_signing_key(k)?), None),
+        None => {
+            let (key, public) = development_key()?;
+            (KeySigner::new(key), Some(public))
+        }
+    };
+    let store = store::open(&destination, &store_options(cli))
+        .with_context(|| format!("cannot open {}", destination.repository()))?;
+    let request = ReleaseRequest {
+        subject: match &image {
+            Some(i) => Subject::Image(i.clone()),
+            None => Subject::Files(args.files.clone()),
+        },
+        destination: destination.clone(),
+        source_dir: args.source.clone(),
+        lockfiles: args.lockfiles.clone(),
+        dirty: if args.allow_dirty {
+            DirtyPolicy::Allow
+        } else {
+            DirtyPolicy::Refuse
+        },
+        sbom_spec: args.sbom_spec_version,
+        legacy_tags: if args.legacy_cosign_tags {
+            LegacyTags::Write
+        } else {
+            LegacyTags::Skip
+        },
+        tag_policy: if args.force_tag {
+            TagPolicy::Force
+        } else {
+            TagPolicy::Immutable
+        },
+        artifact_type: args.artifact_type.clone(),
+        now: Timestamp::from_system_time(std::time::SystemTime::now()),
+    };
+    let mut outcome = release::publish(store.as_ref(), &signer, &ci, &request)
+        .with_context(|| format!("cannot release to {destination}"))?;
+    if image.is_none() {
+        let tag = match destination.tag.take() {
+            Some(t) => t,
+            None => release::default_tag(&outcome.source),
+        };
+        release::finish(store.as_ref(), &mut outcome, &tag, request.tag_policy)
+            .with_context(|| format!("cannot tag {}", outcome.pinned))?;
+    }
+
+    let mut human = String::new();
+    let _ = writeln!(human, "released {}", outcome.pinned);
+    let _ = writeln!(
+        human,
+        "  source   {} @ {}{}",
+        outcome
+            .source
+            .repository
+            .as_ref()
+            .map_or("(no remote)".to_owned(), |r| r.to_string()),
+        outcome.source.commit,
+        if outcome.source.dirty { " (dirty)" } else { "" }
+    );
+    let _ = writeln!(human, "  builder  {}", outcome.builder_id);
+    let _ = writeln!(
+        human,
+        "  sbom     {} components from {} lockfile(s)",
+        outcome.sbom_components,
+        outcome.lockfiles.len()
+    );
+    for r in &outcome.referrers {
+        let _ = writeln!(
+            human,
+            "  attached {:<10} {}  {}",
+            format!("{:?}", r.kind).to_lowercase(),
+            r.digest,
+            r.predicate_type
+        );
+    }
+    for t in &outcome.legacy_tags {
+        let _ = writeln!(human, "  legacy   {t}");
+    }
+    if let (Some(tag), Some(result)) = (&outcome.tag, &outcome.tag_outcome) {
+        let _ = writeln!(human, "  tag      {tag} ({result:?})");
+    }
+    if let Some(public) = &key_note {
+        let _ = writeln!(
+            human,
+            "  signed with the local development key; verify with --key {}",
+            public.display()
+        );
+    }
+    let mut json = serde_json::to_value(&outcome).expect("serialisable");
+    json["signingKey"] = serde_json::json!(key_note);
+    Ok(Report { human, json })
+}

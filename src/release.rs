@@ -1,0 +1,429 @@
+//! The one-shot pipeline a CI step runs: source record ► SBOM ► provenance ► sign ► push ►
+//! attach ► verify, then the tag.
+//!
+//! Order matters for re-runs: blobs and the manifest go up by digest, the signature and the
+//! attestations are attached, and only then is the tag written. A run that dies half-way leaves
+//! nothing that looks finished (no tag), and running it again finishes the job: the push is
+//! deterministic, so it finds what is already there and the tag lands on the same digest.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::attach::{self, BundleContent};
+use crate::attest::{self, AttestError, ProvenanceInput, ResourceDescriptor, Timestamp};
+use crate::ci::{self, CiContext};
+use crate::digest::Digest;
+use crate::oci::Descriptor;
+use crate::reference::{Reference, Tag};
+use crate::sbom::{self, Artifact, SbomOptions, SpecVersion};
+use crate::sign::{self, Signer};
+use crate::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
+use crate::store::{self, Store};
+use crate::transfer::{self, PushOptions, TagOutcome, TagPolicy};
+
+/// What to release.
+#[derive(Clone, Debug)]
+pub enum Subject {
+    /// Files pushed as one OCI artifact.
+    Files(Vec<PathBuf>),
+    /// An image a container build already pushed; it is attested where it is.
+    Image(Reference),
+}
+
+/// Everything a release needs besides the store and the signer.
+#[derive(Clone, Debug)]
+pub struct ReleaseRequest {
+    pub subject: Subject,
+    /// Where the artifact goes (ignored for images, which stay where they are). The tag, if
+    /// any, is written last.
+    pub destination: Reference,
+    /// A folder inside the work tree the artifact was built from.
+    pub source_dir: PathBuf,
+    /// Lockfiles for the SBOM; empty means those found at the top of the work tree.
+    pub lockfiles: Vec<PathBuf>,
+    pub dirty: DirtyPolicy,
+    pub sbom_spec: SpecVersion,
+    pub legacy_tags: LegacyTags,
+    pub tag_policy: TagPolicy,
+    pub artifact_type: Option<String>,
+    pub now: Timestamp,
+}
+
+/// Whether cosign v2's `.sig`/`.att` tags are written too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LegacyTags {
+    #[default]
+    Skip,
+    Write,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot record the source commit")]
+    Source(#[from] source::SourceError),
+    #[error("cannot build the SBOM")]
+    Sbom(#[from] sbom::SbomError),
+    #[error("cannot build the attestations")]
+    Attest(#[from] AttestError),
+    #[error("cannot sign")]
+    Sign(#[from] sign::SignError),
+    #[error(transparent)]
+    Transfer(#[from] transfer::Error),
+    #[error(transparent)]
+    Attach(#[from] attach::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "{reference} is an image to attest in place; it cannot be released to another repository {destination}"
+    )]
+    ImageElsewhere {
+        reference: String,
+        destination: String,
+    },
+}
+
+/// One referrer the release attached.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attached {
+    pub kind: AttachedKind,
+    pub digest: Digest,
+    pub predicate_type: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachedKind {
+    Signature,
+    Provenance,
+    Sbom,
+}
+
+/// What a release did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseOutcome {
+    pub digest: Digest,
+    pub pinned: String,
+    pub tag: Option<String>,
+    pub tag_outcome: Option<TagOutcome>,
+    pub source: SourceRecord,
+    pub builder_id: String,
+    pub local_build: bool,
+    pub sbom_components: usize,
+    pub lockfiles: Vec<PathBuf>,
+    pub referrers: Vec<Attached>,
+    pub legacy_tags: Vec<String>,
+}
+
+/// Builds the SBOM of `artifacts` from the lockfiles of the work tree around `source_dir` (or
+/// the ones named).
+pub fn build_sbom(
+    artifacts: &[Artifact],
+    source_dir: &Path,
+    lockfiles: &[PathBuf],
+    source: Option<SourceRecord>,
+    spec: SpecVersion,
+    now: Timestamp,
+) -> Result<(sbom::Bom, Vec<PathBuf>), sbom::SbomError> {
+    let lockfiles = if lockfiles.is_empty() {
+        sbom::discover_lockfiles(&workdir_root(source_dir))
+    } else {
+        lockfiles.to_vec()
+    };
+    let locks = lockfiles
+        .iter()
+        .map(|p| sbom::read_lockfile(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = SbomOptions::new(now);
+    options.spec_version = spec;
+    options.version = source
+        .as_ref()
+        .and_then(|s| s.tags.first())
+        .map(|t| version_from_tag(t));
+    options.source = source;
+    Ok((sbom::generate(artifacts, &locks, &options)?, lockfiles))
+}
+
+/// `v1.2.3` → `1.2.3`; other tags as they are.
+pub fn version_from_tag(tag: &str) -> String {
+    match tag.strip_prefix('v') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest.to_owned(),
+        _ => tag.to_owned(),
+    }
+}
+
+/// The top of the work tree containing `dir`, or `dir` when it is not in one.
+pub fn workdir_root(dir: &Path) -> PathBuf {
+    gix::discover(dir)
+        .ok()
+        .and_then(|r| r.workdir().map(Path::to_owned))
+        .unwrap_or_else(|| dir.to_owned())
+}
+
+/// The tag a release gets when none is given: the version tag at HEAD, else `git-<commit>`.
+pub fn default_tag(source: &SourceRecord) -> Tag {
+    source
+        .tags
+        .iter()
+        .find_map(|t| t.parse::<Tag>().ok())
+        .unwrap_or_else(|| {
+            let commit = source.commit.to_string();
+            format!("git-{}", &commit[..commit.len().min(12)])
+                .parse()
+                .expect("git-<hex> is a valid tag")
+        })
+}
+
+fn sign_and_attach(
+    store: &dyn Store,
+    subject: &Descriptor,
+    statement: &[u8],
+    predicate_type: &str,
+    signer: &dyn Signer,
+    legacy: LegacyTags,
+    created: &str,
+) -> Result<Digest, Error> {
+    let bundle = sign::sign_statement(statement, signer)?;
+    let bundle_json = bundle.to_json();
+    let referrer = attach::attach_bundle(
+        store,
+        subject,
+        &bundle_json,
+        BundleContent::DsseEnvelope,
+        Some(predicate_type),
+        created,
+    )?;
+    // cosign v2 reads attestations from `.att` layers holding the DSSE envelope; the signature
+    // itself goes to `.sig` as a simple-signing payload (see `legacy_signature`).
+    let is_attestation = predicate_type != attest::PREDICATE_COSIGN_SIGN_V1;
+    if legacy == LegacyTags::Write
+        && is_attestation
+        && let sign::Content::Dsse(envelope) = bundle.content()
+    {
+        let layer = attach::LegacyLayer {
+            bytes: envelope.to_json(),
+            annotations: [
+                (
+                    attach::ANNOTATION_PREDICATE_TYPE.to_owned(),
+                    predicate_type.to_owned(),
+                ),
+                (
+                    attach::ANNOTATION_COSIGN_SIGNATURE.to_owned(),
+                    String::new(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        attach::append_legacy(
+            store,
+            &subject.digest,
+            attach::LegacyKind::Attestation,
+            layer,
+        )?;
+    }
+    Ok(referrer.digest)
+}
+
+/// Signs the simple-signing payload cosign v2 reads from `.sig` tags.
+fn legacy_signature(
+    store: &dyn Store,
+    subject: &Descriptor,
+    docker_reference: &str,
+    signer: &dyn Signer,
+) -> Result<(), Error> {
+    use base64::Engine as _;
+    let payload = attach::simple_signing_payload(docker_reference, &subject.digest);
+    let signature = signer.sign(&payload)?;
+    let mut annotations = std::collections::BTreeMap::from([(
+        attach::ANNOTATION_COSIGN_SIGNATURE.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(signature),
+    )]);
+    if let sign::Material::Certificate(der) = signer.verification_material() {
+        let pem = pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &der)
+            .expect("DER encodes as PEM");
+        annotations.insert(attach::ANNOTATION_COSIGN_CERTIFICATE.to_owned(), pem);
+        annotations.insert(attach::ANNOTATION_COSIGN_CHAIN.to_owned(), String::new());
+    }
+    attach::append_legacy(
+        store,
+        &subject.digest,
+        attach::LegacyKind::Signature,
+        attach::LegacyLayer {
+            bytes: payload,
+            annotations,
+        },
+    )?;
+    Ok(())
+}
+
+/// Runs the pipeline up to (not including) the tag: everything is attached by digest. The
+/// caller verifies what was published, then calls [`finish`] to write the tag.
+pub fn publish(
+    store: &dyn Store,
+    signer: &dyn Signer,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+) -> Result<ReleaseOutcome, Error> {
+    let source = source::record(
+        &request.source_dir,
+        &SourceOptions {
+            dirty: request.dirty,
+            hints: ci.source_hints.clone(),
+        },
+    )?;
+    let created = request.now.to_string();
+    let repository = request.destination.repository();
+
+    // The subject: files pushed by digest (no tag yet), or an image already there.
+    let (subject, artifacts, file_subjects) = match &request.subject {
+        Subject::Files(files) => {
+            let untagged = Reference {
+                tag: None,
+                ..request.destination.clone()
+            };
+            let options = PushOptions {
+                artifact_type: request.artifact_type.clone(),
+                tag_policy: request.tag_policy,
+                ..Default::default()
+            };
+            let pushed = transfer::push_files(store, &untagged, files, &options)?;
+            let descriptor = Descriptor::new(pushed.media_type, pushed.digest, pushed.size);
+            let artifacts = sbom::artifacts_from_files(files)?;
+            (descriptor, artifacts, attest::file_subjects(files)?)
+        }
+        Subject::Image(image) => {
+            if image.repository() != request.destination.repository() {
+                return Err(Error::ImageElsewhere {
+                    reference: image.to_string(),
+                    destination: request.destination.to_string(),
+                });
+            }
+            let fetched = transfer::resolve(store, image)?;
+            let artifact = Artifact {
+                name: repository.clone(),
+                digest: fetched.descriptor.digest.clone(),
+            };
+            (fetched.descriptor, vec![artifact], Vec::new())
+        }
+    };
+    let oci_subject = attest::oci_subject(repository.clone(), &subject.digest);
+
+    let (bom, lockfiles) = build_sbom(
+        &artifacts,
+        &request.source_dir,
+        &request.lockfiles,
+        Some(source.clone()),
+        request.sbom_spec,
+        request.now.clone(),
+    )?;
+    let bom_bytes = bom.to_json_bytes()?;
+    let bom_value: serde_json::Value =
+        serde_json::from_slice(&bom_bytes).expect("the SBOM was just serialised");
+    let sbom_statement = attest::sbom_statement(vec![oci_subject.clone()], bom_value)?;
+
+    let mut subjects = vec![oci_subject.clone()];
+    subjects.extend(file_subjects);
+    let mut input = ProvenanceInput::new(subjects, ci);
+    input.source = Some(&source);
+    input.sbom = Some(ResourceDescriptor {
+        media_type: Some(attest::MEDIA_TYPE_CYCLONEDX_JSON.to_owned()),
+        ..ResourceDescriptor::file("sbom.cdx.json", &crate::digest::Digest::of(&bom_bytes))
+    });
+    input.finished_on = Some(request.now.clone());
+    let provenance = attest::provenance(input)?;
+
+    // The signature the way cosign v3 signs: a statement over the manifest digest.
+    let mut signature_subject = oci_subject.clone();
+    signature_subject.name = None;
+    let signature = attest::Statement::new(
+        vec![signature_subject],
+        attest::PREDICATE_COSIGN_SIGN_V1,
+        serde_json::json!({}),
+    );
+
+    let mut referrers = Vec::new();
+    for (kind, predicate_type, bytes) in [
+        (
+            AttachedKind::Signature,
+            attest::PREDICATE_COSIGN_SIGN_V1,
+            signature.to_bytes()?,
+        ),
+        (
+            AttachedKind::Provenance,
+            attest::PREDICATE_SLSA_PROVENANCE_V1,
+            provenance.to_bytes()?,
+        ),
+        (
+            AttachedKind::Sbom,
+            attest::PREDICATE_CYCLONEDX,
+            sbom_statement.to_bytes()?,
+        ),
+    ] {
+        let digest = sign_and_attach(
+            store,
+            &subject,
+            &bytes,
+            predicate_type,
+            signer,
+            request.legacy_tags,
+            &created,
+        )?;
+        referrers.push(Attached {
+            kind,
+            digest,
+            predicate_type: predicate_type.to_owned(),
+        });
+    }
+    let mut legacy_tags = Vec::new();
+    if request.legacy_tags == LegacyTags::Write {
+        legacy_signature(store, &subject, &repository, signer)?;
+        for kind in [
+            attach::LegacyKind::Signature,
+            attach::LegacyKind::Attestation,
+        ] {
+            legacy_tags.push(kind.tag(&subject.digest).to_string());
+        }
+    }
+
+    Ok(ReleaseOutcome {
+        pinned: request.destination.pinned(&subject.digest),
+        digest: subject.digest,
+        tag: None,
+        tag_outcome: None,
+        builder_id: ci.builder_id.clone(),
+        local_build: ci.platform == ci::Platform::Local,
+        sbom_components: bom.components.len(),
+        lockfiles,
+        referrers,
+        legacy_tags,
+        source,
+    })
+}
+
+/// Writes the release tag, last, once the caller has verified what was published.
+pub fn finish(
+    store: &dyn Store,
+    outcome: &mut ReleaseOutcome,
+    tag: &Tag,
+    policy: TagPolicy,
+) -> Result<(), Error> {
+    let fetched = store.get_manifest(&outcome.digest)?;
+    outcome.tag_outcome = Some(transfer::write_tag(store, tag, &fetched, policy)?);
+    outcome.tag = Some(tag.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_tags() {
+        assert_eq!(version_from_tag("v1.2.3"), "1.2.3");
+        assert_eq!(version_from_tag("release-7"), "release-7");
+        assert_eq!(version_from_tag("v"), "v");
+    }
+}
