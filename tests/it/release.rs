@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use custody::reference::Reference;
-use custody::store::{self, Store};
+use custody::store;
 
-use crate::support::{self, Registry, run, stderr, tool};
+use crate::support::{self, Registry, stderr, tool};
 
 /// A git work tree with one committed source file and an ignored `dist/` artifact.
 pub fn work_tree(dir: &Path) -> std::path::PathBuf {
@@ -250,5 +250,4 @@ fn release_refuses_a_dirty_tree_unless_told() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "M main.c");
-    let _ = run;
 }
