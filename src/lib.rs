@@ -10,6 +10,7 @@ pub mod ci;
 pub mod cli;
 pub mod digest;
 pub mod oci;
+pub mod promote;
 pub mod reference;
 pub mod release;
 pub mod sbom;
