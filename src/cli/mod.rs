@@ -2,6 +2,7 @@
 //! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
 //! failed, 2 could not run.
 
+pub mod attach_cmds;
 pub mod attest_cmds;
 mod progress;
 pub mod sign_cmds;
@@ -72,6 +73,10 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// Sign an artifact in a store (by digest) and attach the bundle as a referrer.
+    Sign(attach_cmds::SignArgs),
+    /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
+    Attest(attach_cmds::AttestArgs),
 }
 
 /// What a command hands back to be printed.
@@ -204,6 +209,8 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
+        Command::Sign(args) => attach_cmds::sign(&cli, args),
+        Command::Attest(args) => attach_cmds::attest(&cli, args),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }
