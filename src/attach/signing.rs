@@ -23,7 +23,7 @@ use crate::attest::{
     DigestSet, PREDICATE_COSIGN_SIGN_V1, ResourceDescriptor, STATEMENT_V1, Statement, Timestamp,
 };
 use crate::digest::Digest;
-use crate::oci::{Descriptor, Manifest};
+use crate::oci::{Descriptor, MEDIA_TYPE_EMPTY, Manifest};
 use crate::sign::bundle::{MessageDigest, TlogEntry};
 use crate::sign::{self, Bundle, Content, Material, SignError, Signer};
 use crate::store::{self, Store};
@@ -413,11 +413,13 @@ fn existing_referrer(
 ) -> Result<Option<Descriptor>, SignArtifactError> {
     let layer = Digest::of(bundle);
     for d in store.referrers(subject)?.descriptors {
-        let is_bundle = d
-            .artifact_type
-            .as_deref()
-            .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX));
-        if !is_bundle || !d.is_manifest_like() {
+        // Some registries (ggcr's) report the config media type as artifactType, so only a
+        // descriptor that names some third type is known not to be a bundle.
+        let maybe_bundle = match d.artifact_type.as_deref() {
+            None | Some(MEDIA_TYPE_EMPTY) => true,
+            Some(t) => t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX),
+        };
+        if !maybe_bundle || !d.is_manifest_like() {
             continue;
         }
         let fetched = match store.get_manifest(&d.digest) {
