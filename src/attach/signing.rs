@@ -142,6 +142,20 @@ pub enum SignArtifactError {
     Store(#[from] store::Error),
 }
 
+impl SignArtifactError {
+    /// The store error underneath, if a store failed (to tell a lying store from bad input).
+    pub fn store_error(&self) -> Option<&store::Error> {
+        match self {
+            SignArtifactError::Store(e)
+            | SignArtifactError::Attach(super::Error::Store(e))
+            | SignArtifactError::Attach(super::Error::Transfer(crate::transfer::Error::Store(e))) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Signs `subject` the way `cosign sign` v3 does and stores the bundle as a referrer.
 ///
 /// The statement names the digest only (no `name`), so the signature does not depend on

@@ -585,3 +585,67 @@ fn bad_attest_inputs_are_refused_with_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot resolve"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_registry_that_lies_about_a_listed_referrer_makes_sign_refuse_with_exit_1() {
+    use custody::oci::{self, Descriptor, ImageIndex, ImageManifest};
+    use std::collections::BTreeMap;
+
+    use crate::support::{HostileServer, Response};
+
+    let manifest = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some("application/x".into()),
+        config: Descriptor::empty_config(),
+        layers: vec![],
+        subject: None,
+        annotations: BTreeMap::new(),
+    });
+    let digest = Digest::of(&manifest);
+    let claimed = Digest::of(b"the referrer the index names");
+    let mut listed = Descriptor::new(oci::MEDIA_TYPE_IMAGE_MANIFEST, claimed.clone(), 40);
+    listed.artifact_type = Some(attach::BUNDLE_MEDIA_TYPE_V03.into());
+    let mut index = ImageIndex::empty();
+    index.manifests.push(listed);
+    let index = oci::to_bytes(&index);
+    let (m, d, c) = (manifest.clone(), digest.clone(), claimed.clone());
+    let server = HostileServer::start(move |r| {
+        let p = r.path.as_str();
+        let manifest = |bytes: &[u8]| {
+            Response::new(200)
+                .header("Content-Type", oci::MEDIA_TYPE_IMAGE_MANIFEST)
+                .body(bytes.to_vec())
+        };
+        if p == "/v2/" {
+            Response::new(200)
+        } else if p.starts_with("/v2/x/y/referrers/") {
+            Response::new(200)
+                .header("Content-Type", oci::MEDIA_TYPE_IMAGE_INDEX)
+                .body(index.clone())
+        } else if p == format!("/v2/x/y/manifests/{d}") || p == "/v2/x/y/manifests/v1" {
+            manifest(&m)
+        } else if p == format!("/v2/x/y/manifests/{c}") {
+            manifest(b"{\"schemaVersion\":2,\"other\":\"bytes than listed\"}")
+        } else {
+            Response::new(404).body(r#"{"errors":[{"code":"NOT_FOUND","message":"none"}]}"#)
+        }
+    });
+    let dir = support::tempdir();
+    let (key, _) = keygen(dir.path(), "signer");
+    let o = custody(
+        dir.path(),
+        &["sign", &format!("{}/x/y:v1", server.host), "--key", s(&key)],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&claimed.to_string()),
+        "the lie names the digest asked for: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        server.count("PUT", "/v2/x/y/manifests/"),
+        0,
+        "nothing is written next to a lying registry"
+    );
+}
