@@ -649,3 +649,71 @@ fn a_registry_that_lies_about_a_listed_referrer_makes_sign_refuse_with_exit_1() 
         "nothing is written next to a lying registry"
     );
 }
+
+#[test]
+fn an_index_is_signed_as_an_index_in_a_registry_and_in_a_layout() {
+    use custody::oci::{self, Descriptor, ImageIndex, ImageManifest};
+    use custody::store::BlobSource;
+    use std::collections::BTreeMap;
+
+    let registry = ReferrersRegistry::start();
+    let dir = support::tempdir();
+    let d = dir.path();
+    let (key, public) = keygen(d, "signer");
+    let layout = format!("oci:{}", d.join("layout").display());
+    for repo in [format!("{}/team/multi", registry.host), layout.clone()] {
+        let reference: Reference = format!("{repo}:v1").parse().unwrap();
+        let st = store::open(&reference, &store::Options::default()).unwrap();
+        st.put_blob(
+            &Descriptor::empty_config(),
+            BlobSource::Bytes(oci::EMPTY_JSON),
+        )
+        .unwrap();
+        let child = st
+            .put_manifest(
+                &oci::to_bytes(&ImageManifest {
+                    schema_version: 2,
+                    media_type: Some(oci::MEDIA_TYPE_IMAGE_MANIFEST.into()),
+                    artifact_type: Some("application/x".into()),
+                    config: Descriptor::empty_config(),
+                    layers: vec![],
+                    subject: None,
+                    annotations: BTreeMap::new(),
+                }),
+                oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            )
+            .unwrap();
+        let mut index = ImageIndex::empty();
+        index.manifests.push(child);
+        let index = st
+            .put_manifest(&oci::to_bytes(&index), oci::MEDIA_TYPE_IMAGE_INDEX)
+            .unwrap();
+        let pinned = format!("{repo}@{}", index.digest);
+        let signed = custody_json(d, &["sign", &pinned, "--key", s(&key)]);
+        assert_eq!(signed["subject"]["mediaType"], oci::MEDIA_TYPE_IMAGE_INDEX);
+        assert_eq!(signed["subject"]["size"], index.size);
+        let found = attach::discover(st.as_ref(), &index.digest).unwrap();
+        assert_eq!(found.bundles.len(), 1, "{repo}");
+        let referrer = st
+            .get_manifest(&signed["referrer"].as_str().unwrap().parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            referrer.manifest.subject().unwrap().media_type,
+            oci::MEDIA_TYPE_IMAGE_INDEX
+        );
+        if reference.registry().is_some() {
+            let o = cosign(
+                d,
+                &[
+                    "verify",
+                    "--key",
+                    s(&public),
+                    "--insecure-ignore-tlog=true",
+                    "--allow-http-registry",
+                    &pinned,
+                ],
+            );
+            assert_ok(&o, "cosign verify of a signed index");
+        }
+    }
+}
