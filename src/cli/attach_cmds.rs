@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Cli, EXIT_ERROR, Failure, Report, store_options};
-use crate::attach::{self, AttachOptions, AttestInput, LegacyTags, SignedAttachment};
+use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, Report, store_options};
+use crate::attach::{
+    self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
+};
 use crate::attest::Timestamp;
 use crate::oci::Descriptor;
 use crate::reference::Reference;
@@ -203,6 +205,23 @@ fn resolve_subject(
     Ok((reference, store, fetched.descriptor))
 }
 
+/// A failed signing: exit 1 when a store returned content that does not match its digest
+/// (the store error sits inside the attach error, out of reach of the generic mapping).
+fn signing_failure(error: SignArtifactError, context: String) -> Failure {
+    let integrity = error
+        .store_error()
+        .is_some_and(store::Error::is_integrity_failure);
+    let mut failure = Failure::from(anyhow::Error::new(error).context(context));
+    if integrity {
+        failure.code = EXIT_REFUSED;
+        failure.hint = Some(
+            "the store returned content other than what was asked for; nothing was signed next to it"
+                .into(),
+        );
+    }
+    failure
+}
+
 fn write_bundle(path: &Option<PathBuf>, attachment: &SignedAttachment) -> Result<(), Failure> {
     if let Some(path) = path {
         std::fs::write(path, attachment.bundle.to_json())
@@ -277,7 +296,12 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
         created: None,
     };
     let attachment = attach::sign_artifact(store.as_ref(), &subject, signer.as_ref(), &options)
-        .with_context(|| format!("cannot sign {}", reference.pinned(&subject.digest)))?;
+        .map_err(|e| {
+            signing_failure(
+                e,
+                format!("cannot sign {}", reference.pinned(&subject.digest)),
+            )
+        })?;
     write_bundle(&args.bundle, &attachment)?;
     Ok(report("signed", &reference, &attachment, &args.bundle))
 }
@@ -301,7 +325,12 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
     };
     let attachment =
         attach::attest_artifact(store.as_ref(), &subject, input, signer.as_ref(), &options)
-            .with_context(|| format!("cannot attest {}", reference.pinned(&subject.digest)))?;
+            .map_err(|e| {
+                signing_failure(
+                    e,
+                    format!("cannot attest {}", reference.pinned(&subject.digest)),
+                )
+            })?;
     write_bundle(&args.bundle, &attachment)?;
     Ok(report("attested", &reference, &attachment, &args.bundle))
 }

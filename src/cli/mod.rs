@@ -106,9 +106,6 @@ fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a s
     if let Some(e) = cause.downcast_ref::<store::Error>() {
         return Some(e);
     }
-    if let Some(e) = cause.downcast_ref::<crate::attach::SignArtifactError>() {
-        return e.store_error();
-    }
     match cause.downcast_ref::<crate::transfer::Error>() {
         Some(crate::transfer::Error::Store(e)) => Some(e),
         _ => None,
