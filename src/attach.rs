@@ -19,6 +19,14 @@ use crate::reference::Tag;
 use crate::store::{self, BlobSource, FetchedManifest, ReferrersPath, Store};
 use crate::transfer;
 
+mod signing;
+
+pub use signing::{
+    AttachOptions, AttestInput, LegacyTags, LegacyWritten, MAX_STATEMENT_SIZE, ReferrerOutcome,
+    STATEMENT_V01, SignArtifactError, SignedAttachment, attest_artifact, check_predicate_type,
+    sign_artifact,
+};
+
 pub const BUNDLE_MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// Every bundle media type starts with this.
 pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
@@ -110,11 +118,26 @@ pub fn attach_bundle(
 
 /// The exact simple-signing payload cosign signs for an image digest.
 pub fn simple_signing_payload(docker_reference: &str, digest: &Digest) -> Vec<u8> {
+    simple_signing_payload_with(docker_reference, digest, &BTreeMap::new())
+}
+
+/// The simple-signing payload with `cosign sign -a` annotations in `optional` (keys sorted, as
+/// Go marshals a map; `null` when there are none).
+pub fn simple_signing_payload_with(
+    docker_reference: &str,
+    digest: &Digest,
+    optional: &BTreeMap<String, String>,
+) -> Vec<u8> {
     // Field order and the literal `null` follow cosign's Go structs; serde_json::json! would
     // sort keys, so the document is assembled by hand from escaped strings.
     let reference = serde_json::to_string(docker_reference).expect("strings serialise");
+    let optional = if optional.is_empty() {
+        "null".to_owned()
+    } else {
+        serde_json::to_string(optional).expect("string maps serialise")
+    };
     format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":{reference}}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{SIMPLE_SIGNING_TYPE}"}},"optional":null}}"#
+        r#"{{"critical":{{"identity":{{"docker-reference":{reference}}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{SIMPLE_SIGNING_TYPE}"}},"optional":{optional}}}"#
     )
     .into_bytes()
 }

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::attach::{self, BundleContent};
+use crate::attach::{self, AttachOptions, AttestInput, LegacyTags, SignArtifactError};
 use crate::attest::{self, AttestError, ProvenanceInput, ResourceDescriptor, Timestamp};
 use crate::ci::{self, CiContext};
 use crate::digest::Digest;
 use crate::oci::Descriptor;
 use crate::reference::{Reference, Tag};
 use crate::sbom::{self, Artifact, SbomOptions, SpecVersion};
-use crate::sign::{self, Signer};
+use crate::sign::Signer;
 use crate::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
 use crate::store::{self, Store};
 use crate::transfer::{self, PushOptions, TagOutcome, TagPolicy};
@@ -50,14 +50,6 @@ pub struct ReleaseRequest {
     pub now: Timestamp,
 }
 
-/// Whether cosign v2's `.sig`/`.att` tags are written too.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LegacyTags {
-    #[default]
-    Skip,
-    Write,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot record the source commit")]
@@ -66,8 +58,8 @@ pub enum Error {
     Sbom(#[from] sbom::SbomError),
     #[error("cannot build the attestations")]
     Attest(#[from] AttestError),
-    #[error("cannot sign")]
-    Sign(#[from] sign::SignError),
+    #[error("cannot sign and attach")]
+    Sign(#[from] SignArtifactError),
     #[error(transparent)]
     Transfer(#[from] transfer::Error),
     #[error(transparent)]
@@ -176,89 +168,6 @@ pub fn default_tag(source: &SourceRecord) -> Tag {
         })
 }
 
-fn sign_and_attach(
-    store: &dyn Store,
-    subject: &Descriptor,
-    statement: &[u8],
-    predicate_type: &str,
-    signer: &dyn Signer,
-    legacy: LegacyTags,
-    created: &str,
-) -> Result<Digest, Error> {
-    let bundle = sign::sign_statement(statement, signer)?;
-    let bundle_json = bundle.to_json();
-    let referrer = attach::attach_bundle(
-        store,
-        subject,
-        &bundle_json,
-        BundleContent::DsseEnvelope,
-        Some(predicate_type),
-        created,
-    )?;
-    // cosign v2 reads attestations from `.att` layers holding the DSSE envelope; the signature
-    // itself goes to `.sig` as a simple-signing payload (see `legacy_signature`).
-    let is_attestation = predicate_type != attest::PREDICATE_COSIGN_SIGN_V1;
-    if legacy == LegacyTags::Write
-        && is_attestation
-        && let sign::Content::Dsse(envelope) = bundle.content()
-    {
-        let layer = attach::LegacyLayer {
-            bytes: envelope.to_json(),
-            annotations: [
-                (
-                    attach::ANNOTATION_PREDICATE_TYPE.to_owned(),
-                    predicate_type.to_owned(),
-                ),
-                (
-                    attach::ANNOTATION_COSIGN_SIGNATURE.to_owned(),
-                    String::new(),
-                ),
-            ]
-            .into_iter()
-            .collect(),
-        };
-        attach::append_legacy(
-            store,
-            &subject.digest,
-            attach::LegacyKind::Attestation,
-            layer,
-        )?;
-    }
-    Ok(referrer.digest)
-}
-
-/// Signs the simple-signing payload cosign v2 reads from `.sig` tags.
-fn legacy_signature(
-    store: &dyn Store,
-    subject: &Descriptor,
-    docker_reference: &str,
-    signer: &dyn Signer,
-) -> Result<(), Error> {
-    use base64::Engine as _;
-    let payload = attach::simple_signing_payload(docker_reference, &subject.digest);
-    let signature = signer.sign(&payload)?;
-    let mut annotations = std::collections::BTreeMap::from([(
-        attach::ANNOTATION_COSIGN_SIGNATURE.to_owned(),
-        base64::engine::general_purpose::STANDARD.encode(signature),
-    )]);
-    if let sign::Material::Certificate(der) = signer.verification_material() {
-        let pem = pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &der)
-            .expect("DER encodes as PEM");
-        annotations.insert(attach::ANNOTATION_COSIGN_CERTIFICATE.to_owned(), pem);
-        annotations.insert(attach::ANNOTATION_COSIGN_CHAIN.to_owned(), String::new());
-    }
-    attach::append_legacy(
-        store,
-        &subject.digest,
-        attach::LegacyKind::Signature,
-        attach::LegacyLayer {
-            bytes: payload,
-            annotations,
-        },
-    )?;
-    Ok(())
-}
-
 /// Runs the pipeline up to (not including) the tag: everything is attached by digest. The
 /// caller verifies what was published, then calls [`finish`] to write the tag.
 pub fn publish(
@@ -274,7 +183,6 @@ pub fn publish(
             hints: ci.source_hints.clone(),
         },
     )?;
-    let created = request.now.to_string();
     let repository = request.destination.repository();
 
     // The subject: files pushed by digest (no tag yet), or an image already there.
@@ -335,57 +243,44 @@ pub fn publish(
     input.finished_on = Some(request.now.clone());
     let provenance = attest::provenance(input)?;
 
-    // The signature the way cosign v3 signs: a statement over the manifest digest.
-    let mut signature_subject = oci_subject.clone();
-    signature_subject.name = None;
-    let signature = attest::Statement::new(
-        vec![signature_subject],
-        attest::PREDICATE_COSIGN_SIGN_V1,
-        serde_json::json!({}),
-    );
-
+    let options = AttachOptions {
+        legacy_tags: request.legacy_tags,
+        repository: Some(repository.clone()),
+        created: Some(request.now.clone()),
+        ..Default::default()
+    };
     let mut referrers = Vec::new();
-    for (kind, predicate_type, bytes) in [
-        (
-            AttachedKind::Signature,
-            attest::PREDICATE_COSIGN_SIGN_V1,
-            signature.to_bytes()?,
-        ),
-        (
-            AttachedKind::Provenance,
-            attest::PREDICATE_SLSA_PROVENANCE_V1,
-            provenance.to_bytes()?,
-        ),
-        (
-            AttachedKind::Sbom,
-            attest::PREDICATE_CYCLONEDX,
-            sbom_statement.to_bytes()?,
-        ),
+    let mut legacy_tags = Vec::new();
+    let signed = attach::sign_artifact(store, &subject, signer, &options)?;
+    let provenance = attach::attest_artifact(
+        store,
+        &subject,
+        AttestInput::Statement(provenance.to_bytes()?),
+        signer,
+        &options,
+    )?;
+    let sbom = attach::attest_artifact(
+        store,
+        &subject,
+        AttestInput::Statement(sbom_statement.to_bytes()?),
+        signer,
+        &options,
+    )?;
+    for (kind, attached) in [
+        (AttachedKind::Signature, signed),
+        (AttachedKind::Provenance, provenance),
+        (AttachedKind::Sbom, sbom),
     ] {
-        let digest = sign_and_attach(
-            store,
-            &subject,
-            &bytes,
-            predicate_type,
-            signer,
-            request.legacy_tags,
-            &created,
-        )?;
+        for legacy in &attached.legacy {
+            if !legacy_tags.contains(&legacy.tag) {
+                legacy_tags.push(legacy.tag.clone());
+            }
+        }
         referrers.push(Attached {
             kind,
-            digest,
-            predicate_type: predicate_type.to_owned(),
+            digest: attached.referrer.digest,
+            predicate_type: attached.predicate_type,
         });
-    }
-    let mut legacy_tags = Vec::new();
-    if request.legacy_tags == LegacyTags::Write {
-        legacy_signature(store, &subject, &repository, signer)?;
-        for kind in [
-            attach::LegacyKind::Signature,
-            attach::LegacyKind::Attestation,
-        ] {
-            legacy_tags.push(kind.tag(&subject.digest).to_string());
-        }
     }
 
     Ok(ReleaseOutcome {

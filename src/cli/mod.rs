@@ -2,6 +2,7 @@
 //! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
 //! failed, 2 could not run.
 
+pub mod attach_cmds;
 pub mod attest_cmds;
 mod progress;
 mod release_cmds;
@@ -75,6 +76,10 @@ pub enum Command {
     VerifyBundle(sign_cmds::VerifyBundleArgs),
     /// Release: source record, SBOM, provenance, sign, push, attach, verify, then tag.
     Release(release_cmds::ReleaseArgs),
+    /// Sign an artifact in a store (by digest) and attach the bundle as a referrer.
+    Sign(attach_cmds::SignArgs),
+    /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
+    Attest(attach_cmds::AttestArgs),
 }
 
 /// What a command hands back to be printed.
@@ -125,10 +130,14 @@ fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a s
     if let Some(e) = cause.downcast_ref::<attach::Error>() {
         return from_attach(e);
     }
+    if let Some(e) = cause.downcast_ref::<attach::SignArtifactError>() {
+        return e.store_error();
+    }
     match cause.downcast_ref::<release::Error>() {
         Some(release::Error::Store(s)) => Some(s),
         Some(release::Error::Transfer(t)) => from_transfer(t),
         Some(release::Error::Attach(a)) => from_attach(a),
+        Some(release::Error::Sign(e)) => e.store_error(),
         _ => None,
     }
 }
@@ -231,6 +240,8 @@ pub fn run() -> ExitCode {
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
         Command::Release(args) => release_cmds::release(&cli, args),
+        Command::Sign(args) => attach_cmds::sign(&cli, args),
+        Command::Attest(args) => attach_cmds::attest(&cli, args),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }

@@ -9,10 +9,11 @@ use anyhow::Context as _;
 
 use super::attest_cmds::process_env;
 use super::{Cli, Failure, Report, sign_cmds, store_options};
+use crate::attach::LegacyTags;
 use crate::attest::Timestamp;
 use crate::ci;
 use crate::reference::Reference;
-use crate::release::{self, LegacyTags, ReleaseRequest, Subject};
+use crate::release::{self, ReleaseRequest, Subject};
 use crate::sbom::SpecVersion;
 use crate::sign::{KeySigner, SigningKey, keys};
 use crate::source::DirtyPolicy;

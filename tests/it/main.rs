@@ -1,5 +1,6 @@
 //! custody's integration tests: one test binary, one module per area.
 
+mod attach;
 mod attest;
 mod conformance;
 mod cosign_blob;

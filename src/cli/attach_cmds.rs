@@ -1,0 +1,399 @@
+//! `custody sign` and `custody attest`: resolve the reference to a digest, load the signer,
+//! call `attach::sign_artifact` / `attach::attest_artifact`, print what was stored.
+//!
+//! [`signer_from_args`] is the one seam where a signer is chosen: a key today; the keyless
+//! signer plugs in there when no `--key` is given.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, Report, store_options};
+use crate::attach::{
+    self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
+};
+use crate::attest::Timestamp;
+use crate::oci::Descriptor;
+use crate::reference::Reference;
+use crate::sign::{KeySigner, Signer};
+use crate::store::{self, Store};
+use crate::transfer;
+
+/// Predicate files larger than this are refused.
+pub const MAX_PREDICATE_SIZE: u64 = attach::MAX_STATEMENT_SIZE as u64;
+
+/// The predicate type cosign gives `--type custom`, whose predicate wraps the file as text.
+pub const PREDICATE_COSIGN_CUSTOM: &str = "https://cosign.sigstore.dev/attestation/v1";
+
+/// cosign's `--type` shortcuts (`cmd/cosign/cli/options/predicate.go`).
+pub const PREDICATE_TYPE_SHORTCUTS: &[(&str, &str)] = &[
+    ("slsaprovenance", "https://slsa.dev/provenance/v0.2"),
+    ("slsaprovenance02", "https://slsa.dev/provenance/v0.2"),
+    ("slsaprovenance1", "https://slsa.dev/provenance/v1"),
+    ("spdx", "https://spdx.dev/Document"),
+    ("spdxjson", "https://spdx.dev/Document"),
+    ("cyclonedx", "https://cyclonedx.org/bom"),
+    ("link", "https://in-toto.io/Link/v1"),
+    ("vuln", "https://cosign.sigstore.dev/attestation/vuln/v1"),
+    ("openvex", "https://openvex.dev/ns"),
+    ("vsa", "https://slsa.dev/verification_summary/v1"),
+    ("custom", PREDICATE_COSIGN_CUSTOM),
+];
+
+/// Who signs. Shared by every command that signs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SignerArgs {
+    /// Private key: a cosign key file, a PKCS#8 PEM file, or env://VAR. The password comes
+    /// from COSIGN_PASSWORD or CUSTODY_PASSWORD, else a terminal prompt.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+}
+
+/// Builds the signer the arguments ask for. Keyless signing (no `--key`) is refused until the
+/// keyless signer is part of the build.
+pub fn signer_from_args(args: &SignerArgs) -> Result<Box<dyn Signer>, Failure> {
+    match &args.key {
+        Some(key) => {
+            let key = super::sign_cmds::load_signing_key(key)?;
+            Ok(Box::new(KeySigner::new(key)))
+        }
+        None => Err(Failure {
+            error: anyhow::anyhow!("keyless signing is not available in this build"),
+            code: EXIT_ERROR,
+            hint: Some("pass --key with a cosign key file (custody keygen makes one)".into()),
+        }),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SignArgs {
+    /// The artifact: registry/repo[:tag][@digest] or oci:<dir>[:tag][@digest]. A tag is
+    /// resolved to its digest first; the digest is what gets signed.
+    pub reference: String,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+    /// Also write cosign's legacy `sha256-<hex>.sig` image, for cosign v2 and tag-only tools.
+    #[arg(long)]
+    pub legacy_cosign_tags: bool,
+    /// Annotation key=value in the signed statement's subject (and a legacy `.sig`'s
+    /// `optional`), as `cosign sign -a` (repeatable).
+    #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Also write the Sigstore bundle to this file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AttestArgs {
+    /// The artifact: registry/repo[:tag][@digest] or oci:<dir>[:tag][@digest].
+    pub reference: String,
+    /// The predicate: a JSON file (any text for --type custom).
+    #[arg(long, value_name = "FILE")]
+    pub predicate: PathBuf,
+    /// Predicate type: slsaprovenance1, slsaprovenance, slsaprovenance02, cyclonedx, spdx,
+    /// spdxjson, vsa, openvex, vuln, link, custom, or a URI.
+    #[arg(long = "type", value_name = "TYPE", default_value = "custom")]
+    pub predicate_type: String,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+    /// Also write cosign's legacy `sha256-<hex>.att` image.
+    #[arg(long)]
+    pub legacy_cosign_tags: bool,
+    /// Also write the Sigstore bundle to this file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// Why a predicate could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PredicateError {
+    #[error(
+        "--type {given:?} is neither a known shortcut ({known}) nor a URI",
+        known = shortcut_names()
+    )]
+    UnknownType { given: String },
+    #[error("predicate {path} is more than {limit} bytes")]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("predicate {path} is not JSON")]
+    NotJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("predicate {path} is not UTF-8 text")]
+    NotText { path: PathBuf },
+    #[error("cannot read predicate {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn shortcut_names() -> String {
+    PREDICATE_TYPE_SHORTCUTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The predicate type a `--type` value names.
+pub fn predicate_type_of(given: &str) -> Result<String, PredicateError> {
+    if let Some((_, uri)) = PREDICATE_TYPE_SHORTCUTS.iter().find(|(n, _)| *n == given) {
+        return Ok((*uri).to_owned());
+    }
+    attach::check_predicate_type(given).map_err(|_| PredicateError::UnknownType {
+        given: given.to_owned(),
+    })?;
+    Ok(given.to_owned())
+}
+
+/// Reads at most `limit` bytes of `path`, refusing larger files without reading them whole.
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, PredicateError> {
+    let read = |source| PredicateError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > limit {
+        return Err(PredicateError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The predicate for `--type`: the file's JSON, or for `custom` cosign's wrapper
+/// `{"Data": <file text>, "Timestamp": <now>}`.
+pub fn load_predicate(
+    path: &Path,
+    predicate_type: &str,
+    now: &Timestamp,
+) -> Result<serde_json::Value, PredicateError> {
+    let bytes = read_capped(path, MAX_PREDICATE_SIZE)?;
+    if predicate_type == PREDICATE_COSIGN_CUSTOM {
+        let text = String::from_utf8(bytes).map_err(|_| PredicateError::NotText {
+            path: path.to_owned(),
+        })?;
+        return Ok(serde_json::json!({ "Data": text, "Timestamp": now.as_str() }));
+    }
+    serde_json::from_slice(&bytes).map_err(|source| PredicateError::NotJson {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The store and the subject descriptor (digest, real media type and size) a reference names.
+fn resolve_subject(
+    cli: &Cli,
+    input: &str,
+) -> Result<(Reference, Box<dyn Store>, Descriptor), Failure> {
+    let reference = input
+        .parse::<Reference>()
+        .with_context(|| format!("cannot use {input:?} as a reference"))?;
+    let store = store::open(&reference, &store_options(cli))
+        .with_context(|| format!("cannot open {}", reference.repository()))?;
+    let fetched = transfer::resolve(store.as_ref(), &reference)
+        .with_context(|| format!("cannot resolve {reference}"))?;
+    Ok((reference, store, fetched.descriptor))
+}
+
+/// A failed signing: exit 1 when a store returned content that does not match its digest
+/// (the store error sits inside the attach error, out of reach of the generic mapping).
+fn signing_failure(error: SignArtifactError, context: String) -> Failure {
+    let integrity = error
+        .store_error()
+        .is_some_and(store::Error::is_integrity_failure);
+    let mut failure = Failure::from(anyhow::Error::new(error).context(context));
+    if integrity {
+        failure.code = EXIT_REFUSED;
+        failure.hint = Some(
+            "the store returned content other than what was asked for; nothing was signed next to it"
+                .into(),
+        );
+    }
+    failure
+}
+
+fn write_bundle(path: &Option<PathBuf>, attachment: &SignedAttachment) -> Result<(), Failure> {
+    if let Some(path) = path {
+        std::fs::write(path, attachment.bundle.to_json())
+            .with_context(|| format!("cannot write bundle {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn legacy(flag: bool) -> LegacyTags {
+    if flag {
+        LegacyTags::Write
+    } else {
+        LegacyTags::Skip
+    }
+}
+
+fn report(
+    verb: &str,
+    reference: &Reference,
+    attachment: &SignedAttachment,
+    bundle: &Option<PathBuf>,
+) -> Report {
+    let subject = &attachment.subject;
+    let pinned = reference.pinned(&subject.digest);
+    let mut human = format!("{verb} {pinned}\n");
+    if let Some(tag) = &reference.tag
+        && reference.digest.is_none()
+    {
+        let _ = writeln!(human, "  (tag {tag} resolved to this digest)");
+    }
+    let _ = writeln!(human, "predicate type: {}", attachment.predicate_type);
+    let outcome = match attachment.outcome {
+        attach::ReferrerOutcome::Created => "created",
+        attach::ReferrerOutcome::AlreadyPresent => "already present, not written again",
+    };
+    let _ = writeln!(
+        human,
+        "referrer: {} ({outcome})",
+        attachment.referrer.digest
+    );
+    for l in &attachment.legacy {
+        let _ = writeln!(human, "legacy cosign tag: {} ({})", l.tag, l.manifest);
+    }
+    if let Some(path) = bundle {
+        let _ = writeln!(human, "bundle written to {}", path.display());
+    }
+    let json = serde_json::json!({
+        "subject": {
+            "digest": subject.digest,
+            "mediaType": subject.media_type,
+            "size": subject.size,
+        },
+        "pinned": pinned,
+        "predicateType": attachment.predicate_type,
+        "referrer": attachment.referrer.digest,
+        "referrerOutcome": attachment.outcome,
+        "legacy": attachment.legacy,
+        "bundle": bundle,
+    });
+    Report { human, json }
+}
+
+/// `custody sign`.
+pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
+    let annotations = transfer::parse_annotations(&args.annotations)?;
+    let signer = signer_from_args(&args.signer)?;
+    let (reference, store, subject) = resolve_subject(cli, &args.reference)?;
+    let options = AttachOptions {
+        legacy_tags: legacy(args.legacy_cosign_tags),
+        annotations,
+        repository: Some(reference.repository()),
+        created: None,
+    };
+    let attachment = attach::sign_artifact(store.as_ref(), &subject, signer.as_ref(), &options)
+        .map_err(|e| {
+            signing_failure(
+                e,
+                format!("cannot sign {}", reference.pinned(&subject.digest)),
+            )
+        })?;
+    write_bundle(&args.bundle, &attachment)?;
+    Ok(report("signed", &reference, &attachment, &args.bundle))
+}
+
+/// `custody attest`.
+pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
+    let predicate_type = predicate_type_of(&args.predicate_type)?;
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let predicate = load_predicate(&args.predicate, &predicate_type, &now)?;
+    let signer = signer_from_args(&args.signer)?;
+    let (reference, store, subject) = resolve_subject(cli, &args.reference)?;
+    let options = AttachOptions {
+        legacy_tags: legacy(args.legacy_cosign_tags),
+        repository: Some(reference.repository()),
+        created: Some(now),
+        ..AttachOptions::default()
+    };
+    let input = AttestInput::Predicate {
+        predicate_type,
+        predicate,
+    };
+    let attachment =
+        attach::attest_artifact(store.as_ref(), &subject, input, signer.as_ref(), &options)
+            .map_err(|e| {
+                signing_failure(
+                    e,
+                    format!("cannot attest {}", reference.pinned(&subject.digest)),
+                )
+            })?;
+    write_bundle(&args.bundle, &attachment)?;
+    Ok(report("attested", &reference, &attachment, &args.bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_shortcuts_follow_cosign_and_uris_pass_through() {
+        assert_eq!(
+            predicate_type_of("slsaprovenance1").unwrap(),
+            "https://slsa.dev/provenance/v1"
+        );
+        assert_eq!(
+            predicate_type_of("slsaprovenance").unwrap(),
+            "https://slsa.dev/provenance/v0.2"
+        );
+        assert_eq!(
+            predicate_type_of("custom").unwrap(),
+            PREDICATE_COSIGN_CUSTOM
+        );
+        assert_eq!(
+            predicate_type_of("https://example.com/p/v1").unwrap(),
+            "https://example.com/p/v1"
+        );
+        assert!(matches!(
+            predicate_type_of("slsa"),
+            Err(PredicateError::UnknownType { given }) if given == "slsa"
+        ));
+    }
+
+    #[test]
+    fn predicates_are_bounded_json_or_custom_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::from_unix(0);
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not json").unwrap();
+        assert!(matches!(
+            load_predicate(&text, "https://slsa.dev/provenance/v1", &now),
+            Err(PredicateError::NotJson { path, .. }) if path == text
+        ));
+        assert_eq!(
+            load_predicate(&text, PREDICATE_COSIGN_CUSTOM, &now).unwrap(),
+            serde_json::json!({"Data": "not json", "Timestamp": "1970-01-01T00:00:00Z"})
+        );
+        let big = dir.path().join("big.json");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_PREDICATE_SIZE + 1).unwrap();
+        assert!(matches!(
+            load_predicate(&big, "https://slsa.dev/provenance/v1", &now),
+            Err(PredicateError::TooLarge { limit, .. }) if limit == MAX_PREDICATE_SIZE
+        ));
+        let binary = dir.path().join("bin");
+        std::fs::write(&binary, [0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            load_predicate(&binary, PREDICATE_COSIGN_CUSTOM, &now),
+            Err(PredicateError::NotText { .. })
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            load_predicate(&missing, PREDICATE_COSIGN_CUSTOM, &now),
+            Err(PredicateError::Read { .. })
+        ));
+    }
+}
