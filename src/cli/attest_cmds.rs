@@ -60,7 +60,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Record the source commit of the work tree.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct SourceArgs {
     /// Any folder inside the work tree.
     #[arg(long, default_value = ".")]
@@ -118,7 +118,7 @@ fn parse_spec_version(s: &str) -> Result<SpecVersion, String> {
 }
 
 /// Write a CycloneDX SBOM of artifact files and the lockfiles of their source.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct SbomArgs {
     /// Artifact files the SBOM describes.
     #[arg(required = true)]
@@ -248,7 +248,7 @@ fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
 }
 
 /// Write an SLSA provenance v1 statement (unsigned) for artifact files.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ProvenanceArgs {
     /// Artifact files: each becomes a subject (file name + sha256).
     #[arg(required = true)]

@@ -1,56 +1,244 @@
 //! The command line: parses arguments, calls one library function, prints the result (human or
-//! `--output json`) and maps the outcome to an exit code (0 ok, 1 refused, 2 could not run).
+//! `--output json`) and maps the outcome to an exit code: 0 ok, 1 refused or verification
+//! failed, 2 could not run.
 
 pub mod attest_cmds;
+mod store_cmds;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// How results are printed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+use crate::store;
+
+/// Exit code when a check refused the input (verification, policy, immutable tag, a lying store).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code when custody could not do its job (bad input, network, missing file).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     #[default]
     Human,
     Json,
 }
 
-#[derive(Debug, Parser)]
+#[derive(Parser, Debug)]
 #[command(
     name = "custody",
     version,
-    about = "Chain of custody for software artifacts"
+    about = "Keep the chain of custody of software artifacts: source, SBOM, provenance, signatures, OCI storage, verification."
 )]
-struct Cli {
+pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
-    output: OutputFormat,
+    pub output: OutputFormat,
+
+    /// Allow plain HTTP to this registry host (loopback addresses always may). Repeatable;
+    /// also CUSTODY_INSECURE_REGISTRIES (comma separated).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Push files as an OCI artifact (one layer per file, empty config).
+    Push(store_cmds::PushArgs),
+    /// Pull an artifact's files, checking every blob.
+    Pull(store_cmds::PullArgs),
+    /// Print the digest a reference points to.
+    Resolve(store_cmds::ResolveArgs),
+    /// Copy an artifact with all its blobs and referrers between stores, digests unchanged.
+    Copy(store_cmds::CopyArgs),
+    /// List an artifact's referrers as a tree.
+    Discover(store_cmds::DiscoverArgs),
+    /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
+    Digest(store_cmds::DigestArgs),
+    /// Record the source commit of the work tree (repository, commit, tree, ref, dirty state).
     Source(attest_cmds::SourceArgs),
+    /// Write a CycloneDX SBOM of artifact files and the lockfiles of the source tree.
     Sbom(attest_cmds::SbomArgs),
+    /// Write an unsigned SLSA provenance v1 statement for artifact files.
     Provenance(attest_cmds::ProvenanceArgs),
+}
+
+/// What a command hands back to be printed.
+pub struct Report {
+    pub human: String,
+    pub json: serde_json::Value,
+}
+
+/// An error with the exit code it maps to and an optional hint.
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub code: u8,
+    pub hint: Option<String>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        let error = e.into();
+        let code = exit_code_of(&error);
+        let hint = hint_of(&error);
+        Failure { error, code, hint }
+    }
+}
+
+/// The store error behind a cause, whether bare or wrapped transparently by a transfer.
+fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a store::Error> {
+    if let Some(e) = cause.downcast_ref::<store::Error>() {
+        return Some(e);
+    }
+    match cause.downcast_ref::<crate::transfer::Error>() {
+        Some(crate::transfer::Error::Store(e)) => Some(e),
+        _ => None,
+    }
+}
+
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(e) = store_error(cause)
+            && (e.is_integrity_failure() || matches!(e, store::Error::TagExists { .. }))
+        {
+            return EXIT_REFUSED;
+        }
+        if let Some(crate::transfer::Error::UnsafeTitle { .. }) = cause.downcast_ref() {
+            return EXIT_REFUSED;
+        }
+    }
+    EXIT_ERROR
+}
+
+fn hint_of(error: &anyhow::Error) -> Option<String> {
+    for cause in error.chain() {
+        if let Some(e) = store_error(cause) {
+            return match e {
+                store::Error::TagExists { .. } => Some(
+                    "tags are immutable in custody; push under a new tag, or pass --force-tag to move it deliberately".into(),
+                ),
+                store::Error::DigestMismatch { .. } | store::Error::LyingDigestHeader { .. } => {
+                    Some("the store returned content other than what was asked for; do not trust it, and report it to the registry's operator".into())
+                }
+                store::Error::InsecureRefused { registry } => Some(format!(
+                    "pass --insecure-registry {registry} if this registry really has no TLS"
+                )),
+                store::Error::RetriesExhausted { .. } => {
+                    Some("the registry kept failing; check that it is up and reachable".into())
+                }
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
+/// Store options from flags and the environment.
+pub(crate) fn store_options(cli: &Cli) -> store::Options {
+    let mut insecure = cli.insecure_registries.clone();
+    if let Ok(list) = std::env::var("CUSTODY_INSECURE_REGISTRIES") {
+        insecure.extend(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut retry = store::registry::RetryPolicy::default();
+    if let Some(ms) = std::env::var("CUSTODY_RETRY_BASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        retry.base_delay = std::time::Duration::from_millis(ms);
+        retry.max_delay = std::time::Duration::from_millis(ms.saturating_mul(8));
+    }
+    store::Options {
+        insecure_registries: insecure,
+        credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),
+        retry,
+    }
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Source(args) => attest_cmds::source_cmd::run(args, cli.output).map(drop),
-        Command::Sbom(args) => attest_cmds::sbom_cmd::run(args, cli.output).map(drop),
-        Command::Provenance(args) => attest_cmds::provenance_cmd::run(args, cli.output).map(drop),
+    let output = cli.output;
+    // The attestation commands print their own results.
+    let printed = match &cli.command {
+        Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
+        Command::Sbom(args) => Some(attest_cmds::sbom_cmd::run(args.clone(), output).map(drop)),
+        Command::Provenance(args) => {
+            Some(attest_cmds::provenance_cmd::run(args.clone(), output).map(drop))
+        }
+        _ => None,
+    };
+    if let Some(result) = printed {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                let failure = Failure::from(error);
+                print_failure(output, &failure);
+                ExitCode::from(failure.code)
+            }
+        };
+    }
+    let result = match &cli.command {
+        Command::Push(args) => store_cmds::push(&cli, args),
+        Command::Pull(args) => store_cmds::pull(&cli, args),
+        Command::Resolve(args) => store_cmds::resolve(&cli, args),
+        Command::Copy(args) => store_cmds::copy(&cli, args),
+        Command::Discover(args) => store_cmds::discover(&cli, args),
+        Command::Digest(args) => store_cmds::digest(args),
+        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
+            unreachable!("handled above")
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
-            ExitCode::from(2)
+        Ok(report) => {
+            print_report(output, &report);
+            ExitCode::SUCCESS
         }
+        Err(failure) => {
+            print_failure(output, &failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn print_report(output: OutputFormat, report: &Report) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = match output {
+        OutputFormat::Human => write!(stdout, "{}", report.human),
+        OutputFormat::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&report.json).expect("reports serialise")
+        ),
+    };
+}
+
+fn print_failure(output: OutputFormat, failure: &Failure) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {}", failure.error);
+    for cause in failure.error.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    if let Some(hint) = &failure.hint {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+    if output == OutputFormat::Json {
+        let causes: Vec<String> = failure.error.chain().map(|c| c.to_string()).collect();
+        let json = serde_json::json!({
+            "error": failure.error.to_string(),
+            "causes": causes,
+            "hint": failure.hint,
+            "exitCode": failure.code,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("json serialises")
+        );
     }
 }

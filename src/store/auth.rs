@@ -1,0 +1,431 @@
+//! Registry credentials and the token dance: docker's `config.json` (`auths`, `credsStore`,
+//! `credHelpers` through `docker-credential-*`), `REGISTRY_AUTH_FILE`, environment variables,
+//! and the bearer-token challenge of `WWW-Authenticate`.
+//!
+//! Secrets live in [`Secret`], whose `Debug` and `Display` never show the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// A password or token. Printing it prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Credentials for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// An identity (refresh) token, exchanged at the token endpoint.
+    IdentityToken(Secret),
+    /// A ready bearer token.
+    Bearer(Secret),
+}
+
+/// Where credentials are looked up, in order: explicit environment values, then the auth
+/// files. The CLI fills this from the process environment; the library reads nothing itself.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialSources {
+    /// `CUSTODY_REGISTRY_USERNAME` / `CUSTODY_REGISTRY_PASSWORD`, applied to `env_registry`
+    /// (or every registry when that is unset).
+    pub env_username: Option<String>,
+    pub env_password: Option<Secret>,
+    pub env_registry: Option<String>,
+    /// `REGISTRY_AUTH_FILE`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    pub auth_files: Vec<PathBuf>,
+}
+
+impl CredentialSources {
+    /// The sources a process environment describes.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> CredentialSources {
+        let mut auth_files = Vec::new();
+        if let Some(f) = get("REGISTRY_AUTH_FILE") {
+            auth_files.push(PathBuf::from(f));
+        }
+        if let Some(dir) = get("DOCKER_CONFIG") {
+            auth_files.push(PathBuf::from(dir).join("config.json"));
+        } else if let Some(home) = get("HOME") {
+            auth_files.push(PathBuf::from(home).join(".docker").join("config.json"));
+        }
+        CredentialSources {
+            env_username: get("CUSTODY_REGISTRY_USERNAME"),
+            env_password: get("CUSTODY_REGISTRY_PASSWORD").map(Secret::new),
+            env_registry: get("CUSTODY_REGISTRY"),
+            auth_files,
+        }
+    }
+
+    /// The credential for `registry` (host[:port]), if any source has one.
+    pub fn lookup(&self, registry: &str) -> Result<Option<Credential>, String> {
+        if let (Some(user), Some(password)) = (&self.env_username, &self.env_password)
+            && self.env_registry.as_deref().is_none_or(|r| r == registry)
+        {
+            return Ok(Some(Credential::Basic {
+                username: user.clone(),
+                password: password.clone(),
+            }));
+        }
+        for file in &self.auth_files {
+            let bytes = match std::fs::read(file) {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            if bytes.len() > 1 << 20 {
+                return Err(format!("{} is larger than 1 MiB", file.display()));
+            }
+            let config: AuthFile = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a valid auth file: {e}", file.display()))?;
+            if let Some(c) = config.lookup(registry)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AuthFile {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default)]
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+/// The keys docker may have used for a registry in `auths`.
+fn auth_keys(registry: &str) -> Vec<String> {
+    let mut keys = vec![
+        registry.to_owned(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+        format!("https://{registry}/v2/"),
+    ];
+    if registry == crate::reference::DOCKER_HUB {
+        keys.push("https://index.docker.io/v1/".to_owned());
+        keys.push("index.docker.io".to_owned());
+        keys.push(crate::reference::DOCKER_HUB_API.to_owned());
+    }
+    keys
+}
+
+impl AuthFile {
+    fn lookup(&self, registry: &str) -> Result<Option<Credential>, String> {
+        let helper = self
+            .cred_helpers
+            .get(registry)
+            .or(self.creds_store.as_ref());
+        for key in auth_keys(registry) {
+            if let Some(entry) = self.auths.get(&key)
+                && let Some(c) = entry.credential(registry)?
+            {
+                return Ok(Some(c));
+            }
+        }
+        match helper {
+            Some(helper) => run_helper(helper, registry),
+            None => Ok(None),
+        }
+    }
+}
+
+impl AuthEntry {
+    fn credential(&self, registry: &str) -> Result<Option<Credential>, String> {
+        if let Some(token) = &self.identitytoken {
+            return Ok(Some(Credential::IdentityToken(Secret::new(token.clone()))));
+        }
+        if let Some(auth) = &self.auth {
+            let decoded = STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    format!("the stored credential for {registry} is not base64 of user:password")
+                })?;
+            let (user, password) = decoded.split_once(':').ok_or_else(|| {
+                format!("the stored credential for {registry} is not user:password")
+            })?;
+            return Ok(Some(Credential::Basic {
+                username: user.to_owned(),
+                password: Secret::new(password),
+            }));
+        }
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Ok(Some(Credential::Basic {
+                username: u.clone(),
+                password: Secret::new(p.clone()),
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Asks `docker-credential-<helper> get` for the registry's credential.
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, String> {
+    if !helper
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("credential helper name {helper:?} is not valid"));
+    }
+    query_helper(
+        std::ffi::OsStr::new(&format!("docker-credential-{helper}")),
+        registry,
+    )
+}
+
+fn query_helper(path: &std::ffi::OsStr, registry: &str) -> Result<Option<Credential>, String> {
+    let program = path.to_string_lossy();
+    let server = if registry == crate::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        registry.to_owned()
+    };
+    let mut child = Command::new(path)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(server.as_bytes())
+            .map_err(|e| format!("cannot talk to {program}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program} failed: {e}"))?;
+    if !out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // Helpers say "credentials not found in native keychain" when they have nothing.
+        if stdout.contains("not found") || out.stderr.is_empty() && out.stdout.is_empty() {
+            return Ok(None);
+        }
+        return Err(format!("{program} get exited with {}", out.status));
+    }
+    #[derive(serde::Deserialize)]
+    struct HelperOut {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let parsed: HelperOut = serde_json::from_slice(&out.stdout)
+        .map_err(|_| format!("{program} get did not print the expected JSON"))?;
+    if parsed.username == "<token>" {
+        Ok(Some(Credential::IdentityToken(Secret::new(parsed.secret))))
+    } else {
+        Ok(Some(Credential::Basic {
+            username: parsed.username,
+            password: Secret::new(parsed.secret),
+        }))
+    }
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parses `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    Some(Challenge::Bearer {
+        realm: params.get("realm")?.clone(),
+        service: params.get("service").cloned(),
+        scope: params.get("scope").cloned(),
+    })
+}
+
+fn parse_params(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        out.insert(key, value.to_owned());
+        rest = remainder.trim_start_matches([',', ' ']);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+        assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(Secret::new("hunter2").to_string(), "<redacted>");
+    }
+
+    #[test]
+    fn docker_config_auths_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}},"reg.example:5000":{{"auth":"{}"}}}}}}"#,
+                STANDARD.encode("hub:pw"),
+                STANDARD.encode("me:secret:with:colons")
+            ),
+        )
+        .unwrap();
+        let sources = CredentialSources {
+            auth_files: vec![file.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            sources.lookup("reg.example:5000").unwrap(),
+            Some(Credential::Basic {
+                username: "me".into(),
+                password: Secret::new("secret:with:colons")
+            })
+        );
+        assert!(matches!(
+            sources.lookup("docker.io").unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "hub"
+        ));
+        assert_eq!(sources.lookup("other.example").unwrap(), None);
+
+        let env = CredentialSources {
+            env_username: Some("ci".into()),
+            env_password: Some(Secret::new("tok")),
+            env_registry: Some("other.example".into()),
+            auth_files: vec![file.clone()],
+        };
+        assert!(matches!(
+            env.lookup("other.example").unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "ci"
+        ));
+
+        std::fs::write(&file, r#"{"auths":{"x":{"auth":"%%%"}}}"#).unwrap();
+        let err = sources.lookup("x").unwrap_err();
+        assert!(err.contains("not base64"), "{err}");
+        assert!(!err.contains("%%%"));
+    }
+
+    #[test]
+    fn credential_helper_is_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-fake");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread server\nprintf '{\"Username\":\"helper-user\",\"Secret\":\"s3\"}'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"credHelpers":{"reg.example":"fake"}}"#).unwrap();
+        let config: AuthFile = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(config.cred_helpers.get("reg.example").unwrap(), "fake");
+        assert!(matches!(
+            query_helper(helper.as_os_str(), "reg.example"),
+            Ok(Some(Credential::Basic { username, password }))
+                if username == "helper-user" && password.expose() == "s3"
+        ));
+        assert!(run_helper("bad/name", "reg.example").is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! Content-addressed storage of OCI artifacts: the [`Store`] trait and its two implementations,
+//! [`layout::LayoutStore`] (an OCI image layout folder, the embedded default) and
+//! [`registry::RegistryStore`] (any OCI distribution registry over HTTP(S)).
+//!
+//! A store never hands out bytes it has not checked against their digest, and never trusts a
+//! digest it was told without recomputing it.
+
+pub mod auth;
+pub mod layout;
+pub mod registry;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::oci::{Descriptor, Manifest, ManifestError};
+use crate::reference::{Location, Reference, Tag};
+
+/// Where a blob's bytes come from. Sources can be re-opened at an offset, so an interrupted
+/// upload can be resumed or restarted.
+#[derive(Clone, Copy, Debug)]
+pub enum BlobSource<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl BlobSource<'_> {
+    /// A reader positioned at `offset`.
+    pub fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + '_>> {
+        match self {
+            BlobSource::Bytes(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+                Ok(Box::new(&b[start..]))
+            }
+            BlobSource::File(p) => {
+                let mut f = File::open(p)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+            }
+        }
+    }
+}
+
+/// A manifest as fetched: its bytes, checked against `descriptor.digest`, and parsed.
+#[derive(Clone, Debug)]
+pub struct FetchedManifest {
+    pub descriptor: Descriptor,
+    pub bytes: Vec<u8>,
+    pub manifest: Manifest,
+}
+
+impl FetchedManifest {
+    /// Checks `bytes` against `expected` (when the caller asked by digest) and parses them.
+    pub fn check(
+        what: &str,
+        bytes: Vec<u8>,
+        served_media_type: Option<&str>,
+        expected: Option<&Digest>,
+    ) -> Result<FetchedManifest, Error> {
+        let found = Digest::of(&bytes);
+        if let Some(expected) = expected
+            && *expected != found
+        {
+            return Err(Error::DigestMismatch {
+                what: what.to_owned(),
+                expected: expected.clone(),
+                found,
+            });
+        }
+        let (manifest, media_type) =
+            Manifest::parse(&bytes, served_media_type).map_err(|source| Error::BadManifest {
+                what: what.to_owned(),
+                source,
+            })?;
+        let descriptor = Descriptor::new(media_type, found, bytes.len() as u64);
+        Ok(FetchedManifest {
+            descriptor,
+            bytes,
+            manifest,
+        })
+    }
+}
+
+/// How referrers were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrersPath {
+    /// `GET /v2/<name>/referrers/<digest>`.
+    Api,
+    /// The `sha256-<hex>` tag schema of distribution-spec 1.1.
+    TagSchema,
+    /// Scanning an OCI image layout's index.
+    LayoutIndex,
+}
+
+/// Manifests whose `subject` is a given digest.
+#[derive(Clone, Debug)]
+pub struct Referrers {
+    pub path: ReferrersPath,
+    pub descriptors: Vec<Descriptor>,
+}
+
+/// Errors of every store. Variants name what was expected and what came.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: content digest is {found}, expected {expected}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        found: Digest,
+    },
+    #[error(
+        "{what}: registry header Docker-Content-Digest says {claimed}, but the content hashes to {found}"
+    )]
+    LyingDigestHeader {
+        what: String,
+        claimed: String,
+        found: Digest,
+    },
+    #[error("{what}: size is {found} bytes, expected {expected}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{what}: manifest is larger than {limit} bytes")]
+    ManifestTooLarge { what: String, limit: usize },
+    #[error("{what}: not a usable manifest")]
+    BadManifest {
+        what: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("{what}: not found")]
+    NotFound { what: String },
+    #[error(
+        "tag {tag} in {repository} already names {existing}; refusing to move it to {new} (use --force-tag to move it)"
+    )]
+    TagExists {
+        repository: String,
+        tag: Tag,
+        existing: Digest,
+        new: Digest,
+    },
+    #[error("{what}: {reason}")]
+    InvalidFallbackIndex { what: String, reason: String },
+    #[error("{method} {url}: registry answered {status}{detail}")]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{method} {url}: gave up after {attempts} attempts; last answer: {last}")]
+    RetriesExhausted {
+        method: String,
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{method} {url}: connection failed")]
+    Transport {
+        method: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("authentication to {registry} failed: {reason}")]
+    Auth { registry: String, reason: String },
+    #[error(
+        "registry {registry} is not on loopback; plain HTTP needs --insecure-registry {registry}"
+    )]
+    InsecureRefused { registry: String },
+    #[error("{what}: {reason}")]
+    Unsupported { what: String, reason: String },
+    #[error("{what}: {reason}")]
+    Refused { what: String, reason: String },
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    /// True when the content failed a check (a lie or corruption), as opposed to an
+    /// operational failure (network, permissions).
+    pub fn is_integrity_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::DigestMismatch { .. }
+                | Error::LyingDigestHeader { .. }
+                | Error::SizeMismatch { .. }
+                | Error::ManifestTooLarge { .. }
+                | Error::BadManifest { .. }
+                | Error::InvalidFallbackIndex { .. }
+        )
+    }
+}
+
+/// One repository of OCI content.
+pub trait Store: Send + Sync {
+    /// The repository as a reference string: `host/repo` or `oci:<dir>`.
+    fn name(&self) -> String;
+
+    /// The size of a stored blob, if present.
+    fn blob_exists(&self, digest: &Digest) -> Result<Option<u64>, Error>;
+
+    /// Stores a blob. The bytes are hashed while they are written and refused unless they match
+    /// `descriptor`. A blob already present is not written again.
+    fn put_blob(&self, descriptor: &Descriptor, source: BlobSource<'_>) -> Result<(), Error>;
+
+    /// Streams a blob into `sink`, checking size and digest while streaming. On error the sink
+    /// holds partial data: the caller discards it.
+    fn get_blob(&self, descriptor: &Descriptor, sink: &mut dyn Write) -> Result<(), Error>;
+
+    /// Stores a manifest by digest (no tag). A manifest with a `subject` is made discoverable
+    /// as a referrer of that subject.
+    fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error>;
+
+    /// Points `tag` at a stored manifest.
+    fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error>;
+
+    /// Fetches a manifest by digest, checked.
+    fn get_manifest(&self, digest: &Digest) -> Result<FetchedManifest, Error>;
+
+    /// Fetches the manifest a tag points to; the digest is computed from the bytes.
+    fn get_tagged(&self, tag: &Tag) -> Result<Option<FetchedManifest>, Error>;
+
+    /// The manifests whose subject is `subject`.
+    fn referrers(&self, subject: &Digest) -> Result<Referrers, Error>;
+
+    /// Every tag of the repository.
+    fn tags(&self) -> Result<Vec<Tag>, Error>;
+
+    /// Deletes a manifest (not the blobs it points at).
+    fn delete_manifest(&self, digest: &Digest) -> Result<(), Error>;
+
+    /// Whether `other` is a repository of the same registry, so blobs can be mounted from it.
+    fn mount_source(&self, _other: &dyn Store) -> Option<String> {
+        None
+    }
+
+    /// Makes a blob present by cross-repository mount from `from`. Returns false when the
+    /// registry did not mount it and the caller must upload.
+    fn mount_blob(&self, _descriptor: &Descriptor, _from: &str) -> Result<bool, Error> {
+        Ok(false)
+    }
+
+    /// The registry host, for registry stores.
+    fn registry_host(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Options that apply to every registry opened.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Hosts reachable over plain HTTP besides loopback.
+    pub insecure_registries: Vec<String>,
+    /// Where credentials come from.
+    pub credentials: auth::CredentialSources,
+    /// Retry policy for idempotent requests.
+    pub retry: registry::RetryPolicy,
+}
+
+/// Opens the repository a reference names.
+pub fn open(reference: &Reference, options: &Options) -> Result<Box<dyn Store>, Error> {
+    match &reference.location {
+        Location::Layout { path } => Ok(Box::new(layout::LayoutStore::open_or_create(path)?)),
+        Location::Registry {
+            registry,
+            repository,
+        } => Ok(Box::new(registry::RegistryStore::new(
+            registry, repository, options,
+        )?)),
+    }
+}
+
+/// A file that appears under its final name only once it is complete.
+pub struct AtomicFile {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> Result<AtomicFile, Error> {
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let temp = tempfile::Builder::new()
+            .prefix(".custody-tmp-")
+            .tempfile_in(dir)
+            .map_err(Error::io(format!(
+                "cannot create a temporary file in {}",
+                dir.display()
+            )))?;
+        Ok(AtomicFile {
+            temp,
+            target: target.to_owned(),
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// Flushes to disk and renames into place.
+    pub fn commit(self) -> Result<(), Error> {
+        let target = self.target;
+        self.temp
+            .as_file()
+            .sync_all()
+            .map_err(Error::io(format!("cannot flush {}", target.display())))?;
+        self.temp.persist(&target).map_err(|e| Error::Io {
+            context: format!("cannot move the finished file to {}", target.display()),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}

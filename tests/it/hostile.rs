@@ -1,0 +1,455 @@
+//! A registry that lies, truncates, fails and challenges: each misbehaviour is caught with an
+//! error that names what was expected and what came.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use custody::digest::Digest;
+use custody::oci::{
+    self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST,
+};
+use custody::reference::Reference;
+use custody::store;
+
+use crate::support::{self, HostileServer, Request, Response, run, stderr, stdout};
+
+/// A one-file artifact as a registry would serve it.
+struct Fixture {
+    layer: Vec<u8>,
+    layer_digest: Digest,
+    manifest: Vec<u8>,
+    digest: Digest,
+}
+
+fn fixture() -> Fixture {
+    let layer = b"hello hostile world".to_vec();
+    let mut d = Descriptor::of("text/plain", &layer);
+    d.annotations
+        .insert(oci::ANNOTATION_TITLE.into(), "hello.txt".into());
+    let manifest = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some("application/x".into()),
+        config: Descriptor::empty_config(),
+        layers: vec![d.clone()],
+        subject: None,
+        annotations: BTreeMap::new(),
+    });
+    Fixture {
+        layer_digest: d.digest,
+        digest: Digest::of(&manifest),
+        layer,
+        manifest,
+    }
+}
+
+fn manifest_response(bytes: &[u8], digest: &str) -> Response {
+    Response::new(200)
+        .header("Content-Type", MEDIA_TYPE_IMAGE_MANIFEST)
+        .header("Docker-Content-Digest", digest)
+        .body(bytes.to_vec())
+}
+
+/// Serves the fixture honestly, except where `twist` answers first.
+fn server(
+    f: Arc<Fixture>,
+    twist: impl Fn(&Request, &Fixture) -> Option<Response> + Send + Sync + 'static,
+) -> HostileServer {
+    HostileServer::start(move |r| {
+        if let Some(resp) = twist(r, &f) {
+            return resp;
+        }
+        let p = r.path.as_str();
+        if p == "/v2/" {
+            return Response::new(200);
+        }
+        if p == "/v2/x/y/manifests/v1" || p == format!("/v2/x/y/manifests/{}", f.digest) {
+            return manifest_response(&f.manifest, &f.digest.to_string());
+        }
+        if p == format!("/v2/x/y/blobs/{}", f.layer_digest) {
+            return Response::new(200).body(f.layer.clone());
+        }
+        Response::new(404).body(r#"{"errors":[{"code":"NOT_FOUND","message":"no such thing"}]}"#)
+    })
+}
+
+fn pull(server: &HostileServer, out: &std::path::Path) -> std::process::Output {
+    run(&[
+        "pull",
+        &format!("{}/x/y:v1", server.host),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn wrong_bytes_for_a_digest_are_refused_and_not_written() {
+    let f = Arc::new(fixture());
+    let s = server(f.clone(), |r, f| {
+        (r.path == format!("/v2/x/y/blobs/{}", f.layer_digest))
+            .then(|| Response::new(200).body(b"HELLO HOSTILE WORLD".to_vec()))
+    });
+    let dir = support::tempdir();
+    let out = dir.path().join("out");
+    let o = pull(&s, &out);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("expected {}", f.layer_digest)), "{e}");
+    assert!(e.contains("content digest is sha256:"), "{e}");
+    assert!(!out.join("hello.txt").exists());
+}
+
+#[test]
+fn truncated_body_is_resumed_with_range_or_refused() {
+    let f = Arc::new(fixture());
+    // Always truncated, Range ignored: refused after the first break.
+    let s = server(f.clone(), |r, f| {
+        (r.path == format!("/v2/x/y/blobs/{}", f.layer_digest)).then(|| Response {
+            truncate_at: Some(5),
+            ..Response::new(200).body(f.layer.clone())
+        })
+    });
+    let dir = support::tempdir();
+    let o = pull(&s, &dir.path().join("a"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot resume"), "{}", stderr(&o));
+    assert!(!dir.path().join("a/hello.txt").exists());
+
+    // Truncated once, then the rest served as 206 for the Range asked: the download resumes.
+    let s = server(f.clone(), |r, f| {
+        if r.path != format!("/v2/x/y/blobs/{}", f.layer_digest) {
+            return None;
+        }
+        match r.header("range") {
+            None => Some(Response {
+                truncate_at: Some(5),
+                ..Response::new(200).body(f.layer.clone())
+            }),
+            Some(range) => {
+                let start: usize = range
+                    .trim_start_matches("bytes=")
+                    .trim_end_matches('-')
+                    .parse()
+                    .unwrap();
+                Some(Response::new(206).body(f.layer[start..].to_vec()))
+            }
+        }
+    });
+    let o = pull(&s, &dir.path().join("b"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("b/hello.txt")).unwrap(),
+        f.layer
+    );
+    assert_eq!(s.count("GET", "/v2/x/y/blobs/"), 2);
+}
+
+#[test]
+fn oversized_manifest_is_refused() {
+    let f = Arc::new(fixture());
+    let s = server(f, |r, _| {
+        (r.path == "/v2/x/y/manifests/v1").then(|| {
+            let mut big = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+            big.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+            big.extend(br#""}}"#);
+            Response::new(200).header("Content-Type", MEDIA_TYPE_IMAGE_MANIFEST).body(big)
+        })
+    });
+    let o = run(&["resolve", &format!("{}/x/y:v1", s.host)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than 4194304 bytes"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn lying_docker_content_digest_is_caught() {
+    let f = Arc::new(fixture());
+    let lie = Digest::of(b"something else");
+    let lie_text = lie.to_string();
+    let s = server(f.clone(), move |r, f| {
+        (r.path == "/v2/x/y/manifests/v1").then(|| manifest_response(&f.manifest, &lie_text))
+    });
+    let o = run(&["resolve", &format!("{}/x/y:v1", s.host)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&lie.to_string()) && e.contains(&f.digest.to_string()),
+        "{e}"
+    );
+
+    // Asked by digest, served other bytes: the digest asked for is the one that counts.
+    let other = oci::to_bytes(&oci::ImageIndex::empty());
+    let s = server(f.clone(), move |r, f| {
+        (r.path == format!("/v2/x/y/manifests/{}", f.digest))
+            .then(|| manifest_response(&other, &f.digest.to_string()))
+    });
+    let o = run(&["resolve", &format!("{}/x/y@{}", s.host, f.digest)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("expected {}", f.digest)),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let f = Arc::new(fixture());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let counter = failures.clone();
+    let s = server(f.clone(), move |r, _| {
+        (r.path == "/v2/x/y/manifests/v1" && counter.fetch_add(1, Ordering::SeqCst) < 2)
+            .then(|| Response::new(503))
+    });
+    let o = run(&["resolve", &format!("{}/x/y:v1", s.host)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), f.digest.to_string());
+    assert_eq!(s.count("GET", "/v2/x/y/manifests/v1"), 3);
+
+    let s = server(f, |r, _| {
+        (r.path == "/v2/x/y/manifests/v1").then(|| {
+            Response::new(500).body(r#"{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}"#)
+        })
+    });
+    let o = run(&["resolve", &format!("{}/x/y:v1", s.host)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("gave up after 5 attempts") && e.contains("disk on fire"),
+        "{e}"
+    );
+    assert_eq!(s.count("GET", "/v2/x/y/manifests/v1"), 5);
+}
+
+#[test]
+fn bearer_challenge_is_answered_and_secrets_stay_hidden() {
+    let f = Arc::new(fixture());
+    let host = Arc::new(std::sync::OnceLock::<String>::new());
+    let h = host.clone();
+    let s = server(f.clone(), move |r, _| {
+        use base64::Engine as _;
+        if r.path.starts_with("/token") {
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("robot:s3cret-pw")
+            );
+            let scoped = r.path.contains("scope=repository%3Ax%2Fy%3Apull");
+            return Some(
+                if r.header("authorization") == Some(expected.as_str()) && scoped {
+                    Response::new(200).body(r#"{"token":"tok-123"}"#)
+                } else {
+                    Response::new(401)
+                },
+            );
+        }
+        if r.header("authorization") != Some("Bearer tok-123") {
+            let realm = format!("http://{}/token", h.get().unwrap());
+            return Some(Response::new(401).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="hostile",scope="repository:x/y:pull""#),
+            ));
+        }
+        None
+    });
+    host.set(s.host.clone()).unwrap();
+    let o = support::custody()
+        .args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY_USERNAME", "robot")
+        .env("CUSTODY_REGISTRY_PASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), f.digest.to_string());
+
+    let o = support::custody()
+        .args(["--output", "json", "resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY_USERNAME", "robot")
+        .env("CUSTODY_REGISTRY_PASSWORD", "wrong-pw")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("authentication to"), "{all}");
+    assert!(
+        !all.contains("wrong-pw") && !all.contains("s3cret"),
+        "a secret leaked: {all}"
+    );
+}
+
+#[test]
+fn fallback_tag_that_is_not_an_index_is_refused() {
+    let f = Arc::new(fixture());
+    let fallback = format!("/v2/x/y/manifests/{}", f.digest.fallback_tag());
+    // The fallback tag holds an image manifest (here: the subject itself, as GitLab serves it).
+    let fb = fallback.clone();
+    let s = server(f.clone(), move |r, f| {
+        (r.path == fb && r.method == "GET")
+            .then(|| manifest_response(&f.manifest, &f.digest.to_string()))
+    });
+    let o = run(&["discover", &format!("{}/x/y:v1", s.host)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("subject"), "{}", stderr(&o));
+
+    // Writing a referrer must not overwrite it either.
+    let store = store::open(
+        &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+        &store::Options::default(),
+    )
+    .unwrap();
+    let referrer = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some("application/x-sig".into()),
+        config: Descriptor::empty_config(),
+        layers: vec![],
+        subject: Some(Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, &f.manifest)),
+        annotations: BTreeMap::new(),
+    });
+    let digest = Digest::of(&referrer);
+    let s2 = {
+        let fb = fallback.clone();
+        let referrer_path = format!("/v2/x/y/manifests/{digest}");
+        let other = oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::empty_config(),
+            layers: vec![],
+            subject: None,
+            annotations: BTreeMap::new(),
+        });
+        let other_digest = Digest::of(&other).to_string();
+        let dig = digest.to_string();
+        server(f.clone(), move |r, _| {
+            if r.path == referrer_path && r.method == "PUT" {
+                return Some(Response::new(201).header("Docker-Content-Digest", &dig));
+            }
+            (r.path == fb && r.method == "GET").then(|| manifest_response(&other, &other_digest))
+        })
+    };
+    let store2 = store::open(
+        &format!("{}/x/y", s2.host).parse::<Reference>().unwrap(),
+        &store::Options::default(),
+    )
+    .unwrap();
+    let err = store2
+        .put_manifest(&referrer, MEDIA_TYPE_IMAGE_MANIFEST)
+        .unwrap_err();
+    assert!(
+        matches!(err, store::Error::InvalidFallbackIndex { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        s2.count("PUT", &fallback),
+        0,
+        "the non-index tag was not overwritten"
+    );
+    drop(store);
+
+    // A registry that answers the referrers API is used as such.
+    let index = oci::to_bytes(&oci::ImageIndex::empty());
+    let s3 = server(f.clone(), move |r, _| {
+        r.path.starts_with("/v2/x/y/referrers/").then(|| {
+            Response::new(200)
+                .header("Content-Type", MEDIA_TYPE_IMAGE_INDEX)
+                .body(index.clone())
+        })
+    });
+    let o = run(&[
+        "--output",
+        "json",
+        "discover",
+        &format!("{}/x/y:v1", s3.host),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(r#""path": "api""#), "{}", stdout(&o));
+}
+
+#[test]
+fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
+    use std::sync::Mutex;
+    let dir = support::tempdir();
+    let path = dir.path().join("big.bin");
+    support::write_data(&path, 9 * 1024 * 1024 + 17, 11);
+    let (digest, size) = custody::digest::of_file(&path).unwrap();
+    let descriptor = Descriptor::new("application/octet-stream", digest.clone(), size);
+
+    // The registry keeps only the first half of the first PATCH, then fails it.
+    let stored = Arc::new(Mutex::new((Vec::<u8>::new(), 0usize, false)));
+    let state = stored.clone();
+    let blob_path = format!("/v2/x/y/blobs/{digest}");
+    let s = HostileServer::start(move |r| {
+        let mut st = state.lock().unwrap();
+        let (data, patches, done) = &mut *st;
+        match (r.method.as_str(), r.path.as_str()) {
+            ("HEAD", p) if p == blob_path => {
+                if *done {
+                    Response::new(200).header("Content-Length", &data.len().to_string())
+                } else {
+                    Response::new(404)
+                }
+            }
+            ("POST", "/v2/x/y/blobs/uploads/") => {
+                Response::new(202).header("Location", "/upload/1")
+            }
+            ("PATCH", "/upload/1") => {
+                *patches += 1;
+                let start: usize = r
+                    .header("content-range")
+                    .unwrap()
+                    .split('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if start != data.len() {
+                    return Response::new(416);
+                }
+                if *patches == 1 {
+                    data.extend_from_slice(&r.body[..r.body.len() / 2]);
+                    return Response::new(500);
+                }
+                data.extend_from_slice(&r.body);
+                Response::new(202).header("Location", "/upload/1")
+            }
+            ("GET", "/upload/1") => {
+                Response::new(204).header("Range", &format!("0-{}", data.len() as i64 - 1))
+            }
+            ("PUT", p) if p.starts_with("/upload/1?digest=") => {
+                if Digest::of(data) == digest {
+                    *done = true;
+                    Response::new(201)
+                } else {
+                    Response::new(400)
+                }
+            }
+            _ => Response::new(404),
+        }
+    });
+    let store = store::open(
+        &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+        &store::Options {
+            retry: custody::store::registry::RetryPolicy {
+                base_delay: std::time::Duration::from_millis(5),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store
+        .put_blob(&descriptor, custody::store::BlobSource::File(&path))
+        .unwrap();
+    let st = stored.lock().unwrap();
+    assert!(st.2, "the upload completed");
+    assert_eq!(st.1, 2, "one failed PATCH, one resumed PATCH");
+    assert_eq!(
+        s.count("GET", "/upload/1"),
+        1,
+        "asked where the upload stood"
+    );
+}

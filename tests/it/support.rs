@@ -1,0 +1,400 @@
+//! Test support: a real CNCF distribution registry on a free loopback port, peer tools, the
+//! custody binary, and a small in-process HTTP server for hostile registry behaviour.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where scripts/install-tools puts peer tools.
+pub fn tools_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("CUSTODY_TOOLS_BIN") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var("HOME").expect("HOME is set");
+    PathBuf::from(home).join(".cache/custody/tools/bin")
+}
+
+/// A peer tool built by scripts/install-tools. Missing is a failure, never a skip.
+pub fn tool(name: &str) -> PathBuf {
+    let path = tools_bin().join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed at {}: run scripts/install-tools (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn custody() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_custody"));
+    c.env("CUSTODY_RETRY_BASE_MS", "20");
+    c.env_remove("CUSTODY_REGISTRY_USERNAME");
+    c.env_remove("CUSTODY_REGISTRY_PASSWORD");
+    c
+}
+
+/// Runs custody with `args`; returns the output.
+pub fn run(args: &[&str]) -> Output {
+    custody().args(args).output().expect("custody runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs custody and insists on success, returning stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "custody {args:?} failed ({:?}):\n{}\n{}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs custody with --output json and parses stdout.
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = ok(&all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn registry_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CUSTODY_REGISTRY_BIN") {
+        return PathBuf::from(p);
+    }
+    for candidate in ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"] {
+        if Path::new(candidate).is_file() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!(
+        "the CNCF distribution registry (Debian package docker-registry) is not installed: run scripts/install-tools"
+    );
+}
+
+/// A CNCF distribution registry process with its own storage, stopped on drop.
+pub struct Registry {
+    child: Child,
+    pub host: String,
+    _storage: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let storage = tempfile::tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let config = storage.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    storage.path().join("data").display()
+                ),
+            )
+            .expect("write registry config");
+            let mut child = Command::new(registry_binary())
+                .arg("serve")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            let host = format!("127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if http_status(&host, "/v2/") == Some(200) {
+                    return Registry {
+                        child,
+                        host,
+                        _storage: storage,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not come up on a loopback port");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// go-containerregistry's in-memory registry with the OCI 1.1 referrers API (tests/ocireg).
+pub struct ReferrersRegistry {
+    child: Child,
+    pub host: String,
+}
+
+impl ReferrersRegistry {
+    pub fn start() -> ReferrersRegistry {
+        let binary = tool("ocireg");
+        for _ in 0..5 {
+            let host = format!("127.0.0.1:{}", free_port());
+            let mut child = Command::new(&binary)
+                .args(["-addr", &host])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start ocireg");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if http_status(&host, "/v2/") == Some(200) {
+                    return ReferrersRegistry { child, host };
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("ocireg did not come up on a loopback port");
+    }
+}
+
+impl Drop for ReferrersRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a plain GET, or None when nothing answers.
+pub fn http_status(host: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A request as the hostile server saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response the hostile server sends.
+#[derive(Clone, Debug, Default)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Announce the full length but close the connection after this many body bytes.
+    pub truncate_at: Option<usize>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            ..Default::default()
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Response {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Response {
+        self.body = b.into();
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+
+/// An in-process HTTP/1.1 server driven by a closure; records every request.
+pub struct HostileServer {
+    pub host: String,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl HostileServer {
+    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> HostileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = listener.local_addr().expect("addr").to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let handler = handler.clone();
+                let log = log.clone();
+                std::thread::spawn(move || serve(stream, &*handler, &log));
+            }
+        });
+        HostileServer { host, requests }
+    }
+
+    pub fn count(&self, method: &str, path_prefix: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+            .count()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                return;
+            }
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            if reader.read_exact(&mut chunk).is_err() {
+                return;
+            }
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let request = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    log.lock().unwrap().push(request.clone());
+    let response = handler(&request);
+    let mut head = format!("HTTP/1.1 {} X\r\n", response.status);
+    for (k, v) in &response.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if request.method != "HEAD"
+        || !response
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let _ = writer.write_all(head.as_bytes());
+    if request.method != "HEAD" {
+        let end = response.truncate_at.unwrap_or(response.body.len());
+        let _ = writer.write_all(&response.body[..end.min(response.body.len())]);
+    }
+    let _ = writer.flush();
+}
+
+/// Writes `size` bytes of deterministic pseudo-random data.
+pub fn write_data(path: &Path, size: usize, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut written = 0;
+    let mut buf = [0u8; 8192];
+    while written < size {
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = buf.len().min(size - written);
+        f.write_all(&buf[..n]).expect("write");
+        written += n;
+    }
+}
+
+/// A temporary folder for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
