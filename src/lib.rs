@@ -14,3 +14,4 @@ pub mod sbom;
 pub mod source;
 pub mod store;
 pub mod transfer;
+pub mod vuln;
