@@ -4,6 +4,7 @@
 
 pub mod attest_cmds;
 mod store_cmds;
+pub mod vuln_cmds;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ pub enum Command {
     Sbom(attest_cmds::SbomArgs),
     /// Write an unsigned SLSA provenance v1 statement for artifact files.
     Provenance(attest_cmds::ProvenanceArgs),
+    /// Match an SBOM's, a lockfile's or an OCI artifact's components against an offline OSV
+    /// database; exit 1 when a finding is at or above --fail-on.
+    Scan(vuln_cmds::ScanArgs),
 }
 
 /// What a command hands back to be printed.
@@ -165,6 +169,9 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let output = cli.output;
+    if let Command::Scan(args) = &cli.command {
+        return vuln_cmds::run(&cli, args);
+    }
     // The attestation commands print their own results.
     let printed = match &cli.command {
         Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
@@ -194,6 +201,7 @@ pub fn run() -> ExitCode {
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }
+        Command::Scan(_) => unreachable!("handled above"),
     };
     match result {
         Ok(report) => {

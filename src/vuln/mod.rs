@@ -309,8 +309,9 @@ pub struct Warning {
     pub message: String,
 }
 
-/// Whether `version` is affected by one `affected` entry: its explicit `versions`, then its
-/// `SEMVER` and `ECOSYSTEM` ranges as the OSV schema evaluates them. `GIT` ranges name commits,
+/// Whether `version` is affected by one `affected` entry (its `SEMVER` and `ECOSYSTEM` ranges as
+/// the OSV schema evaluates them, or its explicit `versions`) and, if so, the versions that fix
+/// it: for each matching range, the first `fixed` event above the version. `GIT` ranges name commits,
 /// which a released version does not carry: they are skipped. A range whose events cannot be
 /// read in the package's scheme is reported as a warning and not counted.
 fn affects(
@@ -319,16 +320,16 @@ fn affects(
     raw_version: &str,
     version: &Version,
     warn: &mut dyn FnMut(String),
-) -> bool {
-    if affected.versions.iter().any(|v| {
+) -> Option<Vec<String>> {
+    let listed = affected.versions.iter().any(|v| {
         v == raw_version
             || Version::parse(ecosystem, v)
                 .ok()
                 .and_then(|p| p.compare(version))
                 == Some(Ordering::Equal)
-    }) {
-        return true;
-    }
+    });
+    let mut matched = false;
+    let mut fixes = Vec::new();
     for range in &affected.ranges {
         let parse: fn(Ecosystem, &str) -> Result<Version, version::VersionError> = match range.kind
         {
@@ -348,23 +349,26 @@ fn affects(
             _ => version.clone(),
         };
         match in_range(&range.events, ecosystem, &subject, parse) {
-            Ok(true) => return true,
-            Ok(false) => {}
+            Ok(Some(fix)) => {
+                matched = true;
+                fixes.extend(fix);
+            }
+            Ok(None) => {}
             Err(message) => warn(message),
         }
     }
-    false
+    (matched || listed).then_some(fixes)
 }
 
 /// The OSV schema's evaluation: events sorted by version, `introduced` opens, `fixed` (at or
 /// after) and `last_affected` (strictly after) close; a version at or past any `limit` is
-/// outside.
+/// outside. `Some(fix)` when affected, with the `fixed` event that closes its window, if any.
 fn in_range(
     events: &[Event],
     ecosystem: Ecosystem,
     version: &Version,
     parse: fn(Ecosystem, &str) -> Result<Version, version::VersionError>,
-) -> Result<bool, String> {
+) -> Result<Option<Option<String>>, String> {
     let bound = |s: &str| -> Result<Bound, String> {
         if s == "0" {
             Ok(Bound::Zero)
@@ -412,12 +416,22 @@ fn in_range(
             }
             Event::Limit(_) => {
                 if order(b)? != Ordering::Less {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
     }
-    Ok(affected)
+    if !affected {
+        return Ok(None);
+    }
+    for (b, e) in &sorted {
+        if let Event::Fixed(v) = e
+            && order(b)? == Ordering::Less
+        {
+            return Ok(Some(Some(v.clone())));
+        }
+    }
+    Ok(Some(None))
 }
 
 /// One problem in one component: advisories that are aliases of one another are merged.
@@ -494,7 +508,7 @@ pub fn scan<'a>(purls: impl IntoIterator<Item = &'a str>, db: &Database) -> Scan
             }
         };
         result.scanned += 1;
-        let mut matched: Vec<(&Advisory, &Affected)> = Vec::new();
+        let mut matched: Vec<Matched> = Vec::new();
         for (advisory, affected) in db.lookup(package.ecosystem, &package.name) {
             let mut warn = |message| {
                 warnings.insert(Warning {
@@ -503,14 +517,14 @@ pub fn scan<'a>(purls: impl IntoIterator<Item = &'a str>, db: &Database) -> Scan
                     message,
                 });
             };
-            if affects(
+            if let Some(fixes) = affects(
                 affected,
                 package.ecosystem,
                 &package.version,
                 &version,
                 &mut warn,
             ) {
-                matched.push((advisory, affected));
+                matched.push((advisory, affected, fixes));
             }
         }
         result.findings.extend(merge(package, &matched));
@@ -522,7 +536,10 @@ pub fn scan<'a>(purls: impl IntoIterator<Item = &'a str>, db: &Database) -> Scan
 
 /// Groups the matched advisories of one package by shared ids (union-find over ids and
 /// aliases) and makes one finding per group.
-fn merge(package: &PackageRef, matched: &[(&Advisory, &Affected)]) -> Vec<Finding> {
+/// An advisory entry that matched, with the versions that fix it.
+type Matched<'a> = (&'a Advisory, &'a Affected, Vec<String>);
+
+fn merge(package: &PackageRef, matched: &[Matched]) -> Vec<Finding> {
     let mut ids: BTreeMap<&AdvisoryId, usize> = BTreeMap::new();
     let mut parent: Vec<usize> = Vec::new();
     fn find(parent: &mut [usize], mut i: usize) -> usize {
@@ -542,7 +559,7 @@ fn merge(package: &PackageRef, matched: &[(&Advisory, &Affected)]) -> Vec<Findin
             parent.len() - 1
         })
     }
-    for (advisory, _) in matched {
+    for (advisory, _, _) in matched {
         let a = slot(&advisory.id, &mut ids, &mut parent);
         for alias in &advisory.aliases {
             let b = slot(alias, &mut ids, &mut parent);
@@ -552,7 +569,7 @@ fn merge(package: &PackageRef, matched: &[(&Advisory, &Affected)]) -> Vec<Findin
             }
         }
     }
-    let mut groups: BTreeMap<usize, Vec<&(&Advisory, &Affected)>> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, Vec<&Matched>> = BTreeMap::new();
     for m in matched {
         let root = find(&mut parent, ids[&m.0.id]);
         groups.entry(root).or_default().push(m);
@@ -588,16 +605,16 @@ fn id_rank(id: &AdvisoryId) -> (u8, &str) {
 
 fn finding(
     package: &PackageRef,
-    members: &[&(&Advisory, &Affected)],
+    members: &[&Matched],
     group_ids: BTreeSet<&AdvisoryId>,
 ) -> Finding {
     let primary = members
         .iter()
-        .map(|(a, _)| &a.id)
+        .map(|(a, _, _)| &a.id)
         .min_by(|a, b| id_rank(a).cmp(&id_rank(b)))
         .expect("a group has at least one member")
         .clone();
-    let advisories: BTreeSet<AdvisoryId> = members.iter().map(|(a, _)| a.id.clone()).collect();
+    let advisories: BTreeSet<AdvisoryId> = members.iter().map(|(a, _, _)| a.id.clone()).collect();
     let aliases = group_ids
         .into_iter()
         .filter(|id| **id != primary)
@@ -607,15 +624,15 @@ fn finding(
     ordered.sort_by(|a, b| id_rank(&a.0.id).cmp(&id_rank(&b.0.id)));
     let summary = ordered
         .iter()
-        .find_map(|(a, _)| a.summary.clone())
+        .find_map(|(a, _, _)| a.summary.clone())
         .unwrap_or_default();
     let severity = members
         .iter()
-        .map(|(a, f)| Severity::of(a, f))
+        .map(|(a, f, _)| Severity::of(a, f))
         .reduce(Severity::worse)
         .unwrap_or(Severity::UNKNOWN);
-    let published = members.iter().filter_map(|(a, _)| a.published).min();
-    let informational = ordered.iter().find_map(|(_, f)| f.informational.clone());
+    let published = members.iter().filter_map(|(a, _, _)| a.published).min();
+    let informational = ordered.iter().find_map(|(_, f, _)| f.informational.clone());
     Finding {
         purl: package.purl.clone(),
         ecosystem: package.ecosystem,
@@ -632,16 +649,12 @@ fn finding(
     }
 }
 
-fn fixed_versions(ecosystem: Ecosystem, members: &[&(&Advisory, &Affected)]) -> Vec<String> {
+fn fixed_versions(ecosystem: Ecosystem, members: &[&Matched]) -> Vec<String> {
     let mut fixed: Vec<String> = Vec::new();
-    for (_, affected) in members {
-        for range in affected.ranges.iter().filter(|r| r.kind != RangeKind::Git) {
-            for e in &range.events {
-                if let Event::Fixed(v) = e
-                    && !fixed.contains(v)
-                {
-                    fixed.push(v.clone());
-                }
+    for (_, _, fixes) in members {
+        for v in fixes {
+            if !fixed.contains(v) {
+                fixed.push(v.clone());
             }
         }
     }
@@ -655,6 +668,34 @@ fn fixed_versions(ecosystem: Ecosystem, members: &[&(&Advisory, &Affected)]) -> 
         }
     });
     fixed
+}
+
+/// A scan's full outcome, as `custody scan --output json` prints it and `verify`/`promote` can
+/// embed it: what was read, against which database, what was found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    pub input: input::Source,
+    /// Whether the SBOM's signature was checked (see [`input::SbomVerification`]).
+    pub sbom_verification: input::SbomVerification,
+    pub database: DbIdentity,
+    #[serde(flatten)]
+    pub result: ScanResult,
+    /// Components listed without a purl, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components_without_purl: Vec<String>,
+}
+
+/// Scans components read by [`input`] against `db`.
+pub fn scan_components(components: input::Components, db: &Database) -> ScanReport {
+    let result = scan(components.purls.iter().map(String::as_str), db);
+    ScanReport {
+        input: components.source,
+        sbom_verification: components.verification,
+        database: db.identity().clone(),
+        result,
+        components_without_purl: components.without_purl,
+    }
 }
 
 #[cfg(test)]
@@ -712,7 +753,7 @@ mod tests {
     fn affected_by(a: &Advisory, version: &str) -> bool {
         let eco = a.affected[0].ecosystem;
         let v = Version::parse(eco, version).unwrap();
-        affects(&a.affected[0], eco, version, &v, &mut |m| panic!("{m}"))
+        affects(&a.affected[0], eco, version, &v, &mut |m| panic!("{m}")).is_some()
     }
 
     #[test]
@@ -1009,13 +1050,12 @@ mod tests {
         );
         let v = Version::parse(Ecosystem::CratesIo, "1.0.0").unwrap();
         let mut warnings = Vec::new();
-        assert!(!affects(
-            &a.affected[0],
-            Ecosystem::CratesIo,
-            "1.0.0",
-            &v,
-            &mut |m| warnings.push(m)
-        ));
+        assert!(
+            affects(&a.affected[0], Ecosystem::CratesIo, "1.0.0", &v, &mut |m| {
+                warnings.push(m)
+            })
+            .is_none()
+        );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("not-a-version"), "{warnings:?}");
     }
