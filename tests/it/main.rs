@@ -5,3 +5,4 @@ mod hostile;
 mod interop;
 mod registry;
 mod support;
+mod vuln;

@@ -1,0 +1,599 @@
+//! `custody scan` against the shared RustSec data (read in place, never copied), and
+//! osv-scanner as the oracle on the same inputs and the same data packed as its offline database.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use super::support::{custody, stderr, stdout, tempdir, tools_bin};
+
+fn shared_db() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/osv/crates.io")
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vuln/Cargo.lock")
+}
+
+fn scan_json(input: &Path, extra: &[&str]) -> (Value, i32) {
+    let db = shared_db();
+    let mut args = vec![
+        "--output".to_owned(),
+        "json".to_owned(),
+        "scan".to_owned(),
+        input.display().to_string(),
+        "--db".to_owned(),
+        db.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = custody().args(&args).output().expect("run custody");
+    let code = out.status.code().expect("exit code");
+    let json = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("custody scan printed no json ({e}): {}", stderr(&out)));
+    (json, code)
+}
+
+/// (package, version, reported id, merged records) for every finding.
+fn findings(report: &Value) -> Vec<(String, String, String)> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["package"].as_str().unwrap().to_owned(),
+                f["version"].as_str().unwrap().to_owned(),
+                f["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+const EXPECTED: [(&str, &str, &str); 19] = [
+    ("chrono", "0.4.19", "RUSTSEC-2020-0159"),
+    ("hyper", "0.14.10", "RUSTSEC-2022-0022"),
+    ("openssl", "0.10.45", "RUSTSEC-2023-0022"),
+    ("openssl", "0.10.45", "RUSTSEC-2023-0023"),
+    ("openssl", "0.10.45", "RUSTSEC-2023-0024"),
+    ("openssl", "0.10.45", "RUSTSEC-2023-0044"),
+    ("openssl", "0.10.45", "RUSTSEC-2023-0072"),
+    ("openssl", "0.10.45", "RUSTSEC-2024-0357"),
+    ("openssl", "0.10.45", "RUSTSEC-2025-0004"),
+    ("openssl", "0.10.45", "RUSTSEC-2025-0022"),
+    ("regex", "1.5.4", "RUSTSEC-2022-0013"),
+    ("smallvec", "0.6.9", "RUSTSEC-2018-0018"),
+    ("smallvec", "0.6.9", "RUSTSEC-2019-0009"),
+    ("smallvec", "0.6.9", "RUSTSEC-2019-0012"),
+    ("smallvec", "0.6.9", "RUSTSEC-2021-0003"),
+    ("time", "0.1.45", "RUSTSEC-2020-0071"),
+    ("time", "0.3.20", "RUSTSEC-2026-0009"),
+    ("tokio", "1.18.4", "RUSTSEC-2023-0005"),
+    ("tokio", "1.18.4", "RUSTSEC-2025-0023"),
+];
+
+fn expected() -> Vec<(String, String, String)> {
+    EXPECTED
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+#[test]
+fn scan_of_the_cargo_lock_fixture_finds_exactly_the_known_advisories() {
+    let (report, code) = scan_json(&fixture(), &[]);
+    assert_eq!(code, 0, "no --fail-on: findings alone do not fail");
+    assert_eq!(findings(&report), expected());
+    assert_eq!(report["scanned"], 10);
+    assert_eq!(report["input"]["kind"], "lockfile");
+    assert_eq!(report["sbomVerification"]["status"], "not-applicable");
+    assert_eq!(report["database"]["advisories"], 1172);
+    assert_eq!(report["database"]["withdrawnSkipped"], 13);
+
+    let by_id: BTreeMap<&str, &Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), f))
+        .collect();
+    let f = by_id["RUSTSEC-2019-0009"];
+    assert_eq!(f["purl"], "pkg:cargo/smallvec@0.6.9");
+    assert_eq!(
+        f["aliases"],
+        json!(["CVE-2019-15551", "GHSA-mm7v-vpv8-xfc3"])
+    );
+    assert_eq!(f["severity"]["rating"], "critical");
+    assert_eq!(f["severity"]["score"], 9.8);
+    assert_eq!(f["fixed"], json!(["0.6.10"]));
+    assert_eq!(f["published"], "2019-06-06");
+    // Two windows: the version sits in the first, so its fix is the first window's.
+    assert_eq!(by_id["RUSTSEC-2021-0003"]["fixed"], json!(["0.6.14"]));
+    assert_eq!(by_id["RUSTSEC-2026-0009"]["severity"]["rating"], "medium");
+    assert_eq!(by_id["RUSTSEC-2026-0009"]["severity"]["score"], 6.8);
+    assert_eq!(by_id["RUSTSEC-2022-0022"]["informational"], "unsound");
+    assert_eq!(by_id["RUSTSEC-2020-0159"]["severity"]["rating"], "unknown");
+}
+
+#[test]
+fn fail_on_sets_the_exit_code() {
+    let table = [("critical", 1, 3), ("high", 1, 17), ("unknown", 1, 19)];
+    for (threshold, code, failing) in table {
+        let (report, got) = scan_json(&fixture(), &["--fail-on", threshold]);
+        assert_eq!(got, code, "--fail-on {threshold}");
+        assert_eq!(report["failing"], failing, "--fail-on {threshold}");
+    }
+    let (report, got) = scan_json(
+        &fixture(),
+        &["--fail-on", "high", "--unknown-severity-as", "low"],
+    );
+    assert_eq!((got, report["failing"].as_u64()), (1, Some(4)));
+
+    let dir = tempdir();
+    let clean = dir.path().join("Cargo.lock");
+    std::fs::write(
+        &clean,
+        "version = 4\n\n[[package]]\nname = \"serde\"\nversion = \"1.0.200\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+    )
+    .unwrap();
+    let (report, got) = scan_json(&clean, &["--fail-on", "low"]);
+    assert_eq!((got, report["failing"].as_u64()), (0, Some(0)));
+}
+
+#[test]
+fn scan_that_cannot_run_exits_2() {
+    let dir = tempdir();
+    let out = custody()
+        .args(["scan", &fixture().display().to_string(), "--db"])
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("could not load the vulnerability database"));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"id\": 5}").unwrap();
+    let out = custody()
+        .args(["scan", &fixture().display().to_string(), "--db"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bad.json is not a valid osv record"),
+        "{}",
+        stderr(&out)
+    );
+    let out = custody()
+        .args(["scan", "no/such/file.json", "--db"])
+        .arg(shared_db())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn human_output_is_a_table() {
+    let out = custody()
+        .args(["scan", &fixture().display().to_string(), "--db"])
+        .arg(shared_db())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("PACKAGE   VERSION  ADVISORY"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("smallvec  0.6.9    RUSTSEC-2019-0009  critical 9.8  0.6.10")),
+        "{text}"
+    );
+    assert!(text.contains("19 finding(s): 3 critical, 1 high, 2 medium, 13 unknown"));
+}
+
+/// A CycloneDX SBOM of the fixture's crates, nested components included.
+fn write_sbom(path: &Path, purls: &[String]) {
+    let components: Vec<Value> = purls
+        .iter()
+        .map(|p| {
+            let (name, version) = p
+                .trim_start_matches("pkg:cargo/")
+                .split_once('@')
+                .expect("versioned purl");
+            json!({"type": "library", "bom-ref": p, "name": name, "version": version, "purl": p})
+        })
+        .collect();
+    let bom = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "version": 1,
+        "metadata": {"component": {"type": "application", "name": "fixture", "bom-ref": "fixture"}},
+        "components": components,
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&bom).unwrap()).unwrap();
+}
+
+fn fixture_purls() -> Vec<String> {
+    let lock = custody::sbom::read_lockfile(&fixture()).expect("fixture parses");
+    lock.packages.iter().map(|p| p.purl.to_string()).collect()
+}
+
+#[test]
+fn an_sbom_and_its_sarif() {
+    let dir = tempdir();
+    let sbom = dir.path().join("bom.cdx.json");
+    write_sbom(&sbom, &fixture_purls());
+    let sarif = dir.path().join("scan.sarif");
+    let (report, code) = scan_json(&sbom, &["--sarif", &sarif.display().to_string()]);
+    assert_eq!(code, 0);
+    assert_eq!(report["input"]["kind"], "sbom");
+    assert_eq!(report["input"]["envelope"], "plain");
+    assert_eq!(findings(&report), expected());
+
+    let log: Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(rules.len(), 19);
+    assert_eq!(results.len(), 19);
+    let smallvec = results
+        .iter()
+        .find(|r| r["ruleId"] == "RUSTSEC-2019-0009")
+        .unwrap();
+    assert_eq!(smallvec["level"], "error");
+    assert_eq!(
+        rules[smallvec["ruleIndex"].as_u64().unwrap() as usize]["id"],
+        "RUSTSEC-2019-0009"
+    );
+    assert_eq!(
+        smallvec["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        sbom.display().to_string()
+    );
+}
+
+/// Pushes a file artifact to an OCI layout and attaches `referrer_layer` (a CycloneDX SBOM or
+/// a Sigstore bundle) as a referrer the way the attach module writes them.
+fn attach(
+    layout: &Path,
+    artifact_type: &str,
+    annotations: Value,
+    layer_media_type: &str,
+    body: &[u8],
+) {
+    use custody::digest::Digest;
+    use custody::reference::Reference;
+    use custody::store;
+
+    let reference: Reference = format!("oci:{}:v1", layout.display()).parse().unwrap();
+    let store = store::open(&reference, &store::Options::default()).unwrap();
+    let subject = custody::transfer::resolve(store.as_ref(), &reference).unwrap();
+    let empty = custody::oci::Descriptor::empty_config();
+    store
+        .put_blob(&empty, store::BlobSource::Bytes(custody::oci::EMPTY_JSON))
+        .unwrap();
+    let layer =
+        custody::oci::Descriptor::new(layer_media_type, Digest::of(body), body.len() as u64);
+    store
+        .put_blob(&layer, store::BlobSource::Bytes(body))
+        .unwrap();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": empty,
+        "layers": [layer],
+        "subject": subject.descriptor,
+        "annotations": annotations,
+    });
+    store
+        .put_manifest(
+            &serde_json::to_vec(&manifest).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .unwrap();
+}
+
+fn push_artifact(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let file = dir.join("app.bin");
+    std::fs::write(&file, b"the artifact").unwrap();
+    let out = custody()
+        .args(["push", &file.display().to_string(), "--to"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    layout
+}
+
+#[test]
+fn an_oci_artifact_is_scanned_through_its_sbom_referrer() {
+    let dir = tempdir();
+    let layout = push_artifact(dir.path());
+    let oci_ref = format!("oci:{}:v1", layout.display());
+
+    // No SBOM referrer yet: could not run.
+    let out = custody()
+        .args(["scan", &oci_ref, "--db"])
+        .arg(shared_db())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no cyclonedx sbom referrer"),
+        "{}",
+        stderr(&out)
+    );
+
+    let sbom = dir.path().join("bom.json");
+    write_sbom(&sbom, &fixture_purls());
+    let bom = std::fs::read(&sbom).unwrap();
+    attach(
+        &layout,
+        "application/vnd.cyclonedx+json",
+        json!({}),
+        "application/vnd.cyclonedx+json",
+        &bom,
+    );
+    let (report, code) = scan_json(Path::new(&oci_ref), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(report["input"]["kind"], "oci");
+    assert_eq!(report["input"]["envelope"], "plain");
+    assert_eq!(report["sbomVerification"]["status"], "unverified");
+    assert_eq!(findings(&report), expected());
+
+    // A Sigstore bundle with the SBOM as its statement's predicate is preferred, and reported
+    // unverified: custody scan does not check its signature.
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "app.bin", "digest": {"sha256": "00"}}],
+        "predicateType": "https://cyclonedx.org/bom",
+        "predicate": serde_json::from_slice::<Value>(&bom).unwrap(),
+    });
+    use base64::Engine as _;
+    let payload =
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&statement).unwrap());
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {},
+        "dsseEnvelope": {"payload": payload, "payloadType": "application/vnd.in-toto+json", "signatures": [{"sig": "AA=="}]},
+    });
+    attach(
+        &layout,
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        json!({"dev.sigstore.bundle.predicateType": "https://cyclonedx.org/bom"}),
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        &serde_json::to_vec(&bundle).unwrap(),
+    );
+    let (report, _) = scan_json(Path::new(&oci_ref), &[]);
+    assert_eq!(report["input"]["envelope"], "sigstore-bundle");
+    assert_eq!(
+        report["input"]["otherSbomReferrers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(report["sbomVerification"]["status"], "unverified");
+    assert_eq!(findings(&report), expected());
+    let out = custody()
+        .args(["scan", &oci_ref, "--db"])
+        .arg(shared_db())
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("sbom: UNVERIFIED"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+// ------------------------------------------------------------------------------ the oracle
+
+/// osv-scanner, built by scripts/install-osv-scanner. Missing is a failure, never a skip.
+fn osv_scanner() -> PathBuf {
+    let path = tools_bin().join("osv-scanner");
+    assert!(
+        path.is_file(),
+        "osv-scanner is not installed at {}: run scripts/install-osv-scanner (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The shared advisories packed the way osv-scanner's offline mode reads them:
+/// `<dir>/osv-scanner/crates.io/all.zip`.
+fn osv_scanner_db(dir: &Path) -> PathBuf {
+    let root = dir.join("osvdb");
+    let eco = root.join("osv-scanner/crates.io");
+    std::fs::create_dir_all(&eco).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(eco.join("all.zip")).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shared_db())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    for f in files {
+        zip.start_file(f.file_name().unwrap().to_string_lossy(), opts)
+            .unwrap();
+        zip.write_all(&std::fs::read(&f).unwrap()).unwrap();
+    }
+    zip.finish().unwrap();
+    root
+}
+
+/// (package, version) → the advisory records osv-scanner matched, and its groups (ids).
+type Matches = BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<BTreeSet<String>>)>;
+
+fn run_osv_scanner(db: &Path, input: &Path) -> Matches {
+    let out = Command::new(osv_scanner())
+        .env("OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY", db)
+        .args(["scan", "source", "--offline", "--format", "json", "-L"])
+        .arg(input)
+        .output()
+        .expect("run osv-scanner");
+    // 0: nothing found, 1: vulnerabilities found; anything else is an error.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "osv-scanner failed: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Loaded crates.io local db"),
+        "osv-scanner did not use the local db: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("osv-scanner json");
+    let mut matches = Matches::new();
+    for result in report["results"].as_array().into_iter().flatten() {
+        for p in result["packages"].as_array().into_iter().flatten() {
+            let key = (
+                p["package"]["name"].as_str().unwrap().to_owned(),
+                p["package"]["version"].as_str().unwrap().to_owned(),
+            );
+            let ids = p["vulnerabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            let groups = p["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    g["ids"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .collect();
+            matches.insert(key, (ids, groups));
+        }
+    }
+    matches
+}
+
+fn custody_matches(input: &Path) -> Matches {
+    let (report, _) = scan_json(input, &[]);
+    let mut matches = Matches::new();
+    for f in report["findings"].as_array().unwrap() {
+        let key = (
+            f["package"].as_str().unwrap().to_owned(),
+            f["version"].as_str().unwrap().to_owned(),
+        );
+        let records: BTreeSet<String> = f["advisories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect();
+        let entry = matches.entry(key).or_default();
+        entry.0.extend(records.iter().cloned());
+        entry.1.insert(records);
+    }
+    matches
+}
+
+/// Every version any range event names, for every crate with an advisory: each fix boundary,
+/// each introduction, plus versions just around them, ~2,500 components.
+fn boundary_purls() -> Vec<String> {
+    let mut purls = BTreeSet::new();
+    for entry in std::fs::read_dir(shared_db()).unwrap() {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        for a in v["affected"].as_array().into_iter().flatten() {
+            let name = a["package"]["name"].as_str().unwrap();
+            for r in a["ranges"].as_array().into_iter().flatten() {
+                for e in r["events"].as_array().into_iter().flatten() {
+                    for (_, version) in e.as_object().unwrap() {
+                        let version = version.as_str().unwrap();
+                        if version != "0" && semver_ok(version) {
+                            purls.insert(format!("pkg:cargo/{name}@{version}"));
+                        }
+                    }
+                }
+            }
+            // A version above every event, and one in the middle of nowhere.
+            purls.insert(format!("pkg:cargo/{name}@999.0.0"));
+            purls.insert(format!("pkg:cargo/{name}@0.1.0"));
+        }
+    }
+    purls.into_iter().collect()
+}
+
+fn semver_ok(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    core.split('.').count() == 3 && core.split('.').all(|p| p.parse::<u64>().is_ok())
+}
+
+/// Differences between custody and osv-scanner, as (package, version, what).
+fn differences(custody: &Matches, osv: &Matches) -> Vec<String> {
+    let keys: BTreeSet<&(String, String)> = custody.keys().chain(osv.keys()).collect();
+    let empty = (BTreeSet::new(), BTreeSet::new());
+    let mut out = Vec::new();
+    for key in keys {
+        let c = custody.get(key).unwrap_or(&empty);
+        let o = osv.get(key).unwrap_or(&empty);
+        if c.0 != o.0 {
+            out.push(format!(
+                "{} {}: custody {:?}, osv-scanner {:?}",
+                key.0, key.1, c.0, o.0
+            ));
+        } else if c.1 != o.1 {
+            out.push(format!(
+                "{} {}: grouping differs: custody {:?}, osv-scanner {:?}",
+                key.0, key.1, c.1, o.1
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn oracle_osv_scanner_agrees_on_the_fixture_lockfile() {
+    let osv = osv_scanner();
+    assert!(osv.is_file());
+    let dir = tempdir();
+    let db = osv_scanner_db(dir.path());
+    let ours = custody_matches(&fixture());
+    let theirs = run_osv_scanner(&db, &fixture());
+    assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
+    // And it is the expected list, not two tools agreeing on nothing.
+    assert_eq!(ours.values().map(|v| v.0.len()).sum::<usize>(), 19);
+}
+
+#[test]
+fn oracle_osv_scanner_agrees_on_custodys_own_lockfile() {
+    let dir = tempdir();
+    let db = osv_scanner_db(dir.path());
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    // osv-scanner reads Cargo.lock by file name; so does custody.
+    let copy = dir.path().join("Cargo.lock");
+    std::fs::copy(&own, &copy).unwrap();
+    let ours = custody_matches(&copy);
+    let theirs = run_osv_scanner(&db, &copy);
+    assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
+}
+
+#[test]
+fn oracle_osv_scanner_agrees_at_every_range_boundary_of_the_rustsec_data() {
+    let dir = tempdir();
+    let db = osv_scanner_db(dir.path());
+    let sbom = dir.path().join("boundaries.cdx.json");
+    let purls = boundary_purls();
+    assert!(purls.len() > 2_000, "{} components", purls.len());
+    write_sbom(&sbom, &purls);
+    let ours = custody_matches(&sbom);
+    let theirs = run_osv_scanner(&db, &sbom);
+    let found: usize = ours.values().map(|v| v.0.len()).sum();
+    assert!(
+        found > 1_000,
+        "only {found} matches: the test would prove little"
+    );
+    assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
+}
