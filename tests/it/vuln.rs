@@ -597,3 +597,454 @@ fn oracle_osv_scanner_agrees_at_every_range_boundary_of_the_rustsec_data() {
     );
     assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
 }
+
+// ------------------------------------------- made-up advisories for npm, Go and PyPI
+
+/// Advisories written by the test (the shared data is crates.io only), each aimed at one rule
+/// of an ecosystem's version order or of OSV range evaluation.
+fn made_up_advisories() -> Vec<(&'static str, Value)> {
+    let adv = |id: &str,
+               aliases: &[&str],
+               eco: &str,
+               name: &str,
+               ranges: Value,
+               versions: &[&str]| {
+        json!({
+            "schema_version": "1.6.0",
+            "id": id, "modified": "2026-01-01T00:00:00Z", "published": "2025-01-01T00:00:00Z",
+            "aliases": aliases, "summary": format!("made-up advisory {id}"),
+            "affected": [{"package": {"ecosystem": eco, "name": name}, "ranges": ranges, "versions": versions}],
+        })
+    };
+    let eco = |events: Value| json!([{"type": "ECOSYSTEM", "events": events}]);
+    let sem = |events: Value| json!([{"type": "SEMVER", "events": events}]);
+    vec![
+        // npm
+        (
+            "npm",
+            adv(
+                "GHSA-aaaa-aaaa-0001",
+                &["CVE-2099-0001"],
+                "npm",
+                "lodash",
+                sem(json!([{"introduced": "0"}, {"fixed": "4.17.21"}])),
+                &[],
+            ),
+        ),
+        // A second record of the same problem: merged with the first.
+        (
+            "npm",
+            adv(
+                "TEST-NPM-2",
+                &["CVE-2099-0001"],
+                "npm",
+                "lodash",
+                sem(json!([{"introduced": "4.0.0"}, {"fixed": "4.17.21"}])),
+                &[],
+            ),
+        ),
+        (
+            "npm",
+            adv(
+                "GHSA-aaaa-aaaa-0003",
+                &[],
+                "npm",
+                "@babel/traverse",
+                sem(json!([{"introduced": "0"}, {"fixed": "7.23.2"}])),
+                &[],
+            ),
+        ),
+        // Fixed exactly at the installed version.
+        (
+            "npm",
+            adv(
+                "GHSA-aaaa-aaaa-0004",
+                &[],
+                "npm",
+                "minimist",
+                sem(json!([{"introduced": "1.0.0"}, {"fixed": "1.2.6"}])),
+                &[],
+            ),
+        ),
+        // A pre-release of the introducing version is below it.
+        (
+            "npm",
+            adv(
+                "GHSA-aaaa-aaaa-0005",
+                &[],
+                "npm",
+                "semver",
+                sem(json!([{"introduced": "7.0.0"}])),
+                &[],
+            ),
+        ),
+        (
+            "npm",
+            adv(
+                "GHSA-aaaa-aaaa-0006",
+                &[],
+                "npm",
+                "left-pad",
+                json!([]),
+                &["1.3.0"],
+            ),
+        ),
+        // Go
+        (
+            "Go",
+            adv(
+                "GO-2099-0001",
+                &[],
+                "Go",
+                "golang.org/x/net",
+                sem(json!([{"introduced": "0"}, {"fixed": "0.7.0"}])),
+                &[],
+            ),
+        ),
+        (
+            "Go",
+            adv(
+                "GO-2099-0002",
+                &[],
+                "Go",
+                "github.com/gin-gonic/gin",
+                sem(json!([{"introduced": "0"}, {"fixed": "1.9.1"}])),
+                &[],
+            ),
+        ),
+        (
+            "Go",
+            adv(
+                "GO-2099-0003",
+                &[],
+                "Go",
+                "github.com/docker/docker",
+                sem(json!([{"introduced": "0"}, {"fixed": "20.10.11+incompatible"}])),
+                &[],
+            ),
+        ),
+        (
+            "Go",
+            adv(
+                "GO-2099-0004",
+                &[],
+                "Go",
+                "github.com/stretchr/testify",
+                sem(json!([{"introduced": "1.0.0"}, {"fixed": "1.8.4"}])),
+                &[],
+            ),
+        ),
+        (
+            "Go",
+            adv(
+                "GO-2099-0005",
+                &[],
+                "Go",
+                "github.com/BurntSushi/toml",
+                sem(json!([{"introduced": "0"}, {"last_affected": "0.3.1"}])),
+                &[],
+            ),
+        ),
+        // PyPI
+        (
+            "PyPI",
+            adv(
+                "PYSEC-2099-1",
+                &[],
+                "PyPI",
+                "Django",
+                eco(json!([{"introduced": "0"}, {"fixed": "4.2.post1"}])),
+                &[],
+            ),
+        ),
+        (
+            "PyPI",
+            adv(
+                "PYSEC-2099-2",
+                &[],
+                "PyPI",
+                "requests",
+                eco(json!([{"introduced": "2.0"}, {"fixed": "2.31.0"}])),
+                &[],
+            ),
+        ),
+        (
+            "PyPI",
+            adv(
+                "PYSEC-2099-3",
+                &[],
+                "PyPI",
+                "flask",
+                eco(json!([{"introduced": "2.0.0"}])),
+                &[],
+            ),
+        ),
+        (
+            "PyPI",
+            adv("PYSEC-2099-4", &[], "PyPI", "jinja2", json!([]), &["3.1.2"]),
+        ),
+        (
+            "PyPI",
+            adv(
+                "PYSEC-2099-5",
+                &[],
+                "PyPI",
+                "zope.interface",
+                eco(json!([{"introduced": "0"}, {"fixed": "5.1"}])),
+                &[],
+            ),
+        ),
+        (
+            "PyPI",
+            adv(
+                "PYSEC-2099-7",
+                &[],
+                "PyPI",
+                "urllib3",
+                eco(json!([{"introduced": "1.26.0"}, {"last_affected": "1.26.5"}])),
+                &[],
+            ),
+        ),
+    ]
+}
+
+const PACKAGE_LOCK: &str = r#"{
+  "name": "web", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+  "packages": {
+    "": {"name": "web", "version": "1.0.0"},
+    "node_modules/lodash": {"version": "4.17.20", "resolved": "https://registry.npmjs.org/lodash/-/lodash-4.17.20.tgz"},
+    "node_modules/@babel/traverse": {"version": "7.22.0", "resolved": "https://registry.npmjs.org/@babel/traverse/-/traverse-7.22.0.tgz"},
+    "node_modules/minimist": {"version": "1.2.6", "resolved": "https://registry.npmjs.org/minimist/-/minimist-1.2.6.tgz"},
+    "node_modules/semver": {"version": "7.0.0-beta.1", "resolved": "https://registry.npmjs.org/semver/-/semver-7.0.0-beta.1.tgz"},
+    "node_modules/left-pad": {"version": "1.3.0", "resolved": "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz"}
+  }
+}"#;
+
+const GO_MOD: &str = "module example.com/app\n\ngo 1.22\n\nrequire (\n\
+    \tgolang.org/x/net v0.0.0-20220127200216-cd36cc0744dd\n\
+    \tgithub.com/gin-gonic/gin v1.9.0\n\
+    \tgithub.com/docker/docker v20.10.0+incompatible\n\
+    \tgithub.com/stretchr/testify v1.8.4\n\
+    \tgithub.com/BurntSushi/toml v0.3.1\n)\n";
+
+const REQUIREMENTS: &str = "Django==4.2\nrequests==2.31.0\nflask==2.0.0rc1\njinja2==3.1.2\n\
+    zope.interface==5.0\nurllib3==1.26.5\n";
+
+/// Writes the lockfiles and the advisories (a folder per ecosystem for custody, the
+/// `osv-scanner/<ecosystem>/all.zip` layout for osv-scanner).
+fn made_up_world(dir: &Path) -> (PathBuf, PathBuf) {
+    let custody_db = dir.join("advisories");
+    let osv_db = dir.join("osvdb");
+    let mut zips: BTreeMap<&str, zip::ZipWriter<std::fs::File>> = BTreeMap::new();
+    for (eco, advisory) in made_up_advisories() {
+        let bytes = serde_json::to_vec_pretty(&advisory).unwrap();
+        let name = format!("{}.json", advisory["id"].as_str().unwrap());
+        std::fs::create_dir_all(custody_db.join(eco)).unwrap();
+        std::fs::write(custody_db.join(eco).join(&name), &bytes).unwrap();
+        let zip = zips.entry(eco).or_insert_with(|| {
+            let d = osv_db.join("osv-scanner").join(eco);
+            std::fs::create_dir_all(&d).unwrap();
+            zip::ZipWriter::new(std::fs::File::create(d.join("all.zip")).unwrap())
+        });
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    for (_, zip) in zips {
+        zip.finish().unwrap();
+    }
+    for (dir_name, file, text) in [
+        ("npm", "package-lock.json", PACKAGE_LOCK),
+        ("go", "go.mod", GO_MOD),
+        ("py", "requirements.txt", REQUIREMENTS),
+    ] {
+        std::fs::create_dir_all(dir.join(dir_name)).unwrap();
+        std::fs::write(dir.join(dir_name).join(file), text).unwrap();
+    }
+    (custody_db, osv_db)
+}
+
+/// Names and versions as both tools can be compared: Go module paths lowercased and versions
+/// without `v` (custody's purls are lowercase, osv-scanner drops the `v`), PyPI names
+/// normalised.
+fn normalised(matches: Matches) -> Matches {
+    matches
+        .into_iter()
+        .map(|((name, version), v)| {
+            let name = name.to_ascii_lowercase();
+            // Only PyPI names (the ones without a `/` here) are PEP 503 normalised.
+            let name = if name.contains('/') {
+                name
+            } else {
+                name.replace(['_', '.'], "-")
+            };
+            let version = version.trim_start_matches('v').to_owned();
+            ((name, version), v)
+        })
+        .collect()
+}
+
+fn custody_matches_with(input: &Path, db: &Path) -> Matches {
+    let out = custody()
+        .args(["--output", "json", "scan"])
+        .arg(input)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut matches = Matches::new();
+    for f in report["findings"].as_array().unwrap() {
+        let key = (
+            f["package"].as_str().unwrap().to_owned(),
+            f["version"].as_str().unwrap().to_owned(),
+        );
+        let records: BTreeSet<String> = f["advisories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect();
+        let entry = matches.entry(key).or_default();
+        entry.0.extend(records.iter().cloned());
+        entry.1.insert(records);
+    }
+    matches
+}
+
+#[test]
+fn npm_go_and_pypi_lockfiles_match_as_expected_and_as_osv_scanner_does() {
+    let dir = tempdir();
+    let (custody_db, osv_db) = made_up_world(dir.path());
+    let expected: [(&str, &[(&str, &str, &[&str])]); 3] = [
+        (
+            "npm/package-lock.json",
+            &[
+                ("@babel/traverse", "7.22.0", &["GHSA-aaaa-aaaa-0003"]),
+                ("left-pad", "1.3.0", &["GHSA-aaaa-aaaa-0006"]),
+                ("lodash", "4.17.20", &["GHSA-aaaa-aaaa-0001", "TEST-NPM-2"]),
+            ],
+        ),
+        (
+            "go/go.mod",
+            &[
+                ("github.com/burntsushi/toml", "0.3.1", &["GO-2099-0005"]),
+                (
+                    "github.com/docker/docker",
+                    "20.10.0+incompatible",
+                    &["GO-2099-0003"],
+                ),
+                ("github.com/gin-gonic/gin", "1.9.0", &["GO-2099-0002"]),
+                (
+                    "golang.org/x/net",
+                    "0.0.0-20220127200216-cd36cc0744dd",
+                    &["GO-2099-0001"],
+                ),
+            ],
+        ),
+        (
+            "py/requirements.txt",
+            &[
+                ("django", "4.2", &["PYSEC-2099-1"]),
+                ("jinja2", "3.1.2", &["PYSEC-2099-4"]),
+                ("urllib3", "1.26.5", &["PYSEC-2099-7"]),
+                ("zope-interface", "5.0", &["PYSEC-2099-5"]),
+            ],
+        ),
+    ];
+    for (input, want) in expected {
+        let input = dir.path().join(input);
+        let ours = normalised(custody_matches_with(&input, &custody_db));
+        let want: Matches = want
+            .iter()
+            .map(|(n, v, ids)| {
+                let ids: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
+                (
+                    (n.to_string(), v.to_string()),
+                    (ids.clone(), BTreeSet::from([ids])),
+                )
+            })
+            .collect();
+        assert_eq!(ours, want, "{}", input.display());
+        let theirs = normalised(run_osv_scanner_any(&osv_db, &input));
+        let explained: Vec<String> = OSV_SCANNER_DIFFERENCES
+            .iter()
+            .filter(|(file, _, _)| input.ends_with(file))
+            .map(|(_, difference, _)| difference.to_string())
+            .collect();
+        assert_eq!(
+            differences(&ours, &theirs),
+            explained,
+            "{}",
+            input.display()
+        );
+    }
+}
+
+/// Where osv-scanner 2.4.0 (offline) and custody disagree, and why custody is right.
+///
+/// PyPI project names are case-insensitive and treat `-`, `_` and `.` alike (PEP 503; pip and
+/// the index compare names that way), so an advisory for `Django` or `zope.interface` applies
+/// to `Django==4.2` and `zope.interface==5.0`. custody normalises both sides. osv-scanner's
+/// local-database matcher does not: checked by hand with one-advisory databases, it matched an
+/// advisory spelled `django` to `Django==4.2` but not one spelled `Django`, and matched neither
+/// `zope.interface` nor `zope-interface` to `zope.interface==5.0`.
+const OSV_SCANNER_DIFFERENCES: [(&str, &str, &str); 2] = [
+    (
+        "py/requirements.txt",
+        "django 4.2: custody {\"PYSEC-2099-1\"}, osv-scanner {}",
+        "advisory spells the project `Django`; osv-scanner offline compares names case-sensitively",
+    ),
+    (
+        "py/requirements.txt",
+        "zope-interface 5.0: custody {\"PYSEC-2099-5\"}, osv-scanner {}",
+        "advisory spells the project `zope.interface`; osv-scanner offline does not apply PEP 503",
+    ),
+];
+
+/// osv-scanner on any ecosystem's lockfile (offline, local databases only).
+fn run_osv_scanner_any(db: &Path, input: &Path) -> Matches {
+    let out = Command::new(osv_scanner())
+        .env("OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY", db)
+        .args(["scan", "source", "--offline", "--format", "json", "-L"])
+        .arg(input)
+        .output()
+        .expect("run osv-scanner");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "osv-scanner failed: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("osv-scanner json");
+    let mut matches = Matches::new();
+    for result in report["results"].as_array().into_iter().flatten() {
+        for p in result["packages"].as_array().into_iter().flatten() {
+            let key = (
+                p["package"]["name"].as_str().unwrap().to_owned(),
+                p["package"]["version"].as_str().unwrap().to_owned(),
+            );
+            let ids = p["vulnerabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            let groups = p["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    g["ids"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .collect();
+            matches.insert(key, (ids, groups));
+        }
+    }
+    matches
+}
