@@ -913,11 +913,14 @@ fn custody_matches_with(input: &Path, db: &Path) -> Matches {
     matches
 }
 
+/// (package, version, advisory records) of one expected finding.
+type Expected<'a> = (&'a str, &'a str, &'a [&'a str]);
+
 #[test]
 fn npm_go_and_pypi_lockfiles_match_as_expected_and_as_osv_scanner_does() {
     let dir = tempdir();
     let (custody_db, osv_db) = made_up_world(dir.path());
-    let expected: [(&str, &[(&str, &str, &[&str])]); 3] = [
+    let expected: [(&str, &[Expected]); 3] = [
         (
             "npm/package-lock.json",
             &[
