@@ -333,7 +333,14 @@ fn affects(
     for range in &affected.ranges {
         let parse: fn(Ecosystem, &str) -> Result<Version, version::VersionError> = match range.kind
         {
-            RangeKind::Git => continue,
+            RangeKind::Git => {
+                warn(
+                    "a GIT range names commits; custody matches released versions, so it was \
+                      not evaluated (the entry's explicit versions were)"
+                        .to_owned(),
+                );
+                continue;
+            }
             RangeKind::Semver => |_, s| Version::parse_semver(s),
             RangeKind::Ecosystem => Version::parse,
         };
@@ -983,19 +990,6 @@ mod tests {
                 "1.0.2",
                 false,
             ),
-            // GIT ranges are not evaluated.
-            (
-                advisory(
-                    "A-8",
-                    &[],
-                    c,
-                    "x",
-                    vec![range(RangeKind::Git, &[("introduced", "0")])],
-                    &[],
-                ),
-                "1.0.0",
-                false,
-            ),
         ];
         for (a, version, want) in table {
             assert_eq!(affected_by(&a, version), want, "{} at {version}", a.id);
@@ -1036,6 +1030,28 @@ mod tests {
             &[],
         );
         assert!(affected_by(&npm, "1.0.1-beta.1"));
+    }
+
+    #[test]
+    fn git_ranges_are_not_evaluated_and_say_so() {
+        let a = advisory(
+            "A-8",
+            &[],
+            Ecosystem::CratesIo,
+            "x",
+            vec![range(RangeKind::Git, &[("introduced", "0")])],
+            &["1.0.1"],
+        );
+        let mut warnings = Vec::new();
+        for (version, want) in [("1.0.0", false), ("1.0.1", true)] {
+            let v = Version::parse(Ecosystem::CratesIo, version).unwrap();
+            let got = affects(&a.affected[0], Ecosystem::CratesIo, version, &v, &mut |m| {
+                warnings.push(m)
+            });
+            assert_eq!(got.is_some(), want, "{version}");
+        }
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("GIT range"), "{warnings:?}");
     }
 
     #[test]
