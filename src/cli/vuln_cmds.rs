@@ -12,6 +12,7 @@ use super::{Cli, EXIT_REFUSED, Failure, Report, print_failure, print_report};
 use crate::reference::Reference;
 use crate::store;
 use crate::vuln::input::{self, SbomVerification, Source};
+use crate::vuln::policy::{self, Verdict, VexDocument};
 use crate::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
 
 #[derive(clap::Args, Debug)]
@@ -34,6 +35,10 @@ pub struct ScanArgs {
     /// Also write the findings as SARIF 2.1.0 to this file.
     #[arg(long, value_name = "FILE")]
     pub sarif: Option<PathBuf>,
+    /// OpenVEX document (repeatable): findings it marks `not_affected` (with a justification)
+    /// are listed apart and do not count for --fail-on.
+    #[arg(long = "vex", value_name = "FILE")]
+    pub vex: Vec<PathBuf>,
 }
 
 /// Runs the scan, prints, and maps the outcome to the exit code.
@@ -55,10 +60,22 @@ pub fn run(cli: &Cli, args: &ScanArgs) -> ExitCode {
 }
 
 fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
+    let vex = args
+        .vex
+        .iter()
+        .map(|p| VexDocument::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let components = read_input(cli, &args.input)?;
     let db = Database::load(&args.db, &Limits::default())
         .context("could not load the vulnerability database")?;
     let report = vuln::scan_components(components, &db);
+    let not_affected: Vec<(&Finding, Verdict)> = report
+        .result
+        .findings
+        .iter()
+        .filter_map(|f| policy::vex_not_affected(f, &vex).map(|v| (f, v)))
+        .collect();
+    let is_vexed = |f: &Finding| not_affected.iter().any(|(n, _)| std::ptr::eq(*n, f));
     let failing: Vec<&Finding> = match args.fail_on {
         Some(threshold) => report
             .result
@@ -68,6 +85,7 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
                 f.severity
                     .rating
                     .at_least(threshold, args.unknown_severity_as)
+                    && !is_vexed(f)
             })
             .collect(),
         None => Vec::new(),
@@ -82,8 +100,31 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
         std::fs::write(path, bytes)
             .with_context(|| format!("could not write sarif to {}", path.display()))?;
     }
-    let human = human(&report, args.fail_on, failing.len());
+    let mut human = human(&report, args.fail_on, failing.len());
+    for (f, verdict) in &not_affected {
+        if let Verdict::NotAffectedByVex {
+            document,
+            justification,
+            ..
+        } = verdict
+        {
+            let _ = writeln!(
+                human,
+                "not affected (vex {document}): {} {} {}: {justification}",
+                f.package, f.version, f.id
+            );
+        }
+    }
     let mut json = serde_json::to_value(&report).expect("reports serialise");
+    json["notAffected"] = not_affected
+        .iter()
+        .map(|(f, verdict)| {
+            let mut v = serde_json::to_value(verdict).expect("serialises");
+            v["purl"] = f.purl.clone().into();
+            v["id"] = f.id.to_string().into();
+            v
+        })
+        .collect();
     json["failOn"] = serde_json::to_value(args.fail_on).expect("serialises");
     json["failing"] = failing.len().into();
     Ok((Report { human, json }, failing.len()))

@@ -161,15 +161,53 @@ pub fn evaluate(
         .collect()
 }
 
+/// The decisions over a scan's findings and how many are violations: what `verify` and
+/// `promote` put in their reports and gate on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyReport {
+    pub decisions: Vec<Decision>,
+    pub violations: usize,
+}
+
+impl PolicyReport {
+    pub fn passed(&self) -> bool {
+        self.violations == 0
+    }
+}
+
+/// [`evaluate`], counted.
+pub fn check(
+    findings: &[Finding],
+    rules: &VulnerabilityRules,
+    vex: &[VexDocument],
+    now: Date,
+) -> PolicyReport {
+    let decisions = evaluate(findings, rules, vex, now);
+    let violations = decisions
+        .iter()
+        .filter(|d| d.verdict.is_violation())
+        .count();
+    PolicyReport {
+        decisions,
+        violations,
+    }
+}
+
+/// The first VEX document whose statements say the finding's product is `not_affected`.
+pub fn vex_not_affected(f: &Finding, vex: &[VexDocument]) -> Option<Verdict> {
+    vex.iter().find_map(|doc| {
+        doc.not_affected(f).map(|s| Verdict::NotAffectedByVex {
+            document: doc.name.clone(),
+            vulnerability: s.vulnerability.name.clone(),
+            justification: s.justification_text(),
+        })
+    })
+}
+
 fn decide(f: &Finding, rules: &VulnerabilityRules, vex: &[VexDocument], now: Date) -> Verdict {
-    for doc in vex {
-        if let Some(s) = doc.not_affected(f) {
-            return Verdict::NotAffectedByVex {
-                document: doc.name.clone(),
-                vulnerability: s.vulnerability.name.clone(),
-                justification: s.justification_text(),
-            };
-        }
+    if let Some(verdict) = vex_not_affected(f, vex) {
+        return verdict;
     }
     let mut notes = Vec::new();
     let all_ids: Vec<&AdvisoryId> = f.ids().chain(&f.advisories).collect();
@@ -764,6 +802,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn check_counts_violations() {
+        let findings = [finding(Rating::Critical, None), finding(Rating::Low, None)];
+        let report = check(&findings, &rules(Rating::Medium), &[], d("2026-01-01"));
+        assert_eq!(report.violations, 1);
+        assert!(!report.passed());
+        assert!(check(&findings[1..], &rules(Rating::Medium), &[], d("2026-01-01")).passed());
     }
 
     #[test]

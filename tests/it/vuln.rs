@@ -1051,3 +1051,67 @@ fn run_osv_scanner_any(db: &Path, input: &Path) -> Matches {
     }
     matches
 }
+
+#[test]
+fn vex_not_affected_findings_do_not_fail_the_scan() {
+    let dir = tempdir();
+    let vex = dir.path().join("app.openvex.json");
+    std::fs::write(
+        &vex,
+        serde_json::to_vec(&json!({
+            "@context": "https://openvex.dev/ns/v0.2.0",
+            "@id": "https://example.com/vex/1",
+            "author": "release team",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "version": 1,
+            "statements": [{
+                "vulnerability": {"name": "CVE-2019-15551"},
+                "products": [{"@id": "pkg:oci/app", "subcomponents": [{"@id": "pkg:cargo/smallvec@0.6.9"}]}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let vex_arg = vex.display().to_string();
+    let (report, code) = scan_json(&fixture(), &["--fail-on", "critical", "--vex", &vex_arg]);
+    assert_eq!(code, 1);
+    assert_eq!(report["failing"], 2);
+    assert_eq!(
+        report["notAffected"],
+        json!([{
+            "decision": "not-affected-by-vex",
+            "document": vex_arg,
+            "vulnerability": "CVE-2019-15551",
+            "justification": "vulnerable_code_not_in_execute_path",
+            "purl": "pkg:cargo/smallvec@0.6.9",
+            "id": "RUSTSEC-2019-0009",
+        }])
+    );
+    // The finding is still reported: VEX explains it, it does not hide it.
+    assert_eq!(findings(&report).len(), 19);
+
+    std::fs::write(
+        &vex,
+        b"{\"@context\": \"https://example.com\", \"statements\": []}",
+    )
+    .unwrap();
+    let out = custody()
+        .args([
+            "scan",
+            &fixture().display().to_string(),
+            "--vex",
+            &vex_arg,
+            "--db",
+        ])
+        .arg(shared_db())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not an openvex one"),
+        "{}",
+        stderr(&out)
+    );
+}
