@@ -233,9 +233,10 @@ pub fn from_oci(
             reference: reference.to_string(),
         });
     };
+    // The layer whose media type says SBOM or bundle, else the first one.
     let layer = layers(manifest)
         .iter()
-        .find(|l| l.size <= MAX_SBOM_BYTES)
+        .find(|l| l.media_type == MEDIA_TYPE_CYCLONEDX_JSON || l.media_type == SIGSTORE_BUNDLE_V03)
         .or_else(|| layers(manifest).first())
         .ok_or_else(|| InputError::NoLayer {
             digest: digest.clone(),
