@@ -897,6 +897,42 @@ mod tests {
     }
 
     #[test]
+    fn truncated_and_bit_flipped_records_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for name in [
+            "RUSTSEC-2019-0009.json",
+            "RUSTSEC-2021-0003.json",
+            "RUSTSEC-2020-0071.json",
+        ] {
+            let original = std::fs::read(shared_crates().join(name)).unwrap();
+            for cut in (0..original.len()).step_by(97) {
+                let p = write(dir.path(), "t.json", &original[..cut]);
+                let _ = Database::load(&[p], &Limits::default());
+            }
+            for _ in 0..300 {
+                let mut bytes = original.clone();
+                let i = (next() as usize) % bytes.len();
+                bytes[i] ^= 1 << (next() % 8);
+                let p = write(dir.path(), "f.json", &bytes);
+                if let Ok(db) = Database::load(&[p], &Limits::default()) {
+                    // Whatever loaded can be matched against without panicking.
+                    let _ = crate::vuln::scan(
+                        ["pkg:cargo/smallvec@0.6.9", "pkg:cargo/time@0.1.0"],
+                        &db,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn schema_violations_are_invalid() {
         let table = [
             (
