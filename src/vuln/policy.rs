@@ -833,6 +833,56 @@ mod tests {
     }
 
     #[test]
+    fn the_json_schema_names_exactly_the_serde_fields() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../schemas/vulnerability-rules.schema.json"
+        ))
+        .unwrap();
+        let full = VulnerabilityRules {
+            grace_period_days: Some(1),
+            exceptions: vec![Exception {
+                id: id("X-1"),
+                reason: "r".into(),
+                expires: d("2026-01-01"),
+                purl: Some("pkg:cargo/x".into()),
+            }],
+            ..VulnerabilityRules::default()
+        };
+        let value = serde_json::to_value(&full).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&value), keys(&schema["properties"]));
+        assert_eq!(
+            keys(&value["exceptions"][0]),
+            keys(&schema["properties"]["exceptions"]["items"]["properties"])
+        );
+        let ratings: Vec<String> = [
+            Rating::Unknown,
+            Rating::None,
+            Rating::Low,
+            Rating::Medium,
+            Rating::High,
+            Rating::Critical,
+        ]
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+        assert_eq!(
+            schema["$defs"]["rating"]["enum"],
+            serde_json::json!(ratings)
+        );
+    }
+
+    #[test]
     fn rules_read_from_yaml_like_json_with_defaults() {
         let r: VulnerabilityRules = serde_json::from_str(
             r#"{"max_severity":"medium","grace_period_days":14,
