@@ -311,9 +311,9 @@ pub struct Warning {
 
 /// Whether `version` is affected by one `affected` entry (its `SEMVER` and `ECOSYSTEM` ranges as
 /// the OSV schema evaluates them, or its explicit `versions`) and, if so, the versions that fix
-/// it: for each matching range, the first `fixed` event above the version. `GIT` ranges name commits,
-/// which a released version does not carry: they are skipped. A range whose events cannot be
-/// read in the package's scheme is reported as a warning and not counted.
+/// it: for each matching range, the first `fixed` event above the version. `GIT` ranges name
+/// commits, which a released version does not carry: they are skipped with a warning. A range
+/// whose events cannot be read in the package's scheme is reported as a warning, not counted.
 fn affects(
     affected: &Affected,
     ecosystem: Ecosystem,
