@@ -190,9 +190,12 @@ fn human(report: &ScanReport, fail_on: Option<Rating>, failing: usize) -> String
     );
     let _ = writeln!(
         out,
-        "database: {} advisories, newest modified {}",
+        "database: {} advisories, newest modified {}, content {}",
         db.advisories,
-        db.newest_modified.as_deref().unwrap_or("-")
+        db.newest_modified.as_deref().unwrap_or("-"),
+        db.content_digest
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |d| d.to_string())
     );
     if let SbomVerification::Unverified { reason } = &report.sbom_verification {
         let _ = writeln!(out, "sbom: UNVERIFIED ({reason})");

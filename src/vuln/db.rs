@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::date::Date;
 use super::version::Ecosystem;
+use crate::digest::Digest;
 
 /// Bounds on what one database may hold; input past a bound is refused with an error naming
 /// the file, never truncated silently.
@@ -176,6 +177,9 @@ pub struct DbIdentity {
     pub other_ecosystems_skipped: usize,
     /// The newest `modified` timestamp over all advisories.
     pub newest_modified: Option<String>,
+    /// SHA-256 of the sorted `id modified` lines of the loaded advisories: the same advisories
+    /// give the same digest wherever and however they are stored (folder or zip).
+    pub content_digest: Option<Digest>,
     /// Advisories per ecosystem.
     pub ecosystems: BTreeMap<String, usize>,
 }
@@ -298,6 +302,13 @@ impl Database {
             }
         }
         self.identity.advisories = self.advisories.len();
+        let mut lines: Vec<String> = self
+            .advisories
+            .iter()
+            .map(|a| format!("{} {}\n", a.id, a.modified))
+            .collect();
+        lines.sort();
+        self.identity.content_digest = Some(Digest::of(lines.concat().as_bytes()));
     }
 
     pub fn identity(&self) -> &DbIdentity {
@@ -817,6 +828,13 @@ mod tests {
         zip.finish().unwrap();
         let db = Database::load(&[path], &Limits::default()).unwrap();
         assert_eq!(db.advisories().len(), 1);
+        // The same advisory from a folder has the same content digest.
+        let folder = load_one(GOOD.as_bytes()).unwrap();
+        assert_eq!(
+            db.identity().content_digest,
+            folder.identity().content_digest
+        );
+        assert!(db.identity().content_digest.is_some());
     }
 
     #[test]

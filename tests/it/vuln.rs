@@ -563,6 +563,29 @@ fn oracle_osv_scanner_agrees_on_the_fixture_lockfile() {
     let ours = custody_matches(&fixture());
     let theirs = run_osv_scanner(&db, &fixture());
     assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
+
+    // custody reads the packed archive too, and knows it for the same database.
+    let zip = db.join("osv-scanner/crates.io/all.zip");
+    let out = custody()
+        .args(["--output", "json", "scan"])
+        .arg(fixture())
+        .arg("--db")
+        .arg(&zip)
+        .output()
+        .unwrap();
+    let from_zip: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (from_folder, _) = scan_json(&fixture(), &[]);
+    assert_eq!(findings(&from_zip), expected());
+    assert_eq!(
+        from_zip["database"]["contentDigest"],
+        from_folder["database"]["contentDigest"]
+    );
+    assert!(
+        from_zip["database"]["contentDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     // And it is the expected list, not two tools agreeing on nothing.
     assert_eq!(ours.values().map(|v| v.0.len()).sum::<usize>(), 19);
 }
