@@ -162,13 +162,20 @@ fn describe(source: &Source) -> String {
         Source::Oci {
             reference,
             digest,
-            sbom_referrer,
-            envelope,
-            ..
-        } => format!(
-            "{reference} ({digest}), sbom referrer {sbom_referrer} ({})",
-            enum_word(envelope)
-        ),
+            sboms,
+        } => {
+            let read: Vec<String> = sboms
+                .iter()
+                .map(|s| {
+                    let on = s
+                        .platform
+                        .as_ref()
+                        .map_or_else(String::new, |p| format!(" on {p}"));
+                    format!("{} ({}){on}", s.referrer, enum_word(&s.envelope))
+                })
+                .collect();
+            format!("{reference} ({digest}), sbom referrer {}", read.join(", "))
+        }
     }
 }
 

@@ -80,11 +80,27 @@ pub enum Source {
     Oci {
         reference: String,
         digest: Digest,
-        sbom_referrer: Digest,
-        envelope: SbomEnvelope,
-        /// Other SBOM referrers that were found and not read.
-        other_sbom_referrers: Vec<Digest>,
+        /// The SBOMs read: the artifact's own, or (for an index without one) one per platform
+        /// manifest that has one.
+        sboms: Vec<OciSbom>,
     },
+}
+
+/// One SBOM referrer read from a registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSbom {
+    /// The manifest the SBOM is attached to.
+    pub subject: Digest,
+    /// `os/architecture[/variant]` when the subject is a platform manifest of an index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    pub referrer: Digest,
+    pub envelope: SbomEnvelope,
+    pub verification: SbomVerification,
+    /// Other SBOM referrers of the same subject, found and not read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<Digest>,
 }
 
 /// The components to scan.
@@ -208,7 +224,9 @@ fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
 }
 
 /// The SBOM referrer of an OCI artifact: a Sigstore bundle whose predicate type is CycloneDX
-/// (preferred, newest digest order for a stable choice), else a plain CycloneDX artifact.
+/// (preferred; lowest digest among equals, for a stable choice), else a plain CycloneDX
+/// artifact. An index with no SBOM of its own is read through its platform manifests' SBOMs
+/// (as BuildKit attaches them), and their components are scanned together.
 pub fn from_oci(
     store: &dyn Store,
     reference: &Reference,
@@ -220,7 +238,87 @@ pub fn from_oci(
     };
     let root = transfer::resolve(store, reference).map_err(transfer_err)?;
     let subject = root.descriptor.digest.clone();
-    let referrers = transfer::checked_referrers(store, &subject).map_err(transfer_err)?;
+    let mut subjects: Vec<(Digest, Option<String>)> = vec![(subject.clone(), None)];
+    let mut found = read_sbom_of(store, reference, &subject, None, verifier)?;
+    if found.is_none()
+        && let Manifest::Index(index) = &root.manifest
+    {
+        subjects.clear();
+        for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
+            let platform = child.platform.as_ref().map(|p| {
+                let mut s = format!("{}/{}", p.os, p.architecture);
+                if let Some(v) = &p.variant {
+                    s.push('/');
+                    s.push_str(v);
+                }
+                s
+            });
+            subjects.push((child.digest.clone(), platform));
+        }
+    }
+    let mut sboms = Vec::new();
+    let mut purls = Vec::new();
+    let mut without_purl = Vec::new();
+    if let Some(read) = found.take() {
+        sboms.push(read.sbom);
+        purls.extend(read.purls);
+        without_purl.extend(read.without_purl);
+    } else {
+        for (digest, platform) in &subjects {
+            if let Some(read) = read_sbom_of(store, reference, digest, platform.clone(), verifier)?
+            {
+                sboms.push(read.sbom);
+                purls.extend(read.purls);
+                without_purl.extend(read.without_purl);
+            }
+        }
+    }
+    if sboms.is_empty() {
+        return Err(InputError::NoSbomReferrer {
+            reference: reference.to_string(),
+        });
+    }
+    // The weakest link speaks for all: one unverified SBOM makes the input unverified.
+    let verification = sboms
+        .iter()
+        .find(|s| matches!(s.verification, SbomVerification::Unverified { .. }))
+        .or_else(|| sboms.first())
+        .map(|s| s.verification.clone())
+        .expect("at least one sbom");
+    purls.sort();
+    purls.dedup();
+    without_purl.sort();
+    Ok(Components {
+        source: Source::Oci {
+            reference: reference.to_string(),
+            digest: subject,
+            sboms,
+        },
+        verification,
+        purls,
+        without_purl,
+    })
+}
+
+struct ReadSbom {
+    sbom: OciSbom,
+    purls: Vec<String>,
+    without_purl: Vec<String>,
+}
+
+/// Reads the preferred SBOM referrer of `subject`, if it has one.
+fn read_sbom_of(
+    store: &dyn Store,
+    reference: &Reference,
+    subject: &Digest,
+    platform: Option<String>,
+    verifier: Option<&dyn SbomVerifier>,
+) -> Result<Option<ReadSbom>, InputError> {
+    let referrers =
+        transfer::checked_referrers(store, subject).map_err(|source| InputError::Transfer {
+            reference: reference.to_string(),
+            source,
+        })?;
     let mut candidates: Vec<(u8, Digest, &Manifest)> = referrers
         .iter()
         .filter_map(|r| {
@@ -229,10 +327,34 @@ pub fn from_oci(
         .collect();
     candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let Some((_, digest, manifest)) = candidates.first().cloned() else {
-        return Err(InputError::NoSbomReferrer {
-            reference: reference.to_string(),
-        });
+        return Ok(None);
     };
+    let others = candidates.iter().skip(1).map(|c| c.1.clone()).collect();
+    let (envelope, verification, purls, without_purl) =
+        read_referrer(store, subject, &digest, manifest, verifier)?;
+    Ok(Some(ReadSbom {
+        sbom: OciSbom {
+            subject: subject.clone(),
+            platform,
+            referrer: digest,
+            envelope,
+            verification,
+            others,
+        },
+        purls,
+        without_purl,
+    }))
+}
+
+type ReadReferrer = (SbomEnvelope, SbomVerification, Vec<String>, Vec<String>);
+
+fn read_referrer(
+    store: &dyn Store,
+    subject: &Digest,
+    digest: &Digest,
+    manifest: &Manifest,
+    verifier: Option<&dyn SbomVerifier>,
+) -> Result<ReadReferrer, InputError> {
     // The layer whose media type says SBOM or bundle, else the first one.
     let layer = layers(manifest)
         .iter()
@@ -254,9 +376,14 @@ pub fn from_oci(
     })?;
     let (envelope, bom) = unwrap_sbom(&bytes, &what)?;
     let verification = match (envelope, verifier) {
-        (SbomEnvelope::SigstoreBundle, Some(v)) => match v.verify_sbom_bundle(&bytes, &subject) {
+        (SbomEnvelope::SigstoreBundle, Some(v)) => match v.verify_sbom_bundle(&bytes, subject) {
             Ok(signer) => SbomVerification::Verified { signer },
-            Err(reason) => return Err(InputError::Verification { digest, reason }),
+            Err(reason) => {
+                return Err(InputError::Verification {
+                    digest: digest.clone(),
+                    reason,
+                });
+            }
         },
         (SbomEnvelope::SigstoreBundle, None) => SbomVerification::Unverified {
             reason: "the bundle's signature is not checked by custody scan; run custody verify"
@@ -267,18 +394,7 @@ pub fn from_oci(
         },
     };
     let (purls, without_purl) = purls_of(&bom, &what)?;
-    Ok(Components {
-        source: Source::Oci {
-            reference: reference.to_string(),
-            digest: subject,
-            sbom_referrer: digest.clone(),
-            envelope,
-            other_sbom_referrers: candidates.iter().skip(1).map(|c| c.1.clone()).collect(),
-        },
-        verification,
-        purls,
-        without_purl,
-    })
+    Ok((envelope, verification, purls, without_purl))
 }
 
 fn layers(manifest: &Manifest) -> &[Descriptor] {

@@ -254,6 +254,7 @@ fn an_sbom_and_its_sarif() {
 /// a Sigstore bundle) as a referrer the way the attach module writes them.
 fn attach(
     layout: &Path,
+    tag: &str,
     artifact_type: &str,
     annotations: Value,
     layer_media_type: &str,
@@ -263,7 +264,7 @@ fn attach(
     use custody::reference::Reference;
     use custody::store;
 
-    let reference: Reference = format!("oci:{}:v1", layout.display()).parse().unwrap();
+    let reference: Reference = format!("oci:{}:{tag}", layout.display()).parse().unwrap();
     let store = store::open(&reference, &store::Options::default()).unwrap();
     let subject = custody::transfer::resolve(store.as_ref(), &reference).unwrap();
     let empty = custody::oci::Descriptor::empty_config();
@@ -329,6 +330,7 @@ fn an_oci_artifact_is_scanned_through_its_sbom_referrer() {
     let bom = std::fs::read(&sbom).unwrap();
     attach(
         &layout,
+        "v1",
         "application/vnd.cyclonedx+json",
         json!({}),
         "application/vnd.cyclonedx+json",
@@ -337,7 +339,7 @@ fn an_oci_artifact_is_scanned_through_its_sbom_referrer() {
     let (report, code) = scan_json(Path::new(&oci_ref), &[]);
     assert_eq!(code, 0);
     assert_eq!(report["input"]["kind"], "oci");
-    assert_eq!(report["input"]["envelope"], "plain");
+    assert_eq!(report["input"]["sboms"][0]["envelope"], "plain");
     assert_eq!(report["sbomVerification"]["status"], "unverified");
     assert_eq!(findings(&report), expected());
 
@@ -359,20 +361,17 @@ fn an_oci_artifact_is_scanned_through_its_sbom_referrer() {
     });
     attach(
         &layout,
+        "v1",
         "application/vnd.dev.sigstore.bundle.v0.3+json",
         json!({"dev.sigstore.bundle.predicateType": "https://cyclonedx.org/bom"}),
         "application/vnd.dev.sigstore.bundle.v0.3+json",
         &serde_json::to_vec(&bundle).unwrap(),
     );
     let (report, _) = scan_json(Path::new(&oci_ref), &[]);
-    assert_eq!(report["input"]["envelope"], "sigstore-bundle");
-    assert_eq!(
-        report["input"]["otherSbomReferrers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let sboms = report["input"]["sboms"].as_array().unwrap();
+    assert_eq!(sboms.len(), 1);
+    assert_eq!(sboms[0]["envelope"], "sigstore-bundle");
+    assert_eq!(sboms[0]["others"].as_array().unwrap().len(), 1);
     assert_eq!(report["sbomVerification"]["status"], "unverified");
     assert_eq!(findings(&report), expected());
     let out = custody()
@@ -1136,5 +1135,88 @@ fn vex_not_affected_findings_do_not_fail_the_scan() {
         stderr(&out).contains("not an openvex one"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn an_index_is_scanned_through_its_platform_manifests_sboms() {
+    use custody::reference::Reference;
+    use custody::store;
+
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    for (tag, body) in [("amd64", "amd64 build"), ("arm64", "arm64 build")] {
+        let file = dir.path().join(format!("app-{tag}"));
+        std::fs::write(&file, body).unwrap();
+        let out = custody()
+            .args(["push", &file.display().to_string(), "--to"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let multi: Reference = format!("oci:{}:multi", layout.display()).parse().unwrap();
+    let store = store::open(&multi, &store::Options::default()).unwrap();
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let r: Reference = format!("oci:{}:{arch}", layout.display()).parse().unwrap();
+        let m = custody::transfer::resolve(store.as_ref(), &r).unwrap();
+        let mut d = serde_json::to_value(&m.descriptor).unwrap();
+        d["platform"] = json!({"os": "linux", "architecture": arch});
+        manifests.push(d);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let descriptor = store
+        .put_manifest(&index, "application/vnd.oci.image.index.v1+json")
+        .unwrap();
+    let fetched = store.get_manifest(&descriptor.digest).unwrap();
+    store.tag(multi.tag.as_ref().unwrap(), &fetched).unwrap();
+
+    let sbom = dir.path().join("bom.json");
+    for (arch, purls) in [
+        ("amd64", vec!["pkg:cargo/smallvec@0.6.9".to_owned()]),
+        (
+            "arm64",
+            vec![
+                "pkg:cargo/regex@1.5.4".to_owned(),
+                "pkg:cargo/smallvec@0.6.9".to_owned(),
+            ],
+        ),
+    ] {
+        write_sbom(&sbom, &purls);
+        attach(
+            &layout,
+            arch,
+            "application/vnd.cyclonedx+json",
+            json!({}),
+            "application/vnd.cyclonedx+json",
+            &std::fs::read(&sbom).unwrap(),
+        );
+    }
+    let (report, code) = scan_json(Path::new(&multi.to_string()), &[]);
+    assert_eq!(code, 0);
+    let sboms = report["input"]["sboms"].as_array().unwrap();
+    let platforms: Vec<&str> = sboms
+        .iter()
+        .map(|s| s["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // The two platforms' components are scanned together, each package once.
+    assert_eq!(report["scanned"], 2);
+    let ids: Vec<String> = findings(&report).into_iter().map(|f| f.2).collect();
+    assert_eq!(
+        ids,
+        [
+            "RUSTSEC-2022-0013",
+            "RUSTSEC-2018-0018",
+            "RUSTSEC-2019-0009",
+            "RUSTSEC-2019-0012",
+            "RUSTSEC-2021-0003"
+        ]
     );
 }
