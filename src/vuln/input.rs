@@ -232,18 +232,15 @@ pub fn from_oci(
     reference: &Reference,
     verifier: Option<&dyn SbomVerifier>,
 ) -> Result<Components, InputError> {
-    let transfer_err = |source| InputError::Transfer {
+    let root = transfer::resolve(store, reference).map_err(|source| InputError::Transfer {
         reference: reference.to_string(),
         source,
-    };
-    let root = transfer::resolve(store, reference).map_err(transfer_err)?;
+    })?;
     let subject = root.descriptor.digest.clone();
-    let mut subjects: Vec<(Digest, Option<String>)> = vec![(subject.clone(), None)];
-    let mut found = read_sbom_of(store, reference, &subject, None, verifier)?;
-    if found.is_none()
-        && let Manifest::Index(index) = &root.manifest
-    {
-        subjects.clear();
+    let mut reads = Vec::new();
+    if let Some(read) = read_sbom_of(store, reference, &subject, None, verifier)? {
+        reads.push(read);
+    } else if let Manifest::Index(index) = &root.manifest {
         for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
             let platform = child.platform.as_ref().map(|p| {
                 let mut s = format!("{}/{}", p.os, p.architecture);
@@ -253,25 +250,18 @@ pub fn from_oci(
                 }
                 s
             });
-            subjects.push((child.digest.clone(), platform));
+            if let Some(read) = read_sbom_of(store, reference, &child.digest, platform, verifier)? {
+                reads.push(read);
+            }
         }
     }
     let mut sboms = Vec::new();
     let mut purls = Vec::new();
     let mut without_purl = Vec::new();
-    if let Some(read) = found.take() {
+    for read in reads {
         sboms.push(read.sbom);
         purls.extend(read.purls);
         without_purl.extend(read.without_purl);
-    } else {
-        for (digest, platform) in &subjects {
-            if let Some(read) = read_sbom_of(store, reference, digest, platform.clone(), verifier)?
-            {
-                sboms.push(read.sbom);
-                purls.extend(read.purls);
-                without_purl.extend(read.without_purl);
-            }
-        }
     }
     if sboms.is_empty() {
         return Err(InputError::NoSbomReferrer {
