@@ -18,3 +18,4 @@ pub mod sign;
 pub mod source;
 pub mod store;
 pub mod transfer;
+pub mod vuln;

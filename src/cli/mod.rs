@@ -8,6 +8,7 @@ mod progress;
 mod release_cmds;
 pub mod sign_cmds;
 mod store_cmds;
+pub mod vuln_cmds;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -80,6 +81,9 @@ pub enum Command {
     Sign(attach_cmds::SignArgs),
     /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
     Attest(attach_cmds::AttestArgs),
+    /// Match an SBOM's, a lockfile's or an OCI artifact's components against an offline OSV
+    /// database; exit 1 when a finding is at or above --fail-on.
+    Scan(vuln_cmds::ScanArgs),
 }
 
 /// What a command hands back to be printed.
@@ -210,6 +214,9 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let output = cli.output;
+    if let Command::Scan(args) = &cli.command {
+        return vuln_cmds::run(&cli, args);
+    }
     // The attestation commands print their own results.
     let printed = match &cli.command {
         Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
@@ -242,7 +249,7 @@ pub fn run() -> ExitCode {
         Command::Release(args) => release_cmds::release(&cli, args),
         Command::Sign(args) => attach_cmds::sign(&cli, args),
         Command::Attest(args) => attach_cmds::attest(&cli, args),
-        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
+        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) | Command::Scan(_) => {
             unreachable!("handled above")
         }
     };

@@ -10,3 +10,4 @@ mod registry;
 mod release;
 mod sign_cli;
 mod support;
+mod vuln;
