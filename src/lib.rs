@@ -14,5 +14,6 @@ pub mod reference;
 pub mod sbom;
 pub mod sign;
 pub mod source;
+pub mod sources;
 pub mod store;
 pub mod transfer;
