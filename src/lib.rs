@@ -6,6 +6,7 @@
 
 pub mod attach;
 pub mod attest;
+pub mod audit;
 pub mod ci;
 pub mod cli;
 pub mod digest;
