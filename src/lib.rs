@@ -11,6 +11,7 @@ pub mod ci;
 pub mod cli;
 pub mod digest;
 pub mod oci;
+pub mod prune;
 pub mod reference;
 pub mod sbom;
 pub mod sign;
