@@ -4,6 +4,7 @@
 
 pub mod attest_cmds;
 mod progress;
+pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
 
@@ -72,6 +73,14 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// Dependency-confusion rules: internal package names must come from internal registries.
+    #[command(subcommand)]
+    Sources(secops_cmds::SourcesCommand),
+    /// Delete old artifacts of a repository with all their signatures and attestations.
+    Prune(secops_cmds::PruneArgs),
+    /// Verify or read the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(secops_cmds::AuditCommand),
 }
 
 /// What a command hands back to be printed.
@@ -204,10 +213,14 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
+        Command::Sources(cmd) => secops_cmds::sources(cmd),
+        Command::Prune(args) => secops_cmds::prune(&cli, args),
+        Command::Audit(cmd) => secops_cmds::audit(cmd),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
             unreachable!("handled above")
         }
     };
+    let result = secops_cmds::audited(&cli.command, result);
     match result {
         Ok(report) => {
             print_report(output, &report);
