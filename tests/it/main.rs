@@ -6,5 +6,6 @@ mod cosign_blob;
 mod hostile;
 mod interop;
 mod registry;
+mod secops;
 mod sign_cli;
 mod support;
