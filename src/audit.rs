@@ -351,7 +351,7 @@ impl Log {
         let every = self.config.checkpoint_every;
         if let Some(key) = &self.config.checkpoint_key
             && every > 0
-            && (head.0 + 1) % every == 0
+            && (head.0 + 1).is_multiple_of(every)
         {
             let seq = head.0 + 1;
             let cp = Entry {
@@ -1124,6 +1124,43 @@ mod tests {
             &std::fs::read(&path).unwrap()[..original.len()],
             &original[..]
         );
+    }
+
+    #[test]
+    fn concurrent_writers_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let k = key();
+        let pem = k.to_pkcs8_der().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = path.clone();
+                let der = pem.clone();
+                std::thread::spawn(move || {
+                    let mut config = Config::new(Destination::File(path));
+                    config.checkpoint_every = 10;
+                    config.checkpoint_key = Some(SigningKey::from_pkcs8_der(&der).unwrap());
+                    let mut log = Log::open(config).unwrap();
+                    for i in 0..25 {
+                        log.append(record(t * 100 + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let v = check(
+            &path,
+            &VerifyOptions {
+                key: Some(k.public_key()),
+                known_checkpoint: Some(read_checkpoint_file(&checkpoint_path(&path)).unwrap()),
+            },
+        );
+        assert_eq!(v.problem, None);
+        // 100 records and a checkpoint at every multiple of 10 the sequence reached.
+        assert_eq!(v.records, 111);
+        assert_eq!(v.checkpoints_verified, 11);
     }
 
     #[test]
