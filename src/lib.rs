@@ -6,16 +6,19 @@
 
 pub mod attach;
 pub mod attest;
+pub mod audit;
 pub mod ci;
 pub mod cli;
 pub mod digest;
 pub mod oci;
 pub mod promote;
+pub mod prune;
 pub mod reference;
 pub mod release;
 pub mod sbom;
 pub mod sign;
 pub mod source;
+pub mod sources;
 pub mod store;
 pub mod transfer;
 pub mod vuln;

@@ -6,6 +6,7 @@ pub mod attach_cmds;
 pub mod attest_cmds;
 mod progress;
 mod release_cmds;
+pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
 pub mod vuln_cmds;
@@ -84,6 +85,14 @@ pub enum Command {
     /// Match an SBOM's, a lockfile's or an OCI artifact's components against an offline OSV
     /// database; exit 1 when a finding is at or above --fail-on.
     Scan(vuln_cmds::ScanArgs),
+    /// Dependency-confusion rules: internal package names must come from internal registries.
+    #[command(subcommand)]
+    Sources(secops_cmds::SourcesCommand),
+    /// Delete old artifacts of a repository with all their signatures and attestations.
+    Prune(secops_cmds::PruneArgs),
+    /// Verify or read the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(secops_cmds::AuditCommand),
 }
 
 /// What a command hands back to be printed.
@@ -249,10 +258,14 @@ pub fn run() -> ExitCode {
         Command::Release(args) => release_cmds::release(&cli, args),
         Command::Sign(args) => attach_cmds::sign(&cli, args),
         Command::Attest(args) => attach_cmds::attest(&cli, args),
+        Command::Sources(cmd) => secops_cmds::sources(cmd),
+        Command::Prune(args) => secops_cmds::prune(&cli, args),
+        Command::Audit(cmd) => secops_cmds::audit(cmd),
         Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) | Command::Scan(_) => {
             unreachable!("handled above")
         }
     };
+    let result = secops_cmds::audited(&cli.command, result);
     match result {
         Ok(report) => {
             print_report(output, &report);

@@ -243,6 +243,15 @@ pub trait Store: Send + Sync {
     /// Deletes a manifest (not the blobs it points at).
     fn delete_manifest(&self, digest: &Digest) -> Result<(), Error>;
 
+    /// Deletes a tag, leaving the manifest. Registries that drop tags with their manifest
+    /// (distribution) need not support it; the default says so.
+    fn delete_tag(&self, tag: &Tag) -> Result<(), Error> {
+        Err(Error::Unsupported {
+            what: format!("{}:{tag}", self.name()),
+            reason: "this store cannot delete a tag on its own".into(),
+        })
+    }
+
     /// Whether `other` is a repository of the same registry, so blobs can be mounted from it.
     fn mount_source(&self, _other: &dyn Store) -> Option<String> {
         None

@@ -1230,6 +1230,28 @@ impl Store for RegistryStore {
         }
     }
 
+    fn delete_tag(&self, tag: &Tag) -> Result<(), Error> {
+        let url = self.url(&format!("manifests/{tag}"));
+        let r = self.send(
+            Method::DELETE,
+            &url,
+            &HeaderMap::new(),
+            &RequestBody::Empty,
+            &Access::Push,
+        )?;
+        match r.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::NOT_FOUND => Err(Error::NotFound {
+                what: format!("tag {}:{tag}", self.name()),
+            }),
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Err(Error::Unsupported {
+                what: format!("{}:{tag}", self.name()),
+                reason: "the registry does not delete tags on their own".into(),
+            }),
+            _ => Err(self.unexpected("DELETE", &url, r)),
+        }
+    }
+
     fn mount_source(&self, other: &dyn Store) -> Option<String> {
         let host = other.registry_host()?;
         if host != self.registry {

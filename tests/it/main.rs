@@ -8,6 +8,7 @@ mod hostile;
 mod interop;
 mod registry;
 mod release;
+mod secops;
 mod sign_cli;
 mod support;
 mod vuln;

@@ -102,7 +102,13 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry that allows deleting manifests (`storage.delete.enabled: true`).
     pub fn start() -> Registry {
+        Registry::start_with_delete(true)
+    }
+
+    /// A registry with manifest deletion on or off (off: DELETE answers 405 UNSUPPORTED).
+    pub fn start_with_delete(delete: bool) -> Registry {
         let storage = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
@@ -110,7 +116,7 @@ impl Registry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
                     storage.path().join("data").display()
                 ),
             )

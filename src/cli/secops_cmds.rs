@@ -1,0 +1,531 @@
+//! `sources check`, `prune`, `audit verify`, `audit show`, and the audit record every
+//! storage-changing or deciding command appends (`CUSTODY_AUDIT_LOG`).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Cli, Command, EXIT_ERROR, EXIT_REFUSED, Failure, Report, store_options};
+use crate::attest::Timestamp;
+use crate::audit::{self, Outcome};
+use crate::digest::Digest;
+use crate::prune;
+use crate::reference::Reference;
+use crate::sign::PublicKey;
+use crate::sources;
+use crate::store;
+
+// ------------------------------------------------------------------------------ sources
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SourcesCommand {
+    /// Check that internal package namespaces were resolved from internal registries.
+    Check(SourcesCheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SourcesCheckArgs {
+    /// A CycloneDX JSON SBOM, or a lockfile (Cargo.lock, package-lock.json, …).
+    pub input: PathBuf,
+    /// Policy file (JSON, or TOML by extension) with a `sources` section.
+    #[arg(long)]
+    pub policy: PathBuf,
+}
+
+pub fn sources(cmd: &SourcesCommand) -> Result<Report, Failure> {
+    let SourcesCommand::Check(args) = cmd;
+    let rules = sources::read_rules(&args.policy)
+        .with_context(|| format!("cannot use policy {}", args.policy.display()))?;
+    let components = sources::read_components(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let report = rules.evaluate(&components);
+    let mut human = String::new();
+    for v in &report.violations {
+        let _ = writeln!(human, "VIOLATION {}", v.purl);
+        let _ = writeln!(human, "  internal namespace: {}", v.pattern);
+        let _ = writeln!(human, "  resolved from:      {}", v.resolved);
+        let _ = writeln!(human, "  must come from:     {}", v.allowed.join(" or "));
+    }
+    let _ = writeln!(
+        human,
+        "{} component(s) checked, {} internal, {} violation(s)",
+        report.checked,
+        report.internal,
+        report.violations.len()
+    );
+    let json = serde_json::to_value(&report).expect("serialisable");
+    if report.violations.is_empty() {
+        return Ok(Report { human, json });
+    }
+    Err(Failure {
+        error: anyhow::anyhow!(
+            "{} component(s) with an internal name came from outside the allowed registries\n{}",
+            report.violations.len(),
+            human.trim_end()
+        ),
+        code: EXIT_REFUSED,
+        hint: Some(
+            "pin the internal registry for these names (npm: an @scope:registry line in .npmrc; cargo: `registry = \"...\"` on the dependency) and regenerate the lockfile".into(),
+        ),
+    })
+}
+
+// ------------------------------------------------------------------------------ prune
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// The repository: registry/repo or oci:<dir>.
+    pub repository: String,
+    /// Keep the N most recently created artifacts.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep artifacts with a tag matching this glob (`v*`, `release-*`). Repeatable.
+    #[arg(long = "keep-tag", value_name = "PATTERN")]
+    pub keep_tags: Vec<String>,
+    /// Keep artifacts created less than this long ago (30d, 12h, 2w, 1d12h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_younger_than: Option<String>,
+    /// Keep the artifact this exact tag points to. Repeatable.
+    #[arg(long = "protect-tag", value_name = "TAG")]
+    pub protect_tags: Vec<String>,
+    /// Delete. Without it prune only prints the plan.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
+    let reference: Reference = args
+        .repository
+        .parse()
+        .with_context(|| format!("cannot use {:?} as a repository", args.repository))?;
+    if reference.tag.is_some() || reference.digest.is_some() {
+        return Err(anyhow::anyhow!(
+            "prune works on a whole repository; {} names a tag or digest",
+            args.repository
+        )
+        .into());
+    }
+    let rules = prune::Rules {
+        keep_last: args.keep_last,
+        keep_tags: args.keep_tags.clone(),
+        keep_younger_than: args
+            .keep_younger_than
+            .as_deref()
+            .map(prune::parse_duration)
+            .transpose()?,
+        protect_tags: args.protect_tags.clone(),
+    };
+    let store = store::open(&reference, &store_options(cli))
+        .with_context(|| format!("cannot open {}", reference.repository()))?;
+    let now = now_unix();
+    let plan = prune::plan(store.as_ref(), &rules, now)
+        .with_context(|| format!("cannot plan the pruning of {}", store.name()))?;
+    let mut human = String::new();
+    let deleting = plan.to_delete().count();
+    let _ = writeln!(
+        human,
+        "prune plan for {}: keep {}, delete {}",
+        plan.repository,
+        plan.candidates.len() - deleting,
+        deleting
+    );
+    for c in &plan.candidates {
+        let _ = writeln!(
+            human,
+            "  {:<6}  {}  {:<20}  {}",
+            if c.keep { "keep" } else { "delete" },
+            c.digest.short(),
+            c.tags.join(","),
+            c.reason
+        );
+    }
+    if !plan.attachment_tags.is_empty() {
+        let _ = writeln!(
+            human,
+            "  ({} attachment tag(s) follow their subjects)",
+            plan.attachment_tags.len()
+        );
+    }
+    if !args.yes {
+        let _ = writeln!(
+            human,
+            "dry run: nothing deleted; pass --yes to delete {deleting} artifact(s) with their signatures and attestations"
+        );
+        return Ok(Report {
+            human,
+            json: serde_json::json!({ "plan": plan, "executed": false }),
+        });
+    }
+    let done = prune::execute(store.as_ref(), &plan);
+    for d in &done.deletions {
+        match &d.error {
+            None => {
+                let _ = writeln!(
+                    human,
+                    "deleted {} ({}): {} manifest(s){}",
+                    d.digest,
+                    d.tags.join(","),
+                    d.deleted.len(),
+                    if d.attachment_tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", attachment tags {}", d.attachment_tags.join(" "))
+                    }
+                );
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    human,
+                    "NOT deleted {} ({}): {e}",
+                    d.digest,
+                    d.tags.join(",")
+                );
+            }
+        }
+    }
+    let json = serde_json::json!({ "plan": plan, "executed": true, "deletions": done.deletions });
+    if done.complete() {
+        return Ok(Report { human, json });
+    }
+    let failed = done.deletions.iter().filter(|d| d.error.is_some()).count();
+    let unsupported = done.deletions.iter().any(|d| d.unsupported);
+    Err(Failure {
+        error: anyhow::anyhow!(
+            "{failed} of {} artifact(s) could not be deleted from {}",
+            done.deletions.len(),
+            plan.repository
+        ),
+        code: EXIT_REFUSED,
+        hint: Some(format!(
+            "{human}{}",
+            if unsupported {
+                "the registry refuses deletes; enable them (distribution: storage.delete.enabled: true) or prune with the registry's own retention"
+            } else {
+                "run prune again: what was deleted is gone, the rest is planned anew"
+            }
+        )),
+    })
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+// ------------------------------------------------------------------------------ audit
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check a log's hash chain, order and signed checkpoints; name the first bad record.
+    Verify(AuditVerifyArgs),
+    /// Print the records of a log, filtered.
+    Show(AuditShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AuditVerifyArgs {
+    pub log: PathBuf,
+    /// Public key (PEM) that signs the checkpoints; without it signatures are not checked.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// A checkpoint file kept elsewhere; default: `<log>.checkpoint` when present.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AuditShowArgs {
+    pub log: PathBuf,
+    /// A digest, or part of a reference.
+    #[arg(long)]
+    pub artifact: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub action: Option<String>,
+    /// From this time (2026-01-02T03:04:05Z or 2026-01-02).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Up to this time (2026-01-02T03:04:05Z or 2026-01-02, which means the whole day).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+pub fn audit(cmd: &AuditCommand) -> Result<Report, Failure> {
+    match cmd {
+        AuditCommand::Verify(args) => audit_verify(args),
+        AuditCommand::Show(args) => audit_show(args),
+    }
+}
+
+fn audit_verify(args: &AuditVerifyArgs) -> Result<Report, Failure> {
+    let key = match &args.key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read key {}", path.display()))?;
+            Some(
+                PublicKey::from_pem(&pem)
+                    .with_context(|| format!("cannot use key {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let sidecar = audit::checkpoint_path(&args.log);
+    let checkpoint_file = match &args.checkpoint {
+        Some(p) => Some(p.clone()),
+        None => sidecar.is_file().then_some(sidecar),
+    };
+    let known_checkpoint = checkpoint_file
+        .as_deref()
+        .map(audit::read_checkpoint_file)
+        .transpose()?;
+    let v = audit::verify_file(
+        &args.log,
+        &audit::VerifyOptions {
+            key: key.clone(),
+            known_checkpoint: known_checkpoint.clone(),
+        },
+    )?;
+    let mut human = String::new();
+    let _ = writeln!(
+        human,
+        "{}: {} record(s), last seq {}, {} checkpoint(s){}",
+        args.log.display(),
+        v.records,
+        v.last_seq.map_or("-".into(), |s| s.to_string()),
+        v.checkpoints,
+        match (&key, v.checkpoints) {
+            (_, 0) => String::new(),
+            (Some(_), _) => format!(", {} signature(s) verified", v.checkpoints_verified),
+            (None, _) => ", signatures NOT checked (no --key)".into(),
+        }
+    );
+    match (&known_checkpoint, &checkpoint_file) {
+        (Some(cp), Some(path)) => {
+            let _ = writeln!(
+                human,
+                "known checkpoint: seq {} from {}",
+                cp.seq,
+                path.display()
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                human,
+                "no checkpoint file: cutting records off the end would not show"
+            );
+        }
+    }
+    if v.unsealed > 0 {
+        let _ = writeln!(
+            human,
+            "{} record(s) after the last checkpoint are chained but not yet sealed by a signature",
+            v.unsealed
+        );
+    }
+    for line in &v.recovered {
+        let _ = writeln!(
+            human,
+            "line {line}: a record torn by a crash, accounted for by the recover record after it"
+        );
+    }
+    if let Some(t) = &v.torn_tail {
+        let _ = writeln!(
+            human,
+            "line {}: torn last record ({} bytes): a crash during the last write; the next append records it",
+            t.line, t.bytes
+        );
+    }
+    let json = serde_json::to_value(&v).expect("serialisable");
+    match &v.problem {
+        None => {
+            human.push_str("intact\n");
+            Ok(Report { human, json })
+        }
+        Some(p) => {
+            let kind = serde_json::to_value(p.kind).expect("serialisable");
+            Err(Failure {
+                error: anyhow::anyhow!(
+                    "audit log tampered: {} at line {}{}: {}",
+                    kind.as_str().unwrap_or_default(),
+                    p.line,
+                    p.seq.map_or(String::new(), |s| format!(" (seq {s})")),
+                    p.detail
+                ),
+                code: EXIT_REFUSED,
+                hint: Some(human),
+            })
+        }
+    }
+}
+
+fn time_arg(input: &str, end_of_day: bool) -> Result<Timestamp, Failure> {
+    let full = if input.len() == 10 {
+        format!(
+            "{input}T{}Z",
+            if end_of_day { "23:59:59" } else { "00:00:00" }
+        )
+    } else {
+        input.to_owned()
+    };
+    Ok(Timestamp::parse(&full).with_context(|| format!("cannot use {input:?} as a time"))?)
+}
+
+fn audit_show(args: &AuditShowArgs) -> Result<Report, Failure> {
+    let filter = audit::Filter {
+        artifact: args.artifact.clone(),
+        actor: args.actor.clone(),
+        action: args.action.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|s| time_arg(s, false))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| time_arg(s, true))
+            .transpose()?,
+    };
+    let bytes =
+        std::fs::read(&args.log).with_context(|| format!("cannot read {}", args.log.display()))?;
+    let entries = audit::show(&bytes, &filter);
+    let mut human = String::new();
+    for e in &entries {
+        let _ = writeln!(
+            human,
+            "{:>6}  {}  {:<10}  {:<8}  {}  {}",
+            e.seq,
+            e.time,
+            e.action,
+            serde_json::to_value(e.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            e.actor,
+            e.reference
+                .clone()
+                .or_else(|| e.artifact.as_ref().map(Digest::to_string))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(human, "{} record(s)", entries.len());
+    Ok(Report {
+        human,
+        json: serde_json::to_value(&entries).expect("serialisable"),
+    })
+}
+
+/// Who acts: the CI identity when a CI runs us, else the local user.
+fn actor() -> String {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    match crate::ci::detect(&env) {
+        Ok(ctx) if ctx.platform == crate::ci::Platform::GithubActions => format!(
+            "github-actions:{}@{}",
+            get("GITHUB_ACTOR").unwrap_or_default(),
+            ctx.builder_id
+        ),
+        Ok(ctx) if ctx.platform == crate::ci::Platform::GitlabCi => format!(
+            "gitlab-ci:{}@{}",
+            get("GITLAB_USER_LOGIN").unwrap_or_default(),
+            ctx.builder_id
+        ),
+        _ => format!(
+            "local:{}",
+            get("USER")
+                .or_else(|| get("USERNAME"))
+                .unwrap_or_else(|| "unknown".into())
+        ),
+    }
+}
+
+/// The log `CUSTODY_AUDIT_LOG` names (a path, or `-` for standard output), with checkpoints
+/// every `CUSTODY_AUDIT_CHECKPOINT_EVERY` records signed by `CUSTODY_AUDIT_KEY`.
+pub fn audit_log() -> anyhow::Result<Option<audit::Log>> {
+    let Some(location) = std::env::var_os("CUSTODY_AUDIT_LOG").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let destination = if location == "-" {
+        audit::Destination::Stdout
+    } else {
+        audit::Destination::File(PathBuf::from(location))
+    };
+    let mut config = audit::Config::new(destination);
+    if let Ok(every) = std::env::var("CUSTODY_AUDIT_CHECKPOINT_EVERY") {
+        config.checkpoint_every = every
+            .parse()
+            .with_context(|| format!("CUSTODY_AUDIT_CHECKPOINT_EVERY={every:?} is not a number"))?;
+    }
+    if let Ok(key) = std::env::var("CUSTODY_AUDIT_KEY") {
+        config.checkpoint_key = Some(
+            super::sign_cmds::load_signing_key(&key).context("cannot load CUSTODY_AUDIT_KEY")?,
+        );
+    }
+    Ok(Some(audit::Log::open(config)?))
+}
+
+/// Appends the audit record of a finished command (push, copy, prune); other commands pass
+/// through. When the record cannot be written the command fails: an action that leaves no
+/// trace is not acceptable where an audit log is configured.
+pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Report, Failure> {
+    let (action, reference) = match command {
+        Command::Push(a) => ("push", a.to.clone()),
+        Command::Copy(a) if a.dry_run => return result,
+        Command::Copy(a) => ("copy", format!("{} -> {}", a.source, a.destination)),
+        Command::Prune(a) if !a.yes => return result,
+        Command::Prune(a) => ("prune", a.repository.clone()),
+        _ => return result,
+    };
+    let mut record = audit::Record::new(
+        actor(),
+        action,
+        match &result {
+            Ok(_) => Outcome::Ok,
+            Err(f) if f.code == EXIT_REFUSED => Outcome::Refused,
+            Err(_) => Outcome::Failed,
+        },
+    );
+    record.reference = Some(reference);
+    match &result {
+        Ok(report) => {
+            record.artifact = report
+                .json
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.parse::<Digest>().ok());
+            record.details = match action {
+                "prune" => serde_json::json!({ "deletions": report.json["deletions"] }),
+                _ => serde_json::json!({
+                    "pinned": report.json["pinned"],
+                    "tag": report.json["tag"],
+                    "tagOutcome": report.json["tag_outcome"],
+                }),
+            };
+        }
+        Err(f) => record.details = serde_json::json!({ "error": format!("{:#}", f.error) }),
+    }
+    let written = audit_log().and_then(|log| match log {
+        Some(mut log) => log.append(record).map(drop).map_err(anyhow::Error::from),
+        None => Ok(()),
+    });
+    match (result, written) {
+        (result, Ok(())) => result,
+        (Ok(_), Err(e)) => Err(Failure {
+            error: e.context(format!(
+                "{action} was done, but its audit record could not be written"
+            )),
+            code: EXIT_ERROR,
+            hint: Some("check CUSTODY_AUDIT_LOG and run custody audit verify on it".into()),
+        }),
+        (Err(mut f), Err(e)) => {
+            f.hint = Some(format!(
+                "{}also, the audit record could not be written: {e:#}",
+                f.hint.map(|h| format!("{h}\n")).unwrap_or_default()
+            ));
+            Err(f)
+        }
+    }
+}

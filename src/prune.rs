@@ -1,0 +1,846 @@
+//! Retention: decide which tagged artifacts of a repository to keep, then delete the rest
+//! together with everything attached to them (referrers, recursively; legacy cosign
+//! `.sig`/`.att`/`.sbom` images; the `sha256-<hex>` fallback index), so no orphaned signature
+//! stays behind.
+//!
+//! Rules keep; nothing else does: a protected tag, a tag matching a release pattern, one of the
+//! last N by creation time, anything younger than a duration. An artifact whose age is unknown
+//! (no `org.opencontainers.image.created` annotation, no config `created`) is never treated as
+//! old: age rules keep it. Deletion order is attachments first, the artifact last, so an
+//! interruption leaves at worst an unsigned artifact (which fails verification) and never a
+//! signature without its artifact.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::oci::{ANNOTATION_CREATED, Manifest};
+use crate::reference::Tag;
+use crate::store::{self, FetchedManifest, Store};
+use crate::transfer::{self, LEGACY_COSIGN_SUFFIXES};
+
+/// Largest image config read for its `created` field.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+const MAX_DEPTH: usize = 8;
+const MAX_ATTACHED: usize = 10_000;
+
+/// What to keep. At least one rule must be given: an empty rule set would delete everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Keep the N most recently created artifacts.
+    pub keep_last: Option<usize>,
+    /// Keep artifacts with a tag matching one of these globs (`v*`, `release-*`).
+    pub keep_tags: Vec<String>,
+    /// Keep artifacts created less than this many seconds ago.
+    pub keep_younger_than: Option<u64>,
+    /// Keep artifacts these exact tags point to.
+    pub protect_tags: Vec<String>,
+}
+
+impl Rules {
+    fn has_age_rule(&self) -> bool {
+        self.keep_last.is_some() || self.keep_younger_than.is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.has_age_rule() && self.keep_tags.is_empty() && self.protect_tags.is_empty()
+    }
+}
+
+/// Why an artifact is kept or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum Reason {
+    ProtectedTag {
+        tag: String,
+    },
+    ReleaseTag {
+        tag: String,
+        pattern: String,
+    },
+    Younger {
+        created: String,
+        limit_seconds: u64,
+    },
+    AmongLast {
+        rank: usize,
+        keep: usize,
+    },
+    /// Age rules are set and the age is unknown: never assumed old.
+    UnknownAge,
+    /// A kept artifact needs it (it is a platform manifest of a kept index, or it is attached
+    /// to a kept artifact).
+    NeededBy {
+        digest: Digest,
+    },
+    /// No rule keeps it.
+    NoRuleKeeps,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::ProtectedTag { tag } => write!(f, "protected tag {tag}"),
+            Reason::ReleaseTag { tag, pattern } => {
+                write!(f, "tag {tag} matches release pattern {pattern}")
+            }
+            Reason::Younger {
+                created,
+                limit_seconds,
+            } => write!(
+                f,
+                "created {created}, younger than {}",
+                format_duration(*limit_seconds)
+            ),
+            Reason::AmongLast { rank, keep } => {
+                write!(f, "number {rank} of the last {keep} created")
+            }
+            Reason::UnknownAge => f.write_str(
+                "age unknown (no org.opencontainers.image.created annotation or config created); never treated as old",
+            ),
+            Reason::NeededBy { digest } => write!(f, "needed by kept {digest}"),
+            Reason::NoRuleKeeps => f.write_str("no rule keeps it"),
+        }
+    }
+}
+
+/// One tagged artifact and the decision about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub digest: Digest,
+    pub media_type: String,
+    pub tags: Vec<String>,
+    /// The creation time as recorded, when recorded.
+    pub created: Option<String>,
+    pub keep: bool,
+    pub reason: Reason,
+}
+
+/// What prune would do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub repository: String,
+    pub candidates: Vec<Candidate>,
+    /// Tags of the `sha256-<hex>[.suffix]` schemas: attachments, handled with their subject.
+    pub attachment_tags: Vec<String>,
+}
+
+impl Plan {
+    pub fn to_delete(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(|c| !c.keep)
+    }
+}
+
+/// What happened to one artifact prune set out to delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Deletion {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    /// Every manifest deleted for it, attachments first, the artifact last.
+    pub deleted: Vec<Digest>,
+    /// Legacy cosign and fallback tags that went with it.
+    pub attachment_tags: Vec<String>,
+    /// Why it (or part of it) could not be deleted; `None` when all of it went.
+    pub error: Option<String>,
+    /// The registry does not allow deletion.
+    pub unsupported: bool,
+}
+
+/// What [`execute`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Execution {
+    pub deletions: Vec<Deletion>,
+}
+
+impl Execution {
+    pub fn complete(&self) -> bool {
+        self.deletions.iter().all(|d| d.error.is_none())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no retention rule given; prune keeps only what a rule keeps, so it would delete everything (give --keep-last, --keep-tag, --keep-younger-than or --protect-tag)"
+    )]
+    NoRules,
+    #[error("{input:?} is not a duration like 30d, 12h, 90m, 2w or 1d12h")]
+    BadDuration { input: String },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Transfer(#[from] transfer::Error),
+}
+
+/// Whether a tag belongs to an attachment schema: `sha256-<64 hex>` (referrers fallback) or
+/// `sha256-<64 hex>.<suffix>` (legacy cosign).
+pub fn is_attachment_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest.get(..64).unwrap_or("");
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && (rest.len() == 64 || rest.as_bytes()[64] == b'.')
+}
+
+/// Looks at every tag of `store` and decides, at `now` (Unix seconds), what to keep.
+pub fn plan(store: &dyn Store, rules: &Rules, now: i64) -> Result<Plan, Error> {
+    if rules.is_empty() {
+        return Err(Error::NoRules);
+    }
+    let mut by_digest: BTreeMap<Digest, (FetchedManifest, Vec<String>)> = BTreeMap::new();
+    let mut attachment_tags = Vec::new();
+    for tag in store.tags()? {
+        if is_attachment_tag(tag.as_str()) {
+            attachment_tags.push(tag.to_string());
+            continue;
+        }
+        // A tag listed and then gone (a concurrent delete) is simply not a candidate.
+        let Some(fetched) = store.get_tagged(&tag)? else {
+            continue;
+        };
+        by_digest
+            .entry(fetched.descriptor.digest.clone())
+            .or_insert_with(|| (fetched, Vec::new()))
+            .1
+            .push(tag.to_string());
+    }
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut created_at: BTreeMap<Digest, i64> = BTreeMap::new();
+    for (digest, (fetched, tags)) in &mut by_digest {
+        tags.sort();
+        let created = created_of(store, fetched);
+        if let Some(secs) = created.as_deref().and_then(unix_seconds) {
+            created_at.insert(digest.clone(), secs);
+        }
+        candidates.push(Candidate {
+            digest: digest.clone(),
+            media_type: fetched.descriptor.media_type.clone(),
+            tags: tags.clone(),
+            created,
+            keep: false,
+            reason: Reason::NoRuleKeeps,
+        });
+    }
+    // Rank by creation time, newest first; the digest breaks ties so plans are stable.
+    let mut ranked: Vec<(&Digest, i64)> = created_at.iter().map(|(d, s)| (d, *s)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let rank: BTreeMap<Digest, usize> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (d, _))| ((*d).clone(), i + 1))
+        .collect();
+    for c in &mut candidates {
+        if let Some(reason) = keep_reason(c, rules, now, created_at.get(&c.digest), &rank) {
+            c.keep = true;
+            c.reason = reason;
+        }
+    }
+    // What a kept artifact needs stays: an index's platform manifests, a subject.
+    let mut needed: BTreeMap<Digest, Digest> = BTreeMap::new();
+    for c in candidates.iter().filter(|c| c.keep) {
+        let (fetched, _) = &by_digest[&c.digest];
+        if let Manifest::Index(index) = &fetched.manifest {
+            for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
+                needed.insert(child.digest.clone(), c.digest.clone());
+            }
+        }
+        if let Some(subject) = fetched.manifest.subject() {
+            needed.insert(subject.digest.clone(), c.digest.clone());
+        }
+    }
+    for c in candidates.iter_mut().filter(|c| !c.keep) {
+        if let Some(by) = needed.get(&c.digest) {
+            c.keep = true;
+            c.reason = Reason::NeededBy { digest: by.clone() };
+        }
+    }
+    attachment_tags.sort();
+    Ok(Plan {
+        repository: store.name(),
+        candidates,
+        attachment_tags,
+    })
+}
+
+fn keep_reason(
+    c: &Candidate,
+    rules: &Rules,
+    now: i64,
+    created: Option<&i64>,
+    rank: &BTreeMap<Digest, usize>,
+) -> Option<Reason> {
+    if let Some(tag) = c.tags.iter().find(|t| rules.protect_tags.contains(t)) {
+        return Some(Reason::ProtectedTag { tag: tag.clone() });
+    }
+    for pattern in &rules.keep_tags {
+        if let Some(tag) = c
+            .tags
+            .iter()
+            .find(|t| glob(pattern.as_bytes(), t.as_bytes()))
+        {
+            return Some(Reason::ReleaseTag {
+                tag: tag.clone(),
+                pattern: pattern.clone(),
+            });
+        }
+    }
+    if !rules.has_age_rule() {
+        return None;
+    }
+    let Some(&secs) = created else {
+        return Some(Reason::UnknownAge);
+    };
+    if let Some(limit) = rules.keep_younger_than
+        && now.saturating_sub(secs) < i64::try_from(limit).unwrap_or(i64::MAX)
+    {
+        return Some(Reason::Younger {
+            created: c.created.clone().unwrap_or_default(),
+            limit_seconds: limit,
+        });
+    }
+    if let Some(keep) = rules.keep_last
+        && let Some(&r) = rank.get(&c.digest)
+        && r <= keep
+    {
+        return Some(Reason::AmongLast { rank: r, keep });
+    }
+    None
+}
+
+/// The creation time an artifact records: the manifest annotation, else the image config's
+/// `created` (read only when the config is small).
+fn created_of(store: &dyn Store, fetched: &FetchedManifest) -> Option<String> {
+    if let Some(c) = fetched.manifest.annotations().get(ANNOTATION_CREATED) {
+        return Some(c.clone());
+    }
+    let Manifest::Image(image) = &fetched.manifest else {
+        return None;
+    };
+    if image.config.size > MAX_CONFIG_BYTES || image.config.size < 2 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    store.get_blob(&image.config, &mut bytes).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Config {
+        created: Option<String>,
+    }
+    serde_json::from_slice::<Config>(&bytes).ok()?.created
+}
+
+/// Deletes what `plan` does not keep. Each artifact is reported on its own; a refusal (the
+/// registry does not allow deletes) is recorded, never skipped silently.
+pub fn execute(store: &dyn Store, plan: &Plan) -> Execution {
+    let kept: BTreeSet<&Digest> = plan
+        .candidates
+        .iter()
+        .filter(|c| c.keep)
+        .map(|c| &c.digest)
+        .collect();
+    let mut out = Execution::default();
+    for c in plan.to_delete() {
+        let mut deletion = Deletion {
+            digest: c.digest.clone(),
+            tags: c.tags.clone(),
+            deleted: Vec::new(),
+            attachment_tags: Vec::new(),
+            error: None,
+            unsupported: false,
+        };
+        if let Err(e) = delete_artifact(store, c, &kept, &mut deletion) {
+            deletion.unsupported = matches!(
+                e,
+                Error::Store(store::Error::Unsupported { .. })
+                    | Error::Transfer(transfer::Error::Store(store::Error::Unsupported { .. }))
+            );
+            deletion.error = Some(error_chain(&e));
+        }
+        out.deletions.push(deletion);
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().expect("attachment tags are valid tags")
+}
+
+fn delete_artifact(
+    store: &dyn Store,
+    c: &Candidate,
+    kept: &BTreeSet<&Digest>,
+    deletion: &mut Deletion,
+) -> Result<(), Error> {
+    let root = store.get_manifest(&c.digest)?;
+    // Everything attached, deepest first.
+    let mut attached: Vec<Digest> = Vec::new();
+    let mut seen = BTreeSet::from([c.digest.clone()]);
+    collect_attached(store, &c.digest, 0, &mut seen, &mut attached)?;
+    let mut attachment_tags: Vec<(Tag, Digest)> = Vec::new();
+    for subject in std::iter::once(&c.digest).chain(attached.iter()) {
+        let fallback = subject.fallback_tag();
+        let names = std::iter::once(fallback.clone()).chain(
+            LEGACY_COSIGN_SUFFIXES
+                .iter()
+                .map(|s| format!("{fallback}.{s}")),
+        );
+        for name in names {
+            let t = tag(&name);
+            if let Some(found) = store.get_tagged(&t)?
+                && found.descriptor.digest != *subject
+            {
+                attachment_tags.push((t, found.descriptor.digest));
+            }
+        }
+    }
+    for digest in &attached {
+        delete_one(store, digest, deletion)?;
+    }
+    for (t, digest) in &attachment_tags {
+        if !kept.contains(digest) && !deletion.deleted.contains(digest) {
+            delete_one(store, digest, deletion)?;
+        }
+        drop_tag(store, t)?;
+        deletion.attachment_tags.push(t.to_string());
+    }
+    delete_one(store, &c.digest, deletion)?;
+    for t in &c.tags {
+        drop_tag(store, &tag(t))?;
+    }
+    if let Manifest::Index(index) = &root.manifest {
+        for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
+            if !kept.contains(&child.digest) {
+                delete_one(store, &child.digest, deletion)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a tag that outlived its manifest (registries such as go-containerregistry's keep
+/// tags when the digest is deleted; distribution drops them).
+fn drop_tag(store: &dyn Store, t: &Tag) -> Result<(), Error> {
+    if store.get_tagged(t)?.is_some() {
+        match store.delete_tag(t) {
+            Ok(()) | Err(store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn delete_one(store: &dyn Store, digest: &Digest, deletion: &mut Deletion) -> Result<(), Error> {
+    match store.delete_manifest(digest) {
+        Ok(()) => {}
+        // Already gone (a shared attachment, a concurrent prune): the goal is reached.
+        Err(store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    deletion.deleted.push(digest.clone());
+    Ok(())
+}
+
+fn collect_attached(
+    store: &dyn Store,
+    subject: &Digest,
+    depth: usize,
+    seen: &mut BTreeSet<Digest>,
+    out: &mut Vec<Digest>,
+) -> Result<(), Error> {
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    for referrer in transfer::checked_referrers(store, subject)? {
+        let d = referrer.descriptor.digest.clone();
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_ATTACHED {
+            return Err(store::Error::Refused {
+                what: format!("referrers of {subject}"),
+                reason: format!("more than {MAX_ATTACHED}"),
+            }
+            .into());
+        }
+        collect_attached(store, &d, depth + 1, seen, out)?;
+        out.push(d);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ small parsers
+
+/// Parses `30d`, `12h`, `90m`, `45s`, `2w` and sums like `1d12h` into seconds.
+pub fn parse_duration(input: &str) -> Result<u64, Error> {
+    let bad = || Error::BadDuration {
+        input: input.to_owned(),
+    };
+    let s = input.trim();
+    if s.is_empty() || s.len() > 32 {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut number: Option<u64> = None;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(bad)?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n = number.take().ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if number.is_some() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+fn format_duration(secs: u64) -> String {
+    match secs {
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time (`Z` or `±hh:mm`, optional fraction).
+pub fn unix_seconds(input: &str) -> Option<i64> {
+    let b = input.as_bytes();
+    if b.len() < 20 || b.len() > 64 || !input.is_ascii() {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = input.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &input[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            if rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            let (oh, om) = (num_in(rest, 1..3)?, num_in(rest, 4..6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+}
+
+fn num_in(s: &str, r: std::ops::Range<usize>) -> Option<i64> {
+    let part = s.get(r)?;
+    part.bytes()
+        .all(|c| c.is_ascii_digit())
+        .then(|| part.parse().ok())?
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Tag globs: `*` any run, `?` one character.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+    use crate::store::BlobSource;
+    use crate::store::layout::LayoutStore;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_duration("1d12h").unwrap(), 36 * 3600);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * 86_400);
+        assert_eq!(parse_duration("90m").unwrap(), 5400);
+        for bad in [
+            "",
+            "30",
+            "d",
+            "3x",
+            "1.5d",
+            "-1d",
+            "99999999999999999999d",
+            "1d 2h",
+        ] {
+            assert!(
+                matches!(parse_duration(bad), Err(Error::BadDuration { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(
+            unix_seconds("2023-11-14T22:13:20.123456789Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            unix_seconds("2023-11-15T00:13:20+02:00"),
+            Some(1_700_000_000)
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+0200",
+            "2023-11-14T22:13:20+99:00",
+            "２０２３-11-14T22:13:20Z",
+            "yesterday at noon, roughly",
+        ] {
+            assert_eq!(unix_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn attachment_tags() {
+        let hex = "a".repeat(64);
+        assert!(is_attachment_tag(&format!("sha256-{hex}")));
+        assert!(is_attachment_tag(&format!("sha256-{hex}.sig")));
+        assert!(!is_attachment_tag(&format!("sha256-{}", "a".repeat(63))));
+        assert!(!is_attachment_tag(&format!("sha256-{hex}x")));
+        assert!(!is_attachment_tag("v1.0.0"));
+        assert!(!is_attachment_tag("sha256-"));
+    }
+
+    fn push(
+        store: &LayoutStore,
+        name: &str,
+        created: Option<&str>,
+        subject: Option<Descriptor>,
+    ) -> Descriptor {
+        let layer = Descriptor::of("application/vnd.test", name.as_bytes());
+        store
+            .put_blob(
+                &Descriptor::empty_config(),
+                BlobSource::Bytes(oci::EMPTY_JSON),
+            )
+            .unwrap();
+        store
+            .put_blob(&layer, BlobSource::Bytes(name.as_bytes()))
+            .unwrap();
+        let mut annotations = BTreeMap::new();
+        if let Some(c) = created {
+            annotations.insert(ANNOTATION_CREATED.to_owned(), c.to_owned());
+        }
+        let bytes = oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some("application/vnd.test".into()),
+            config: Descriptor::empty_config(),
+            layers: vec![layer],
+            subject,
+            annotations,
+        });
+        store
+            .put_manifest(&bytes, MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+        Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, &bytes)
+    }
+
+    fn tag_it(store: &LayoutStore, t: &str, d: &Descriptor) {
+        let fetched = store.get_manifest(&d.digest).unwrap();
+        store.tag(&t.parse().unwrap(), &fetched).unwrap();
+    }
+
+    #[test]
+    fn plans_and_prunes_a_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let day = 86_400;
+        let now = 1_700_000_000 + 100 * day;
+        let at = |days_ago: i64| {
+            crate::attest::Timestamp::from_unix((now - days_ago * day) as u64).to_string()
+        };
+        let old_release = push(&store, "old-release", Some(&at(90)), None);
+        tag_it(&store, "v1.0.0", &old_release);
+        let old = push(&store, "old", Some(&at(60)), None);
+        tag_it(&store, "build-1", &old);
+        let sig = push(&store, "sig-of-old", None, Some(old.clone()));
+        let sig_of_sig = push(&store, "sig-of-sig", None, Some(sig.clone()));
+        let unknown = push(&store, "unknown", None, None);
+        tag_it(&store, "build-2", &unknown);
+        let recent = push(&store, "recent", Some(&at(1)), None);
+        tag_it(&store, "build-3", &recent);
+        let latest = push(&store, "latest", Some(&at(30)), None);
+        tag_it(&store, "stable", &latest);
+        let newest_sig = push(&store, "sig-of-recent", None, Some(recent.clone()));
+
+        let rules = Rules {
+            keep_tags: vec!["v*".into()],
+            keep_younger_than: Some(7 * day as u64),
+            protect_tags: vec!["stable".into()],
+            ..Default::default()
+        };
+        let plan = plan(&store, &rules, now).unwrap();
+        let decision = |d: &Descriptor| {
+            let c = plan
+                .candidates
+                .iter()
+                .find(|c| c.digest == d.digest)
+                .unwrap();
+            (c.keep, c.reason.clone())
+        };
+        assert_eq!(
+            decision(&old_release).1,
+            Reason::ReleaseTag {
+                tag: "v1.0.0".into(),
+                pattern: "v*".into()
+            }
+        );
+        assert_eq!(decision(&old), (false, Reason::NoRuleKeeps));
+        assert_eq!(decision(&unknown), (true, Reason::UnknownAge));
+        assert!(matches!(decision(&recent), (true, Reason::Younger { .. })));
+        assert_eq!(
+            decision(&latest).1,
+            Reason::ProtectedTag {
+                tag: "stable".into()
+            }
+        );
+        assert_eq!(plan.to_delete().count(), 1);
+
+        let done = execute(&store, &plan);
+        assert!(done.complete(), "{done:?}");
+        assert_eq!(
+            done.deletions[0].deleted,
+            vec![
+                sig_of_sig.digest.clone(),
+                sig.digest.clone(),
+                old.digest.clone()
+            ]
+        );
+        for gone in [&old, &sig, &sig_of_sig] {
+            assert!(matches!(
+                store.get_manifest(&gone.digest),
+                Err(store::Error::NotFound { .. })
+            ));
+        }
+        for kept in [&old_release, &unknown, &recent, &latest, &newest_sig] {
+            store.get_manifest(&kept.digest).unwrap();
+        }
+        assert_eq!(
+            store
+                .tags()
+                .unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>(),
+            vec!["build-2", "build-3", "stable", "v1.0.0"]
+        );
+
+        // keep-last ranks by creation time; unknown age is still kept.
+        let rules = Rules {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let plan2 = super::plan(&store, &rules, now).unwrap();
+        let keep: Vec<(String, bool)> = plan2
+            .candidates
+            .iter()
+            .map(|c| (c.tags.join(","), c.keep))
+            .collect();
+        let mut keep = keep;
+        keep.sort();
+        assert_eq!(
+            keep,
+            vec![
+                ("build-2".into(), true),
+                ("build-3".into(), true),
+                ("stable".into(), false),
+                ("v1.0.0".into(), false)
+            ]
+        );
+        assert!(matches!(
+            super::plan(&store, &Rules::default(), now),
+            Err(Error::NoRules)
+        ));
+    }
+}
