@@ -6,6 +6,7 @@ pub mod attest_cmds;
 mod progress;
 pub mod sign_cmds;
 mod store_cmds;
+pub mod verify_cmds;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -72,6 +73,11 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// Verify an artifact's chain of custody against a policy: signatures, identities,
+    /// subject binding, provenance and SBOM rules, signer thresholds.
+    Verify(Box<verify_cmds::VerifyArgs>),
+    /// Write or check a verification policy.
+    Policy(verify_cmds::PolicyArgs),
 }
 
 /// What a command hands back to be printed.
@@ -175,6 +181,11 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let output = cli.output;
+    match &cli.command {
+        Command::Verify(args) => return verify_cmds::verify(&cli, args),
+        Command::Policy(args) => return verify_cmds::policy(&cli, args),
+        _ => {}
+    }
     // The attestation commands print their own results.
     let printed = match &cli.command {
         Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
@@ -204,7 +215,11 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
-        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) => {
+        Command::Source(_)
+        | Command::Sbom(_)
+        | Command::Provenance(_)
+        | Command::Verify(_)
+        | Command::Policy(_) => {
             unreachable!("handled above")
         }
     };
