@@ -8,3 +8,4 @@ mod interop;
 mod registry;
 mod sign_cli;
 mod support;
+mod verify;
