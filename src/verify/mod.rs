@@ -1203,3 +1203,75 @@ fn policy_checks(
     }
     (checks, level)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[{"b":1}]}"#), 3);
+        assert_eq!(json_depth(br#"{"a":"[[[[\"[["}"#), 1);
+        assert_eq!(json_depth(b"]]]]"), 0);
+        assert_eq!(json_depth(&b"[".repeat(10_000)), 10_000);
+    }
+
+    #[test]
+    fn statements_are_parsed_within_bounds_and_never_panic() {
+        let d = Digest::of(b"x");
+        let ok = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v0.1","subject":[{{"digest":{{"sha256":"{}"}}}},{{"name":"no digest"}}],"predicateType":"p","predicate":{{"a":1}}}}"#,
+            d.hex().to_uppercase()
+        );
+        let s = parse_statement(ok.as_bytes()).unwrap();
+        assert_eq!(s.predicate_type, "p");
+        assert_eq!(s.subjects, vec![d.hex().to_string()]);
+        assert_eq!(s.predicate["a"], 1);
+        let rows: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "not json"),
+            (b"\xff\xfe".to_vec(), "not json"),
+            (
+                br#"{"_type":"https://example.com/Other"}"#.to_vec(),
+                "not an in-toto statement",
+            ),
+            (
+                br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#.to_vec(),
+                "no predicateType",
+            ),
+            (
+                br#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"p","subject":{}}"#
+                    .to_vec(),
+                "no subject list",
+            ),
+            ([b"[".repeat(100), b"]".repeat(100)].concat(), "levels deep"),
+            (vec![b' '; MAX_STATEMENT_SIZE + 1], "bytes; the limit"),
+        ];
+        for (input, want) in rows {
+            let err = match parse_statement(&input) {
+                Ok(_) => panic!(
+                    "accepted {:?}",
+                    String::from_utf8_lossy(&input[..input.len().min(40)])
+                ),
+                Err(e) => e,
+            };
+            assert!(err.contains(want), "{err} does not say {want}");
+        }
+    }
+
+    #[test]
+    fn discovery_errors_split_into_refusals_and_failures_to_run() {
+        let refused = attach::Error::Store(store::Error::Refused {
+            what: "blob".into(),
+            reason: "too big".into(),
+        });
+        assert!(refusable(&refused));
+        let down = attach::Error::Store(store::Error::NotFound { what: "x".into() });
+        assert!(!refusable(&down));
+        let bad = attach::Error::BadLegacyImage {
+            tag: "t".into(),
+            reason: "index".into(),
+        };
+        assert!(refusable(&bad));
+    }
+}
