@@ -9,6 +9,7 @@ mod release_cmds;
 pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
+pub mod verify_cmds;
 pub mod vuln_cmds;
 
 use std::io::Write;
@@ -93,6 +94,11 @@ pub enum Command {
     /// Verify or read the tamper-evident audit log.
     #[command(subcommand)]
     Audit(secops_cmds::AuditCommand),
+    /// Verify an artifact's chain of custody against a policy: signatures, identities,
+    /// subject binding, provenance and SBOM rules, signer thresholds.
+    Verify(Box<verify_cmds::VerifyArgs>),
+    /// Write or check a verification policy.
+    Policy(verify_cmds::PolicyArgs),
 }
 
 /// What a command hands back to be printed.
@@ -223,8 +229,12 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let output = cli.output;
-    if let Command::Scan(args) = &cli.command {
-        return vuln_cmds::run(&cli, args);
+    // These print their own reports (and can refuse with exit 1 after printing).
+    match &cli.command {
+        Command::Scan(args) => return vuln_cmds::run(&cli, args),
+        Command::Verify(args) => return verify_cmds::verify(&cli, args),
+        Command::Policy(args) => return verify_cmds::policy(&cli, args),
+        _ => {}
     }
     // The attestation commands print their own results.
     let printed = match &cli.command {
@@ -261,7 +271,12 @@ pub fn run() -> ExitCode {
         Command::Sources(cmd) => secops_cmds::sources(cmd),
         Command::Prune(args) => secops_cmds::prune(&cli, args),
         Command::Audit(cmd) => secops_cmds::audit(cmd),
-        Command::Source(_) | Command::Sbom(_) | Command::Provenance(_) | Command::Scan(_) => {
+        Command::Source(_)
+        | Command::Sbom(_)
+        | Command::Provenance(_)
+        | Command::Scan(_)
+        | Command::Verify(_)
+        | Command::Policy(_) => {
             unreachable!("handled above")
         }
     };

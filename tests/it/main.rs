@@ -11,4 +11,5 @@ mod release;
 mod secops;
 mod sign_cli;
 mod support;
+mod verify;
 mod vuln;

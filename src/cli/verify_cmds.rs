@@ -1,0 +1,647 @@
+//! `custody verify`, `custody policy init` and `custody policy check`: arguments, turning flags
+//! into policy overrides, printing the verification tree, and exit codes (0 verified, 1 refused,
+//! 2 could not verify).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, OutputFormat, print_failure};
+use crate::attach::{self, BundleContent};
+use crate::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
+use crate::oci::Descriptor;
+use crate::policy::{
+    self, BuilderRule, Pattern, Policy, ProvenanceRules, RequiredAttestation, SbomRules, Scope,
+    SignerKind, TrustedSigner,
+};
+use crate::reference::Reference;
+use crate::sign::keys::PublicKey;
+use crate::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use crate::sign::{KeySigner, sign_statement};
+use crate::store;
+use crate::verify::{self, Check, ManifestReport, Status, VerifyOptions, VerifyReport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
+    pub reference: String,
+    /// Policy file (YAML or JSON, schemas/policy.schema.json). Flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Trust this public key (PEM file or env://VAR). Repeatable. Replaces the policy's signers.
+    #[arg(long, value_name = "KEY")]
+    pub key: Vec<String>,
+    /// Trust certificates for this identity (SAN), exact. Needs --certificate-oidc-issuer.
+    #[arg(long, value_name = "ID")]
+    pub certificate_identity: Option<String>,
+    /// Trust certificates whose identity matches this regular expression (unanchored).
+    #[arg(long, value_name = "REGEX", conflicts_with = "certificate_identity")]
+    pub certificate_identity_regexp: Option<String>,
+    /// OIDC issuer the certificate must name.
+    #[arg(long, value_name = "URL")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Distinct trusted signers needed.
+    #[arg(long, value_name = "N")]
+    pub threshold: Option<u32>,
+    /// Key-signed bundles must carry a verified transparency-log entry.
+    #[arg(long)]
+    pub require_tlog: bool,
+    /// Require a trusted attestation of this predicate type. Repeatable.
+    #[arg(long, value_name = "URI")]
+    pub require_attestation: Vec<String>,
+    /// Require trusted SLSA provenance.
+    #[arg(long)]
+    pub require_provenance: bool,
+    /// Allowed provenance builder id (glob). Repeatable.
+    #[arg(long, value_name = "ID")]
+    pub builder_id: Vec<String>,
+    /// Allowed source repository (glob). Repeatable.
+    #[arg(long, value_name = "URL")]
+    pub source_repository: Vec<String>,
+    /// Allowed source ref, e.g. `refs/tags/v*` (glob). Repeatable.
+    #[arg(long, value_name = "REF")]
+    pub source_ref: Vec<String>,
+    /// Allowed build type (glob). Repeatable.
+    #[arg(long, value_name = "URI")]
+    pub build_type: Vec<String>,
+    /// Minimum SLSA build level (0-3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub min_build_level: Option<u8>,
+    /// Maximum age of the build (`30d`, `12h`).
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Accept provenance of a build from a dirty work tree.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Require a trusted SBOM attestation.
+    #[arg(long)]
+    pub require_sbom: bool,
+    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Verify only this platform of an index (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// No network at all: the artifact comes from an OCI layout (`custody copy <ref>
+    /// oci:<dir>`), trust from files.
+    #[arg(long)]
+    pub offline: bool,
+    /// Choose the policy scope as if the artifact were in this repository (for layout copies).
+    #[arg(long, value_name = "REPOSITORY")]
+    pub scope_as: Option<String>,
+    /// Write a SLSA Verification Summary Attestation of the result to FILE (a signed bundle
+    /// with --vsa-key, else the unsigned statement).
+    #[arg(long, value_name = "FILE")]
+    pub vsa: Option<PathBuf>,
+    /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
+    #[arg(long, value_name = "KEY")]
+    pub vsa_key: Option<String>,
+    /// Store the signed VSA as a referrer of the artifact.
+    #[arg(long, requires = "vsa_key")]
+    pub attach_vsa: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Write a commented starting policy.
+    Init {
+        /// Where to write it (default: standard output).
+        file: Option<PathBuf>,
+    },
+    /// Validate a policy file; errors name the line.
+    Check { file: PathBuf },
+}
+
+fn key_text(reference: &str) -> anyhow::Result<String> {
+    if let Some(var) = reference.strip_prefix(super::sign_cmds::ENV_KEY_PREFIX) {
+        return std::env::var(var)
+            .with_context(|| format!("environment variable {var} is not set"));
+    }
+    let meta =
+        std::fs::metadata(reference).with_context(|| format!("cannot read key {reference}"))?;
+    if meta.len() > 64 * 1024 {
+        bail!("{reference} is {} bytes; not a key file", meta.len());
+    }
+    std::fs::read_to_string(reference).with_context(|| format!("cannot read key {reference}"))
+}
+
+/// Applies the flags to every scope (one scope applies per run) or makes a policy from flags.
+pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
+    let mut policy = match &args.policy {
+        Some(path) => Policy::load(path)
+            .with_context(|| format!("policy {} cannot be used", path.display()))?,
+        None => Policy {
+            scopes: vec![Scope {
+                name: "flags".into(),
+                repositories: vec![Pattern::parse("**").expect("valid pattern")],
+                signers: Vec::new(),
+                threshold: 1,
+                key_tlog: TlogRequirement::Skip,
+                attestations: Vec::new(),
+                provenance: None,
+                sbom: None,
+            }],
+            source: "flags".into(),
+            digest: None,
+        },
+    };
+    let mut signers = Vec::new();
+    for (i, k) in args.key.iter().enumerate() {
+        let pem = key_text(k)?;
+        if pem.contains("CERTIFICATE") {
+            bail!(
+                "--key {k} is a certificate; trust certificates with --certificate-identity and --certificate-oidc-issuer"
+            );
+        }
+        let key =
+            PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {k}"))?;
+        signers.push(TrustedSigner {
+            name: if args.key.len() == 1 {
+                "key".into()
+            } else {
+                format!("key {}", i + 1)
+            },
+            kind: SignerKind::Key(key),
+        });
+    }
+    match (
+        &args.certificate_identity,
+        &args.certificate_identity_regexp,
+        &args.certificate_oidc_issuer,
+    ) {
+        (None, None, None) => {}
+        (_, _, None) => bail!("--certificate-identity needs --certificate-oidc-issuer"),
+        (None, None, Some(_)) => {
+            bail!(
+                "--certificate-oidc-issuer needs --certificate-identity or --certificate-identity-regexp"
+            )
+        }
+        (exact, regexp, Some(issuer)) => signers.push(TrustedSigner {
+            name: "identity".into(),
+            kind: SignerKind::Identity {
+                issuer: issuer.clone(),
+                subject: match (exact, regexp) {
+                    (Some(e), _) => SubjectMatcher::Exact(e.clone()),
+                    (None, Some(r)) => SubjectMatcher::Regex(
+                        regex::Regex::new(r)
+                            .with_context(|| format!("invalid regular expression {r:?}"))?,
+                    ),
+                    (None, None) => unreachable!("matched above"),
+                },
+            },
+        }),
+    }
+    let patterns = |list: &[String]| -> anyhow::Result<Vec<Pattern>> {
+        list.iter()
+            .map(|p| Pattern::parse(p).with_context(|| format!("bad pattern {p:?}")))
+            .collect()
+    };
+    let max_age = match &args.max_age {
+        Some(s) => Some(policy::rules::parse_duration(s).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let provenance_flags = args.require_provenance
+        || !args.builder_id.is_empty()
+        || !args.source_repository.is_empty()
+        || !args.source_ref.is_empty()
+        || !args.build_type.is_empty()
+        || args.min_build_level.is_some()
+        || max_age.is_some();
+    for scope in &mut policy.scopes {
+        if !signers.is_empty() {
+            scope.signers = signers.clone();
+            // The policy's signer names no longer exist; any trusted signer may sign.
+            scope.attestations.iter_mut().for_each(|a| a.signers = None);
+            if let Some(p) = &mut scope.provenance {
+                p.signers = None;
+            }
+            if let Some(s) = &mut scope.sbom {
+                s.signers = None;
+            }
+        }
+        if let Some(t) = args.threshold {
+            if t == 0 {
+                bail!("--threshold 0 would trust anything");
+            }
+            scope.threshold = t;
+        }
+        if args.require_tlog {
+            scope.key_tlog = TlogRequirement::Required;
+        }
+        for a in &args.require_attestation {
+            scope.attestations.push(RequiredAttestation {
+                predicate_type: a.clone(),
+                signers: None,
+            });
+        }
+        if provenance_flags {
+            let p = scope.provenance.get_or_insert_with(|| ProvenanceRules {
+                required: true,
+                require_commit: true,
+                ..ProvenanceRules::default()
+            });
+            p.required = true;
+            if !args.builder_id.is_empty() {
+                p.builders = patterns(&args.builder_id)?
+                    .into_iter()
+                    .map(|id| BuilderRule { id, level: None })
+                    .collect();
+            }
+            if !args.source_repository.is_empty() {
+                p.source_repositories = patterns(&args.source_repository)?;
+            }
+            if !args.source_ref.is_empty() {
+                p.refs = patterns(&args.source_ref)?;
+            }
+            if !args.build_type.is_empty() {
+                p.build_types = patterns(&args.build_type)?;
+            }
+            if let Some(l) = args.min_build_level {
+                p.min_build_level = l;
+            }
+            if max_age.is_some() {
+                p.max_age = max_age;
+            }
+        }
+        if args.allow_dirty
+            && let Some(p) = &mut scope.provenance
+        {
+            p.allow_dirty = true;
+        }
+        if args.require_sbom {
+            scope
+                .sbom
+                .get_or_insert(SbomRules {
+                    required: true,
+                    signers: None,
+                })
+                .required = true;
+        }
+    }
+    if policy.scopes.iter().all(|s| s.signers.is_empty()) {
+        bail!(
+            "no trusted signers: give --policy, --key, or --certificate-identity with --certificate-oidc-issuer"
+        );
+    }
+    Ok(policy)
+}
+
+fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
+    match path {
+        None => Ok(TrustedRoot::empty()),
+        Some(p) => {
+            let meta = std::fs::metadata(p)
+                .with_context(|| format!("cannot read trusted root {}", p.display()))?;
+            if meta.len() > crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64 {
+                bail!("trusted root {} is too large", p.display());
+            }
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("cannot read trusted root {}", p.display()))?;
+            TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", p.display()))
+        }
+    }
+}
+
+/// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
+pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
+    match run_verify(cli, args) {
+        Ok(report) => {
+            print_report(cli.output, &report);
+            if report.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_REFUSED)
+            }
+        }
+        Err(failure) => {
+            print_failure(cli.output, &failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
+    Failure {
+        error,
+        code: EXIT_ERROR,
+        hint: hint.map(str::to_owned),
+    }
+}
+
+fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
+    let reference: Reference = args
+        .reference
+        .parse()
+        .with_context(|| format!("bad reference {:?}", args.reference))
+        .map_err(|e| could_not(e, None))?;
+    let policy = effective_policy(args)
+        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let root = load_root(args.trusted_root.as_deref()).map_err(|e| could_not(e, None))?;
+    let store: Box<dyn store::Store> = if args.offline {
+        let Some(path) = reference.layout_path() else {
+            return Err(could_not(
+                anyhow::anyhow!(
+                    "--offline verifies an OCI layout, not the registry reference {reference}"
+                ),
+                Some(
+                    "copy it first: custody copy <ref> oci:<dir>, then verify oci:<dir>@<digest> --offline",
+                ),
+            ));
+        };
+        // Only the layout store: no registry client is ever built.
+        Box::new(
+            store::layout::LayoutStore::open_or_create(path)
+                .with_context(|| format!("cannot open layout {}", path.display()))
+                .map_err(|e| could_not(e, None))?,
+        )
+    } else {
+        let mut options = super::store_options(cli);
+        options.progress = None;
+        store::open(&reference, &options)
+            .with_context(|| format!("cannot open {}", reference.repository()))
+            .map_err(|e| could_not(e, None))?
+    };
+    let options = VerifyOptions {
+        trusted_root: root,
+        platform: args.platform.clone(),
+        now: None,
+        scope_repository: args.scope_as.clone(),
+    };
+    let report = verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
+        could_not(
+            anyhow::Error::new(e).context("could not verify"),
+            Some("the registry could not be read; nothing was verified"),
+        )
+    })?;
+    if let Some(path) = &args.vsa {
+        write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
+    }
+    Ok(report)
+}
+
+fn write_vsa(
+    store: &dyn store::Store,
+    report: &VerifyReport,
+    args: &VerifyArgs,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let statement = verify::vsa::summary(report, now.clone()).context("cannot build the vsa")?;
+    let bytes = statement.to_bytes().context("cannot serialise the vsa")?;
+    let Some(key) = &args.vsa_key else {
+        std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(());
+    };
+    let key = super::sign_cmds::load_signing_key(key)?;
+    let bundle = sign_statement(&bytes, &KeySigner::new(key)).context("cannot sign the vsa")?;
+    let json = bundle.to_json();
+    std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    if args.attach_vsa {
+        let m = store
+            .get_manifest(&report.digest)
+            .context("cannot fetch the artifact to attach the vsa")?;
+        let subject = Descriptor::new(
+            m.descriptor.media_type.clone(),
+            m.descriptor.digest.clone(),
+            m.descriptor.size,
+        );
+        attach::attach_bundle(
+            store,
+            &subject,
+            &json,
+            BundleContent::DsseEnvelope,
+            Some(PREDICATE_SLSA_VSA_V1),
+            now.as_str(),
+        )
+        .context("cannot attach the vsa")?;
+    }
+    Ok(())
+}
+
+fn print_report(output: OutputFormat, report: &VerifyReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = match output {
+        OutputFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialise")
+        ),
+        OutputFormat::Human => write!(out, "{}", human(report)),
+    };
+}
+
+fn mark(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "✓",
+        Status::Fail => "✗",
+        Status::Skip => "-",
+    }
+}
+
+fn check_lines(out: &mut String, c: &Check, indent: &str) {
+    out.push_str(&format!("{indent}{} {}", mark(c.status), c.name));
+    match (c.status, &c.found) {
+        (Status::Fail, _) => out.push('\n'),
+        (_, Some(found)) => out.push_str(&format!(": {found}\n")),
+        (_, None) => out.push('\n'),
+    }
+    if c.status == Status::Fail {
+        if let Some(e) = &c.expected {
+            out.push_str(&format!("{indent}    expected: {e}\n"));
+        }
+        if let Some(f) = &c.found {
+            out.push_str(&format!("{indent}    found:    {f}\n"));
+        }
+        if let Some(h) = &c.hint {
+            out.push_str(&format!("{indent}    hint:     {h}\n"));
+        }
+    }
+}
+
+fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
+    for c in &m.checks {
+        if matches!(c.kind, verify::CheckKind::Threshold) {
+            // Referrers first, then the policy checks over them.
+            for r in &m.referrers {
+                out.push_str(&format!(
+                    "{indent}├─ {} {} {}{}\n",
+                    match r.kind {
+                        verify::ReferrerKind::Bundle => "bundle",
+                        verify::ReferrerKind::LegacySignature => "legacy .sig",
+                        verify::ReferrerKind::LegacyAttestation => "legacy .att",
+                    },
+                    r.manifest.short(),
+                    r.predicate_type.as_deref().unwrap_or("signature"),
+                    if r.trusted {
+                        format!(
+                            " — trusted, signed by {}",
+                            r.signer.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        " — not trusted, ignored".to_string()
+                    }
+                ));
+                for rc in &r.checks {
+                    check_lines(out, rc, &format!("{indent}│  "));
+                }
+            }
+            for i in &m.ignored {
+                out.push_str(&format!(
+                    "{indent}├─ other {} {}: {}\n",
+                    i.digest.short(),
+                    i.artifact_type.as_deref().unwrap_or("no artifact type"),
+                    i.reason
+                ));
+            }
+        }
+        check_lines(out, c, indent);
+    }
+    for p in &m.platforms {
+        out.push_str(&format!(
+            "{indent}platform {} {} — {}\n",
+            p.platform.as_deref().unwrap_or("unknown"),
+            p.digest,
+            if p.verified { "verified" } else { "REFUSED" }
+        ));
+        manifest_tree(out, p, &format!("{indent}   "));
+    }
+}
+
+/// The human report: the chain as a tree with a mark per check.
+pub fn human(report: &VerifyReport) -> String {
+    let mut out = format!("{}\n", report.reference);
+    out.push_str(&format!(
+        "policy {}{}{}\n",
+        report.policy.source,
+        report
+            .policy
+            .digest
+            .as_ref()
+            .map(|d| format!(" ({})", d.short()))
+            .unwrap_or_default(),
+        report
+            .scope
+            .as_ref()
+            .map(|s| format!(", scope {s}"))
+            .unwrap_or_default()
+    ));
+    manifest_tree(&mut out, &report.artifact, "");
+    let failures = report
+        .failures()
+        .iter()
+        .filter(|c| c.referrer.is_none() || report.artifact.checks.contains(c))
+        .count();
+    if report.verified {
+        out.push_str(&format!("verified {}\n", report.pinned));
+    } else {
+        out.push_str(&format!(
+            "REFUSED {}: {} check(s) failed\n",
+            report.pinned,
+            failures.max(1)
+        ));
+    }
+    out
+}
+
+/// `custody policy init|check`.
+pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
+    match &args.command {
+        PolicyCommand::Init { file } => match file {
+            None => {
+                print!("{}", policy::STARTER_POLICY);
+                ExitCode::SUCCESS
+            }
+            Some(path) => {
+                if path.exists() {
+                    print_failure(
+                        cli.output,
+                        &could_not(
+                            anyhow::anyhow!("{} exists; not overwriting it", path.display()),
+                            None,
+                        ),
+                    );
+                    return ExitCode::from(EXIT_ERROR);
+                }
+                match std::fs::write(path, policy::STARTER_POLICY) {
+                    Ok(()) => {
+                        print_out(
+                            cli.output,
+                            &format!("policy written to {}\n", path.display()),
+                            serde_json::json!({"policy": path}),
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        print_failure(
+                            cli.output,
+                            &could_not(
+                                anyhow::Error::new(e)
+                                    .context(format!("cannot write {}", path.display())),
+                                None,
+                            ),
+                        );
+                        ExitCode::from(EXIT_ERROR)
+                    }
+                }
+            }
+        },
+        PolicyCommand::Check { file } => match Policy::load(file) {
+            Ok(p) => {
+                let scopes: Vec<serde_json::Value> = p
+                    .scopes
+                    .iter()
+                    .map(|s| serde_json::json!({"name": s.name, "signers": s.signers.len(), "threshold": s.threshold}))
+                    .collect();
+                print_out(
+                    cli.output,
+                    &format!(
+                        "{} is a valid policy: {} scope(s): {}\n",
+                        file.display(),
+                        p.scopes.len(),
+                        p.scopes
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    serde_json::json!({"valid": true, "scopes": scopes, "digest": p.digest}),
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let code = match e {
+                    policy::PolicyError::Read { .. } => EXIT_ERROR,
+                    _ => EXIT_REFUSED,
+                };
+                let line = e.line();
+                let failure = Failure {
+                    error: anyhow::Error::new(e)
+                        .context(format!("{} is not a valid policy", file.display())),
+                    code,
+                    hint: line.map(|l| format!("see line {l} of {}", file.display())),
+                };
+                print_failure(cli.output, &failure);
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+fn print_out(output: OutputFormat, human: &str, json: serde_json::Value) {
+    match output {
+        OutputFormat::Human => print!("{human}"),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("json serialises")
+        ),
+    }
+}

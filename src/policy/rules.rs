@@ -1,0 +1,684 @@
+//! Rule evaluation as pure functions: facts read from a verified provenance statement, checked
+//! against [`ProvenanceRules`]; the SLSA build level derived from the builder and the signer.
+//!
+//! Build levels (documented in `schemas/policy.schema.json`):
+//! - a builder rule with `level` in the policy grants that level (the policy author vouches for
+//!   the builder and the scope's signers);
+//! - `https://custody.dev/builders/local@v1` is L1 at most: provenance exists, no hosted platform;
+//! - GitHub Actions: a Fulcio certificate from `https://token.actions.githubusercontent.com` whose
+//!   identity is the builder id is L2 (hosted, signed by the platform's identity); when that
+//!   workflow lives in another repository than the source (a shared reusable workflow) it is L3;
+//! - GitLab CI: a certificate from the GitLab instance that runs the builder (`…/-/runners/N`)
+//!   is L2;
+//! - anything else (a key, an unknown builder) is L1: the provenance exists, but nothing shows a
+//!   hosted platform wrote it.
+
+use serde_json::Value;
+
+use super::{Pattern, ProvenanceRules};
+use crate::ci::LOCAL_BUILDER_ID;
+use crate::verify::report::{Check, CheckKind};
+
+/// GitHub Actions' OIDC issuer.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// Who signed an attestation, as verification established it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerEvidence {
+    Key { fingerprint: String },
+    Certificate { identity: String, issuer: String },
+}
+
+/// What a provenance statement claims, in the fields the rules look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProvenanceFacts {
+    pub builder_id: Option<String>,
+    pub build_type: Option<String>,
+    /// Normalised: no scheme, no `git+`, no `.git`, no trailing `/`, host lowercased.
+    pub source_repository: Option<String>,
+    pub source_ref: Option<String>,
+    pub commit: Option<String>,
+    pub dirty: bool,
+    /// `finishedOn`, else `startedOn`, as Unix seconds.
+    pub build_time: Option<i64>,
+}
+
+/// Normalises a repository URL or name for comparison: `git+https://GitHub.com/o/r.git/` and
+/// `github.com/o/r` are the same repository.
+pub fn normalize_repository(s: &str) -> String {
+    let s = s.trim();
+    let s = s.strip_prefix("git+").unwrap_or(s);
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .or_else(|| s.strip_prefix("ssh://"))
+        .unwrap_or(s);
+    let s = s.trim_end_matches('/');
+    let s = s.strip_suffix(".git").unwrap_or(s);
+    match s.split_once('/') {
+        Some((host, path)) => format!("{}/{path}", host.to_ascii_lowercase()),
+        None => s.to_ascii_lowercase(),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+fn is_commit(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads the facts from a SLSA provenance v1 predicate: GitHub's workflow build type, custody's
+/// local and GitLab build types, and the first resolved dependency (`git+<repo>@<ref>` with a
+/// `gitCommit` digest; GitLab runners put the commit under `sha256`).
+pub fn provenance_facts(predicate: &Value) -> ProvenanceFacts {
+    let bd = predicate.get("buildDefinition").unwrap_or(&Value::Null);
+    let ext = bd.get("externalParameters").unwrap_or(&Value::Null);
+    let mut facts = ProvenanceFacts {
+        builder_id: str_at(predicate, &["runDetails", "builder", "id"]).map(str::to_owned),
+        build_type: str_at(bd, &["buildType"]).map(str::to_owned),
+        ..ProvenanceFacts::default()
+    };
+    let (repo, git_ref) = if let Some(w) = ext.get("workflow") {
+        (str_at(w, &["repository"]), str_at(w, &["ref"]))
+    } else {
+        (
+            str_at(ext, &["repository"]).or_else(|| str_at(ext, &["source"])),
+            str_at(ext, &["ref"]),
+        )
+    };
+    facts.source_repository = repo.map(normalize_repository);
+    facts.source_ref = git_ref.map(str::to_owned);
+    if let Some(dep) = bd
+        .get("resolvedDependencies")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
+        if let Some(uri) = str_at(dep, &["uri"]) {
+            let (r, at_ref) = match uri.rsplit_once('@') {
+                Some((r, at)) if at.starts_with("refs/") => (r, Some(at)),
+                _ => (uri, None),
+            };
+            if facts.source_repository.is_none() {
+                facts.source_repository = Some(normalize_repository(r));
+            }
+            if facts.source_ref.is_none() {
+                facts.source_ref = at_ref.map(str::to_owned);
+            }
+        }
+        let digest = dep.get("digest").unwrap_or(&Value::Null);
+        facts.commit = ["gitCommit", "sha1", "sha256"]
+            .iter()
+            .filter_map(|k| str_at(digest, &[k]))
+            .find(|s| is_commit(s))
+            .map(str::to_owned);
+        facts.dirty = dep
+            .get("annotations")
+            .and_then(|a| a.get("dirty"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    }
+    let meta = predicate
+        .get("runDetails")
+        .and_then(|r| r.get("metadata"))
+        .unwrap_or(&Value::Null);
+    facts.build_time = str_at(meta, &["finishedOn"])
+        .or_else(|| str_at(meta, &["startedOn"]))
+        .and_then(unix_seconds);
+    facts
+}
+
+/// The SLSA build level `facts` support when signed by `signer` (see the module docs).
+pub fn build_level(
+    facts: &ProvenanceFacts,
+    signer: &SignerEvidence,
+    rules: &ProvenanceRules,
+) -> u8 {
+    let Some(builder) = facts.builder_id.as_deref() else {
+        return 0;
+    };
+    if let Some(level) = rules
+        .builders
+        .iter()
+        .find(|b| b.id.matches(builder))
+        .and_then(|b| b.level)
+    {
+        return level;
+    }
+    if builder == LOCAL_BUILDER_ID {
+        return 1;
+    }
+    match signer {
+        SignerEvidence::Certificate { identity, issuer }
+            if issuer == GITHUB_ISSUER && identity == builder =>
+        {
+            // https://github.com/<owner>/<repo>/.github/workflows/x.yml@ref
+            let workflow_repo = builder
+                .strip_prefix("https://github.com/")
+                .and_then(|p| p.split_once("/.github/"))
+                .map(|(repo, _)| normalize_repository(&format!("github.com/{repo}")));
+            match (&workflow_repo, &facts.source_repository) {
+                (Some(w), Some(s)) if w != s => 3,
+                _ => 2,
+            }
+        }
+        SignerEvidence::Certificate { issuer, .. }
+            if builder.contains("/-/runners/")
+                && builder.starts_with(issuer.trim_end_matches('/'))
+                && issuer.starts_with("https://") =>
+        {
+            2
+        }
+        _ => 1,
+    }
+}
+
+fn list(patterns: &[Pattern]) -> String {
+    patterns
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn pattern_check(
+    kind: CheckKind,
+    name: &str,
+    patterns: &[Pattern],
+    value: Option<&str>,
+    normalize: fn(&str) -> String,
+    hint: &str,
+) -> Check {
+    if patterns.is_empty() {
+        return Check::skip(kind, name)
+            .expected("any (the policy sets no rule)")
+            .found(value.unwrap_or("none"));
+    }
+    let ok = value.is_some_and(|v| {
+        let v = normalize(v);
+        patterns
+            .iter()
+            .any(|p| p.matches(&v) || normalize(p.as_str()) == v)
+    });
+    Check::of(ok, kind, name)
+        .expected(list(patterns))
+        .found(value.unwrap_or("none"))
+        .hint(hint)
+}
+
+/// Checks provenance facts against the rules. Returns the checks and the derived build level.
+pub fn evaluate_provenance(
+    rules: &ProvenanceRules,
+    facts: &ProvenanceFacts,
+    signer: &SignerEvidence,
+    now: i64,
+) -> (Vec<Check>, u8) {
+    let mut checks = Vec::new();
+    let builders: Vec<Pattern> = rules.builders.iter().map(|b| b.id.clone()).collect();
+    checks.push(pattern_check(
+        CheckKind::BuilderId,
+        "builder id",
+        &builders,
+        facts.builder_id.as_deref(),
+        str::to_owned,
+        "the artifact was built by a builder this policy does not trust",
+    ));
+    checks.push(pattern_check(
+        CheckKind::SourceRepository,
+        "source repository",
+        &rules.source_repositories,
+        facts.source_repository.as_deref(),
+        normalize_repository,
+        "the artifact was built from another repository",
+    ));
+    checks.push(pattern_check(
+        CheckKind::SourceRef,
+        "source ref",
+        &rules.refs,
+        facts.source_ref.as_deref(),
+        str::to_owned,
+        "the artifact was built from a branch or tag the policy does not allow",
+    ));
+    checks.push(pattern_check(
+        CheckKind::BuildType,
+        "build type",
+        &rules.build_types,
+        facts.build_type.as_deref(),
+        str::to_owned,
+        "the build type is not one the policy knows",
+    ));
+    checks.push(if rules.require_commit {
+        Check::of(facts.commit.is_some(), CheckKind::Commit, "source commit")
+            .expected("a git commit in resolvedDependencies")
+            .found(facts.commit.clone().unwrap_or_else(|| "none".into()))
+            .hint("provenance without a commit cannot be traced to source")
+    } else {
+        Check::skip(CheckKind::Commit, "source commit")
+            .found(facts.commit.clone().unwrap_or_else(|| "none".into()))
+    });
+    checks.push(if rules.allow_dirty {
+        Check::skip(CheckKind::CleanTree, "clean work tree").found(if facts.dirty {
+            "dirty"
+        } else {
+            "clean"
+        })
+    } else {
+        Check::of(!facts.dirty, CheckKind::CleanTree, "clean work tree")
+            .expected("built from the committed tree")
+            .found(if facts.dirty {
+                "built from a dirty tree"
+            } else {
+                "clean"
+            })
+            .hint("uncommitted changes went into this build; rebuild from a clean checkout")
+    });
+    let level = build_level(facts, signer, rules);
+    checks.push(
+        Check::of(
+            level >= rules.min_build_level,
+            CheckKind::BuildLevel,
+            "slsa build level",
+        )
+        .expected(format!("at least L{}", rules.min_build_level))
+        .found(format!(
+            "L{level} (builder {})",
+            facts.builder_id.as_deref().unwrap_or("none")
+        ))
+        .hint("a local or key-signed build cannot prove a hosted build platform; build in CI"),
+    );
+    checks.push(match rules.max_age {
+        None => Check::skip(CheckKind::MaxAge, "build age"),
+        Some(max) => match facts.build_time {
+            None => Check::fail(CheckKind::MaxAge, "build age")
+                .expected(format!("built within {}", show_duration(max)))
+                .found("no build time in the provenance")
+                .hint("the provenance has neither finishedOn nor startedOn"),
+            Some(t) => {
+                let age = now - t;
+                Check::of(
+                    age <= max as i64 && age >= -300,
+                    CheckKind::MaxAge,
+                    "build age",
+                )
+                .expected(format!("built within {}", show_duration(max)))
+                .found(if age >= 0 {
+                    format!("built {} ago", show_duration(age as u64))
+                } else {
+                    format!(
+                        "build time is {} in the future",
+                        show_duration((-age) as u64)
+                    )
+                })
+                .hint("rebuild and re-sign, or raise max_age")
+            }
+        },
+    });
+    (checks, level)
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s`, `2w` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit; use s, m, h, d or w"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?} has unit {unit:?}; use s, m, h, d or w")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long a duration"))
+}
+
+fn show_duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.frac](Z|+00:00)` as Unix seconds.
+pub fn unix_seconds(s: &str) -> Option<i64> {
+    let t = crate::attest::Timestamp::parse(s).ok()?;
+    let b = t.as_str();
+    let n = |r: std::ops::Range<usize>| b.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::BuilderRule;
+    use serde_json::json;
+
+    fn p(s: &str) -> Pattern {
+        Pattern::parse(s).unwrap()
+    }
+
+    fn github_predicate() -> Value {
+        json!({
+            "buildDefinition": {
+                "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                "externalParameters": {"workflow": {
+                    "ref": "refs/tags/v1.2.0",
+                    "repository": "https://github.com/octo/hello",
+                    "path": ".github/workflows/release.yml"}},
+                "resolvedDependencies": [{
+                    "uri": "git+https://github.com/octo/hello@refs/tags/v1.2.0",
+                    "digest": {"gitCommit": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d"}}]
+            },
+            "runDetails": {
+                "builder": {"id": "https://github.com/octo/hello/.github/workflows/release.yml@refs/tags/v1.2.0"},
+                "metadata": {"finishedOn": "2026-01-01T00:00:00Z"}
+            }
+        })
+    }
+
+    #[test]
+    fn facts_from_github_local_and_gitlab_runner_shapes() {
+        let f = provenance_facts(&github_predicate());
+        assert_eq!(
+            f.source_repository.as_deref(),
+            Some("github.com/octo/hello")
+        );
+        assert_eq!(f.source_ref.as_deref(), Some("refs/tags/v1.2.0"));
+        assert_eq!(
+            f.commit.as_deref(),
+            Some("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d")
+        );
+        assert_eq!(f.build_time, Some(1_767_225_600));
+        assert!(!f.dirty);
+
+        let local = json!({
+            "buildDefinition": {"buildType": "https://custody.dev/buildtypes/local/v1",
+                "externalParameters": {"repository": "https://github.com/octo/hello", "ref": "refs/heads/main"},
+                "resolvedDependencies": [{"uri": "git+https://github.com/octo/hello.git@refs/heads/main",
+                    "digest": {"gitCommit": "a".repeat(40)}, "annotations": {"dirty": true}}]},
+            "runDetails": {"builder": {"id": LOCAL_BUILDER_ID}}
+        });
+        let f = provenance_facts(&local);
+        assert!(f.dirty);
+        assert_eq!(f.source_ref.as_deref(), Some("refs/heads/main"));
+        assert_eq!(f.build_time, None);
+
+        // GitLab runner quirk: the commit under `sha256`, only `source` in external parameters.
+        let gitlab = json!({
+            "buildDefinition": {"buildType": "x", "externalParameters": {"source": "https://gitlab.com/g/p"},
+                "resolvedDependencies": [{"uri": "https://gitlab.com/g/p",
+                    "digest": {"sha256": "bdd2ecda9ef57b129c88617a0215afc9fb223521"}}]},
+            "runDetails": {"builder": {"id": "https://gitlab.com/g/p/-/runners/1"}}
+        });
+        let f = provenance_facts(&gitlab);
+        assert_eq!(f.source_repository.as_deref(), Some("gitlab.com/g/p"));
+        assert_eq!(
+            f.commit.as_deref(),
+            Some("bdd2ecda9ef57b129c88617a0215afc9fb223521")
+        );
+        // Garbage in: no facts, no panic.
+        assert_eq!(provenance_facts(&json!([1, 2])), ProvenanceFacts::default());
+    }
+
+    #[test]
+    fn normalize_repository_table() {
+        for (input, want) in [
+            ("git+https://GitHub.com/o/r.git", "github.com/o/r"),
+            ("https://github.com/o/r/", "github.com/o/r"),
+            ("github.com/o/r", "github.com/o/r"),
+            ("ssh://git@host/o/r", "git@host/o/r"),
+        ] {
+            assert_eq!(normalize_repository(input), want, "{input}");
+        }
+    }
+
+    fn key() -> SignerEvidence {
+        SignerEvidence::Key {
+            fingerprint: "k".into(),
+        }
+    }
+
+    /// One passing and one failing row per rule.
+    #[test]
+    fn provenance_rule_table() {
+        let facts = provenance_facts(&github_predicate());
+        let now = 1_767_225_600 + 3600;
+        type Edit = fn(&mut ProvenanceRules, &mut ProvenanceFacts);
+        let rows: Vec<(&str, CheckKind, Edit, bool)> = vec![
+            (
+                "builder allowed",
+                CheckKind::BuilderId,
+                |r, _| {
+                    r.builders = vec![BuilderRule {
+                        id: p(
+                            "https://github.com/octo/hello/.github/workflows/release.yml@refs/tags/*",
+                        ),
+                        level: None,
+                    }]
+                },
+                true,
+            ),
+            (
+                "builder not allowed",
+                CheckKind::BuilderId,
+                |r, _| {
+                    r.builders = vec![BuilderRule {
+                        id: p("https://github.com/other/**"),
+                        level: None,
+                    }]
+                },
+                false,
+            ),
+            (
+                "repository allowed",
+                CheckKind::SourceRepository,
+                |r, _| r.source_repositories = vec![p("https://github.com/octo/hello")],
+                true,
+            ),
+            (
+                "repository other",
+                CheckKind::SourceRepository,
+                |r, _| r.source_repositories = vec![p("github.com/octo/other")],
+                false,
+            ),
+            (
+                "repository missing",
+                CheckKind::SourceRepository,
+                |r, f| {
+                    r.source_repositories = vec![p("github.com/octo/hello")];
+                    f.source_repository = None;
+                },
+                false,
+            ),
+            (
+                "tag allowed",
+                CheckKind::SourceRef,
+                |r, _| r.refs = vec![p("refs/tags/v*")],
+                true,
+            ),
+            (
+                "branch required",
+                CheckKind::SourceRef,
+                |r, _| r.refs = vec![p("refs/heads/main")],
+                false,
+            ),
+            (
+                "build type allowed",
+                CheckKind::BuildType,
+                |r, _| r.build_types = vec![p("https://actions.github.io/buildtypes/workflow/v1")],
+                true,
+            ),
+            (
+                "build type other",
+                CheckKind::BuildType,
+                |r, _| r.build_types = vec![p("https://custody.dev/buildtypes/local/v1")],
+                false,
+            ),
+            (
+                "commit present",
+                CheckKind::Commit,
+                |r, _| r.require_commit = true,
+                true,
+            ),
+            (
+                "commit missing",
+                CheckKind::Commit,
+                |r, f| {
+                    r.require_commit = true;
+                    f.commit = None;
+                },
+                false,
+            ),
+            ("clean tree", CheckKind::CleanTree, |_, _| {}, true),
+            (
+                "dirty tree",
+                CheckKind::CleanTree,
+                |_, f| f.dirty = true,
+                false,
+            ),
+            (
+                "level met",
+                CheckKind::BuildLevel,
+                |r, _| r.min_build_level = 1,
+                true,
+            ),
+            (
+                "level not met by a key",
+                CheckKind::BuildLevel,
+                |r, _| r.min_build_level = 2,
+                false,
+            ),
+            (
+                "young enough",
+                CheckKind::MaxAge,
+                |r, _| r.max_age = Some(86_400),
+                true,
+            ),
+            (
+                "too old",
+                CheckKind::MaxAge,
+                |r, _| r.max_age = Some(60),
+                false,
+            ),
+            (
+                "no build time",
+                CheckKind::MaxAge,
+                |r, f| {
+                    r.max_age = Some(86_400);
+                    f.build_time = None;
+                },
+                false,
+            ),
+        ];
+        for (name, kind, edit, pass) in rows {
+            let mut rules = ProvenanceRules::default();
+            let mut f = facts.clone();
+            edit(&mut rules, &mut f);
+            let (checks, _) = evaluate_provenance(&rules, &f, &key(), now);
+            let check = checks.iter().find(|c| c.kind == kind).unwrap();
+            assert_eq!(check.failed(), !pass, "{name}: {check:?}");
+            if !pass {
+                assert!(check.expected.is_some() && check.found.is_some(), "{name}");
+                assert!(check.hint.is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn build_level_table() {
+        let rules = ProvenanceRules::default();
+        let gh = provenance_facts(&github_predicate());
+        let builder = gh.builder_id.clone().unwrap();
+        let cert = |identity: &str, issuer: &str| SignerEvidence::Certificate {
+            identity: identity.into(),
+            issuer: issuer.into(),
+        };
+        assert_eq!(build_level(&gh, &key(), &rules), 1);
+        assert_eq!(build_level(&gh, &cert(&builder, GITHUB_ISSUER), &rules), 2);
+        assert_eq!(build_level(&gh, &cert(&builder, "https://evil"), &rules), 1);
+        assert_eq!(
+            build_level(
+                &gh,
+                &cert(
+                    "https://github.com/x/y/.github/workflows/a.yml@main",
+                    GITHUB_ISSUER
+                ),
+                &rules
+            ),
+            1
+        );
+        let mut reusable = gh.clone();
+        reusable.builder_id =
+            Some("https://github.com/slsa/builders/.github/workflows/b.yml@refs/tags/v1".into());
+        let rb = reusable.builder_id.clone().unwrap();
+        assert_eq!(build_level(&reusable, &cert(&rb, GITHUB_ISSUER), &rules), 3);
+        let mut local = gh.clone();
+        local.builder_id = Some(LOCAL_BUILDER_ID.into());
+        assert_eq!(
+            build_level(&local, &cert(LOCAL_BUILDER_ID, GITHUB_ISSUER), &rules),
+            1
+        );
+        let mut gl = gh.clone();
+        gl.builder_id = Some("https://gitlab.com/g/p/-/runners/7".into());
+        assert_eq!(
+            build_level(
+                &gl,
+                &cert(
+                    "https://gitlab.com/g/p//.gitlab-ci.yml@refs/heads/main",
+                    "https://gitlab.com"
+                ),
+                &rules
+            ),
+            2
+        );
+        let granted = ProvenanceRules {
+            builders: vec![BuilderRule {
+                id: p("https://github.com/octo/**"),
+                level: Some(3),
+            }],
+            ..ProvenanceRules::default()
+        };
+        assert_eq!(build_level(&gh, &key(), &granted), 3);
+        let mut none = gh.clone();
+        none.builder_id = None;
+        assert_eq!(build_level(&none, &key(), &granted), 0);
+    }
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("30d"), Ok(2_592_000));
+        assert_eq!(parse_duration("2w"), Ok(1_209_600));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5y").unwrap_err().contains("unit"));
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(unix_seconds("2023-11-14T22:13:20.5Z"), Some(1_700_000_000));
+        assert_eq!(unix_seconds("yesterday"), None);
+    }
+}

@@ -1,0 +1,182 @@
+use super::*;
+use crate::sign::keys::SigningKey;
+
+fn pem() -> String {
+    SigningKey::generate_p256().unwrap().public_key().to_pem()
+}
+
+fn yaml(text: &str) -> Result<Policy, PolicyError> {
+    Policy::parse(text.as_bytes(), Format::Yaml, Path::new("."), "test.yaml")
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines()
+        .map(|l| format!("          {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn key_policy(extra: &str) -> String {
+    format!(
+        "version: 1\nscopes:\n  - name: prod\n    repositories: [\"reg.example/prod/**\"]\n    signers:\n      - name: k\n        key: |\n{}\n{extra}",
+        indent(&pem())
+    )
+}
+
+#[test]
+fn loads_a_yaml_policy_with_inline_key() {
+    let p = yaml(&key_policy("    threshold: 1\n")).unwrap();
+    assert_eq!(p.scopes.len(), 1);
+    assert!(matches!(p.scopes[0].signers[0].kind, SignerKind::Key(_)));
+    assert_eq!(p.scopes[0].threshold, 1);
+    assert!(p.digest.is_some());
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let text = "version: 1\nscopes:\n  - name: a\n    repositories: [\"**\"]\n    thresold: 2\n";
+    let err = yaml(text).unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Syntax { line: Some(5), .. }),
+        "{err:?}"
+    );
+    let err = Policy::parse(
+        b"{\"version\": 1,\n \"scopes\": [\n  {\"repositories\": 3}]}",
+        Format::Json,
+        Path::new("."),
+        "p.json",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Syntax { line: Some(3), .. }),
+        "{err:?}"
+    );
+    let err = yaml("version: [\n").unwrap_err();
+    assert!(matches!(err, PolicyError::Syntax { .. }), "{err:?}");
+}
+
+#[test]
+fn semantic_errors_point_at_the_line() {
+    let text = "version: 1\nscopes:\n  - name: a\n    repositories: [\"**\"]\n    signers:\n      - name: id\n        issuer: https://issuer\n        subject_regexp: \"(unclosed\"\n";
+    let err = yaml(text).unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::Invalid { line: Some(6), message } if message.contains("does not compile")),
+        "{err:?}"
+    );
+    let err = yaml("version: 2\nscopes: []\n").unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Invalid { line: Some(1), .. }),
+        "{err:?}"
+    );
+    let err = yaml(&key_policy("    sbom:\n      signers: [nobody]\n")).unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::Invalid { message, .. } if message.contains("\"nobody\"")),
+        "{err:?}"
+    );
+    let err = yaml(&key_policy("    threshold: 0\n")).unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::Invalid { message, .. } if message.contains("threshold is 0"))
+    );
+    let err = yaml(&key_policy("    provenance:\n      max_age: 3y\n")).unwrap_err();
+    assert!(matches!(&err, PolicyError::Invalid { message, .. } if message.contains("max_age")));
+    let err = yaml(&key_policy("    provenance:\n      min_build_level: 4\n")).unwrap_err();
+    assert!(matches!(&err, PolicyError::Invalid { message, .. } if message.contains("0 to 3")));
+}
+
+#[test]
+fn a_certificate_is_never_a_key() {
+    let text = "version: 1\nscopes:\n  - repositories: [\"**\"]\n    signers:\n      - name: c\n        key: |\n          -----BEGIN CERTIFICATE-----\n          MIIB\n          -----END CERTIFICATE-----\n";
+    let err = yaml(text).unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::Invalid { message, .. } if message.contains("is a certificate")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn key_files_are_relative_to_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.pub"), pem()).unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nscopes:\n  - repositories: [\"**\"]\n    signers:\n      - name: k\n        key: k.pub\n",
+    )
+    .unwrap();
+    let p = Policy::load(&path).unwrap();
+    assert!(matches!(p.scopes[0].signers[0].kind, SignerKind::Key(_)));
+    std::fs::write(
+        &path,
+        "version: 1\nscopes:\n  - repositories: [\"**\"]\n    signers:\n      - name: k\n        key: missing.pub\n",
+    )
+    .unwrap();
+    let err = Policy::load(&path).unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::Invalid { line: Some(5), message } if message.contains("missing.pub")),
+        "{err:?}"
+    );
+}
+
+/// Scope matching: the most specific pattern wins; no match is no scope.
+#[test]
+fn scope_matching_table() {
+    let text = "version: 1\nscopes:\n  - name: all\n    repositories: [\"**\"]\n  - name: acme\n    repositories: [\"ghcr.io/acme/**\"]\n  - name: app\n    repositories: [\"ghcr.io/acme/app\"]\n  - name: team\n    repositories: [\"ghcr.io/acme/team/*\"]\n";
+    let p = yaml(text).unwrap();
+    for (repo, want) in [
+        ("ghcr.io/acme/app", "app"),
+        ("ghcr.io/acme/other", "acme"),
+        ("ghcr.io/acme/team/x", "team"),
+        ("docker.io/library/alpine", "all"),
+    ] {
+        assert_eq!(p.scope_for(repo).unwrap().name, want, "{repo}");
+    }
+    let narrow =
+        yaml("version: 1\nscopes:\n  - name: acme\n    repositories: [\"ghcr.io/acme/*\"]\n")
+            .unwrap();
+    assert!(narrow.scope_for("ghcr.io/other/app").is_none());
+    assert!(narrow.scope_for("ghcr.io/acme/team/app").is_none());
+}
+
+#[test]
+fn the_starter_policy_parses_once_its_keys_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/release.pub"), pem()).unwrap();
+    std::fs::write(dir.path().join("keys/dev.pub"), pem()).unwrap();
+    let p = Policy::parse(
+        STARTER_POLICY.as_bytes(),
+        Format::Yaml,
+        dir.path(),
+        "starter",
+    )
+    .unwrap();
+    assert_eq!(p.scopes.len(), 2);
+    let prod = p.scope_for("registry.example.com/prod/app").unwrap();
+    assert_eq!(prod.name, "production");
+    assert_eq!(prod.provenance.as_ref().unwrap().min_build_level, 2);
+    assert_eq!(prod.provenance.as_ref().unwrap().max_age, Some(90 * 86_400));
+    assert!(prod.sbom.as_ref().unwrap().required);
+}
+
+#[test]
+fn malformed_policies_never_panic() {
+    let inputs: Vec<String> = vec![
+        String::new(),
+        "\u{0}".into(),
+        "[".repeat(10_000),
+        "a: &a [*a, *a]\n".into(),
+        format!("version: 1\nscopes:\n{}", "  - ".repeat(5000)),
+        "version: !!binary AAAA\n".into(),
+        "- - - - -\n".repeat(100),
+    ];
+    for input in inputs {
+        let r = yaml(&input);
+        assert!(r.is_err(), "{input:.40}");
+        let _ = Policy::parse(input.as_bytes(), Format::Json, Path::new("."), "x");
+    }
+    let big = vec![b' '; MAX_POLICY_SIZE + 1];
+    assert!(matches!(
+        Policy::parse(&big, Format::Yaml, Path::new("."), "x"),
+        Err(PolicyError::TooLarge { .. })
+    ));
+}

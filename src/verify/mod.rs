@@ -1,0 +1,1277 @@
+//! Verification at consumption: from a reference to a verdict under a [`Policy`], as a typed
+//! [`VerifyReport`] that says, for every check, what was expected and what was found.
+//!
+//! The chain, in order: resolve a tag to a digest once (every later step uses the digest);
+//! fetch the manifest by digest and check it; pick the policy scope; discover signatures and
+//! attestations by every path (referrers API, tag-schema fallback, legacy cosign tags); verify
+//! each one (key or certificate identity, chain, log, timestamps) and bind it (in-toto payload
+//! type, subject digest = artifact digest); then the policy: distinct trusted signers against the
+//! threshold, required attestations, provenance rules, SBOM rules. For an index, each platform
+//! manifest is checked too.
+//!
+//! [`Error`] means custody could not verify (exit 2); a report with `verified == false` means
+//! the artifact was refused (exit 1).
+
+pub mod report;
+pub mod vsa;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::attach::{self, FoundBundle, FoundLegacy, LegacyKind};
+use crate::attest::{PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1};
+use crate::digest::Digest;
+use crate::oci::Manifest;
+use crate::policy::rules::{self, SignerEvidence};
+use crate::policy::{Policy, Scope, SignerKind, TrustedSigner};
+use crate::reference::Reference;
+use crate::sign::bundle::{Bundle, Content, Material, MessageDigest};
+use crate::sign::dsse::{self, Envelope};
+use crate::sign::verify::{
+    Artifact, IdentityPolicy, KeyPolicy, Policy as SigPolicy, TrustedRoot, VerifiedBundle,
+    VerifiedSigner, VerifyError, verify_bundle,
+};
+use crate::store::{self, Store};
+use crate::transfer;
+pub use report::{
+    Check, CheckKind, IgnoredReferrer, ManifestReport, PolicyRef, ReferrerKind, ReferrerReport,
+    Status, VerifyReport,
+};
+
+/// Largest in-toto statement read (the bundle holding it is bounded too).
+pub const MAX_STATEMENT_SIZE: usize = 16 * 1024 * 1024;
+/// Deepest JSON nesting accepted in a statement (serde_json stops at 128 on its own).
+pub const MAX_STATEMENT_DEPTH: usize = 64;
+/// At most this many signatures and attestations are verified per manifest.
+pub const MAX_REFERRERS: usize = 1000;
+/// Predicate types that count as an SBOM.
+pub const SBOM_PREDICATE_TYPES: &[&str] = &[PREDICATE_CYCLONEDX, "https://spdx.dev/Document"];
+/// in-toto statement `_type` values accepted (cosign attest still writes v0.1).
+pub const STATEMENT_TYPES: &[&str] = &[
+    "https://in-toto.io/Statement/v1",
+    "https://in-toto.io/Statement/v0.1",
+];
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// CAs, logs and TSAs for certificate-signed bundles (and for keys with a required log).
+    pub trusted_root: TrustedRoot,
+    /// Verify only this platform of an index (`os/arch[/variant]`).
+    pub platform: Option<String>,
+    /// The time rules like `max_age` compare against (Unix seconds); `None` = now.
+    pub now: Option<i64>,
+    /// Match scopes as if the artifact lived in this repository (an air-gapped copy in an OCI
+    /// layout stands for the registry repository it came from).
+    pub scope_repository: Option<String>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            trusted_root: TrustedRoot::empty(),
+            platform: None,
+            now: None,
+            scope_repository: None,
+        }
+    }
+}
+
+/// Why verification could not run (as opposed to a refusal, which is a report).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot resolve {reference}")]
+    Resolve {
+        reference: String,
+        #[source]
+        source: Box<transfer::Error>,
+    },
+    #[error("cannot fetch manifest {digest}")]
+    Fetch {
+        digest: Digest,
+        #[source]
+        source: Box<store::Error>,
+    },
+    #[error("cannot list what is attached to {digest}")]
+    Discover {
+        digest: Digest,
+        #[source]
+        source: Box<attach::Error>,
+    },
+}
+
+/// A signature or attestation that verified against a trusted signer and is bound to the
+/// artifact.
+#[derive(Clone, Debug)]
+struct Trusted {
+    signer: String,
+    /// One per key or identity: what the threshold counts.
+    fingerprint: String,
+    evidence: SignerEvidence,
+    predicate_type: Option<String>,
+    predicate: Option<Value>,
+    referrer: Digest,
+}
+
+/// Verifies the artifact `reference` names in `store` against `policy`.
+pub fn artifact(
+    store: &dyn Store,
+    reference: &Reference,
+    policy: &Policy,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, Error> {
+    let now = options.now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let policy_ref = PolicyRef {
+        source: policy.source.clone(),
+        digest: policy.digest.clone(),
+    };
+    let mut checks = Vec::new();
+
+    // 1. Resolve once.
+    let resolved = match transfer::resolve(store, reference) {
+        Ok(m) => m,
+        Err(transfer::Error::Store(e)) if e.is_integrity_failure() => {
+            let digest = reference.digest.clone().unwrap_or_else(|| Digest::of(b""));
+            checks.push(
+                Check::fail(CheckKind::Resolve, "resolve")
+                    .expected(reference.to_string())
+                    .found(e.to_string())
+                    .hint("the registry served content that does not match its digest; do not trust it"),
+            );
+            return Ok(refused(reference, digest, policy_ref, checks));
+        }
+        Err(source) => {
+            return Err(Error::Resolve {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            });
+        }
+    };
+    let digest = resolved.descriptor.digest.clone();
+    checks.push(match (&reference.digest, &reference.tag) {
+        (Some(_), _) => Check::pass(CheckKind::Resolve, "resolve")
+            .expected("the digest given")
+            .found(digest.to_string()),
+        (None, tag) => Check::pass(CheckKind::Resolve, "resolve tag once")
+            .expected(format!(
+                "tag {}",
+                tag.as_ref().map_or("latest".to_string(), |t| t.to_string())
+            ))
+            .found(digest.to_string()),
+    });
+
+    // 2. Fetch by digest and check.
+    let fetched = match store.get_manifest(&digest) {
+        Ok(f) => f,
+        Err(e) if e.is_integrity_failure() => {
+            checks.push(
+                Check::fail(CheckKind::Manifest, "manifest digest")
+                    .expected(digest.to_string())
+                    .found(e.to_string())
+                    .hint("the registry served a manifest that does not match the digest"),
+            );
+            return Ok(refused(reference, digest, policy_ref, checks));
+        }
+        Err(source) => {
+            return Err(Error::Fetch {
+                digest,
+                source: Box::new(source),
+            });
+        }
+    };
+    checks.push(
+        Check::pass(CheckKind::Manifest, "manifest digest")
+            .expected(digest.to_string())
+            .found(fetched.descriptor.digest.to_string()),
+    );
+
+    // 3. Scope.
+    let repository = options
+        .scope_repository
+        .clone()
+        .unwrap_or_else(|| reference.repository());
+    let Some(scope) = policy.scope_for(&repository) else {
+        checks.push(
+            Check::fail(CheckKind::Scope, "policy scope")
+                .expected(format!(
+                    "a scope whose repositories match {repository}; scopes: {}",
+                    policy
+                        .scopes
+                        .iter()
+                        .map(|s| format!(
+                            "{} {:?}",
+                            s.name,
+                            s.repositories
+                                .iter()
+                                .map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .found("no scope matches")
+                .hint(
+                    "add a scope for this repository to the policy; nothing is trusted by default",
+                ),
+        );
+        let mut report = refused(reference, digest, policy_ref, checks);
+        report.artifact.media_type = fetched.descriptor.media_type;
+        return Ok(report);
+    };
+    checks.push(
+        Check::pass(CheckKind::Scope, "policy scope")
+            .expected(format!("a scope matching {repository}"))
+            .found(scope.name.clone()),
+    );
+
+    let ctx = Ctx {
+        store,
+        scope,
+        options,
+        now,
+    };
+    let mut artifact = ctx.manifest(&fetched)?;
+    let mut all = checks;
+    all.append(&mut artifact.checks);
+    artifact.checks = all;
+
+    // An index: every platform (or the one asked for).
+    if let Manifest::Index(index) = &fetched.manifest {
+        let wanted = options.platform.as_deref();
+        let mut matched = 0;
+        for child in &index.manifests {
+            let platform = child.platform.as_ref().map(|p| {
+                let mut s = format!("{}/{}", p.os, p.architecture);
+                if let Some(v) = &p.variant {
+                    s.push('/');
+                    s.push_str(v);
+                }
+                s
+            });
+            if let Some(w) = wanted
+                && platform.as_deref() != Some(w)
+            {
+                continue;
+            }
+            if !child.is_manifest_like() {
+                continue;
+            }
+            matched += 1;
+            let child_manifest = match store.get_manifest(&child.digest) {
+                Ok(m) => m,
+                Err(e)
+                    if e.is_integrity_failure() || matches!(e, store::Error::NotFound { .. }) =>
+                {
+                    let mut r = empty_manifest(child.digest.clone(), child.media_type.clone());
+                    r.platform = platform;
+                    r.checks.push(
+                        Check::fail(CheckKind::Manifest, "platform manifest")
+                            .expected(child.digest.to_string())
+                            .found(e.to_string())
+                            .hint("the index names a manifest the store cannot serve intact"),
+                    );
+                    artifact.platforms.push(r);
+                    continue;
+                }
+                Err(source) => {
+                    return Err(Error::Fetch {
+                        digest: child.digest.clone(),
+                        source: Box::new(source),
+                    });
+                }
+            };
+            let mut r = ctx.manifest(&child_manifest)?;
+            r.platform = platform;
+            r.checks.insert(
+                0,
+                Check::pass(CheckKind::Manifest, "platform manifest digest")
+                    .expected(child.digest.to_string())
+                    .found(child_manifest.descriptor.digest.to_string()),
+            );
+            if !r.verified && artifact.verified {
+                // The index's signature covers the digests it lists: this platform is verified
+                // through it. Its own policy checks are not needed.
+                for c in &mut r.checks {
+                    if c.failed() && !matches!(c.kind, CheckKind::Manifest) {
+                        c.status = Status::Skip;
+                        c.hint = None;
+                    }
+                }
+                r.checks.push(
+                    Check::pass(CheckKind::Platform, "covered by the index")
+                        .expected("signed itself, or listed by a verified index")
+                        .found(format!("listed by verified index {digest}")),
+                );
+                r.verified = !r.checks.iter().any(Check::failed);
+            }
+            artifact.platforms.push(r);
+        }
+        if let Some(w) = wanted
+            && matched == 0
+        {
+            artifact.checks.push(
+                Check::fail(CheckKind::Platform, "platform")
+                    .expected(w.to_string())
+                    .found(format!(
+                        "the index lists {}",
+                        index
+                            .manifests
+                            .iter()
+                            .filter_map(|m| m.platform.as_ref())
+                            .map(|p| format!("{}/{}", p.os, p.architecture))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .hint("pick one of the platforms the index lists"),
+            );
+            artifact.verified = false;
+        }
+        artifact.verified = artifact.verified && artifact.platforms.iter().all(|p| p.verified);
+    }
+
+    Ok(VerifyReport {
+        reference: reference.to_string(),
+        pinned: reference.pinned(&digest),
+        digest,
+        scope: Some(scope.name.clone()),
+        policy: policy_ref,
+        verified: artifact.verified,
+        artifact,
+    })
+}
+
+fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
+    ManifestReport {
+        digest,
+        media_type,
+        platform: None,
+        verified: false,
+        checks: Vec::new(),
+        referrers: Vec::new(),
+        ignored: Vec::new(),
+        build_level: None,
+        platforms: Vec::new(),
+    }
+}
+
+fn refused(
+    reference: &Reference,
+    digest: Digest,
+    policy: PolicyRef,
+    checks: Vec<Check>,
+) -> VerifyReport {
+    let mut artifact = empty_manifest(digest.clone(), String::new());
+    artifact.checks = checks;
+    VerifyReport {
+        reference: reference.to_string(),
+        pinned: reference.pinned(&digest),
+        digest,
+        scope: None,
+        policy,
+        verified: false,
+        artifact,
+    }
+}
+
+struct Ctx<'a> {
+    store: &'a dyn Store,
+    scope: &'a Scope,
+    options: &'a VerifyOptions,
+    now: i64,
+}
+
+impl Ctx<'_> {
+    /// Discovery, each referrer, and the policy checks for one manifest.
+    fn manifest(&self, fetched: &store::FetchedManifest) -> Result<ManifestReport, Error> {
+        let digest = &fetched.descriptor.digest;
+        let mut report = empty_manifest(digest.clone(), fetched.descriptor.media_type.clone());
+        let found = match attach::discover(self.store, digest) {
+            Ok(f) => f,
+            Err(e) if refusable(&e) => {
+                report.checks.push(
+                    Check::fail(CheckKind::Discover, "discover signatures and attestations")
+                        .expected("referrers and legacy signature images within custody's limits")
+                        .found(e.to_string())
+                        .hint("something attached to this artifact is oversized or malformed; whoever can push to the repository can attach anything, so inspect it with `custody discover`"),
+                );
+                return Ok(report);
+            }
+            Err(source) => {
+                return Err(Error::Discover {
+                    digest: digest.clone(),
+                    source: Box::new(source),
+                });
+            }
+        };
+        let paths: Vec<String> = found
+            .paths
+            .iter()
+            .map(|p| {
+                serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .chain(std::iter::once("legacy cosign tags".to_string()))
+            .collect();
+        report.checks.push(
+            Check::pass(CheckKind::Discover, "discover signatures and attestations")
+                .expected(format!("every path: {}", paths.join(", ")))
+                .found(format!(
+                    "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored",
+                    found.bundles.len(),
+                    found.legacy.len(),
+                    found.ignored.len()
+                )),
+        );
+        report.ignored = found
+            .ignored
+            .iter()
+            .map(|i| IgnoredReferrer {
+                digest: i.digest.clone(),
+                artifact_type: i.artifact_type.clone(),
+                reason: i.reason.clone(),
+            })
+            .collect();
+
+        let mut trusted = Vec::new();
+        for b in found.bundles.iter().take(MAX_REFERRERS) {
+            let (r, t) = evaluate_bundle(b, digest, self.scope, &self.options.trusted_root);
+            report.referrers.push(r);
+            trusted.extend(t);
+        }
+        for l in found.legacy.iter().take(MAX_REFERRERS) {
+            let (r, t) = evaluate_legacy(l, digest, self.scope, &self.options.trusted_root);
+            report.referrers.push(r);
+            trusted.extend(t);
+        }
+        let (mut policy_checks, level) =
+            policy_checks(self.scope, &trusted, &report.referrers, self.now);
+        report.checks.append(&mut policy_checks);
+        report.build_level = level;
+        report.verified = !report.checks.iter().any(Check::failed);
+        Ok(report)
+    }
+}
+
+/// Discovery errors that mean "refused" rather than "could not run": oversized or malformed
+/// content somebody attached.
+fn refusable(e: &attach::Error) -> bool {
+    match e {
+        attach::Error::BadLegacyImage { .. } => true,
+        attach::Error::Store(s) => {
+            s.is_integrity_failure() || matches!(s, store::Error::Refused { .. })
+        }
+        attach::Error::Transfer(transfer::Error::Store(s)) => {
+            s.is_integrity_failure() || matches!(s, store::Error::Refused { .. })
+        }
+        attach::Error::Transfer(_) => false,
+    }
+}
+
+/// What a signature must be checked over, and how it is bound to the artifact.
+enum Binding {
+    /// An in-toto statement in a DSSE envelope: its subjects must include the artifact.
+    Statement,
+    /// A simple-signing payload: `docker-manifest-digest` must be the artifact.
+    SimpleSigning(Vec<u8>),
+    /// A message signature straight over the artifact digest.
+    Message,
+}
+
+fn evaluate_bundle(
+    found: &FoundBundle,
+    artifact: &Digest,
+    scope: &Scope,
+    root: &TrustedRoot,
+) -> (ReferrerReport, Option<Trusted>) {
+    let manifest = match &found.origin {
+        attach::Origin::Referrer { manifest, .. } | attach::Origin::Legacy { manifest, .. } => {
+            manifest.clone()
+        }
+    };
+    let mut report = ReferrerReport {
+        kind: ReferrerKind::Bundle,
+        manifest: manifest.clone(),
+        origin: found.origin.clone(),
+        predicate_type: None,
+        signer: None,
+        signer_identity: None,
+        signing_times: Vec::new(),
+        trusted: false,
+        checks: Vec::new(),
+    };
+    let bundle = match Bundle::from_json(&found.bundle) {
+        Ok(b) => b,
+        Err(e) => {
+            report.checks.push(
+                Check::fail(CheckKind::BundleFormat, "sigstore bundle")
+                    .expected("a Sigstore bundle v0.1-v0.3")
+                    .found(e.to_string())
+                    .hint("this referrer is not a usable bundle; it is ignored")
+                    .on(&manifest),
+            );
+            return (report, None);
+        }
+    };
+    report.checks.push(
+        Check::pass(CheckKind::BundleFormat, "sigstore bundle")
+            .found(bundle.media_type().to_string())
+            .on(&manifest),
+    );
+    let binding = match bundle.content() {
+        Content::Dsse(_) => Binding::Statement,
+        Content::MessageSignature { .. } => Binding::Message,
+    };
+    let trusted = evaluate_signed(&bundle, binding, artifact, scope, root, &mut report);
+    (report, trusted)
+}
+
+fn evaluate_legacy(
+    found: &FoundLegacy,
+    artifact: &Digest,
+    scope: &Scope,
+    root: &TrustedRoot,
+) -> (ReferrerReport, Option<Trusted>) {
+    let manifest = match &found.origin {
+        attach::Origin::Referrer { manifest, .. } | attach::Origin::Legacy { manifest, .. } => {
+            manifest.clone()
+        }
+    };
+    let mut report = ReferrerReport {
+        kind: match found.kind {
+            LegacyKind::Signature => ReferrerKind::LegacySignature,
+            LegacyKind::Attestation => ReferrerKind::LegacyAttestation,
+        },
+        manifest: manifest.clone(),
+        origin: found.origin.clone(),
+        predicate_type: None,
+        signer: None,
+        signer_identity: None,
+        signing_times: Vec::new(),
+        trusted: false,
+        checks: Vec::new(),
+    };
+    let fail = |report: &mut ReferrerReport,
+                kind,
+                name: &str,
+                expected: &str,
+                found: String,
+                hint: &str| {
+        report.checks.push(
+            Check::fail(kind, name)
+                .expected(expected)
+                .found(found)
+                .hint(hint)
+                .on(&manifest),
+        );
+    };
+    let cert = found
+        .annotations
+        .get(attach::ANNOTATION_COSIGN_CERTIFICATE)
+        .filter(|c| !c.trim().is_empty());
+    if cert.is_some() {
+        // A certificate is verified as a certificate (chain, identity, log) or not at all; its
+        // key is never used as a bare key (cosign GHSA-fx35-mq7g-6g98).
+        fail(
+            &mut report,
+            CheckKind::Signature,
+            "legacy keyless signature",
+            "a Sigstore bundle for certificate signatures",
+            "a legacy layer with a certificate annotation".into(),
+            "custody verifies keyless signatures in the bundle format (cosign v3 default); re-sign with --new-bundle-format",
+        );
+        return (report, None);
+    }
+    let bundle = match found.kind {
+        LegacyKind::Signature => {
+            let sig = found
+                .annotations
+                .get(attach::ANNOTATION_COSIGN_SIGNATURE)
+                .map(String::as_str)
+                .unwrap_or_default();
+            let signature = match base64_decode(sig) {
+                Some(s) if !s.is_empty() => s,
+                _ => {
+                    fail(
+                        &mut report,
+                        CheckKind::BundleFormat,
+                        "legacy signature",
+                        "a base64 signature in dev.cosignproject.cosign/signature",
+                        format!("{sig:.40?}"),
+                        "the .sig layer carries no usable signature",
+                    );
+                    return (report, None);
+                }
+            };
+            let content = Content::MessageSignature {
+                digest: Some(MessageDigest {
+                    algorithm: "SHA2_256".into(),
+                    digest: Digest::of(&found.payload).raw().to_vec(),
+                }),
+                signature,
+            };
+            Bundle::v0_3(Material::PublicKey { hint: None }, content, vec![], vec![])
+                .map(|b| (b, Binding::SimpleSigning(found.payload.clone())))
+        }
+        LegacyKind::Attestation => match Envelope::from_json(&found.payload) {
+            Ok(mut env) => {
+                env.signatures.truncate(1);
+                Bundle::v0_3(
+                    Material::PublicKey { hint: None },
+                    Content::Dsse(env),
+                    vec![],
+                    vec![],
+                )
+                .map(|b| (b, Binding::Statement))
+            }
+            Err(e) => {
+                fail(
+                    &mut report,
+                    CheckKind::BundleFormat,
+                    "legacy attestation",
+                    "a DSSE envelope",
+                    e.to_string(),
+                    "the .att layer is not a DSSE envelope",
+                );
+                return (report, None);
+            }
+        },
+    };
+    match bundle {
+        Ok((bundle, binding)) => {
+            report.checks.push(
+                Check::pass(CheckKind::BundleFormat, "legacy layer")
+                    .found(format!("{} layer", found.kind.suffix()))
+                    .on(&manifest),
+            );
+            let trusted = evaluate_signed(&bundle, binding, artifact, scope, root, &mut report);
+            (report, trusted)
+        }
+        Err(e) => {
+            fail(
+                &mut report,
+                CheckKind::BundleFormat,
+                "legacy layer",
+                "one signature",
+                e.to_string(),
+                "the legacy layer cannot be read",
+            );
+            (report, None)
+        }
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+}
+
+/// Depth of JSON nesting, iteratively (never recurses on untrusted input).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// A parsed statement's predicate type, subjects' sha256 digests and predicate.
+struct Statement {
+    predicate_type: String,
+    subjects: Vec<String>,
+    predicate: Value,
+}
+
+fn parse_statement(payload: &[u8]) -> Result<Statement, String> {
+    if payload.len() > MAX_STATEMENT_SIZE {
+        return Err(format!(
+            "statement is {} bytes; the limit is {MAX_STATEMENT_SIZE}",
+            payload.len()
+        ));
+    }
+    let depth = json_depth(payload);
+    if depth > MAX_STATEMENT_DEPTH {
+        return Err(format!(
+            "statement nests {depth} levels deep; the limit is {MAX_STATEMENT_DEPTH}"
+        ));
+    }
+    let v: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("statement is not json: {e}"))?;
+    let ty = v.get("_type").and_then(Value::as_str).unwrap_or("none");
+    if !STATEMENT_TYPES.contains(&ty) {
+        return Err(format!(
+            "statement _type is {ty:?}, not an in-toto statement"
+        ));
+    }
+    let predicate_type = v
+        .get("predicateType")
+        .and_then(Value::as_str)
+        .ok_or("statement has no predicateType")?
+        .to_owned();
+    let subjects = v
+        .get("subject")
+        .and_then(Value::as_array)
+        .ok_or("statement has no subject list")?
+        .iter()
+        .filter_map(|s| s.get("digest")?.get("sha256")?.as_str())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let predicate = v.get("predicate").cloned().unwrap_or(Value::Null);
+    Ok(Statement {
+        predicate_type,
+        subjects,
+        predicate,
+    })
+}
+
+/// Fingerprint and evidence of a verified signer.
+fn identity_of(v: &VerifiedBundle) -> (String, SignerEvidence, String) {
+    match &v.signer {
+        VerifiedSigner::Key { hint, .. } => (
+            format!("key:{hint}"),
+            SignerEvidence::Key {
+                fingerprint: hint.clone(),
+            },
+            format!("key {hint}"),
+        ),
+        VerifiedSigner::Certificate { identity, issuer } => (
+            format!("identity:{identity}|{issuer}"),
+            SignerEvidence::Certificate {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            },
+            format!("{identity} (issuer {issuer})"),
+        ),
+    }
+}
+
+/// Payload type, statement, signature against the scope's signers, and binding.
+fn evaluate_signed(
+    bundle: &Bundle,
+    binding: Binding,
+    artifact: &Digest,
+    scope: &Scope,
+    root: &TrustedRoot,
+    report: &mut ReferrerReport,
+) -> Option<Trusted> {
+    let on = report.manifest.clone();
+    let mut ok = true;
+
+    // Payload type and statement (read before the signature so the report can say what the
+    // referrer claims; nothing from it is trusted until the signature verifies).
+    let mut statement = None;
+    if let Content::Dsse(env) = bundle.content() {
+        let type_ok = env.payload_type == dsse::IN_TOTO_PAYLOAD_TYPE;
+        ok &= type_ok;
+        report.checks.push(
+            Check::of(type_ok, CheckKind::PayloadType, "dsse payload type")
+                .expected(dsse::IN_TOTO_PAYLOAD_TYPE)
+                .found(env.payload_type.clone())
+                .hint("only in-toto statements are accepted as attestations")
+                .on(&on),
+        );
+        match parse_statement(&env.payload) {
+            Ok(s) => {
+                report.predicate_type = Some(s.predicate_type.clone());
+                report.checks.push(
+                    Check::pass(CheckKind::Statement, "in-toto statement")
+                        .found(s.predicate_type.clone())
+                        .on(&on),
+                );
+                statement = Some(s);
+            }
+            Err(e) => {
+                ok = false;
+                report.checks.push(
+                    Check::fail(CheckKind::Statement, "in-toto statement")
+                        .expected(format!(
+                            "an in-toto statement within {MAX_STATEMENT_SIZE} bytes and {MAX_STATEMENT_DEPTH} levels"
+                        ))
+                        .found(e)
+                        .hint("the attestation cannot be read; it is ignored")
+                        .on(&on),
+                );
+            }
+        }
+    }
+
+    // What the signature is checked over: the statement's own subject (binding is a separate
+    // check below), the simple-signing payload, or the artifact digest.
+    let sig_digest;
+    let sig_artifact = match (&binding, &statement) {
+        (Binding::Statement, Some(s)) => {
+            let pick = if s.subjects.iter().any(|d| d == artifact.hex()) {
+                Some(artifact.clone())
+            } else {
+                s.subjects.first().and_then(|h| Digest::from_hex(h).ok())
+            };
+            sig_digest = pick.unwrap_or_else(|| artifact.clone());
+            Artifact::Digest(&sig_digest)
+        }
+        (Binding::Statement, None) => Artifact::Digest(artifact),
+        (Binding::SimpleSigning(payload), _) => Artifact::Bytes(payload),
+        (Binding::Message, _) => Artifact::Digest(artifact),
+    };
+
+    // Signature against each trusted signer whose kind fits the bundle's material.
+    let is_cert = !matches!(bundle.material(), Material::PublicKey { .. });
+    let candidates: Vec<&TrustedSigner> = scope
+        .signers
+        .iter()
+        .filter(|s| matches!(s.kind, SignerKind::Identity { .. }) == is_cert)
+        .collect();
+    let mut verified = None;
+    let mut errors: Vec<(&TrustedSigner, VerifyError)> = Vec::new();
+    for signer in &candidates {
+        let policy = match &signer.kind {
+            SignerKind::Key(key) => SigPolicy::Key(KeyPolicy {
+                key: key.clone(),
+                tlog: scope.key_tlog,
+            }),
+            SignerKind::Identity { issuer, subject } => SigPolicy::Identity(IdentityPolicy {
+                subject: subject.clone(),
+                issuer: issuer.clone(),
+            }),
+        };
+        match verify_bundle(bundle, sig_artifact, &policy, root) {
+            Ok(v) => {
+                verified = Some((*signer, v));
+                break;
+            }
+            Err(e) => errors.push((signer, e)),
+        }
+    }
+    let material = if is_cert { "certificate" } else { "key" };
+    let expected_signers = if candidates.is_empty() {
+        format!("a trusted {material} signer (the scope has none)")
+    } else {
+        candidates
+            .iter()
+            .map(|s| s.describe())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    match &verified {
+        Some((signer, v)) => {
+            let (_, _, shown) = identity_of(v);
+            report.signer = Some(signer.name.clone());
+            report.signer_identity = Some(shown.clone());
+            report.signing_times = v.signing_times.clone();
+            if is_cert {
+                report.checks.push(
+                    Check::pass(CheckKind::Identity, "certificate identity and issuer")
+                        .expected(signer.describe())
+                        .found(shown.clone())
+                        .on(&on),
+                );
+            }
+            report.checks.push(
+                Check::pass(CheckKind::Signature, "signature")
+                    .expected(expected_signers)
+                    .found(format!("signed by {shown}{}", evidence_note(&v.checks)))
+                    .on(&on),
+            );
+        }
+        None => {
+            ok = false;
+            let identity_errors: Vec<String> = errors
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    VerifyError::IdentityMismatch { found, .. } => {
+                        Some(format!("identity {}", found.as_deref().unwrap_or("none")))
+                    }
+                    VerifyError::IssuerMismatch { found, .. } => {
+                        Some(format!("issuer {}", found.as_deref().unwrap_or("none")))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !identity_errors.is_empty() {
+                report.checks.push(
+                    Check::fail(CheckKind::Identity, "certificate identity and issuer")
+                        .expected(expected_signers.clone())
+                        .found(identity_errors.join("; "))
+                        .hint(
+                            "the certificate is valid but names someone this policy does not trust",
+                        )
+                        .on(&on),
+                );
+            }
+            let found = if candidates.is_empty() {
+                format!("a bundle signed with a {material}")
+            } else {
+                errors
+                    .iter()
+                    .map(|(s, e)| format!("{}: {e}", s.name))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            report.checks.push(
+                Check::fail(CheckKind::Signature, "signature")
+                    .expected(expected_signers)
+                    .found(found)
+                    .hint(if is_cert {
+                        "not signed by a trusted identity, or the certificate, log entry or timestamp does not verify against the trusted root"
+                    } else {
+                        "not signed by a trusted key: anyone with push access can attach signatures, only trusted ones count"
+                    })
+                    .on(&on),
+            );
+        }
+    }
+
+    // Binding.
+    match (&binding, &statement) {
+        (Binding::Statement, Some(s)) => {
+            let bound = s.subjects.iter().any(|d| d == artifact.hex());
+            ok &= bound;
+            report.checks.push(
+                Check::of(bound, CheckKind::Subject, "statement subject")
+                    .expected(artifact.to_string())
+                    .found(if s.subjects.is_empty() {
+                        "no sha256 subject".to_string()
+                    } else {
+                        s.subjects
+                            .iter()
+                            .map(|h| format!("sha256:{h}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .hint(
+                        "this attestation is about another artifact; it was moved or replayed here",
+                    )
+                    .on(&on),
+            );
+        }
+        (Binding::SimpleSigning(payload), _) => {
+            let named = attach::simple_signing_digest(payload);
+            let bound = named.as_ref() == Some(artifact);
+            ok &= bound;
+            report.checks.push(
+                Check::of(bound, CheckKind::Subject, "signed manifest digest")
+                    .expected(artifact.to_string())
+                    .found(
+                        named
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "no docker-manifest-digest".into()),
+                    )
+                    .hint("this signature is for another artifact; it was moved or replayed here")
+                    .on(&on),
+            );
+        }
+        (Binding::Message, _) => {
+            // The signature was checked over the artifact digest itself.
+        }
+        (Binding::Statement, None) => {}
+    }
+
+    let (signer, v) = verified?;
+    if !ok {
+        return None;
+    }
+    report.trusted = true;
+    let (fingerprint, evidence, _) = identity_of(&v);
+    Some(Trusted {
+        signer: signer.name.clone(),
+        fingerprint,
+        evidence,
+        predicate_type: statement.as_ref().map(|s| s.predicate_type.clone()),
+        predicate: statement.map(|s| s.predicate),
+        referrer: on,
+    })
+}
+
+fn evidence_note(c: &crate::sign::verify::Checks) -> String {
+    let mut parts = Vec::new();
+    if c.certificate_chain {
+        parts.push("certificate chain");
+    }
+    if c.sct {
+        parts.push("sct");
+    }
+    if c.tlog {
+        parts.push("transparency log");
+    }
+    if c.verified_times > 0 {
+        parts.push("verified signing time");
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} verified)", parts.join(", "))
+    }
+}
+
+fn allowed(list: &Option<Vec<String>>, signer: &str) -> bool {
+    list.as_ref().is_none_or(|l| l.iter().any(|n| n == signer))
+}
+
+/// Why untrusted referrers with a given predicate type were not counted, for the report.
+fn untrusted_note(referrers: &[ReferrerReport], types: &[&str]) -> String {
+    let bad: Vec<String> = referrers
+        .iter()
+        .filter(|r| !r.trusted)
+        .filter(|r| {
+            r.predicate_type
+                .as_deref()
+                .is_some_and(|p| types.contains(&p))
+        })
+        .map(|r| {
+            let why = r
+                .checks
+                .iter()
+                .find(|c| c.failed())
+                .map_or("not trusted".to_string(), |c| c.name.clone() + " failed");
+            format!("{} ({why})", r.manifest.short())
+        })
+        .collect();
+    if bad.is_empty() {
+        "none".into()
+    } else {
+        format!("none trusted; refused: {}", bad.join(", "))
+    }
+}
+
+/// Threshold, required attestations, provenance and SBOM rules over the trusted referrers.
+fn policy_checks(
+    scope: &Scope,
+    trusted: &[Trusted],
+    referrers: &[ReferrerReport],
+    now: i64,
+) -> (Vec<Check>, Option<u8>) {
+    let mut checks = Vec::new();
+    let mut distinct: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in trusted {
+        distinct.entry(&t.fingerprint).or_insert(&t.signer);
+    }
+    let signer_names: BTreeSet<&str> = distinct.values().copied().collect();
+    checks.push(
+        Check::of(
+            distinct.len() >= scope.threshold as usize,
+            CheckKind::Threshold,
+            "trusted signers",
+        )
+        .expected(format!(
+            "at least {} distinct trusted signer(s)",
+            scope.threshold
+        ))
+        .found(format!(
+            "{} distinct ({} trusted signature(s)){}",
+            distinct.len(),
+            trusted.len(),
+            if signer_names.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    signer_names.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            }
+        ))
+        .hint(if trusted.is_empty() {
+            "nothing attached to this artifact is signed by a signer this policy trusts"
+        } else {
+            "one key or identity counts once however many signatures it made; more distinct signers are needed"
+        }),
+    );
+
+    for req in &scope.attestations {
+        let hit = trusted.iter().find(|t| {
+            t.predicate_type.as_deref() == Some(req.predicate_type.as_str())
+                && allowed(&req.signers, &t.signer)
+        });
+        checks.push(
+            Check::of(
+                hit.is_some(),
+                CheckKind::RequiredAttestation,
+                format!("attestation {}", req.predicate_type),
+            )
+            .expected(format!("a trusted {} attestation", req.predicate_type))
+            .found(match hit {
+                Some(t) => format!("signed by {}", t.signer),
+                None => untrusted_note(referrers, &[req.predicate_type.as_str()]),
+            })
+            .hint("attach the attestation, signed by a signer the policy names"),
+        );
+    }
+
+    let mut level = None;
+    if let Some(rules) = &scope.provenance {
+        let candidates: Vec<&Trusted> = trusted
+            .iter()
+            .filter(|t| {
+                t.predicate_type.as_deref() == Some(PREDICATE_SLSA_PROVENANCE_V1)
+                    && allowed(&rules.signers, &t.signer)
+            })
+            .collect();
+        if candidates.is_empty() {
+            checks.push(if rules.required {
+                Check::fail(CheckKind::ProvenancePresent, "slsa provenance")
+                    .expected(format!(
+                        "a {PREDICATE_SLSA_PROVENANCE_V1} attestation signed by {}",
+                        rules
+                            .signers
+                            .as_ref()
+                            .map_or("a trusted signer".to_string(), |s| s.join(" or "))
+                    ))
+                    .found(untrusted_note(referrers, &[PREDICATE_SLSA_PROVENANCE_V1]))
+                    .hint("attest the build's provenance (custody attest) with a trusted signer")
+            } else {
+                Check::skip(CheckKind::ProvenancePresent, "slsa provenance").found("none")
+            });
+        } else {
+            // The first provenance that meets every rule; else the one with the fewest failures.
+            let mut best: Option<(Vec<Check>, u8, &Trusted)> = None;
+            for t in candidates {
+                let facts = rules::provenance_facts(t.predicate.as_ref().unwrap_or(&Value::Null));
+                let (cs, l) = rules::evaluate_provenance(rules, &facts, &t.evidence, now);
+                let fails = cs.iter().filter(|c| c.failed()).count();
+                if best
+                    .as_ref()
+                    .is_none_or(|(b, _, _)| fails < b.iter().filter(|c| c.failed()).count())
+                {
+                    best = Some((cs, l, t));
+                }
+                if fails == 0 {
+                    break;
+                }
+            }
+            let (cs, l, t) = best.expect("at least one candidate");
+            checks.push(
+                Check::pass(CheckKind::ProvenancePresent, "slsa provenance")
+                    .found(format!("signed by {}", t.signer))
+                    .on(&t.referrer),
+            );
+            checks.extend(cs.into_iter().map(|c| c.on(&t.referrer)));
+            level = Some(l);
+        }
+    }
+
+    if let Some(rules) = &scope.sbom {
+        let hit = trusted.iter().find(|t| {
+            t.predicate_type
+                .as_deref()
+                .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p))
+                && allowed(&rules.signers, &t.signer)
+        });
+        checks.push(match (hit, rules.required) {
+            (Some(t), _) => Check::pass(CheckKind::SbomPresent, "sbom")
+                .found(format!(
+                    "{} signed by {}",
+                    t.predicate_type.as_deref().unwrap_or_default(),
+                    t.signer
+                ))
+                .on(&t.referrer),
+            (None, true) => Check::fail(CheckKind::SbomPresent, "sbom")
+                .expected(format!(
+                    "an SBOM attestation ({}) signed by {}",
+                    SBOM_PREDICATE_TYPES.join(" or "),
+                    rules
+                        .signers
+                        .as_ref()
+                        .map_or("a trusted signer".to_string(), |s| s.join(" or "))
+                ))
+                .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
+                .hint("attest the SBOM (custody attest --sbom) with a trusted signer"),
+            (None, false) => Check::skip(CheckKind::SbomPresent, "sbom").found("none"),
+        });
+    }
+    (checks, level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[{"b":1}]}"#), 3);
+        assert_eq!(json_depth(br#"{"a":"[[[[\"[["}"#), 1);
+        assert_eq!(json_depth(b"]]]]"), 0);
+        assert_eq!(json_depth(&b"[".repeat(10_000)), 10_000);
+    }
+
+    #[test]
+    fn statements_are_parsed_within_bounds_and_never_panic() {
+        let d = Digest::of(b"x");
+        let ok = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v0.1","subject":[{{"digest":{{"sha256":"{}"}}}},{{"name":"no digest"}}],"predicateType":"p","predicate":{{"a":1}}}}"#,
+            d.hex().to_uppercase()
+        );
+        let s = parse_statement(ok.as_bytes()).unwrap();
+        assert_eq!(s.predicate_type, "p");
+        assert_eq!(s.subjects, vec![d.hex().to_string()]);
+        assert_eq!(s.predicate["a"], 1);
+        let rows: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "not json"),
+            (b"\xff\xfe".to_vec(), "not json"),
+            (
+                br#"{"_type":"https://example.com/Other"}"#.to_vec(),
+                "not an in-toto statement",
+            ),
+            (
+                br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#.to_vec(),
+                "no predicateType",
+            ),
+            (
+                br#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"p","subject":{}}"#
+                    .to_vec(),
+                "no subject list",
+            ),
+            ([b"[".repeat(100), b"]".repeat(100)].concat(), "levels deep"),
+            (vec![b' '; MAX_STATEMENT_SIZE + 1], "bytes; the limit"),
+        ];
+        for (input, want) in rows {
+            let err = match parse_statement(&input) {
+                Ok(_) => panic!(
+                    "accepted {:?}",
+                    String::from_utf8_lossy(&input[..input.len().min(40)])
+                ),
+                Err(e) => e,
+            };
+            assert!(err.contains(want), "{err} does not say {want}");
+        }
+    }
+
+    #[test]
+    fn discovery_errors_split_into_refusals_and_failures_to_run() {
+        let refused = attach::Error::Store(store::Error::Refused {
+            what: "blob".into(),
+            reason: "too big".into(),
+        });
+        assert!(refusable(&refused));
+        let down = attach::Error::Store(store::Error::NotFound { what: "x".into() });
+        assert!(!refusable(&down));
+        let bad = attach::Error::BadLegacyImage {
+            tag: "t".into(),
+            reason: "index".into(),
+        };
+        assert!(refusable(&bad));
+    }
+}
