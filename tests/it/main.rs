@@ -5,6 +5,8 @@ mod conformance;
 mod cosign_blob;
 mod hostile;
 mod interop;
+mod keyless;
 mod registry;
 mod sign_cli;
+mod sigstore_stack;
 mod support;
