@@ -182,10 +182,14 @@ pub fn keyless_instance(options: &SignerOptions) -> Result<SigstoreInstance, Key
     let mut instance = match &options.signing_config {
         Some(path) => SigstoreInstance::from_files(path, options.trusted_root.as_deref())?,
         None => {
+            // The shipped public-good root is a snapshot that may predate a key rotation: a
+            // new bundle is checked only against a root the caller names.
             let mut i = SigstoreInstance::public_good()?;
-            if let Some(root) = &options.trusted_root {
-                i.trusted_root = Some(keyless::load_trusted_root(root)?);
-            }
+            i.trusted_root = options
+                .trusted_root
+                .as_deref()
+                .map(keyless::load_trusted_root)
+                .transpose()?;
             i
         }
     };
