@@ -518,3 +518,132 @@ fn cosign_keyless_bundle_from_the_same_stack_verifies_with_custody() {
     let out = verify_cli(&stack, &file, &bundle, EMAIL, &stack.oidc.url);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// Rekor v1 needs Trillian and MariaDB, which this stack does not run; an in-process stand-in
+/// records the request and answers with a canned entry, so the v1 request shape and the parsing
+/// of its answer are checked against the real Fulcio and TSA.
+#[test]
+fn rekor_v1_stand_in_receives_a_hashedrekord_with_the_fulcio_certificate() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let stack = SigstoreStack::shared();
+    let answer = serde_json::json!({"3f0d": {
+        "body": STANDARD.encode(br#"{"kind":"hashedrekord"}"#),
+        "integratedTime": 1_795_000_000,
+        "logID": "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d",
+        "logIndex": 7,
+        "verification": {
+            "inclusionProof": {"checkpoint": "rekor.test - 1\n8\nAAAA\n", "hashes": [],
+                               "logIndex": 7, "rootHash": "00", "treeSize": 8},
+            "signedEntryTimestamp": STANDARD.encode(b"set"),
+        }
+    }});
+    let rekor = HostileServer::start(move |req| {
+        if req.method == "POST" && req.path == "/api/v1/log/entries" {
+            Response::new(201)
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&answer).unwrap())
+        } else {
+            Response::new(404)
+        }
+    });
+    let instance = custody::sign::SigstoreInstance {
+        fulcio_url: stack.fulcio_url.clone(),
+        rekor_url: format!("http://{}", rekor.host),
+        rekor_version: custody::sign::RekorVersion::V1,
+        tsa_url: Some(stack.tsa_url.clone()),
+        trusted_root: None,
+    };
+    let token = custody::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
+    let signer = custody::sign::KeylessSigner::new(instance, &token).expect("fulcio certificate");
+    let blob = b"for rekor v1";
+    let bundle = sign_blob(blob, &signer).expect("signed");
+    let entry = &bundle.tlog_entries()[0];
+    assert_eq!((entry.log_index, entry.integrated_time), (7, 1_795_000_000));
+    assert_eq!(
+        (entry.kind.as_str(), entry.kind_version.as_str()),
+        ("hashedrekord", "0.0.1")
+    );
+    assert_eq!(entry.inclusion_promise.as_deref(), Some(&b"set"[..]));
+
+    let requests = rekor.requests.lock().unwrap();
+    assert_eq!(requests.len(), 1);
+    let sent: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(sent["kind"], "hashedrekord");
+    assert_eq!(sent["apiVersion"], "0.0.1");
+    assert_eq!(sent["spec"]["data"]["hash"]["algorithm"], "sha256");
+    assert_eq!(
+        sent["spec"]["data"]["hash"]["value"],
+        Digest::of(blob).hex()
+    );
+    let custody::sign::Content::MessageSignature { signature, .. } = bundle.content() else {
+        panic!("a blob bundle holds a message signature")
+    };
+    assert_eq!(
+        sent["spec"]["signature"]["content"],
+        STANDARD.encode(signature)
+    );
+    let pem = STANDARD
+        .decode(
+            sent["spec"]["signature"]["publicKey"]["content"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let (label, der) = pem_rfc7468::decode_vec(&pem).unwrap();
+    assert_eq!(label, "CERTIFICATE");
+    assert_eq!(der, signer.certificate());
+}
+
+/// A Fulcio that answers with garbage or an endless body is reported, never trusted.
+#[test]
+fn misbehaving_fulcio_is_reported_as_such() {
+    let stack = SigstoreStack::shared();
+    let token = custody::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
+    let cases: [(&str, Response, &str); 3] = [
+        (
+            "not json",
+            Response::new(200).body("<html>"),
+            "unexpected fulcio response",
+        ),
+        (
+            "no chain",
+            Response::new(200).body(r#"{"signedCertificateEmbeddedSct": {}}"#),
+            "no signedCertificateEmbeddedSct or signedCertificateDetachedSct chain",
+        ),
+        (
+            "huge",
+            Response::new(200).body(vec![b' '; 5 * 1024 * 1024]),
+            "response is larger than",
+        ),
+    ];
+    for (what, response, expected) in cases {
+        let response = std::sync::Mutex::new(Some(response));
+        let fulcio = HostileServer::start(move |_| {
+            response
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or(Response::new(500))
+        });
+        let instance = custody::sign::SigstoreInstance {
+            fulcio_url: format!("http://{}", fulcio.host),
+            rekor_url: stack.rekor_url.clone(),
+            rekor_version: custody::sign::RekorVersion::V2,
+            tsa_url: Some(stack.tsa_url.clone()),
+            trusted_root: None,
+        };
+        let err = custody::sign::KeylessSigner::new(instance, &token).expect_err(what);
+        assert!(
+            matches!(
+                err,
+                custody::sign::KeylessError::BadResponse {
+                    service: "fulcio",
+                    ..
+                }
+            ),
+            "{what}: {err:?}"
+        );
+        assert!(err.to_string().contains(expected), "{what}: {err}");
+    }
+}
