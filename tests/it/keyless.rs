@@ -647,3 +647,58 @@ fn misbehaving_fulcio_is_reported_as_such() {
         assert!(err.to_string().contains(expected), "{what}: {err}");
     }
 }
+
+/// Not a check: times keyless `sign-blob` of custody and cosign against the same local stack
+/// and prints medians and their ratio. Run by `scripts/bench-keyless`.
+#[test]
+#[ignore = "benchmark; run scripts/bench-keyless"]
+fn bench_keyless_sign_blob_against_cosign() {
+    let runs: usize = std::env::var("CUSTODY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let stack = SigstoreStack::shared();
+    let dir = support::tempdir();
+    let file = dir.path().join("blob");
+    support::write_data(&file, 1 << 20, 3);
+    let token_file = dir.path().join("token");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..runs {
+        std::fs::write(&token_file, stack.oidc.token()).unwrap();
+        let start = std::time::Instant::now();
+        let out = sign_cli(
+            &stack,
+            &file,
+            &dir.path().join("c.json"),
+            &["--identity-token", token_file.to_str().unwrap()],
+        );
+        ours.push(start.elapsed().as_secs_f64());
+        assert!(out.status.success(), "{}", text(&out));
+        let start = std::time::Instant::now();
+        let out = stack
+            .cosign()
+            .args(["sign-blob", "-y", "--identity-token"])
+            .arg(&token_file)
+            .arg("--signing-config")
+            .arg(&stack.signing_config)
+            .arg("--trusted-root")
+            .arg(&stack.trusted_root)
+            .arg("--bundle")
+            .arg(dir.path().join("s.json"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        theirs.push(start.elapsed().as_secs_f64());
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (c, s) = (median(ours), median(theirs));
+    println!(
+        "keyless sign-blob, 1 MiB, median of {runs}: custody {c:.3}s (includes verifying against the trusted root), cosign {s:.3}s, ratio custody/cosign {:.2}",
+        c / s
+    );
+}
