@@ -65,6 +65,12 @@ pub struct SigstoreInstance {
 pub enum KeylessError {
     #[error("signing config is {size} bytes, more than the {max} allowed")]
     ConfigTooLarge { size: usize, max: usize },
+    #[error("{path} is {size} bytes, more than the {max} allowed")]
+    FileTooLarge {
+        path: String,
+        size: usize,
+        max: usize,
+    },
     #[error("cannot read {path}")]
     Read {
         path: String,
@@ -239,7 +245,8 @@ fn read_file(path: &Path, max: usize) -> Result<Vec<u8>, KeylessError> {
         .read_to_end(&mut bytes)
         .map_err(err)?;
     if bytes.len() > max {
-        return Err(KeylessError::ConfigTooLarge {
+        return Err(KeylessError::FileTooLarge {
+            path: path.display().to_string(),
             size: bytes.len(),
             max,
         });

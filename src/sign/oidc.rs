@@ -175,7 +175,7 @@ impl IdentityToken {
 /// `--identity-token`: the token text, or the path of a file holding it (as cosign accepts).
 pub fn explicit_token(value: &str) -> Result<IdentityToken, OidcError> {
     let path = std::path::Path::new(value);
-    // A JWT has two dots and no slash-free path would be mistaken for it; check files first.
+    // An existing file wins: a token is never also the name of a file in the working folder.
     if !value.is_empty() && value.len() < 4096 && path.is_file() {
         let bytes = read_bounded(path)?;
         let text = String::from_utf8(bytes).map_err(|_| OidcError::Malformed {
