@@ -73,7 +73,7 @@ pub enum Command {
     Provenance(attest_cmds::ProvenanceArgs),
     /// Generate an encrypted ECDSA P-256 key pair (cosign format).
     Keygen(sign_cmds::KeygenArgs),
-    /// Sign a file with a key into a Sigstore bundle.
+    /// Sign a file into a Sigstore bundle, with a key or keyless (Fulcio, Rekor, TSA).
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
@@ -177,6 +177,9 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 
 fn hint_of(error: &anyhow::Error) -> Option<String> {
     for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<crate::sign::SignerSetupError>() {
+            return e.hint();
+        }
         if let Some(e) = store_error(cause) {
             return match e {
                 store::Error::TagExists { .. } => Some(
@@ -306,11 +309,9 @@ fn keygen(args: &sign_cmds::KeygenArgs) -> Result<Report, Failure> {
 }
 
 fn sign_blob(args: &sign_cmds::SignBlobArgs) -> Result<Report, Failure> {
-    sign_cmds::run_sign_blob(args)?;
-    Ok(Report {
-        human: format!("bundle written to {}\n", args.bundle.display()),
-        json: serde_json::json!({ "bundle": args.bundle }),
-    })
+    let signed = sign_cmds::run_sign_blob(args)?;
+    let (human, json) = sign_cmds::describe_signed(&signed, &args.bundle);
+    Ok(Report { human, json })
 }
 
 fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> {

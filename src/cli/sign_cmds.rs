@@ -2,6 +2,7 @@
 //! handlers. This is the only place that reads passwords and key material from the environment
 //! (`COSIGN_PASSWORD`, `CUSTODY_PASSWORD`, `env://VAR` keys) or prompts on the terminal.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,9 @@ use crate::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
-use crate::sign::{Bundle, KeySigner, sign_blob};
+use crate::sign::{
+    Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
+};
 
 /// Environment variables read for a key password, in order (a set-but-empty value counts).
 pub const PASSWORD_ENV_VARS: &[&str] = &["COSIGN_PASSWORD", "CUSTODY_PASSWORD"];
@@ -33,12 +36,40 @@ pub struct KeygenArgs {
 pub struct SignBlobArgs {
     /// The file to sign.
     pub file: PathBuf,
-    /// Private key: a cosign key file, a PKCS#8 PEM file, or env://VAR.
+    /// Private key: a cosign key file, a PKCS#8 PEM file, or env://VAR. Without it, signs
+    /// keyless when an identity token is available.
     #[arg(long, value_name = "KEY")]
-    pub key: String,
+    pub key: Option<String>,
     /// Where to write the Sigstore bundle (v0.3).
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
+    #[command(flatten)]
+    pub keyless: KeylessArgs,
+}
+
+/// Keyless signing flags, shared by every command that signs.
+#[derive(Debug, Default, clap::Args)]
+pub struct KeylessArgs {
+    /// OIDC identity token (or a file holding it) for Fulcio. Without it: SIGSTORE_ID_TOKEN,
+    /// then the GitHub Actions token (audience sigstore).
+    #[arg(long, value_name = "TOKEN|FILE")]
+    pub identity_token: Option<String>,
+    /// Sigstore signing config (signingconfig v0.2 JSON): Fulcio, Rekor and TSA urls.
+    /// Default: public-good Sigstore.
+    #[arg(long, value_name = "FILE")]
+    pub signing_config: Option<PathBuf>,
+    /// trusted_root.json the new bundle must verify against before it is written.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Fulcio url, overriding the signing config.
+    #[arg(long, value_name = "URL")]
+    pub fulcio_url: Option<String>,
+    /// Rekor url, overriding the signing config (same API version as the log it replaces).
+    #[arg(long, value_name = "URL")]
+    pub rekor_url: Option<String>,
+    /// RFC 3161 timestamp endpoint (…/api/v1/timestamp), overriding the signing config.
+    #[arg(long, value_name = "URL")]
+    pub tsa_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,15 +181,115 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
-/// `custody sign-blob`: signs a file with a key and writes a v0.3 bundle.
-pub fn run_sign_blob(args: &SignBlobArgs) -> anyhow::Result<Bundle> {
-    let key = load_signing_key(&args.key)?;
+/// Environment variables keyless signing reads for a token.
+pub const TOKEN_ENV_VARS: &[&str] = &[
+    oidc::SIGSTORE_ID_TOKEN_VAR,
+    oidc::GITHUB_REQUEST_URL_VAR,
+    oidc::GITHUB_REQUEST_TOKEN_VAR,
+];
+
+/// The token variables of this process, for [`crate::sign::choose_signer`].
+pub fn token_env() -> BTreeMap<String, String> {
+    TOKEN_ENV_VARS
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect()
+}
+
+/// Signer options from a `--key` and the keyless flags; loads (and unlocks) the key.
+pub fn signer_options(key: Option<&str>, keyless: &KeylessArgs) -> anyhow::Result<SignerOptions> {
+    Ok(SignerOptions {
+        key: key.map(load_signing_key).transpose()?,
+        identity_token: keyless.identity_token.clone().map(SecretText::new),
+        signing_config: keyless.signing_config.clone(),
+        trusted_root: keyless.trusted_root.clone(),
+        fulcio_url: keyless.fulcio_url.clone(),
+        rekor_url: keyless.rekor_url.clone(),
+        tsa_url: keyless.tsa_url.clone(),
+    })
+}
+
+/// What `sign-blob` did.
+#[derive(Debug)]
+pub struct SignedBlob {
+    pub bundle: Bundle,
+    /// Keyless: who the certificate names, per the token, and where the token came from.
+    pub keyless: Option<(oidc::TokenClaims, oidc::TokenSource)>,
+    /// The check of the new bundle against `--trusted-root`, when one was given.
+    pub checked: Option<VerifiedBundle>,
+}
+
+/// `custody sign-blob`: signs a file with a key, or keyless, and writes a v0.3 bundle. A keyless
+/// bundle is verified against `--trusted-root` (when given) before it is written.
+pub fn run_sign_blob(args: &SignBlobArgs) -> anyhow::Result<SignedBlob> {
+    let options = signer_options(args.key.as_deref(), &args.keyless)?;
     let blob = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let bundle = sign_blob(&blob, &KeySigner::new(key)).context("signing failed")?;
-    std::fs::write(&args.bundle, bundle.to_json())
+    let signer = choose_signer(&options, &token_env())?;
+    let bundle = sign_blob(&blob, &signer).context("signing failed")?;
+    let mut signed = SignedBlob {
+        bundle,
+        keyless: None,
+        checked: None,
+    };
+    if let ChosenSigner::Keyless { claims, source, .. } = &signer {
+        if let Some(root) = signer.trusted_root() {
+            let policy = Policy::Identity(IdentityPolicy {
+                subject: SubjectMatcher::Regex(regex::Regex::new("").expect("empty regex")),
+                issuer: claims.issuer.clone(),
+            });
+            let verified = verify_bundle(&signed.bundle, Artifact::Bytes(&blob), &policy, root)
+                .context(
+                    "the new bundle does not verify against the trusted root; it was not written",
+                )?;
+            signed.checked = Some(verified);
+        }
+        signed.keyless = Some((claims.clone(), *source));
+    }
+    std::fs::write(&args.bundle, signed.bundle.to_json())
         .with_context(|| format!("cannot write bundle {}", args.bundle.display()))?;
-    Ok(bundle)
+    Ok(signed)
+}
+
+/// Human lines and JSON for a `sign-blob` result.
+pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serde_json::Value) {
+    let mut human = String::new();
+    let mut json = serde_json::json!({ "bundle": bundle_path });
+    if let Some((claims, source)) = &signed.keyless {
+        let who = claims.email.as_deref().unwrap_or(&claims.subject);
+        human.push_str(&format!(
+            "signed keyless as {who} (issuer {}, token from {})\n",
+            claims.issuer,
+            serde_json::to_value(source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+        for e in signed.bundle.tlog_entries() {
+            human.push_str(&format!(
+                "transparency log: {} {} entry {}\n",
+                e.kind, e.kind_version, e.log_index
+            ));
+        }
+        human.push_str(&format!(
+            "timestamps: {}\n",
+            signed.bundle.rfc3161_timestamps().len()
+        ));
+        json["keyless"] = serde_json::json!({
+            "issuer": claims.issuer,
+            "subject": claims.subject,
+            "email": claims.email,
+            "tokenSource": source,
+            "tlogEntries": signed.bundle.tlog_entries().iter().map(|e| e.log_index).collect::<Vec<_>>(),
+            "timestamps": signed.bundle.rfc3161_timestamps().len(),
+        });
+    }
+    if let Some(v) = &signed.checked {
+        human.push_str("checked against the trusted root: verified\n");
+        json["checked"] = serde_json::to_value(v).unwrap_or_default();
+    }
+    human.push_str(&format!("bundle written to {}\n", bundle_path.display()));
+    (human, json)
 }
 
 /// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the

@@ -654,6 +654,22 @@ fn check_tlog_entries(entries: &[TlogEntry], version: BundleVersion) -> Result<(
     Ok(())
 }
 
+impl TlogEntry {
+    /// Parses one protojson `TransparencyLogEntry`, as Rekor v2 answers an entry request.
+    pub fn from_json(input: &[u8]) -> Result<TlogEntry, BundleError> {
+        if input.len() > MAX_BUNDLE_SIZE {
+            return Err(BundleError::TooLarge {
+                size: input.len(),
+                max: MAX_BUNDLE_SIZE,
+            });
+        }
+        let wire: WireTlogEntry = serde_json::from_slice(input).map_err(|e| BundleError::Json {
+            reason: e.to_string(),
+        })?;
+        tlog_entry(wire)
+    }
+}
+
 fn tlog_entry(e: WireTlogEntry) -> Result<TlogEntry, BundleError> {
     let inclusion_proof = match e.inclusion_proof {
         None => None,

@@ -125,6 +125,10 @@ impl fmt::Debug for Password {
 pub struct SecretText(Zeroizing<String>);
 
 impl SecretText {
+    pub fn new(text: String) -> SecretText {
+        SecretText(Zeroizing::new(text))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

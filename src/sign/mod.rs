@@ -1,13 +1,16 @@
 //! Signing and bundle verification: cosign-compatible keys ([`keys`]), DSSE envelopes
 //! ([`dsse`]), Sigstore bundles ([`bundle`]: v0.1-v0.3 read, v0.3 written), the [`Signer`] seam
-//! (a key signer now, a keyless Fulcio/Rekor/TSA signer later) and [`verify`].
+//! (a key signer, and the keyless Fulcio/Rekor/TSA signer in [`keyless`] with tokens from
+//! [`oidc`]) and [`verify`]. [`signer_from_options`] picks one for a command.
 //!
 //! Sign an in-toto statement: `sign_statement(&statement_json, &KeySigner::new(key))`.
 //! Verify: `verify::verify_bundle(&bundle, Artifact::Digest(d), &policy, &trusted_root)`.
 
 pub mod bundle;
 pub mod dsse;
+pub mod keyless;
 pub mod keys;
+pub mod oidc;
 pub mod verify;
 
 pub use bundle::{Bundle, BundleError, Content, Material};
@@ -16,7 +19,11 @@ pub use verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, TrustedRoot, VerifiedBundle, VerifyError,
 };
 
+use std::path::PathBuf;
+
 use crate::digest::Digest;
+pub use keyless::{KeylessError, KeylessSigner, RekorVersion, SigstoreInstance};
+pub use keys::SecretText;
 
 /// Why signing failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +86,159 @@ impl Signer for KeySigner {
             hint: Some(self.key.public_key().hint()),
         }
     }
+}
+
+/// How a command chooses its signer: the key when one is given, otherwise keyless when an
+/// identity token is available (`--identity-token`, `SIGSTORE_ID_TOKEN`, GitHub Actions).
+/// Keyless services come from `signing_config` (public-good Sigstore without one), then the
+/// single-URL overrides; `--rekor-url` keeps the API version of the log it replaces.
+#[derive(Debug, Default)]
+pub struct SignerOptions {
+    /// A private key, already loaded (reading passwords is the caller's business).
+    pub key: Option<SigningKey>,
+    /// `--identity-token`: the token, or the path of a file holding it.
+    pub identity_token: Option<SecretText>,
+    /// A signing config (`signingconfig.v0.2`) file.
+    pub signing_config: Option<PathBuf>,
+    /// A `trusted_root.json` the new bundle is checked against before it is handed out.
+    pub trusted_root: Option<PathBuf>,
+    pub fulcio_url: Option<String>,
+    pub rekor_url: Option<String>,
+    /// Full timestamp endpoint, e.g. `https://tsa.example/api/v1/timestamp`.
+    pub tsa_url: Option<String>,
+}
+
+/// Why no signer could be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerSetupError {
+    #[error("no key and no identity token: nothing to sign with")]
+    NoSigner,
+    #[error("cannot get an identity token")]
+    Token(#[from] oidc::OidcError),
+    #[error("keyless signing failed")]
+    Keyless(#[from] KeylessError),
+}
+
+impl SignerSetupError {
+    /// A one-line suggestion for the person running the command.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SignerSetupError::NoSigner => Some(format!(
+                "pass --key, or --identity-token, or set {} (GitLab id_tokens with aud: sigstore), or run in GitHub Actions with `permissions: id-token: write`",
+                oidc::SIGSTORE_ID_TOKEN_VAR
+            )),
+            SignerSetupError::Keyless(e) => e.hint().map(str::to_string),
+            SignerSetupError::Token(_) => None,
+        }
+    }
+}
+
+/// The signer [`choose_signer`] picked, with what a report needs to say about it.
+#[derive(Debug)]
+pub enum ChosenSigner {
+    Key(KeySigner),
+    Keyless {
+        signer: Box<KeylessSigner>,
+        source: oidc::TokenSource,
+        claims: oidc::TokenClaims,
+    },
+}
+
+impl ChosenSigner {
+    /// The trusted root a keyless bundle can be checked against, when one is known.
+    pub fn trusted_root(&self) -> Option<&TrustedRoot> {
+        match self {
+            ChosenSigner::Key(_) => None,
+            ChosenSigner::Keyless { signer, .. } => signer.instance().trusted_root.as_ref(),
+        }
+    }
+}
+
+impl Signer for ChosenSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self {
+            ChosenSigner::Key(s) => s.sign(message),
+            ChosenSigner::Keyless { signer, .. } => signer.sign(message),
+        }
+    }
+
+    fn verification_material(&self) -> Material {
+        match self {
+            ChosenSigner::Key(s) => s.verification_material(),
+            ChosenSigner::Keyless { signer, .. } => signer.verification_material(),
+        }
+    }
+
+    fn evidence(&self, content: &Content) -> Result<Evidence, SignError> {
+        match self {
+            ChosenSigner::Key(s) => s.evidence(content),
+            ChosenSigner::Keyless { signer, .. } => signer.evidence(content),
+        }
+    }
+}
+
+/// The Sigstore deployment `options` describe.
+pub fn keyless_instance(options: &SignerOptions) -> Result<SigstoreInstance, KeylessError> {
+    let mut instance = match &options.signing_config {
+        Some(path) => SigstoreInstance::from_files(path, options.trusted_root.as_deref())?,
+        None => {
+            // The shipped public-good root is a snapshot that may predate a key rotation: a
+            // new bundle is checked only against a root the caller names.
+            let mut i = SigstoreInstance::public_good()?;
+            i.trusted_root = options
+                .trusted_root
+                .as_deref()
+                .map(keyless::load_trusted_root)
+                .transpose()?;
+            i
+        }
+    };
+    let trim = |u: &String| u.trim_end_matches('/').to_string();
+    if let Some(u) = &options.fulcio_url {
+        instance.fulcio_url = trim(u);
+    }
+    if let Some(u) = &options.rekor_url {
+        instance.rekor_url = trim(u);
+    }
+    if let Some(u) = &options.tsa_url {
+        instance.tsa_url = Some(trim(u));
+    }
+    Ok(instance)
+}
+
+/// Picks the signer: the key if given, else keyless if a token is available, else
+/// [`SignerSetupError::NoSigner`]. Keyless setup asks Fulcio for the certificate now.
+pub fn choose_signer(
+    options: &SignerOptions,
+    env: &(impl crate::ci::Environment + ?Sized),
+) -> Result<ChosenSigner, SignerSetupError> {
+    if let Some(key) = &options.key {
+        return Ok(ChosenSigner::Key(KeySigner::new(key.clone())));
+    }
+    let http = keyless::http_client().map_err(|source| KeylessError::Http {
+        service: "oidc",
+        url: String::new(),
+        source,
+    })?;
+    let explicit = options.identity_token.as_ref().map(|t| t.expose());
+    let Some((token, source)) = oidc::ambient_token(explicit, env, &http)? else {
+        return Err(SignerSetupError::NoSigner);
+    };
+    let instance = keyless_instance(options)?;
+    let signer = KeylessSigner::new(instance, &token)?;
+    Ok(ChosenSigner::Keyless {
+        signer: Box::new(signer),
+        source,
+        claims: token.claims().clone(),
+    })
+}
+
+/// [`choose_signer`] for callers that only need the [`Signer`] seam.
+pub fn signer_from_options(
+    options: &SignerOptions,
+    env: &(impl crate::ci::Environment + ?Sized),
+) -> Result<Box<dyn Signer>, SignerSetupError> {
+    Ok(Box::new(choose_signer(options, env)?))
 }
 
 fn finish(content: Content, signer: &dyn Signer) -> Result<Bundle, SignError> {
