@@ -17,7 +17,6 @@ use crate::attach::{
 use crate::attest::Timestamp;
 use crate::oci::Descriptor;
 use crate::reference::Reference;
-use crate::sign::{KeySigner, Signer};
 use crate::store::{self, Store};
 use crate::transfer;
 
@@ -46,25 +45,27 @@ pub const PREDICATE_TYPE_SHORTCUTS: &[(&str, &str)] = &[
 #[derive(clap::Args, Debug, Clone)]
 pub struct SignerArgs {
     /// Private key: a cosign key file, a PKCS#8 PEM file, or env://VAR. The password comes
-    /// from COSIGN_PASSWORD or CUSTODY_PASSWORD, else a terminal prompt.
+    /// from COSIGN_PASSWORD or CUSTODY_PASSWORD, else a terminal prompt. Without a key,
+    /// custody signs keyless with an OIDC identity token (--identity-token, SIGSTORE_ID_TOKEN,
+    /// or the GitHub Actions token service).
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
+    #[command(flatten)]
+    pub keyless: super::sign_cmds::KeylessArgs,
 }
 
-/// Builds the signer the arguments ask for. Keyless signing (no `--key`) is refused until the
-/// keyless signer is part of the build.
-pub fn signer_from_args(args: &SignerArgs) -> Result<Box<dyn Signer>, Failure> {
-    match &args.key {
-        Some(key) => {
-            let key = super::sign_cmds::load_signing_key(key)?;
-            Ok(Box::new(KeySigner::new(key)))
-        }
-        None => Err(Failure {
-            error: anyhow::anyhow!("keyless signing is not available in this build"),
+/// Builds the signer the arguments ask for: the key when one is given, else keyless with the
+/// identity token the environment offers.
+pub fn signer_from_args(args: &SignerArgs) -> Result<crate::sign::ChosenSigner, Failure> {
+    let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
+    crate::sign::choose_signer(&options, &super::sign_cmds::token_env()).map_err(|e| {
+        let hint = e.hint();
+        Failure {
+            error: anyhow::Error::new(e).context("cannot set up signing"),
             code: EXIT_ERROR,
-            hint: Some("pass --key with a cosign key file (custody keygen makes one)".into()),
-        }),
-    }
+            hint,
+        }
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -295,8 +296,8 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
         repository: Some(reference.repository()),
         created: None,
     };
-    let attachment = attach::sign_artifact(store.as_ref(), &subject, signer.as_ref(), &options)
-        .map_err(|e| {
+    let attachment =
+        attach::sign_artifact(store.as_ref(), &subject, &signer, &options).map_err(|e| {
             signing_failure(
                 e,
                 format!("cannot sign {}", reference.pinned(&subject.digest)),
@@ -323,14 +324,13 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
         predicate_type,
         predicate,
     };
-    let attachment =
-        attach::attest_artifact(store.as_ref(), &subject, input, signer.as_ref(), &options)
-            .map_err(|e| {
-                signing_failure(
-                    e,
-                    format!("cannot attest {}", reference.pinned(&subject.digest)),
-                )
-            })?;
+    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+        .map_err(|e| {
+            signing_failure(
+                e,
+                format!("cannot attest {}", reference.pinned(&subject.digest)),
+            )
+        })?;
     write_bundle(&args.bundle, &attachment)?;
     Ok(report("attested", &reference, &attachment, &args.bundle))
 }

@@ -12,13 +12,16 @@ use super::{Cli, Failure, Report, sign_cmds, store_options};
 use crate::attach::LegacyTags;
 use crate::attest::Timestamp;
 use crate::ci;
+use crate::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
 use crate::reference::Reference;
 use crate::release::{self, ReleaseRequest, Subject};
 use crate::sbom::SpecVersion;
-use crate::sign::{KeySigner, SigningKey, keys};
+use crate::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use crate::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
 use crate::source::DirtyPolicy;
 use crate::store;
 use crate::transfer::TagPolicy;
+use crate::verify::{self, VerifyOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {
@@ -33,10 +36,10 @@ pub struct ReleaseArgs {
     /// Attest an image a container build already pushed, in place, instead of files.
     #[arg(long)]
     pub image: Option<String>,
-    /// Signing key (cosign key file, PKCS#8 PEM, or env://VAR). Default: keyless in CI with an
-    /// identity token, else a local development key created on first use.
-    #[arg(long)]
-    pub key: Option<String>,
+    /// How to sign: --key, else keyless with an identity token (CI), else a local development
+    /// key created on first use.
+    #[command(flatten)]
+    pub signer: super::attach_cmds::SignerArgs,
     /// A folder inside the work tree the artifact was built from.
     #[arg(long, default_value = ".")]
     pub source: PathBuf,
@@ -169,11 +172,20 @@ pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
         )
         .into());
     }
-    let (signer, key_note) = match &args.key {
-        Some(k) => (KeySigner::new(sign_cmds::load_signing_key(k)?), None),
-        None => {
+    let options = sign_cmds::signer_options(args.signer.key.as_deref(), &args.signer.keyless)?;
+    let (signer, key_note) = match sign::choose_signer(&options, &sign_cmds::token_env()) {
+        Ok(chosen) => (chosen, None),
+        Err(SignerSetupError::NoSigner) => {
             let (key, public) = development_key()?;
-            (KeySigner::new(key), Some(public))
+            (ChosenSigner::Key(KeySigner::new(key)), Some(public))
+        }
+        Err(e) => {
+            let hint = e.hint();
+            return Err(Failure {
+                error: anyhow::Error::new(e).context("cannot set up signing"),
+                code: super::EXIT_ERROR,
+                hint,
+            });
         }
     };
     let store = store::open(&destination, &store_options(cli))
@@ -207,6 +219,32 @@ pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
     };
     let mut outcome = release::publish(store.as_ref(), &signer, &ci, &request)
         .with_context(|| format!("cannot release to {destination}"))?;
+    // Verify what was just published with the checks a consumer runs, before the tag.
+    let (policy, trusted_root) = self_check_policy(&signer, &ci, &request)?;
+    let report = verify::artifact(
+        store.as_ref(),
+        &destination.with_digest(outcome.digest.clone()),
+        &policy,
+        &VerifyOptions {
+            trusted_root,
+            ..VerifyOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot verify what was released at {}", outcome.pinned))?;
+    if !report.verified {
+        let json = serde_json::to_value(&report).expect("serialisable");
+        return Err(Failure {
+            error: anyhow::anyhow!(
+                "what was just published at {} does not verify:\n{}",
+                outcome.pinned,
+                serde_json::to_string_pretty(&json).expect("json")
+            ),
+            code: super::EXIT_REFUSED,
+            hint: Some(
+                "the artifact was not tagged; fix the cause and run the release again".into(),
+            ),
+        });
+    }
     if image.is_none() {
         let tag = match destination.tag.take() {
             Some(t) => t,
@@ -258,7 +296,75 @@ pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
             public.display()
         );
     }
+    let _ = writeln!(
+        human,
+        "  verified {} check(s) passed against the signer that released it",
+        report
+            .artifact
+            .checks
+            .iter()
+            .filter(|c| c.status == verify::report::Status::Pass)
+            .count()
+    );
     let mut json = serde_json::to_value(&outcome).expect("serialisable");
     json["signingKey"] = serde_json::json!(key_note);
+    json["verified"] = serde_json::json!(report.verified);
+    json["verification"] = serde_json::to_value(&report).expect("serialisable");
     Ok(Report { human, json })
+}
+
+/// The policy a release checks itself against: the signer that released it, a provenance from
+/// this builder with the commit, and an SBOM. A keyless release trusts its token's issuer;
+/// consumers pin the exact identity in their own policy.
+fn self_check_policy(
+    signer: &ChosenSigner,
+    ci: &ci::CiContext,
+    request: &ReleaseRequest,
+) -> anyhow::Result<(Policy, TrustedRoot)> {
+    let (kind, root) = match signer {
+        ChosenSigner::Key(k) => (SignerKind::Key(k.public_key()), TrustedRoot::empty()),
+        ChosenSigner::Keyless { claims, .. } => (
+            SignerKind::Identity {
+                issuer: claims.issuer.clone(),
+                subject: SubjectMatcher::Regex(regex::Regex::new("^.+$").expect("valid")),
+            },
+            signer.trusted_root().cloned().context(
+                "keyless release needs --trusted-root (or a signing config) to check what it published",
+            )?,
+        ),
+    };
+    let scope = Scope {
+        name: "release self-check".into(),
+        repositories: vec![Pattern::parse("**").map_err(anyhow::Error::msg)?],
+        signers: vec![TrustedSigner {
+            name: "release signer".into(),
+            kind,
+        }],
+        threshold: 1,
+        key_tlog: TlogRequirement::Skip,
+        attestations: Vec::new(),
+        provenance: Some(policy::ProvenanceRules {
+            required: true,
+            builders: vec![policy::BuilderRule {
+                // Builder ids are URIs without `*`, so the pattern matches exactly this one.
+                id: Pattern::parse(&ci.builder_id).map_err(anyhow::Error::msg)?,
+                level: None,
+            }],
+            require_commit: true,
+            allow_dirty: request.dirty == DirtyPolicy::Allow,
+            ..Default::default()
+        }),
+        sbom: Some(policy::SbomRules {
+            required: true,
+            signers: None,
+        }),
+    };
+    Ok((
+        Policy {
+            scopes: vec![scope],
+            source: "release self-check".into(),
+            digest: None,
+        },
+        root,
+    ))
 }

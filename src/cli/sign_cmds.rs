@@ -48,7 +48,7 @@ pub struct SignBlobArgs {
 }
 
 /// Keyless signing flags, shared by every command that signs.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct KeylessArgs {
     /// OIDC identity token (or a file holding it) for Fulcio. Without it: SIGSTORE_ID_TOKEN,
     /// then the GitHub Actions token (audience sigstore).
