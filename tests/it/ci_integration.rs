@@ -14,24 +14,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_python() -> PathBuf {
-    let tools = std::env::var("CUSTODY_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/custody/tools")
-        });
-    let python = tools.join("venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run scripts/install-python-tools",
-        python.display()
-    );
-    python
-}
-
 /// Every YAML document in a file, as JSON, parsed by PyYAML (not by custody's own code).
 fn yaml_documents(path: &Path) -> Vec<Value> {
-    let out = Command::new(venv_python())
+    let out = Command::new(support::venv_python())
         .args([
             "-c",
             "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",

@@ -404,3 +404,44 @@ pub fn write_data(path: &Path, size: usize, seed: u64) {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// The Python of the validators' venv (scripts/install-python-tools).
+pub fn venv_python() -> PathBuf {
+    let tools = std::env::var("CUSTODY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/custody/tools")
+        });
+    let python = tools.join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/install-python-tools",
+        python.display()
+    );
+    python
+}
+
+/// Validates a JSON document against `schemas/<schema>` with an independent validator
+/// (Python's `jsonschema`, draft 2020-12).
+pub fn validate_against_schema(schema: &str, instance: &serde_json::Value) {
+    let dir = tempdir();
+    let file = dir.path().join("instance.json");
+    std::fs::write(&file, serde_json::to_vec(instance).unwrap()).unwrap();
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(schema);
+    let out = Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys, json, jsonschema\nschema = json.load(open(sys.argv[1]))\njsonschema.Draft202012Validator.check_schema(schema)\njsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
+        ])
+        .arg(&schema_path)
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{schema}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
