@@ -255,3 +255,71 @@ fn release_refuses_a_dirty_tree_unless_told() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "M main.c");
 }
+
+/// Keyless end to end: a release signed with a Fulcio certificate from the local Sigstore
+/// stack verifies it published, `custody verify` accepts it for the right identity and issuer
+/// only, and `cosign verify` accepts it with the stack's trusted root.
+#[test]
+fn keyless_release_verifies_for_its_identity_only() {
+    use crate::sigstore_stack::{EMAIL, SigstoreStack};
+    let stack = SigstoreStack::shared();
+    let registry = Registry::start();
+    let dir = support::tempdir();
+    let repo = work_tree(dir.path());
+    let to = format!("{}/acme/keyless:1.0.0", registry.host);
+    let token = stack.oidc.token();
+    let o = release_in(
+        &repo,
+        &[
+            "dist/app.bin",
+            "--to",
+            &to,
+            "--identity-token",
+            &token,
+            "--signing-config",
+            stack.signing_config.to_str().unwrap(),
+            "--trusted-root",
+            stack.trusted_root.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["verified"], true, "{out}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&token[token.len() - 30..]));
+
+    let verify = |identity: &str| {
+        support::custody()
+            .args(["verify", &to, "--require-provenance", "--require-sbom"])
+            .args(["--certificate-identity", identity])
+            .args(["--certificate-oidc-issuer", &stack.oidc.url])
+            .arg("--trusted-root")
+            .arg(&stack.trusted_root)
+            .output()
+            .unwrap()
+    };
+    let o = verify(EMAIL);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        support::stdout(&o),
+        stderr(&o)
+    );
+    let o = verify("mallory@custody.test");
+    assert_eq!(o.status.code(), Some(1), "{}", support::stdout(&o));
+
+    let o = stack
+        .cosign()
+        .args(["verify", "--allow-http-registry", "--trusted-root"])
+        .arg(&stack.trusted_root)
+        .args([
+            "--certificate-identity",
+            EMAIL,
+            "--certificate-oidc-issuer",
+            &stack.oidc.url,
+        ])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cosign verify: {}", stderr(&o));
+}
