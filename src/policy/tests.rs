@@ -239,7 +239,11 @@ fn vulnerabilities_and_sources_sections_are_checked() {
             "registries: [npm.acme.internal]",
             "not a URL prefix",
         ),
-        ("- packages: [\"pkg:npm/@acme/*\"]", "- packages: []", "`packages` is empty"),
+        (
+            "- packages: [\"pkg:npm/@acme/*\"]",
+            "- packages: []",
+            "`packages` is empty",
+        ),
     ];
     for (from, to, needle) in table {
         let text = key_policy(&GATES.replace(from, to));

@@ -4,6 +4,7 @@ mod attach;
 mod attest;
 mod conformance;
 mod cosign_blob;
+mod gates;
 mod hostile;
 mod interop;
 mod keyless;
