@@ -424,7 +424,8 @@ pub fn rescan(
             unresolved,
             scope: scope.map(|s| s.name.clone()),
         });
-        for (digest, tags) in by_digest {
+        for (digest, mut tags) in by_digest {
+            tags.sort();
             work.push(Work {
                 target,
                 repository: repository.clone(),
@@ -537,6 +538,11 @@ pub fn rescan(
             _ => report.without_sbom.push(artifact),
         }
     }
+    let order = |a: &Artifact, b: &Artifact| {
+        (&a.repository, a.tags.first()).cmp(&(&b.repository, b.tags.first()))
+    };
+    report.affected.sort_by(order);
+    report.without_sbom.sort_by(order);
     Ok((report, state))
 }
 

@@ -10,6 +10,7 @@ mod interop;
 mod keyless;
 mod registry;
 mod release;
+mod rescan;
 mod secops;
 mod sign_cli;
 mod sigstore_stack;
