@@ -469,4 +469,72 @@ mod tests {
         assert_eq!(day_of(1_767_225_600), Date::parse("2026-01-01").unwrap());
         assert_eq!(day_of(-5), Date::parse("1970-01-01").unwrap());
     }
+
+    #[test]
+    fn the_sbom_verifier_refuses_what_is_not_a_trusted_sbom() {
+        use crate::sign::keys::SigningKey;
+        use crate::sign::{KeySigner, sign_statement};
+        let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+        let pem: String = key
+            .public_key()
+            .to_pem()
+            .lines()
+            .map(|l| format!("          {l}\n"))
+            .collect();
+        let text = format!(
+            "version: 1\nscopes:\n  - name: s\n    repositories: [\"**\"]\n    signers:\n      - name: k\n        key: |\n{pem}"
+        );
+        let policy = crate::policy::Policy::parse(
+            text.as_bytes(),
+            crate::policy::Format::Yaml,
+            Path::new("."),
+            "p",
+        )
+        .unwrap();
+        let root = TrustedRoot::empty();
+        let v = PolicySbomVerifier {
+            scope: &policy.scopes[0],
+            trusted_root: &root,
+        };
+        let subject = Digest::of(b"artifact");
+        let statement = |predicate_type: &str, subject: &Digest| {
+            serde_json::to_vec(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": subject.hex()}}],
+                "predicateType": predicate_type,
+                "predicate": {"bomFormat": "CycloneDX", "specVersion": "1.6"},
+            }))
+            .unwrap()
+        };
+        let signed = |s: Vec<u8>, k: &KeySigner| sign_statement(&s, k).unwrap().to_json();
+        let ok = signed(statement(PREDICATE_CYCLONEDX, &subject), &key);
+        assert!(
+            v.verify_sbom_bundle(&ok, &subject)
+                .unwrap()
+                .starts_with("k (key ")
+        );
+        for junk in [&b""[..], b"{", b"[]", &[0xff; 64]] {
+            let err = v.verify_sbom_bundle(junk, &subject).unwrap_err();
+            assert!(err.starts_with("not a usable bundle"), "{err}");
+        }
+        let other = KeySigner::new(SigningKey::generate_p256().unwrap());
+        let err = v
+            .verify_sbom_bundle(
+                &signed(statement(PREDICATE_CYCLONEDX, &subject), &other),
+                &subject,
+            )
+            .unwrap_err();
+        assert!(err.contains("signature"), "{err}");
+        let err = v
+            .verify_sbom_bundle(&ok, &Digest::of(b"another artifact"))
+            .unwrap_err();
+        assert!(err.contains("statement subject"), "{err}");
+        let err = v
+            .verify_sbom_bundle(
+                &signed(statement("https://slsa.dev/provenance/v1", &subject), &key),
+                &subject,
+            )
+            .unwrap_err();
+        assert!(err.contains("not CycloneDX"), "{err}");
+    }
 }

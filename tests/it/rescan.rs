@@ -345,6 +345,18 @@ fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
         "https://cosign.sigstore.dev/attestation/vuln/v1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    // cosign reads it as its own vuln attestation.
+    let o = std::process::Command::new(support::tool("cosign"))
+        .args(["verify-attestation", "--type", "vuln", "--key", &public])
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry"])
+        .arg(json["attestation"]["subject"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cosign verify-attestation --type vuln: {}",
+        support::stderr(&o)
+    );
     // The attested predicate names the database and the findings.
     let subject = json["attestation"]["subject"].as_str().unwrap();
     let digest = subject.rsplit_once('@').unwrap().1.parse().unwrap();
