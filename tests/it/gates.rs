@@ -549,3 +549,71 @@ fn custody_verify_applies_the_policy_gates_with_db_from_flag_or_policy() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
 }
+
+#[test]
+fn a_policy_with_both_gates_is_valid_against_the_schema_and_the_verify_report_too() {
+    let dir = support::tempdir();
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let text = policy_text(
+        &key.public_key(),
+        "    vulnerabilities:\n      databases: [osv]\n      max_severity: medium\n      unknown_severity_as: critical\n      grace_period_days: 7\n      vex_signers: [release]\n      exceptions:\n        - id: CVE-2019-15551\n          reason: not reachable\n          expires: \"2026-06-30\"\n          purl: pkg:cargo/smallvec\n    sources:\n      internal:\n        - packages: [\"pkg:npm/@acme/*\"]\n          registries: [https://npm.acme.internal/]\n          allow_local_paths: false\n",
+    );
+    let as_json = serde_json::to_vec(&super::verify::yaml_to_json(&text)).unwrap();
+    super::verify::validate_schema("policy.schema.json", &as_json, dir.path());
+
+    // A refused report with every gate check kind validates against the report schema.
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let registry = Registry::start();
+    let store = open(&format!("{}/gates/schema", registry.host));
+    let d = put_artifact(store.as_ref(), b"schema", "v1");
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        PREDICATE_CYCLONEDX,
+        bom(&[
+            (SMALLVEC, None),
+            (
+                "pkg:npm/%40acme/auth@2.0.0",
+                Some("https://registry.npmjs.org/@acme/auth/-/auth-2.0.0.tgz"),
+            ),
+        ]),
+    );
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        OPENVEX_V020,
+        vex("CVE-1999-0001", SMALLVEC),
+    );
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let out = support::run(&[
+        "--output",
+        "json",
+        "verify",
+        &format!("{}/gates/schema:v1", registry.host),
+        "--policy",
+        file.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    super::verify::validate_schema("verify-report.schema.json", &out.stdout, dir.path());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = json["artifact"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "gate-sbom",
+        "vulnerabilities",
+        "vex",
+        "vulnerability",
+        "sources",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+}
