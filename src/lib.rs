@@ -16,6 +16,7 @@ pub mod promote;
 pub mod prune;
 pub mod reference;
 pub mod release;
+pub mod rescan;
 pub mod sbom;
 pub mod sign;
 pub mod source;

@@ -6,6 +6,7 @@ pub mod attach_cmds;
 pub mod attest_cmds;
 mod progress;
 mod release_cmds;
+pub mod rescan_cmds;
 pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Match an SBOM's, a lockfile's or an OCI artifact's components against an offline OSV
     /// database; exit 1 when a finding is at or above --fail-on.
     Scan(vuln_cmds::ScanArgs),
+    /// Rescan every tag of repositories against today's advisories: which stored artifacts
+    /// are affected, what is new since the last rescan, which have no usable SBOM.
+    Rescan(rescan_cmds::RescanArgs),
     /// Dependency-confusion rules: internal package names must come from internal registries.
     #[command(subcommand)]
     Sources(secops_cmds::SourcesCommand),
@@ -235,6 +239,7 @@ pub fn run() -> ExitCode {
     // These print their own reports (and can refuse with exit 1 after printing).
     match &cli.command {
         Command::Scan(args) => return vuln_cmds::run(&cli, args),
+        Command::Rescan(args) => return rescan_cmds::run(&cli, args),
         Command::Verify(args) => return verify_cmds::verify(&cli, args),
         Command::Policy(args) => return verify_cmds::policy(&cli, args),
         _ => {}
@@ -278,6 +283,7 @@ pub fn run() -> ExitCode {
         | Command::Sbom(_)
         | Command::Provenance(_)
         | Command::Scan(_)
+        | Command::Rescan(_)
         | Command::Verify(_)
         | Command::Policy(_) => {
             unreachable!("handled above")
@@ -330,7 +336,7 @@ fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> 
     }
 }
 
-fn print_report(output: OutputFormat, report: &Report) {
+pub(crate) fn print_report(output: OutputFormat, report: &Report) {
     let mut stdout = std::io::stdout().lock();
     let _ = match output {
         OutputFormat::Human => write!(stdout, "{}", report.human),
@@ -342,7 +348,7 @@ fn print_report(output: OutputFormat, report: &Report) {
     };
 }
 
-fn print_failure(output: OutputFormat, failure: &Failure) {
+pub(crate) fn print_failure(output: OutputFormat, failure: &Failure) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {}", failure.error);
     for cause in failure.error.chain().skip(1) {

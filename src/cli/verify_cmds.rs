@@ -101,6 +101,10 @@ pub struct VerifyArgs {
     /// Store the signed VSA as a referrer of the artifact.
     #[arg(long, requires = "vsa_key")]
     pub attach_vsa: bool,
+    /// OSV database for the policy's `vulnerabilities:` gate: a folder of OSV JSON files or an
+    /// osv.dev `all.zip`. Repeatable; replaces the policy's `vulnerabilities.databases`.
+    #[arg(long = "db", value_name = "PATH")]
+    pub db: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -148,6 +152,8 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
                 attestations: Vec::new(),
                 provenance: None,
                 sbom: None,
+                vulnerabilities: None,
+                sources: None,
             }],
             source: "flags".into(),
             digest: None,
@@ -375,6 +381,8 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         platform: args.platform.clone(),
         now: None,
         scope_repository: args.scope_as.clone(),
+        vulnerability_db: load_vulnerability_db(&policy, &reference, args)
+            .map_err(|e| could_not(e, None))?,
     };
     let report = verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
         could_not(
@@ -386,6 +394,36 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
     }
     Ok(report)
+}
+
+/// The OSV database for the scope that will apply, when it has a `vulnerabilities:` section:
+/// `--db` if given, else the section's `databases`.
+pub fn load_vulnerability_db(
+    policy: &Policy,
+    reference: &Reference,
+    args: &VerifyArgs,
+) -> anyhow::Result<Option<std::sync::Arc<crate::vuln::Database>>> {
+    let repository = args
+        .scope_as
+        .clone()
+        .unwrap_or_else(|| reference.repository());
+    let Some(gate) = policy
+        .scope_for(&repository)
+        .and_then(|s| s.vulnerabilities.as_ref())
+    else {
+        return Ok(None);
+    };
+    let paths = if args.db.is_empty() {
+        &gate.databases
+    } else {
+        &args.db
+    };
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let db = crate::vuln::Database::load(paths, &crate::vuln::Limits::default())
+        .context("could not load the vulnerability database")?;
+    Ok(Some(std::sync::Arc::new(db)))
 }
 
 fn write_vsa(

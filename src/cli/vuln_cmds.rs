@@ -39,7 +39,28 @@ pub struct ScanArgs {
     /// are listed apart and do not count for --fail-on.
     #[arg(long = "vex", value_name = "FILE")]
     pub vex: Vec<PathBuf>,
+    /// Verify an OCI artifact's SBOM bundle against this policy (the scope for its
+    /// repository: trusted signers, `sbom.signers`, subject = the artifact) before scanning it;
+    /// an SBOM that does not verify is refused (exit 1). Keyless signers need --trusted-root.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Sign the scan result as an attestation (predicate
+    /// https://cosign.sigstore.dev/attestation/vuln/v1, with the database identity and the
+    /// scan time) and attach it to the scanned OCI artifact. Signs with --key, else keyless.
+    #[arg(long)]
+    pub attest: bool,
+    /// Private key for --attest: a cosign key file, a PKCS#8 PEM file, or env://VAR.
+    #[arg(long, value_name = "KEY", requires = "attest")]
+    pub key: Option<String>,
+    /// Keyless signing for --attest; --trusted-root also verifies keyless SBOM signers.
+    #[command(flatten)]
+    pub keyless: super::sign_cmds::KeylessArgs,
 }
+
+/// The predicate type of `custody scan --attest`: cosign's vulnerability-scan predicate, which
+/// `cosign verify-attestation --type vuln` and admission controllers already read; its
+/// free-form `scanner.result` carries custody's typed report.
+pub const PREDICATE_VULN_SCAN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 
 /// Runs the scan, prints, and maps the outcome to the exit code.
 pub fn run(cli: &Cli, args: &ScanArgs) -> ExitCode {
@@ -65,10 +86,23 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
         .iter()
         .map(|p| VexDocument::read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let components = read_input(cli, &args.input)?;
+    if args.attest && Path::new(&args.input).exists() {
+        return Err(anyhow::anyhow!(
+            "--attest attaches the result to an OCI artifact; {} is a local file",
+            args.input
+        )
+        .into());
+    }
+    let started = crate::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let components = read_input(cli, args)?;
     let db = Database::load(&args.db, &Limits::default())
         .context("could not load the vulnerability database")?;
     let report = vuln::scan_components(components, &db);
+    let attested = if args.attest {
+        Some(attest_scan(cli, args, &report, started)?)
+    } else {
+        None
+    };
     let not_affected: Vec<(&Finding, Verdict)> = report
         .result
         .findings
@@ -125,12 +159,24 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
             v
         })
         .collect();
+    if let Some((referrer, pinned)) = &attested {
+        let _ = writeln!(
+            human,
+            "scan attested on {pinned}: referrer {referrer} ({PREDICATE_VULN_SCAN})"
+        );
+        json["attestation"] = serde_json::json!({
+            "predicateType": PREDICATE_VULN_SCAN,
+            "referrer": referrer,
+            "subject": pinned,
+        });
+    }
     json["failOn"] = serde_json::to_value(args.fail_on).expect("serialises");
     json["failing"] = failing.len().into();
     Ok((Report { human, json }, failing.len()))
 }
 
-fn read_input(cli: &Cli, input: &str) -> Result<input::Components, Failure> {
+fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> {
+    let input = args.input.as_str();
     let path = Path::new(input);
     if path.exists() {
         return Ok(input::from_file(path).with_context(|| format!("cannot scan {input}"))?);
@@ -140,8 +186,129 @@ fn read_input(cli: &Cli, input: &str) -> Result<input::Components, Failure> {
         .with_context(|| format!("{input:?} is neither an existing file nor an oci reference"))?;
     let store = store::open(&reference, &super::store_options(cli))
         .with_context(|| format!("cannot open {}", reference.repository()))?;
-    Ok(input::from_oci(store.as_ref(), &reference, None)
-        .with_context(|| format!("cannot read the sbom of {reference}"))?)
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| {
+            crate::policy::Policy::load(p)
+                .with_context(|| format!("policy {} cannot be used", p.display()))
+        })
+        .transpose()?;
+    let root = match &args.keyless.trusted_root {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read trusted root {}", path.display()))?;
+            crate::sign::verify::TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", path.display()))?
+        }
+        None => crate::sign::verify::TrustedRoot::empty(),
+    };
+    let scope = match &policy {
+        None => None,
+        Some(p) => Some(p.scope_for(&reference.repository()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no scope of policy {} matches {}",
+                p.source,
+                reference.repository()
+            )
+        })?),
+    };
+    let verifier = scope.map(|scope| crate::verify::gates::PolicySbomVerifier {
+        scope,
+        trusted_root: &root,
+    });
+    match input::from_oci(
+        store.as_ref(),
+        &reference,
+        verifier.as_ref().map(|v| v as &dyn input::SbomVerifier),
+    ) {
+        Ok(c) => Ok(c),
+        Err(e @ input::InputError::Verification { .. }) => Err(Failure {
+            error: anyhow::Error::new(e).context(format!("the sbom of {reference} is refused")),
+            code: EXIT_REFUSED,
+            hint: Some(
+                "the SBOM is not signed by a signer the policy trusts for this repository; its components were not scanned".into(),
+            ),
+        }),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("cannot read the sbom of {reference}"))
+            .into()),
+    }
+}
+
+/// The cosign vuln/v1 predicate for a scan: the scanner (custody, its version, the database's
+/// content digest and newest modification), custody's report as the result, and when it ran.
+pub fn vuln_predicate(
+    report: &ScanReport,
+    started: &crate::attest::Timestamp,
+    finished: &crate::attest::Timestamp,
+) -> serde_json::Value {
+    let db = &report.database;
+    serde_json::json!({
+        "invocation": {
+            "parameters": db.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "uri": "",
+            "event_id": "",
+            "builder.id": "",
+        },
+        "scanner": {
+            "uri": "https://custody.dev/scanner",
+            "version": env!("CARGO_PKG_VERSION"),
+            "db": {
+                "uri": db.content_digest.as_ref().map(|d| format!("osv:{d}")).unwrap_or_default(),
+                "version": db.newest_modified.clone().unwrap_or_default(),
+            },
+            "result": serde_json::to_value(report).expect("reports serialise"),
+        },
+        "metadata": {
+            "scanStartedOn": started.as_str(),
+            "scanFinishedOn": finished.as_str(),
+        },
+    })
+}
+
+/// Signs the scan as an attestation about the scanned artifact and attaches it.
+fn attest_scan(
+    cli: &Cli,
+    args: &ScanArgs,
+    report: &ScanReport,
+    started: crate::attest::Timestamp,
+) -> Result<(crate::digest::Digest, String), Failure> {
+    let Source::Oci {
+        reference, digest, ..
+    } = &report.input
+    else {
+        return Err(
+            anyhow::anyhow!("--attest needs an OCI artifact to attach the result to").into(),
+        );
+    };
+    let reference: Reference = reference.parse().context("bad reference")?;
+    let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
+    let signer = crate::sign::signer_from_options(&options, &super::sign_cmds::token_env())?;
+    let store = store::open(&reference, &super::store_options(cli))
+        .with_context(|| format!("cannot open {}", reference.repository()))?;
+    let fetched = store
+        .get_manifest(digest)
+        .with_context(|| format!("cannot fetch {digest} to attest it"))?;
+    let finished = crate::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let predicate = vuln_predicate(report, &started, &finished);
+    let options = crate::attach::AttachOptions {
+        repository: Some(reference.repository()),
+        created: Some(finished),
+        ..crate::attach::AttachOptions::default()
+    };
+    let attached = crate::attach::attest_artifact(
+        store.as_ref(),
+        &fetched.descriptor,
+        crate::attach::AttestInput::Predicate {
+            predicate_type: PREDICATE_VULN_SCAN.into(),
+            predicate,
+        },
+        signer.as_ref(),
+        &options,
+    )
+    .with_context(|| format!("cannot attest the scan of {}", reference.pinned(digest)))?;
+    Ok((attached.referrer.digest, reference.pinned(digest)))
 }
 
 fn artifact_uri(source: &Source) -> String {
@@ -204,8 +371,14 @@ fn human(report: &ScanReport, fail_on: Option<Rating>, failing: usize) -> String
             .as_ref()
             .map_or_else(|| "-".to_owned(), |d| d.to_string())
     );
-    if let SbomVerification::Unverified { reason } = &report.sbom_verification {
-        let _ = writeln!(out, "sbom: UNVERIFIED ({reason})");
+    match &report.sbom_verification {
+        SbomVerification::Unverified { reason } => {
+            let _ = writeln!(out, "sbom: UNVERIFIED ({reason})");
+        }
+        SbomVerification::Verified { signer } => {
+            let _ = writeln!(out, "sbom: verified, signed by {signer}");
+        }
+        SbomVerification::NotApplicable => {}
     }
     let findings = &report.result.findings;
     if findings.is_empty() {

@@ -99,6 +99,30 @@ pub mod file {
         pub provenance: Option<ProvenanceFile>,
         #[serde(default)]
         pub sbom: Option<SbomFile>,
+        #[serde(default)]
+        pub vulnerabilities: Option<VulnerabilitiesFile>,
+        #[serde(default)]
+        pub sources: Option<crate::sources::SourcesRules>,
+    }
+
+    /// `vulnerabilities:`: [`crate::vuln::policy::VulnerabilityRules`] plus where the
+    /// database is and who may sign VEX documents. Spelled out rather than flattened: serde
+    /// cannot refuse unknown keys through `flatten`.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VulnerabilitiesFile {
+        #[serde(default)]
+        pub max_severity: Option<crate::vuln::Rating>,
+        #[serde(default)]
+        pub unknown_severity_as: Option<crate::vuln::Rating>,
+        #[serde(default)]
+        pub grace_period_days: Option<u32>,
+        #[serde(default)]
+        pub exceptions: Vec<crate::vuln::policy::Exception>,
+        #[serde(default)]
+        pub databases: Vec<String>,
+        #[serde(default)]
+        pub vex_signers: Option<Vec<String>>,
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -195,7 +219,21 @@ pub struct Scope {
     pub attestations: Vec<RequiredAttestation>,
     pub provenance: Option<ProvenanceRules>,
     pub sbom: Option<SbomRules>,
-    // The lead adds `vulnerabilities` (VulnerabilityRules) and `sources` here as typed fields.
+    /// Known-vulnerability gate over the verified SBOM.
+    pub vulnerabilities: Option<VulnerabilityGate>,
+    /// Dependency-confusion rules over the verified SBOM.
+    pub sources: Option<crate::sources::SourcesRules>,
+}
+
+/// The `vulnerabilities:` section, checked.
+#[derive(Clone, Debug, Default)]
+pub struct VulnerabilityGate {
+    pub rules: crate::vuln::policy::VulnerabilityRules,
+    /// OSV databases (folders, `all.zip` files), resolved against the policy's folder.
+    /// `custody verify --db` replaces them.
+    pub databases: Vec<PathBuf>,
+    /// Names of the scope's signers whose OpenVEX attestations count; `None` = any of them.
+    pub vex_signers: Option<Vec<String>>,
 }
 
 /// Someone whose signature counts.
@@ -327,6 +365,15 @@ impl Policy {
             })?,
         };
         let mut policy = check(raw, text, &KeySource::Files(base))?;
+        for scope in &mut policy.scopes {
+            if let Some(v) = &mut scope.vulnerabilities {
+                for db in &mut v.databases {
+                    if db.is_relative() {
+                        *db = base.join(&*db);
+                    }
+                }
+            }
+        }
         policy.source = source.to_owned();
         policy.digest = Some(Digest::of(bytes));
         Ok(policy)
@@ -565,6 +612,51 @@ fn check_scope(
             })
         }
     };
+    let vulnerabilities = match s.vulnerabilities {
+        None => None,
+        Some(v) => {
+            known(&v.vex_signers, "vulnerabilities.vex_signers")?;
+            if v.exceptions.len() > MAX_ITEMS || v.databases.len() > MAX_ITEMS {
+                return Err(invalid(
+                    "vulnerabilities",
+                    format!("vulnerabilities: more than {MAX_ITEMS} exceptions or databases"),
+                ));
+            }
+            for e in &v.exceptions {
+                if e.reason.trim().is_empty() {
+                    return Err(invalid(
+                        e.id.as_str(),
+                        format!(
+                            "exception {}: the reason is empty; say why it is accepted",
+                            e.id
+                        ),
+                    ));
+                }
+            }
+            let defaults = crate::vuln::policy::VulnerabilityRules::default();
+            Some(VulnerabilityGate {
+                rules: crate::vuln::policy::VulnerabilityRules {
+                    max_severity: v.max_severity.unwrap_or(defaults.max_severity),
+                    unknown_severity_as: v
+                        .unknown_severity_as
+                        .unwrap_or(defaults.unknown_severity_as),
+                    grace_period_days: v.grace_period_days,
+                    exceptions: v.exceptions,
+                },
+                databases: v.databases.iter().map(PathBuf::from).collect(),
+                vex_signers: v.vex_signers,
+            })
+        }
+    };
+    let sources = match s.sources {
+        None => None,
+        Some(rules) => {
+            rules
+                .check()
+                .map_err(|e| invalid("sources", e.to_string()))?;
+            Some(rules)
+        }
+    };
     Ok(Scope {
         name,
         repositories,
@@ -577,6 +669,8 @@ fn check_scope(
         attestations,
         provenance,
         sbom,
+        vulnerabilities,
+        sources,
     })
 }
 

@@ -180,3 +180,125 @@ fn malformed_policies_never_panic() {
         Err(PolicyError::TooLarge { .. })
     ));
 }
+
+const GATES: &str = "    vulnerabilities:
+      databases: [osv/crates.io, /abs/all.zip]
+      max_severity: medium
+      grace_period_days: 14
+      vex_signers: [k]
+      exceptions:
+        - id: CVE-2019-15551
+          reason: never called
+          expires: 2026-06-30
+          purl: pkg:cargo/smallvec
+    sources:
+      internal:
+        - packages: [\"pkg:npm/@acme/*\"]
+          registries: [https://npm.acme.internal/]
+";
+
+#[test]
+fn vulnerabilities_and_sources_sections_are_checked() {
+    let p = Policy::parse(
+        key_policy(GATES).as_bytes(),
+        Format::Yaml,
+        Path::new("/policies"),
+        "test.yaml",
+    )
+    .unwrap();
+    let gate = p.scopes[0].vulnerabilities.as_ref().unwrap();
+    assert_eq!(gate.rules.max_severity, crate::vuln::Rating::Medium);
+    assert_eq!(gate.rules.unknown_severity_as, crate::vuln::Rating::High);
+    assert_eq!(gate.rules.grace_period_days, Some(14));
+    assert_eq!(gate.rules.exceptions[0].id.as_str(), "CVE-2019-15551");
+    assert_eq!(
+        gate.databases,
+        vec![
+            PathBuf::from("/policies/osv/crates.io"),
+            PathBuf::from("/abs/all.zip")
+        ]
+    );
+    assert_eq!(gate.vex_signers, Some(vec!["k".to_string()]));
+    let sources = p.scopes[0].sources.as_ref().unwrap();
+    assert_eq!(sources.internal[0].packages, vec!["pkg:npm/@acme/*"]);
+    assert!(sources.internal[0].allow_local_paths);
+
+    // No sections: nothing to gate.
+    let p = yaml(&key_policy("")).unwrap();
+    assert!(p.scopes[0].vulnerabilities.is_none() && p.scopes[0].sources.is_none());
+
+    // Each mistake is refused, naming it.
+    let table: &[(&str, &str, &str)] = &[
+        ("vex_signers: [k]", "vex_signers: [nobody]", "nobody"),
+        ("max_severity: medium", "max_severity: severe", "severe"),
+        ("max_severity: medium", "max_sev: medium", "max_sev"),
+        ("reason: never called", "reason: \"  \"", "reason is empty"),
+        ("expires: 2026-06-30", "expires: soon", "soon"),
+        (
+            "registries: [https://npm.acme.internal/]",
+            "registries: [npm.acme.internal]",
+            "not a URL prefix",
+        ),
+        (
+            "- packages: [\"pkg:npm/@acme/*\"]",
+            "- packages: []",
+            "`packages` is empty",
+        ),
+    ];
+    for (from, to, needle) in table {
+        let text = key_policy(&GATES.replace(from, to));
+        let err = yaml(&text).unwrap_err();
+        assert!(err.to_string().contains(needle), "{to}: {err}");
+        assert!(err.line().is_some(), "{to}: {err} has no line");
+    }
+}
+
+#[test]
+fn the_schema_names_exactly_the_gate_fields() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/policy.schema.json")).unwrap();
+    let scope = &schema["$defs"]["scope"]["properties"];
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    // The vulnerabilities section: the rule fields of VulnerabilityRules, plus databases and
+    // vex_signers.
+    let rules = crate::vuln::policy::VulnerabilityRules {
+        grace_period_days: Some(1),
+        exceptions: vec![crate::vuln::policy::Exception {
+            id: crate::vuln::AdvisoryId::parse("X-1").unwrap(),
+            reason: "r".into(),
+            expires: crate::vuln::Date::parse("2026-01-01").unwrap(),
+            purl: Some("pkg:cargo/x".into()),
+        }],
+        ..Default::default()
+    };
+    let mut value = serde_json::to_value(&rules).unwrap();
+    value["databases"] = serde_json::json!([]);
+    value["vex_signers"] = serde_json::json!([]);
+    assert_eq!(keys(&value), keys(&scope["vulnerabilities"]["properties"]));
+    assert_eq!(
+        keys(&value["exceptions"][0]),
+        keys(&scope["vulnerabilities"]["properties"]["exceptions"]["items"]["properties"])
+    );
+    // And every one of those keys is read by the policy parser.
+    let json = serde_json::json!({"version": 1, "scopes": [{"repositories": ["**"],
+        "vulnerabilities": value, "sources": serde_json::to_value(crate::sources::SourcesRules {
+            internal: vec![crate::sources::InternalRule {
+                packages: vec!["pkg:npm/@a/*".into()],
+                registries: vec!["https://r/".into()],
+                allow_local_paths: false,
+            }],
+        }).unwrap()}]});
+    let text = serde_json::to_string(&json).unwrap();
+    let p = Policy::parse(text.as_bytes(), Format::Json, Path::new("."), "x.json").unwrap();
+    assert!(p.scopes[0].vulnerabilities.is_some());
+    let sources = serde_json::to_value(p.scopes[0].sources.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        keys(&sources["internal"][0]),
+        keys(&scope["sources"]["properties"]["internal"]["items"]["properties"])
+    );
+    assert_eq!(keys(&sources), keys(&scope["sources"]["properties"]));
+}

@@ -12,6 +12,7 @@
 //! [`Error`] means custody could not verify (exit 2); a report with `verified == false` means
 //! the artifact was refused (exit 1).
 
+pub mod gates;
 pub mod report;
 pub mod vsa;
 
@@ -65,6 +66,9 @@ pub struct VerifyOptions {
     /// Match scopes as if the artifact lived in this repository (an air-gapped copy in an OCI
     /// layout stands for the registry repository it came from).
     pub scope_repository: Option<String>,
+    /// The OSV database the `vulnerabilities:` gate matches the verified SBOM against; a scope
+    /// with that section and no database cannot be verified ([`Error::NoVulnerabilityDatabase`]).
+    pub vulnerability_db: Option<std::sync::Arc<crate::vuln::Database>>,
 }
 
 impl Default for VerifyOptions {
@@ -74,6 +78,7 @@ impl Default for VerifyOptions {
             platform: None,
             now: None,
             scope_repository: None,
+            vulnerability_db: None,
         }
     }
 }
@@ -93,6 +98,10 @@ pub enum Error {
         #[source]
         source: Box<store::Error>,
     },
+    #[error(
+        "scope {scope} has a vulnerabilities: section but no osv database was given (--db, or vulnerabilities.databases)"
+    )]
+    NoVulnerabilityDatabase { scope: String },
     #[error("cannot list what is attached to {digest}")]
     Discover {
         digest: Digest,
@@ -228,6 +237,11 @@ pub fn artifact(
             .expected(format!("a scope matching {repository}"))
             .found(scope.name.clone()),
     );
+    if scope.vulnerabilities.is_some() && options.vulnerability_db.is_none() {
+        return Err(Error::NoVulnerabilityDatabase {
+            scope: scope.name.clone(),
+        });
+    }
 
     let ctx = Ctx {
         store,
@@ -297,7 +311,13 @@ pub fn artifact(
                 // The index's signature covers the digests it lists: this platform is verified
                 // through it. Its own policy checks are not needed.
                 for c in &mut r.checks {
-                    if c.failed() && !matches!(c.kind, CheckKind::Manifest) {
+                    // A finding in the platform's own verified SBOM still refuses.
+                    if c.failed()
+                        && !matches!(
+                            c.kind,
+                            CheckKind::Manifest | CheckKind::Vulnerability | CheckKind::Sources
+                        )
+                    {
                         c.status = Status::Skip;
                         c.hint = None;
                     }
@@ -453,6 +473,13 @@ impl Ctx<'_> {
         let (mut policy_checks, level) =
             policy_checks(self.scope, &trusted, &report.referrers, self.now);
         report.checks.append(&mut policy_checks);
+        report.checks.extend(gates::checks(
+            self.scope,
+            &trusted,
+            &report.referrers,
+            self.options.vulnerability_db.as_deref(),
+            gates::day_of(self.now),
+        ));
         report.build_level = level;
         report.verified = !report.checks.iter().any(Check::failed);
         Ok(report)

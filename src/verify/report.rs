@@ -43,6 +43,16 @@ pub enum CheckKind {
     MaxAge,
     SbomPresent,
     Platform,
+    /// The verified SBOM the security gates read.
+    GateSbom,
+    /// The known-vulnerability scan of that SBOM (or why it was skipped).
+    Vulnerabilities,
+    /// The policy's decision on one finding.
+    Vulnerability,
+    /// An OpenVEX attestation used or ignored.
+    Vex,
+    /// Dependency-confusion rules (`sources:`).
+    Sources,
 }
 
 /// One check. `expected` and `found` are set whenever there is something to compare.

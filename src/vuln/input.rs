@@ -499,7 +499,10 @@ fn check_cdx(value: serde_json::Value, what: &str) -> Result<serde_json::Value, 
 
 /// The purls of every component, nested ones included (not `metadata.component`: that is the
 /// artifact itself), and the names of components without one.
-fn purls_of(bom: &serde_json::Value, what: &str) -> Result<(Vec<String>, Vec<String>), InputError> {
+pub fn purls_of(
+    bom: &serde_json::Value,
+    what: &str,
+) -> Result<(Vec<String>, Vec<String>), InputError> {
     #[derive(Deserialize)]
     struct Bom {
         #[serde(default)]

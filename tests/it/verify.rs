@@ -1419,7 +1419,7 @@ fn policy_init_writes_a_policy_that_policy_check_accepts_and_check_points_at_lin
 
 /// YAML → JSON with the venv's PyYAML, an independent reader, so the schema is checked against
 /// the starter policy as YAML tools see it.
-fn yaml_to_json(text: &str) -> serde_json::Value {
+pub fn yaml_to_json(text: &str) -> serde_json::Value {
     let py = python();
     let out = Command::new(&py)
         .args(["-c", "import sys, json\ntry:\n import yaml\nexcept ImportError:\n sys.exit(3)\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))"])
@@ -1450,7 +1450,7 @@ fn python() -> PathBuf {
 }
 
 /// Validates `instance` against `schemas/<schema>` with the venv's `jsonschema`.
-fn validate_schema(schema: &str, instance: &[u8], dir: &Path) {
+pub fn validate_schema(schema: &str, instance: &[u8], dir: &Path) {
     let file = dir.join(format!("instance-{schema}"));
     std::fs::write(&file, instance).unwrap();
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,260 @@
+//! `custody rescan`: which stored artifacts today's advisories affect, what is new since the
+//! last rescan, and which artifacts have no usable SBOM.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, Report, print_failure, print_report};
+use crate::reference::Reference;
+use crate::rescan::{self, SbomStatus, State, Target};
+use crate::sign::verify::TrustedRoot;
+use crate::store;
+use crate::vuln::{AdvisoryId, Database, Limits};
+
+#[derive(clap::Args, Debug)]
+pub struct RescanArgs {
+    /// Repositories: `registry/repo` or `oci:<dir>`. Every tag is rescanned.
+    #[arg(required = true, value_name = "REPOSITORY")]
+    pub repositories: Vec<String>,
+    /// OSV database: a folder of OSV JSON files or an osv.dev `all.zip`. Repeatable.
+    #[arg(long = "db", value_name = "PATH", required = true)]
+    pub db: Vec<PathBuf>,
+    /// Verify each SBOM against this policy (the scope of its repository); SBOMs that do not
+    /// verify are listed, not scanned.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// trusted_root.json for keyless SBOM signers.
+    #[arg(long, value_name = "FILE", requires = "policy")]
+    pub trusted_root: Option<PathBuf>,
+    /// State file: the findings of the previous rescan (read), and of this one (written
+    /// atomically). Findings not in it are reported as new.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Only this advisory (an id or any alias, e.g. a CVE): which artifacts does it affect?
+    /// The state file is read but not written.
+    #[arg(long, value_name = "ID", value_parser = parse_advisory)]
+    pub advisory: Option<AdvisoryId>,
+    /// Requests in flight at once (tag resolution and SBOM reads).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=rescan::MAX_CONCURRENCY as i64))]
+    pub concurrency: u16,
+    /// Exit 1 when a finding is new since the state file.
+    #[arg(long)]
+    pub fail_on_new: bool,
+}
+
+fn parse_advisory(s: &str) -> Result<AdvisoryId, String> {
+    AdvisoryId::parse(s).map_err(|e| e.to_string())
+}
+
+pub fn run(cli: &Cli, args: &RescanArgs) -> ExitCode {
+    match rescan_cmd(cli, args) {
+        Ok((report, code)) => {
+            print_report(cli.output, &report);
+            ExitCode::from(code)
+        }
+        Err(failure) => {
+            print_failure(cli.output, &failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
+    let mut options = super::store_options(cli);
+    options.progress = None;
+    let mut targets = Vec::new();
+    for r in &args.repositories {
+        let reference: Reference = r
+            .parse()
+            .with_context(|| format!("{r:?} is not a repository reference"))?;
+        let store = store::open(&reference, &options)
+            .with_context(|| format!("cannot open {}", reference.repository()))?;
+        targets.push(Target { reference, store });
+    }
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| {
+            crate::policy::Policy::load(p)
+                .with_context(|| format!("policy {} cannot be used", p.display()))
+        })
+        .transpose()?;
+    let root = match &args.trusted_root {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read trusted root {}", path.display()))?;
+            TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", path.display()))?
+        }
+        None => TrustedRoot::empty(),
+    };
+    let previous = match &args.state {
+        Some(path) => State::read(path)?,
+        None => None,
+    };
+    let db = Database::load(&args.db, &Limits::default())
+        .context("could not load the vulnerability database")?;
+    let (report, state) = rescan::rescan(
+        &targets,
+        &db,
+        policy.as_ref(),
+        &root,
+        previous.as_ref(),
+        &rescan::Options {
+            concurrency: usize::from(args.concurrency),
+            advisory: args.advisory.clone(),
+        },
+    )?;
+    let mut state_written = None;
+    if let Some(path) = &args.state
+        && args.advisory.is_none()
+    {
+        state.write(path)?;
+        state_written = Some(path.clone());
+    }
+    let unreadable = report
+        .without_sbom
+        .iter()
+        .filter(|a| matches!(a.sbom, SbomStatus::Unreadable { .. }))
+        .count()
+        + report
+            .repositories
+            .iter()
+            .map(|r| r.unresolved.len())
+            .sum::<usize>();
+    let code = if unreadable > 0 {
+        EXIT_ERROR
+    } else if args.fail_on_new && report.new_findings > 0 {
+        EXIT_REFUSED
+    } else {
+        0
+    };
+    let mut json = serde_json::to_value(&report).expect("reports serialise");
+    json["stateWritten"] = serde_json::to_value(&state_written).expect("serialises");
+    Ok((
+        Report {
+            human: human(&report, state_written.as_ref(), unreadable),
+            json,
+        },
+        code,
+    ))
+}
+
+fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) -> String {
+    let mut out = String::new();
+    let db = &report.database;
+    let _ = writeln!(
+        out,
+        "database: {} advisories, newest modified {}, content {}",
+        db.advisories,
+        db.newest_modified.as_deref().unwrap_or("-"),
+        db.content_digest
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |d| d.to_string())
+    );
+    if let Some(a) = &report.advisory {
+        let _ = writeln!(
+            out,
+            "advisory {}: {}",
+            a.id,
+            a.matched
+                .iter()
+                .map(AdvisoryId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for r in &report.repositories {
+        let _ = writeln!(
+            out,
+            "{}: {} tag(s), {} artifact(s){}",
+            r.repository,
+            r.tags,
+            r.artifacts,
+            r.scope
+                .as_ref()
+                .map_or(String::new(), |s| format!(", policy scope {s}"))
+        );
+        for u in &r.unresolved {
+            let _ = writeln!(out, "  cannot resolve {u}");
+        }
+    }
+    if report.affected.is_empty() {
+        let _ = writeln!(out, "no scanned artifact is affected");
+    }
+    for a in &report.affected {
+        let _ = writeln!(
+            out,
+            "{} [{}] — {} finding(s){}",
+            a.pinned(),
+            a.tags.join(", "),
+            a.findings.len(),
+            match &a.sbom {
+                SbomStatus::Unverified { .. } => ", sbom UNVERIFIED",
+                _ => "",
+            }
+        );
+        for f in &a.findings {
+            let aliases = if f.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    f.aliases
+                        .iter()
+                        .map(AdvisoryId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let _ = writeln!(
+                out,
+                "  {}{} {}{aliases} {} {} {}",
+                if f.new { "NEW " } else { "" },
+                f.severity,
+                f.id,
+                f.package,
+                f.version,
+                if f.fixed.is_empty() {
+                    "no fix".to_string()
+                } else {
+                    format!("fixed in {}", f.fixed.join(", "))
+                },
+            );
+        }
+    }
+    for a in &report.without_sbom {
+        let why = match &a.sbom {
+            SbomStatus::Missing => "no SBOM".to_string(),
+            SbomStatus::Refused { reason } => format!("SBOM refused: {reason}"),
+            SbomStatus::Unreadable { reason } => format!("cannot read: {reason}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "{} [{}] — {why}", a.pinned(), a.tags.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "{} artifact(s) scanned ({} with an unverified SBOM), {} affected, {} new finding(s){}, {} without a usable SBOM",
+        report.scanned,
+        report.unverified,
+        report.affected.len(),
+        report.new_findings,
+        if report.previous_state {
+            " since the last rescan"
+        } else {
+            " (no previous state)"
+        },
+        report.without_sbom.len()
+    );
+    if unreadable > 0 {
+        let _ = writeln!(out, "{unreadable} tag(s) or artifact(s) could not be read");
+    }
+    if let Some(path) = state {
+        let _ = writeln!(out, "state written to {}", path.display());
+    }
+    out
+}
