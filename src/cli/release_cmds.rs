@@ -358,6 +358,10 @@ fn self_check_policy(
             required: true,
             signers: None,
         }),
+        // The consumer's policy decides on vulnerabilities and sources; the self-check is
+        // about the chain of custody.
+        vulnerabilities: None,
+        sources: None,
     };
     Ok((
         Policy {
