@@ -544,7 +544,7 @@ fn bad_attest_inputs_are_refused_with_exit_2() {
             &good,
             "slsaprovenance1",
             None,
-            "keyless signing is not available in this build",
+            "no key and no identity token",
         ),
     ];
     for (predicate, kind, key, message) in cases {

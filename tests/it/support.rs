@@ -33,8 +33,18 @@ pub fn tool(name: &str) -> PathBuf {
 pub fn custody() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_custody"));
     c.env("CUSTODY_RETRY_BASE_MS", "20");
-    c.env_remove("CUSTODY_REGISTRY_USERNAME");
-    c.env_remove("CUSTODY_REGISTRY_PASSWORD");
+    // The tests decide what the environment offers: no ambient credentials or identity tokens
+    // from whatever runs them.
+    for var in [
+        "CUSTODY_REGISTRY_USERNAME",
+        "CUSTODY_REGISTRY_PASSWORD",
+        "SIGSTORE_ID_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "CUSTODY_AUDIT_LOG",
+    ] {
+        c.env_remove(var);
+    }
     c
 }
 
