@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::sign::{self, Signer};
 use crate::store::Store;
-use crate::transfer::{self, CopyOptions, CopyOutcome, TagPolicy};
+use crate::transfer::{self, CopyOptions, CopyOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,18 +41,26 @@ pub struct PromotionRecord {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromoteOutcome {
+    /// The source, pinned to the digest that verified.
     pub source: String,
+    /// The destination as promoted to (with the tag it gets).
     pub destination: String,
     pub digest: Digest,
+    /// The destination pinned to the digest.
     pub pinned: String,
+    /// What was (or, dry, would be) copied; `tag` and `tagOutcome` describe the destination
+    /// tag, written after everything else.
     pub copy: CopyOutcome,
     /// The promotion attestation attached at the destination, if any.
     pub promotion_attestation: Option<Digest>,
     pub dry_run: bool,
 }
 
-/// Copies the verified `digest` from `src` to `dst` (tag last, immutable unless forced) and
-/// attaches the promotion record when a signer is given.
+/// Copies the verified `digest` from `src` to `dst` with every referrer, attaches the
+/// promotion record when a signer is given, and writes the destination tag last (immutable
+/// unless `options.tag_policy` forces it). A tag that would be refused is refused before
+/// anything is copied, and checked again when written. A run that stops half way (a registry
+/// dies) leaves no tag; running it again completes it.
 #[allow(clippy::too_many_arguments)]
 pub fn promote(
     src: &dyn Store,
@@ -60,24 +68,34 @@ pub fn promote(
     dst: &dyn Store,
     dst_ref: &Reference,
     digest: &Digest,
-    tag_policy: TagPolicy,
-    dry_run: bool,
+    options: &CopyOptions,
     record: Option<(&PromotionRecord, &dyn Signer)>,
     now: &Timestamp,
 ) -> Result<PromoteOutcome, Error> {
     // Copy exactly the digest that verified, never the tag again.
     let pinned_src = src_ref.with_digest(digest.clone());
-    let mut dst_target = dst_ref.clone();
-    if dst_target.tag.is_none() && dst_target.digest.is_none() {
-        dst_target.tag = src_ref.tag.clone();
-    }
-    let options = CopyOptions {
-        tag_policy,
-        dry_run,
+    let tag = match (&dst_ref.tag, &dst_ref.digest) {
+        (Some(t), _) => Some(t.clone()),
+        (None, None) => src_ref.tag.clone(),
+        (None, Some(_)) => None,
     };
-    let copy = transfer::copy(src, &pinned_src, dst, &dst_target, &options)?;
+    let dst_target = match &tag {
+        Some(t) => dst_ref.with_tag(t.clone()),
+        None => dst_ref.clone(),
+    };
+    if let Some(t) = &tag {
+        transfer::check_tag_free(dst, t, digest, options.tag_policy)?;
+    }
+    // Everything by digest first; the tag waits until the promotion is complete.
+    let mut copy = transfer::copy(
+        src,
+        &pinned_src,
+        dst,
+        &dst_ref.with_digest(digest.clone()),
+        options,
+    )?;
     let mut promotion_attestation = None;
-    if let (Some((record, signer)), false) = (record, dry_run) {
+    if let (Some((record, signer)), false) = (record, options.dry_run) {
         let subject_descriptor = dst
             .get_manifest(digest)
             .map_err(transfer::Error::from)?
@@ -104,9 +122,16 @@ pub fn promote(
             &bundle.to_json(),
             BundleContent::DsseEnvelope,
             Some(attest::PREDICATE_SLSA_VSA_V1),
-            &now.to_string(),
+            now.as_str(),
         )?;
         promotion_attestation = Some(referrer.digest);
+    }
+    if let Some(t) = &tag {
+        if !options.dry_run {
+            let manifest = dst.get_manifest(digest).map_err(transfer::Error::from)?;
+            copy.tag_outcome = Some(transfer::write_tag(dst, t, &manifest, options.tag_policy)?);
+        }
+        copy.tag = Some(t.to_string());
     }
     Ok(PromoteOutcome {
         source: pinned_src.to_string(),
@@ -115,7 +140,7 @@ pub fn promote(
         pinned: dst_ref.pinned(digest),
         copy,
         promotion_attestation,
-        dry_run,
+        dry_run: options.dry_run,
     })
 }
 

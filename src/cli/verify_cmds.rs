@@ -27,12 +27,45 @@ use crate::verify::{self, Check, ManifestReport, Status, VerifyOptions, VerifyRe
 pub struct VerifyArgs {
     /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
     pub reference: String,
-    /// Policy file (YAML or JSON, schemas/policy.schema.json). Flags below override it.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
     /// Trust this public key (PEM file or env://VAR). Repeatable. Replaces the policy's signers.
     #[arg(long, value_name = "KEY")]
     pub key: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Verify only this platform of an index (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// No network at all: the artifact comes from an OCI layout (`custody copy <ref>
+    /// oci:<dir>`), trust from files.
+    #[arg(long)]
+    pub offline: bool,
+    /// Choose the policy scope as if the artifact were in this repository (for layout copies).
+    #[arg(long, value_name = "REPOSITORY")]
+    pub scope_as: Option<String>,
+    /// Write a SLSA Verification Summary Attestation of the result to FILE (a signed bundle
+    /// with --vsa-key, else the unsigned statement).
+    #[arg(long, value_name = "FILE")]
+    pub vsa: Option<PathBuf>,
+    /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
+    #[arg(long, value_name = "KEY")]
+    pub vsa_key: Option<String>,
+    /// Store the signed VSA as a referrer of the artifact.
+    #[arg(long, requires = "vsa_key")]
+    pub attach_vsa: bool,
+}
+
+/// What to trust and what to require: the policy file and the flags that override it. Shared
+/// by `verify`, `promote` and `tree`. Public keys to trust and the trusted root are named by
+/// each command: `promote` also signs, so its `--key` is the signing key (trusted keys are
+/// `--trust-key`) and its one `--trusted-root` serves both verifying and keyless signing.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrustArgs {
+    /// Policy file (YAML or JSON, schemas/policy.schema.json). Flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Trust certificates for this identity (SAN), exact. Needs --certificate-oidc-issuer.
     #[arg(long, value_name = "ID")]
     pub certificate_identity: Option<String>,
@@ -78,29 +111,46 @@ pub struct VerifyArgs {
     /// Require a trusted SBOM attestation.
     #[arg(long)]
     pub require_sbom: bool,
-    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
-    #[arg(long, value_name = "FILE")]
-    pub trusted_root: Option<PathBuf>,
-    /// Verify only this platform of an index (`os/arch[/variant]`).
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
-    /// No network at all: the artifact comes from an OCI layout (`custody copy <ref>
-    /// oci:<dir>`), trust from files.
-    #[arg(long)]
-    pub offline: bool,
-    /// Choose the policy scope as if the artifact were in this repository (for layout copies).
-    #[arg(long, value_name = "REPOSITORY")]
-    pub scope_as: Option<String>,
-    /// Write a SLSA Verification Summary Attestation of the result to FILE (a signed bundle
-    /// with --vsa-key, else the unsigned statement).
-    #[arg(long, value_name = "FILE")]
-    pub vsa: Option<PathBuf>,
-    /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
-    #[arg(long, value_name = "KEY")]
-    pub vsa_key: Option<String>,
-    /// Store the signed VSA as a referrer of the artifact.
-    #[arg(long, requires = "vsa_key")]
-    pub attach_vsa: bool,
+}
+
+impl TrustArgs {
+    /// True when any of these flags was given.
+    pub fn given(&self) -> bool {
+        let TrustArgs {
+            policy,
+            certificate_identity,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            threshold,
+            require_tlog,
+            require_attestation,
+            require_provenance,
+            builder_id,
+            source_repository,
+            source_ref,
+            build_type,
+            min_build_level,
+            max_age,
+            allow_dirty,
+            require_sbom,
+        } = self;
+        policy.is_some()
+            || certificate_identity.is_some()
+            || certificate_identity_regexp.is_some()
+            || certificate_oidc_issuer.is_some()
+            || threshold.is_some()
+            || *require_tlog
+            || !require_attestation.is_empty()
+            || *require_provenance
+            || !builder_id.is_empty()
+            || !source_repository.is_empty()
+            || !source_ref.is_empty()
+            || !build_type.is_empty()
+            || min_build_level.is_some()
+            || max_age.is_some()
+            || *allow_dirty
+            || *require_sbom
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -134,7 +184,7 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
 }
 
 /// Applies the flags to every scope (one scope applies per run) or makes a policy from flags.
-pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
+pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Policy> {
     let mut policy = match &args.policy {
         Some(path) => Policy::load(path)
             .with_context(|| format!("policy {} cannot be used", path.display()))?,
@@ -154,7 +204,7 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
         },
     };
     let mut signers = Vec::new();
-    for (i, k) in args.key.iter().enumerate() {
+    for (i, k) in keys.iter().enumerate() {
         let pem = key_text(k)?;
         if pem.contains("CERTIFICATE") {
             bail!(
@@ -164,7 +214,7 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
         let key =
             PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {k}"))?;
         signers.push(TrustedSigner {
-            name: if args.key.len() == 1 {
+            name: if keys.len() == 1 {
                 "key".into()
             } else {
                 format!("key {}", i + 1)
@@ -294,7 +344,7 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
     Ok(policy)
 }
 
-fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
+pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
     match path {
         None => Ok(TrustedRoot::empty()),
         Some(p) => {
@@ -313,7 +363,14 @@ fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
 
 /// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
-    match run_verify(cli, args) {
+    let result = run_verify(cli, args);
+    // The verdict (or why there is none) goes to the audit log before anything is printed.
+    let record = match &result {
+        Ok(report) => super::secops_cmds::verdict_record("verify", &args.reference, report),
+        Err(f) => super::secops_cmds::failure_record("verify", &args.reference, f),
+    };
+    let written = super::secops_cmds::append_audit(record);
+    match super::secops_cmds::with_audit("verify", result, written) {
         Ok(report) => {
             print_report(cli.output, &report);
             if report.verified {
@@ -329,7 +386,19 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
     }
 }
 
-fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
+/// The effective policy and the trusted root, or why they cannot be used (exit 2).
+pub(crate) fn policy_and_root(
+    trust: &TrustArgs,
+    keys: &[String],
+    trusted_root: Option<&Path>,
+) -> Result<(Policy, TrustedRoot), Failure> {
+    let policy = effective_policy(trust, keys)
+        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let root = load_root(trusted_root).map_err(|e| could_not(e, None))?;
+    Ok((policy, root))
+}
+
+pub(crate) fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
     Failure {
         error,
         code: EXIT_ERROR,
@@ -343,9 +412,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
-    let policy = effective_policy(args)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
-    let root = load_root(args.trusted_root.as_deref()).map_err(|e| could_not(e, None))?;
+    let (policy, root) = policy_and_root(&args.trust, &args.key, args.trusted_root.as_deref())?;
     let store: Box<dyn store::Store> = if args.offline {
         let Some(path) = reference.layout_path() else {
             return Err(could_not(

@@ -4,6 +4,7 @@ mod attach;
 mod attest;
 mod conformance;
 mod cosign_blob;
+mod e2e;
 mod hostile;
 mod interop;
 mod keyless;

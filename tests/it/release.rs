@@ -96,7 +96,10 @@ fn release_to_a_registry_is_accepted_by_cosign() {
     let digest = out["digest"].as_str().unwrap();
     assert_eq!(out["tag"], "1.0.0");
     assert_eq!(out["localBuild"], true);
-    assert_eq!(out["verified"], true, "release verified what it published: {out}");
+    assert_eq!(
+        out["verified"], true,
+        "release verified what it published: {out}"
+    );
     assert_eq!(
         out["source"]["repository"],
         "git+https://github.com/acme/app"
