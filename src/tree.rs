@@ -421,6 +421,23 @@ mod tests {
     }
 
     #[test]
+    fn a_fulcio_certificate_claims_its_san_and_issuer() {
+        // Sigstore's conformance happy path: a GitHub Actions certificate (issuer extension v2).
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/testdata/sigstore-conformance/cases/happy-path-v0.3-new-mediaType/bundle.sigstore.json"
+        );
+        let bundle = Bundle::from_json(&std::fs::read(path).expect("conformance data")).unwrap();
+        assert_eq!(
+            signer_of_material(bundle.material()),
+            ClaimedSigner::Certificate {
+                identity: Some("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main".into()),
+                issuer: Some("https://token.actions.githubusercontent.com".into()),
+            }
+        );
+    }
+
+    #[test]
     fn key_material_claims_its_hint() {
         assert_eq!(
             signer_of_material(&Material::PublicKey {
