@@ -323,3 +323,44 @@ fn print(output: OutputFormat, human: &str, json: &serde_json::Value) {
         ),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_flags_the_action_and_template_pass_parse() {
+        // Trust flags, signer flags and promote's own flags share one namespace.
+        crate::cli::Cli::command().debug_assert();
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "custody",
+            "--output",
+            "json",
+            "promote",
+            "staging.example.com/app:1.2.3",
+            "prod.example.com/app:1.2.3",
+            "--policy",
+            "policy.yaml",
+            "--key",
+            "cosign.key",
+            "--attest-promotion",
+            "--dry-run",
+        ])
+        .unwrap();
+        let crate::cli::Command::Promote(args) = cli.command else {
+            panic!("promote parses as promote");
+        };
+        assert_eq!(args.source, "staging.example.com/app:1.2.3");
+        assert_eq!(args.destination, "prod.example.com/app:1.2.3");
+        assert_eq!(
+            args.trust.policy.as_deref(),
+            Some(std::path::Path::new("policy.yaml"))
+        );
+        assert_eq!(args.signer.key.as_deref(), Some("cosign.key"));
+        assert!(
+            args.trust_key.is_empty(),
+            "--key signs; it is not a trusted key"
+        );
+        assert!(args.attest_promotion && args.dry_run && !args.force_tag);
+    }
+}

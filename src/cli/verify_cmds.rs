@@ -338,7 +338,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
     }
     if policy.scopes.iter().all(|s| s.signers.is_empty()) {
         bail!(
-            "no trusted signers: give --policy, --key, or --certificate-identity with --certificate-oidc-issuer"
+            "no trusted signers: give --policy, a public key (--key; --trust-key in promote), or --certificate-identity with --certificate-oidc-issuer"
         );
     }
     Ok(policy)
