@@ -23,5 +23,6 @@ pub mod source;
 pub mod sources;
 pub mod store;
 pub mod transfer;
+pub mod tree;
 pub mod verify;
 pub mod vuln;

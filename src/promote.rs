@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::sign::{self, Signer};
 use crate::store::Store;
-use crate::transfer::{self, CopyOptions, CopyOutcome, TagPolicy};
+use crate::transfer::{self, CopyOptions, CopyOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,18 +41,26 @@ pub struct PromotionRecord {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromoteOutcome {
+    /// The source, pinned to the digest that verified.
     pub source: String,
+    /// The destination as promoted to (with the tag it gets).
     pub destination: String,
     pub digest: Digest,
+    /// The destination pinned to the digest.
     pub pinned: String,
+    /// What was (or, dry, would be) copied; `tag` and `tagOutcome` describe the destination
+    /// tag, written after everything else.
     pub copy: CopyOutcome,
     /// The promotion attestation attached at the destination, if any.
     pub promotion_attestation: Option<Digest>,
     pub dry_run: bool,
 }
 
-/// Copies the verified `digest` from `src` to `dst` (tag last, immutable unless forced) and
-/// attaches the promotion record when a signer is given.
+/// Copies the verified `digest` from `src` to `dst` with every referrer, attaches the
+/// promotion record when a signer is given, and writes the destination tag last (immutable
+/// unless `options.tag_policy` forces it). A tag that would be refused is refused before
+/// anything is copied, and checked again when written. A run that stops half way (a registry
+/// dies) leaves no tag; running it again completes it.
 #[allow(clippy::too_many_arguments)]
 pub fn promote(
     src: &dyn Store,
@@ -60,24 +68,34 @@ pub fn promote(
     dst: &dyn Store,
     dst_ref: &Reference,
     digest: &Digest,
-    tag_policy: TagPolicy,
-    dry_run: bool,
+    options: &CopyOptions,
     record: Option<(&PromotionRecord, &dyn Signer)>,
     now: &Timestamp,
 ) -> Result<PromoteOutcome, Error> {
     // Copy exactly the digest that verified, never the tag again.
     let pinned_src = src_ref.with_digest(digest.clone());
-    let mut dst_target = dst_ref.clone();
-    if dst_target.tag.is_none() && dst_target.digest.is_none() {
-        dst_target.tag = src_ref.tag.clone();
-    }
-    let options = CopyOptions {
-        tag_policy,
-        dry_run,
+    let tag = match (&dst_ref.tag, &dst_ref.digest) {
+        (Some(t), _) => Some(t.clone()),
+        (None, None) => src_ref.tag.clone(),
+        (None, Some(_)) => None,
     };
-    let copy = transfer::copy(src, &pinned_src, dst, &dst_target, &options)?;
+    let dst_target = match &tag {
+        Some(t) => dst_ref.with_tag(t.clone()),
+        None => dst_ref.clone(),
+    };
+    if let Some(t) = &tag {
+        transfer::check_tag_free(dst, t, digest, options.tag_policy)?;
+    }
+    // Everything by digest first; the tag waits until the promotion is complete.
+    let mut copy = transfer::copy(
+        src,
+        &pinned_src,
+        dst,
+        &dst_ref.with_digest(digest.clone()),
+        options,
+    )?;
     let mut promotion_attestation = None;
-    if let (Some((record, signer)), false) = (record, dry_run) {
+    if let (Some((record, signer)), false) = (record, options.dry_run) {
         let subject_descriptor = dst
             .get_manifest(digest)
             .map_err(transfer::Error::from)?
@@ -104,9 +122,16 @@ pub fn promote(
             &bundle.to_json(),
             BundleContent::DsseEnvelope,
             Some(attest::PREDICATE_SLSA_VSA_V1),
-            &now.to_string(),
+            now.as_str(),
         )?;
         promotion_attestation = Some(referrer.digest);
+    }
+    if let Some(t) = &tag {
+        if !options.dry_run {
+            let manifest = dst.get_manifest(digest).map_err(transfer::Error::from)?;
+            copy.tag_outcome = Some(transfer::write_tag(dst, t, &manifest, options.tag_policy)?);
+        }
+        copy.tag = Some(t.to_string());
     }
     Ok(PromoteOutcome {
         source: pinned_src.to_string(),
@@ -115,7 +140,7 @@ pub fn promote(
         pinned: dst_ref.pinned(digest),
         copy,
         promotion_attestation,
-        dry_run,
+        dry_run: options.dry_run,
     })
 }
 
@@ -124,5 +149,222 @@ pub fn policy_descriptor(uri: &str, bytes: &[u8]) -> ResourceDescriptor {
     ResourceDescriptor {
         uri: Some(uri.to_owned()),
         ..ResourceDescriptor::file(uri, &Digest::of(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::{VerificationResult, Verifier};
+    use crate::sign::KeySigner;
+    use crate::sign::keys::SigningKey;
+    use crate::store::layout::LayoutStore;
+    use crate::transfer::{PushOptions, TagOutcome, TagPolicy};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        src: LayoutStore,
+        src_ref: Reference,
+        dst: LayoutStore,
+        dst_ref: Reference,
+        digest: Digest,
+        root: std::path::PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.bin");
+        std::fs::write(&file, b"the artifact").unwrap();
+        let layout = |name: &str, tag: &str| -> (LayoutStore, Reference) {
+            let r: Reference = format!("oci:{}:{tag}", dir.path().join(name).display())
+                .parse()
+                .unwrap();
+            (
+                LayoutStore::open_or_create(r.layout_path().unwrap()).unwrap(),
+                r,
+            )
+        };
+        let (src, src_ref) = layout("staging", "1.0.0");
+        let (dst, dst_ref) = layout("production", "1.0.0");
+        let pushed =
+            transfer::push_files(&src, &src_ref, &[file], &PushOptions::default()).unwrap();
+        Fixture {
+            root: dir.path().to_owned(),
+            _dir: dir,
+            src,
+            src_ref,
+            dst,
+            dst_ref,
+            digest: pushed.digest,
+        }
+    }
+
+    fn record() -> PromotionRecord {
+        PromotionRecord {
+            actor: "local:tester".into(),
+            summary: VerificationSummary {
+                verifier: Verifier {
+                    id: "https://custody.dev/verifiers/custody@v1".into(),
+                    version: Default::default(),
+                },
+                time_verified: None,
+                resource_uri: "oci:staging@sha256:x".into(),
+                policy: ResourceDescriptor {
+                    uri: Some("policy.yaml".into()),
+                    ..ResourceDescriptor::default()
+                },
+                input_attestations: None,
+                verification_result: VerificationResult::Passed,
+                verified_levels: vec!["SLSA_BUILD_LEVEL_1".into()],
+                dependency_levels: None,
+                slsa_version: Some("1.0".into()),
+            },
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::parse("2026-01-02T03:04:05Z").unwrap()
+    }
+
+    #[test]
+    fn promotes_the_digest_with_a_signed_record_whose_subject_names_from_to_and_actor() {
+        let f = fixture();
+        let signer = KeySigner::new(SigningKey::generate_p256().unwrap());
+        let r = record();
+        let out = promote(
+            &f.src,
+            &f.src_ref,
+            &f.dst,
+            &f.dst_ref,
+            &f.digest,
+            &CopyOptions::default(),
+            Some((&r, &signer)),
+            &now(),
+        )
+        .unwrap();
+        assert_eq!(out.copy.tag_outcome, Some(TagOutcome::Created));
+        assert_eq!(out.copy.tag.as_deref(), Some("1.0.0"));
+        assert_eq!(out.pinned, f.dst_ref.pinned(&f.digest));
+        let tagged = f
+            .dst
+            .get_tagged(&"1.0.0".parse().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(tagged.descriptor.digest, f.digest);
+
+        let found = attach::discover(&f.dst, &f.digest).unwrap();
+        assert_eq!(found.bundles.len(), 1);
+        let bundle = sign::bundle::Bundle::from_json(&found.bundles[0].bundle).unwrap();
+        let sign::bundle::Content::Dsse(env) = bundle.content() else {
+            panic!("a DSSE envelope");
+        };
+        let statement: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
+        assert_eq!(statement["predicateType"], attest::PREDICATE_SLSA_VSA_V1);
+        let subject = &statement["subject"][0];
+        assert_eq!(subject["digest"]["sha256"], f.digest.hex());
+        assert_eq!(
+            subject["annotations"]["custody.dev/promotion/from"],
+            f.src_ref.to_string()
+        );
+        assert_eq!(
+            subject["annotations"]["custody.dev/promotion/to"],
+            f.dst_ref.to_string()
+        );
+        assert_eq!(
+            subject["annotations"]["custody.dev/promotion/actor"],
+            "local:tester"
+        );
+        assert_eq!(
+            found.bundles[0].claimed_predicate_type.as_deref(),
+            Some(attest::PREDICATE_SLSA_VSA_V1)
+        );
+    }
+
+    #[test]
+    fn a_dry_run_copies_nothing() {
+        let f = fixture();
+        let out = promote(
+            &f.src,
+            &f.src_ref,
+            &f.dst,
+            &f.dst_ref,
+            &f.digest,
+            &CopyOptions {
+                dry_run: true,
+                ..CopyOptions::default()
+            },
+            None,
+            &now(),
+        )
+        .unwrap();
+        assert!(out.dry_run);
+        assert_eq!(out.copy.tag_outcome, None);
+        assert_eq!(out.copy.manifests.len(), 1);
+        assert!(matches!(
+            f.dst.get_manifest(&f.digest),
+            Err(crate::store::Error::NotFound { .. })
+        ));
+        assert!(
+            f.dst
+                .get_tagged(&"1.0.0".parse().unwrap())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_occupied_tag_is_refused_before_anything_is_copied() {
+        let f = fixture();
+        let other = f.root.join("other.bin");
+        std::fs::write(&other, b"someone else's").unwrap();
+        let squatter =
+            transfer::push_files(&f.dst, &f.dst_ref, &[other], &PushOptions::default()).unwrap();
+        let err = promote(
+            &f.src,
+            &f.src_ref,
+            &f.dst,
+            &f.dst_ref,
+            &f.digest,
+            &CopyOptions::default(),
+            None,
+            &now(),
+        )
+        .unwrap_err();
+        match err {
+            Error::Transfer(transfer::Error::Store(crate::store::Error::TagExists {
+                existing,
+                new,
+                ..
+            })) => {
+                assert_eq!(existing, squatter.digest);
+                assert_eq!(new, f.digest);
+            }
+            other => panic!("expected TagExists, got {other}"),
+        }
+        assert!(matches!(
+            f.dst.get_manifest(&f.digest),
+            Err(crate::store::Error::NotFound { .. })
+        ));
+        // Forced, it moves, and says from where.
+        let out = promote(
+            &f.src,
+            &f.src_ref,
+            &f.dst,
+            &f.dst_ref,
+            &f.digest,
+            &CopyOptions {
+                tag_policy: TagPolicy::Force,
+                dry_run: false,
+            },
+            None,
+            &now(),
+        )
+        .unwrap();
+        assert_eq!(
+            out.copy.tag_outcome,
+            Some(TagOutcome::Moved {
+                previous: squatter.digest
+            })
+        );
     }
 }

@@ -110,7 +110,7 @@ pub fn write_tag(
 }
 
 /// Refuses early when `tag` names a digest other than `digest` and may not move.
-fn check_tag_free(
+pub fn check_tag_free(
     store: &dyn Store,
     tag: &Tag,
     digest: &Digest,

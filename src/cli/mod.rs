@@ -5,11 +5,13 @@
 pub mod attach_cmds;
 pub mod attest_cmds;
 mod progress;
+pub mod promote_cmds;
 mod release_cmds;
 pub mod rescan_cmds;
 pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
+pub mod tree_cmds;
 pub mod verify_cmds;
 pub mod vuln_cmds;
 
@@ -103,6 +105,12 @@ pub enum Command {
     Verify(Box<verify_cmds::VerifyArgs>),
     /// Write or check a verification policy.
     Policy(verify_cmds::PolicyArgs),
+    /// Verify an artifact against a policy, then copy that digest with every signature and
+    /// attestation to another registry; the destination tag is written last, never moved.
+    Promote(Box<promote_cmds::PromoteArgs>),
+    /// The chain of custody at a glance: every referrer, its signer and, with a policy, its
+    /// verdict.
+    Tree(Box<tree_cmds::TreeArgs>),
 }
 
 /// What a command hands back to be printed.
@@ -242,6 +250,7 @@ pub fn run() -> ExitCode {
         Command::Rescan(args) => return rescan_cmds::run(&cli, args),
         Command::Verify(args) => return verify_cmds::verify(&cli, args),
         Command::Policy(args) => return verify_cmds::policy(&cli, args),
+        Command::Promote(args) => return promote_cmds::promote(&cli, args),
         _ => {}
     }
     // The attestation commands print their own results.
@@ -279,13 +288,15 @@ pub fn run() -> ExitCode {
         Command::Sources(cmd) => secops_cmds::sources(cmd),
         Command::Prune(args) => secops_cmds::prune(&cli, args),
         Command::Audit(cmd) => secops_cmds::audit(cmd),
+        Command::Tree(args) => tree_cmds::tree(&cli, args),
         Command::Source(_)
         | Command::Sbom(_)
         | Command::Provenance(_)
         | Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)
-        | Command::Policy(_) => {
+        | Command::Policy(_)
+        | Command::Promote(_) => {
             unreachable!("handled above")
         }
     };

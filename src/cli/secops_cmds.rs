@@ -419,7 +419,7 @@ fn audit_show(args: &AuditShowArgs) -> Result<Report, Failure> {
 }
 
 /// Who acts: the CI identity when a CI runs us, else the local user.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     match crate::ci::detect(&env) {
@@ -467,9 +467,65 @@ pub fn audit_log() -> anyhow::Result<Option<audit::Log>> {
     Ok(Some(audit::Log::open(config)?))
 }
 
-/// Appends the audit record of a finished command (push, copy, prune); other commands pass
-/// through. When the record cannot be written the command fails: an action that leaves no
-/// trace is not acceptable where an audit log is configured.
+/// Appends `record` to the configured audit log (none configured: nothing to do).
+pub(crate) fn append_audit(record: audit::Record) -> anyhow::Result<()> {
+    match audit_log()? {
+        Some(mut log) => log.append(record).map(drop).map_err(anyhow::Error::from),
+        None => Ok(()),
+    }
+}
+
+/// The record of a verification verdict: the digest verified, the policy (source and digest)
+/// and the scope, `ok` when verified and `refused` when not.
+pub(crate) fn verdict_record(
+    action: &str,
+    reference: &str,
+    report: &crate::verify::VerifyReport,
+) -> audit::Record {
+    let mut record = audit::Record::new(
+        actor(),
+        action,
+        if report.verified {
+            Outcome::Ok
+        } else {
+            Outcome::Refused
+        },
+    );
+    record.reference = Some(reference.to_owned());
+    record.artifact = Some(report.digest.clone());
+    record.details = serde_json::json!({
+        "pinned": report.pinned,
+        "policy": report.policy.source,
+        "policyDigest": report.policy.digest,
+        "scope": report.scope,
+        "failed": report
+            .failures()
+            .iter()
+            .map(|c| serde_json::to_value(c.kind).unwrap_or_default())
+            .collect::<Vec<_>>(),
+    });
+    record
+}
+
+/// The record of a command that could not run to its end.
+pub(crate) fn failure_record(action: &str, reference: &str, failure: &Failure) -> audit::Record {
+    let mut record = audit::Record::new(
+        actor(),
+        action,
+        if failure.code == EXIT_REFUSED {
+            Outcome::Refused
+        } else {
+            Outcome::Failed
+        },
+    );
+    record.reference = Some(reference.to_owned());
+    record.details = serde_json::json!({ "error": format!("{:#}", failure.error) });
+    record
+}
+
+/// Appends the audit record of a finished command (push, copy, prune, sign, attest, release);
+/// other commands pass through. When the record cannot be written the command fails: an action
+/// that leaves no trace is not acceptable where an audit log is configured.
 pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Report, Failure> {
     let (action, reference) = match command {
         Command::Push(a) => ("push", a.to.clone()),
@@ -477,40 +533,59 @@ pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Rep
         Command::Copy(a) => ("copy", format!("{} -> {}", a.source, a.destination)),
         Command::Prune(a) if !a.yes => return result,
         Command::Prune(a) => ("prune", a.repository.clone()),
+        Command::Sign(a) => ("sign", a.reference.clone()),
+        Command::Attest(a) => ("attest", a.reference.clone()),
+        Command::Release(a) => (
+            "release",
+            a.to.clone()
+                .or_else(|| a.image.clone())
+                .unwrap_or_else(|| "the embedded store".into()),
+        ),
         _ => return result,
     };
-    let mut record = audit::Record::new(
-        actor(),
-        action,
-        match &result {
-            Ok(_) => Outcome::Ok,
-            Err(f) if f.code == EXIT_REFUSED => Outcome::Refused,
-            Err(_) => Outcome::Failed,
-        },
-    );
-    record.reference = Some(reference);
-    match &result {
+    let record = match &result {
         Ok(report) => {
-            record.artifact = report
-                .json
+            let json = &report.json;
+            let mut record = audit::Record::new(actor(), action, Outcome::Ok);
+            record.reference = Some(reference);
+            record.artifact = json
                 .get("digest")
+                .or_else(|| json.get("subject").and_then(|s| s.get("digest")))
                 .and_then(|d| d.as_str())
                 .and_then(|d| d.parse::<Digest>().ok());
             record.details = match action {
-                "prune" => serde_json::json!({ "deletions": report.json["deletions"] }),
+                "prune" => serde_json::json!({ "deletions": json["deletions"] }),
+                "sign" | "attest" => serde_json::json!({
+                    "pinned": json["pinned"],
+                    "predicateType": json["predicateType"],
+                    "referrer": json["referrer"],
+                }),
+                "release" => serde_json::json!({
+                    "pinned": json["pinned"],
+                    "tag": json["tag"],
+                    "tagOutcome": json["tagOutcome"],
+                    "builderId": json["builderId"],
+                    "verified": json["verified"],
+                }),
                 _ => serde_json::json!({
-                    "pinned": report.json["pinned"],
-                    "tag": report.json["tag"],
-                    "tagOutcome": report.json["tag_outcome"],
+                    "pinned": json["pinned"],
+                    "tag": json["tag"],
+                    "tagOutcome": json["tag_outcome"],
                 }),
             };
+            record
         }
-        Err(f) => record.details = serde_json::json!({ "error": format!("{:#}", f.error) }),
-    }
-    let written = audit_log().and_then(|log| match log {
-        Some(mut log) => log.append(record).map(drop).map_err(anyhow::Error::from),
-        None => Ok(()),
-    });
+        Err(f) => failure_record(action, &reference, f),
+    };
+    with_audit(action, result, append_audit(record))
+}
+
+/// Combines a command's result with the outcome of writing its audit record.
+pub(crate) fn with_audit<T>(
+    action: &str,
+    result: Result<T, Failure>,
+    written: anyhow::Result<()>,
+) -> Result<T, Failure> {
     match (result, written) {
         (result, Ok(())) => result,
         (Ok(_), Err(e)) => Err(Failure {

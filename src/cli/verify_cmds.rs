@@ -27,12 +27,45 @@ use crate::verify::{self, Check, ManifestReport, Status, VerifyOptions, VerifyRe
 pub struct VerifyArgs {
     /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
     pub reference: String,
-    /// Policy file (YAML or JSON, schemas/policy.schema.json). Flags below override it.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
     /// Trust this public key (PEM file or env://VAR). Repeatable. Replaces the policy's signers.
     #[arg(long, value_name = "KEY")]
     pub key: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Verify only this platform of an index (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// No network at all: the artifact comes from an OCI layout (`custody copy <ref>
+    /// oci:<dir>`), trust from files.
+    #[arg(long)]
+    pub offline: bool,
+    /// Choose the policy scope as if the artifact were in this repository (for layout copies).
+    #[arg(long, value_name = "REPOSITORY")]
+    pub scope_as: Option<String>,
+    /// Write a SLSA Verification Summary Attestation of the result to FILE (a signed bundle
+    /// with --vsa-key, else the unsigned statement).
+    #[arg(long, value_name = "FILE")]
+    pub vsa: Option<PathBuf>,
+    /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
+    #[arg(long, value_name = "KEY")]
+    pub vsa_key: Option<String>,
+    /// Store the signed VSA as a referrer of the artifact.
+    #[arg(long, requires = "vsa_key")]
+    pub attach_vsa: bool,
+}
+
+/// What to trust and what to require: the policy file and the flags that override it. Shared
+/// by `verify`, `promote` and `tree`. Public keys to trust and the trusted root are named by
+/// each command: `promote` also signs, so its `--key` is the signing key (trusted keys are
+/// `--trust-key`) and its one `--trusted-root` serves both verifying and keyless signing.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrustArgs {
+    /// Policy file (YAML or JSON, schemas/policy.schema.json). Flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Trust certificates for this identity (SAN), exact. Needs --certificate-oidc-issuer.
     #[arg(long, value_name = "ID")]
     pub certificate_identity: Option<String>,
@@ -78,33 +111,52 @@ pub struct VerifyArgs {
     /// Require a trusted SBOM attestation.
     #[arg(long)]
     pub require_sbom: bool,
-    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
-    #[arg(long, value_name = "FILE")]
-    pub trusted_root: Option<PathBuf>,
-    /// Verify only this platform of an index (`os/arch[/variant]`).
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
-    /// No network at all: the artifact comes from an OCI layout (`custody copy <ref>
-    /// oci:<dir>`), trust from files.
-    #[arg(long)]
-    pub offline: bool,
-    /// Choose the policy scope as if the artifact were in this repository (for layout copies).
-    #[arg(long, value_name = "REPOSITORY")]
-    pub scope_as: Option<String>,
-    /// Write a SLSA Verification Summary Attestation of the result to FILE (a signed bundle
-    /// with --vsa-key, else the unsigned statement).
-    #[arg(long, value_name = "FILE")]
-    pub vsa: Option<PathBuf>,
-    /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
-    #[arg(long, value_name = "KEY")]
-    pub vsa_key: Option<String>,
-    /// Store the signed VSA as a referrer of the artifact.
-    #[arg(long, requires = "vsa_key")]
-    pub attach_vsa: bool,
     /// OSV database for the policy's `vulnerabilities:` gate: a folder of OSV JSON files or an
     /// osv.dev `all.zip`. Repeatable; replaces the policy's `vulnerabilities.databases`.
     #[arg(long = "db", value_name = "PATH")]
     pub db: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// True when any of these flags was given.
+    pub fn given(&self) -> bool {
+        let TrustArgs {
+            policy,
+            certificate_identity,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            threshold,
+            require_tlog,
+            require_attestation,
+            require_provenance,
+            builder_id,
+            source_repository,
+            source_ref,
+            build_type,
+            min_build_level,
+            max_age,
+            allow_dirty,
+            require_sbom,
+            db,
+        } = self;
+        policy.is_some()
+            || certificate_identity.is_some()
+            || certificate_identity_regexp.is_some()
+            || certificate_oidc_issuer.is_some()
+            || threshold.is_some()
+            || *require_tlog
+            || !require_attestation.is_empty()
+            || *require_provenance
+            || !builder_id.is_empty()
+            || !source_repository.is_empty()
+            || !source_ref.is_empty()
+            || !build_type.is_empty()
+            || min_build_level.is_some()
+            || max_age.is_some()
+            || *allow_dirty
+            || *require_sbom
+            || !db.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -138,7 +190,7 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
 }
 
 /// Applies the flags to every scope (one scope applies per run) or makes a policy from flags.
-pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
+pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Policy> {
     let mut policy = match &args.policy {
         Some(path) => Policy::load(path)
             .with_context(|| format!("policy {} cannot be used", path.display()))?,
@@ -160,7 +212,7 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
         },
     };
     let mut signers = Vec::new();
-    for (i, k) in args.key.iter().enumerate() {
+    for (i, k) in keys.iter().enumerate() {
         let pem = key_text(k)?;
         if pem.contains("CERTIFICATE") {
             bail!(
@@ -170,7 +222,7 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
         let key =
             PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {k}"))?;
         signers.push(TrustedSigner {
-            name: if args.key.len() == 1 {
+            name: if keys.len() == 1 {
                 "key".into()
             } else {
                 format!("key {}", i + 1)
@@ -294,13 +346,13 @@ pub fn effective_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
     }
     if policy.scopes.iter().all(|s| s.signers.is_empty()) {
         bail!(
-            "no trusted signers: give --policy, --key, or --certificate-identity with --certificate-oidc-issuer"
+            "no trusted signers: give --policy, a public key (--key; --trust-key in promote), or --certificate-identity with --certificate-oidc-issuer"
         );
     }
     Ok(policy)
 }
 
-fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
+pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
     match path {
         None => Ok(TrustedRoot::empty()),
         Some(p) => {
@@ -319,7 +371,14 @@ fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
 
 /// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
-    match run_verify(cli, args) {
+    let result = run_verify(cli, args);
+    // The verdict (or why there is none) goes to the audit log before anything is printed.
+    let record = match &result {
+        Ok(report) => super::secops_cmds::verdict_record("verify", &args.reference, report),
+        Err(f) => super::secops_cmds::failure_record("verify", &args.reference, f),
+    };
+    let written = super::secops_cmds::append_audit(record);
+    match super::secops_cmds::with_audit("verify", result, written) {
         Ok(report) => {
             print_report(cli.output, &report);
             if report.verified {
@@ -335,7 +394,19 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
     }
 }
 
-fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
+/// The effective policy and the trusted root, or why they cannot be used (exit 2).
+pub(crate) fn policy_and_root(
+    trust: &TrustArgs,
+    keys: &[String],
+    trusted_root: Option<&Path>,
+) -> Result<(Policy, TrustedRoot), Failure> {
+    let policy = effective_policy(trust, keys)
+        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let root = load_root(trusted_root).map_err(|e| could_not(e, None))?;
+    Ok((policy, root))
+}
+
+pub(crate) fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
     Failure {
         error,
         code: EXIT_ERROR,
@@ -349,9 +420,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
-    let policy = effective_policy(args)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
-    let root = load_root(args.trusted_root.as_deref()).map_err(|e| could_not(e, None))?;
+    let (policy, root) = policy_and_root(&args.trust, &args.key, args.trusted_root.as_deref())?;
     let store: Box<dyn store::Store> = if args.offline {
         let Some(path) = reference.layout_path() else {
             return Err(could_not(
@@ -376,12 +445,16 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
             .with_context(|| format!("cannot open {}", reference.repository()))
             .map_err(|e| could_not(e, None))?
     };
+    let repository = args
+        .scope_as
+        .clone()
+        .unwrap_or_else(|| reference.repository());
     let options = VerifyOptions {
         trusted_root: root,
         platform: args.platform.clone(),
         now: None,
         scope_repository: args.scope_as.clone(),
-        vulnerability_db: load_vulnerability_db(&policy, &reference, args)
+        vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
     };
     let report = verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
@@ -396,28 +469,20 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
     Ok(report)
 }
 
-/// The OSV database for the scope that will apply, when it has a `vulnerabilities:` section:
-/// `--db` if given, else the section's `databases`.
+/// The OSV database for the scope that will apply to `repository`, when it has a
+/// `vulnerabilities:` section: `--db` if given, else the section's `databases`.
 pub fn load_vulnerability_db(
     policy: &Policy,
-    reference: &Reference,
-    args: &VerifyArgs,
+    repository: &str,
+    db: &[PathBuf],
 ) -> anyhow::Result<Option<std::sync::Arc<crate::vuln::Database>>> {
-    let repository = args
-        .scope_as
-        .clone()
-        .unwrap_or_else(|| reference.repository());
     let Some(gate) = policy
-        .scope_for(&repository)
+        .scope_for(repository)
         .and_then(|s| s.vulnerabilities.as_ref())
     else {
         return Ok(None);
     };
-    let paths = if args.db.is_empty() {
-        &gate.databases
-    } else {
-        &args.db
-    };
+    let paths = if db.is_empty() { &gate.databases } else { db };
     if paths.is_empty() {
         return Ok(None);
     }

@@ -2,12 +2,15 @@
 
 mod attach;
 mod attest;
+mod ci_integration;
 mod conformance;
 mod cosign_blob;
+mod e2e;
 mod gates;
 mod hostile;
 mod interop;
 mod keyless;
+mod readme;
 mod registry;
 mod release;
 mod rescan;

@@ -108,6 +108,7 @@ fn registry_binary() -> PathBuf {
 pub struct Registry {
     child: Child,
     pub host: String,
+    config: PathBuf,
     _storage: tempfile::TempDir,
 }
 
@@ -148,6 +149,7 @@ impl Registry {
                     return Registry {
                         child,
                         host,
+                        config,
                         _storage: storage,
                     };
                 }
@@ -162,6 +164,38 @@ impl Registry {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the registry again (after [`Registry::kill`] or a crash) on the same port with
+    /// the same storage, as an operator restarting it would.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let mut child = Command::new(registry_binary())
+                .arg("serve")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            let up = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < up {
+                if let Ok(Some(_)) = child.try_wait() {
+                    // The port is not free yet: try again.
+                    break;
+                }
+                if http_status(&self.host, "/v2/") == Some(200) {
+                    self.child = child;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("docker-registry did not come back on {}", self.host);
     }
 }
 
@@ -454,4 +488,123 @@ pub fn validate_against_schema(schema: &str, instance: &serde_json::Value) {
         "{schema}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A TCP proxy in front of a registry that, while armed, holds every connection still once
+/// `limit` request bytes have gone through it, until the test [`CutProxy::release`]s it; then
+/// it drops every held connection. A test kills the registry in between: the client sees a
+/// registry that died in the middle of an upload.
+pub struct CutProxy {
+    pub host: String,
+    state: Arc<(Mutex<CutState>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct CutState {
+    armed: bool,
+    limit: u64,
+    forwarded: u64,
+    tripped: bool,
+    released: bool,
+}
+
+impl CutProxy {
+    pub fn start(backend: &str, limit: u64) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = listener.local_addr().expect("addr").to_string();
+        let state = Arc::new((
+            Mutex::new(CutState {
+                armed: true,
+                limit,
+                ..CutState::default()
+            }),
+            std::sync::Condvar::new(),
+        ));
+        let backend = backend.to_owned();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&backend) else {
+                    // Nothing behind the proxy: the client sees the connection close.
+                    drop(client);
+                    continue;
+                };
+                let shared = shared.clone();
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || pump_up(client, server, &shared));
+                std::thread::spawn(move || pump_down(s2, c2));
+            }
+        });
+        CutProxy { host, state }
+    }
+
+    /// Waits until the limit was reached; false after `timeout`.
+    pub fn wait_tripped(&self, timeout: Duration) -> bool {
+        let (lock, cv) = &*self.state;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |s| !s.tripped)
+            .unwrap();
+        guard.tripped
+    }
+
+    /// Drops the held connections and forwards everything from now on.
+    pub fn release(&self) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        s.released = true;
+        s.armed = false;
+        cv.notify_all();
+    }
+
+    pub fn forwarded(&self) -> u64 {
+        self.state.0.lock().unwrap().forwarded
+    }
+}
+
+fn pump_up(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    state: &(Mutex<CutState>, std::sync::Condvar),
+) {
+    let (lock, cv) = state;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut s = lock.lock().unwrap();
+            if s.armed {
+                s.forwarded += n as u64;
+                if s.forwarded >= s.limit {
+                    s.tripped = true;
+                    cv.notify_all();
+                    while !s.released {
+                        s = cv.wait(s).unwrap();
+                    }
+                    drop(s);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+fn pump_down(mut server: TcpStream, mut client: TcpStream) {
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
 }

@@ -1,0 +1,191 @@
+//! `custody tree`: an artifact and everything attached to it, with each referrer's claimed
+//! signer and, when a policy or trust flags are given, the verdict `verify` reaches on it.
+//! Exit 0 whenever the tree could be read (the verdict is in the output; `custody verify` is
+//! the gate), 2 when it could not.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
+use super::{Cli, Failure, Report, store_options};
+use crate::reference::Reference;
+use crate::store;
+use crate::tree::{self, Node, Tree};
+use crate::verify::{self, Status, VerifyOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct TreeArgs {
+    /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
+    pub reference: String,
+    /// Trust this public key (PEM file or env://VAR) for the verdicts. Repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub key: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// trusted_root.json: CAs, transparency logs and TSAs (for keyless identities).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+}
+
+pub fn tree(cli: &Cli, args: &TreeArgs) -> Result<Report, Failure> {
+    let reference: Reference = args
+        .reference
+        .parse()
+        .with_context(|| format!("bad reference {:?}", args.reference))?;
+    let judge = args.trust.given() || !args.key.is_empty();
+    let trust = if judge {
+        Some(policy_and_root(
+            &args.trust,
+            &args.key,
+            args.trusted_root.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let mut options = store_options(cli);
+    options.progress = None;
+    let store = store::open(&reference, &options)
+        .with_context(|| format!("cannot open {}", reference.repository()))?;
+    let mut read = tree::read(store.as_ref(), &reference).map_err(|e| {
+        // A store that serves content other than its digests is a refusal, as everywhere.
+        let lying = e
+            .store_error()
+            .is_some_and(store::Error::is_integrity_failure);
+        let mut failure = could_not(anyhow::Error::new(e), None);
+        if lying {
+            failure.code = super::EXIT_REFUSED;
+        }
+        failure
+    })?;
+    if let Some((policy, root)) = trust {
+        // The digest just read, never the tag again.
+        let pinned = reference.with_digest(read.digest.clone());
+        let options = VerifyOptions {
+            trusted_root: root,
+            vulnerability_db: super::verify_cmds::load_vulnerability_db(
+                &policy,
+                &reference.repository(),
+                &args.trust.db,
+            )
+            .map_err(|e| could_not(e, None))?,
+            ..VerifyOptions::default()
+        };
+        let report = verify::artifact(store.as_ref(), &pinned, &policy, &options).map_err(|e| {
+            could_not(
+                anyhow::Error::new(e).context(format!("could not verify {pinned}")),
+                None,
+            )
+        })?;
+        read = read.with_report(&report);
+    }
+    Ok(Report {
+        human: human(&read),
+        json: serde_json::to_value(&read).expect("serialisable"),
+    })
+}
+
+fn node_line(out: &mut String, node: &Node, branch: &str, next: &str) {
+    let _ = writeln!(
+        out,
+        "{branch}{} {}  {}",
+        node.kind.label(),
+        node.manifest,
+        node.predicate_type
+            .as_deref()
+            .or(node.artifact_type.as_deref())
+            .unwrap_or(match node.kind {
+                tree::NodeKind::LegacySignature => "simple signing",
+                _ => "signature",
+            })
+    );
+    if let Some(s) = &node.claimed_signer {
+        let _ = writeln!(out, "{next}signer (claimed): {}", s.describe());
+    }
+    if let Some(created) = &node.created {
+        let _ = writeln!(out, "{next}created: {created}");
+    }
+    if let Some(note) = &node.note {
+        let _ = writeln!(out, "{next}not used: {note}");
+    }
+    if let Some(v) = &node.verdict {
+        if v.trusted {
+            let _ = writeln!(
+                out,
+                "{next}✓ trusted: {} ({})",
+                v.signer.as_deref().unwrap_or("?"),
+                v.signer_identity.as_deref().unwrap_or("?")
+            );
+        } else {
+            let _ = writeln!(out, "{next}✗ not trusted");
+        }
+        for c in &v.failures {
+            let _ = writeln!(
+                out,
+                "{next}  ✗ {}: expected {}, found {}",
+                c.name,
+                c.expected.as_deref().unwrap_or("-"),
+                c.found.as_deref().unwrap_or("-")
+            );
+        }
+    }
+}
+
+/// The tree as text: the artifact, then one branch per referrer.
+pub fn human(t: &Tree) -> String {
+    let mut out = format!("{}\n{}\n", t.pinned, t.media_type);
+    for (i, node) in t.nodes.iter().enumerate() {
+        let last = i + 1 == t.nodes.len();
+        let (branch, next) = if last {
+            ("└── ", "      ")
+        } else {
+            ("├── ", "│     ")
+        };
+        node_line(&mut out, node, branch, next);
+    }
+    if t.nodes.is_empty() {
+        out.push_str("(nothing attached)\n");
+    }
+    if let Some(v) = &t.verification {
+        let _ = writeln!(
+            out,
+            "policy {}{}{}",
+            v.policy.source,
+            v.policy
+                .digest
+                .as_ref()
+                .map(|d| format!(" ({})", d.short()))
+                .unwrap_or_default(),
+            v.scope
+                .as_ref()
+                .map(|s| format!(", scope {s}"))
+                .unwrap_or_default()
+        );
+        for c in v.checks.iter().filter(|c| c.status != Status::Skip) {
+            let mark = if c.failed() { "✗" } else { "✓" };
+            let _ = write!(out, "  {mark} {}", c.name);
+            match (c.failed(), &c.expected, &c.found) {
+                (true, e, f) => {
+                    let _ = writeln!(
+                        out,
+                        ": expected {}, found {}",
+                        e.as_deref().unwrap_or("-"),
+                        f.as_deref().unwrap_or("-")
+                    );
+                }
+                (false, _, Some(f)) => {
+                    let _ = writeln!(out, ": {f}");
+                }
+                (false, _, None) => out.push('\n'),
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{} {}",
+            if v.verified { "verified" } else { "REFUSED" },
+            t.pinned
+        );
+    }
+    out
+}
