@@ -4,7 +4,7 @@
 //! Envelopes and signatures (DSSE, Sigstore bundles) live in `sign`; this module only says what
 //! is claimed and serializes it deterministically.
 
-mod time;
+pub mod time;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -321,26 +321,45 @@ pub fn evaluate_provenance(
     (checks, level)
 }
 
-/// Parses `30d`, `12h`, `45m`, `90s`, `2w` into seconds.
+/// Parses `30d`, `12h`, `45m`, `90s`, `2w` and sums like `1d12h` into seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} has no unit; use s, m, h, d or w"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a number"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?} has unit {unit:?}; use s, m, h, d or w")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long a duration"))
+    if s.is_empty() || s.len() > 32 {
+        return Err(format!("{s:?} is not a duration like 30d, 12h, 1d12h"));
+    }
+    let mut total: u64 = 0;
+    let mut number: Option<u64> = None;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(|| format!("{s:?} is too long a duration"))?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(format!("{s:?} has unit {c:?}; use s, m, h, d or w")),
+        };
+        let n = number
+            .take()
+            .ok_or_else(|| format!("{s:?} does not start with a number"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{s:?} is too long a duration"))?;
+    }
+    if number.is_some() {
+        return Err(format!("{s:?} has no unit; use s, m, h, d or w"));
+    }
+    Ok(total)
 }
 
 fn show_duration(secs: u64) -> String {
@@ -353,23 +372,7 @@ fn show_duration(secs: u64) -> String {
     }
 }
 
-/// `YYYY-MM-DDThh:mm:ss[.frac](Z|+00:00)` as Unix seconds.
-pub fn unix_seconds(s: &str) -> Option<i64> {
-    let t = crate::attest::Timestamp::parse(s).ok()?;
-    let b = t.as_str();
-    let n = |r: std::ops::Range<usize>| b.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
+pub use crate::attest::time::unix_seconds;
 
 #[cfg(test)]
 mod tests {
