@@ -3,20 +3,19 @@
 //! by a signed OpenVEX statement and not by an unsigned one, allowed within the grace period;
 //! a dependency-confusion violation named with both locations; an unsigned SBOM never used.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custody::attach::{self, BundleContent};
 use custody::attest::PREDICATE_CYCLONEDX;
 use custody::digest::Digest;
-use custody::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+use custody::oci::Descriptor;
 use custody::policy::{Format, Policy};
-use custody::reference::{Reference, Tag};
+use custody::reference::Reference;
 use custody::sign::keys::PublicKey;
 use custody::sign::keys::SigningKey;
 use custody::sign::{KeySigner, sign_statement};
-use custody::store::{self, BlobSource, FetchedManifest, Store};
+use custody::store::{self, Store};
 use custody::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
 use custody::vuln::{Database, Limits};
 use serde_json::{Value, json};
@@ -52,38 +51,7 @@ pub fn open(reference: &str) -> Box<dyn Store> {
     .unwrap()
 }
 
-pub fn put_artifact(store: &dyn Store, content: &[u8], tag: &str) -> Descriptor {
-    let layer = Descriptor::of("application/octet-stream", content);
-    store
-        .put_blob(
-            &Descriptor::empty_config(),
-            BlobSource::Bytes(oci::EMPTY_JSON),
-        )
-        .unwrap();
-    store.put_blob(&layer, BlobSource::Bytes(content)).unwrap();
-    let m = ImageManifest {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-        artifact_type: Some("application/vnd.custody.test".into()),
-        config: Descriptor::empty_config(),
-        layers: vec![layer],
-        subject: None,
-        annotations: BTreeMap::new(),
-    };
-    let bytes = oci::to_bytes(&m);
-    let d = store
-        .put_manifest(&bytes, MEDIA_TYPE_IMAGE_MANIFEST)
-        .unwrap();
-    let fetched = FetchedManifest::check(
-        "test",
-        bytes,
-        Some(MEDIA_TYPE_IMAGE_MANIFEST),
-        Some(&d.digest),
-    )
-    .unwrap();
-    store.tag(&tag.parse::<Tag>().unwrap(), &fetched).unwrap();
-    d
-}
+pub use crate::verify::put_artifact;
 
 pub fn statement(subject: &Digest, predicate_type: &str, predicate: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({

@@ -36,7 +36,7 @@ fn open(reference: &str) -> Box<dyn Store> {
 }
 
 /// Pushes a small artifact (one layer) and tags it; returns its descriptor.
-fn put_artifact(store: &dyn Store, content: &[u8], tag: &str) -> Descriptor {
+pub fn put_artifact(store: &dyn Store, content: &[u8], tag: &str) -> Descriptor {
     let layer = Descriptor::of("application/octet-stream", content);
     store
         .put_blob(
