@@ -50,7 +50,7 @@ impl Rules {
 
 /// Why an artifact is kept or deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "rule", rename_all = "kebab-case")]
+#[serde(tag = "rule", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum Reason {
     ProtectedTag {
         tag: String,
@@ -107,6 +107,7 @@ impl std::fmt::Display for Reason {
 
 /// One tagged artifact and the decision about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Candidate {
     pub digest: Digest,
     pub media_type: String,
@@ -119,6 +120,7 @@ pub struct Candidate {
 
 /// What prune would do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub repository: String,
     pub candidates: Vec<Candidate>,
@@ -134,6 +136,7 @@ impl Plan {
 
 /// What happened to one artifact prune set out to delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Deletion {
     pub digest: Digest,
     pub tags: Vec<String>,
