@@ -50,7 +50,11 @@ impl Rules {
 
 /// Why an artifact is kept or deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "rule", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "rule",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Reason {
     ProtectedTag {
         tag: String,

@@ -15,7 +15,7 @@ use crate::support::{self, CutProxy, Registry, stderr, stdout};
 
 /// The consumer's policy: the release key, provenance from the local builder with the
 /// commit, an SBOM signed by the release key.
-fn policy_file(dir: &Path, public_key: &str) -> PathBuf {
+pub fn policy_file(dir: &Path, public_key: &str) -> PathBuf {
     let path = dir.join("policy.yaml");
     std::fs::write(
         &path,
