@@ -457,6 +457,47 @@ fn release_store_promote_tree_policy_and_audit_outputs_follow_their_schemas() {
     );
 }
 
+/// A dirty tree is recorded with the paths that differ, as `dirtyPaths` in both the source
+/// record and the release report (the record once wrote `dirty_paths`, which the release schema
+/// did not name).
+#[test]
+fn a_dirty_release_and_its_source_record_follow_their_schemas() {
+    let dir = support::tempdir();
+    let repo = work_tree(dir.path());
+    std::fs::write(repo.join("main.c"), "int main(void) { return 1; }\n").unwrap();
+    let o = release_in(&repo, &["dist/app.bin", "--allow-dirty"]);
+    let released = exits(&o, 0);
+    assert_eq!(released["source"]["dirtyPaths"], json!(["main.c"]));
+    assert!(released["tag"].is_null() || released["tag"].is_string());
+    validate_against_schema("release-report.schema.json", &released);
+    refused(
+        "release-report.schema.json",
+        &released,
+        "Additional properties are not allowed ('dirty_paths' was unexpected)",
+        |v| {
+            let paths = v["source"]
+                .as_object_mut()
+                .unwrap()
+                .remove("dirtyPaths")
+                .unwrap();
+            v["source"]["dirty_paths"] = paths;
+        },
+    );
+    let source = exits(
+        &support::run(&[
+            "--output",
+            "json",
+            "source",
+            "--dir",
+            repo.to_str().unwrap(),
+            "--allow-dirty",
+        ]),
+        0,
+    );
+    assert_eq!(source["dirtyPaths"], json!(["main.c"]));
+    validate_against_schema("attest-reports.schema.json#/$defs/source", &source);
+}
+
 #[test]
 fn a_recover_record_follows_the_audit_record_schema() {
     let dir = support::tempdir();
