@@ -524,6 +524,7 @@ pub enum Tampering {
 
 /// The first bad record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Problem {
     pub kind: Tampering,
     /// 1-based line number in the file.
@@ -534,6 +535,7 @@ pub struct Problem {
 
 /// A line a crash cut short.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Torn {
     pub line: usize,
     pub bytes: usize,
@@ -541,6 +543,7 @@ pub struct Torn {
 
 /// What [`verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub records: usize,
     pub last_seq: Option<u64>,

@@ -51,7 +51,11 @@ impl Rules {
 
 /// Why an artifact is kept or deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "rule", rename_all = "kebab-case")]
+#[serde(
+    tag = "rule",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Reason {
     ProtectedTag {
         tag: String,
@@ -108,6 +112,7 @@ impl std::fmt::Display for Reason {
 
 /// One tagged artifact and the decision about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Candidate {
     pub digest: Digest,
     pub media_type: String,
@@ -120,6 +125,7 @@ pub struct Candidate {
 
 /// What prune would do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub repository: String,
     pub candidates: Vec<Candidate>,
@@ -135,6 +141,7 @@ impl Plan {
 
 /// What happened to one artifact prune set out to delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Deletion {
     pub digest: Digest,
     pub tags: Vec<String>,

@@ -250,6 +250,7 @@ fn redact(input: &str) -> String {
 
 /// What the source tree was at build time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SourceRecord {
     /// Normalised repository URI, when a remote or the CI names one.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -145,6 +145,7 @@ pub struct PushOptions {
 
 /// The result of a push.
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PushOutcome {
     pub digest: Digest,
     pub media_type: String,
@@ -290,6 +291,7 @@ pub struct PulledFile {
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PullOutcome {
     pub digest: Digest,
     pub pinned: String,
@@ -412,6 +414,7 @@ pub struct CopyOptions {
 
 /// What a copy moved.
 #[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CopyOutcome {
     pub digest: Option<Digest>,
     pub pinned: Option<String>,
@@ -623,6 +626,7 @@ pub struct ReferrerNode {
 
 /// The referrers of an artifact, as a tree.
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Discovery {
     pub digest: Digest,
     pub pinned: String,

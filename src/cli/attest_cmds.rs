@@ -144,6 +144,7 @@ pub struct SbomArgs {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SbomReport {
     pub path: PathBuf,
     pub digest: Digest,
@@ -274,6 +275,7 @@ pub struct ProvenanceArgs {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProvenanceReport {
     pub path: PathBuf,
     pub digest: Digest,

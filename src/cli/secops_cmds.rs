@@ -570,7 +570,7 @@ pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Rep
                 _ => serde_json::json!({
                     "pinned": json["pinned"],
                     "tag": json["tag"],
-                    "tagOutcome": json["tag_outcome"],
+                    "tagOutcome": json["tagOutcome"],
                 }),
             };
             record

@@ -53,6 +53,7 @@ pub enum TokenSource {
     /// `--identity-token` (text or file).
     Explicit,
     /// Requested from the GitHub Actions runner.
+    #[serde(rename = "github-actions")]
     GitHubActions,
     /// `SIGSTORE_ID_TOKEN` (GitLab CI `id_tokens`, or set by hand).
     SigstoreIdToken,

@@ -15,7 +15,7 @@ use crate::support::{self, CutProxy, Registry, stderr, stdout};
 
 /// The consumer's policy: the release key, provenance from the local builder with the
 /// commit, an SBOM signed by the release key.
-fn policy_file(dir: &Path, public_key: &str) -> PathBuf {
+pub fn policy_file(dir: &Path, public_key: &str) -> PathBuf {
     let path = dir.join("policy.yaml");
     std::fs::write(
         &path,
@@ -152,9 +152,9 @@ fn release_verify_promote_verify_tree() {
         format!("{}/acme/app@{digest}", production.host)
     );
     assert_eq!(p["copy"]["tag"], "1.0.0");
-    assert_eq!(p["copy"]["tag_outcome"]["result"], "created");
+    assert_eq!(p["copy"]["tagOutcome"]["result"], "created");
     assert_eq!(p["copy"]["referrers"], 3);
-    assert_eq!(p["copy"]["legacy_tags"].as_array().unwrap().len(), 2);
+    assert_eq!(p["copy"]["legacyTags"].as_array().unwrap().len(), 2);
     assert_eq!(p["verification"]["scope"], "acme");
     let vsa: Digest = p["promotionAttestation"].as_str().unwrap().parse().unwrap();
     let prod = open(&dst);
@@ -469,7 +469,7 @@ fn a_promote_cut_by_a_dying_registry_completes_when_run_again() {
 
     let p = ok_json(d, &["promote", &src, &dst, "--policy", policy]);
     assert_eq!(p["digest"], digest.to_string());
-    assert_eq!(p["copy"]["tag_outcome"]["result"], "created");
+    assert_eq!(p["copy"]["tagOutcome"]["result"], "created");
     assert_eq!(
         prod.get_tagged(&"1.0.0".parse().unwrap())
             .unwrap()

@@ -465,7 +465,7 @@ fn github_actions_token_is_requested_for_audience_sigstore() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["keyless"]["tokenSource"], "git-hub-actions");
+    assert_eq!(json["keyless"]["tokenSource"], "github-actions");
     let requests = runner.requests.lock().unwrap();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path, "/token?api-version=2.0&audience=sigstore");

@@ -14,6 +14,7 @@ mod readme;
 mod registry;
 mod release;
 mod rescan;
+mod schemas;
 mod secops;
 mod sign_cli;
 mod sigstore_stack;

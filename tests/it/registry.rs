@@ -71,7 +71,7 @@ fn push_pull_resolve_on_a_real_registry() {
         pushed["pinned"],
         format!("{}/team/app@{digest}", registry.host)
     );
-    assert_eq!(pushed["tag_outcome"]["result"], "created");
+    assert_eq!(pushed["tagOutcome"]["result"], "created");
 
     assert_eq!(ok(&["resolve", &to]).trim(), digest);
 
@@ -100,7 +100,7 @@ fn push_pull_resolve_on_a_real_registry() {
         &to,
     ]);
     assert_eq!(again["digest"], digest.as_str());
-    assert_eq!(again["tag_outcome"]["result"], "unchanged");
+    assert_eq!(again["tagOutcome"]["result"], "unchanged");
     let o = run(&["push", small.to_str().unwrap(), "--to", &to]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let message = stderr(&o);
@@ -110,8 +110,8 @@ fn push_pull_resolve_on_a_real_registry() {
     );
     assert!(message.contains("refusing to move"), "{message}");
     let forced = ok_json(&["push", small.to_str().unwrap(), "--to", &to, "--force-tag"]);
-    assert_eq!(forced["tag_outcome"]["result"], "moved");
-    assert_eq!(forced["tag_outcome"]["previous"], digest.as_str());
+    assert_eq!(forced["tagOutcome"]["result"], "moved");
+    assert_eq!(forced["tagOutcome"]["previous"], digest.as_str());
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
     let copied = ok_json(&["copy", &src, &dst]);
     assert_eq!(copied["digest"], digest.as_str());
     assert_eq!(copied["referrers"], 3);
-    assert!(copied["blobs_mounted"].as_u64().unwrap() > 0, "{copied}");
+    assert!(copied["blobsMounted"].as_u64().unwrap() > 0, "{copied}");
     let dst_store = open(&dst);
     assert_eq!(
         dst_store.get_manifest(&nested).unwrap().descriptor.digest,
@@ -211,8 +211,8 @@ fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
 
     // Copying again is a no-op; a destination tag naming another digest is refused.
     let again = ok_json(&["copy", &src, &dst]);
-    assert_eq!(again["blobs_copied"], 0);
-    assert_eq!(again["tag_outcome"]["result"], "unchanged");
+    assert_eq!(again["blobsCopied"], 0);
+    assert_eq!(again["tagOutcome"]["result"], "unchanged");
     std::fs::write(&file, b"other artifact").unwrap();
     let other_src = format!("{}/src/app:v2", registry.host);
     ok(&["push", file.to_str().unwrap(), "--to", &other_src]);

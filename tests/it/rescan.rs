@@ -33,7 +33,7 @@ fn attest_sbom(store: &dyn Store, tag: &str, signer: &KeySigner, purls: &[&str])
 
 /// v1 and v1-again (same digest): vulnerable smallvec; v2: clean; v3: no SBOM; v4: vulnerable,
 /// SBOM signed by a stranger.
-fn populate(store: &dyn Store, key: &KeySigner, stranger: &KeySigner) {
+pub fn populate(store: &dyn Store, key: &KeySigner, stranger: &KeySigner) {
     attest_sbom(store, "v1", key, &["pkg:cargo/smallvec@0.6.9"]);
     let v1 = custody::transfer::resolve(store, &format!("{}:v1", store.name()).parse().unwrap())
         .unwrap();
