@@ -7,6 +7,7 @@ mod conformance;
 mod cosign_blob;
 mod e2e;
 mod gates;
+mod gh;
 mod hostile;
 mod interop;
 mod keyless;

@@ -55,9 +55,12 @@ fn openssl(args: &[&str], dir: &Path) {
     );
 }
 
-/// The OIDC issuer: an ES256 key, served as a JWKS by an in-process HTTP server.
+/// The OIDC issuer: an ES256 key, served as a JWKS by an in-process HTTP server. It serves two
+/// issuers with the same key: `url` (Fulcio type `email`) and `github_url` = `url` + `/github`
+/// (Fulcio type `github-workflow`, tokens shaped like GitHub Actions' for [`OidcIssuer::github_token`]).
 pub struct OidcIssuer {
     pub url: String,
+    pub github_url: String,
     key: p256::ecdsa::SigningKey,
     _server: HostileServer,
 }
@@ -83,8 +86,12 @@ impl OidcIssuer {
         let issuer = Arc::new(std::sync::OnceLock::<String>::new());
         let iss = issuer.clone();
         let server = HostileServer::start(move |req| {
-            let iss = iss.get().cloned().unwrap_or_default();
-            match req.path.as_str() {
+            let base = iss.get().cloned().unwrap_or_default();
+            let (iss, path) = match req.path.strip_prefix("/github") {
+                Some(rest) => (format!("{base}/github"), rest),
+                None => (base, req.path.as_str()),
+            };
+            match path {
                 "/.well-known/openid-configuration" => json(&serde_json::json!({
                     "issuer": iss,
                     "jwks_uri": format!("{iss}/keys"),
@@ -99,6 +106,7 @@ impl OidcIssuer {
         let url = format!("http://{}", server.host);
         issuer.set(url.clone()).expect("set once");
         OidcIssuer {
+            github_url: format!("{url}/github"),
             url,
             key,
             _server: server,
@@ -120,6 +128,33 @@ impl OidcIssuer {
     /// The default token: [`EMAIL`], audience `sigstore`.
     pub fn token(&self) -> String {
         self.token_for(EMAIL, "sigstore")
+    }
+
+    /// A token from [`OidcIssuer::github_url`] with the claims GitHub Actions puts in its OIDC
+    /// tokens (audience `sigstore`), for a push of `refs/heads/main` at `sha` in `owner/repo`
+    /// running `.github/workflows/release.yml` on a GitHub-hosted runner. Fulcio's
+    /// `github-workflow` type requires every one of these claims.
+    pub fn github_token(&self, repository: &str, sha: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let owner = repository.split('/').next().unwrap_or(repository);
+        let workflow_ref = format!("{repository}/.github/workflows/release.yml@refs/heads/main");
+        self.mint(&serde_json::json!({
+            "iss": self.github_url, "aud": "sigstore",
+            "sub": format!("repo:{repository}:ref:refs/heads/main"),
+            "iat": now, "nbf": now, "exp": now + 600,
+            "repository": repository, "repository_id": "1000001",
+            "repository_owner": owner, "repository_owner_id": "2000002",
+            "repository_visibility": "public",
+            "ref": "refs/heads/main", "ref_type": "branch", "sha": sha,
+            "event_name": "push", "workflow": "Release",
+            "workflow_ref": workflow_ref, "workflow_sha": sha,
+            "job_workflow_ref": workflow_ref, "job_workflow_sha": sha,
+            "run_id": "4242", "run_number": "7", "run_attempt": "1",
+            "runner_environment": "github-hosted", "actor": owner,
+        }))
     }
 
     pub fn mint(&self, claims: &serde_json::Value) -> String {
@@ -215,7 +250,10 @@ impl SigstoreStack {
         let oidc = OidcIssuer::start();
         let fulcio_config = serde_json::json!({
             "OIDCIssuers": {
-                oidc.url.clone(): {"IssuerURL": oidc.url, "ClientID": "sigstore", "Type": "email"}
+                oidc.url.clone(): {"IssuerURL": oidc.url, "ClientID": "sigstore", "Type": "email"},
+                oidc.github_url.clone(): {
+                    "IssuerURL": oidc.github_url, "ClientID": "sigstore", "Type": "github-workflow"
+                }
             }
         });
         std::fs::write(w.join("fulcio-config.json"), fulcio_config.to_string()).expect("write");
