@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::attest::time::unix_seconds;
 use crate::digest::Digest;
 use crate::oci::{ANNOTATION_CREATED, Manifest};
+use crate::policy::pattern::{Wildcards, glob};
 use crate::reference::Tag;
 use crate::store::{self, FetchedManifest, Store};
 use crate::transfer::{self, LEGACY_COSIGN_SUFFIXES};
@@ -287,7 +288,7 @@ fn keep_reason(
         if let Some(tag) = c
             .tags
             .iter()
-            .find(|t| glob(pattern.as_bytes(), t.as_bytes()))
+            .find(|t| glob(pattern, t, Wildcards::StarAndQuestion))
         {
             return Some(Reason::ReleaseTag {
                 tag: tag.clone(),
@@ -507,28 +508,6 @@ fn format_duration(secs: u64) -> String {
     }
 }
 
-/// Tag globs: `*` any run, `?` one character.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,7 +613,8 @@ mod tests {
         let newest_sig = push(&store, "sig-of-recent", None, Some(recent.clone()));
 
         let rules = Rules {
-            keep_tags: vec!["v*".into()],
+            // `?` is one character in tag globs.
+            keep_tags: vec!["v?.*".into()],
             keep_younger_than: Some(7 * day as u64),
             protect_tags: vec!["stable".into()],
             ..Default::default()
@@ -652,7 +632,7 @@ mod tests {
             decision(&old_release).1,
             Reason::ReleaseTag {
                 tag: "v1.0.0".into(),
-                pattern: "v*".into()
+                pattern: "v?.*".into()
             }
         );
         assert_eq!(decision(&old), (false, Reason::NoRuleKeeps));

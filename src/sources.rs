@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::pattern::{Wildcards, glob};
 use crate::sbom::{self, Origin};
 
 /// Largest SBOM custody reads.
@@ -292,29 +293,8 @@ fn pattern_matches(pattern: &str, key: &str) -> bool {
     }) else {
         return false;
     };
-    glob(pattern_key.as_bytes(), key.as_bytes())
-}
-
-/// Iterative glob with `*` only; linear backtracking, no recursion.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    // `?` stays a literal: purls use it to start the qualifiers.
+    glob(&pattern_key, key, Wildcards::StarOnly)
 }
 
 /// Whether `url` lies under `prefix`, matching only at a boundary so that
@@ -679,16 +659,19 @@ mod tests {
     }
 
     #[test]
-    fn globs() {
-        assert!(glob(b"a*", b"abc"));
-        assert!(glob(b"*c", b"abc"));
-        assert!(glob(b"a*b*c", b"axxbyyc"));
-        assert!(!glob(b"a*b*c", b"axxbyy"));
-        assert!(glob(b"*", b""));
-        assert!(!glob(b"abc", b"abcd"));
-        // Pathological input stays fast (no exponential backtracking).
-        let text = vec![b'a'; 5000];
-        assert!(!glob(b"*a*a*a*a*a*b", &text));
+    fn purl_patterns_keep_question_marks_literal() {
+        // `*` runs across `/` (an npm scope), `?` is the start of qualifiers, never a wildcard.
+        for (pattern, key, want) in [
+            ("pkg:npm/@acme/*", "pkg:npm/@acme/utils", true),
+            ("pkg:npm/@acme/*", "pkg:npm/@acme/deep/er", true),
+            ("pkg:npm/@acme/*", "pkg:npm/@acmex/utils", false),
+            ("pkg:npm/acme-?", "pkg:npm/acme-?", true),
+            ("pkg:npm/acme-?", "pkg:npm/acme-x", false),
+            ("pkg:cargo/ACME_*", "pkg:cargo/acme-core", true),
+            ("npm/@acme/*", "pkg:npm/@acme/utils", false),
+        ] {
+            assert_eq!(pattern_matches(pattern, key), want, "{pattern} vs {key}");
+        }
     }
 
     #[test]

@@ -251,6 +251,8 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => return verify_cmds::verify(&cli, args),
         Command::Policy(args) => return verify_cmds::policy(&cli, args),
         Command::Promote(args) => return promote_cmds::promote(&cli, args),
+        Command::Sources(cmd) => return secops_cmds::run_sources(&cli, cmd),
+        Command::Audit(cmd) => return secops_cmds::run_audit(&cli, cmd),
         _ => {}
     }
     // The attestation commands print their own results.
@@ -285,9 +287,7 @@ pub fn run() -> ExitCode {
         Command::Release(args) => release_cmds::release(&cli, args),
         Command::Sign(args) => attach_cmds::sign(&cli, args),
         Command::Attest(args) => attach_cmds::attest(&cli, args),
-        Command::Sources(cmd) => secops_cmds::sources(cmd),
         Command::Prune(args) => secops_cmds::prune(&cli, args),
-        Command::Audit(cmd) => secops_cmds::audit(cmd),
         Command::Tree(args) => tree_cmds::tree(&cli, args),
         Command::Source(_)
         | Command::Sbom(_)
@@ -296,7 +296,9 @@ pub fn run() -> ExitCode {
         | Command::Rescan(_)
         | Command::Verify(_)
         | Command::Policy(_)
-        | Command::Promote(_) => {
+        | Command::Promote(_)
+        | Command::Sources(_)
+        | Command::Audit(_) => {
             unreachable!("handled above")
         }
     };

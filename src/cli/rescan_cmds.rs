@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, Report, print_failure, print_report};
+use super::{
+    Cli, EXIT_ERROR, EXIT_REFUSED, Failure, OutputFormat, Report, print_failure, print_report,
+};
 use crate::reference::Reference;
 use crate::rescan::{self, SbomStatus, State, Target};
 use crate::sign::verify::TrustedRoot;
@@ -133,15 +135,19 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
     } else {
         0
     };
-    let mut json = serde_json::to_value(&report).expect("reports serialise");
-    json["stateWritten"] = serde_json::to_value(&state_written).expect("serialises");
-    Ok((
-        Report {
-            human: human(&report, state_written.as_ref(), unreadable),
-            json,
-        },
-        code,
-    ))
+    // Only the format asked for is built: with 10,000 tags each copy of the report is megabytes.
+    let (human, json) = match cli.output {
+        OutputFormat::Human => (
+            human(&report, state_written.as_ref(), unreadable),
+            serde_json::Value::Null,
+        ),
+        OutputFormat::Json => {
+            let mut json = serde_json::to_value(&report).expect("reports serialise");
+            json["stateWritten"] = serde_json::to_value(&state_written).expect("serialises");
+            (String::new(), json)
+        }
+    };
+    Ok((Report { human, json }, code))
 }
 
 fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) -> String {

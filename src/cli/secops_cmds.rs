@@ -2,11 +2,16 @@
 //! storage-changing or deciding command appends (`CUSTODY_AUDIT_LOG`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{Cli, Command, EXIT_ERROR, EXIT_REFUSED, Failure, Report, store_options};
+use super::{
+    Cli, Command, EXIT_ERROR, EXIT_REFUSED, Failure, Report, print_failure, print_report,
+    store_options,
+};
 use crate::attest::Timestamp;
 use crate::audit::{self, Outcome};
 use crate::digest::Digest;
@@ -33,7 +38,53 @@ pub struct SourcesCheckArgs {
     pub policy: PathBuf,
 }
 
-pub fn sources(cmd: &SourcesCommand) -> Result<Report, Failure> {
+/// How `sources check` and `audit verify` end: their report, and when they refuse, the error
+/// that follows it.
+pub enum Checked {
+    Passed(Report),
+    /// The report is printed (stdout, human or JSON), then the error and hint (stderr); exit 1.
+    Refused {
+        report: Report,
+        failure: Failure,
+    },
+}
+
+/// Prints a checked report and maps it to the exit code, the way `scan` and `promote` do: a
+/// refusal prints the whole report first, so `--output json` readers get the violations or the
+/// tampering in the report's own schema, not only the error document.
+pub fn print_checked(cli: &Cli, result: Result<Checked, Failure>) -> ExitCode {
+    match result {
+        Ok(Checked::Passed(report)) => {
+            print_report(cli.output, &report);
+            ExitCode::SUCCESS
+        }
+        Ok(Checked::Refused { report, failure }) => {
+            print_report(cli.output, &report);
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {}", failure.error);
+            if let Some(hint) = &failure.hint {
+                let _ = writeln!(stderr, "  hint: {hint}");
+            }
+            ExitCode::from(failure.code)
+        }
+        Err(failure) => {
+            print_failure(cli.output, &failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// `custody sources check`: prints the report; exit 1 after it when a violation is found.
+pub fn run_sources(cli: &Cli, cmd: &SourcesCommand) -> ExitCode {
+    print_checked(cli, sources(cmd))
+}
+
+/// `custody audit verify | show`: prints the report; exit 1 after it when the log is tampered.
+pub fn run_audit(cli: &Cli, cmd: &AuditCommand) -> ExitCode {
+    print_checked(cli, audit(cmd))
+}
+
+pub fn sources(cmd: &SourcesCommand) -> Result<Checked, Failure> {
     let SourcesCommand::Check(args) = cmd;
     let rules = sources::read_rules(&args.policy)
         .with_context(|| format!("cannot use policy {}", args.policy.display()))?;
@@ -56,18 +107,21 @@ pub fn sources(cmd: &SourcesCommand) -> Result<Report, Failure> {
     );
     let json = serde_json::to_value(&report).expect("serialisable");
     if report.violations.is_empty() {
-        return Ok(Report { human, json });
+        return Ok(Checked::Passed(Report { human, json }));
     }
-    Err(Failure {
+    let failure = Failure {
         error: anyhow::anyhow!(
-            "{} component(s) with an internal name came from outside the allowed registries\n{}",
+            "{} component(s) with an internal name came from outside the allowed registries",
             report.violations.len(),
-            human.trim_end()
         ),
         code: EXIT_REFUSED,
         hint: Some(
             "pin the internal registry for these names (npm: an @scope:registry line in .npmrc; cargo: `registry = \"...\"` on the dependency) and regenerate the lockfile".into(),
         ),
+    };
+    Ok(Checked::Refused {
+        report: Report { human, json },
+        failure,
     })
 }
 
@@ -253,14 +307,14 @@ pub struct AuditShowArgs {
     pub until: Option<String>,
 }
 
-pub fn audit(cmd: &AuditCommand) -> Result<Report, Failure> {
+pub fn audit(cmd: &AuditCommand) -> Result<Checked, Failure> {
     match cmd {
         AuditCommand::Verify(args) => audit_verify(args),
-        AuditCommand::Show(args) => audit_show(args),
+        AuditCommand::Show(args) => audit_show(args).map(Checked::Passed),
     }
 }
 
-fn audit_verify(args: &AuditVerifyArgs) -> Result<Report, Failure> {
+fn audit_verify(args: &AuditVerifyArgs) -> Result<Checked, Failure> {
     let key = match &args.key {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -342,20 +396,27 @@ fn audit_verify(args: &AuditVerifyArgs) -> Result<Report, Failure> {
     match &v.problem {
         None => {
             human.push_str("intact\n");
-            Ok(Report { human, json })
+            Ok(Checked::Passed(Report { human, json }))
         }
         Some(p) => {
             let kind = serde_json::to_value(p.kind).expect("serialisable");
-            Err(Failure {
-                error: anyhow::anyhow!(
-                    "audit log tampered: {} at line {}{}: {}",
-                    kind.as_str().unwrap_or_default(),
-                    p.line,
-                    p.seq.map_or(String::new(), |s| format!(" (seq {s})")),
-                    p.detail
-                ),
-                code: EXIT_REFUSED,
-                hint: Some(human),
+            let problem = format!(
+                "{} at line {}{}: {}",
+                kind.as_str().unwrap_or_default(),
+                p.line,
+                p.seq.map_or(String::new(), |s| format!(" (seq {s})")),
+                p.detail
+            );
+            let _ = writeln!(human, "TAMPERED: {problem}");
+            Ok(Checked::Refused {
+                report: Report { human, json },
+                failure: Failure {
+                    error: anyhow::anyhow!("audit log tampered: {problem}"),
+                    code: EXIT_REFUSED,
+                    hint: Some(
+                        "compare the log with a copy kept elsewhere (its head digest, the checkpoint file); records from the line named on are not to be trusted".into(),
+                    ),
+                },
             })
         }
     }

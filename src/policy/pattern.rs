@@ -1,5 +1,8 @@
 //! Glob patterns for repositories, refs and builder ids: `*` matches any run of characters
 //! except `/`, `**` matches any run including `/`, everything else matches itself.
+//!
+//! [`glob`] is the one matcher of custody; [`Wildcards`] says what its wildcards mean for each
+//! kind of name (policy scopes, prune's tag rules, the purl patterns of `sources`).
 
 use std::fmt;
 
@@ -56,7 +59,7 @@ impl Pattern {
     }
 
     pub fn matches(&self, input: &str) -> bool {
-        glob(self.text.as_bytes(), input.as_bytes())
+        glob(&self.text, input, Wildcards::Path)
     }
 }
 
@@ -72,37 +75,55 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// Iterative matcher with memo table: O(len(p) * len(s)), no recursion.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    // reach[j] = pattern prefix consumed so far can match s[..j].
+/// What the wildcards of a [`glob`] pattern mean; every other character matches itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wildcards {
+    /// `*` matches any run of characters except `/`, `**` any run including `/`: repositories,
+    /// refs and builder ids, where `/` separates levels.
+    Path,
+    /// `*` matches any run of characters, `?` exactly one: OCI tags (`v1.?.*`).
+    StarAndQuestion,
+    /// `*` matches any run of characters and `?` is a literal: purls, where `?` starts the
+    /// qualifiers (`pkg:npm/@acme/*`).
+    StarOnly,
+}
+
+/// Whether `text` matches the glob `pattern`, whole. Iterative, with one row of reachable
+/// positions: O(len(pattern) * len(text)) time, O(len(text)) memory, no recursion, so hostile
+/// patterns and names cannot blow the stack or backtrack exponentially.
+pub fn glob(pattern: &str, text: &str, wildcards: Wildcards) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = text.chars().collect();
+    // reach[j]: the pattern consumed so far can match s[..j].
     let mut reach = vec![false; s.len() + 1];
     reach[0] = true;
     let mut i = 0;
     while i < p.len() {
         let mut next = vec![false; s.len() + 1];
-        if p[i] == b'*' {
-            let double = i + 1 < p.len() && p[i + 1] == b'*';
+        if p[i] == '*' {
+            let double = wildcards == Wildcards::Path && p.get(i + 1) == Some(&'*');
+            let crosses_slash = double || wildcards != Wildcards::Path;
             let mut on = false;
             for j in 0..=s.len() {
-                if reach[j] {
-                    on = true;
-                }
-                if on {
-                    next[j] = true;
-                }
-                // A single star stops at a slash: positions after it are not reachable.
-                if !double && j < s.len() && s[j] == b'/' {
+                on |= reach[j];
+                next[j] = on;
+                // A single path star stops at a slash: positions after it are not reachable.
+                if !crosses_slash && s.get(j) == Some(&'/') {
                     on = false;
                 }
             }
             i += if double { 2 } else { 1 };
         } else {
+            let any = p[i] == '?' && wildcards == Wildcards::StarAndQuestion;
             for j in 0..s.len() {
-                if reach[j] && s[j] == p[i] {
+                if reach[j] && (any || s[j] == p[i]) {
                     next[j + 1] = true;
                 }
             }
             i += 1;
+        }
+        if !next.contains(&true) {
+            return false;
         }
         reach = next;
     }
@@ -132,7 +153,74 @@ mod tests {
             ("", "", true),
         ];
         for (p, s, want) in rows {
-            assert_eq!(glob(p.as_bytes(), s.as_bytes()), *want, "{p} vs {s}");
+            assert_eq!(glob(p, s, Wildcards::Path), *want, "{p} vs {s}");
+        }
+    }
+
+    /// The same pattern under each option: (pattern, text, Path, StarAndQuestion, StarOnly).
+    #[test]
+    fn glob_options_table() {
+        let rows: &[(&str, &str, bool, bool, bool)] = &[
+            // `*` and `/`: only a single path star stops at a slash.
+            ("a/*", "a/b/c", false, true, true),
+            ("a/**", "a/b/c", true, true, true),
+            ("*", "", true, true, true),
+            ("*", "a/b", false, true, true),
+            // `?`: one character for tags, itself for purls and paths.
+            ("v1.?", "v1.2", false, true, false),
+            ("v1.?", "v1.?", true, true, true),
+            ("v1.?", "v1.23", false, false, false),
+            ("v?", "v\u{e9}", false, true, false),
+            (
+                "pkg:npm/x@1?arch=*",
+                "pkg:npm/x@1?arch=arm",
+                true,
+                true,
+                true,
+            ),
+            (
+                "pkg:npm/x@1?arch=*",
+                "pkg:npm/x@1Xarch=arm",
+                false,
+                true,
+                false,
+            ),
+            // Anchored at both ends.
+            ("release-*", "prerelease-1", false, false, false),
+            ("*-rc", "1.0-rc.1", false, false, false),
+            ("a*b*c", "axxbyyc", true, true, true),
+            ("a*b*c", "axxbyy", false, false, false),
+            ("abc", "abcd", false, false, false),
+            ("", "", true, true, true),
+            ("", "a", false, false, false),
+            ("**", "", true, true, true),
+        ];
+        for (p, s, path, tag, purl) in rows {
+            assert_eq!(glob(p, s, Wildcards::Path), *path, "Path: {p} vs {s}");
+            assert_eq!(
+                glob(p, s, Wildcards::StarAndQuestion),
+                *tag,
+                "StarAndQuestion: {p} vs {s}"
+            );
+            assert_eq!(
+                glob(p, s, Wildcards::StarOnly),
+                *purl,
+                "StarOnly: {p} vs {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_globs_match_in_bounded_time() {
+        let text = "a".repeat(5000);
+        for w in [
+            Wildcards::Path,
+            Wildcards::StarAndQuestion,
+            Wildcards::StarOnly,
+        ] {
+            assert!(!glob(&"*a".repeat(200), &"a".repeat(199), w));
+            assert!(!glob("*a*a*a*a*a*a*a*a*b", &text, w));
+            assert!(glob("*a*a*a*a*a*a*a*a*", &text, w));
         }
     }
 

@@ -443,6 +443,35 @@ fn release_store_promote_tree_policy_and_audit_outputs_follow_their_schemas() {
         "'lastSeq' is a required property",
         remove("lastSeq"),
     );
+    // A tampered log: the same report, its problem named, exit 1.
+    let tampered = d.join("tampered.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(
+        &tampered,
+        text.replacen("\"outcome\":\"ok\"", "\"outcome\":\"refused\"", 1),
+    )
+    .unwrap();
+    let bad = exits(
+        &support::run(&[
+            "--output",
+            "json",
+            "audit",
+            "verify",
+            tampered.to_str().unwrap(),
+            "--key",
+            &public,
+        ]),
+        1,
+    );
+    assert_eq!(bad["problem"]["kind"], "edited", "{bad}");
+    validate_against_schema("audit-reports.schema.json#/$defs/verify", &bad);
+    validate_against_schema("audit-reports.schema.json", &bad);
+    refused(
+        "audit-reports.schema.json#/$defs/verify",
+        &bad,
+        "is not valid under any of the given schemas",
+        |v| v["problem"]["kind"] = json!("rewritten"),
+    );
     let shown = exits(
         &support::run(&["--output", "json", "audit", "show", log_s]),
         0,
@@ -765,7 +794,7 @@ fn sources_and_prune_outputs_follow_their_schemas() {
     let policy = fixtures.join("policy.json");
     let policy = policy.to_str().unwrap();
 
-    // sources check: clean, then a violation (refused: the error document)
+    // sources check: clean, then a violation (refused: the same report, exit 1)
     let clean = d.join("Cargo.lock");
     let text = std::fs::read_to_string(fixtures.join("cargo/Cargo.lock")).unwrap();
     std::fs::write(
@@ -816,7 +845,14 @@ fn sources_and_prune_outputs_follow_their_schemas() {
         ]),
         1,
     );
-    validate_against_schema("error.schema.json", &violation);
+    assert_eq!(violation["violations"][0]["pattern"], "pkg:npm/@acme/*");
+    validate_against_schema("sources-report.schema.json", &violation);
+    refused(
+        "sources-report.schema.json",
+        &violation,
+        "should be non-empty",
+        |v| v["violations"][0]["allowed"] = json!([]),
+    );
 
     // prune: the plan, then the execution, on an OCI layout
     let layout = format!("oci:{}", d.join("layout").display());

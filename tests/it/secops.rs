@@ -37,22 +37,34 @@ fn npm_dependency_confusion_is_reported_with_both_locations() {
         &fixture("policy.json"),
     ]);
     assert_eq!(code(&o), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    // The report on stdout, as when nothing is wrong; the refusal after it on stderr.
+    let out = stdout(&o);
     assert!(
-        err.contains("VIOLATION pkg:npm/%40acme/utils@99.0.0"),
-        "{err}"
+        out.contains("VIOLATION pkg:npm/%40acme/utils@99.0.0"),
+        "{out}"
     );
     assert!(
-        err.contains("resolved from:      https://registry.npmjs.org/"),
-        "{err}"
+        out.contains("resolved from:      https://registry.npmjs.org/"),
+        "{out}"
     );
     assert!(
-        err.contains("must come from:     https://npm.acme.internal/"),
-        "{err}"
+        out.contains("must come from:     https://npm.acme.internal/"),
+        "{out}"
     );
     // The internal package from the internal registry is not reported.
-    assert!(!err.contains("logger"), "{err}");
-    assert!(err.contains("3 component(s) checked, 2 internal, 1 violation(s)"));
+    assert!(!out.contains("logger"), "{out}");
+    assert!(
+        out.ends_with("3 component(s) checked, 2 internal, 1 violation(s)\n"),
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(
+            "error: 1 component(s) with an internal name came from outside the allowed registries\n  hint: pin the internal registry"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("VIOLATION"), "{err}");
 }
 
 #[test]
@@ -79,14 +91,30 @@ fn cargo_dependency_confusion_through_the_sbom() {
         &fixture("policy.toml"),
     ]);
     assert_eq!(code(&o), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    // `acme_core` is `acme-core` to crates.io: the underscore does not escape the rule.
-    assert!(err.contains("VIOLATION pkg:cargo/acme_core@9.9.9"), "{err}");
-    assert!(
-        err.contains("registry+https://github.com/rust-lang/crates.io-index"),
-        "{err}"
+    // `--output json`: the report itself, exit 1; the error on stderr.
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["checked"], 3, "{report}");
+    assert_eq!(report["internal"], 2, "{report}");
+    // `acme_core` is `acme-core` to crates.io: the underscore does not escape the rule;
+    // `acme-auth` from the internal registry is not a violation.
+    assert_eq!(
+        report["violations"],
+        serde_json::json!([{
+            "purl": "pkg:cargo/acme_core@9.9.9",
+            "resolved": {
+                "kind": "url",
+                "location": "registry+https://github.com/rust-lang/crates.io-index"
+            },
+            "pattern": "pkg:cargo/acme-*",
+            "allowed": ["sparse+https://cargo.acme.internal/index/"]
+        }]),
+        "{report}"
     );
-    assert!(!err.contains("acme-auth"), "{err}");
+    assert!(
+        stderr(&o).starts_with("error: 1 component(s) with an internal name"),
+        "{}",
+        stderr(&o)
+    );
 
     // The same lockfile passes once the public registry's copy is gone.
     let clean = dir.path().join("Cargo.lock");
@@ -604,7 +632,17 @@ fn tampered(a: &Audit, original: &[String], edit: impl FnOnce(&mut Vec<String>))
     rewrite(&a.log, &l);
     let o = verify(a);
     assert_eq!(code(&o), Some(1), "{}\n{}", stdout(&o), stderr(&o));
-    stderr(&o)
+    // The report comes first, naming the same problem as the error after it.
+    let err = stderr(&o);
+    let problem = err
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("error: audit log tampered: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let out = stdout(&o);
+    assert!(out.ends_with(&format!("TAMPERED: {problem}\n")), "{out}");
+    assert!(out.contains(" record(s), last seq "), "{out}");
+    err
 }
 
 #[test]
