@@ -27,8 +27,8 @@ use crate::oci::Manifest;
 use crate::policy::rules::{self, SignerEvidence};
 use crate::policy::{Policy, Scope, SignerKind, TrustedSigner};
 use crate::reference::Reference;
-use crate::sign::bundle::{Bundle, Content, Material, MessageDigest};
-use crate::sign::dsse::{self, Envelope};
+use crate::sign::bundle::{Bundle, Content, Material};
+use crate::sign::dsse;
 use crate::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy as SigPolicy, TrustedRoot, VerifiedBundle,
     VerifiedSigner, VerifyError, verify_bundle,
@@ -598,107 +598,60 @@ fn evaluate_legacy(
                 .on(&manifest),
         );
     };
-    let cert = found
-        .annotations
-        .get(attach::ANNOTATION_COSIGN_CERTIFICATE)
-        .filter(|c| !c.trim().is_empty());
-    if cert.is_some() {
-        // A certificate is verified as a certificate (chain, identity, log) or not at all; its
-        // key is never used as a bare key (cosign GHSA-fx35-mq7g-6g98).
-        fail(
-            &mut report,
-            CheckKind::Signature,
-            "legacy keyless signature",
-            "a Sigstore bundle for certificate signatures",
-            "a legacy layer with a certificate annotation".into(),
-            "custody verifies keyless signatures in the bundle format (cosign v3 default); re-sign with --new-bundle-format",
-        );
-        return (report, None);
-    }
-    let bundle = match found.kind {
-        LegacyKind::Signature => {
-            let sig = found
-                .annotations
-                .get(attach::ANNOTATION_COSIGN_SIGNATURE)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let signature = match base64_decode(sig) {
-                Some(s) if !s.is_empty() => s,
-                _ => {
-                    fail(
-                        &mut report,
-                        CheckKind::BundleFormat,
-                        "legacy signature",
-                        "a base64 signature in dev.cosignproject.cosign/signature",
-                        format!("{sig:.40?}"),
-                        "the .sig layer carries no usable signature",
-                    );
-                    return (report, None);
-                }
+    // A certificate annotation is verification material (chain, identity, log), never a bare
+    // key (cosign GHSA-fx35-mq7g-6g98): the converted bundle carries it as a certificate, and
+    // only identity signers are tried against it.
+    match attach::legacy::to_bundle(found.kind, &found.payload, &found.annotations) {
+        Ok(converted) => {
+            let binding = match found.kind {
+                LegacyKind::Signature => Binding::SimpleSigning(found.payload.clone()),
+                LegacyKind::Attestation => Binding::Statement,
             };
-            let content = Content::MessageSignature {
-                digest: Some(MessageDigest {
-                    algorithm: "SHA2_256".into(),
-                    digest: Digest::of(&found.payload).raw().to_vec(),
-                }),
-                signature,
-            };
-            Bundle::v0_3(Material::PublicKey { hint: None }, content, vec![], vec![])
-                .map(|b| (b, Binding::SimpleSigning(found.payload.clone())))
-        }
-        LegacyKind::Attestation => match Envelope::from_json(&found.payload) {
-            Ok(mut env) => {
-                env.signatures.truncate(1);
-                Bundle::v0_3(
-                    Material::PublicKey { hint: None },
-                    Content::Dsse(env),
-                    vec![],
-                    vec![],
-                )
-                .map(|b| (b, Binding::Statement))
-            }
-            Err(e) => {
-                fail(
-                    &mut report,
-                    CheckKind::BundleFormat,
-                    "legacy attestation",
-                    "a DSSE envelope",
-                    e.to_string(),
-                    "the .att layer is not a DSSE envelope",
-                );
-                return (report, None);
-            }
-        },
-    };
-    match bundle {
-        Ok((bundle, binding)) => {
             report.checks.push(
                 Check::pass(CheckKind::BundleFormat, "legacy layer")
-                    .found(format!("{} layer", found.kind.suffix()))
+                    .found(format!(
+                        "{} layer{}, read as a {} bundle",
+                        found.kind.suffix(),
+                        if converted.keyless {
+                            " with a certificate"
+                        } else {
+                            ""
+                        },
+                        converted.bundle.version().as_str()
+                    ))
                     .on(&manifest),
             );
-            let trusted = evaluate_signed(&bundle, binding, artifact, scope, root, &mut report);
+            let trusted = evaluate_signed(
+                &converted.bundle,
+                binding,
+                artifact,
+                scope,
+                root,
+                &mut report,
+            );
             (report, trusted)
         }
         Err(e) => {
+            let hint = match &e {
+                attach::legacy::LegacyError::RekorMismatch { .. } => {
+                    "the layer's Rekor entry describes another signature, signer or payload: the annotations were tampered with or mixed up"
+                }
+                attach::legacy::LegacyError::NoSigningTime => {
+                    "custody does not look entries up in Rekor online; re-sign with a transparency log or timestamp (cosign v3 bundles carry both)"
+                }
+                _ => "the legacy layer's annotations cannot be read; it is ignored",
+            };
             fail(
                 &mut report,
                 CheckKind::BundleFormat,
                 "legacy layer",
-                "one signature",
+                "a cosign legacy layer with consistent annotations",
                 e.to_string(),
-                "the legacy layer cannot be read",
+                hint,
             );
             (report, None)
         }
     }
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .ok()
 }
 
 /// Depth of JSON nesting, iteratively (never recurses on untrusted input).

@@ -10,6 +10,7 @@ mod gates;
 mod hostile;
 mod interop;
 mod keyless;
+mod legacy;
 mod readme;
 mod registry;
 mod release;

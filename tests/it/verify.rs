@@ -959,7 +959,8 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
         &format!("{repo}:l2"),
         &policy("**", &[("k", &key.public_key())], ""),
     );
-    assert_refused_for(&report, CheckKind::Signature);
+    let c = assert_refused_for(&report, CheckKind::BundleFormat);
+    assert!(c.found.unwrap().contains("not one pem certificate"));
     assert_refused_for(&report, CheckKind::Threshold);
     // A .sig for another digest, replayed.
     let d3 = put_artifact(store.as_ref(), b"legacy3", "l3");
