@@ -1284,6 +1284,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
         "the index's own signature"
     );
     let t = support::ok_json(&["tree", &tagged, "--key", pubkey.to_str().unwrap()]);
+    support::validate_against_schema("tree-report.schema.json", &t);
     for p in t["platforms"].as_array().unwrap() {
         assert_eq!(p["verification"]["verified"], true, "{p}");
         assert_eq!(p["nodes"][0]["verdict"]["trusted"], true, "{p}");
