@@ -19,6 +19,7 @@ use crate::reference::Tag;
 use crate::store::{self, BlobSource, FetchedManifest, ReferrersPath, Store};
 use crate::transfer;
 
+pub mod legacy;
 mod signing;
 
 pub use signing::{

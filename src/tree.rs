@@ -11,11 +11,12 @@ use serde::Serialize;
 
 use crate::attach::{self, FoundBundle, FoundLegacy, LegacyKind, Origin};
 use crate::digest::Digest;
+use crate::oci::{Descriptor, Manifest};
 use crate::reference::Reference;
 use crate::sign::bundle::{Bundle, Content, Material};
 use crate::store::{self, Store};
 use crate::transfer;
-use crate::verify::{Check, PolicyRef, VerifyReport};
+use crate::verify::{Check, PolicyRef, ReferrerReport, VerifyReport};
 
 /// Why the tree could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -161,10 +162,47 @@ pub struct Tree {
     pub pinned: String,
     pub media_type: String,
     pub nodes: Vec<Node>,
+    /// For an image index: each platform manifest it lists and what is attached to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformTree>,
     /// Present when checked against a policy: the policy, the verdict on the artifact and the
     /// artifact-level checks (threshold, provenance, SBOM, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<TreeVerification>,
+}
+
+/// One manifest of an index and what is attached to it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformTree {
+    pub digest: Digest,
+    pub media_type: String,
+    /// `os/architecture[/variant]` as the index states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    pub nodes: Vec<Node>,
+    /// Why the platform's attachments could not be listed (the manifest is missing or does
+    /// not match its digest, or something attached to it is malformed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Present when checked against a policy: the verdict on this platform and its checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<PlatformVerification>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformVerification {
+    pub verified: bool,
+    pub checks: Vec<Check>,
+}
+
+/// `os/architecture[/variant]` of an index entry.
+pub fn platform_label(d: &Descriptor) -> Option<String> {
+    d.platform.as_ref().map(|p| match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -184,7 +222,54 @@ pub fn read(store: &dyn Store, reference: &Reference) -> Result<Tree, Error> {
         source: Box::new(source),
     })?;
     let digest = root.descriptor.digest.clone();
-    let found = attach::discover(store, &digest).map_err(|source| Error::Discover {
+    let nodes = nodes_of(store, &digest)?;
+    let mut platforms = Vec::new();
+    if let Manifest::Index(index) = &root.manifest {
+        for child in index.manifests.iter().filter(|c| c.is_manifest_like()) {
+            let mut p = PlatformTree {
+                digest: child.digest.clone(),
+                media_type: child.media_type.clone(),
+                platform: platform_label(child),
+                nodes: Vec::new(),
+                note: None,
+                verification: None,
+            };
+            match nodes_of(store, &child.digest) {
+                Ok(nodes) => p.nodes = nodes,
+                // A broken platform is shown as such; the rest of the tree still is.
+                Err(Error::Discover { source, .. }) if listable_failure(&source) => {
+                    p.note = Some(source.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+            platforms.push(p);
+        }
+    }
+    Ok(Tree {
+        reference: reference.to_string(),
+        pinned: reference.pinned(&digest),
+        digest,
+        media_type: root.descriptor.media_type,
+        nodes,
+        platforms,
+        verification: None,
+    })
+}
+
+/// Attachment errors that concern one platform's content rather than the store as a whole.
+fn listable_failure(e: &attach::Error) -> bool {
+    match e {
+        attach::Error::BadLegacyImage { .. } => true,
+        attach::Error::Store(s) | attach::Error::Transfer(transfer::Error::Store(s)) => {
+            s.is_integrity_failure() || matches!(s, store::Error::Refused { .. })
+        }
+        attach::Error::Transfer(_) => false,
+    }
+}
+
+/// Everything attached to `digest`, as nodes.
+fn nodes_of(store: &dyn Store, digest: &Digest) -> Result<Vec<Node>, Error> {
+    let found = attach::discover(store, digest).map_err(|source| Error::Discover {
         digest: digest.clone(),
         source: Box::new(source),
     })?;
@@ -201,39 +286,27 @@ pub fn read(store: &dyn Store, reference: &Reference) -> Result<Tree, Error> {
         note: Some(i.reason.clone()),
         verdict: None,
     }));
-    Ok(Tree {
-        reference: reference.to_string(),
-        pinned: reference.pinned(&digest),
-        digest,
-        media_type: root.descriptor.media_type,
-        nodes,
-        verification: None,
-    })
+    Ok(nodes)
 }
 
 impl Tree {
     /// Attaches the verdicts of `report` (a verification of this tree's digest) to the nodes.
     /// A node the report does not mention (attached between the two reads) gets no verdict.
     pub fn with_report(mut self, report: &VerifyReport) -> Tree {
-        for node in &mut self.nodes {
-            let Some(origin) = &node.origin else {
-                continue;
-            };
+        judge(&mut self.nodes, &report.artifact.referrers);
+        for p in &mut self.platforms {
+            // Platforms the report skipped (another `--platform`) keep no verdict.
             if let Some(r) = report
                 .artifact
-                .referrers
+                .platforms
                 .iter()
-                .find(|r| &r.origin == origin)
+                .find(|r| r.digest == p.digest)
             {
-                node.verdict = Some(Verdict {
-                    trusted: r.trusted,
-                    signer: r.signer.clone(),
-                    signer_identity: r.signer_identity.clone(),
-                    failures: r.checks.iter().filter(|c| c.failed()).cloned().collect(),
+                judge(&mut p.nodes, &r.referrers);
+                p.verification = Some(PlatformVerification {
+                    verified: r.verified,
+                    checks: r.checks.clone(),
                 });
-                if r.predicate_type.is_some() {
-                    node.predicate_type = r.predicate_type.clone();
-                }
             }
         }
         self.verification = Some(TreeVerification {
@@ -243,6 +316,26 @@ impl Tree {
             checks: report.artifact.checks.clone(),
         });
         self
+    }
+}
+
+/// The report's verdict on each node it mentions.
+fn judge(nodes: &mut [Node], referrers: &[ReferrerReport]) {
+    for node in nodes {
+        let Some(origin) = &node.origin else {
+            continue;
+        };
+        if let Some(r) = referrers.iter().find(|r| &r.origin == origin) {
+            node.verdict = Some(Verdict {
+                trusted: r.trusted,
+                signer: r.signer.clone(),
+                signer_identity: r.signer_identity.clone(),
+                failures: r.checks.iter().filter(|c| c.failed()).cloned().collect(),
+            });
+            if r.predicate_type.is_some() {
+                node.predicate_type = r.predicate_type.clone();
+            }
+        }
     }
 }
 

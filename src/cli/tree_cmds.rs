@@ -132,20 +132,73 @@ fn node_line(out: &mut String, node: &Node, branch: &str, next: &str) {
     }
 }
 
-/// The tree as text: the artifact, then one branch per referrer.
-pub fn human(t: &Tree) -> String {
-    let mut out = format!("{}\n{}\n", t.pinned, t.media_type);
-    for (i, node) in t.nodes.iter().enumerate() {
-        let last = i + 1 == t.nodes.len();
-        let (branch, next) = if last {
+/// One platform of an index: its manifest, its verdict, then its referrers under it.
+fn platform_lines(out: &mut String, p: &tree::PlatformTree, branch: &str, next: &str) {
+    let _ = writeln!(
+        out,
+        "{branch}platform {} {}  {}",
+        p.platform.as_deref().unwrap_or("(unnamed)"),
+        p.digest,
+        p.media_type
+    );
+    if let Some(v) = &p.verification {
+        let _ = writeln!(
+            out,
+            "{next}{}",
+            if v.verified {
+                "✓ verified"
+            } else {
+                "✗ refused"
+            }
+        );
+        for c in v.checks.iter().filter(|c| c.failed()) {
+            let _ = writeln!(
+                out,
+                "{next}  ✗ {}: expected {}, found {}",
+                c.name,
+                c.expected.as_deref().unwrap_or("-"),
+                c.found.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if let Some(note) = &p.note {
+        let _ = writeln!(out, "{next}cannot list: {note}");
+    }
+    if p.nodes.is_empty() && p.note.is_none() {
+        let _ = writeln!(out, "{next}(nothing attached)");
+    }
+    for (i, node) in p.nodes.iter().enumerate() {
+        let (b, n) = if i + 1 == p.nodes.len() {
             ("└── ", "      ")
         } else {
             ("├── ", "│     ")
         };
-        node_line(&mut out, node, branch, next);
+        node_line(out, node, &format!("{next}{b}"), &format!("{next}{n}"));
+    }
+}
+
+/// The tree as text: the artifact, then one branch per referrer, then (for an index) one
+/// branch per platform manifest with its own referrers under it.
+pub fn human(t: &Tree) -> String {
+    let mut out = format!("{}\n{}\n", t.pinned, t.media_type);
+    let total = t.nodes.len() + t.platforms.len();
+    let branches = |i: usize, indent: &str| {
+        if i + 1 == total {
+            (format!("{indent}└── "), format!("{indent}      "))
+        } else {
+            (format!("{indent}├── "), format!("{indent}│     "))
+        }
+    };
+    for (i, node) in t.nodes.iter().enumerate() {
+        let (branch, next) = branches(i, "");
+        node_line(&mut out, node, &branch, &next);
     }
     if t.nodes.is_empty() {
         out.push_str("(nothing attached)\n");
+    }
+    for (i, p) in t.platforms.iter().enumerate() {
+        let (branch, next) = branches(t.nodes.len() + i, "");
+        platform_lines(&mut out, p, &branch, &next);
     }
     if let Some(v) = &t.verification {
         let _ = writeln!(

@@ -362,6 +362,28 @@ impl Bundle {
         })
     }
 
+    /// A v0.1 bundle, as a cosign legacy `.sig`/`.att` layer converts to: tlog entries carry
+    /// an inclusion promise (the Rekor SET) and no proof; checked like a parsed one.
+    pub fn v0_1(
+        material: Material,
+        content: Content,
+        tlog_entries: Vec<TlogEntry>,
+        rfc3161_timestamps: Vec<Vec<u8>>,
+    ) -> Result<Bundle, BundleError> {
+        let version = BundleVersion::V0_1;
+        check_content(&content)?;
+        check_material(&material, version)?;
+        check_tlog_entries(&tlog_entries, version)?;
+        Ok(Bundle {
+            version,
+            media_type: format!("{LEGACY_MEDIA_TYPE_PREFIX}0.1"),
+            material,
+            tlog_entries,
+            rfc3161_timestamps,
+            content,
+        })
+    }
+
     pub fn version(&self) -> BundleVersion {
         self.version
     }

@@ -27,8 +27,8 @@ use crate::oci::Manifest;
 use crate::policy::rules::{self, SignerEvidence};
 use crate::policy::{Policy, Scope, SignerKind, TrustedSigner};
 use crate::reference::Reference;
-use crate::sign::bundle::{Bundle, Content, Material, MessageDigest};
-use crate::sign::dsse::{self, Envelope};
+use crate::sign::bundle::{Bundle, Content, Material};
+use crate::sign::dsse;
 use crate::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy as SigPolicy, TrustedRoot, VerifiedBundle,
     VerifiedSigner, VerifyError, verify_bundle,
@@ -258,6 +258,15 @@ pub fn artifact(
     if let Manifest::Index(index) = &fetched.manifest {
         let wanted = options.platform.as_deref();
         let mut matched = 0;
+        // An index with no SBOM of its own, otherwise verified: the SBOM checks move to its
+        // platforms (each image has its own SBOM), everything else is still covered by the index.
+        let sbom_deferred = !artifact.verified
+            && artifact
+                .checks
+                .iter()
+                .filter(|c| c.failed())
+                .all(|c| is_sbom_kind(c.kind));
+        let covered = artifact.verified || sbom_deferred;
         for child in &index.manifests {
             let platform = child.platform.as_ref().map(|p| {
                 let mut s = format!("{}/{}", p.os, p.architecture);
@@ -307,17 +316,17 @@ pub fn artifact(
                     .expected(child.digest.to_string())
                     .found(child_manifest.descriptor.digest.to_string()),
             );
-            if !r.verified && artifact.verified {
+            if !r.verified && covered {
                 // The index's signature covers the digests it lists: this platform is verified
                 // through it. Its own policy checks are not needed.
                 for c in &mut r.checks {
-                    // A finding in the platform's own verified SBOM still refuses.
-                    if c.failed()
-                        && !matches!(
-                            c.kind,
-                            CheckKind::Manifest | CheckKind::Vulnerability | CheckKind::Sources
-                        )
-                    {
+                    // A finding in the platform's own verified SBOM still refuses, and so does
+                    // a missing SBOM when the index has none either.
+                    let kept = matches!(
+                        c.kind,
+                        CheckKind::Manifest | CheckKind::Vulnerability | CheckKind::Sources
+                    ) || (sbom_deferred && is_sbom_kind(c.kind));
+                    if c.failed() && !kept {
                         c.status = Status::Skip;
                         c.hint = None;
                     }
@@ -351,6 +360,9 @@ pub fn artifact(
             );
             artifact.verified = false;
         }
+        if sbom_deferred && matched > 0 {
+            defer_sbom_to_platforms(&mut artifact);
+        }
         artifact.verified = artifact.verified && artifact.platforms.iter().all(|p| p.verified);
     }
 
@@ -363,6 +375,83 @@ pub fn artifact(
         verified: artifact.verified,
         artifact,
     })
+}
+
+/// Checks about the SBOM and the gates that read it.
+fn is_sbom_kind(kind: CheckKind) -> bool {
+    matches!(
+        kind,
+        CheckKind::SbomPresent
+            | CheckKind::GateSbom
+            | CheckKind::Vulnerabilities
+            | CheckKind::Vulnerability
+            | CheckKind::Vex
+            | CheckKind::Sources
+    )
+}
+
+/// An index refused only for its SBOM checks is accepted when every platform checked passed
+/// its own: the index's SBOM failures become skips, and one check says which platforms' SBOMs
+/// stood in. Otherwise the index stays refused and the check says which platform lacks one.
+fn defer_sbom_to_platforms(index: &mut ManifestReport) {
+    let label = |p: &ManifestReport| p.platform.clone().unwrap_or_else(|| p.digest.to_string());
+    let with_sbom = |p: &ManifestReport| {
+        p.checks.iter().any(|c| {
+            c.status == Status::Pass
+                && matches!(c.kind, CheckKind::SbomPresent | CheckKind::GateSbom)
+        }) && !p.checks.iter().any(|c| c.failed() && is_sbom_kind(c.kind))
+    };
+    let lacking: Vec<String> = index
+        .platforms
+        .iter()
+        .filter(|p| !p.verified || !with_sbom(p))
+        .map(label)
+        .collect();
+    let expected = "an SBOM attached to the index, or a verified SBOM on every platform it lists";
+    if lacking.is_empty() {
+        for c in &mut index.checks {
+            if c.failed() && is_sbom_kind(c.kind) {
+                c.status = Status::Skip;
+                c.hint = None;
+                c.found = Some(format!(
+                    "{}; deferred to the platforms",
+                    c.found.as_deref().unwrap_or("none on the index")
+                ));
+            }
+        }
+        let found: Vec<String> = index
+            .platforms
+            .iter()
+            .map(|p| {
+                let sbom = p
+                    .checks
+                    .iter()
+                    .find(|c| c.kind == CheckKind::SbomPresent && c.status == Status::Pass)
+                    .and_then(|c| c.found.clone())
+                    .unwrap_or_else(|| "gates passed".into());
+                format!("{}: {sbom}", label(p))
+            })
+            .collect();
+        index.checks.push(
+            Check::pass(CheckKind::SbomPresent, "sbom of every platform")
+                .expected(expected)
+                .found(format!(
+                    "none on the index; every platform has its own and passed its gates ({})",
+                    found.join("; ")
+                )),
+        );
+        index.verified = !index.checks.iter().any(Check::failed);
+    } else {
+        index.checks.push(
+            Check::fail(CheckKind::SbomPresent, "sbom of every platform")
+                .expected(expected)
+                .found(format!(
+                    "none on the index, and these platforms lack a verified SBOM or failed: {}",
+                    lacking.join(", ")
+                ))
+                .hint("attest an SBOM to the index, or to each platform manifest"),
+        );
+    }
 }
 
 fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
@@ -598,107 +687,60 @@ fn evaluate_legacy(
                 .on(&manifest),
         );
     };
-    let cert = found
-        .annotations
-        .get(attach::ANNOTATION_COSIGN_CERTIFICATE)
-        .filter(|c| !c.trim().is_empty());
-    if cert.is_some() {
-        // A certificate is verified as a certificate (chain, identity, log) or not at all; its
-        // key is never used as a bare key (cosign GHSA-fx35-mq7g-6g98).
-        fail(
-            &mut report,
-            CheckKind::Signature,
-            "legacy keyless signature",
-            "a Sigstore bundle for certificate signatures",
-            "a legacy layer with a certificate annotation".into(),
-            "custody verifies keyless signatures in the bundle format (cosign v3 default); re-sign with --new-bundle-format",
-        );
-        return (report, None);
-    }
-    let bundle = match found.kind {
-        LegacyKind::Signature => {
-            let sig = found
-                .annotations
-                .get(attach::ANNOTATION_COSIGN_SIGNATURE)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let signature = match base64_decode(sig) {
-                Some(s) if !s.is_empty() => s,
-                _ => {
-                    fail(
-                        &mut report,
-                        CheckKind::BundleFormat,
-                        "legacy signature",
-                        "a base64 signature in dev.cosignproject.cosign/signature",
-                        format!("{sig:.40?}"),
-                        "the .sig layer carries no usable signature",
-                    );
-                    return (report, None);
-                }
+    // A certificate annotation is verification material (chain, identity, log), never a bare
+    // key (cosign GHSA-fx35-mq7g-6g98): the converted bundle carries it as a certificate, and
+    // only identity signers are tried against it.
+    match attach::legacy::to_bundle(found.kind, &found.payload, &found.annotations) {
+        Ok(converted) => {
+            let binding = match found.kind {
+                LegacyKind::Signature => Binding::SimpleSigning(found.payload.clone()),
+                LegacyKind::Attestation => Binding::Statement,
             };
-            let content = Content::MessageSignature {
-                digest: Some(MessageDigest {
-                    algorithm: "SHA2_256".into(),
-                    digest: Digest::of(&found.payload).raw().to_vec(),
-                }),
-                signature,
-            };
-            Bundle::v0_3(Material::PublicKey { hint: None }, content, vec![], vec![])
-                .map(|b| (b, Binding::SimpleSigning(found.payload.clone())))
-        }
-        LegacyKind::Attestation => match Envelope::from_json(&found.payload) {
-            Ok(mut env) => {
-                env.signatures.truncate(1);
-                Bundle::v0_3(
-                    Material::PublicKey { hint: None },
-                    Content::Dsse(env),
-                    vec![],
-                    vec![],
-                )
-                .map(|b| (b, Binding::Statement))
-            }
-            Err(e) => {
-                fail(
-                    &mut report,
-                    CheckKind::BundleFormat,
-                    "legacy attestation",
-                    "a DSSE envelope",
-                    e.to_string(),
-                    "the .att layer is not a DSSE envelope",
-                );
-                return (report, None);
-            }
-        },
-    };
-    match bundle {
-        Ok((bundle, binding)) => {
             report.checks.push(
                 Check::pass(CheckKind::BundleFormat, "legacy layer")
-                    .found(format!("{} layer", found.kind.suffix()))
+                    .found(format!(
+                        "{} layer{}, read as a {} bundle",
+                        found.kind.suffix(),
+                        if converted.keyless {
+                            " with a certificate"
+                        } else {
+                            ""
+                        },
+                        converted.bundle.version().as_str()
+                    ))
                     .on(&manifest),
             );
-            let trusted = evaluate_signed(&bundle, binding, artifact, scope, root, &mut report);
+            let trusted = evaluate_signed(
+                &converted.bundle,
+                binding,
+                artifact,
+                scope,
+                root,
+                &mut report,
+            );
             (report, trusted)
         }
         Err(e) => {
+            let hint = match &e {
+                attach::legacy::LegacyError::RekorMismatch { .. } => {
+                    "the layer's Rekor entry describes another signature, signer or payload: the annotations were tampered with or mixed up"
+                }
+                attach::legacy::LegacyError::NoSigningTime => {
+                    "custody does not look entries up in Rekor online; re-sign with a transparency log or timestamp (cosign v3 bundles carry both)"
+                }
+                _ => "the legacy layer's annotations cannot be read; it is ignored",
+            };
             fail(
                 &mut report,
                 CheckKind::BundleFormat,
                 "legacy layer",
-                "one signature",
+                "a cosign legacy layer with consistent annotations",
                 e.to_string(),
-                "the legacy layer cannot be read",
+                hint,
             );
             (report, None)
         }
     }
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .ok()
 }
 
 /// Depth of JSON nesting, iteratively (never recurses on untrusted input).

@@ -959,7 +959,8 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
         &format!("{repo}:l2"),
         &policy("**", &[("k", &key.public_key())], ""),
     );
-    assert_refused_for(&report, CheckKind::Signature);
+    let c = assert_refused_for(&report, CheckKind::BundleFormat);
+    assert!(c.found.unwrap().contains("not one pem certificate"));
     assert_refused_for(&report, CheckKind::Threshold);
     // A .sig for another digest, replayed.
     let d3 = put_artifact(store.as_ref(), b"legacy3", "l3");
@@ -1114,6 +1115,192 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
     assert!(
         report.artifact.platforms[0].verified,
         "the child's own signature verifies"
+    );
+}
+
+#[test]
+fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
+    let registry = ReferrersRegistry::start();
+    let repo = format!("{}/app/sbom-multi", registry.host);
+    let store = open(&repo);
+    let key = signer();
+    let amd = put_artifact(store.as_ref(), b"amd64 sbom", "amd64");
+    let arm = put_artifact(store.as_ref(), b"arm64 sbom", "arm64");
+    let idx = put_index(
+        store.as_ref(),
+        &[(&amd, "linux", "amd64"), (&arm, "linux", "arm64")],
+        "multi",
+    );
+    let st = statement(
+        &idx.digest,
+        attest::PREDICATE_COSIGN_SIGN_V1,
+        serde_json::json!({}),
+    );
+    attach_signed(
+        store.as_ref(),
+        &idx,
+        &st,
+        &key,
+        attest::PREDICATE_COSIGN_SIGN_V1,
+    );
+    // Only amd64 has an SBOM so far.
+    attach_signed(
+        store.as_ref(),
+        &amd,
+        &sbom(&amd.digest),
+        &key,
+        PREDICATE_CYCLONEDX,
+    );
+    let p = policy(
+        "**",
+        &[("k", &key.public_key())],
+        "    sbom:\n      required: true\n",
+    );
+    let every = |r: &VerifyReport| {
+        r.artifact
+            .checks
+            .iter()
+            .find(|c| c.name == "sbom of every platform")
+            .cloned()
+            .unwrap_or_else(|| panic!("{}", custody::cli::verify_cmds::human(r)))
+    };
+    let report = run(store.as_ref(), &format!("{repo}:multi"), &p);
+    assert!(!report.verified);
+    let c = every(&report);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.found.as_deref().unwrap().ends_with("linux/arm64"),
+        "{c:?}"
+    );
+    assert!(!report.artifact.platforms[1].verified);
+
+    // The one platform asked for has its SBOM: accepted.
+    let one = verify::artifact(
+        store.as_ref(),
+        &format!("{repo}:multi").parse().unwrap(),
+        &p,
+        &VerifyOptions {
+            platform: Some("linux/amd64".into()),
+            ..options()
+        },
+    )
+    .unwrap();
+    assert!(one.verified, "{}", custody::cli::verify_cmds::human(&one));
+    assert_eq!(every(&one).status, Status::Pass);
+
+    // Every platform has its SBOM: the index is accepted, and the report says why.
+    attach_signed(
+        store.as_ref(),
+        &arm,
+        &sbom(&arm.digest),
+        &key,
+        PREDICATE_CYCLONEDX,
+    );
+    let report = run(store.as_ref(), &format!("{repo}:multi"), &p);
+    assert!(
+        report.verified,
+        "{}",
+        custody::cli::verify_cmds::human(&report)
+    );
+    let c = every(&report);
+    assert_eq!(c.status, Status::Pass);
+    let found = c.found.unwrap();
+    assert!(
+        found.contains("linux/amd64: https://cyclonedx.org/bom signed by k")
+            && found.contains("linux/arm64: https://cyclonedx.org/bom signed by k"),
+        "{found}"
+    );
+    let own = report
+        .artifact
+        .checks
+        .iter()
+        .find(|c| c.kind == CheckKind::SbomPresent && c.name == "sbom")
+        .unwrap();
+    assert_eq!(own.status, Status::Skip);
+    assert!(
+        own.found
+            .as_deref()
+            .unwrap()
+            .ends_with("deferred to the platforms")
+    );
+
+    // A signed index without an SBOM over one platform without one: that platform's missing
+    // SBOM still refuses, even though the index's signature covers the platform.
+    let bare = put_artifact(store.as_ref(), b"riscv", "riscv");
+    let mixed = put_index(
+        store.as_ref(),
+        &[(&amd, "linux", "amd64"), (&bare, "linux", "riscv64")],
+        "mixed",
+    );
+    let st = statement(
+        &mixed.digest,
+        attest::PREDICATE_COSIGN_SIGN_V1,
+        serde_json::json!({}),
+    );
+    attach_signed(
+        store.as_ref(),
+        &mixed,
+        &st,
+        &key,
+        attest::PREDICATE_COSIGN_SIGN_V1,
+    );
+    let report = run(store.as_ref(), &format!("{repo}:mixed"), &p);
+    assert!(!report.verified);
+    let c = every(&report);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.found.as_deref().unwrap().ends_with("linux/riscv64"),
+        "{c:?}"
+    );
+    let riscv = &report.artifact.platforms[1];
+    assert!(
+        riscv
+            .checks
+            .iter()
+            .any(|c| c.kind == CheckKind::SbomPresent && c.status == Status::Fail),
+        "the platform's missing SBOM is not waived by the index signature"
+    );
+
+    // custody tree shows each platform and its referrers under it.
+    let dir = tempfile::tempdir().unwrap();
+    let pubkey = dir.path().join("k.pub");
+    std::fs::write(&pubkey, key.public_key().to_pem()).unwrap();
+    let tagged = format!("{repo}:multi");
+    let t = support::ok_json(&["tree", &tagged]);
+    let platforms = t["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2);
+    assert_eq!(platforms[0]["platform"], "linux/amd64");
+    assert_eq!(platforms[0]["digest"], amd.digest.to_string());
+    assert_eq!(platforms[1]["platform"], "linux/arm64");
+    for p in platforms {
+        let nodes = p["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{p}");
+        assert_eq!(nodes[0]["predicateType"], PREDICATE_CYCLONEDX);
+        assert!(p["verification"].is_null());
+    }
+    assert_eq!(
+        t["nodes"].as_array().unwrap().len(),
+        1,
+        "the index's own signature"
+    );
+    let t = support::ok_json(&["tree", &tagged, "--key", pubkey.to_str().unwrap()]);
+    support::validate_against_schema("tree-report.schema.json", &t);
+    for p in t["platforms"].as_array().unwrap() {
+        assert_eq!(p["verification"]["verified"], true, "{p}");
+        assert_eq!(p["nodes"][0]["verdict"]["trusted"], true, "{p}");
+    }
+    let human = support::ok(&["tree", &tagged, "--key", pubkey.to_str().unwrap()]);
+    assert!(
+        human.contains(&format!("├── platform linux/amd64 {}", amd.digest)),
+        "{human}"
+    );
+    assert!(
+        human.contains(&format!("└── platform linux/arm64 {}", arm.digest)),
+        "{human}"
+    );
+    assert!(
+        human.contains("      └── bundle ") && human.contains(PREDICATE_CYCLONEDX),
+        "{human}"
     );
 }
 
