@@ -56,36 +56,35 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Push files as an OCI artifact (one layer per file, empty config).
-    Push(store_cmds::PushArgs),
-    /// Pull an artifact's files, checking every blob.
-    Pull(store_cmds::PullArgs),
-    /// Print the digest a reference points to.
-    Resolve(store_cmds::ResolveArgs),
-    /// Copy an artifact with all its blobs and referrers between stores, digests unchanged.
-    Copy(store_cmds::CopyArgs),
-    /// List an artifact's referrers as a tree.
-    Discover(store_cmds::DiscoverArgs),
-    /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
-    Digest(store_cmds::DigestArgs),
+    /// Release: source record, SBOM, provenance, sign, push, attach, verify, then tag.
+    Release(release_cmds::ReleaseArgs),
+    /// Verify an artifact's chain of custody against a policy: signatures, identities,
+    /// subject binding, provenance and SBOM rules, signer thresholds.
+    Verify(Box<verify_cmds::VerifyArgs>),
+    /// Verify an artifact against a policy, then copy that digest with every signature and
+    /// attestation to another registry; the destination tag is written last, never moved.
+    Promote(Box<promote_cmds::PromoteArgs>),
+    /// The chain of custody at a glance: every referrer, its signer and, with a policy, its
+    /// verdict.
+    Tree(Box<tree_cmds::TreeArgs>),
+    /// Sign an artifact in a store (by digest) and attach the bundle as a referrer.
+    Sign(attach_cmds::SignArgs),
+    /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
+    Attest(attach_cmds::AttestArgs),
+    /// Sign a file into a Sigstore bundle, with a key or keyless (Fulcio, Rekor, TSA).
+    SignBlob(sign_cmds::SignBlobArgs),
+    /// Verify a Sigstore bundle against a file or digest, offline.
+    VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// Generate an encrypted ECDSA P-256 key pair (cosign format).
+    Keygen(sign_cmds::KeygenArgs),
+    /// Write or check a verification policy.
+    Policy(verify_cmds::PolicyArgs),
     /// Record the source commit of the work tree (repository, commit, tree, ref, dirty state).
     Source(attest_cmds::SourceArgs),
     /// Write a CycloneDX SBOM of artifact files and the lockfiles of the source tree.
     Sbom(attest_cmds::SbomArgs),
     /// Write an unsigned SLSA provenance v1 statement for artifact files.
     Provenance(attest_cmds::ProvenanceArgs),
-    /// Generate an encrypted ECDSA P-256 key pair (cosign format).
-    Keygen(sign_cmds::KeygenArgs),
-    /// Sign a file into a Sigstore bundle, with a key or keyless (Fulcio, Rekor, TSA).
-    SignBlob(sign_cmds::SignBlobArgs),
-    /// Verify a Sigstore bundle against a file or digest, offline.
-    VerifyBundle(sign_cmds::VerifyBundleArgs),
-    /// Release: source record, SBOM, provenance, sign, push, attach, verify, then tag.
-    Release(release_cmds::ReleaseArgs),
-    /// Sign an artifact in a store (by digest) and attach the bundle as a referrer.
-    Sign(attach_cmds::SignArgs),
-    /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
-    Attest(attach_cmds::AttestArgs),
     /// Match an SBOM's, a lockfile's or an OCI artifact's components against an offline OSV
     /// database; exit 1 when a finding is at or above --fail-on.
     Scan(vuln_cmds::ScanArgs),
@@ -100,17 +99,18 @@ pub enum Command {
     /// Verify or read the tamper-evident audit log.
     #[command(subcommand)]
     Audit(secops_cmds::AuditCommand),
-    /// Verify an artifact's chain of custody against a policy: signatures, identities,
-    /// subject binding, provenance and SBOM rules, signer thresholds.
-    Verify(Box<verify_cmds::VerifyArgs>),
-    /// Write or check a verification policy.
-    Policy(verify_cmds::PolicyArgs),
-    /// Verify an artifact against a policy, then copy that digest with every signature and
-    /// attestation to another registry; the destination tag is written last, never moved.
-    Promote(Box<promote_cmds::PromoteArgs>),
-    /// The chain of custody at a glance: every referrer, its signer and, with a policy, its
-    /// verdict.
-    Tree(Box<tree_cmds::TreeArgs>),
+    /// Push files as an OCI artifact (one layer per file, empty config).
+    Push(store_cmds::PushArgs),
+    /// Pull an artifact's files, checking every blob.
+    Pull(store_cmds::PullArgs),
+    /// Print the digest a reference points to.
+    Resolve(store_cmds::ResolveArgs),
+    /// Copy an artifact with all its blobs and referrers between stores, digests unchanged.
+    Copy(store_cmds::CopyArgs),
+    /// List an artifact's referrers as a tree.
+    Discover(store_cmds::DiscoverArgs),
+    /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
+    Digest(store_cmds::DigestArgs),
 }
 
 /// What a command hands back to be printed.
