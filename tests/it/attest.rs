@@ -278,13 +278,7 @@ fn tools_dir() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let python = tools_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "validator venv missing at {}: run scripts/install-python-tools first",
-        python.display()
-    );
-    python
+    crate::support::venv_python()
 }
 
 fn validate(args: &[&str]) {

@@ -1607,8 +1607,7 @@ fn policy_init_writes_a_policy_that_policy_check_accepts_and_check_points_at_lin
 /// YAML → JSON with the venv's PyYAML, an independent reader, so the schema is checked against
 /// the starter policy as YAML tools see it.
 pub fn yaml_to_json(text: &str) -> serde_json::Value {
-    let py = python();
-    let out = Command::new(&py)
+    let out = Command::new(support::venv_python())
         .args(["-c", "import sys, json\ntry:\n import yaml\nexcept ImportError:\n sys.exit(3)\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -1626,37 +1625,12 @@ pub fn yaml_to_json(text: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn python() -> PathBuf {
-    let py = support::tools_bin().join("../venv/bin/python");
-    assert!(
-        py.is_file(),
-        "the python venv is missing at {}: run scripts/install-python-tools",
-        py.display()
-    );
-    py
-}
-
-/// Validates `instance` against `schemas/<schema>` with the venv's `jsonschema`.
-pub fn validate_schema(schema: &str, instance: &[u8], dir: &Path) {
-    let file = dir.join(format!("instance-{schema}"));
-    std::fs::write(&file, instance).unwrap();
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(schema);
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import sys, json, jsonschema\nschema = json.load(open(sys.argv[1]))\njsonschema.Draft202012Validator.check_schema(schema)\njsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
-            schema_path.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{schema}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Validates `instance` (JSON bytes) against `schemas/<schema>` with the shared independent
+/// validator.
+pub fn validate_schema(schema: &str, instance: &[u8], _dir: &Path) {
+    let value: serde_json::Value = serde_json::from_slice(instance)
+        .unwrap_or_else(|e| panic!("{schema}: the instance is not JSON: {e}"));
+    support::validate_against_schema(schema, &value);
 }
 
 #[test]
