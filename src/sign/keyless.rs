@@ -439,6 +439,9 @@ struct ServiceError {
     message: Option<String>,
 }
 
+/// How many times a certificate is asked for when Fulcio fails for a moment.
+const FULCIO_ATTEMPTS: u32 = 4;
+
 fn request_certificate(
     http: &reqwest::blocking::Client,
     fulcio_url: &str,
@@ -454,9 +457,22 @@ fn request_certificate(
         }
     });
     let url = format!("{fulcio_url}/api/v2/signingCert");
-    let body = post_json(http, "fulcio", &url, &request, |status, message| {
-        fulcio_hint(status, message, token)
-    })?;
+    // Asking again for a certificate is harmless, so a Fulcio that fails for a moment (a 5xx,
+    // say its CT log is busy, or a dropped connection) is retried with backoff; a refusal of the
+    // request itself (4xx) is final.
+    let mut attempt = 0;
+    let body = loop {
+        attempt += 1;
+        match post_json(http, "fulcio", &url, &request, |status, message| {
+            fulcio_hint(status, message, token)
+        }) {
+            Err(KeylessError::Refused { status, .. })
+                if attempt < FULCIO_ATTEMPTS && (status >= 500 || status == 429) => {}
+            Err(KeylessError::Http { .. }) if attempt < FULCIO_ATTEMPTS => {}
+            other => break other?,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+    };
     let response: FulcioResponse =
         serde_json::from_slice(&body).map_err(|e| KeylessError::BadResponse {
             service: "fulcio",
