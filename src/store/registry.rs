@@ -452,12 +452,8 @@ impl RegistryStore {
         let mut h = HeaderMap::new();
         h.insert(
             reqwest::header::ACCEPT,
-            HeaderValue::from_static(concat!(
-                "application/vnd.oci.image.manifest.v1+json, ",
-                "application/vnd.oci.image.index.v1+json, ",
-                "application/vnd.docker.distribution.manifest.v2+json, ",
-                "application/vnd.docker.distribution.manifest.list.v2+json"
-            )),
+            HeaderValue::from_str(&ACCEPTED_MANIFEST_TYPES.join(", "))
+                .expect("media types are valid header values"),
         );
         h
     }
