@@ -2,6 +2,7 @@
 
 mod attach;
 mod attest;
+mod ci_install;
 mod ci_integration;
 mod conformance;
 mod cosign_blob;
