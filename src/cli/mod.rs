@@ -4,6 +4,7 @@
 
 pub mod attach_cmds;
 pub mod attest_cmds;
+pub mod ci_output;
 mod progress;
 pub mod promote_cmds;
 mod release_cmds;
@@ -34,6 +35,16 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What `--output` accepts: the formats every command prints, and `markdown` (a GitHub job
+/// summary) for the commands that have a Markdown report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputChoice {
+    #[default]
+    Human,
+    Json,
+    Markdown,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "custody",
@@ -41,8 +52,13 @@ pub enum OutputFormat {
     about = "Keep the chain of custody of software artifacts: source, SBOM, provenance, signatures, OCI storage, verification."
 )]
 pub struct Cli {
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    /// Output format (`markdown`: verify only).
+    #[arg(long = "output", value_name = "OUTPUT", global = true, value_enum, default_value_t = OutputChoice::Human)]
+    pub output_choice: OutputChoice,
+
+    /// The format commands print in: `--output`, with `markdown` printing as `human` where a
+    /// command has no Markdown report of its own (set by `run`).
+    #[arg(skip)]
     pub output: OutputFormat,
 
     /// Allow plain HTTP to this registry host (loopback addresses always may). Repeatable;
@@ -242,7 +258,15 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 }
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.output = match cli.output_choice {
+        OutputChoice::Json => OutputFormat::Json,
+        OutputChoice::Human | OutputChoice::Markdown => OutputFormat::Human,
+    };
+    if let Err(failure) = ci_output::check_markdown_support(&cli) {
+        print_failure(cli.output, &failure);
+        return ExitCode::from(failure.code);
+    }
     let output = cli.output;
     // These print their own reports (and can refuse with exit 1 after printing).
     match &cli.command {

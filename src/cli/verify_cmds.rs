@@ -55,6 +55,9 @@ pub struct VerifyArgs {
     /// Store the signed VSA as a referrer of the artifact.
     #[arg(long, requires = "vsa_key")]
     pub attach_vsa: bool,
+    /// Also write the checks as a JUnit XML test report to FILE (GitLab's test report widget).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// What to trust and what to require: the policy file and the flags that override it. Shared
@@ -378,9 +381,16 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
         Err(f) => super::secops_cmds::failure_record("verify", &args.reference, f),
     };
     let written = super::secops_cmds::append_audit(record);
-    match super::secops_cmds::with_audit("verify", result, written) {
+    let result = super::secops_cmds::with_audit("verify", result, written);
+    if let Err(failure) = super::ci_output::verify_extras(cli, args.junit.as_deref(), &result) {
+        print_failure(cli.output, &failure);
+        return ExitCode::from(failure.code);
+    }
+    match result {
         Ok(report) => {
-            print_report(cli.output, &report);
+            if !super::ci_output::print_verify_markdown(cli, &report) {
+                print_report(cli.output, &report);
+            }
             if report.verified {
                 ExitCode::SUCCESS
             } else {

@@ -55,7 +55,11 @@ fn non_flag_inputs(command: &str) -> &'static [&'static str] {
     }
 }
 
-const INSTALLER_INPUTS: [&str; 3] = ["stage", "custody-version", "custody-repository"];
+/// Component inputs that choose the job, not custody's flags.
+const INSTALLER_INPUTS: [&str; 3] = ["stage", "custody-version", "custody-image"];
+
+/// Action inputs that are registry credentials (passed as CUSTODY_REGISTRY* for that registry).
+const LOGIN_INPUTS: [&str; 3] = ["registry", "registry-username", "registry-password"];
 
 #[test]
 fn github_actions_map_every_input_to_a_real_flag() {
@@ -91,7 +95,9 @@ fn github_actions_map_every_input_to_a_real_flag() {
                 env_block.contains(&format!("inputs.{name} }}")) && scripts.contains(&env_name),
                 "{command}: input {name} reaches the script through {env_name}"
             );
-            if non_flag_inputs(command).contains(&name.as_str()) {
+            if non_flag_inputs(command).contains(&name.as_str())
+                || LOGIN_INPUTS.contains(&name.as_str())
+            {
                 continue;
             }
             let flag = format!("--{name}");
@@ -112,6 +118,28 @@ fn github_actions_map_every_input_to_a_real_flag() {
                 "{command}: output {name} comes from a step"
             );
         }
+        // Credentials default to the job's own, for ghcr.io only, and reach custody scoped to it.
+        assert_eq!(inputs["registry"]["default"], "ghcr.io", "{command}");
+        assert_eq!(
+            inputs["registry-username"]["default"], "${{ github.actor }}",
+            "{command}"
+        );
+        assert_eq!(
+            inputs["registry-password"]["default"], "${{ github.token }}",
+            "{command}"
+        );
+        assert!(
+            scripts.contains("custody_registry_env \"$INPUT_REGISTRY\" \"$INPUT_REGISTRY_USERNAME\" \"$INPUT_REGISTRY_PASSWORD\""),
+            "{command}: credentials go to custody for that registry only"
+        );
+        assert!(
+            scripts.contains("custody_lower_reference"),
+            "{command}: references get a lower-case repository"
+        );
+        assert!(
+            scripts.contains("GITHUB_STEP_SUMMARY"),
+            "{command}: writes the job summary"
+        );
         let description = doc["description"].as_str().unwrap_or_default();
         assert!(
             description.contains("permissions"),
@@ -143,6 +171,30 @@ fn gitlab_components_map_every_input_to_a_real_flag() {
             .join("\n");
         let variables = job["variables"].to_string();
         let text = std::fs::read_to_string(&path).unwrap();
+        // Runs in custody's image, pinned to a release; only in tag pipelines; nothing is
+        // installed into the work tree; inputs are never word-split.
+        let version = inputs["custody-version"]["default"].as_str().unwrap();
+        assert!(
+            semver::Version::parse(version.trim_start_matches('v')).is_ok(),
+            "{command}: custody-version defaults to a release, not {version}"
+        );
+        assert_eq!(
+            job["image"], "$[[ inputs.custody-image ]]:$[[ inputs.custody-version ]]-debian",
+            "{command}"
+        );
+        assert_eq!(
+            job["rules"],
+            serde_json::json!([{"if": "$CI_COMMIT_TAG"}]),
+            "{command}"
+        );
+        assert!(
+            !text.contains("cargo install") && !text.contains("$CI_PROJECT_DIR"),
+            "{command}: nothing is built or installed into the work tree"
+        );
+        assert!(
+            !text.contains("$(echo") && !text.contains("for f in $"),
+            "{command}: no word splitting"
+        );
         if command != "verify" {
             assert_eq!(
                 job["id_tokens"]["SIGSTORE_ID_TOKEN"]["aud"], "sigstore",
@@ -254,5 +306,200 @@ fn readme_workflow_passes_actionlint() {
     assert!(
         !out.status.success(),
         "actionlint checks local action inputs"
+    );
+}
+
+/// custody's own release pipeline passes actionlint, and it builds what the actions and the
+/// container image expect: every release target, archives named as install.sh looks them up,
+/// SHA256SUMS, keyless signing with custody, and the checksums the actions pin.
+#[test]
+fn release_workflow_passes_actionlint_and_builds_what_the_actions_install() {
+    let workflow = root().join(".github/workflows/release.yml");
+    let dir = support::tempdir();
+    let project = dir.path();
+    assert!(
+        Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(project)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::create_dir_all(project.join(".github/workflows")).unwrap();
+    std::fs::copy(&workflow, project.join(".github/workflows/release.yml")).unwrap();
+    let out = Command::new(tool("actionlint"))
+        .current_dir(project)
+        .env("HOME", project)
+        .output()
+        .expect("actionlint runs");
+    assert!(
+        out.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let doc = yaml_documents(&workflow).remove(0);
+    let targets: BTreeSet<String> = doc["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("a build matrix")
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect();
+    let install = std::fs::read_to_string(root().join("actions/install.sh")).unwrap();
+    for target in &targets {
+        assert!(
+            install.contains(&format!("target={target}")),
+            "install.sh knows the release target {target}"
+        );
+    }
+    for needed in [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "x86_64-apple-darwin",
+        "aarch64-apple-darwin",
+        "x86_64-pc-windows-msvc",
+    ] {
+        assert!(targets.contains(needed), "release builds {needed}");
+    }
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    for step in [
+        "sha256sum custody-* > SHA256SUMS",
+        "custody --output json release dist/custody-* dist/SHA256SUMS",
+        "custody --output json release --image",
+        "gh attestation verify",
+        "actions/install.sh --pin",
+        "--file Containerfile",
+    ] {
+        assert!(text.contains(step), "the release workflow runs `{step}`");
+    }
+    let release = &doc["jobs"]["release"]["permissions"];
+    assert_eq!(release["id-token"], "write", "keyless signing");
+    assert_eq!(release["packages"], "write", "pushes to ghcr.io");
+    assert_eq!(doc["permissions"]["contents"], "read", "least privilege");
+}
+
+/// An artifact nobody signed, in an OCI layout, and a key that did not sign it.
+fn unsigned_in_layout(dir: &Path) -> (String, String) {
+    let (_, public) = crate::release::keypair(dir);
+    let file = dir.join("unsigned.bin");
+    std::fs::write(&file, b"never signed\n").unwrap();
+    let reference = format!("oci:{}:v1", dir.join("layout").display());
+    support::ok(&["push", file.to_str().unwrap(), "--to", &reference]);
+    (reference, public)
+}
+
+#[test]
+fn a_refusal_in_json_mode_still_prints_its_failed_checks_on_stderr() {
+    let dir = support::tempdir();
+    let (reference, public) = unsigned_in_layout(dir.path());
+    let out = support::run(&["--output", "json", "verify", &reference, "--key", &public]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["verified"], false);
+    let stderr = support::stderr(&out);
+    assert!(stderr.starts_with("refused: oci:"), "{stderr}");
+    let failed = report["artifact"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "fail")
+        .expect("a failed check");
+    assert!(
+        stderr.contains(&format!(
+            "  ✗ {} (artifact)",
+            failed["name"].as_str().unwrap()
+        )),
+        "{stderr}"
+    );
+    // Human mode already shows the failed checks on stdout; stderr stays quiet.
+    let out = support::run(&["verify", &reference, "--key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!support::stderr(&out).contains("refused: "));
+}
+
+#[test]
+fn verify_writes_markdown_and_junit_reports_of_a_refusal() {
+    let dir = support::tempdir();
+    let (reference, public) = unsigned_in_layout(dir.path());
+    let junit = dir.path().join("report.xml");
+    let out = support::run(&[
+        "--output",
+        "markdown",
+        "verify",
+        &reference,
+        "--key",
+        &public,
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody verify: refused ("),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n- artifact: `oci:"), "{markdown}");
+    assert!(
+        markdown.contains("| | Check | Where | Expected | Found | Hint |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| ❌ | "), "{markdown}");
+    assert!(
+        markdown.contains("<details><summary>Referrer tree</summary>"),
+        "{markdown}"
+    );
+    assert!(
+        support::stderr(&out).starts_with("refused: "),
+        "the failed checks also reach the log"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuites name=\"custody verify\""), "{xml}");
+    assert!(xml.contains("<failure message=\""), "{xml}");
+    assert!(!xml.contains(" failures=\"0\""), "{xml}");
+    // The JUnit file is well-formed XML (read by Python's parser, not custody's code).
+    let parsed = Command::new(support::venv_python())
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as t; r = t.parse(sys.argv[1]).getroot(); print(sum(1 for _ in r.iter('failure')))",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "{}", support::stderr(&parsed));
+    assert_ne!(support::stdout(&parsed).trim(), "0");
+}
+
+#[test]
+fn verify_writes_a_markdown_verdict_of_a_verified_release() {
+    let dir = support::tempdir();
+    let repo = crate::release::work_tree(dir.path());
+    let (key, public) = crate::release::keypair(dir.path());
+    let to = format!("oci:{}:v1", dir.path().join("layout").display());
+    let o = crate::release::release_in(&repo, &["dist/app.bin", "--to", &to, "--key", &key]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    let out = support::run(&["--output", "markdown", "verify", &to, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody verify: verified\n"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("| ❌ |"), "{markdown}");
+    assert!(
+        !support::stderr(&out).contains("refused"),
+        "{}",
+        support::stderr(&out)
+    );
+}
+
+#[test]
+fn markdown_output_is_refused_where_a_command_has_none() {
+    let out = support::run(&["--output", "markdown", "digest", "Cargo.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        support::stderr(&out).contains("--output markdown is available for verify only"),
+        "{}",
+        support::stderr(&out)
     );
 }

@@ -2,7 +2,9 @@
 
 mod attach;
 mod attest;
+mod ci_install;
 mod ci_integration;
+mod ci_runners;
 mod conformance;
 mod cosign_blob;
 mod e2e;
