@@ -604,6 +604,136 @@ mod tests {
             .unwrap()
     }
 
+    /// A store that counts the blobs read through it.
+    struct Counting<'a> {
+        inner: &'a dyn Store,
+        blobs_read: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Counting<'_> {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        fn blob_exists(&self, d: &Digest) -> Result<Option<u64>, store::Error> {
+            self.inner.blob_exists(d)
+        }
+        fn put_blob(&self, d: &Descriptor, s: BlobSource<'_>) -> Result<(), store::Error> {
+            self.inner.put_blob(d, s)
+        }
+        fn get_blob(
+            &self,
+            d: &Descriptor,
+            sink: &mut dyn std::io::Write,
+        ) -> Result<(), store::Error> {
+            self.blobs_read
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get_blob(d, sink)
+        }
+        fn put_manifest(&self, b: &[u8], m: &str) -> Result<Descriptor, store::Error> {
+            self.inner.put_manifest(b, m)
+        }
+        fn tag(&self, t: &Tag, m: &FetchedManifest) -> Result<(), store::Error> {
+            self.inner.tag(t, m)
+        }
+        fn get_manifest(&self, d: &Digest) -> Result<FetchedManifest, store::Error> {
+            self.inner.get_manifest(d)
+        }
+        fn get_tagged(&self, t: &Tag) -> Result<Option<FetchedManifest>, store::Error> {
+            self.inner.get_tagged(t)
+        }
+        fn referrers(&self, d: &Digest) -> Result<store::Referrers, store::Error> {
+            self.inner.referrers(d)
+        }
+        fn tags(&self) -> Result<Vec<Tag>, store::Error> {
+            self.inner.tags()
+        }
+        fn delete_manifest(&self, d: &Digest) -> Result<(), store::Error> {
+            self.inner.delete_manifest(d)
+        }
+    }
+
+    #[test]
+    fn bundles_are_handed_over_one_at_a_time_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = LayoutStore::open_or_create(dir.path()).unwrap();
+        let s = subject(&layout);
+        for i in 0..5u8 {
+            let bundle = vec![b'a' + i; 1000];
+            attach_bundle(
+                &layout,
+                &s,
+                &bundle,
+                BundleContent::DsseEnvelope,
+                None,
+                "2026-01-01T00:00:00Z",
+            )
+            .unwrap();
+        }
+        let store = Counting {
+            inner: &layout,
+            blobs_read: Default::default(),
+        };
+        let read = || store.blobs_read.load(std::sync::atomic::Ordering::SeqCst);
+
+        // Each bundle reaches the visitor before the next one is read.
+        let mut visits = 0;
+        let summary = discover_each(&store, &s.digest, &Limits::DEFAULT, &mut |found| {
+            visits += 1;
+            assert!(matches!(found, Found::Bundle(b) if b.bundle.len() == 1000));
+            assert_eq!(read(), visits, "read ahead of the visitor");
+        })
+        .unwrap();
+        assert_eq!((visits, summary.bundles), (5, 5));
+        assert_eq!(summary.skipped, Skipped::default());
+
+        // The byte budget: what no longer fits is counted, not read.
+        let before = read();
+        let limits = Limits {
+            total_bytes: 2500,
+            ..Limits::DEFAULT
+        };
+        let summary = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap();
+        assert_eq!(summary.bundles, 2);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                referrers: 0,
+                layers: 3
+            }
+        );
+        assert_eq!(read() - before, 2);
+
+        // The referrer cap comes before any manifest is fetched or blob read.
+        let before = read();
+        let limits = Limits {
+            referrers: 1,
+            ..Limits::DEFAULT
+        };
+        let summary = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap();
+        assert_eq!(summary.bundles, 1);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                referrers: 4,
+                layers: 0
+            }
+        );
+        assert_eq!(read() - before, 1);
+
+        // A layer larger than a bundle may be is refused on its descriptor, unread.
+        let before = read();
+        let limits = Limits {
+            blob_bytes: 999,
+            ..Limits::DEFAULT
+        };
+        let err = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, Error::Store(store::Error::Refused { reason, .. }) if reason.contains("the limit is 999")),
+            "{err}"
+        );
+        assert_eq!(read(), before);
+    }
+
     #[test]
     fn simple_signing_payload_is_cosigns_exact_shape() {
         let d = Digest::of(b"x");
