@@ -550,8 +550,11 @@ impl Ctx<'_> {
             .collect();
         let skipped = if found.skipped.any() {
             format!(
-                "; {} listed referrer(s) and {} layer(s) skipped over the limits ({} referrers, {} bytes)",
-                found.skipped.referrers, found.skipped.layers, limits.referrers, limits.total_bytes
+                "; {} listed referrer(s) and {} layer(s) skipped over the limits ({} referrers, {} MiB)",
+                found.skipped.referrers,
+                found.skipped.layers,
+                limits.referrers,
+                limits.total_bytes / (1024 * 1024)
             )
         } else {
             String::new()
