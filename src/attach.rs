@@ -319,29 +319,174 @@ pub struct Attachments {
     pub legacy: Vec<FoundLegacy>,
     pub ignored: Vec<Ignored>,
     pub paths: Vec<ReferrersPath>,
+    /// What was listed but not read because a [`Limits`] was reached.
+    pub skipped: Skipped,
+}
+
+/// How much of what others attach one discovery reads. Whoever can push to a repository can
+/// attach anything to an artifact in it, so these bound the requests, bytes and memory a
+/// verification spends on them. Nothing a limit leaves out is trusted: skipping only loses
+/// evidence, never adds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Listed referrers whose manifests are fetched; the rest are counted, not fetched.
+    pub referrers: usize,
+    /// Largest bundle or legacy layer read; its descriptor says the size before a byte is read,
+    /// and a larger one refuses the discovery.
+    pub blob_bytes: u64,
+    /// Bundle and legacy layer bytes one discovery reads in all; layers that no longer fit are
+    /// counted, not read.
+    pub total_bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        referrers: 1000,
+        blob_bytes: MAX_BUNDLE_SIZE,
+        total_bytes: 256 * 1024 * 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What a discovery left unread because of its [`Limits`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Listed referrers beyond [`Limits::referrers`].
+    pub referrers: usize,
+    /// Bundle and legacy layers beyond [`Limits::total_bytes`].
+    pub layers: usize,
+}
+
+impl Skipped {
+    pub fn any(&self) -> bool {
+        self.referrers + self.layers > 0
+    }
+}
+
+/// One signature or attestation, handed over as soon as it is read.
+#[derive(Clone, Debug)]
+pub enum Found {
+    Bundle(FoundBundle),
+    Legacy(FoundLegacy),
+}
+
+/// What a discovery saw besides what it handed over.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub paths: Vec<ReferrersPath>,
+    pub ignored: Vec<Ignored>,
+    pub bundles: usize,
+    pub legacy: usize,
+    pub skipped: Skipped,
+}
+
+/// Counts the bytes a discovery reads against its limits.
+struct Budget {
+    limits: Limits,
+    read: u64,
+}
+
+impl Budget {
+    /// Whether `d` may be read: refuses one larger than a layer may be, and says false when it
+    /// no longer fits in what is left.
+    fn admit(&mut self, d: &Descriptor) -> Result<bool, Error> {
+        if d.size > self.limits.blob_bytes {
+            return Err(store::Error::Refused {
+                what: format!("blob {}", d.digest),
+                reason: format!(
+                    "it is {} bytes; the limit is {}",
+                    d.size, self.limits.blob_bytes
+                ),
+            }
+            .into());
+        }
+        if self.read.saturating_add(d.size) > self.limits.total_bytes {
+            return Ok(false);
+        }
+        self.read += d.size;
+        Ok(true)
+    }
 }
 
 fn read_blob(store: &dyn Store, d: &Descriptor) -> Result<Vec<u8>, Error> {
-    if d.size > MAX_BUNDLE_SIZE {
-        return Err(store::Error::Refused {
-            what: format!("blob {}", d.digest),
-            reason: format!("it is {} bytes; the limit is {MAX_BUNDLE_SIZE}", d.size),
-        }
-        .into());
-    }
-    let mut bytes = Vec::with_capacity(d.size as usize);
+    let mut bytes = Vec::with_capacity(usize::try_from(d.size).unwrap_or(0));
     store.get_blob(d, &mut bytes)?;
     Ok(bytes)
 }
 
 /// Finds every bundle and legacy signature attached to `subject`, by every path, deduplicated
-/// by content. Referrers that are not bundles are listed in `ignored`.
+/// by content, and collects them. Referrers that are not bundles are listed in `ignored`.
 pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Error> {
-    let mut out = Attachments::default();
+    let mut bundles = Vec::new();
+    let mut legacy = Vec::new();
+    let summary = discover_each(store, subject, &Limits::DEFAULT, &mut |found| match found {
+        Found::Bundle(b) => bundles.push(b),
+        Found::Legacy(l) => legacy.push(l),
+    })?;
+    Ok(Attachments {
+        bundles,
+        legacy,
+        ignored: summary.ignored,
+        paths: summary.paths,
+        skipped: summary.skipped,
+    })
+}
+
+/// [`discover`] one at a time: each bundle or legacy layer is read and handed to `visit`
+/// before the next is read, so a caller that keeps only its verdict holds one bundle at a
+/// time. The listed referrers are capped before any is fetched, every size is checked on its
+/// descriptor before a byte is read, and the bytes read in all are bounded.
+pub fn discover_each(
+    store: &dyn Store,
+    subject: &Digest,
+    limits: &Limits,
+    visit: &mut dyn FnMut(Found),
+) -> Result<Summary, Error> {
+    let mut out = Summary::default();
+    let mut budget = Budget {
+        limits: *limits,
+        read: 0,
+    };
     let mut seen: BTreeSet<Digest> = BTreeSet::new();
-    let path = store.referrers(subject)?.path;
+    let listed = store.referrers(subject)?;
+    let path = listed.path;
     out.paths.push(path);
-    for referrer in transfer::checked_referrers(store, subject)? {
+    let mut manifests = BTreeSet::new();
+    let mut fetched = 0;
+    for listed in listed.descriptors {
+        if !listed.is_manifest_like() || !manifests.insert(listed.digest.clone()) {
+            continue;
+        }
+        // The listing says what a referrer is: one that says it is not a bundle is not fetched.
+        if let Some(artifact_type) = &listed.artifact_type
+            && !artifact_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX)
+        {
+            out.ignored.push(Ignored {
+                digest: listed.digest,
+                artifact_type: Some(artifact_type.clone()),
+                reason: "its listed artifact type is not a Sigstore bundle".into(),
+            });
+            continue;
+        }
+        if fetched == limits.referrers {
+            out.skipped.referrers += 1;
+            continue;
+        }
+        fetched += 1;
+        let referrer = match store.get_manifest(&listed.digest) {
+            Ok(f) => f,
+            // A listed referrer that is gone (deleted, garbage collected) is not an error.
+            Err(store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if referrer.manifest.subject().map(|s| &s.digest) != Some(subject) {
+            continue;
+        }
         let digest = referrer.descriptor.digest.clone();
         let artifact_type = referrer.manifest.artifact_type();
         let Manifest::Image(m) = &referrer.manifest else {
@@ -367,11 +512,17 @@ pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Erro
             continue;
         }
         let layer = &m.layers[0];
-        if !seen.insert(layer.digest.clone()) {
+        if seen.contains(&layer.digest) {
             continue;
         }
+        if !budget.admit(layer)? {
+            out.skipped.layers += 1;
+            continue;
+        }
+        seen.insert(layer.digest.clone());
         let bundle = read_blob(store, layer)?;
-        out.bundles.push(FoundBundle {
+        out.bundles += 1;
+        visit(Found::Bundle(FoundBundle {
             origin: Origin::Referrer {
                 path,
                 manifest: digest,
@@ -380,7 +531,7 @@ pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Erro
             bundle,
             claimed_predicate_type: m.annotations.get(ANNOTATION_BUNDLE_PREDICATE_TYPE).cloned(),
             created: m.annotations.get(ANNOTATION_CREATED).cloned(),
-        });
+        }));
     }
     for kind in [LegacyKind::Signature, LegacyKind::Attestation] {
         let tag = kind.tag(subject);
@@ -405,11 +556,17 @@ pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Erro
             });
         }
         for (i, layer) in m.layers.iter().enumerate() {
-            if layer.media_type != kind.media_type() || !seen.insert(layer.digest.clone()) {
+            if layer.media_type != kind.media_type() || seen.contains(&layer.digest) {
                 continue;
             }
+            if !budget.admit(layer)? {
+                out.skipped.layers += 1;
+                continue;
+            }
+            seen.insert(layer.digest.clone());
             let payload = read_blob(store, layer)?;
-            out.legacy.push(FoundLegacy {
+            out.legacy += 1;
+            visit(Found::Legacy(FoundLegacy {
                 origin: Origin::Legacy {
                     tag: tag.to_string(),
                     manifest: image.descriptor.digest.clone(),
@@ -418,7 +575,7 @@ pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Erro
                 kind,
                 payload,
                 annotations: layer.annotations.clone(),
-            });
+            }));
         }
     }
     Ok(out)
@@ -445,6 +602,136 @@ mod tests {
         store
             .put_manifest(&oci::to_bytes(&m), MEDIA_TYPE_IMAGE_MANIFEST)
             .unwrap()
+    }
+
+    /// A store that counts the blobs read through it.
+    struct Counting<'a> {
+        inner: &'a dyn Store,
+        blobs_read: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Counting<'_> {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        fn blob_exists(&self, d: &Digest) -> Result<Option<u64>, store::Error> {
+            self.inner.blob_exists(d)
+        }
+        fn put_blob(&self, d: &Descriptor, s: BlobSource<'_>) -> Result<(), store::Error> {
+            self.inner.put_blob(d, s)
+        }
+        fn get_blob(
+            &self,
+            d: &Descriptor,
+            sink: &mut dyn std::io::Write,
+        ) -> Result<(), store::Error> {
+            self.blobs_read
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get_blob(d, sink)
+        }
+        fn put_manifest(&self, b: &[u8], m: &str) -> Result<Descriptor, store::Error> {
+            self.inner.put_manifest(b, m)
+        }
+        fn tag(&self, t: &Tag, m: &FetchedManifest) -> Result<(), store::Error> {
+            self.inner.tag(t, m)
+        }
+        fn get_manifest(&self, d: &Digest) -> Result<FetchedManifest, store::Error> {
+            self.inner.get_manifest(d)
+        }
+        fn get_tagged(&self, t: &Tag) -> Result<Option<FetchedManifest>, store::Error> {
+            self.inner.get_tagged(t)
+        }
+        fn referrers(&self, d: &Digest) -> Result<store::Referrers, store::Error> {
+            self.inner.referrers(d)
+        }
+        fn tags(&self) -> Result<Vec<Tag>, store::Error> {
+            self.inner.tags()
+        }
+        fn delete_manifest(&self, d: &Digest) -> Result<(), store::Error> {
+            self.inner.delete_manifest(d)
+        }
+    }
+
+    #[test]
+    fn bundles_are_handed_over_one_at_a_time_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = LayoutStore::open_or_create(dir.path()).unwrap();
+        let s = subject(&layout);
+        for i in 0..5u8 {
+            let bundle = vec![b'a' + i; 1000];
+            attach_bundle(
+                &layout,
+                &s,
+                &bundle,
+                BundleContent::DsseEnvelope,
+                None,
+                "2026-01-01T00:00:00Z",
+            )
+            .unwrap();
+        }
+        let store = Counting {
+            inner: &layout,
+            blobs_read: Default::default(),
+        };
+        let read = || store.blobs_read.load(std::sync::atomic::Ordering::SeqCst);
+
+        // Each bundle reaches the visitor before the next one is read.
+        let mut visits = 0;
+        let summary = discover_each(&store, &s.digest, &Limits::DEFAULT, &mut |found| {
+            visits += 1;
+            assert!(matches!(found, Found::Bundle(b) if b.bundle.len() == 1000));
+            assert_eq!(read(), visits, "read ahead of the visitor");
+        })
+        .unwrap();
+        assert_eq!((visits, summary.bundles), (5, 5));
+        assert_eq!(summary.skipped, Skipped::default());
+
+        // The byte budget: what no longer fits is counted, not read.
+        let before = read();
+        let limits = Limits {
+            total_bytes: 2500,
+            ..Limits::DEFAULT
+        };
+        let summary = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap();
+        assert_eq!(summary.bundles, 2);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                referrers: 0,
+                layers: 3
+            }
+        );
+        assert_eq!(read() - before, 2);
+
+        // The referrer cap comes before any manifest is fetched or blob read.
+        let before = read();
+        let limits = Limits {
+            referrers: 1,
+            ..Limits::DEFAULT
+        };
+        let summary = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap();
+        assert_eq!(summary.bundles, 1);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                referrers: 4,
+                layers: 0
+            }
+        );
+        assert_eq!(read() - before, 1);
+
+        // A layer larger than a bundle may be is refused on its descriptor, unread.
+        let before = read();
+        let limits = Limits {
+            blob_bytes: 999,
+            ..Limits::DEFAULT
+        };
+        let err = discover_each(&store, &s.digest, &limits, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, Error::Store(store::Error::Refused { reason, .. }) if reason.contains("the limit is 999")),
+            "{err}"
+        );
+        assert_eq!(read(), before);
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct Cli {
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 
+    /// How long to wait on a registry: to connect, for an answer, between two reads, and for a
+    /// whole manifest or list (30s, 500ms, 2m; default 60s).
+    #[arg(long, global = true, env = "CUSTODY_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<store::Timeout>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -252,6 +257,7 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
         insecure_registries: insecure,
         credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),
         retry,
+        timeout: cli.timeout.unwrap_or_default(),
         progress: (cli.output == OutputFormat::Human)
             .then(|| store::ProgressHandle(std::sync::Arc::new(progress::StderrProgress::new()))),
     }

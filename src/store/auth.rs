@@ -52,22 +52,46 @@ pub enum Credential {
     Bearer(Secret),
 }
 
-/// Where credentials are looked up, in order: explicit environment values, then the auth
-/// files. The CLI fills this from the process environment; the library reads nothing itself.
+/// A credential the environment gives for exactly one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvCredential {
+    /// The registry host (`host[:port]`) it is for; never sent anywhere else.
+    pub registry: String,
+    pub username: String,
+    pub password: Secret,
+    /// The variables it came from, for messages.
+    pub source: &'static str,
+}
+
+/// Where credentials are looked up, in order: the environment's credentials for the registry
+/// they name, then the auth files. The CLI fills this from the process environment; the
+/// library reads nothing itself.
 #[derive(Clone, Debug, Default)]
 pub struct CredentialSources {
-    /// `CUSTODY_REGISTRY_USERNAME` / `CUSTODY_REGISTRY_PASSWORD`, applied to `env_registry`
-    /// (or every registry when that is unset).
-    pub env_username: Option<String>,
-    pub env_password: Option<Secret>,
-    pub env_registry: Option<String>,
+    /// `CUSTODY_REGISTRY` + `CUSTODY_REGISTRY_USERNAME` / `CUSTODY_REGISTRY_PASSWORD`, then
+    /// `CI_REGISTRY` + `CI_REGISTRY_USER` / `CI_REGISTRY_PASSWORD` (GitLab CI), then
+    /// `GITHUB_TOKEN` (with `GITHUB_ACTOR`) for `ghcr.io`.
+    pub env: Vec<EnvCredential>,
+    /// Why the environment's credentials cannot be used (a username and password without the
+    /// registry they are for). Every registry store refuses to open while this is set, so a
+    /// misconfigured job fails loudly instead of running anonymously or leaking them.
+    pub env_error: Option<String>,
     /// `REGISTRY_AUTH_FILE`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub auth_files: Vec<PathBuf>,
+}
+
+/// The registry GitHub's `GITHUB_TOKEN` is for.
+pub const GHCR: &str = "ghcr.io";
+
+/// Two spellings of one registry host: case-insensitive, as DNS is.
+fn same_registry(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 impl CredentialSources {
     /// The sources a process environment describes.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> CredentialSources {
+        let get = |name: &str| get(name).filter(|v| !v.is_empty());
         let mut auth_files = Vec::new();
         if let Some(f) = get("REGISTRY_AUTH_FILE") {
             auth_files.push(PathBuf::from(f));
@@ -77,22 +101,73 @@ impl CredentialSources {
         } else if let Some(home) = get("HOME") {
             auth_files.push(PathBuf::from(home).join(".docker").join("config.json"));
         }
+        let mut env = Vec::new();
+        let mut env_error = None;
+        let custody = (
+            get("CUSTODY_REGISTRY"),
+            get("CUSTODY_REGISTRY_USERNAME"),
+            get("CUSTODY_REGISTRY_PASSWORD"),
+        );
+        match custody {
+            (Some(registry), Some(username), Some(password)) => env.push(EnvCredential {
+                registry,
+                username,
+                password: Secret::new(password),
+                source: "CUSTODY_REGISTRY_USERNAME/PASSWORD",
+            }),
+            (None, None, None) | (Some(_), None, None) => {}
+            (None, _, _) => {
+                env_error = Some(
+                    "CUSTODY_REGISTRY_USERNAME/CUSTODY_REGISTRY_PASSWORD are set but CUSTODY_REGISTRY is not; set it to the one registry host they are for (they are never sent to every registry)".into(),
+                );
+            }
+            (Some(registry), _, _) => {
+                env_error = Some(format!(
+                    "CUSTODY_REGISTRY names {registry} but only one of CUSTODY_REGISTRY_USERNAME and CUSTODY_REGISTRY_PASSWORD is set"
+                ));
+            }
+        }
+        if let (Some(registry), Some(username), Some(password)) = (
+            get("CI_REGISTRY"),
+            get("CI_REGISTRY_USER"),
+            get("CI_REGISTRY_PASSWORD"),
+        ) {
+            env.push(EnvCredential {
+                registry,
+                username,
+                password: Secret::new(password),
+                source: "CI_REGISTRY_USER/CI_REGISTRY_PASSWORD",
+            });
+        }
+        if let Some(token) = get("GITHUB_TOKEN") {
+            env.push(EnvCredential {
+                registry: GHCR.to_owned(),
+                // ghcr.io checks the token, not the name; the actor is the honest one to give.
+                username: get("GITHUB_ACTOR").unwrap_or_else(|| "unset".to_owned()),
+                password: Secret::new(token),
+                source: "GITHUB_TOKEN",
+            });
+        }
         CredentialSources {
-            env_username: get("CUSTODY_REGISTRY_USERNAME"),
-            env_password: get("CUSTODY_REGISTRY_PASSWORD").map(Secret::new),
-            env_registry: get("CUSTODY_REGISTRY"),
+            env,
+            env_error,
             auth_files,
         }
     }
 
     /// The credential for `registry` (host[:port]), if any source has one.
     pub fn lookup(&self, registry: &str) -> Result<Option<Credential>, String> {
-        if let (Some(user), Some(password)) = (&self.env_username, &self.env_password)
-            && self.env_registry.as_deref().is_none_or(|r| r == registry)
+        if let Some(error) = &self.env_error {
+            return Err(error.clone());
+        }
+        if let Some(c) = self
+            .env
+            .iter()
+            .find(|c| same_registry(&c.registry, registry))
         {
             return Ok(Some(Credential::Basic {
-                username: user.clone(),
-                password: password.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
             }));
         }
         for file in &self.auth_files {
@@ -390,20 +465,92 @@ mod tests {
         assert_eq!(sources.lookup("other.example").unwrap(), None);
 
         let env = CredentialSources {
-            env_username: Some("ci".into()),
-            env_password: Some(Secret::new("tok")),
-            env_registry: Some("other.example".into()),
             auth_files: vec![file.clone()],
+            ..CredentialSources::from_env(|k| {
+                let v = match k {
+                    "CUSTODY_REGISTRY" => "other.example",
+                    "CUSTODY_REGISTRY_USERNAME" => "ci",
+                    "CUSTODY_REGISTRY_PASSWORD" => "tok",
+                    _ => return None,
+                };
+                Some(v.to_owned())
+            })
         };
         assert!(matches!(
-            env.lookup("other.example").unwrap(),
+            env.lookup("Other.Example").unwrap(),
             Some(Credential::Basic { username, .. }) if username == "ci"
+        ));
+        assert!(matches!(
+            env.lookup("reg.example:5000").unwrap(),
+            Some(Credential::Basic { username, .. }) if username == "me"
         ));
 
         std::fs::write(&file, r#"{"auths":{"x":{"auth":"%%%"}}}"#).unwrap();
         let err = sources.lookup("x").unwrap_err();
         assert!(err.contains("not base64"), "{err}");
         assert!(!err.contains("%%%"));
+    }
+
+    #[test]
+    fn environment_credentials_go_only_to_the_registry_they_name() {
+        fn sources(vars: &[(&str, &str)]) -> CredentialSources {
+            CredentialSources::from_env(|k| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        }
+        let custody = [
+            ("CUSTODY_REGISTRY_USERNAME", "ci"),
+            ("CUSTODY_REGISTRY_PASSWORD", "hunter2"),
+        ];
+        let gitlab = [
+            ("CI_REGISTRY", "gitlab.example.com:5050"),
+            ("CI_REGISTRY_USER", "gitlab-ci-token"),
+            ("CI_REGISTRY_PASSWORD", "glpat"),
+        ];
+        let github = [("GITHUB_TOKEN", "ghs_x"), ("GITHUB_ACTOR", "octo")];
+        let named = [&custody[..], &[("CUSTODY_REGISTRY", "reg.example")]].concat();
+        let all = [&named[..], &gitlab[..], &github[..]].concat();
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        // (environment, registry asked for, the user name sent, or None)
+        let rows: [(Vars, &str, Option<&str>); 11] = [
+            (&named, "reg.example", Some("ci")),
+            (&named, "REG.example", Some("ci")),
+            (&named, "other.example", None),
+            (&gitlab, "gitlab.example.com:5050", Some("gitlab-ci-token")),
+            (&gitlab, "gitlab.example.com", None),
+            (&gitlab, "ghcr.io", None),
+            (&github, "ghcr.io", Some("octo")),
+            (&github, "docker.io", None),
+            (&[("GITHUB_TOKEN", "ghs_x")], "ghcr.io", Some("unset")),
+            (&all, "ghcr.io", Some("octo")),
+            (&all, "gitlab.example.com:5050", Some("gitlab-ci-token")),
+        ];
+        for (vars, registry, user) in rows {
+            let got = sources(vars).lookup(registry).unwrap();
+            let got_user = got.as_ref().map(|c| match c {
+                Credential::Basic { username, .. } => username.as_str(),
+                _ => "not basic",
+            });
+            assert_eq!(got_user, user, "{vars:?} for {registry}");
+        }
+        // Without the registry they are for, they go nowhere and every lookup says why.
+        for vars in [&custody[..], &custody[..1], &[custody[1]][..]] {
+            let err = sources(vars).lookup("reg.example").unwrap_err();
+            assert!(err.contains("CUSTODY_REGISTRY is not"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = sources(&[named[0], named[2]])
+            .lookup("reg.example")
+            .unwrap_err();
+        assert!(err.contains("only one of"), "{err}");
+        assert_eq!(
+            sources(&[("CUSTODY_REGISTRY", "reg.example")])
+                .lookup("reg.example")
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

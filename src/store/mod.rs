@@ -166,6 +166,14 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    #[error("registry {registry} {} ({request})", stall.describe(*after))]
+    TimedOut {
+        registry: String,
+        /// The method and URL (without its query).
+        request: String,
+        stall: Stall,
+        after: Timeout,
+    },
     #[error("authentication to {registry} failed: {reason}")]
     Auth { registry: String, reason: String },
     #[error(
@@ -202,6 +210,94 @@ impl Error {
                 | Error::BadManifest { .. }
                 | Error::InvalidFallbackIndex { .. }
         )
+    }
+}
+
+/// Which part of an exchange with a registry ran out of time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// The TCP (or TLS) connection was not established.
+    Connect,
+    /// The request went out and no response headers came back.
+    Response,
+    /// The headers came, then the body stopped arriving.
+    Body,
+    /// A small body (manifest, list, token) kept trickling in, too slowly to finish in time.
+    TooSlow,
+    /// A blob kept trickling in at less than a KiB a second.
+    Drip,
+}
+
+impl Stall {
+    fn describe(self, after: Timeout) -> String {
+        match self {
+            Stall::Connect => format!("did not accept a connection within {after}"),
+            Stall::Response => format!("sent no response within {after}"),
+            Stall::Body => format!("stalled after the response headers: no data for {after}"),
+            Stall::TooSlow => {
+                format!("sent its response too slowly to finish within {after}")
+            }
+            Stall::Drip => format!("sent a blob at less than 1 KiB/s over {after}"),
+        }
+    }
+}
+
+/// How long custody waits on a registry: to connect, for response headers, between two reads
+/// of a body, and for the whole body of a manifest, referrers list, tag list or token. Blob
+/// streams are bounded by the idle time and a minimum rate instead, so large blobs still work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
+
+impl Timeout {
+    /// One minute, as `docker` and `crane` wait by default.
+    pub const DEFAULT: Timeout = Timeout(std::time::Duration::from_secs(60));
+    /// A longer wait than this is a typo, not a wish.
+    pub const MAX: Timeout = Timeout(std::time::Duration::from_secs(24 * 60 * 60));
+}
+
+impl Default for Timeout {
+    fn default() -> Self {
+        Timeout::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if !ms.is_multiple_of(1000) {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
+impl std::str::FromStr for Timeout {
+    type Err = String;
+
+    /// `30`, `30s`, `500ms` or `2m`; between 1ms and 24h.
+    fn from_str(s: &str) -> Result<Timeout, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let bad = || format!("timeout {s:?} is not a duration like 30s, 500ms or 2m");
+        if number.is_empty() || number.len() > 9 {
+            return Err(bad());
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let duration = match unit {
+            "" | "s" => std::time::Duration::from_secs(n),
+            "ms" => std::time::Duration::from_millis(n),
+            "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+            _ => return Err(bad()),
+        };
+        if duration.is_zero() || duration > Timeout::MAX.0 {
+            return Err(format!(
+                "timeout {s:?} must be more than 0 and at most {}",
+                Timeout::MAX
+            ));
+        }
+        Ok(Timeout(duration))
     }
 }
 
@@ -349,6 +445,8 @@ pub struct Options {
     pub retry: registry::RetryPolicy,
     /// Where large transfers report progress.
     pub progress: Option<ProgressHandle>,
+    /// How long to wait on a registry.
+    pub timeout: Timeout,
 }
 
 /// Opens the repository a reference names.

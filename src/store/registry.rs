@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Body, Client, Response};
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -23,7 +23,7 @@ use crate::reference::{DOCKER_HUB, DOCKER_HUB_API, Tag};
 use super::auth::{Challenge, Credential, Secret, parse_challenge};
 use super::{
     BlobSource, Error, FetchedManifest, Options, ProgressHandle, ProgressReader, ProgressWriter,
-    Referrers, ReferrersPath, Store,
+    Referrers, ReferrersPath, Stall, Store, Timeout,
 };
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks.
@@ -32,8 +32,18 @@ pub const MONOLITHIC_LIMIT: u64 = 8 * 1024 * 1024;
 /// interrupted one resumes at the offset the registry reports.
 pub const CHUNK_SIZE: u64 = 1024 * 1024 * 1024;
 const MAX_LIST_PAGES: usize = 1000;
+/// A referrers listing is not followed past this many descriptors: what is listed beyond it
+/// could never be fetched anyway (discovery fetches far fewer), and the listing itself stays
+/// within a few dozen MiB.
+pub const MAX_LISTED_REFERRERS: usize = 100_000;
 const MAX_LIST_PAGE_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 4096;
+/// An upload may take this long per byte on top of the timeout (64 KiB/s), so a stalled upload
+/// ends while a large one on a slow link still finishes.
+const MIN_UPLOAD_RATE: u64 = 64 * 1024;
+/// A blob download that brings less than this many bytes per second, measured over windows of
+/// the timeout, is a drip, not a transfer.
+const MIN_DOWNLOAD_RATE: u64 = 1024;
 
 /// How idempotent requests are retried on 429, 5xx and dropped connections.
 #[derive(Clone, Debug)]
@@ -128,6 +138,7 @@ pub struct RegistryStore {
     basic_auth: Mutex<bool>,
     referrers_api: Mutex<Option<bool>>,
     progress: Option<ProgressHandle>,
+    timeout: Timeout,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -140,6 +151,43 @@ fn is_loopback(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host name of `host[:port]`, lower-cased, without brackets.
+fn host_name(host: &str) -> String {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(n, p)| !n.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(n, _)| n);
+    name.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// Whether custody may send the user's credential to the token realm a registry names. Over
+/// HTTPS, any host (Docker Hub's realm is auth.docker.io). Over plain HTTP only when the registry
+/// itself is plain HTTP (loopback or `--insecure-registry`) and the realm is on the same host, or
+/// both are on loopback: a challenge must not downgrade the transport or send the credential in
+/// clear text to a host the user did not name.
+fn check_realm(registry: &str, registry_plain_http: bool, realm: &Url) -> Result<(), String> {
+    let realm_host = realm.host_str().unwrap_or_default();
+    match realm.scheme() {
+        "https" => Ok(()),
+        "http"
+            if registry_plain_http
+                && (host_name(realm_host) == host_name(registry)
+                    || is_loopback(realm_host) && is_loopback(registry)) =>
+        {
+            Ok(())
+        }
+        "http" => Err(format!(
+            "token realm http://{realm_host}{} is plain HTTP on another host than the registry; refusing to send credentials",
+            realm.path()
+        )),
+        other => Err(format!(
+            "token realm scheme {other:?} is not HTTPS; refusing to send credentials"
+        )),
+    }
 }
 
 static CRYPTO: Once = Once::new();
@@ -159,8 +207,10 @@ impl RegistryStore {
         };
         let scheme = if plain_http { "http" } else { "https" };
         let client = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None)
+            .connect_timeout(options.timeout.0)
+            // For a blocking client this bounds the wait for the response headers and each
+            // read of a body, not the whole body: blobs may take longer, as long as they flow.
+            .timeout(options.timeout.0)
             .user_agent(concat!("custody/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| Error::Transport {
@@ -186,7 +236,73 @@ impl RegistryStore {
             basic_auth: Mutex::new(false),
             referrers_api: Mutex::new(None),
             progress: options.progress.clone(),
+            timeout: options.timeout,
         })
+    }
+
+    fn timed_out(&self, method: &str, url: &str, stall: Stall) -> Error {
+        Error::TimedOut {
+            registry: self.registry.clone(),
+            request: format!("{method} {}", strip_query(url)),
+            stall,
+            after: self.timeout,
+        }
+    }
+
+    /// The error for a request that failed before its response headers came.
+    fn send_failed(&self, method: &str, url: &str, e: &reqwest::Error) -> Option<Error> {
+        e.is_timeout().then(|| {
+            let stall = if e.is_connect() {
+                Stall::Connect
+            } else {
+                Stall::Response
+            };
+            self.timed_out(method, url, stall)
+        })
+    }
+
+    /// Reads a small response body (manifest, list, token, error): at most `limit` bytes, each
+    /// read within the timeout and the whole body within the timeout of its first byte being
+    /// asked for, so a registry that drips a byte at a time cannot hold custody.
+    fn read_small(
+        &self,
+        mut response: Response,
+        limit: u64,
+        method: &str,
+        url: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let deadline = Instant::now() + self.timeout.0;
+        let mut bytes = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while (bytes.len() as u64) < limit {
+            let room = usize::try_from(limit - bytes.len() as u64).unwrap_or(usize::MAX);
+            let want = buf.len().min(room);
+            match response.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return Err(self.timed_out(method, url, Stall::Body)),
+                Err(source) => {
+                    return Err(Error::Io {
+                        context: format!("{what}: the body was cut off"),
+                        source,
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(self.timed_out(method, url, Stall::TooSlow));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The registry's error message, if it sends one in time.
+    fn error_detail(&self, response: Response, url: &str) -> String {
+        match self.read_small(response, MAX_ERROR_BODY, "GET", url, "error body") {
+            Ok(body) => error_detail(&body),
+            Err(_) => String::new(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -244,17 +360,12 @@ impl RegistryStore {
                 let mut url = Url::parse(&realm)
                     .map_err(|_| auth_error(format!("token realm {realm:?} is not a URL")))?;
                 let realm_host = url.host_str().unwrap_or_default().to_owned();
-                if url.scheme() != "https" && !is_loopback(&realm_host) {
-                    return Err(auth_error(format!(
-                        "token realm {realm} is not HTTPS; refusing to send credentials"
-                    )));
-                }
-                let mut scopes = self.scope(access);
-                if let Some(s) = scope
-                    && !scopes.contains(&s)
-                {
-                    scopes.push(s);
-                }
+                check_realm(&self.registry, self.base.starts_with("http://"), &url)
+                    .map_err(auth_error)?;
+                // Only what custody needs, whatever the challenge asks for: a registry may not
+                // borrow the user's credential for other repositories.
+                let _ = scope;
+                let scopes = self.scope(access);
                 let request = match &self.credential {
                     Some(Credential::IdentityToken(token)) => {
                         let mut form = vec![
@@ -299,10 +410,12 @@ impl RegistryStore {
                 };
                 let shown = format!("{}://{}{}", url.scheme(), realm_host, url.path());
                 let response = request.send().map_err(|e| {
-                    auth_error(format!(
-                        "token request to {shown} failed: {}",
-                        e.without_url()
-                    ))
+                    self.send_failed("GET", &shown, &e).unwrap_or_else(|| {
+                        auth_error(format!(
+                            "token request to {shown} failed: {}",
+                            e.without_url()
+                        ))
+                    })
                 })?;
                 if !response.status().is_success() {
                     return Err(auth_error(format!(
@@ -315,11 +428,13 @@ impl RegistryStore {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
-                let mut bytes = Vec::new();
-                response
-                    .take(1 << 20)
-                    .read_to_end(&mut bytes)
-                    .map_err(|_| auth_error(format!("token response from {shown} was cut off")))?;
+                let bytes = self.read_small(
+                    response,
+                    1 << 20,
+                    "GET",
+                    &shown,
+                    &format!("token response from {shown}"),
+                )?;
                 let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
                     auth_error(format!("token endpoint {shown} did not answer with JSON"))
                 })?;
@@ -366,6 +481,11 @@ impl RegistryStore {
                 .client
                 .request(method.clone(), url)
                 .headers(headers.clone());
+            if let RequestBody::Source { len, .. } = body {
+                // The upload is sent within the wait for the answer: give it time to flow.
+                request =
+                    request.timeout(self.timeout.0 + Duration::from_secs(len / MIN_UPLOAD_RATE));
+            }
             if let Some(v) = self.auth_header(access) {
                 request = request.header(reqwest::header::AUTHORIZATION, v);
             }
@@ -377,6 +497,13 @@ impl RegistryStore {
             }
             let response = match request.send() {
                 Ok(r) => r,
+                // A registry that does not answer within the timeout is not asked again: the
+                // timeout bounds the wait, retries would multiply it.
+                Err(e) if e.is_timeout() => {
+                    return Err(self
+                        .send_failed(method.as_str(), url, &e)
+                        .expect("a timeout maps to a timeout error"));
+                }
                 Err(e) => {
                     last = format!("connection error: {}", e.without_url());
                     attempt += 1;
@@ -401,7 +528,7 @@ impl RegistryStore {
                     reason: format!(
                         "{method} {shown_url} was refused (401){}",
                         if self.credential.is_none() {
-                            "; no credentials were found for this registry (docker config.json, REGISTRY_AUTH_FILE, CUSTODY_REGISTRY_USERNAME/PASSWORD)"
+                            "; no credentials were found for this registry (docker config.json, REGISTRY_AUTH_FILE, CUSTODY_REGISTRY with CUSTODY_REGISTRY_USERNAME/PASSWORD, CI_REGISTRY_USER/PASSWORD, GITHUB_TOKEN for ghcr.io)"
                         } else {
                             "; the credentials were not accepted"
                         }
@@ -417,7 +544,7 @@ impl RegistryStore {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                last = format!("{status}{}", error_detail(response));
+                last = format!("{status}{}", self.error_detail(response, url));
                 attempt += 1;
                 if attempt < self.retry.attempts {
                     std::thread::sleep(self.retry.delay(attempt, retry_after));
@@ -444,7 +571,7 @@ impl RegistryStore {
             method: method.to_owned(),
             url: strip_query(url),
             status,
-            detail: error_detail(response),
+            detail: self.error_detail(response, url),
         }
     }
 
@@ -492,11 +619,7 @@ impl RegistryStore {
         let served = header("content-type");
         let claimed = header("docker-content-digest");
         let etag = header("etag");
-        let mut bytes = Vec::new();
-        response
-            .take(MAX_MANIFEST_SIZE as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(Error::io(format!("{what}: the body was cut off")))?;
+        let bytes = self.read_small(response, MAX_MANIFEST_SIZE as u64 + 1, "GET", &url, &what)?;
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge {
                 what,
@@ -849,16 +972,33 @@ impl RegistryStore {
                 _ => return Err(self.unexpected("GET", &url, response)),
             }
             let mut interrupted = false;
+            // Each read waits at most the timeout (the request's deadline bounds every read);
+            // each window of the timeout must also bring MIN_DOWNLOAD_RATE bytes a second.
+            let window = self.timeout.0.max(Duration::from_secs(1));
+            let window_min = MIN_DOWNLOAD_RATE.saturating_mul(window.as_secs());
+            let mut window_start = Instant::now();
+            let mut window_bytes = 0u64;
             loop {
                 let n = match response.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if is_timeout(&e) => {
+                        return Err(self.timed_out("GET", &url, Stall::Body));
+                    }
                     Err(_) => {
                         interrupted = true;
                         break;
                     }
                 };
+                window_bytes += n as u64;
+                if window_start.elapsed() >= window {
+                    if window_bytes < window_min {
+                        return Err(self.timed_out("GET", &url, Stall::Drip));
+                    }
+                    window_start = Instant::now();
+                    window_bytes = 0;
+                }
                 if hasher.len() + n as u64 > descriptor.size {
                     return Err(Error::SizeMismatch {
                         what,
@@ -908,9 +1048,15 @@ fn strip_query(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_owned()
 }
 
-fn error_detail(response: Response) -> String {
-    let mut body = Vec::new();
-    let _ = response.take(MAX_ERROR_BODY).read_to_end(&mut body);
+/// Whether a failed read of a response body was its deadline running out.
+fn is_timeout(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout)
+}
+
+fn error_detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorItem>,
@@ -920,7 +1066,7 @@ fn error_detail(response: Response) -> String {
         code: Option<String>,
         message: Option<String>,
     }
-    match serde_json::from_slice::<Errors>(&body) {
+    match serde_json::from_slice::<Errors>(body) {
         Ok(e) if !e.errors.is_empty() => {
             let items: Vec<String> = e
                 .errors
@@ -1118,13 +1264,9 @@ impl Store for RegistryStore {
             while let Some(page) = next.take() {
                 pages += 1;
                 let link = next_link(&page, &first);
-                let mut bytes = Vec::new();
-                page.take(MAX_MANIFEST_SIZE as u64 + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(Error::io(format!(
-                        "referrers of {subject}: the body was cut off"
-                    )))?;
                 let what = format!("referrers of {subject} in {}", self.name());
+                let bytes =
+                    self.read_small(page, MAX_MANIFEST_SIZE as u64 + 1, "GET", &first, &what)?;
                 if bytes.len() > MAX_MANIFEST_SIZE {
                     return Err(Error::ManifestTooLarge {
                         what,
@@ -1136,7 +1278,8 @@ impl Store for RegistryStore {
                     Ok(_) => unreachable!("parsed as an index media type"),
                     Err(source) => return Err(Error::BadManifest { what, source }),
                 }
-                if let (Some(link), true) = (link, pages < MAX_LIST_PAGES) {
+                let room = pages < MAX_LIST_PAGES && descriptors.len() < MAX_LISTED_REFERRERS;
+                if let (Some(link), true) = (link, room) {
                     let r = self.get(&link, &HeaderMap::new(), &Access::Pull)?;
                     if !r.status().is_success() {
                         return Err(self.unexpected("GET", &link, r));
@@ -1174,13 +1317,13 @@ impl Store for RegistryStore {
                 return Err(self.unexpected("GET", &url, r));
             }
             let link = next_link(&r, &first);
-            let mut bytes = Vec::new();
-            r.take(MAX_LIST_PAGE_SIZE + 1)
-                .read_to_end(&mut bytes)
-                .map_err(Error::io(format!(
-                    "tag list of {}: the body was cut off",
-                    self.name()
-                )))?;
+            let bytes = self.read_small(
+                r,
+                MAX_LIST_PAGE_SIZE + 1,
+                "GET",
+                &url,
+                &format!("tag list of {}", self.name()),
+            )?;
             #[derive(serde::Deserialize)]
             struct TagList {
                 #[serde(default)]
@@ -1320,6 +1463,66 @@ mod tests {
             p.max_delay,
             "Retry-After is honoured but capped"
         );
+    }
+
+    #[test]
+    fn token_realms_get_credentials_only_over_https_or_on_the_registrys_own_plain_host() {
+        // (registry, registry over plain HTTP, realm, allowed)
+        let rows = [
+            ("ghcr.io", false, "https://ghcr.io/token", true),
+            ("docker.io", false, "https://auth.docker.io/token", true),
+            ("reg.example", false, "http://reg.example/token", false),
+            ("reg.example", false, "http://127.0.0.1:5001/token", false),
+            ("reg.example", false, "ftp://reg.example/token", false),
+            ("127.0.0.1:5000", true, "http://127.0.0.1:5001/token", true),
+            ("127.0.0.1:5000", true, "http://localhost:5001/token", true),
+            ("127.0.0.1:5000", true, "http://evil.example/token", false),
+            ("10.0.0.5:5000", true, "http://10.0.0.5:5001/token", true),
+            ("10.0.0.5:5000", true, "http://127.0.0.1:5001/token", false),
+            ("10.0.0.5:5000", true, "http://10.0.0.6/token", false),
+            ("10.0.0.5:5000", true, "https://auth.example/token", true),
+        ];
+        for (registry, plain, realm, allowed) in rows {
+            let url = Url::parse(realm).unwrap();
+            let got = check_realm(registry, plain, &url);
+            assert_eq!(got.is_ok(), allowed, "{registry} {realm}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains("refusing to send credentials"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_parse_bounded() {
+        for (text, ms) in [
+            ("30", 30_000),
+            ("2s", 2000),
+            ("500ms", 500),
+            ("2m", 120_000),
+        ] {
+            assert_eq!(
+                text.parse::<Timeout>(),
+                Ok(Timeout(Duration::from_millis(ms))),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "s",
+            "0",
+            "0ms",
+            "-1s",
+            "1h",
+            "2 s",
+            "1.5s",
+            "9999999999",
+            "25m0",
+            "1441m",
+        ] {
+            assert!(bad.parse::<Timeout>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Timeout(Duration::from_secs(2)).to_string(), "2s");
+        assert_eq!(Timeout(Duration::from_millis(1500)).to_string(), "1500ms");
     }
 
     #[test]

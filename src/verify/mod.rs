@@ -499,7 +499,27 @@ impl Ctx<'_> {
     fn manifest(&self, fetched: &store::FetchedManifest) -> Result<ManifestReport, Error> {
         let digest = &fetched.descriptor.digest;
         let mut report = empty_manifest(digest.clone(), fetched.descriptor.media_type.clone());
-        let found = match attach::discover(self.store, digest) {
+        // Each bundle is verified as soon as it is read and only the verdict is kept, so memory
+        // stays flat whatever others attach.
+        let limits = attach::Limits {
+            referrers: MAX_REFERRERS,
+            ..attach::Limits::DEFAULT
+        };
+        let mut trusted = Vec::new();
+        let mut referrers = Vec::new();
+        let discovered = attach::discover_each(self.store, digest, &limits, &mut |found| {
+            let (r, t) = match &found {
+                attach::Found::Bundle(b) => {
+                    evaluate_bundle(b, digest, self.scope, &self.options.trusted_root)
+                }
+                attach::Found::Legacy(l) => {
+                    evaluate_legacy(l, digest, self.scope, &self.options.trusted_root)
+                }
+            };
+            referrers.push(r);
+            trusted.extend(t);
+        });
+        let found = match discovered {
             Ok(f) => f,
             Err(e) if refusable(&e) => {
                 report.checks.push(
@@ -528,13 +548,24 @@ impl Ctx<'_> {
             })
             .chain(std::iter::once("legacy cosign tags".to_string()))
             .collect();
+        let skipped = if found.skipped.any() {
+            format!(
+                "; {} listed referrer(s) and {} layer(s) skipped over the limits ({} referrers, {} MiB)",
+                found.skipped.referrers,
+                found.skipped.layers,
+                limits.referrers,
+                limits.total_bytes / (1024 * 1024)
+            )
+        } else {
+            String::new()
+        };
         report.checks.push(
             Check::pass(CheckKind::Discover, "discover signatures and attestations")
                 .expected(format!("every path: {}", paths.join(", ")))
                 .found(format!(
-                    "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored",
-                    found.bundles.len(),
-                    found.legacy.len(),
+                    "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored{skipped}",
+                    found.bundles,
+                    found.legacy,
                     found.ignored.len()
                 )),
         );
@@ -547,18 +578,7 @@ impl Ctx<'_> {
                 reason: i.reason.clone(),
             })
             .collect();
-
-        let mut trusted = Vec::new();
-        for b in found.bundles.iter().take(MAX_REFERRERS) {
-            let (r, t) = evaluate_bundle(b, digest, self.scope, &self.options.trusted_root);
-            report.referrers.push(r);
-            trusted.extend(t);
-        }
-        for l in found.legacy.iter().take(MAX_REFERRERS) {
-            let (r, t) = evaluate_legacy(l, digest, self.scope, &self.options.trusted_root);
-            report.referrers.push(r);
-            trusted.extend(t);
-        }
+        report.referrers = referrers;
         let (mut policy_checks, level) =
             policy_checks(self.scope, &trusted, &report.referrers, self.now);
         report.checks.append(&mut policy_checks);

@@ -12,7 +12,7 @@ use custody::oci::{
 use custody::reference::Reference;
 use custody::store;
 
-use crate::support::{self, HostileServer, Request, Response, run, stderr, stdout};
+use crate::support::{self, HostileServer, Pace, Request, Response, run, stderr, stdout};
 
 /// A one-file artifact as a registry would serve it.
 struct Fixture {
@@ -258,6 +258,7 @@ fn bearer_challenge_is_answered_and_secrets_stay_hidden() {
     host.set(s.host.clone()).unwrap();
     let o = support::custody()
         .args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY", &s.host)
         .env("CUSTODY_REGISTRY_USERNAME", "robot")
         .env("CUSTODY_REGISTRY_PASSWORD", "s3cret-pw")
         .output()
@@ -267,6 +268,7 @@ fn bearer_challenge_is_answered_and_secrets_stay_hidden() {
 
     let o = support::custody()
         .args(["--output", "json", "resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY", &s.host)
         .env("CUSTODY_REGISTRY_USERNAME", "robot")
         .env("CUSTODY_REGISTRY_PASSWORD", "wrong-pw")
         .output()
@@ -451,5 +453,393 @@ fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
         s.count("GET", "/upload/1"),
         1,
         "asked where the upload stood"
+    );
+}
+
+/// Runs custody, killing it if it is still running after a minute: a hang fails the test
+/// instead of holding the suite (a watchdog, not a timing assertion).
+fn run_bounded(mut command: std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("custody starts");
+    for _ in 0..600 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().expect("output");
+    panic!("custody hung on a stalled registry:\n{}", stderr(&o));
+}
+
+/// The fixture's manifest, sent at `pace`.
+fn paced_manifest(pace: Pace) -> HostileServer {
+    server(Arc::new(fixture()), move |r, f| {
+        (r.path == "/v2/x/y/manifests/v1").then(|| Response {
+            pace,
+            ..manifest_response(&f.manifest, &f.digest.to_string())
+        })
+    })
+}
+
+#[test]
+fn a_registry_that_never_answers_ends_with_exit_2_naming_it() {
+    let s = paced_manifest(Pace::Silent);
+    let mut c = support::custody();
+    c.args(["--timeout", "2s", "resolve", &format!("{}/x/y:v1", s.host)]);
+    let o = run_bounded(c);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("registry {} sent no response within 2s", s.host)),
+        "{e}"
+    );
+    assert!(e.contains("/v2/x/y/manifests/v1"), "{e}");
+    assert_eq!(
+        s.count("GET", "/v2/x/y/manifests/v1"),
+        1,
+        "a stalled registry is not asked again"
+    );
+}
+
+#[test]
+fn a_registry_that_stalls_after_the_headers_ends_with_exit_2_naming_it() {
+    let s = paced_manifest(Pace::StallAfterHeaders);
+    // The environment gives the default when no flag does.
+    let mut c = support::custody();
+    c.args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_TIMEOUT", "2s");
+    let o = run_bounded(c);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "registry {} stalled after the response headers: no data for 2s",
+            s.host
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_registry_that_drips_a_manifest_or_a_blob_ends_with_exit_2_naming_it() {
+    // One byte a second: every read returns in time, the whole manifest never does.
+    let s = paced_manifest(Pace::Drip(std::time::Duration::from_secs(1)));
+    let mut c = support::custody();
+    c.args(["--timeout", "2s", "resolve", &format!("{}/x/y:v1", s.host)]);
+    let o = run_bounded(c);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "registry {} sent its response too slowly to finish within 2s",
+            s.host
+        )),
+        "{e}"
+    );
+
+    // A blob at a byte every 300 ms: under the minimum rate over a window of the timeout.
+    let f = Arc::new(fixture());
+    let s = server(f.clone(), |r, f| {
+        (r.path == format!("/v2/x/y/blobs/{}", f.layer_digest)).then(|| Response {
+            pace: Pace::Drip(std::time::Duration::from_millis(300)),
+            ..Response::new(200).body(f.layer.clone())
+        })
+    });
+    let dir = support::tempdir();
+    let out = dir.path().join("out");
+    let mut c = support::custody();
+    c.args([
+        "--timeout",
+        "2s",
+        "pull",
+        &format!("{}/x/y:v1", s.host),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let o = run_bounded(c);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "registry {} sent a blob at less than 1 KiB/s over 2s",
+            s.host
+        )),
+        "{e}"
+    );
+    assert!(!out.join("hello.txt").exists());
+}
+
+#[test]
+fn a_bad_timeout_is_refused() {
+    for bad in ["0s", "soon", "2h"] {
+        let o = run(&["--timeout", bad, "resolve", "127.0.0.1:1/x/y:v1"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("timeout"), "{bad}: {}", stderr(&o));
+    }
+}
+
+/// A registry that challenges for Basic auth everywhere and records what it was sent.
+fn basic_spy() -> HostileServer {
+    server(Arc::new(fixture()), |r, _| {
+        r.header("authorization")
+            .is_none()
+            .then(|| Response::new(401).header("WWW-Authenticate", r#"Basic realm="spy""#))
+    })
+}
+
+fn authorizations(s: &HostileServer) -> Vec<String> {
+    s.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn environment_credentials_without_their_registry_are_refused_and_never_sent() {
+    let s = basic_spy();
+    let o = support::custody()
+        .args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY_USERNAME", "robot")
+        .env("CUSTODY_REGISTRY_PASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("CUSTODY_REGISTRY is not"), "{e}");
+    assert!(!e.contains("s3cret-pw"), "{e}");
+    assert_eq!(authorizations(&s), Vec::<String>::new());
+
+    // Named for another registry: this one never sees them either.
+    let o = support::custody()
+        .args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY", "registry.example.com")
+        .env("CUSTODY_REGISTRY_USERNAME", "robot")
+        .env("CUSTODY_REGISTRY_PASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no credentials were found"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(authorizations(&s), Vec::<String>::new());
+}
+
+#[test]
+fn ci_registry_credentials_go_to_that_registry_only() {
+    use base64::Engine as _;
+    let gitlab = basic_spy();
+    let other = basic_spy();
+    let f = fixture();
+    for s in [&gitlab, &other] {
+        let o = support::custody()
+            .args(["resolve", &format!("{}/x/y:v1", s.host)])
+            .env("CI_REGISTRY", &gitlab.host)
+            .env("CI_REGISTRY_USER", "gitlab-ci-token")
+            .env("CI_REGISTRY_PASSWORD", "glcbt-secret")
+            .env("GITHUB_TOKEN", "ghs-secret")
+            .output()
+            .unwrap();
+        if std::ptr::eq(s, &gitlab) {
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(stdout(&o).trim(), f.digest.to_string());
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        }
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("gitlab-ci-token:glcbt-secret")
+    );
+    assert!(
+        authorizations(&gitlab).iter().all(|a| *a == expected)
+            && !authorizations(&gitlab).is_empty(),
+        "{:?}",
+        authorizations(&gitlab)
+    );
+    assert_eq!(authorizations(&other), Vec::<String>::new());
+}
+
+#[test]
+fn a_bearer_challenge_cannot_widen_the_token_scope() {
+    let f = Arc::new(fixture());
+    let host = Arc::new(std::sync::OnceLock::<String>::new());
+    let h = host.clone();
+    let s = server(f.clone(), move |r, _| {
+        if r.path.starts_with("/token") {
+            return Some(Response::new(200).body(r#"{"token":"tok-123"}"#));
+        }
+        if r.header("authorization") != Some("Bearer tok-123") {
+            let realm = format!("http://{}/token", h.get().unwrap());
+            return Some(Response::new(401).header(
+                "WWW-Authenticate",
+                &format!(
+                    r#"Bearer realm="{realm}",service="hostile",scope="repository:victim/secrets:pull,push""#
+                ),
+            ));
+        }
+        None
+    });
+    host.set(s.host.clone()).unwrap();
+    let o = support::custody()
+        .args(["resolve", &format!("{}/x/y:v1", s.host)])
+        .env("CUSTODY_REGISTRY", &s.host)
+        .env("CUSTODY_REGISTRY_USERNAME", "robot")
+        .env("CUSTODY_REGISTRY_PASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let token_requests: Vec<String> = s
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        token_requests,
+        vec!["/token?service=hostile&scope=repository%3Ax%2Fy%3Apull".to_owned()],
+        "only the scope custody needs is asked for"
+    );
+}
+
+/// A registry with the referrers API that lists `n` bundle referrers of the fixture, in pages
+/// of 10,000, each a real manifest (its digest checks) sharing one small bundle layer.
+fn many_referrers(n: usize) -> (HostileServer, Arc<Fixture>) {
+    const PAGE: usize = 10_000;
+    let f = Arc::new(fixture());
+    let bundle = br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#.to_vec();
+    let layer = Descriptor::of(custody::attach::BUNDLE_MEDIA_TYPE_V03, &bundle);
+    let subject = Descriptor::new(
+        MEDIA_TYPE_IMAGE_MANIFEST.to_owned(),
+        f.digest.clone(),
+        f.manifest.len() as u64,
+    );
+    let mut manifests = std::collections::HashMap::new();
+    let mut listed = Vec::with_capacity(n);
+    for i in 0..n {
+        let bytes = oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some(custody::attach::BUNDLE_MEDIA_TYPE_V03.into()),
+            config: Descriptor::empty_config(),
+            layers: vec![layer.clone()],
+            subject: Some(subject.clone()),
+            annotations: BTreeMap::from([("n".to_owned(), i.to_string())]),
+        });
+        let mut d = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
+        d.artifact_type = Some(custody::attach::BUNDLE_MEDIA_TYPE_V03.into());
+        manifests.insert(format!("/v2/x/y/manifests/{}", d.digest), bytes);
+        listed.push(d);
+    }
+    let referrers = format!("/v2/x/y/referrers/{}", f.digest);
+    let s = server(f.clone(), move |r, _| {
+        if let Some(m) = manifests.get(&r.path) {
+            return Some(manifest_response(m, r.path.rsplit('/').next().unwrap()));
+        }
+        if r.path == format!("/v2/x/y/blobs/{}", layer.digest) {
+            return Some(Response::new(200).body(bundle.clone()));
+        }
+        let page = if r.path == referrers {
+            0
+        } else {
+            r.path
+                .strip_prefix(&format!("{referrers}?page="))?
+                .parse::<usize>()
+                .ok()?
+        };
+        let end = n.min((page + 1) * PAGE);
+        let index = oci::to_bytes(&custody::oci::ImageIndex {
+            manifests: listed[(page * PAGE).min(end)..end].to_vec(),
+            ..custody::oci::ImageIndex::empty()
+        });
+        let mut response = Response::new(200)
+            .header("Content-Type", MEDIA_TYPE_IMAGE_INDEX)
+            .body(index);
+        if end < n {
+            response = response.header(
+                "Link",
+                &format!("<{referrers}?page={}>; rel=\"next\"", page + 1),
+            );
+        }
+        Some(response)
+    });
+    (s, f)
+}
+
+fn verify_with_a_key(s: &HostileServer) -> (std::process::Output, std::time::Duration) {
+    let dir = support::tempdir();
+    let (_, public) = crate::release::keypair(dir.path());
+    let started = std::time::Instant::now();
+    let o = run(&[
+        "--output",
+        "json",
+        "verify",
+        &format!("{}/x/y:v1", s.host),
+        "--key",
+        &public,
+    ]);
+    (o, started.elapsed())
+}
+
+fn discover_check(o: &std::process::Output) -> String {
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)));
+    report["artifact"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "discover")
+        .map(|c| c["found"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| panic!("no discover check: {report:#}"))
+}
+
+#[test]
+fn listed_referrers_are_capped_before_they_are_fetched() {
+    let (s, f) = many_referrers(1500);
+    let (o, _) = verify_with_a_key(&s);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let found = discover_check(&o);
+    assert!(
+        found.contains("1 bundle(s)")
+            && found.contains("500 listed referrer(s) and 0 layer(s) skipped over the limits"),
+        "{found}"
+    );
+    let fetched = s
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/x/y/manifests/sha256:"))
+        .filter(|r| !r.path.ends_with(&f.digest.to_string()))
+        .count();
+    assert_eq!(
+        fetched, 1000,
+        "only the first 1000 listed referrers are fetched"
+    );
+}
+
+/// 90,000 listed referrers: how long verify takes when only the first 1000 are fetched (it
+/// took 104 s on loopback when every one was). Run by `scripts/bench-hostile-referrers`.
+#[test]
+#[ignore = "a benchmark"]
+fn bench_verify_time_with_90000_listed_referrers() {
+    let (s, _) = many_referrers(90_000);
+    let (o, elapsed) = verify_with_a_key(&s);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    println!(
+        "bench-hostile-referrers: verify with 90000 listed referrers: {:.1} s, {} requests; {}",
+        elapsed.as_secs_f64(),
+        s.requests.lock().unwrap().len(),
+        discover_check(&o)
     );
 }

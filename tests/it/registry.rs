@@ -408,3 +408,84 @@ fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() 
         sig.to_string()
     );
 }
+
+/// Peak RSS of `custody verify` on an artifact that an attacker gave 60 referrers of 16 MiB
+/// each (signed DSSE bundles of their own key), on a real registry. Discovery reads and
+/// verifies one bundle at a time and stops at its byte budget, so the peak stays far below
+/// what is attached. Run by `scripts/bench-hostile-referrers`; prints the numbers.
+#[test]
+#[ignore = "a benchmark: writes about 1 GiB to a local registry"]
+fn bench_verify_peak_rss_with_60_referrers_of_16_mib() {
+    use custody::sign::keys::SigningKey;
+    use custody::sign::{KeySigner, sign_statement};
+    let registry = Registry::start();
+    let repo = format!("{}/bench/rss", registry.host);
+    let store = open(&repo);
+    let subject = crate::verify::put_artifact(store.as_ref(), b"rss", "v1");
+    let attacker = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let mut largest = 0;
+    for i in 0..60 {
+        let statement = serde_json::to_vec(&serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "artifact", "digest": {"sha256": subject.digest.hex()}}],
+            "predicateType": "https://example.com/padding",
+            "predicate": {"i": i, "padding": "x".repeat(12_000_000)},
+        }))
+        .unwrap();
+        let bundle = sign_statement(&statement, &attacker).unwrap().to_json();
+        assert!(bundle.len() as u64 <= custody::attach::MAX_BUNDLE_SIZE);
+        largest = largest.max(bundle.len());
+        custody::attach::attach_bundle(
+            store.as_ref(),
+            &subject,
+            &bundle,
+            custody::attach::BundleContent::DsseEnvelope,
+            Some("https://example.com/padding"),
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap();
+    }
+    let dir = support::tempdir();
+    let (_, public) = crate::release::keypair(dir.path());
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_custody"))
+        .args(["verify", &format!("{repo}:v1"), "--key", &public])
+        .env_remove("CUSTODY_REGISTRY_USERNAME")
+        .output()
+        .expect("/usr/bin/time runs");
+    let elapsed = started.elapsed();
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "refused: no trusted signature\n{e}"
+    );
+    let kib: u64 = e
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in /usr/bin/time output:\n{e}"));
+    println!(
+        "bench-hostile-referrers: verify ({profile} build) with 60 referrers of {largest} bytes: peak RSS {} MiB, {:.1} s",
+        kib / 1024,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "{}",
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains("bundle(s)"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

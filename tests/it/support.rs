@@ -36,8 +36,15 @@ pub fn custody() -> Command {
     // The tests decide what the environment offers: no ambient credentials or identity tokens
     // from whatever runs them.
     for var in [
+        "CUSTODY_REGISTRY",
         "CUSTODY_REGISTRY_USERNAME",
         "CUSTODY_REGISTRY_PASSWORD",
+        "CUSTODY_TIMEOUT",
+        "CI_REGISTRY",
+        "CI_REGISTRY_USER",
+        "CI_REGISTRY_PASSWORD",
+        "GITHUB_TOKEN",
+        "GITHUB_ACTOR",
         "SIGSTORE_ID_TOKEN",
         "ACTIONS_ID_TOKEN_REQUEST_URL",
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
@@ -286,7 +293,25 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Announce the full length but close the connection after this many body bytes.
     pub truncate_at: Option<usize>,
+    /// How the response goes out: at once (the default), never, or slowly.
+    pub pace: Pace,
 }
+
+/// How the hostile server sends a response.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Pace {
+    #[default]
+    AtOnce,
+    /// Reads the request and never answers.
+    Silent,
+    /// Sends the headers, then nothing.
+    StallAfterHeaders,
+    /// Sends the headers, then the body one byte per interval.
+    Drip(Duration),
+}
+
+/// How long a stalled response holds its connection: far longer than any test waits.
+const STALL: Duration = Duration::from_secs(120);
 
 impl Response {
     pub fn new(status: u16) -> Response {
@@ -417,7 +442,29 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
+    if let Pace::Silent = response.pace {
+        std::thread::sleep(STALL);
+        return;
+    }
     let _ = writer.write_all(head.as_bytes());
+    let _ = writer.flush();
+    match response.pace {
+        Pace::StallAfterHeaders => {
+            std::thread::sleep(STALL);
+            return;
+        }
+        Pace::Drip(every) => {
+            for byte in &response.body {
+                std::thread::sleep(every);
+                if writer.write_all(std::slice::from_ref(byte)).is_err() || writer.flush().is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
+        Pace::AtOnce | Pace::Silent => {}
+    }
     if request.method != "HEAD" {
         let end = response.truncate_at.unwrap_or(response.body.len());
         let _ = writer.write_all(&response.body[..end.min(response.body.len())]);
