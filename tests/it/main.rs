@@ -17,6 +17,7 @@ mod registry;
 mod release;
 mod rescan;
 mod schemas;
+mod scopes;
 mod secops;
 mod sign_cli;
 mod sigstore_stack;
