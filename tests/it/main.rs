@@ -11,6 +11,7 @@ mod gh;
 mod hostile;
 mod interop;
 mod keyless;
+mod layout;
 mod legacy;
 mod readme;
 mod registry;
