@@ -13,6 +13,7 @@ mod interop;
 mod keyless;
 mod layout;
 mod legacy;
+mod prune;
 mod readme;
 mod registry;
 mod release;
