@@ -72,14 +72,22 @@ fn verify_offline_refuses_a_fifo_in_the_layout() {
         .status()
         .unwrap();
     assert!(made.success());
-    let fifo = path.clone();
-    let writer = std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-        let _ = f.write_all(&bytes);
-    });
+    // The writer serves the bytes to every reader until told to stop, so a custody that
+    // opened the FIFO (however often) would read them and verify.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (fifo, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                let _ = f.write_all(&bytes);
+            }
+        })
+    };
     let o = verify_offline(&layout, &digest, &public);
-    // Let the standing writer go, whatever happened: opening a FIFO for reading and writing
-    // does not wait (Linux), and gives the writer its reader.
+    // Let the writer go, whatever happened: opening a FIFO for reading and writing does not
+    // wait (Linux), and gives the writer its last reader.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let release = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
