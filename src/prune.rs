@@ -9,6 +9,12 @@
 //! old: age rules keep it. Deletion order is attachments first, the artifact last, so an
 //! interruption leaves at worst an unsigned artifact (which fails verification) and never a
 //! signature without its artifact.
+//!
+//! What is kept keeps what it needs: the plan closes over the platform manifests of kept
+//! indexes and the subjects of kept artifacts, recursively (a platform manifest shared by an
+//! old and a kept release; the untagged signature a protected countersignature is attached
+//! to). The plan lists every manifest each deletion removes, and [`execute`] deletes exactly
+//! those, refusing any the plan keeps.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,6 +128,20 @@ pub struct Candidate {
     pub created: Option<String>,
     pub keep: bool,
     pub reason: Reason,
+    /// When deleted: every manifest that goes, in order: attachments (deepest first), the
+    /// artifact, then an index's platform manifests with their attachments. Empty when kept.
+    pub deletes: Vec<Digest>,
+    /// When deleted: the legacy cosign and fallback tags of those manifests that go too.
+    pub drops_tags: Vec<String>,
+}
+
+/// A manifest the kept artifacts need that no rule keeps by itself: a platform manifest of a
+/// kept index, the subject of a kept artifact, an attachment behind a protected tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Needed {
+    pub digest: Digest,
+    pub reason: Reason,
 }
 
 /// What prune would do.
@@ -130,6 +150,9 @@ pub struct Candidate {
 pub struct Plan {
     pub repository: String,
     pub candidates: Vec<Candidate>,
+    /// Everything kept beyond the kept candidates, because something kept needs it. Nothing
+    /// here, and no kept candidate, is ever deleted.
+    pub keep_closure: Vec<Needed>,
     /// Tags of the `sha256-<hex>[.suffix]` schemas: attachments, handled with their subject.
     pub attachment_tags: Vec<String>,
 }
@@ -137,6 +160,16 @@ pub struct Plan {
 impl Plan {
     pub fn to_delete(&self) -> impl Iterator<Item = &Candidate> {
         self.candidates.iter().filter(|c| !c.keep)
+    }
+
+    /// Every manifest the plan keeps: the kept candidates and the keep-closure.
+    pub fn kept(&self) -> BTreeSet<&Digest> {
+        self.candidates
+            .iter()
+            .filter(|c| c.keep)
+            .map(|c| &c.digest)
+            .chain(self.keep_closure.iter().map(|n| &n.digest))
+            .collect()
     }
 }
 
@@ -154,6 +187,19 @@ pub struct Deletion {
     pub error: Option<String>,
     /// The registry does not allow deletion.
     pub unsupported: bool,
+}
+
+impl Deletion {
+    fn new(c: &Candidate) -> Deletion {
+        Deletion {
+            digest: c.digest.clone(),
+            tags: c.tags.clone(),
+            deleted: Vec::new(),
+            attachment_tags: Vec::new(),
+            error: None,
+            unsupported: false,
+        }
+    }
 }
 
 /// What [`execute`] did.
@@ -176,6 +222,8 @@ pub enum Error {
     NoRules,
     #[error("{input:?} is not a duration like 30d, 12h, 90m, 2w or 1d12h")]
     BadDuration { input: String },
+    #[error("the plan keeps {digest} ({reason}); prune does not delete it")]
+    Kept { digest: Digest, reason: String },
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
@@ -231,6 +279,8 @@ pub fn plan(store: &dyn Store, rules: &Rules, now: i64) -> Result<Plan, Error> {
             created,
             keep: false,
             reason: Reason::NoRuleKeeps,
+            deletes: Vec::new(),
+            drops_tags: Vec::new(),
         });
     }
     // Rank by creation time, newest first; the digest breaks ties so plans are stable.
@@ -247,31 +297,194 @@ pub fn plan(store: &dyn Store, rules: &Rules, now: i64) -> Result<Plan, Error> {
             c.reason = reason;
         }
     }
-    // What a kept artifact needs stays: an index's platform manifests, a subject.
-    let mut needed: BTreeMap<Digest, Digest> = BTreeMap::new();
-    for c in candidates.iter().filter(|c| c.keep) {
-        let (fetched, _) = &by_digest[&c.digest];
-        if let Manifest::Index(index) = &fetched.manifest {
-            for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
-                needed.insert(child.digest.clone(), c.digest.clone());
-            }
-        }
-        if let Some(subject) = fetched.manifest.subject() {
-            needed.insert(subject.digest.clone(), c.digest.clone());
+    // What a kept artifact needs stays, at any depth.
+    let mut manifests: BTreeMap<Digest, Option<FetchedManifest>> = by_digest
+        .iter()
+        .map(|(d, (f, _))| (d.clone(), Some(f.clone())))
+        .collect();
+    let mut roots: Vec<(Digest, Option<Reason>)> = candidates
+        .iter()
+        .filter(|c| c.keep)
+        .map(|c| (c.digest.clone(), None))
+        .collect();
+    // A protected tag keeps what it names even when that is an attachment tag.
+    for t in attachment_tags
+        .iter()
+        .filter(|t| rules.protect_tags.contains(t))
+    {
+        if let Some(found) = store.get_tagged(&tag(t))? {
+            let reason = Reason::ProtectedTag { tag: t.clone() };
+            roots.push((found.descriptor.digest.clone(), Some(reason)));
+            manifests.insert(found.descriptor.digest.clone(), Some(found));
         }
     }
+    let needed = keep_closure(store, roots, &mut manifests)?;
     for c in candidates.iter_mut().filter(|c| !c.keep) {
-        if let Some(by) = needed.get(&c.digest) {
+        if let Some(reason) = needed.get(&c.digest) {
             c.keep = true;
-            c.reason = Reason::NeededBy { digest: by.clone() };
+            c.reason = reason.clone();
         }
+    }
+    let candidate_digests: BTreeSet<&Digest> = candidates.iter().map(|c| &c.digest).collect();
+    let keep_closure: Vec<Needed> = needed
+        .iter()
+        .filter(|(d, _)| !candidate_digests.contains(d))
+        .map(|(d, r)| Needed {
+            digest: d.clone(),
+            reason: r.clone(),
+        })
+        .collect();
+    let kept: BTreeSet<Digest> = candidates
+        .iter()
+        .filter(|c| c.keep)
+        .map(|c| c.digest.clone())
+        .chain(needed.keys().cloned())
+        .collect();
+    // What each deletion removes, decided now so `--yes` deletes what was shown.
+    for c in candidates.iter_mut().filter(|c| !c.keep) {
+        let mut deletes = Vec::new();
+        let mut drops = Vec::new();
+        plan_deletion(store, &c.digest, &kept, 0, &mut deletes, &mut drops)?;
+        c.deletes = deletes;
+        c.drops_tags = drops;
     }
     attachment_tags.sort();
     Ok(Plan {
         repository: store.name(),
         candidates,
+        keep_closure,
         attachment_tags,
     })
+}
+
+/// Everything the `roots` need, recursively: the platform manifests of indexes and the
+/// subjects of artifacts, each with the first kept manifest found to need it. A root comes
+/// with its own reason when it is not a candidate (a protected attachment tag).
+fn keep_closure(
+    store: &dyn Store,
+    roots: Vec<(Digest, Option<Reason>)>,
+    manifests: &mut BTreeMap<Digest, Option<FetchedManifest>>,
+) -> Result<BTreeMap<Digest, Reason>, Error> {
+    let mut needed: BTreeMap<Digest, Reason> = BTreeMap::new();
+    let mut seen: BTreeSet<Digest> = roots.iter().map(|(d, _)| d.clone()).collect();
+    let mut queue: Vec<Digest> = Vec::new();
+    for (digest, reason) in roots {
+        if let Some(reason) = reason {
+            needed.insert(digest.clone(), reason);
+        }
+        queue.push(digest);
+    }
+    while let Some(digest) = queue.pop() {
+        let fetched = match manifests.get(&digest) {
+            Some(f) => f.clone(),
+            None => {
+                let f = match store.get_manifest(&digest) {
+                    Ok(f) => Some(f),
+                    // Needed but already missing: nothing to keep below it.
+                    Err(store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                manifests.insert(digest.clone(), f.clone());
+                f
+            }
+        };
+        let Some(fetched) = fetched else { continue };
+        let mut below: Vec<Digest> = Vec::new();
+        if let Manifest::Index(index) = &fetched.manifest {
+            below.extend(
+                index
+                    .manifests
+                    .iter()
+                    .filter(|d| d.is_manifest_like())
+                    .map(|d| d.digest.clone()),
+            );
+        }
+        if let Some(subject) = fetched.manifest.subject() {
+            below.push(subject.digest.clone());
+        }
+        for d in below {
+            if seen.insert(d.clone()) {
+                if seen.len() > MAX_ATTACHED {
+                    return Err(store::Error::Refused {
+                        what: format!("manifests needed by the kept artifacts of {}", store.name()),
+                        reason: format!("more than {MAX_ATTACHED}"),
+                    }
+                    .into());
+                }
+                needed.insert(
+                    d.clone(),
+                    Reason::NeededBy {
+                        digest: digest.clone(),
+                    },
+                );
+                queue.push(d);
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// Appends to `deletes` every manifest that goes with `root`, in deletion order (attachments
+/// deepest first, the legacy and fallback tag targets, `root`, then an index's platform
+/// manifests the same way), and to `drops` the attachment tags that go; nothing in `kept`.
+fn plan_deletion(
+    store: &dyn Store,
+    root: &Digest,
+    kept: &BTreeSet<Digest>,
+    depth: usize,
+    deletes: &mut Vec<Digest>,
+    drops: &mut Vec<String>,
+) -> Result<(), Error> {
+    let fetched = match store.get_manifest(root) {
+        Ok(f) => f,
+        Err(store::Error::NotFound { .. }) if depth > 0 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut attached: Vec<Digest> = Vec::new();
+    let mut seen = BTreeSet::from([root.clone()]);
+    collect_attached(store, root, 0, kept, &mut seen, &mut attached)?;
+    let mut targets: Vec<Digest> = Vec::new();
+    for subject in std::iter::once(root).chain(attached.iter()) {
+        let fallback = subject.fallback_tag();
+        let names = std::iter::once(fallback.clone()).chain(
+            LEGACY_COSIGN_SUFFIXES
+                .iter()
+                .map(|s| format!("{fallback}.{s}")),
+        );
+        for name in names {
+            let t = tag(&name);
+            if let Some(found) = store.get_tagged(&t)?
+                && found.descriptor.digest != *subject
+            {
+                // A kept target (a protected tag) keeps its tag too.
+                let d = found.descriptor.digest;
+                if kept.contains(&d) {
+                    continue;
+                }
+                if !attached.contains(&d) && !targets.contains(&d) {
+                    targets.push(d);
+                }
+                if !drops.contains(&name) {
+                    drops.push(name);
+                }
+            }
+        }
+    }
+    for d in attached.into_iter().chain(targets).chain([root.clone()]) {
+        if !deletes.contains(&d) {
+            deletes.push(d);
+        }
+    }
+    if let Manifest::Index(index) = &fetched.manifest
+        && depth < MAX_DEPTH
+    {
+        for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
+            if !kept.contains(&child.digest) && !deletes.contains(&child.digest) {
+                plan_deletion(store, &child.digest, kept, depth + 1, deletes, drops)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn keep_reason(
@@ -340,26 +553,16 @@ fn created_of(store: &dyn Store, fetched: &FetchedManifest) -> Option<String> {
     serde_json::from_slice::<Config>(&bytes).ok()?.created
 }
 
-/// Deletes what `plan` does not keep. Each artifact is reported on its own; a refusal (the
-/// registry does not allow deletes) is recorded, never skipped silently.
+/// Deletes what `plan` does not keep: for each artifact, exactly the manifests and tags the
+/// plan lists, and never one the plan keeps (such a plan is refused, not half-run). Each
+/// artifact is reported on its own; a refusal (the registry does not allow deletes) is
+/// recorded, never skipped silently.
 pub fn execute(store: &dyn Store, plan: &Plan) -> Execution {
-    let kept: BTreeSet<&Digest> = plan
-        .candidates
-        .iter()
-        .filter(|c| c.keep)
-        .map(|c| &c.digest)
-        .collect();
+    let kept = plan.kept();
     let mut out = Execution::default();
     for c in plan.to_delete() {
-        let mut deletion = Deletion {
-            digest: c.digest.clone(),
-            tags: c.tags.clone(),
-            deleted: Vec::new(),
-            attachment_tags: Vec::new(),
-            error: None,
-            unsupported: false,
-        };
-        if let Err(e) = delete_artifact(store, c, &kept, &mut deletion) {
+        let mut deletion = Deletion::new(c);
+        if let Err(e) = delete_artifact(store, plan, c, &kept, &mut deletion) {
             deletion.unsupported = matches!(
                 e,
                 Error::Store(store::Error::Unsupported { .. })
@@ -389,52 +592,49 @@ fn tag(s: &str) -> Tag {
 
 fn delete_artifact(
     store: &dyn Store,
+    plan: &Plan,
     c: &Candidate,
     kept: &BTreeSet<&Digest>,
     deletion: &mut Deletion,
 ) -> Result<(), Error> {
-    let root = store.get_manifest(&c.digest)?;
-    // Everything attached, deepest first.
-    let mut attached: Vec<Digest> = Vec::new();
-    let mut seen = BTreeSet::from([c.digest.clone()]);
-    collect_attached(store, &c.digest, 0, &mut seen, &mut attached)?;
-    let mut attachment_tags: Vec<(Tag, Digest)> = Vec::new();
-    for subject in std::iter::once(&c.digest).chain(attached.iter()) {
-        let fallback = subject.fallback_tag();
-        let names = std::iter::once(fallback.clone()).chain(
-            LEGACY_COSIGN_SUFFIXES
-                .iter()
-                .map(|s| format!("{fallback}.{s}")),
-        );
-        for name in names {
-            let t = tag(&name);
-            if let Some(found) = store.get_tagged(&t)?
-                && found.descriptor.digest != *subject
-            {
-                attachment_tags.push((t, found.descriptor.digest));
-            }
-        }
+    if let Some(d) = std::iter::once(&c.digest)
+        .chain(&c.deletes)
+        .find(|d| kept.contains(d))
+    {
+        let reason = plan
+            .candidates
+            .iter()
+            .filter(|k| k.keep)
+            .map(|k| (&k.digest, &k.reason))
+            .chain(plan.keep_closure.iter().map(|n| (&n.digest, &n.reason)))
+            .find(|(k, _)| *k == d)
+            .map_or_else(|| "kept".to_owned(), |(_, r)| r.to_string());
+        return Err(Error::Kept {
+            digest: d.clone(),
+            reason,
+        });
     }
-    for digest in &attached {
+    // Attachments first, then the artifact and its tags, then what an index listed; last the
+    // attachment tags, once the manifests they name are gone (distribution drops them itself
+    // and cannot delete a tag on its own).
+    let at = c
+        .deletes
+        .iter()
+        .position(|d| *d == c.digest)
+        .unwrap_or(c.deletes.len());
+    for digest in &c.deletes[..at] {
         delete_one(store, digest, deletion)?;
-    }
-    for (t, digest) in &attachment_tags {
-        if !kept.contains(digest) && !deletion.deleted.contains(digest) {
-            delete_one(store, digest, deletion)?;
-        }
-        drop_tag(store, t)?;
-        deletion.attachment_tags.push(t.to_string());
     }
     delete_one(store, &c.digest, deletion)?;
     for t in &c.tags {
         drop_tag(store, &tag(t))?;
     }
-    if let Manifest::Index(index) = &root.manifest {
-        for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
-            if !kept.contains(&child.digest) {
-                delete_one(store, &child.digest, deletion)?;
-            }
-        }
+    for digest in c.deletes.iter().skip(at + 1) {
+        delete_one(store, digest, deletion)?;
+    }
+    for t in &c.drops_tags {
+        drop_tag(store, &tag(t))?;
+        deletion.attachment_tags.push(t.clone());
     }
     Ok(())
 }
@@ -462,10 +662,13 @@ fn delete_one(store: &dyn Store, digest: &Digest, deletion: &mut Deletion) -> Re
     Ok(())
 }
 
+/// The referrers of `subject`, recursively, deepest first; a kept referrer stays, and so does
+/// everything attached to it.
 fn collect_attached(
     store: &dyn Store,
     subject: &Digest,
     depth: usize,
+    kept: &BTreeSet<Digest>,
     seen: &mut BTreeSet<Digest>,
     out: &mut Vec<Digest>,
 ) -> Result<(), Error> {
@@ -474,7 +677,7 @@ fn collect_attached(
     }
     for referrer in transfer::checked_referrers(store, subject)? {
         let d = referrer.descriptor.digest.clone();
-        if !seen.insert(d.clone()) {
+        if kept.contains(&d) || !seen.insert(d.clone()) {
             continue;
         }
         if seen.len() > MAX_ATTACHED {
@@ -484,7 +687,7 @@ fn collect_attached(
             }
             .into());
         }
-        collect_attached(store, &d, depth + 1, seen, out)?;
+        collect_attached(store, &d, depth + 1, kept, seen, out)?;
         out.push(d);
     }
     Ok(())
@@ -701,5 +904,211 @@ mod tests {
             super::plan(&store, &Rules::default(), now),
             Err(Error::NoRules)
         ));
+    }
+
+    fn push_index(store: &LayoutStore, children: &[&Descriptor], created: &str) -> Descriptor {
+        let mut index = oci::ImageIndex::empty();
+        index.manifests = children.iter().map(|d| (*d).clone()).collect();
+        index
+            .annotations
+            .insert(ANNOTATION_CREATED.to_owned(), created.to_owned());
+        let bytes = oci::to_bytes(&index);
+        store
+            .put_manifest(&bytes, oci::MEDIA_TYPE_IMAGE_INDEX)
+            .unwrap();
+        Descriptor::of(oci::MEDIA_TYPE_IMAGE_INDEX, &bytes)
+    }
+
+    fn present(store: &LayoutStore, d: &Descriptor) -> bool {
+        match store.get_manifest(&d.digest) {
+            Ok(_) => true,
+            Err(store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Issue 10, finding 4a: two releases of a multi-arch image share an unchanged platform
+    /// manifest; pruning the old release keeps the shared one (and the kept release whole).
+    #[test]
+    fn a_platform_manifest_shared_with_a_kept_index_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let shared = push(&store, "amd64", None, None);
+        let old_arm = push(&store, "arm64-old", None, None);
+        let new_arm = push(&store, "arm64-new", None, None);
+        let old_arm_sig = push(&store, "sig-of-arm64-old", None, Some(old_arm.clone()));
+        let shared_sig = push(&store, "sig-of-amd64", None, Some(shared.clone()));
+        let old = push_index(&store, &[&shared, &old_arm], "2024-01-01T00:00:00Z");
+        tag_it(&store, "r1", &old);
+        let new = push_index(&store, &[&shared, &new_arm], "2024-02-01T00:00:00Z");
+        tag_it(&store, "r2", &new);
+
+        let rules = Rules {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let plan = plan(&store, &rules, 1_800_000_000).unwrap();
+        let needed: Vec<(&Digest, &Reason)> = plan
+            .keep_closure
+            .iter()
+            .map(|n| (&n.digest, &n.reason))
+            .collect();
+        let by_new = Reason::NeededBy {
+            digest: new.digest.clone(),
+        };
+        assert!(needed.contains(&(&shared.digest, &by_new)), "{needed:?}");
+        assert!(needed.contains(&(&new_arm.digest, &by_new)), "{needed:?}");
+        let doomed = plan.to_delete().next().unwrap();
+        assert_eq!(doomed.digest, old.digest);
+        // The plan shows all that goes: the old index, then its own platform manifest with
+        // that manifest's signature; never the shared one or its signature.
+        assert_eq!(
+            doomed.deletes,
+            vec![
+                old.digest.clone(),
+                old_arm_sig.digest.clone(),
+                old_arm.digest.clone()
+            ]
+        );
+
+        let done = execute(&store, &plan);
+        assert!(done.complete(), "{done:?}");
+        assert_eq!(done.deletions[0].deleted, doomed.deletes);
+        for kept in [&new, &shared, &new_arm, &shared_sig] {
+            assert!(present(&store, kept), "{} was deleted", kept.digest);
+        }
+        for gone in [&old, &old_arm, &old_arm_sig] {
+            assert!(!present(&store, gone), "{} is still there", gone.digest);
+        }
+    }
+
+    /// Issue 10, finding 4b: a protected artifact attached to an untagged signature of an
+    /// artifact no rule keeps. The protected tag keeps its whole chain of subjects.
+    #[test]
+    fn a_protected_artifact_keeps_its_subjects_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let old = push(&store, "old", Some("2024-01-01T00:00:00Z"), None);
+        tag_it(&store, "build-1", &old);
+        let sig = push(&store, "sig-of-old", None, Some(old.clone()));
+        let countersig = push(&store, "countersig", None, Some(sig.clone()));
+        tag_it(&store, "audit-evidence", &countersig);
+        let other_sig = push(&store, "other-sig-of-old", None, Some(old.clone()));
+        let other = push(&store, "other", Some("2024-01-02T00:00:00Z"), None);
+        tag_it(&store, "build-2", &other);
+
+        let rules = Rules {
+            keep_last: Some(0),
+            protect_tags: vec!["audit-evidence".into()],
+            ..Default::default()
+        };
+        let plan = plan(&store, &rules, 1_800_000_000).unwrap();
+        let decision = |d: &Descriptor| {
+            plan.candidates
+                .iter()
+                .find(|c| c.digest == d.digest)
+                .map(|c| (c.keep, c.reason.clone()))
+                .unwrap()
+        };
+        assert_eq!(
+            decision(&countersig),
+            (
+                true,
+                Reason::ProtectedTag {
+                    tag: "audit-evidence".into()
+                }
+            )
+        );
+        assert_eq!(
+            decision(&old),
+            (
+                true,
+                Reason::NeededBy {
+                    digest: sig.digest.clone()
+                }
+            )
+        );
+        assert_eq!(
+            plan.keep_closure,
+            vec![Needed {
+                digest: sig.digest.clone(),
+                reason: Reason::NeededBy {
+                    digest: countersig.digest.clone()
+                }
+            }]
+        );
+        assert_eq!(plan.to_delete().count(), 1);
+        let done = execute(&store, &plan);
+        assert!(done.complete(), "{done:?}");
+        for kept in [&old, &sig, &countersig, &other_sig] {
+            assert!(present(&store, kept), "{} was deleted", kept.digest);
+        }
+        assert!(!present(&store, &other));
+    }
+
+    /// A protected tag on an attachment (`sha256-<hex>.sig`) keeps it and what it needs.
+    #[test]
+    fn a_protected_attachment_tag_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let old = push(&store, "old", Some("2024-01-01T00:00:00Z"), None);
+        tag_it(&store, "build-1", &old);
+        let legacy = push(&store, "legacy-sig", None, None);
+        let legacy_tag = format!("{}.sig", old.digest.fallback_tag());
+        tag_it(&store, &legacy_tag, &legacy);
+        let rules = Rules {
+            keep_last: Some(0),
+            protect_tags: vec![legacy_tag.clone()],
+            ..Default::default()
+        };
+        let plan = plan(&store, &rules, 1_800_000_000).unwrap();
+        assert_eq!(
+            plan.keep_closure,
+            vec![Needed {
+                digest: legacy.digest.clone(),
+                reason: Reason::ProtectedTag {
+                    tag: legacy_tag.clone()
+                }
+            }]
+        );
+        let doomed = plan.to_delete().next().unwrap();
+        assert_eq!(doomed.deletes, vec![old.digest.clone()]);
+        assert!(doomed.drops_tags.is_empty());
+        assert!(execute(&store, &plan).complete());
+        assert!(present(&store, &legacy));
+        assert!(
+            store
+                .get_tagged(&legacy_tag.parse().unwrap())
+                .unwrap()
+                .is_some()
+        );
+        assert!(!present(&store, &old));
+    }
+
+    /// A plan that would delete something it keeps is refused whole, not half-run.
+    #[test]
+    fn execute_refuses_to_delete_what_the_plan_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let kept = push(&store, "kept", Some("2024-02-01T00:00:00Z"), None);
+        tag_it(&store, "keep-me", &kept);
+        let old = push(&store, "old", Some("2024-01-01T00:00:00Z"), None);
+        tag_it(&store, "build-1", &old);
+        let rules = Rules {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let mut plan = plan(&store, &rules, 1_800_000_000).unwrap();
+        let doomed = plan.candidates.iter_mut().find(|c| !c.keep).unwrap();
+        doomed.deletes.insert(0, kept.digest.clone());
+        let done = execute(&store, &plan);
+        let error = done.deletions[0].error.as_deref().unwrap();
+        assert!(
+            error.contains(&format!("the plan keeps {}", kept.digest)),
+            "{error}"
+        );
+        assert!(done.deletions[0].deleted.is_empty());
+        assert!(present(&store, &kept));
+        assert!(present(&store, &old));
     }
 }

@@ -1,8 +1,11 @@
 //! References to artifacts: `registry[:port]/repo[:tag][@sha256:...]` for an OCI distribution
 //! registry and `oci:<dir>[:tag][@digest]` for an OCI image layout folder.
 //!
-//! Docker Hub short names are normalised the way docker does (`alpine` is
-//! `docker.io/library/alpine`). A reference is parsed once and carried as a checked value.
+//! A reference is parsed once into its one canonical spelling and carried as a checked value,
+//! so everything that compares references (policy scopes above all) sees one name per
+//! repository: the host lower-cased, without a trailing dot or its scheme's default port, Docker
+//! Hub under `docker.io` whatever alias was written, and Docker Hub short names completed the
+//! way docker does (`alpine` is `docker.io/library/alpine`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -62,7 +65,7 @@ impl fmt::Debug for Tag {
 pub enum Location {
     /// A repository in an OCI distribution registry.
     Registry {
-        /// Host with optional port, as written (`docker.io` for Docker Hub).
+        /// Host with optional port in its canonical spelling ([`canonical_host`]).
         registry: String,
         /// Repository path, e.g. `library/alpine`.
         repository: String,
@@ -169,7 +172,7 @@ impl FromStr for Reference {
         }
         if input.len() > MAX_REFERENCE_LEN {
             return Err(Error::TooLong {
-                input: input[..64].to_owned() + "...",
+                input: input.chars().take(64).collect::<String>() + "...",
             });
         }
         let malformed = |reason: &str| Error::Malformed {
@@ -224,21 +227,15 @@ impl FromStr for Reference {
             ));
         }
         let (name, tag) = split_tag(rest)?;
+        // Like docker: the first component is a host when it has a '.' or a ':', is
+        // `localhost`, or has an upper-case letter (repository components never do).
         let (registry, repository) = match name.split_once('/') {
-            Some((first, remainder))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, remainder)) if looks_like_host(first) => {
                 (first.to_owned(), remainder.to_owned())
             }
             _ => (DOCKER_HUB.to_owned(), name.clone()),
         };
-        let registry = match registry.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-            _ => registry,
-        };
-        if registry.is_empty() || !valid_host(&registry) {
-            return Err(malformed("the registry host is not a valid host[:port]"));
-        }
+        let registry = canonical_host(&registry).map_err(|e| malformed(&e.to_string()))?;
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -275,24 +272,127 @@ impl FromStr for Reference {
     }
 }
 
-fn valid_host(host: &str) -> bool {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
-    };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
-    let name_ok = if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        v6.parse::<std::net::Ipv6Addr>().is_ok()
+fn looks_like_host(first: &str) -> bool {
+    first.contains('.')
+        || first.contains(':')
+        || first.eq_ignore_ascii_case("localhost")
+        || first.chars().any(|c| c.is_ascii_uppercase())
+}
+
+/// Why a registry host has no canonical spelling.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostError {
+    #[error("the registry host is not a valid host[:port]")]
+    Invalid,
+    #[error("the registry port is not a number from 1 to 65535")]
+    BadPort,
+    #[error(
+        "the registry host looks numeric but is not a dotted-quad IPv4 address (write it as a.b.c.d)"
+    )]
+    AmbiguousNumber,
+}
+
+/// The one spelling of a registry host, so that two ways of writing the same registry never
+/// pick different policy scopes: ASCII lower case; no trailing dot; no default port (`:443`,
+/// or `:80` on the loopback hosts custody reaches over plain HTTP); IPv6 addresses in their
+/// shortest form; `index.docker.io` and `registry-1.docker.io` as `docker.io`. A host whose
+/// last label is a number must be a dotted-quad IPv4 address: resolvers read `127.1` or
+/// `0x7f000001` as addresses too, so such spellings are refused instead of guessed.
+pub fn canonical_host(host: &str) -> Result<String, HostError> {
+    if host.is_empty() || host.len() > 260 || !host.is_ascii() {
+        return Err(HostError::Invalid);
+    }
+    let host = host.to_ascii_lowercase();
+    let (name, port) = if let Some(bracketed) = host.strip_prefix('[') {
+        let (v6, after) = bracketed.split_once(']').ok_or(HostError::Invalid)?;
+        let ip = v6
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| HostError::Invalid)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(HostError::Invalid)?),
+        };
+        (format!("[{ip}]"), port)
     } else {
-        !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
+        let (name, port) = match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host.as_str(), None),
+        };
+        (canonical_name(name)?, port)
     };
-    port_ok && name_ok
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let ok = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+            match p.parse::<u16>() {
+                Ok(n) if ok && n > 0 => Some(n),
+                _ => return Err(HostError::BadPort),
+            }
+        }
+    };
+    let default_port = if is_loopback_name(&name) { 80 } else { 443 };
+    let port = port.filter(|p| *p != default_port);
+    Ok(match port {
+        None if matches!(name.as_str(), "index.docker.io" | "registry-1.docker.io") => {
+            DOCKER_HUB.to_owned()
+        }
+        None => name,
+        Some(p) => format!("{name}:{p}"),
+    })
+}
+
+/// A DNS name or IPv4 address, lower-cased already: one trailing dot dropped, labels checked.
+fn canonical_name(name: &str) -> Result<String, HostError> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !labels_ok {
+        return Err(HostError::Invalid);
+    }
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || last
+            .strip_prefix("0x")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if numeric {
+        // Rust's parser takes exactly four decimal octets without leading zeros.
+        let ip = name
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|_| HostError::AmbiguousNumber)?;
+        return Ok(ip.to_string());
+    }
+    Ok(name.to_owned())
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host/path` with the host in its canonical spelling and Docker Hub short names completed,
+/// for repository names given as text (`--scope-as`) rather than parsed from a reference.
+/// `None` when `repository` is not a registry repository (`oci:<dir>`, or malformed).
+pub fn canonical_repository(repository: &str) -> Option<String> {
+    if repository.starts_with(LAYOUT_PREFIX) {
+        return None;
+    }
+    let r: Reference = repository.parse().ok()?;
+    if r.tag.is_some() || r.digest.is_some() {
+        return None;
+    }
+    Some(r.repository())
 }
 
 fn valid_path_component(component: &str) -> bool {
@@ -405,7 +505,14 @@ mod tests {
             ("localhost:5000/app:-v1", "tag \"-v1\""),
             ("localhost:5000/app@sha256:abc", "bad digest"),
             ("localhost:5000/", "repository name is empty"),
-            ("localhost:99999/app", "host[:port]"),
+            ("localhost:99999/app", "port is not a number"),
+            ("localhost:0/app", "port is not a number"),
+            ("reg..example.com/app", "host[:port]"),
+            ("-reg.example.com/app", "host[:port]"),
+            ("127.1:5000/app", "dotted-quad"),
+            ("0x7f000001:5000/app", "dotted-quad"),
+            ("127.000.000.001:5000/app", "dotted-quad"),
+            ("localhost..:5000/app", "host[:port]"),
             ("oci:", "needs a folder"),
             ("ghcr.io/o/a..b", "separated by"),
             ("ghcr.io/o//b", "separated by"),
@@ -426,6 +533,130 @@ mod tests {
             long.parse::<Reference>(),
             Err(Error::TooLong { .. })
         ));
+    }
+
+    /// Every spelling of one repository parses to the same canonical reference, so a policy
+    /// scope written for one spelling cannot be dodged with another.
+    #[test]
+    fn host_spellings_have_one_canonical_form() {
+        let table: &[(&str, &str)] = &[
+            ("LOCALHOST:5000/prod/app", "localhost:5000/prod/app"),
+            ("LocalHost:5000/prod/app", "localhost:5000/prod/app"),
+            ("localhost.:5000/prod/app", "localhost:5000/prod/app"),
+            ("localhost:05000/prod/app", "localhost:5000/prod/app"),
+            ("LOCALHOST/prod/app", "localhost/prod/app"),
+            ("localhost:80/prod/app", "localhost/prod/app"),
+            ("localhost:443/prod/app", "localhost:443/prod/app"),
+            ("127.0.0.1:80/app", "127.0.0.1/app"),
+            ("[::1]:80/app", "[::1]/app"),
+            ("[0:0:0:0:0:0:0:1]:5000/app", "[::1]:5000/app"),
+            ("[::FFFF:7f00:1]:5000/app", "[::ffff:127.0.0.1]:5000/app"),
+            (
+                "registry.example.com:443/prod/app",
+                "registry.example.com/prod/app",
+            ),
+            (
+                "Registry.Example.COM/prod/app",
+                "registry.example.com/prod/app",
+            ),
+            (
+                "registry.example.com./prod/app",
+                "registry.example.com/prod/app",
+            ),
+            (
+                "REGISTRY.example.com.:443/prod/app",
+                "registry.example.com/prod/app",
+            ),
+            (
+                "registry.example.com:80/prod/app",
+                "registry.example.com:80/prod/app",
+            ),
+            (
+                "registry.example.com:5000/prod/app",
+                "registry.example.com:5000/prod/app",
+            ),
+            ("alpine", "docker.io/library/alpine"),
+            ("docker.io/alpine", "docker.io/library/alpine"),
+            ("DOCKER.IO/alpine", "docker.io/library/alpine"),
+            ("docker.io:443/alpine", "docker.io/library/alpine"),
+            ("docker.io./library/alpine", "docker.io/library/alpine"),
+            ("index.docker.io/alpine", "docker.io/library/alpine"),
+            (
+                "Index.Docker.IO:443/library/alpine",
+                "docker.io/library/alpine",
+            ),
+            ("registry-1.docker.io/user/app", "docker.io/user/app"),
+            ("registry-1.docker.io./alpine", "docker.io/library/alpine"),
+            // Another port is another registry.
+            ("docker.io:5000/alpine", "docker.io:5000/alpine"),
+            ("index.docker.io:5000/alpine", "index.docker.io:5000/alpine"),
+        ];
+        for (input, want) in table {
+            let r = parse(input);
+            assert_eq!(r.repository(), *want, "{input}");
+            // Canonical is a fixed point: printing and parsing again changes nothing.
+            assert_eq!(parse(&r.to_string()), r, "{input}");
+            assert_eq!(
+                canonical_repository(input).as_deref(),
+                Some(*want),
+                "{input}"
+            );
+        }
+        let r = parse("LOCALHOST:5000/prod/app:v1");
+        assert_eq!(r.registry(), Some("localhost:5000"));
+        assert_eq!(r.to_string(), "localhost:5000/prod/app:v1");
+        assert_eq!(canonical_repository("oci:./store"), None);
+        assert_eq!(canonical_repository("localhost:5000/app:v1"), None);
+        assert_eq!(canonical_repository("no spaces/allowed"), None);
+    }
+
+    #[test]
+    fn canonical_hosts() {
+        let table: &[(&str, Result<&str, HostError>)] = &[
+            ("LOCALHOST:5000", Ok("localhost:5000")),
+            ("example.com.", Ok("example.com")),
+            ("example.com:443", Ok("example.com")),
+            ("127.0.0.1:80", Ok("127.0.0.1")),
+            ("127.0.0.1:443", Ok("127.0.0.1:443")),
+            ("index.docker.io", Ok("docker.io")),
+            ("", Err(HostError::Invalid)),
+            (".", Err(HostError::Invalid)),
+            ("example.com..", Err(HostError::Invalid)),
+            ("ex ample.com", Err(HostError::Invalid)),
+            ("ex\u{e9}mple.com", Err(HostError::Invalid)),
+            ("[::1", Err(HostError::Invalid)),
+            ("[::1]x", Err(HostError::Invalid)),
+            ("[zz]:5000", Err(HostError::Invalid)),
+            ("example.com:", Err(HostError::BadPort)),
+            ("example.com:+1", Err(HostError::BadPort)),
+            ("example.com:1:2", Err(HostError::BadPort)),
+            ("example.com:123456", Err(HostError::BadPort)),
+            ("10.1", Err(HostError::AmbiguousNumber)),
+            ("example.0x10", Err(HostError::AmbiguousNumber)),
+            ("1.2.3.4.5", Err(HostError::AmbiguousNumber)),
+        ];
+        for (input, want) in table {
+            assert_eq!(
+                canonical_host(input).as_deref().map_err(Clone::clone),
+                *want,
+                "{input}"
+            );
+        }
+        assert_eq!(canonical_host(&"a".repeat(300)), Err(HostError::Invalid));
+    }
+
+    /// Byte 64 inside a multi-byte character: the error shows 64 characters, no panic.
+    #[test]
+    fn long_non_ascii_references_are_refused_without_panic() {
+        for prefix in ["", "a", "ab", "abc"] {
+            let input = format!("{prefix}{}", "\u{e9}\u{1f600}".repeat(1000));
+            let err = input.parse::<Reference>().unwrap_err();
+            let Error::TooLong { input: shown } = err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(shown.chars().count(), 64 + 3);
+            assert!(input.starts_with(shown.trim_end_matches("...")));
+        }
     }
 
     #[test]

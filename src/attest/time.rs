@@ -70,7 +70,12 @@ impl Timestamp {
             [b'.', rest @ ..] => !rest.is_empty() && rest.iter().all(u8::is_ascii_digit),
             _ => false,
         };
-        let num = |r: std::ops::Range<usize>| body[r].parse::<u32>().unwrap_or(99);
+        // `get`: a non-ASCII body may put a character across these byte ranges.
+        let num = |r: std::ops::Range<usize>| {
+            body.get(r)
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(99)
+        };
         let ranges = (1..=12).contains(&num(5..7))
             && (1..=31).contains(&num(8..10))
             && num(11..13) < 24
@@ -221,6 +226,9 @@ mod tests {
             "2025-06-13T07:25:13+02:00",
             "2025-06-13T07:25:13.Z",
             "",
+            // A character across the month's byte range: refused, not a panic.
+            "2025-0\u{e9}-13T07:25:13Z",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}Z",
         ] {
             assert_eq!(
                 Timestamp::parse(bad),

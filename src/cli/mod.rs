@@ -253,6 +253,11 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
         retry.base_delay = std::time::Duration::from_millis(ms);
         retry.max_delay = std::time::Duration::from_millis(ms.saturating_mul(8));
     }
+    // References carry canonical hosts; compare in that spelling (`Reg.Example:443` too).
+    let insecure = insecure
+        .into_iter()
+        .map(|h| crate::reference::canonical_host(&h).unwrap_or(h))
+        .collect();
     store::Options {
         insecure_registries: insecure,
         credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),

@@ -193,6 +193,23 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
             c.tags.join(","),
             c.reason
         );
+        // Everything that goes with it, so --yes deletes nothing that was not shown.
+        for d in c.deletes.iter().filter(|d| **d != c.digest) {
+            let _ = writeln!(human, "          with {}", d.short());
+        }
+        if !c.drops_tags.is_empty() {
+            let _ = writeln!(human, "          with tags {}", c.drops_tags.join(" "));
+        }
+    }
+    if !plan.keep_closure.is_empty() {
+        let _ = writeln!(
+            human,
+            "  kept because kept artifacts need them ({}):",
+            plan.keep_closure.len()
+        );
+        for n in &plan.keep_closure {
+            let _ = writeln!(human, "  keep    {}  {}", n.digest.short(), n.reason);
+        }
     }
     if !plan.attachment_tags.is_empty() {
         let _ = writeln!(

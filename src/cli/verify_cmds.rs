@@ -455,15 +455,17 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
             .with_context(|| format!("cannot open {}", reference.repository()))
             .map_err(|e| could_not(e, None))?
     };
-    let repository = args
-        .scope_as
-        .clone()
-        .unwrap_or_else(|| reference.repository());
+    // Parsed like any reference, so the scope is chosen on its canonical spelling.
+    let scope_as = match &args.scope_as {
+        None => None,
+        Some(text) => Some(scope_repository(text).map_err(|e| could_not(e, None))?),
+    };
+    let repository = scope_as.clone().unwrap_or_else(|| reference.repository());
     let options = VerifyOptions {
         trusted_root: root,
         platform: args.platform.clone(),
         now: None,
-        scope_repository: args.scope_as.clone(),
+        scope_repository: scope_as,
         vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
     };
@@ -477,6 +479,17 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
     }
     Ok(report)
+}
+
+/// A `--scope-as` repository in its canonical spelling; a tag or digest has no place there.
+fn scope_repository(text: &str) -> anyhow::Result<String> {
+    let r: Reference = text
+        .parse()
+        .with_context(|| format!("bad --scope-as repository {text:?}"))?;
+    if r.tag.is_some() || r.digest.is_some() {
+        anyhow::bail!("--scope-as takes a repository; {text:?} names a tag or digest");
+    }
+    Ok(r.repository())
 }
 
 /// The OSV database for the scope that will apply to `repository`, when it has a

@@ -380,8 +380,12 @@ impl Policy {
     }
 
     /// The scope for `repository` (`host/repo` or `oci:<dir>`): among scopes with a matching
-    /// pattern, the one whose best pattern is most specific; the first one on a tie.
+    /// pattern, the one whose best pattern is most specific; the first one on a tie. A
+    /// registry repository is matched in its canonical spelling whatever spelling it comes in
+    /// (`LOCALHOST:5000/prod/app` is `localhost:5000/prod/app`), as the patterns are.
     pub fn scope_for(&self, repository: &str) -> Option<&Scope> {
+        let canonical = crate::reference::canonical_repository(repository);
+        let repository = canonical.as_deref().unwrap_or(repository);
         let mut best: Option<(&Scope, usize)> = None;
         for scope in &self.scopes {
             let Some(spec) = scope
@@ -469,6 +473,15 @@ pub fn check(
 }
 
 fn patterns(list: &[String], text: &str, what: &str) -> Result<Vec<Pattern>, PolicyError> {
+    patterns_with(list, text, what, Pattern::parse)
+}
+
+fn patterns_with(
+    list: &[String],
+    text: &str,
+    what: &str,
+    parse: fn(&str) -> Result<Pattern, pattern::PatternError>,
+) -> Result<Vec<Pattern>, PolicyError> {
     if list.len() > MAX_ITEMS {
         return Err(PolicyError::Invalid {
             line: line_of(text, what),
@@ -477,7 +490,7 @@ fn patterns(list: &[String], text: &str, what: &str) -> Result<Vec<Pattern>, Pol
     }
     list.iter()
         .map(|p| {
-            Pattern::parse(p).map_err(|e| PolicyError::Invalid {
+            parse(p).map_err(|e| PolicyError::Invalid {
                 line: line_of(text, p),
                 message: format!("{what}: {e}"),
             })
@@ -505,7 +518,7 @@ fn check_scope(
             "`repositories` is empty; use [\"**\"] to match everything".into(),
         ));
     }
-    let repositories = patterns(&s.repositories, text, "repositories")?;
+    let repositories = patterns_with(&s.repositories, text, "repositories", Pattern::repository)?;
     if s.signers.len() > MAX_ITEMS {
         return Err(invalid("signers", format!("more than {MAX_ITEMS} signers")));
     }

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::reference::{DOCKER_HUB, canonical_host};
+
 /// A checked glob pattern.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pattern {
@@ -23,6 +25,12 @@ pub enum PatternError {
     TooLong { len: usize },
     #[error("pattern {pattern:?} has three or more `*` in a row")]
     TripleStar { pattern: String },
+    #[error("repository pattern {pattern:?}: {source}")]
+    BadHost {
+        pattern: String,
+        #[source]
+        source: crate::reference::HostError,
+    },
 }
 
 impl Pattern {
@@ -41,6 +49,45 @@ impl Pattern {
         Ok(Pattern {
             text: text.to_owned(),
         })
+    }
+
+    /// A repository pattern (a policy scope's `repositories`), its host written the one way
+    /// references are ([`crate::reference::canonical_host`]), so `Registry.Example.com:443/**`
+    /// is `registry.example.com/**` and a scope cannot be missed by spelling the host another
+    /// way. A pattern without a host (`acme/*`, `alpine`) means Docker Hub, as a reference does.
+    /// Hosts with wildcards are lower-cased and lose a trailing dot and a `:443`.
+    pub fn repository(text: &str) -> Result<Pattern, PatternError> {
+        let checked = Pattern::parse(text)?;
+        if text.starts_with("oci:") {
+            return Ok(checked);
+        }
+        let Some((first, rest)) = text.split_once('/') else {
+            // `**`, `*`, or a short Docker Hub name.
+            if checked.is_literal() {
+                return Pattern::parse(&format!("{DOCKER_HUB}/library/{text}"));
+            }
+            return Ok(checked);
+        };
+        let host_like = first.contains(['.', ':', '*'])
+            || first.eq_ignore_ascii_case("localhost")
+            || first.chars().any(|c| c.is_ascii_uppercase());
+        let (host, path) = if !host_like {
+            (DOCKER_HUB.to_owned(), text.to_owned())
+        } else if first.contains('*') {
+            (wildcard_host(first), rest.to_owned())
+        } else {
+            let host = canonical_host(first).map_err(|source| PatternError::BadHost {
+                pattern: text.to_owned(),
+                source,
+            })?;
+            (host, rest.to_owned())
+        };
+        let path = if host == DOCKER_HUB && !path.contains(['/', '*']) {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        Pattern::parse(&format!("{host}/{path}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -72,6 +119,20 @@ impl fmt::Debug for Pattern {
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// A host pattern with a wildcard: lower case, no trailing dot, no `:443`.
+fn wildcard_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host.as_str(), None),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    match port {
+        None | Some("443") => name.to_owned(),
+        Some(port) => format!("{name}:{port}"),
     }
 }
 
@@ -238,6 +299,64 @@ mod tests {
         let p = Pattern::parse("ghcr.io/acme/**").unwrap();
         assert_eq!(p.specificity(), 13);
         assert!(!p.is_literal());
+    }
+
+    /// Scope patterns are canonicalised like references: every spelling of a host matches the
+    /// canonical reference, and the rewritten pattern is what the policy holds.
+    #[test]
+    fn repository_patterns_are_canonical() {
+        let rows: &[(&str, &str)] = &[
+            ("Registry.Example.com:443/**", "registry.example.com/**"),
+            (
+                "registry.example.com.:443/prod/*",
+                "registry.example.com/prod/*",
+            ),
+            (
+                "registry.example.com:5000/**",
+                "registry.example.com:5000/**",
+            ),
+            ("LOCALHOST:5000/prod/**", "localhost:5000/prod/**"),
+            ("localhost:80/prod/**", "localhost/prod/**"),
+            ("[0:0:0:0:0:0:0:1]:5000/**", "[::1]:5000/**"),
+            ("index.docker.io/library/*", "docker.io/library/*"),
+            ("registry-1.docker.io:443/acme/**", "docker.io/acme/**"),
+            ("docker.io/alpine", "docker.io/library/alpine"),
+            ("alpine", "docker.io/library/alpine"),
+            ("acme/*", "docker.io/acme/*"),
+            ("*.Example.COM.:443/**", "*.example.com/**"),
+            ("*.example.com:5000/**", "*.example.com:5000/**"),
+            ("localhost:*/**", "localhost:*/**"),
+            ("**", "**"),
+            ("**/prod/**", "**/prod/**"),
+            ("oci:./Store", "oci:./Store"),
+        ];
+        for (input, want) in rows {
+            let p = Pattern::repository(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(p.as_str(), *want, "{input}");
+        }
+        // Each spelling of the reference meets the canonical pattern.
+        let p = Pattern::repository("Registry.Example.com:443/prod/**").unwrap();
+        for spelling in [
+            "registry.example.com/prod/app",
+            "REGISTRY.example.com/prod/app",
+            "registry.example.com:443/prod/app",
+            "registry.example.com./prod/app",
+        ] {
+            let r: crate::reference::Reference = spelling.parse().unwrap();
+            assert!(p.matches(&r.repository()), "{spelling}");
+        }
+        assert!(matches!(
+            Pattern::repository("bad..host/**"),
+            Err(PatternError::BadHost { .. })
+        ));
+        assert!(matches!(
+            Pattern::repository("localhost:99999/**"),
+            Err(PatternError::BadHost { .. })
+        ));
+        assert!(matches!(
+            Pattern::repository("a/***"),
+            Err(PatternError::TripleStar { .. })
+        ));
     }
 
     #[test]

@@ -137,6 +137,91 @@ fn scope_matching_table() {
     assert!(narrow.scope_for("ghcr.io/acme/team/app").is_none());
 }
 
+/// Issue 10, finding 2: the spelling of the host never picks the scope. Every spelling of a
+/// prod repository, and a prod pattern written with another spelling, lands in `prod`, never
+/// in the lax catch-all.
+#[test]
+fn host_spellings_pick_the_same_scope() {
+    let policy = |prod: &str| {
+        yaml(&format!(
+            "version: 1\nscopes:\n  - name: lax\n    repositories: [\"**\"]\n  - name: prod\n    repositories: [\"{prod}\"]\n  - name: hub\n    repositories: [\"index.docker.io/acme/*\", \"alpine\"]\n"
+        ))
+        .unwrap()
+    };
+    let repositories = [
+        "localhost:5000/prod/app",
+        "LOCALHOST:5000/prod/app",
+        "LocalHost.:5000/prod/app",
+        "localhost:05000/prod/app",
+    ];
+    for pattern in [
+        "localhost:5000/prod/**",
+        "LOCALHOST:5000/prod/**",
+        "localhost.:5000/prod/**",
+    ] {
+        let p = policy(pattern);
+        for repo in repositories {
+            assert_eq!(
+                p.scope_for(repo).unwrap().name,
+                "prod",
+                "{pattern} vs {repo}"
+            );
+        }
+        assert_eq!(p.scope_for("localhost:5001/prod/app").unwrap().name, "lax");
+    }
+    for pattern in [
+        "registry.example.com/prod/**",
+        "Registry.Example.com:443/prod/**",
+        "registry.example.com.:443/prod/**",
+    ] {
+        let p = policy(pattern);
+        for repo in [
+            "registry.example.com/prod/app",
+            "registry.example.com:443/prod/app",
+            "REGISTRY.EXAMPLE.COM/prod/app",
+            "registry.example.com./prod/app",
+            "registry.example.com.:443/prod/app",
+        ] {
+            assert_eq!(
+                p.scope_for(repo).unwrap().name,
+                "prod",
+                "{pattern} vs {repo}"
+            );
+        }
+        // Another port is another registry.
+        assert_eq!(
+            p.scope_for("registry.example.com:8443/prod/app")
+                .unwrap()
+                .name,
+            "lax"
+        );
+    }
+    let p = policy("localhost:5000/prod/**");
+    for repo in [
+        "docker.io/acme/app",
+        "index.docker.io/acme/app",
+        "registry-1.docker.io:443/acme/app",
+        "alpine",
+        "docker.io/alpine",
+        "Docker.IO/library/alpine",
+    ] {
+        assert_eq!(p.scope_for(repo).unwrap().name, "hub", "{repo}");
+    }
+    assert_eq!(
+        p.scopes[1].repositories[0].as_str(),
+        "localhost:5000/prod/**"
+    );
+    assert_eq!(p.scopes[2].repositories[0].as_str(), "docker.io/acme/*");
+    assert_eq!(
+        p.scopes[2].repositories[1].as_str(),
+        "docker.io/library/alpine"
+    );
+    // A pattern whose literal host is not a host is refused at load, naming it.
+    let err = yaml("version: 1\nscopes:\n  - name: bad\n    repositories: [\"reg..example/**\"]\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("reg..example/**"), "{err}");
+}
+
 #[test]
 fn the_starter_policy_parses_once_its_keys_exist() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,10 @@
 //! exclusive file lock, so concurrent writers from several processes do not lose entries.
 //! Every manifest stored is listed in `index.json` (tagged with `org.opencontainers.image.ref.name`
 //! or untagged), which is how referrers are found again.
+//!
+//! A layout may come from someone else (an air-gap transfer), so only regular files inside the
+//! folder are read: a FIFO or device would block or never end, and a symlink pointing out of
+//! the folder would pass any file on the machine off as the layout's.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -23,6 +27,7 @@ const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
 const LOCK_FILE: &str = ".index.json.lock";
+const MAX_LAYOUT_FILE_BYTES: u64 = 64 * 1024;
 
 pub struct LayoutStore {
     root: PathBuf,
@@ -42,8 +47,8 @@ impl LayoutStore {
             progress: None,
         };
         let layout_file = root.join(LAYOUT_FILE);
-        match fs::read(&layout_file) {
-            Ok(bytes) => {
+        match store.read_capped(&layout_file, MAX_LAYOUT_FILE_BYTES) {
+            Ok(Some(bytes)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(|_| Error::Refused {
                         what: layout_file.display().to_string(),
@@ -56,17 +61,13 @@ impl LayoutStore {
                     });
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Ok(None) => {
                 let mut f = super::AtomicFile::create(&layout_file)?;
                 f.write_all(LAYOUT_CONTENT)
                     .map_err(Error::io(format!("cannot write {}", layout_file.display())))?;
                 f.commit()?;
             }
-            Err(e) => {
-                return Err(Error::io(format!("cannot read {}", layout_file.display()))(
-                    e,
-                ));
-            }
+            Err(e) => return Err(e.into_error(&layout_file.display().to_string())),
         }
         if !root.join(INDEX_FILE).exists() {
             store.update_index(|_| Ok(()))?;
@@ -90,10 +91,10 @@ impl LayoutStore {
 
     fn read_index(&self) -> Result<ImageIndex, Error> {
         let path = self.root.join(INDEX_FILE);
-        let bytes = match read_capped(&path, 64 * MAX_MANIFEST_SIZE as u64) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ImageIndex::empty()),
-            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()))(e)),
+        let bytes = match self.read_capped(&path, 64 * MAX_MANIFEST_SIZE as u64) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(ImageIndex::empty()),
+            Err(e) => return Err(e.into_error(&path.display().to_string())),
         };
         serde_json::from_slice(&bytes).map_err(|e| Error::Refused {
             what: path.display().to_string(),
@@ -107,6 +108,15 @@ impl LayoutStore {
         change: impl FnOnce(&mut ImageIndex) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let lock_path = self.root.join(LOCK_FILE);
+        // Opening a FIFO to write blocks until someone reads it.
+        if let Ok(m) = fs::symlink_metadata(&lock_path)
+            && !m.is_file()
+        {
+            return Err(Error::Refused {
+                what: lock_path.display().to_string(),
+                reason: format!("{}, not a regular file", file_kind(&m)),
+            });
+        }
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -174,16 +184,121 @@ impl LayoutStore {
     }
 }
 
-fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is larger than {limit} bytes", path.display()),
-        ));
+/// Why a file of the layout could not be read.
+enum ReadError {
+    /// Not a regular file inside the layout folder.
+    Refused {
+        path: PathBuf,
+        reason: String,
+    },
+    TooLarge,
+    Io(io::Error),
+}
+
+impl ReadError {
+    fn into_error(self, what: &str) -> Error {
+        match self {
+            ReadError::Refused { path, reason } => Error::Refused {
+                what: path.display().to_string(),
+                reason,
+            },
+            ReadError::TooLarge => Error::Refused {
+                what: what.to_owned(),
+                reason: "larger than custody reads".into(),
+            },
+            ReadError::Io(e) => Error::io(format!("cannot read {what}"))(e),
+        }
     }
-    Ok(bytes)
+}
+
+fn file_kind(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+impl LayoutStore {
+    /// Opens a file of the layout for reading, `None` when it does not exist. Only a regular
+    /// file whose real path is inside the layout folder is opened; anything else is refused
+    /// naming the path, before an `open` that could block (a FIFO) or read outside the folder.
+    fn open_regular(&self, path: &Path) -> Result<Option<File>, ReadError> {
+        let refused = |reason: String| ReadError::Refused {
+            path: path.to_owned(),
+            reason,
+        };
+        let link = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        let real = if link.file_type().is_symlink() {
+            let real = fs::canonicalize(path)
+                .map_err(|e| refused(format!("a symlink that does not resolve ({e}); not read")))?;
+            let root = fs::canonicalize(&self.root).map_err(ReadError::Io)?;
+            if !real.starts_with(&root) {
+                return Err(refused(format!(
+                    "a symlink to {}, outside the layout folder; not read",
+                    real.display()
+                )));
+            }
+            real
+        } else {
+            path.to_owned()
+        };
+        let meta = fs::metadata(&real).map_err(ReadError::Io)?;
+        if !meta.is_file() {
+            return Err(refused(format!(
+                "{}, not a regular file; not read",
+                file_kind(&meta)
+            )));
+        }
+        // A folder on the way (`blobs/` itself) may be a symlink too: the real path decides.
+        let root = fs::canonicalize(&self.root).map_err(ReadError::Io)?;
+        let resolved = fs::canonicalize(&real).map_err(ReadError::Io)?;
+        if !resolved.starts_with(&root) {
+            return Err(refused(format!(
+                "resolves to {}, outside the layout folder; not read",
+                resolved.display()
+            )));
+        }
+        let file = File::open(&resolved).map_err(ReadError::Io)?;
+        // The file opened is the one checked (not swapped for a FIFO in between).
+        let opened = file.metadata().map_err(ReadError::Io)?;
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            if !opened.is_file() || opened.dev() != meta.dev() || opened.ino() != meta.ino() {
+                return Err(refused("changed while being opened; not read".into()));
+            }
+        }
+        Ok(Some(file))
+    }
+
+    /// The whole of a layout file of at most `limit` bytes; `None` when it does not exist.
+    fn read_capped(&self, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(file) = self.open_regular(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(ReadError::Io)?;
+        if bytes.len() as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        Ok(Some(bytes))
+    }
 }
 
 impl Store for LayoutStore {
@@ -212,12 +327,10 @@ impl Store for LayoutStore {
 
     fn get_blob(&self, descriptor: &Descriptor, sink: &mut dyn Write) -> Result<(), Error> {
         let what = format!("blob {} in {}", descriptor.digest, self.name());
-        let file = match File::open(self.blob_path(&descriptor.digest)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound { what });
-            }
-            Err(e) => return Err(Error::io(format!("cannot open {what}"))(e)),
+        let file = match self.open_regular(&self.blob_path(&descriptor.digest)) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(Error::NotFound { what }),
+            Err(e) => return Err(e.into_error(&what)),
         };
         let mut reader = HashingReader::new(file.take(descriptor.size + 1));
         let progress = super::ProgressHandle::track(
@@ -293,18 +406,16 @@ impl Store for LayoutStore {
 
     fn get_manifest(&self, digest: &Digest) -> Result<FetchedManifest, Error> {
         let what = format!("manifest {digest} in {}", self.name());
-        let bytes = match read_capped(&self.blob_path(digest), MAX_MANIFEST_SIZE as u64) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound { what });
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+        let bytes = match self.read_capped(&self.blob_path(digest), MAX_MANIFEST_SIZE as u64) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(Error::NotFound { what }),
+            Err(ReadError::TooLarge) => {
                 return Err(Error::ManifestTooLarge {
                     what,
                     limit: MAX_MANIFEST_SIZE,
                 });
             }
-            Err(e) => return Err(Error::io(format!("cannot read {what}"))(e)),
+            Err(e) => return Err(e.into_error(&what)),
         };
         let served = self
             .manifest_entries()?
@@ -498,5 +609,114 @@ mod tests {
         fs::write(dir.path().join(LAYOUT_FILE), b"nope").unwrap();
         let err = LayoutStore::open_or_create(dir.path()).err().unwrap();
         assert!(matches!(err, Error::Refused { .. }), "{err}");
+    }
+
+    /// Replaces `path` with a FIFO and starts a writer that puts `content` into it once
+    /// someone opens it for reading; `drain` lets that writer finish.
+    fn fifo_with_writer(path: &Path, content: Vec<u8>) -> std::thread::JoinHandle<()> {
+        fs::remove_file(path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            // Blocks until a reader opens the FIFO: the old code, or `drain`.
+            let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+            let _ = f.write_all(&content);
+        })
+    }
+
+    fn drain(path: &Path, writer: std::thread::JoinHandle<()>) {
+        // Opening a FIFO for reading and writing does not wait (Linux) and releases the writer.
+        let release = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        writer.join().unwrap();
+        drop(release);
+    }
+
+    fn refused_naming(err: &Error, path: &Path, why: &str) {
+        let Error::Refused { what, reason } = err else {
+            panic!("not refused: {err:?}");
+        };
+        assert_eq!(what, &path.display().to_string(), "{err}");
+        assert!(reason.contains(why), "{reason:?} lacks {why:?}");
+    }
+
+    /// Issue 10, finding 10: a FIFO among the blobs is refused, naming its path, without
+    /// opening it (opening a FIFO waits for a writer: `verify --offline` hung). The writer
+    /// here feeds the right bytes, so only a refusal to open passes.
+    #[test]
+    fn a_fifo_blob_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let d = Descriptor::of("text/plain", b"hello");
+        store.put_blob(&d, BlobSource::Bytes(b"hello")).unwrap();
+        let path = store.blob_path(&d.digest);
+        let writer = fifo_with_writer(&path, b"hello".to_vec());
+        let err = store.get_blob(&d, &mut Vec::new()).unwrap_err();
+        refused_naming(&err, &path, "a FIFO, not a regular file");
+        drain(&path, writer);
+
+        let bytes = artifact(&d, None);
+        let m = store
+            .put_manifest(&bytes, MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+        let path = store.blob_path(&m.digest);
+        let writer = fifo_with_writer(&path, bytes);
+        let err = store.get_manifest(&m.digest).unwrap_err();
+        refused_naming(&err, &path, "a FIFO, not a regular file");
+        drain(&path, writer);
+
+        // index.json too: every file of the layout is read the same way.
+        let index = dir.path().join(INDEX_FILE);
+        let writer = fifo_with_writer(&index, br#"{"schemaVersion":2,"manifests":[]}"#.to_vec());
+        let err = store.tags().unwrap_err();
+        refused_naming(&err, &index, "a FIFO");
+        drain(&index, writer);
+    }
+
+    /// A blob that is a symlink out of the layout is refused, even when the file it points to
+    /// has the right digest; a symlink to another file inside the layout is read.
+    #[test]
+    fn a_symlink_out_of_the_layout_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"hello").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let d = Descriptor::of("text/plain", b"hello");
+        let path = store.blob_path(&d.digest);
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let err = store.get_blob(&d, &mut Vec::new()).unwrap_err();
+        refused_naming(&err, &path, "outside the layout folder");
+
+        // Inside the layout: fine.
+        fs::remove_file(&path).unwrap();
+        fs::write(dir.path().join("copy"), b"hello").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("copy"), &path).unwrap();
+        let mut out = Vec::new();
+        store.get_blob(&d, &mut out).unwrap();
+        assert_eq!(out, b"hello");
+
+        // A device, through a symlink: refused before it is opened.
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let err = store.get_blob(&d, &mut Vec::new()).unwrap_err();
+        refused_naming(&err, &path, "outside the layout folder");
+
+        // The blobs folder itself pointing elsewhere.
+        let other = tempfile::tempdir().unwrap();
+        let sha = other.path().join("sha256");
+        fs::create_dir_all(&sha).unwrap();
+        fs::write(sha.join(d.digest.hex()), b"hello").unwrap();
+        fs::remove_dir_all(dir.path().join("blobs")).unwrap();
+        std::os::unix::fs::symlink(other.path(), dir.path().join("blobs")).unwrap();
+        let err = store.get_blob(&d, &mut Vec::new()).unwrap_err();
+        refused_naming(&err, &path, "outside the layout folder");
     }
 }
