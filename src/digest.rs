@@ -4,8 +4,12 @@
 //! is parsed once at the edge and carried as a checked value afterwards.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::mpsc;
+use std::thread;
 
 use sha2::{Digest as _, Sha256};
 
@@ -155,26 +159,95 @@ impl Hasher {
     }
 }
 
+/// Size of each read: large enough that the `read` call costs little beside hashing it.
+const CHUNK: usize = 1 << 20;
+
+/// Buffers in flight between the reading thread and the hashing thread in [`of_reader_ahead`]:
+/// one being filled, one being hashed, one spare so neither waits for the other's hand-over.
+const RING: usize = 3;
+
 /// Digest and size of everything `reader` yields, read in large chunks.
 pub fn of_reader(mut reader: impl Read) -> io::Result<(Digest, u64)> {
     let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = fill(&mut reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         hasher.update(&buf[..n]);
     }
     let len = hasher.len();
     Ok((hasher.finish(), len))
 }
 
-/// Digest and size of a file, streamed.
-pub fn of_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
-    of_reader(std::fs::File::open(path)?)
+/// Digest and size of everything `reader` yields, like [`of_reader`], with reading on a second
+/// thread a few buffers ahead of hashing. The copy out of the page cache and the hashing then
+/// run side by side instead of taking turns, so a large file hashes at the hasher's own speed.
+pub fn of_reader_ahead(mut reader: impl Read + Send) -> io::Result<(Digest, u64)> {
+    // `filled` carries read buffers (or the read error) to the hasher; `empty` brings them back.
+    // Only RING buffers exist, so neither channel ever holds more than RING messages.
+    let (filled_tx, filled_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(RING);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+    for _ in 0..RING {
+        empty_tx
+            .send(vec![0u8; CHUNK])
+            .expect("the receiver is still in scope");
+    }
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            // Stops after end of input or an error, or when the hasher has gone away.
+            while let Ok(mut buf) = empty_rx.recv() {
+                let read = fill(&mut reader, &mut buf);
+                let last = !matches!(read, Ok(n) if n > 0);
+                if filled_tx.send(read.map(|n| (buf, n))).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let mut hasher = Hasher::new();
+        loop {
+            // A closed channel without an end-of-input message means the reader panicked; the
+            // scope re-raises that panic, so no digest of a partial input is ever returned.
+            let Ok(message) = filled_rx.recv() else {
+                return Err(io::Error::other("the reading thread stopped early"));
+            };
+            let (buf, n) = message?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            // The reader may already have stopped at end of input; the buffer is then dropped.
+            let _ = empty_tx.send(buf);
+        }
+        let len = hasher.len();
+        Ok((hasher.finish(), len))
+    })
+}
+
+/// Reads until `buf` is full or the input ends; the number of bytes read (0 at end of input).
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Digest and size of a file, streamed. Files larger than one read are read ahead on a second
+/// thread ([`of_reader_ahead`]); smaller ones are not worth starting a thread for.
+pub fn of_file(path: &Path) -> io::Result<(Digest, u64)> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() > CHUNK as u64 {
+        of_reader_ahead(file)
+    } else {
+        of_reader(file)
+    }
 }
 
 /// A writer that hashes what passes through it.
@@ -291,6 +364,99 @@ mod tests {
         let (out, d2, n2) = w.finish();
         assert_eq!((d2, n2), (d, n));
         assert_eq!(out, data);
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    const EDGE_SIZES: [usize; 6] = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7];
+
+    #[test]
+    fn reading_ahead_equals_the_single_threaded_path_at_buffer_edges() {
+        for len in EDGE_SIZES {
+            let data = pattern(len);
+            let ahead = of_reader_ahead(&data[..]).unwrap();
+            assert_eq!(ahead, of_reader(&data[..]).unwrap(), "{len} bytes");
+            assert_eq!(ahead, (Digest::of(&data), len as u64), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn of_file_equals_the_single_threaded_path_at_buffer_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in EDGE_SIZES {
+            let data = pattern(len);
+            let path = dir.path().join(format!("{len}.bin"));
+            std::fs::write(&path, &data).unwrap();
+            assert_eq!(
+                of_file(&path).unwrap(),
+                (Digest::of(&data), len as u64),
+                "{len} bytes"
+            );
+        }
+    }
+
+    /// Yields `data` in uneven pieces with an interruption between them, then fails with
+    /// `error` instead of reporting end of input (a disk error part-way through a file).
+    struct Flaky {
+        data: Vec<u8>,
+        at: usize,
+        interrupt: bool,
+        error: Option<io::ErrorKind>,
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.at == self.data.len() {
+                return match self.error {
+                    Some(kind) => Err(io::Error::new(kind, "medium error at sector 4711")),
+                    None => Ok(0),
+                };
+            }
+            let n = buf.len().min(100_003).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_and_interrupted_reads_hash_the_same() {
+        let data = pattern(3 * CHUNK + 5);
+        let reader = Flaky {
+            data: data.clone(),
+            at: 0,
+            interrupt: false,
+            error: None,
+        };
+        assert_eq!(
+            of_reader_ahead(reader).unwrap(),
+            (Digest::of(&data), data.len() as u64)
+        );
+    }
+
+    #[test]
+    fn a_read_error_part_way_is_reported_not_hashed_over() {
+        for len in [0, CHUNK, 3 * CHUNK + 5] {
+            let flaky = || Flaky {
+                data: pattern(len),
+                at: 0,
+                interrupt: false,
+                error: Some(io::ErrorKind::InvalidData),
+            };
+            for err in [
+                of_reader_ahead(flaky()).unwrap_err(),
+                of_reader(flaky()).unwrap_err(),
+            ] {
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{len} bytes");
+                assert_eq!(err.to_string(), "medium error at sector 4711");
+            }
+        }
     }
 
     #[test]
