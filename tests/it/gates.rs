@@ -87,6 +87,17 @@ pub fn attest(
     .unwrap();
 }
 
+/// Signs `subject` (cosign's signature statement): attestations alone do not count as signatures.
+pub fn sign(store: &dyn Store, subject: &Descriptor, signer: &KeySigner) {
+    attest(
+        store,
+        subject,
+        signer,
+        custody::attest::PREDICATE_COSIGN_SIGN_V1,
+        json!({}),
+    );
+}
+
 /// A CycloneDX SBOM with these components (purl, optional distribution URL).
 pub fn bom(components: &[(&str, Option<&str>)]) -> Value {
     let components: Vec<Value> = components
@@ -175,8 +186,9 @@ fn vulnerability_gate_outcomes_on_a_signed_sbom() {
     let store = open(&format!("{}/gates/app", registry.host));
     let at = |tag: &str| format!("{}/gates/app:{tag}", registry.host);
 
-    // v1: a signed SBOM with a critical finding.
+    // v1: signed, with a signed SBOM with a critical finding.
     let d = put_artifact(store.as_ref(), b"v1", "v1");
+    sign(store.as_ref(), &d, &key);
     attest(
         store.as_ref(),
         &d,
@@ -459,6 +471,7 @@ fn custody_verify_applies_the_policy_gates_with_db_from_flag_or_policy() {
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let store = open(&format!("{}/gates/cli", registry.host));
     let d = put_artifact(store.as_ref(), b"cli", "v1");
+    sign(store.as_ref(), &d, &key);
     attest(
         store.as_ref(),
         &d,

@@ -344,7 +344,25 @@ fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
         "--require-attestation",
         "https://cosign.sigstore.dev/attestation/vuln/v1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    // The attestation is found and trusted, but it is not a signature: v1 is still unsigned by
+    // that key (issue 10, finding 1).
+    assert_eq!(out.status.code(), Some(1), "{}", support::stdout(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |kind: &str| {
+        report["artifact"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        check("required-attestation")["status"],
+        "pass",
+        "{report:#}"
+    );
+    assert_eq!(check("threshold")["status"], "fail", "{report:#}");
     // cosign reads it as its own vuln attestation.
     let o = std::process::Command::new(support::tool("cosign"))
         .args(["verify-attestation", "--type", "vuln", "--key", &public])
