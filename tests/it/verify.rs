@@ -1928,3 +1928,118 @@ fn a_refused_resolve_reports_no_digest() {
     assert!(human.contains("REFUSED"), "{human}");
     assert!(!human.contains(&empty), "{human}");
 }
+
+/// Issue 10, finding 1: a scope may name other predicate types as signatures, explicitly; and a
+/// required VSA must say PASSED and name the policy and resource the scope expects.
+#[test]
+fn signature_predicate_types_and_vsa_expectations_are_applied() {
+    let registry = Registry::start();
+    let repo = format!("{}/attested/app", registry.host);
+    let store = open(&repo);
+    let key = signer();
+    let d = put_artifact(store.as_ref(), b"attested only", "v1");
+    let prov = provenance(&d.digest, &ci::local(), None);
+    attach_signed(
+        store.as_ref(),
+        &d,
+        &prov,
+        &key,
+        PREDICATE_SLSA_PROVENANCE_V1,
+    );
+    let r = format!("{repo}:v1");
+    let pk = key.public_key();
+    let report = run(store.as_ref(), &r, &policy("**", &[("k", &pk)], ""));
+    let c = assert_refused_for(&report, CheckKind::Threshold);
+    assert!(
+        c.found
+            .as_deref()
+            .unwrap()
+            .ends_with("1 trusted attestation(s) are not signatures"),
+        "{c:?}"
+    );
+    assert!(
+        c.hint
+            .as_deref()
+            .unwrap()
+            .contains("signature_predicate_types")
+    );
+    let provenance_signs = "    signature_predicate_types: [\"https://slsa.dev/provenance/v1\"]\n";
+    let report = run(
+        store.as_ref(),
+        &r,
+        &policy("**", &[("k", &pk)], provenance_signs),
+    );
+    assert!(
+        report.verified,
+        "{}",
+        custody::cli::verify_cmds::human(&report)
+    );
+
+    // A PASSED VSA naming this policy and resource.
+    let resource = format!("{repo}@{}", d.digest);
+    let vsa = statement(
+        &d.digest,
+        attest::PREDICATE_SLSA_VSA_V1,
+        serde_json::json!({
+            "verifier": {"id": "https://example.com/gate"},
+            "timeVerified": "2026-01-01T00:00:00Z",
+            "resourceUri": resource,
+            "policy": {"uri": "https://example.com/prod-policy.yaml"},
+            "verificationResult": "PASSED",
+            "verifiedLevels": ["SLSA_BUILD_LEVEL_1"],
+        }),
+    );
+    attach_signed(
+        store.as_ref(),
+        &d,
+        &vsa,
+        &key,
+        attest::PREDICATE_SLSA_VSA_V1,
+    );
+    let expecting = |policy_uri: &str, resource_uri: &str| {
+        policy(
+            "**",
+            &[("k", &pk)],
+            &format!(
+                "{provenance_signs}    attestations:\n      - predicate_type: {}\n        policy_uri: {policy_uri}\n        resource_uri: \"{resource_uri}\"\n",
+                attest::PREDICATE_SLSA_VSA_V1
+            ),
+        )
+    };
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting(
+            "https://example.com/prod-policy.yaml",
+            &format!("{repo}@sha256:*"),
+        ),
+    );
+    assert!(
+        report.verified,
+        "{}",
+        custody::cli::verify_cmds::human(&report)
+    );
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting("https://example.com/dev-policy.yaml", &format!("{repo}@*")),
+    );
+    let c = assert_refused_for(&report, CheckKind::RequiredAttestation);
+    assert!(
+        c.found
+            .as_deref()
+            .unwrap()
+            .contains("policy \"https://example.com/prod-policy.yaml\", not \"https://example.com/dev-policy.yaml\""),
+        "{c:?}"
+    );
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting(
+            "https://example.com/prod-policy.yaml",
+            "elsewhere.example/app@*",
+        ),
+    );
+    let c = assert_refused_for(&report, CheckKind::RequiredAttestation);
+    assert!(c.found.as_deref().unwrap().contains("resource"), "{c:?}");
+}
