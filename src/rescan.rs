@@ -196,6 +196,10 @@ pub struct Report {
     pub without_sbom: Vec<Artifact>,
     /// Artifacts whose SBOM was scanned unverified (no policy given).
     pub unverified: usize,
+    /// With a policy: artifacts left without an SBOM that verified against it (missing, every
+    /// candidate refused, or unreadable), listed in `without_sbom`. Nothing can be said about
+    /// what affects them, so `--fail-on-new` and `--fail-on-unverified` fail on them.
+    pub without_verified_sbom: usize,
 }
 
 /// The advisory `--advisory` asked for.
@@ -498,6 +502,7 @@ pub fn rescan(
         previous_state: previous.is_some(),
         without_sbom: Vec::new(),
         unverified: 0,
+        without_verified_sbom: 0,
     };
     let mut state = State {
         version: STATE_VERSION,
@@ -521,6 +526,9 @@ pub fn rescan(
             sbom: status,
             findings: impacts,
         };
+        if policy.is_some() && !matches!(artifact.sbom, SbomStatus::Verified { .. }) {
+            report.without_verified_sbom += 1;
+        }
         match &artifact.sbom {
             SbomStatus::Verified { .. } | SbomStatus::Unverified { .. } => {
                 report.scanned += 1;

@@ -300,7 +300,7 @@ impl Tree {
                 .artifact
                 .platforms
                 .iter()
-                .find(|r| r.digest == p.digest)
+                .find(|r| r.digest.as_ref() == Some(&p.digest))
             {
                 judge(&mut p.nodes, &r.referrers);
                 p.verification = Some(PlatformVerification {

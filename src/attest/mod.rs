@@ -26,6 +26,16 @@ pub const PREDICATE_SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
 /// SLSA verification summary v1.
 pub const PREDICATE_SLSA_VSA_V1: &str = "https://slsa.dev/verification_summary/v1";
+/// Predicate types of SLSA Verification Summary Attestations (v1 and the older v0.2).
+pub const VSA_PREDICATE_TYPES: &[&str] = &[
+    PREDICATE_SLSA_VSA_V1,
+    "https://slsa.dev/verification_summary/v0.2",
+];
+
+/// Whether a predicate type is a VSA, whose predicate carries a verdict.
+pub fn is_vsa(predicate_type: &str) -> bool {
+    VSA_PREDICATE_TYPES.contains(&predicate_type)
+}
 /// cosign's predicate type for a plain signature statement.
 pub const PREDICATE_COSIGN_SIGN_V1: &str = "https://sigstore.dev/cosign/sign/v1";
 /// DSSE `payloadType` of an in-toto Statement.

@@ -79,7 +79,10 @@ fn located(report: &VerifyReport) -> Vec<Located<'_>> {
         let here = match &m.platform {
             Some(p) => format!("{prefix}{p}"),
             None if prefix.is_empty() => "artifact".to_owned(),
-            None => format!("{prefix}{}", m.digest.short()),
+            None => match &m.digest {
+                Some(d) => format!("{prefix}{}", d.short()),
+                None => format!("{prefix}unresolved"),
+            },
         };
         for c in &m.checks {
             out.push(Located {

@@ -343,6 +343,7 @@ fn self_check_policy(
         threshold: 1,
         key_tlog: TlogRequirement::Skip,
         attestations: Vec::new(),
+        signature_predicate_types: Vec::new(),
         provenance: Some(policy::ProvenanceRules {
             required: true,
             builders: vec![policy::BuilderRule {

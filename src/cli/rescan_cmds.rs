@@ -43,9 +43,13 @@ pub struct RescanArgs {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=rescan::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
-    /// Exit 1 when a finding is new since the state file.
+    /// Exit 1 when a finding is new since the state file, or (with --policy) when an artifact
+    /// has no SBOM that verifies: nothing can be said about what affects it.
     #[arg(long)]
     pub fail_on_new: bool,
+    /// Exit 1 when an artifact has no SBOM that verifies against the policy.
+    #[arg(long, requires = "policy")]
+    pub fail_on_unverified: bool,
 }
 
 fn parse_advisory(s: &str) -> Result<AdvisoryId, String> {
@@ -130,7 +134,9 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
             .sum::<usize>();
     let code = if unreadable > 0 {
         EXIT_ERROR
-    } else if args.fail_on_new && report.new_findings > 0 {
+    } else if (args.fail_on_new && report.new_findings > 0)
+        || ((args.fail_on_new || args.fail_on_unverified) && report.without_verified_sbom > 0)
+    {
         EXIT_REFUSED
     } else {
         0
@@ -190,7 +196,15 @@ fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) ->
         }
     }
     if report.affected.is_empty() {
-        let _ = writeln!(out, "no scanned artifact is affected");
+        let _ = writeln!(
+            out,
+            "no scanned artifact is affected{}",
+            if report.without_verified_sbom > 0 {
+                "; some artifacts could not be scanned (below)"
+            } else {
+                ""
+            }
+        );
     }
     for a in &report.affected {
         let _ = writeln!(
@@ -256,6 +270,13 @@ fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) ->
         },
         report.without_sbom.len()
     );
+    if report.without_verified_sbom > 0 {
+        let _ = writeln!(
+            out,
+            "{} artifact(s) without a verified SBOM: a failure with --fail-on-new or --fail-on-unverified",
+            report.without_verified_sbom
+        );
+    }
     if unreadable > 0 {
         let _ = writeln!(out, "{unreadable} tag(s) or artifact(s) could not be read");
     }

@@ -570,7 +570,7 @@ pub(crate) fn verdict_record(
         },
     );
     record.reference = Some(reference.to_owned());
-    record.artifact = Some(report.digest.clone());
+    record.artifact = report.digest.clone();
     record.details = serde_json::json!({
         "pinned": report.pinned,
         "policy": report.policy.source,

@@ -97,6 +97,10 @@ pub struct VerifyBundleArgs {
     /// Key mode: do not require a transparency-log entry even with a trusted root.
     #[arg(long)]
     pub insecure_ignore_tlog: bool,
+    /// Accept a DSSE statement of this predicate type (default: only cosign's signature
+    /// statement, https://sigstore.dev/cosign/sign/v1; an attestation is not a signature).
+    #[arg(long, value_name = "URI")]
+    pub predicate_type: Option<String>,
 }
 
 /// The outcome of `verify-bundle`: exit 0 when verified, 1 when refused.
@@ -364,10 +368,47 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
         Artifact::File(path)
     };
     match verify_bundle(&bundle, artifact, &policy, &root) {
-        Ok(v) => Ok(VerifyOutcome::Verified(v)),
+        Ok(v) => Ok(
+            match statement_refusal(&v, args.predicate_type.as_deref()) {
+                Some(refusal) => VerifyOutcome::Refused(refusal),
+                None => VerifyOutcome::Verified(v),
+            },
+        ),
         Err(crate::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
         Err(e) => Ok(VerifyOutcome::Refused(e)),
     }
+}
+
+/// Why a verified DSSE bundle still does not count: its statement is not a signature statement
+/// (or not of the type asked for), or it carries a failing verdict (a VSA that says FAILED). A
+/// message signature is a signature of the artifact by construction.
+fn statement_refusal(
+    v: &VerifiedBundle,
+    expected: Option<&str>,
+) -> Option<crate::sign::VerifyError> {
+    let payload = v.statement.as_ref()?;
+    let want = expected.unwrap_or(crate::attest::PREDICATE_COSIGN_SIGN_V1);
+    let statement: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
+    let found = statement
+        .as_ref()
+        .and_then(|s| s.get("predicateType")?.as_str())
+        .unwrap_or("none");
+    if found != want {
+        return Some(crate::sign::VerifyError::PredicateType {
+            expected: want.to_string(),
+            found: found.chars().take(200).collect(),
+        });
+    }
+    let predicate = statement
+        .as_ref()
+        .and_then(|s| s.get("predicate"))
+        .unwrap_or(&serde_json::Value::Null);
+    crate::verify::vsa::verdict(found, predicate)
+        .err()
+        .map(|said| crate::sign::VerifyError::Verdict {
+            predicate_type: found.to_string(),
+            said,
+        })
 }
 
 fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
@@ -426,6 +467,7 @@ pub fn describe(outcome: &VerifyOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sign::{KeySigner, sign_statement};
 
     #[test]
     fn outcome_json_names_the_verdict() {
@@ -447,5 +489,91 @@ mod tests {
         assert_eq!(json["verified"], true);
         assert_eq!(json["signer"]["hint"], "h");
         assert_eq!(verified.exit_code(), 0);
+    }
+
+    /// Issue 10, finding 1: `verify-bundle FILE --key K` accepts a signature statement (or a
+    /// message signature), not any statement whose subject is the file, unless told which
+    /// predicate type to expect; a VSA asked for must still say PASSED.
+    #[test]
+    fn verify_bundle_accepts_only_signature_statements_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("artifact.bin");
+        std::fs::write(&file, b"the artifact").unwrap();
+        let digest = Digest::of(b"the artifact");
+        let key = crate::sign::keys::SigningKey::generate_p256().unwrap();
+        let public = dir.path().join("key.pub");
+        std::fs::write(&public, key.public_key().to_pem()).unwrap();
+        let signer = KeySigner::new(key);
+        let bundle_of = |name: &str, predicate_type: &str, predicate: serde_json::Value| {
+            let statement = serde_json::to_vec(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "artifact.bin", "digest": {"sha256": digest.hex()}}],
+                "predicateType": predicate_type,
+                "predicate": predicate,
+            }))
+            .unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                sign_statement(&statement, &signer).unwrap().to_json(),
+            )
+            .unwrap();
+            path
+        };
+        let args = |bundle: PathBuf, predicate_type: Option<&str>| VerifyBundleArgs {
+            artifact: file.to_string_lossy().into_owned(),
+            bundle,
+            certificate_identity: None,
+            certificate_identity_regexp: None,
+            certificate_oidc_issuer: None,
+            key: Some(public.to_string_lossy().into_owned()),
+            trusted_root: None,
+            insecure_ignore_tlog: false,
+            predicate_type: predicate_type.map(str::to_owned),
+        };
+        let signature = bundle_of(
+            "sig.json",
+            crate::attest::PREDICATE_COSIGN_SIGN_V1,
+            serde_json::json!({}),
+        );
+        let vsa = crate::attest::PREDICATE_SLSA_VSA_V1;
+        let failed = bundle_of(
+            "failed.json",
+            vsa,
+            serde_json::json!({"verificationResult": "FAILED"}),
+        );
+        let passed = bundle_of(
+            "passed.json",
+            vsa,
+            serde_json::json!({"verificationResult": "PASSED"}),
+        );
+        let run = |a| run_verify_bundle(&a).unwrap();
+        assert!(matches!(
+            run(args(signature.clone(), None)),
+            VerifyOutcome::Verified(_)
+        ));
+        match run(args(failed.clone(), None)) {
+            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { expected, found }) => {
+                assert_eq!(expected, crate::attest::PREDICATE_COSIGN_SIGN_V1);
+                assert_eq!(found, vsa);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(args(passed.clone(), None)),
+            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { .. })
+        ));
+        assert!(matches!(
+            run(args(passed, Some(vsa))),
+            VerifyOutcome::Verified(_)
+        ));
+        assert!(matches!(
+            run(args(failed, Some(vsa))),
+            VerifyOutcome::Refused(crate::sign::VerifyError::Verdict { .. })
+        ));
+        assert!(matches!(
+            run(args(signature, Some(vsa))),
+            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { .. })
+        ));
     }
 }

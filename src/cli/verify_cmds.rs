@@ -52,12 +52,16 @@ pub struct VerifyArgs {
     /// Sign the VSA with this private key (cosign key file, PKCS#8 PEM or env://VAR).
     #[arg(long, value_name = "KEY")]
     pub vsa_key: Option<String>,
-    /// Store the signed VSA as a referrer of the artifact.
+    /// Store the signed VSA as a referrer of the artifact (only when it says PASSED).
     #[arg(long, requires = "vsa_key")]
     pub attach_vsa: bool,
     /// Also write the checks as a JUnit XML test report to FILE (GitLab's test report widget).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// With --attach-vsa: attach the VSA even when it says FAILED (it never counts for the
+    /// artifact; it records the refusal).
+    #[arg(long, requires = "attach_vsa")]
+    pub attach_failed_vsa: bool,
 }
 
 /// What to trust and what to require: the policy file and the flags that override it. Shared
@@ -205,6 +209,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
                 threshold: 1,
                 key_tlog: TlogRequirement::Skip,
                 attestations: Vec::new(),
+                signature_predicate_types: Vec::new(),
                 provenance: None,
                 sbom: None,
                 vulnerabilities: None,
@@ -301,6 +306,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
             scope.attestations.push(RequiredAttestation {
                 predicate_type: a.clone(),
                 signers: None,
+                vsa: policy::VsaExpectation::default(),
             });
         }
         if provenance_flags {
@@ -475,8 +481,16 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
             Some("the registry could not be read; nothing was verified"),
         )
     })?;
-    if let Some(path) = &args.vsa {
-        write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
+    match (&args.vsa, &report.digest) {
+        (Some(path), None) => eprintln!(
+            "note: {} did not resolve to a digest; no vsa was written to {}",
+            args.reference,
+            path.display()
+        ),
+        (Some(path), Some(_)) => {
+            write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
+        }
+        (None, _) => {}
     }
     Ok(report)
 }
@@ -531,9 +545,20 @@ fn write_vsa(
     let bundle = sign_statement(&bytes, &KeySigner::new(key)).context("cannot sign the vsa")?;
     let json = bundle.to_json();
     std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    if args.attach_vsa && !report.verified && !args.attach_failed_vsa {
+        eprintln!(
+            "note: the vsa says FAILED; it was written to {} but not attached (--attach-failed-vsa attaches it)",
+            path.display()
+        );
+        return Ok(());
+    }
     if args.attach_vsa {
+        let digest = report
+            .digest
+            .as_ref()
+            .context("the reference did not resolve to a digest; there is nothing to attach to")?;
         let m = store
-            .get_manifest(&report.digest)
+            .get_manifest(digest)
             .context("cannot fetch the artifact to attach the vsa")?;
         let subject = Descriptor::new(
             m.descriptor.media_type.clone(),
@@ -635,7 +660,9 @@ fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
         out.push_str(&format!(
             "{indent}platform {} {} — {}\n",
             p.platform.as_deref().unwrap_or("unknown"),
-            p.digest,
+            p.digest
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |d| d.to_string()),
             if p.verified { "verified" } else { "REFUSED" }
         ));
         manifest_tree(out, p, &format!("{indent}   "));

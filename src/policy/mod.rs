@@ -96,6 +96,8 @@ pub mod file {
         #[serde(default)]
         pub attestations: Vec<AttestationFile>,
         #[serde(default)]
+        pub signature_predicate_types: Vec<String>,
+        #[serde(default)]
         pub provenance: Option<ProvenanceFile>,
         #[serde(default)]
         pub sbom: Option<SbomFile>,
@@ -152,6 +154,12 @@ pub mod file {
         pub predicate_type: String,
         #[serde(default)]
         pub signers: Option<Vec<String>>,
+        /// A VSA only: the `policy.uri` it must name.
+        #[serde(default)]
+        pub policy_uri: Option<String>,
+        /// A VSA only: a glob its `resourceUri` must match.
+        #[serde(default)]
+        pub resource_uri: Option<String>,
     }
 
     #[derive(Debug, Clone, Default, Deserialize)]
@@ -217,6 +225,9 @@ pub struct Scope {
     /// Whether key-signed bundles must carry a verified transparency-log entry.
     pub key_tlog: TlogRequirement,
     pub attestations: Vec<RequiredAttestation>,
+    /// Predicate types, besides cosign's signature statement, whose trusted statements count as
+    /// signatures toward the threshold. Empty by default: an attestation is not a signature.
+    pub signature_predicate_types: Vec<String>,
     pub provenance: Option<ProvenanceRules>,
     pub sbom: Option<SbomRules>,
     /// Known-vulnerability gate over the verified SBOM.
@@ -271,6 +282,17 @@ pub struct RequiredAttestation {
     pub predicate_type: String,
     /// Names of the scope's signers allowed to sign it; `None` = any of them.
     pub signers: Option<Vec<String>>,
+    /// For a VSA: the policy and resource it must name (it must say `PASSED` in any case).
+    pub vsa: VsaExpectation,
+}
+
+/// What a required VSA must name besides `PASSED`.
+#[derive(Clone, Debug, Default)]
+pub struct VsaExpectation {
+    /// `policy.uri` must equal this.
+    pub policy_uri: Option<String>,
+    /// `resourceUri` must match this glob.
+    pub resource_uri: Option<Pattern>,
 }
 
 /// An allowed builder and, optionally, the build level the policy grants it.
@@ -565,10 +587,51 @@ fn check_scope(
         if a.predicate_type.is_empty() {
             return Err(invalid("predicate_type", "predicate_type is empty".into()));
         }
+        let expects = a.policy_uri.is_some() || a.resource_uri.is_some();
+        if expects && !crate::attest::is_vsa(&a.predicate_type) {
+            return Err(invalid(
+                &a.predicate_type,
+                format!(
+                    "attestation {:?}: policy_uri and resource_uri apply to a verification summary ({}) only",
+                    a.predicate_type,
+                    crate::attest::VSA_PREDICATE_TYPES.join(" or ")
+                ),
+            ));
+        }
+        let resource_uri = match &a.resource_uri {
+            Some(p) => Some(Pattern::parse(p).map_err(|e| invalid(p, e.to_string()))?),
+            None => None,
+        };
         attestations.push(RequiredAttestation {
             predicate_type: a.predicate_type,
             signers: a.signers,
+            vsa: VsaExpectation {
+                policy_uri: a.policy_uri,
+                resource_uri,
+            },
         });
+    }
+    if s.signature_predicate_types.len() > MAX_ITEMS {
+        return Err(invalid(
+            "signature_predicate_types",
+            format!("more than {MAX_ITEMS} signature_predicate_types"),
+        ));
+    }
+    for t in &s.signature_predicate_types {
+        if t.is_empty() {
+            return Err(invalid(
+                "signature_predicate_types",
+                "signature_predicate_types lists an empty predicate type".into(),
+            ));
+        }
+        if crate::attest::is_vsa(t) {
+            return Err(invalid(
+                t,
+                format!(
+                    "signature_predicate_types lists {t:?}: a verification summary says whether something else verified, it is not a signature"
+                ),
+            ));
+        }
     }
     let provenance = match s.provenance {
         None => None,
@@ -680,6 +743,7 @@ fn check_scope(
             Some(file::TlogFile::Skip) | None => TlogRequirement::Skip,
         },
         attestations,
+        signature_predicate_types: s.signature_predicate_types,
         provenance,
         sbom,
         vulnerabilities,

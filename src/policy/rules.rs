@@ -25,8 +25,16 @@ pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// Who signed an attestation, as verification established it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignerEvidence {
-    Key { fingerprint: String },
-    Certificate { identity: String, issuer: String },
+    Key {
+        fingerprint: String,
+    },
+    Certificate {
+        identity: String,
+        issuer: String,
+        /// Fulcio's Source Repository URI extension: the repository whose run got the
+        /// certificate, as the CI platform told Fulcio (never what the provenance says).
+        source_repository: Option<String>,
+    },
 }
 
 /// What a provenance statement claims, in the fields the rules look at.
@@ -154,15 +162,23 @@ pub fn build_level(
         return 1;
     }
     match signer {
-        SignerEvidence::Certificate { identity, issuer }
-            if issuer == GITHUB_ISSUER && identity == builder =>
-        {
-            // https://github.com/<owner>/<repo>/.github/workflows/x.yml@ref
-            let workflow_repo = builder
+        SignerEvidence::Certificate {
+            identity,
+            issuer,
+            source_repository,
+        } if issuer == GITHUB_ISSUER && identity == builder => {
+            // The certificate's identity is the workflow that signed
+            // (https://github.com/<owner>/<repo>/.github/workflows/x.yml@ref); its Source
+            // Repository URI extension is the repository the run was for. Both come from the
+            // platform through Fulcio: a workflow in another repository than the source (a
+            // shared reusable workflow) is L3. The provenance's own claim about the source
+            // repository is written by the build and proves nothing about isolation.
+            let workflow_repo = identity
                 .strip_prefix("https://github.com/")
                 .and_then(|p| p.split_once("/.github/"))
                 .map(|(repo, _)| normalize_repository(&format!("github.com/{repo}")));
-            match (&workflow_repo, &facts.source_repository) {
+            let source_repo = source_repository.as_deref().map(normalize_repository);
+            match (&workflow_repo, &source_repo) {
                 (Some(w), Some(s)) if w != s => 3,
                 _ => 2,
             }
@@ -619,6 +635,7 @@ mod tests {
         let cert = |identity: &str, issuer: &str| SignerEvidence::Certificate {
             identity: identity.into(),
             issuer: issuer.into(),
+            source_repository: Some("https://github.com/octo/hello".into()),
         };
         assert_eq!(build_level(&gh, &key(), &rules), 1);
         assert_eq!(build_level(&gh, &cert(&builder, GITHUB_ISSUER), &rules), 2);
@@ -639,6 +656,13 @@ mod tests {
             Some("https://github.com/slsa/builders/.github/workflows/b.yml@refs/tags/v1".into());
         let rb = reusable.builder_id.clone().unwrap();
         assert_eq!(build_level(&reusable, &cert(&rb, GITHUB_ISSUER), &rules), 3);
+        // A certificate without the Source Repository URI extension proves no separation.
+        let bare = SignerEvidence::Certificate {
+            identity: rb.clone(),
+            issuer: GITHUB_ISSUER.into(),
+            source_repository: None,
+        };
+        assert_eq!(build_level(&reusable, &bare, &rules), 2);
         let mut local = gh.clone();
         local.builder_id = Some(LOCAL_BUILDER_ID.into());
         assert_eq!(
@@ -669,6 +693,35 @@ mod tests {
         let mut none = gh.clone();
         none.builder_id = None;
         assert_eq!(build_level(&none, &key(), &granted), 0);
+    }
+
+    /// The build level of keyless provenance comes from the certificate, not from what the
+    /// provenance says about the source repository (issue 10): a workflow that signs its own
+    /// repository's build is L2 however the provenance names the source.
+    #[test]
+    fn build_level_trusts_the_certificate_not_the_provenance_claim() {
+        let rules = ProvenanceRules::default();
+        let mut lying = provenance_facts(&github_predicate());
+        lying.source_repository = Some("github.com/someone/else".into());
+        let builder = lying.builder_id.clone().unwrap();
+        let own_repo = SignerEvidence::Certificate {
+            identity: builder.clone(),
+            issuer: GITHUB_ISSUER.into(),
+            source_repository: Some("https://github.com/octo/hello".into()),
+        };
+        assert_eq!(build_level(&lying, &own_repo, &rules), 2);
+        // A reusable workflow elsewhere, per the certificate, is L3 whatever the provenance says.
+        let mut honest = provenance_facts(&github_predicate());
+        honest.source_repository = None;
+        let mut reusable = honest.clone();
+        reusable.builder_id =
+            Some("https://github.com/slsa/builders/.github/workflows/b.yml@refs/tags/v1".into());
+        let separated = SignerEvidence::Certificate {
+            identity: reusable.builder_id.clone().unwrap(),
+            issuer: GITHUB_ISSUER.into(),
+            source_repository: Some("https://github.com/Octo/hello".into()),
+        };
+        assert_eq!(build_level(&reusable, &separated, &rules), 3);
     }
 
     #[test]

@@ -387,3 +387,61 @@ fn the_schema_names_exactly_the_gate_fields() {
     );
     assert_eq!(keys(&sources), keys(&scope["sources"]["properties"]));
 }
+
+#[test]
+fn signature_types_and_vsa_expectations_are_checked() {
+    let vsa = crate::attest::PREDICATE_SLSA_VSA_V1;
+    let p = yaml(&key_policy(&format!(
+        "    signature_predicate_types: [\"https://slsa.dev/provenance/v1\"]\n    attestations:\n      - predicate_type: {vsa}\n        policy_uri: https://example.com/policy.yaml\n        resource_uri: \"reg.example/prod/*@*\"\n"
+    )))
+    .unwrap();
+    let scope = &p.scopes[0];
+    assert_eq!(
+        scope.signature_predicate_types,
+        ["https://slsa.dev/provenance/v1"]
+    );
+    let expect = &scope.attestations[0].vsa;
+    assert_eq!(
+        expect.policy_uri.as_deref(),
+        Some("https://example.com/policy.yaml")
+    );
+    assert!(
+        expect
+            .resource_uri
+            .as_ref()
+            .unwrap()
+            .matches("reg.example/prod/app@sha256:00")
+    );
+    // No signature types by default: an attestation is not a signature.
+    assert!(
+        yaml(&key_policy("")).unwrap().scopes[0]
+            .signature_predicate_types
+            .is_empty()
+    );
+
+    let rows = [
+        (
+            "    attestations:\n      - predicate_type: https://slsa.dev/provenance/v1\n        policy_uri: https://example.com/p\n",
+            "apply to a verification summary",
+        ),
+        (
+            &*format!("    signature_predicate_types: [\"{vsa}\"]\n"),
+            "it is not a signature",
+        ),
+        (
+            "    signature_predicate_types: [\"\"]\n",
+            "empty predicate type",
+        ),
+        (
+            "    attestations:\n      - predicate_type: x\n        verdict: PASSED\n",
+            "unknown field",
+        ),
+    ];
+    for (extra, want) in rows {
+        let err = yaml(&key_policy(extra)).unwrap_err();
+        assert!(err.to_string().contains(want), "{extra}: {err}");
+        if want != "unknown field" {
+            assert!(matches!(err, PolicyError::Invalid { .. }), "{err:?}");
+        }
+    }
+}

@@ -241,6 +241,13 @@ pub enum VerifyError {
     Bundle { detail: String },
     #[error("trusted root cannot be used: {detail}")]
     TrustedRoot { detail: String },
+    #[error("statement predicate type is {found:?}, expected {expected:?}")]
+    PredicateType { expected: String, found: String },
+    #[error("statement of type {predicate_type:?} carries a failing verdict: {said}")]
+    Verdict {
+        predicate_type: String,
+        said: String,
+    },
     #[error("could not read the artifact")]
     Read(#[source] std::io::Error),
 }

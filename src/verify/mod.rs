@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::attach::{self, FoundBundle, FoundLegacy, LegacyKind};
-use crate::attest::{PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1};
+use crate::attest::{PREDICATE_COSIGN_SIGN_V1, PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1};
 use crate::digest::Digest;
 use crate::oci::Manifest;
 use crate::policy::rules::{self, SignerEvidence};
@@ -121,6 +121,10 @@ struct Trusted {
     predicate_type: Option<String>,
     predicate: Option<Value>,
     referrer: Digest,
+    /// A signature (cosign's signature statement, simple signing, a message signature, or a
+    /// predicate type the scope names as one): only these count toward the threshold. An
+    /// attestation is a claim about the artifact, not a signature of it.
+    signature: bool,
 }
 
 /// Verifies the artifact `reference` names in `store` against `policy`.
@@ -145,7 +149,9 @@ pub fn artifact(
     let resolved = match transfer::resolve(store, reference) {
         Ok(m) => m,
         Err(transfer::Error::Store(e)) if e.is_integrity_failure() => {
-            let digest = reference.digest.clone().unwrap_or_else(|| Digest::of(b""));
+            // Nothing was resolved: the report names the digest the reference pinned, if any,
+            // never a made-up one.
+            let digest = reference.digest.clone();
             checks.push(
                 Check::fail(CheckKind::Resolve, "resolve")
                     .expected(reference.to_string())
@@ -184,7 +190,7 @@ pub fn artifact(
                     .found(e.to_string())
                     .hint("the registry served a manifest that does not match the digest"),
             );
-            return Ok(refused(reference, digest, policy_ref, checks));
+            return Ok(refused(reference, Some(digest), policy_ref, checks));
         }
         Err(source) => {
             return Err(Error::Fetch {
@@ -228,7 +234,7 @@ pub fn artifact(
                     "add a scope for this repository to the policy; nothing is trusted by default",
                 ),
         );
-        let mut report = refused(reference, digest, policy_ref, checks);
+        let mut report = refused(reference, Some(digest), policy_ref, checks);
         report.artifact.media_type = fetched.descriptor.media_type;
         return Ok(report);
     };
@@ -260,12 +266,17 @@ pub fn artifact(
         let mut matched = 0;
         // An index with no SBOM of its own, otherwise verified: the SBOM checks move to its
         // platforms (each image has its own SBOM), everything else is still covered by the index.
+        // Only the absence of an SBOM moves: a finding in the index's own verified SBOM refuses.
         let sbom_deferred = !artifact.verified
             && artifact
                 .checks
                 .iter()
                 .filter(|c| c.failed())
-                .all(|c| is_sbom_kind(c.kind));
+                .all(sbom_absent)
+            && !artifact
+                .checks
+                .iter()
+                .any(|c| c.kind == CheckKind::GateSbom && c.status == Status::Pass);
         let covered = artifact.verified || sbom_deferred;
         for child in &index.manifests {
             let platform = child.platform.as_ref().map(|p| {
@@ -369,7 +380,7 @@ pub fn artifact(
     Ok(VerifyReport {
         reference: reference.to_string(),
         pinned: reference.pinned(&digest),
-        digest,
+        digest: Some(digest),
         scope: Some(scope.name.clone()),
         policy: policy_ref,
         verified: artifact.verified,
@@ -390,11 +401,26 @@ fn is_sbom_kind(kind: CheckKind) -> bool {
     )
 }
 
+/// A failed check that says only that no verified SBOM is there (as opposed to a finding in
+/// one, or one that cannot be read, which always names its referrer).
+fn sbom_absent(c: &Check) -> bool {
+    match c.kind {
+        CheckKind::SbomPresent => true,
+        CheckKind::GateSbom => c.referrer.is_none(),
+        _ => false,
+    }
+}
+
 /// An index refused only for its SBOM checks is accepted when every platform checked passed
 /// its own: the index's SBOM failures become skips, and one check says which platforms' SBOMs
 /// stood in. Otherwise the index stays refused and the check says which platform lacks one.
 fn defer_sbom_to_platforms(index: &mut ManifestReport) {
-    let label = |p: &ManifestReport| p.platform.clone().unwrap_or_else(|| p.digest.to_string());
+    let label = |p: &ManifestReport| {
+        p.platform
+            .clone()
+            .or_else(|| p.digest.as_ref().map(Digest::to_string))
+            .unwrap_or_default()
+    };
     let with_sbom = |p: &ManifestReport| {
         p.checks.iter().any(|c| {
             c.status == Status::Pass
@@ -410,7 +436,7 @@ fn defer_sbom_to_platforms(index: &mut ManifestReport) {
     let expected = "an SBOM attached to the index, or a verified SBOM on every platform it lists";
     if lacking.is_empty() {
         for c in &mut index.checks {
-            if c.failed() && is_sbom_kind(c.kind) {
+            if c.failed() && sbom_absent(c) {
                 c.status = Status::Skip;
                 c.hint = None;
                 c.found = Some(format!(
@@ -456,7 +482,7 @@ fn defer_sbom_to_platforms(index: &mut ManifestReport) {
 
 fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
     ManifestReport {
-        digest,
+        digest: Some(digest),
         media_type,
         platform: None,
         verified: false,
@@ -470,15 +496,27 @@ fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
 
 fn refused(
     reference: &Reference,
-    digest: Digest,
+    digest: Option<Digest>,
     policy: PolicyRef,
     checks: Vec<Check>,
 ) -> VerifyReport {
-    let mut artifact = empty_manifest(digest.clone(), String::new());
-    artifact.checks = checks;
+    let artifact = ManifestReport {
+        digest: digest.clone(),
+        media_type: String::new(),
+        platform: None,
+        verified: false,
+        checks,
+        referrers: Vec::new(),
+        ignored: Vec::new(),
+        build_level: None,
+        platforms: Vec::new(),
+    };
     VerifyReport {
         reference: reference.to_string(),
-        pinned: reference.pinned(&digest),
+        pinned: match &digest {
+            Some(d) => reference.pinned(d),
+            None => reference.to_string(),
+        },
         digest,
         scope: None,
         policy,
@@ -838,6 +876,26 @@ fn parse_statement(payload: &[u8]) -> Result<Statement, String> {
     })
 }
 
+/// Fulcio's Source Repository URI extension (DER UTF8String).
+const OID_FULCIO_SOURCE_REPOSITORY_URI: &str = "1.3.6.1.4.1.57264.1.12";
+
+/// The Source Repository URI a Fulcio certificate names, when it parses and has one. Read from
+/// the leaf certificate of a bundle that verified: what the CI platform told Fulcio.
+fn certificate_source_repository(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    cert.tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id.to_string() == OID_FULCIO_SOURCE_REPOSITORY_URI)
+        .and_then(|e| {
+            x509_cert::der::asn1::Utf8StringRef::from_der(e.extn_value.as_bytes())
+                .ok()
+                .map(|s| s.as_str().to_owned())
+        })
+}
+
 /// Fingerprint and evidence of a verified signer.
 fn identity_of(v: &VerifiedBundle) -> (String, SignerEvidence, String) {
     match &v.signer {
@@ -853,6 +911,7 @@ fn identity_of(v: &VerifiedBundle) -> (String, SignerEvidence, String) {
             SignerEvidence::Certificate {
                 identity: identity.clone(),
                 issuer: issuer.clone(),
+                source_repository: None,
             },
             format!("{identity} (issuer {issuer})"),
         ),
@@ -1083,8 +1142,39 @@ fn evaluate_signed(
     if !ok {
         return None;
     }
+    // A predicate that carries a verdict counts only when it passed: a signed summary of a
+    // failed verification is evidence against the artifact.
+    if let Some(s) = &statement
+        && let Err(said) = vsa::verdict(&s.predicate_type, &s.predicate)
+    {
+        report.checks.push(
+            Check::fail(CheckKind::Verdict, "verdict")
+                .expected("verificationResult PASSED")
+                .found(said)
+                .hint("a summary of a failed verification never counts for the artifact")
+                .on(&on),
+        );
+        return None;
+    }
     report.trusted = true;
-    let (fingerprint, evidence, _) = identity_of(&v);
+    let (fingerprint, mut evidence, _) = identity_of(&v);
+    if let SignerEvidence::Certificate {
+        source_repository, ..
+    } = &mut evidence
+    {
+        *source_repository = bundle
+            .material()
+            .leaf_certificate()
+            .and_then(certificate_source_repository);
+    }
+    let signature = match (&binding, &statement) {
+        (Binding::SimpleSigning(_) | Binding::Message, _) => true,
+        (Binding::Statement, Some(s)) => {
+            s.predicate_type == PREDICATE_COSIGN_SIGN_V1
+                || scope.signature_predicate_types.contains(&s.predicate_type)
+        }
+        (Binding::Statement, None) => false,
+    };
     Some(Trusted {
         signer: signer.name.clone(),
         fingerprint,
@@ -1092,6 +1182,7 @@ fn evaluate_signed(
         predicate_type: statement.as_ref().map(|s| s.predicate_type.clone()),
         predicate: statement.map(|s| s.predicate),
         referrer: on,
+        signature,
     })
 }
 
@@ -1155,9 +1246,11 @@ fn policy_checks(
 ) -> (Vec<Check>, Option<u8>) {
     let mut checks = Vec::new();
     let mut distinct: BTreeMap<&str, &str> = BTreeMap::new();
-    for t in trusted {
+    let signatures: Vec<&Trusted> = trusted.iter().filter(|t| t.signature).collect();
+    for t in &signatures {
         distinct.entry(&t.fingerprint).or_insert(&t.signer);
     }
+    let attestations_only = signatures.is_empty() && !trusted.is_empty();
     let signer_names: BTreeSet<&str> = distinct.values().copied().collect();
     checks.push(
         Check::of(
@@ -1170,9 +1263,9 @@ fn policy_checks(
             scope.threshold
         ))
         .found(format!(
-            "{} distinct ({} trusted signature(s)){}",
+            "{} distinct ({} trusted signature(s)){}{}",
             distinct.len(),
-            trusted.len(),
+            signatures.len(),
             if signer_names.is_empty() {
                 String::new()
             } else {
@@ -1180,9 +1273,19 @@ fn policy_checks(
                     ": {}",
                     signer_names.iter().copied().collect::<Vec<_>>().join(", ")
                 )
+            },
+            if trusted.len() > signatures.len() {
+                format!(
+                    "; {} trusted attestation(s) are not signatures",
+                    trusted.len() - signatures.len()
+                )
+            } else {
+                String::new()
             }
         ))
-        .hint(if trusted.is_empty() {
+        .hint(if attestations_only {
+            "attestations do not count as signatures: sign the artifact itself (custody sign), or name the predicate type in the scope's signature_predicate_types"
+        } else if trusted.is_empty() {
             "nothing attached to this artifact is signed by a signer this policy trusts"
         } else {
             "one key or identity counts once however many signatures it made; more distinct signers are needed"
@@ -1190,9 +1293,22 @@ fn policy_checks(
     );
 
     for req in &scope.attestations {
-        let hit = trusted.iter().find(|t| {
-            t.predicate_type.as_deref() == Some(req.predicate_type.as_str())
-                && allowed(&req.signers, &t.signer)
+        let candidates: Vec<&Trusted> = trusted
+            .iter()
+            .filter(|t| {
+                t.predicate_type.as_deref() == Some(req.predicate_type.as_str())
+                    && allowed(&req.signers, &t.signer)
+            })
+            .collect();
+        let mut mismatches = Vec::new();
+        let hit = candidates.iter().copied().find(|t| {
+            match vsa::meets(&req.vsa, t.predicate.as_ref().unwrap_or(&Value::Null)) {
+                Ok(()) => true,
+                Err(why) => {
+                    mismatches.push(format!("{} names {why}", t.referrer.short()));
+                    false
+                }
+            }
         });
         checks.push(
             Check::of(
@@ -1203,6 +1319,9 @@ fn policy_checks(
             .expected(format!("a trusted {} attestation", req.predicate_type))
             .found(match hit {
                 Some(t) => format!("signed by {}", t.signer),
+                None if !mismatches.is_empty() => {
+                    format!("trusted but not as expected: {}", mismatches.join("; "))
+                }
                 None => untrusted_note(referrers, &[req.predicate_type.as_str()]),
             })
             .hint("attach the attestation, signed by a signer the policy names"),
@@ -1346,6 +1465,23 @@ mod tests {
             };
             assert!(err.contains(want), "{err} does not say {want}");
         }
+    }
+
+    #[test]
+    fn source_repository_is_read_from_the_fulcio_certificate() {
+        let json = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/testdata/sigstore-conformance/cases/happy-path-intoto-in-dsse-v3/bundle.sigstore.json"
+        ))
+        .unwrap();
+        let bundle = Bundle::from_json(&json).unwrap();
+        let der = bundle.material().leaf_certificate().unwrap();
+        assert_eq!(
+            certificate_source_repository(der).as_deref(),
+            Some("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon")
+        );
+        assert_eq!(certificate_source_repository(b"not a certificate"), None);
+        assert_eq!(certificate_source_repository(&der[..der.len() / 2]), None);
     }
 
     #[test]

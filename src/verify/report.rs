@@ -53,6 +53,8 @@ pub enum CheckKind {
     Vex,
     /// Dependency-confusion rules (`sources:`).
     Sources,
+    /// The verdict a signed predicate carries (a VSA's `verificationResult`).
+    Verdict,
 }
 
 /// One check. `expected` and `found` are set whenever there is something to compare.
@@ -189,7 +191,9 @@ pub struct IgnoredReferrer {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestReport {
-    pub digest: Digest,
+    /// The manifest's digest; absent only when the reference could not be resolved to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
     pub media_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -223,8 +227,10 @@ impl ManifestReport {
 pub struct VerifyReport {
     /// The reference as given.
     pub reference: String,
-    /// The digest every step used (the tag was resolved once).
-    pub digest: Digest,
+    /// The digest every step used (the tag was resolved once); absent when the reference could
+    /// not be resolved to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
     /// The reference pinned to that digest.
     pub pinned: String,
     /// The policy scope that applied.

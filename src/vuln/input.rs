@@ -98,7 +98,8 @@ pub struct OciSbom {
     pub referrer: Digest,
     pub envelope: SbomEnvelope,
     pub verification: SbomVerification,
-    /// Other SBOM referrers of the same subject, found and not read.
+    /// Other SBOM referrers of the same subject, found and not used (not read, or, with a
+    /// verifier, refused).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<Digest>,
 }
@@ -237,10 +238,10 @@ pub fn from_oci(
         source,
     })?;
     let subject = root.descriptor.digest.clone();
-    let mut reads = Vec::new();
-    if let Some(read) = read_sbom_of(store, reference, &subject, None, verifier)? {
-        reads.push(read);
-    } else if let Manifest::Index(index) = &root.manifest {
+    let mut reads = read_sbom_of(store, reference, &subject, None, verifier)?;
+    if reads.is_empty()
+        && let Manifest::Index(index) = &root.manifest
+    {
         for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
             let platform = child.platform.as_ref().map(|p| {
                 let mut s = format!("{}/{}", p.os, p.architecture);
@@ -250,9 +251,13 @@ pub fn from_oci(
                 }
                 s
             });
-            if let Some(read) = read_sbom_of(store, reference, &child.digest, platform, verifier)? {
-                reads.push(read);
-            }
+            reads.extend(read_sbom_of(
+                store,
+                reference,
+                &child.digest,
+                platform,
+                verifier,
+            )?);
         }
     }
     let mut sboms = Vec::new();
@@ -296,14 +301,21 @@ struct ReadSbom {
     without_purl: Vec<String>,
 }
 
-/// Reads the preferred SBOM referrer of `subject`, if it has one.
+/// Most SBOM candidates of one manifest tried against a verifier: anyone with push access can
+/// attach SBOMs, so the number read is bounded.
+pub const MAX_SBOM_CANDIDATES: usize = 64;
+
+/// Reads the SBOM referrers of `subject`: without a verifier the preferred one; with one, every
+/// candidate that verifies (as `custody verify` does), so a decoy signed by someone else that
+/// sorts first neither hides the real SBOM nor stands in for it. `Ok(empty)` when there is none;
+/// [`InputError::Verification`] when there are candidates and none verifies.
 fn read_sbom_of(
     store: &dyn Store,
     reference: &Reference,
     subject: &Digest,
     platform: Option<String>,
     verifier: Option<&dyn SbomVerifier>,
-) -> Result<Option<ReadSbom>, InputError> {
+) -> Result<Vec<ReadSbom>, InputError> {
     let referrers =
         transfer::checked_referrers(store, subject).map_err(|source| InputError::Transfer {
             reference: reference.to_string(),
@@ -316,24 +328,70 @@ fn read_sbom_of(
         })
         .collect();
     candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let Some((_, digest, manifest)) = candidates.first().cloned() else {
-        return Ok(None);
+    let all: Vec<Digest> = candidates.iter().map(|c| c.1.clone()).collect();
+    let read = |digest: &Digest,
+                manifest: &Manifest,
+                verifier: Option<&dyn SbomVerifier>|
+     -> Result<ReadSbom, InputError> {
+        let (envelope, verification, purls, without_purl) =
+            read_referrer(store, subject, digest, manifest, verifier)?;
+        Ok(ReadSbom {
+            sbom: OciSbom {
+                subject: subject.clone(),
+                platform: platform.clone(),
+                referrer: digest.clone(),
+                envelope,
+                verification,
+                others: all.iter().filter(|d| *d != digest).cloned().collect(),
+            },
+            purls,
+            without_purl,
+        })
     };
-    let others = candidates.iter().skip(1).map(|c| c.1.clone()).collect();
-    let (envelope, verification, purls, without_purl) =
-        read_referrer(store, subject, &digest, manifest, verifier)?;
-    Ok(Some(ReadSbom {
-        sbom: OciSbom {
-            subject: subject.clone(),
-            platform,
-            referrer: digest,
-            envelope,
-            verification,
-            others,
-        },
-        purls,
-        without_purl,
-    }))
+    let Some(verifier) = verifier else {
+        return match candidates.first() {
+            Some((_, digest, manifest)) => Ok(vec![read(digest, manifest, None)?]),
+            None => Ok(Vec::new()),
+        };
+    };
+    let mut verified = Vec::new();
+    let mut refusals = Vec::new();
+    for (_, digest, manifest) in candidates.iter().take(MAX_SBOM_CANDIDATES) {
+        match read(digest, manifest, Some(verifier)) {
+            Ok(r) if matches!(r.sbom.verification, SbomVerification::Verified { .. }) => {
+                verified.push(r);
+            }
+            Ok(_) => refusals.push(format!("{}: not a signed sbom bundle", digest.short())),
+            // The registry failing is not a verdict on the artifact.
+            Err(InputError::Store { source, .. })
+                if !source.is_integrity_failure()
+                    && !matches!(source, store::Error::Refused { .. }) =>
+            {
+                return Err(InputError::Store {
+                    digest: digest.clone(),
+                    source,
+                });
+            }
+            // Whatever someone attached and cannot be read or verified is passed over; the
+            // artifact is refused only when no candidate verifies.
+            Err(e) => refusals.push(format!("{}: {e}", digest.short())),
+        }
+    }
+    let used: Vec<Digest> = verified.iter().map(|r| r.sbom.referrer.clone()).collect();
+    for r in &mut verified {
+        r.sbom.others.retain(|d| !used.contains(d));
+    }
+    match (verified.is_empty(), candidates.first()) {
+        (false, _) | (true, None) => Ok(verified),
+        (true, Some((_, digest, _))) => Err(InputError::Verification {
+            digest: digest.clone(),
+            reason: format!(
+                "none of the {} sbom referrer(s) verified: {}",
+                candidates.len(),
+                refusals.join("; ")
+            ),
+        }),
+    }
 }
 
 type ReadReferrer = (SbomEnvelope, SbomVerification, Vec<String>, Vec<String>);

@@ -270,23 +270,59 @@ fn decide(f: &Finding, rules: &VulnerabilityRules, vex: &[VexDocument], now: Dat
 }
 
 /// `pattern` matches `purl` when equal, or when `pattern` has no version and names the same
-/// package (qualifiers and subpath ignored on both sides).
+/// package (qualifiers and subpath ignored on both sides). The type is compared without regard to
+/// case; namespace and name are case-insensitive only for the types whose registries fold case
+/// (the purl spec's types list): Go module paths, Maven coordinates, crates and the rest compare
+/// exactly, so an exception or VEX statement for `github.com/Foo/bar` does not cover
+/// `github.com/foo/bar`, a different module.
 pub fn purl_matches(pattern: &str, purl: &str) -> bool {
     if pattern == purl {
         return true;
     }
-    let base = |p: &str| -> (String, Option<String>) {
-        let p = p.split(['?', '#']).next().unwrap_or(p);
-        match p.rsplit_once('@') {
-            Some((name, version)) if !name.ends_with('/') && name.contains('/') => {
-                (name.to_ascii_lowercase(), Some(version.to_owned()))
-            }
-            _ => (p.to_ascii_lowercase(), None),
-        }
-    };
-    let (pn, pv) = base(&pattern.replace("%40", "@"));
-    let (n, v) = base(&purl.replace("%40", "@"));
+    let (pn, pv) = purl_base(&pattern.replace("%40", "@"));
+    let (n, v) = purl_base(&purl.replace("%40", "@"));
     pn == n && (pv.is_none() || pv == v)
+}
+
+/// Types whose namespace and name are case-insensitive (lower-cased) per the purl types list.
+const CASE_FOLDED_PURL_TYPES: &[&str] = &[
+    "alpm",
+    "apk",
+    "bitbucket",
+    "composer",
+    "deb",
+    "github",
+    "hex",
+    "npm",
+    "pypi",
+];
+
+/// The comparable package part of a purl (`pkg:type/namespace/name`, normalised per type) and
+/// its version.
+fn purl_base(p: &str) -> (String, Option<String>) {
+    let p = p.split(['?', '#']).next().unwrap_or(p);
+    let (name, version) = match p.rsplit_once('@') {
+        Some((name, version)) if !name.ends_with('/') && name.contains('/') => {
+            (name, Some(version.to_owned()))
+        }
+        _ => (p, None),
+    };
+    let Some((head, rest)) = name.split_once('/') else {
+        return (name.to_ascii_lowercase(), version);
+    };
+    let head = head.to_ascii_lowercase();
+    let ty = head.strip_prefix("pkg:").unwrap_or(&head);
+    let rest = if CASE_FOLDED_PURL_TYPES.contains(&ty) {
+        let lower = rest.to_ascii_lowercase();
+        if ty == "pypi" {
+            lower.replace('_', "-")
+        } else {
+            lower
+        }
+    } else {
+        rest.to_owned()
+    };
+    (format!("{head}/{rest}"), version)
 }
 
 // ------------------------------------------------------------------------------- OpenVEX
@@ -901,5 +937,54 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn purl_case_folds_only_where_the_type_does() {
+        let rows = [
+            // Go module paths are case-sensitive: another case is another module.
+            (
+                "pkg:golang/github.com/Foo/bar",
+                "pkg:golang/github.com/foo/bar@v1.0.0",
+                false,
+            ),
+            (
+                "pkg:golang/github.com/foo/bar",
+                "pkg:golang/github.com/Foo/bar@v1.0.0",
+                false,
+            ),
+            (
+                "pkg:golang/github.com/Foo/bar",
+                "pkg:golang/github.com/Foo/bar@v1.0.0",
+                true,
+            ),
+            (
+                "pkg:GOLANG/github.com/Foo/bar",
+                "pkg:golang/github.com/Foo/bar@v1.0.0",
+                true,
+            ),
+            (
+                "pkg:maven/org.Example/Lib",
+                "pkg:maven/org.example/lib@1.0",
+                false,
+            ),
+            ("pkg:cargo/Serde", "pkg:cargo/serde@1.0.0", false),
+            // Types whose registries fold case.
+            ("pkg:npm/Left-Pad", "pkg:npm/left-pad@1.3.0", true),
+            ("pkg:pypi/Django", "pkg:pypi/django@4.2.0", true),
+            ("pkg:pypi/my_package", "pkg:pypi/my-package@1.0", true),
+            ("pkg:github/Octo/Hello", "pkg:github/octo/hello@v1", true),
+            (
+                "pkg:deb/debian/OpenSSL",
+                "pkg:deb/debian/openssl@3.0.11-1?arch=amd64",
+                true,
+            ),
+            // Versions compare exactly when the pattern has one.
+            ("pkg:npm/left-pad@1.3.0", "pkg:npm/left-pad@1.3.1", false),
+            ("pkg:npm/%40scope/x", "pkg:npm/@scope/x@1.0.0", true),
+        ];
+        for (pattern, purl, want) in rows {
+            assert_eq!(purl_matches(pattern, purl), want, "{pattern} vs {purl}");
+        }
     }
 }

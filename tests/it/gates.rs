@@ -87,6 +87,17 @@ pub fn attest(
     .unwrap();
 }
 
+/// Signs `subject` (cosign's signature statement): attestations alone do not count as signatures.
+pub fn sign(store: &dyn Store, subject: &Descriptor, signer: &KeySigner) {
+    attest(
+        store,
+        subject,
+        signer,
+        custody::attest::PREDICATE_COSIGN_SIGN_V1,
+        json!({}),
+    );
+}
+
 /// A CycloneDX SBOM with these components (purl, optional distribution URL).
 pub fn bom(components: &[(&str, Option<&str>)]) -> Value {
     let components: Vec<Value> = components
@@ -175,8 +186,9 @@ fn vulnerability_gate_outcomes_on_a_signed_sbom() {
     let store = open(&format!("{}/gates/app", registry.host));
     let at = |tag: &str| format!("{}/gates/app:{tag}", registry.host);
 
-    // v1: a signed SBOM with a critical finding.
+    // v1: signed, with a signed SBOM with a critical finding.
     let d = put_artifact(store.as_ref(), b"v1", "v1");
+    sign(store.as_ref(), &d, &key);
     attest(
         store.as_ref(),
         &d,
@@ -459,6 +471,7 @@ fn custody_verify_applies_the_policy_gates_with_db_from_flag_or_policy() {
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let store = open(&format!("{}/gates/cli", registry.host));
     let d = put_artifact(store.as_ref(), b"cli", "v1");
+    sign(store.as_ref(), &d, &key);
     attest(
         store.as_ref(),
         &d,
@@ -584,4 +597,98 @@ fn a_policy_with_both_gates_is_valid_against_the_schema_and_the_verify_report_to
     ] {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
+}
+
+/// Issue 10, finding 3: only the absence of an index SBOM is deferred to the platforms. An
+/// index whose own signed SBOM fails the vulnerability gate is refused, even when every platform
+/// has a clean SBOM of its own; without an SBOM on the index, the same platforms are accepted.
+#[test]
+fn a_vulnerable_index_sbom_is_not_deferred_to_the_platforms() {
+    let dir = support::tempdir();
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let registry = Registry::start();
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let repo = format!("{}/gates/multi", registry.host);
+    let store = open(&repo);
+    let sign = |d: &Descriptor| {
+        attest(
+            store.as_ref(),
+            d,
+            &key,
+            custody::attest::PREDICATE_COSIGN_SIGN_V1,
+            json!({}),
+        )
+    };
+    let amd = put_artifact(store.as_ref(), b"amd64", "amd64");
+    let arm = put_artifact(store.as_ref(), b"arm64", "arm64");
+    for p in [&amd, &arm] {
+        sign(p);
+        attest(
+            store.as_ref(),
+            p,
+            &key,
+            PREDICATE_CYCLONEDX,
+            bom(&[("pkg:cargo/serde@1.0.200", None)]),
+        );
+    }
+    let children = [(&amd, "linux", "amd64"), (&arm, "linux", "arm64")];
+    let clean = super::verify::put_index(store.as_ref(), &children, "clean");
+    sign(&clean);
+    let strict = policy(
+        &key.public_key(),
+        "    sbom:\n      required: true\n    vulnerabilities:\n      max_severity: medium\n",
+    );
+    let report = verify_with(store.as_ref(), &format!("{repo}:clean"), &strict, &db);
+    assert!(report.verified, "{}", human(&report));
+
+    // Same platforms, another index (an annotation tells them apart) with a vulnerable SBOM.
+    let index = custody::oci::ImageIndex {
+        manifests: children
+            .iter()
+            .map(|(d, os, arch)| {
+                let mut c = (*d).clone();
+                c.platform = Some(custody::oci::Platform {
+                    architecture: (*arch).into(),
+                    os: (*os).into(),
+                    variant: None,
+                    os_version: None,
+                });
+                c
+            })
+            .collect(),
+        annotations: [("org.example.build".to_string(), "2".to_string())].into(),
+        ..custody::oci::ImageIndex::empty()
+    };
+    let bytes = custody::oci::to_bytes(&index);
+    let vulnerable = store
+        .put_manifest(&bytes, custody::oci::MEDIA_TYPE_IMAGE_INDEX)
+        .unwrap();
+    sign(&vulnerable);
+    attest(
+        store.as_ref(),
+        &vulnerable,
+        &key,
+        PREDICATE_CYCLONEDX,
+        bom(&[(SMALLVEC, None)]),
+    );
+    let report = verify_with(
+        store.as_ref(),
+        &format!("{repo}@{}", vulnerable.digest),
+        &strict,
+        &db,
+    );
+    assert!(!report.verified, "{}", human(&report));
+    let v = checks(&report, CheckKind::Vulnerability);
+    assert_eq!(v.len(), 1, "{}", human(&report));
+    assert_eq!(v[0].status, Status::Fail, "{}", human(&report));
+    assert_eq!(v[0].name, "RUSTSEC-2019-0009 in smallvec 0.6.9");
+    assert!(
+        report
+            .artifact
+            .checks
+            .iter()
+            .all(|c| c.name != "sbom of every platform"),
+        "nothing was deferred: {}",
+        human(&report)
+    );
 }

@@ -344,7 +344,25 @@ fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
         "--require-attestation",
         "https://cosign.sigstore.dev/attestation/vuln/v1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    // The attestation is found and trusted, but it is not a signature: v1 is still unsigned by
+    // that key (issue 10, finding 1).
+    assert_eq!(out.status.code(), Some(1), "{}", support::stdout(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |kind: &str| {
+        report["artifact"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        check("required-attestation")["status"],
+        "pass",
+        "{report:#}"
+    );
+    assert_eq!(check("threshold")["status"], "fail", "{report:#}");
     // cosign reads it as its own vuln attestation.
     let o = std::process::Command::new(support::tool("cosign"))
         .args(["verify-attestation", "--type", "vuln", "--key", &public])
@@ -389,4 +407,95 @@ fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
     assert_eq!(scanner["db"]["version"], advisory["modified"]);
     assert_eq!(scanner["result"]["findings"][0]["id"], "RUSTSEC-2019-0009");
     assert!(statement["predicate"]["metadata"]["scanFinishedOn"].is_string());
+}
+
+/// Issue 10, finding 6: a stranger's SBOM that sorts first no longer hides the real signed one.
+/// Every candidate is tried and those that verify are scanned; an artifact left with no SBOM
+/// that verifies fails `--fail-on-new` and `--fail-on-unverified`, and is listed as refused.
+#[test]
+fn a_decoy_sbom_does_not_silence_rescan() {
+    let dir = support::tempdir();
+    let registry = Registry::start();
+    let repo = format!("{}/decoy/app", registry.host);
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let store = open(&repo);
+    let sbom = |d: &custody::oci::Descriptor, signer: &KeySigner, purl: &str, n: usize| {
+        let mut predicate = bom(&[(purl, None)]);
+        predicate["serialNumber"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{n:012}"));
+        attach::attest_artifact(
+            store.as_ref(),
+            d,
+            AttestInput::Predicate {
+                predicate_type: PREDICATE_CYCLONEDX.into(),
+                predicate,
+            },
+            signer,
+            &AttachOptions::default(),
+        )
+        .unwrap()
+        .referrer
+        .digest
+    };
+    let v1 = put_artifact(store.as_ref(), b"decoyed", "v1");
+    let real = sbom(&v1, &key, "pkg:cargo/smallvec@0.6.9", 0);
+    // A clean decoy, signed by a stranger, whose referrer sorts before the real one.
+    let mut n = 1;
+    while sbom(&v1, &stranger, "pkg:cargo/serde@1.0.200", n) > real {
+        n += 1;
+        assert!(n < 64, "no decoy sorted first");
+    }
+    // v2 has only a decoy.
+    let v2 = put_artifact(store.as_ref(), b"only a decoy", "v2");
+    sbom(&v2, &stranger, "pkg:cargo/serde@1.0.200", 100);
+
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let db = db.to_str().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, policy_text(&key.public_key(), "")).unwrap();
+    let policy = policy.to_str().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+
+    let args = [
+        repo.as_str(),
+        "--db",
+        db,
+        "--policy",
+        policy,
+        "--state",
+        state,
+    ];
+    let (report, code) = rescan(&[&args[..], &["--fail-on-new"]].concat());
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        affected(&report),
+        vec![(vec![s("v1")], vec![(s("RUSTSEC-2019-0009"), true)])]
+    );
+    assert_eq!(report["affected"][0]["sbom"]["status"], "verified");
+    assert_eq!(without(&report), vec![(s("v2"), s("refused"))]);
+    assert!(
+        report["withoutSbom"][0]["sbom"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("none of the 1 sbom referrer(s) verified"),
+        "{report:#}"
+    );
+    assert_eq!(report["withoutVerifiedSbom"], 1);
+    support::validate_against_schema("rescan-report.schema.json", &report);
+
+    // Nothing new since the state: v2 alone still fails both flags, and is named.
+    let (report, code) = rescan(&[&args[..], &["--fail-on-new"]].concat());
+    assert_eq!(report["newFindings"], 0);
+    assert_eq!(code, 1, "{report:#}");
+    let (_, code) = rescan(&[&args[..], &["--fail-on-unverified"]].concat());
+    assert_eq!(code, 1);
+    let out = support::run(&[&["rescan"], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let human = support::stdout(&out);
+    assert!(human.contains(":v2") || human.contains("[v2]"), "{human}");
+    assert!(
+        human.contains("1 artifact(s) without a verified SBOM"),
+        "{human}"
+    );
 }

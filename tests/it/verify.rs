@@ -278,7 +278,7 @@ fn honest_artifacts_from_each_ci_identity_verify_on_both_referrer_paths() {
                 "{tag} on {host}:\n{}",
                 custody::cli::verify_cmds::human(&report)
             );
-            assert_eq!(report.digest, d.digest);
+            assert_eq!(report.digest, Some(d.digest));
             assert_eq!(report.artifact.referrers.len(), 3);
             assert!(report.artifact.referrers.iter().all(|r| r.trusted));
             // Key-signed: provenance exists, no hosted platform proven.
@@ -300,7 +300,11 @@ fn tag_moved_to_another_digest_after_signing_is_refused() {
     store.tag(&"v1".parse().unwrap(), &fetched).unwrap();
     let p = policy("**", &[("release", &key.public_key())], "");
     let report = run(store.as_ref(), &format!("{repo}:v1"), &p);
-    assert_eq!(report.digest, other.digest, "the tag is resolved once");
+    assert_eq!(
+        report.digest,
+        Some(other.digest),
+        "the tag is resolved once"
+    );
     let c = assert_refused_for(&report, CheckKind::Threshold);
     assert!(c.found.unwrap().starts_with("0 distinct"));
     // Pinned to what was signed, it verifies.
@@ -988,7 +992,11 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
     assert_eq!(c.found.unwrap(), d.digest.to_string());
 }
 
-fn put_index(store: &dyn Store, children: &[(&Descriptor, &str, &str)], tag: &str) -> Descriptor {
+pub fn put_index(
+    store: &dyn Store,
+    children: &[(&Descriptor, &str, &str)],
+    tag: &str,
+) -> Descriptor {
     let index = ImageIndex {
         manifests: children
             .iter()
@@ -1078,7 +1086,7 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
     .unwrap();
     assert!(one.verified);
     assert_eq!(one.artifact.platforms.len(), 1);
-    assert_eq!(one.artifact.platforms[0].digest, arm.digest);
+    assert_eq!(one.artifact.platforms[0].digest, Some(arm.digest));
     let none = verify::artifact(
         store.as_ref(),
         &format!("{repo}:multi").parse().unwrap(),
@@ -1110,7 +1118,7 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
         attest::PREDICATE_COSIGN_SIGN_V1,
     );
     let report = run(store.as_ref(), &format!("{repo}:unsigned-index"), &p);
-    assert_eq!(report.digest, idx2.digest);
+    assert_eq!(report.digest, Some(idx2.digest));
     assert!(!report.verified);
     assert!(
         report.artifact.platforms[0].verified,
@@ -1703,4 +1711,335 @@ fn offline_verification_of_a_layout_copy_opens_no_socket() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(support::stderr(&out).contains("custody copy"));
+}
+
+/// Issue 10, finding 1: only signatures count toward signers and the threshold. An artifact
+/// carrying nothing but trusted attestations (an SBOM, a FAILED VSA attached by `verify
+/// --attach-failed-vsa`, a `scan --attest` vuln attestation), all signed by the trusted key, is
+/// still unsigned; a FAILED VSA never satisfies `--require-attestation`, a PASSED one does.
+#[test]
+fn attestations_and_failed_vsas_never_make_an_artifact_signed() {
+    let registry = Registry::start();
+    let dir = support::tempdir();
+    let repo = format!("{}/gate/app", registry.host);
+    let store = open(&repo);
+    let (private, public) = super::release::keypair(dir.path());
+    let d = put_artifact(store.as_ref(), b"never signed", "v1");
+    let r = format!("{repo}:v1");
+    // A clean SBOM, attested with the trusted key (so that `scan --attest` has one to read).
+    let out = support::custody()
+        .args(["attest", &r, "--key", &private, "--type", "cyclonedx"])
+        .arg("--predicate")
+        .arg({
+            let p = dir.path().join("bom.json");
+            std::fs::write(
+                &p,
+                serde_json::to_vec(&super::gates::bom(&[("pkg:cargo/serde@1.0.200", None)]))
+                    .unwrap(),
+            )
+            .unwrap();
+            p
+        })
+        .env("COSIGN_PASSWORD", "release-pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let vsa_types = |store: &dyn Store| -> usize {
+        attach::discover(store, &d.digest)
+            .unwrap()
+            .bundles
+            .iter()
+            .filter(|b| b.claimed_predicate_type.as_deref() == Some(attest::PREDICATE_SLSA_VSA_V1))
+            .count()
+    };
+    let verify = |extra: &[&str]| -> (i32, serde_json::Value) {
+        let mut args = vec!["--output", "json", "verify", r.as_str(), "--key", &public];
+        args.extend_from_slice(extra);
+        let out = support::custody()
+            .args(&args)
+            .env("COSIGN_PASSWORD", "release-pw")
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", support::stderr(&out)));
+        (out.status.code().unwrap(), json)
+    };
+    let check = |json: &serde_json::Value, kind: &str| -> serde_json::Value {
+        json["artifact"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} check: {json:#}"))
+    };
+
+    // Signed SBOM only: not a signature.
+    let (code, json) = verify(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    let threshold = check(&json, "threshold");
+    assert_eq!(threshold["status"], "fail");
+    assert!(
+        threshold["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 distinct (0 trusted signature(s)); 1 trusted attestation(s)"),
+        "{threshold}"
+    );
+
+    // --attach-vsa does not attach a FAILED VSA; --attach-failed-vsa does.
+    let vsa = dir.path().join("vsa.json");
+    let vsa_args = [
+        "--vsa",
+        vsa.to_str().unwrap(),
+        "--vsa-key",
+        private.as_str(),
+        "--attach-vsa",
+    ];
+    let (code, _) = verify(&vsa_args);
+    assert_eq!(code, 1);
+    assert_eq!(vsa_types(store.as_ref()), 0, "a FAILED vsa was attached");
+    let mut forced = vsa_args.to_vec();
+    forced.push("--attach-failed-vsa");
+    let (code, _) = verify(&forced);
+    assert_eq!(code, 1);
+    assert_eq!(vsa_types(store.as_ref()), 1);
+
+    // The FAILED VSA, signed by the trusted key, neither signs nor satisfies a requirement.
+    let (code, json) = verify(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(check(&json, "threshold")["status"], "fail");
+    let refused_vsa = json["artifact"]["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["predicateType"] == attest::PREDICATE_SLSA_VSA_V1)
+        .unwrap();
+    assert_eq!(refused_vsa["trusted"], false);
+    let verdict = refused_vsa["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "verdict")
+        .unwrap();
+    assert_eq!(verdict["status"], "fail");
+    assert_eq!(verdict["found"], "verificationResult \"FAILED\"");
+    validate_schema(
+        "verify-report.schema.json",
+        &serde_json::to_vec(&json).unwrap(),
+    );
+
+    // scan --attest signs a vuln attestation with the trusted key: still not a signature.
+    let db = super::gates::small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let out = support::custody()
+        .args(["scan", &r, "--db", db.to_str().unwrap()])
+        .args(["--attest", "--key", &private])
+        .env("COSIGN_PASSWORD", "release-pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let (code, json) = verify(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    assert!(
+        check(&json, "threshold")["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 distinct"),
+        "{json:#}"
+    );
+
+    // Signed for real: verified, but a required VSA is not met by the FAILED one.
+    let out = support::custody()
+        .args(["sign", &r, "--key", &private])
+        .env("COSIGN_PASSWORD", "release-pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let (code, json) = verify(&[]);
+    assert_eq!(code, 0, "{json:#}");
+    let require_vsa = ["--require-attestation", attest::PREDICATE_SLSA_VSA_V1];
+    let (code, json) = verify(&require_vsa);
+    assert_eq!(code, 1, "{json:#}");
+    let required = check(&json, "required-attestation");
+    assert_eq!(required["status"], "fail");
+    assert!(
+        required["found"]
+            .as_str()
+            .unwrap()
+            .contains("verdict failed"),
+        "{required}"
+    );
+    // A PASSED VSA (verification succeeded) is attached by --attach-vsa and counts.
+    let (code, _) = verify(&vsa_args);
+    assert_eq!(code, 0);
+    assert_eq!(vsa_types(store.as_ref()), 2);
+    let (code, json) = verify(&require_vsa);
+    assert_eq!(code, 0, "{json:#}");
+}
+
+/// Issue 10, finding 11: a tag whose manifest does not match the digest the registry claims is
+/// refused, and the report names no digest (not the digest of nothing) in JSON and human form.
+#[test]
+fn a_refused_resolve_reports_no_digest() {
+    let manifest = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some("application/x".into()),
+        config: Descriptor::empty_config(),
+        layers: vec![],
+        subject: None,
+        annotations: BTreeMap::new(),
+    });
+    let lie = Digest::of(b"something else").to_string();
+    let server = support::HostileServer::start(move |r| match r.path.as_str() {
+        "/v2/" => support::Response::new(200),
+        "/v2/x/y/manifests/v1" => support::Response::new(200)
+            .header("Content-Type", MEDIA_TYPE_IMAGE_MANIFEST)
+            .header("Docker-Content-Digest", &lie)
+            .body(manifest.clone()),
+        _ => support::Response::new(404),
+    });
+    let dir = support::tempdir();
+    let pub_path = write_pub(dir.path(), &signer());
+    let r = format!("{}/x/y:v1", server.host);
+    let empty = Digest::of(b"").to_string();
+
+    let out = support::run(&[
+        "--output",
+        "json",
+        "verify",
+        &r,
+        "--key",
+        pub_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["artifact"]["checks"][0]["kind"], "resolve");
+    assert_eq!(json["artifact"]["checks"][0]["status"], "fail");
+    assert!(json.get("digest").is_none(), "{json:#}");
+    assert!(json["artifact"].get("digest").is_none(), "{json:#}");
+    assert_eq!(json["pinned"], r);
+    validate_schema("verify-report.schema.json", &out.stdout);
+
+    let out = support::run(&["verify", &r, "--key", pub_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let human = support::stdout(&out);
+    assert!(human.contains("REFUSED"), "{human}");
+    assert!(!human.contains(&empty), "{human}");
+}
+
+/// Issue 10, finding 1: a scope may name other predicate types as signatures, explicitly; and a
+/// required VSA must say PASSED and name the policy and resource the scope expects.
+#[test]
+fn signature_predicate_types_and_vsa_expectations_are_applied() {
+    let registry = Registry::start();
+    let repo = format!("{}/attested/app", registry.host);
+    let store = open(&repo);
+    let key = signer();
+    let d = put_artifact(store.as_ref(), b"attested only", "v1");
+    let prov = provenance(&d.digest, &ci::local(), None);
+    attach_signed(
+        store.as_ref(),
+        &d,
+        &prov,
+        &key,
+        PREDICATE_SLSA_PROVENANCE_V1,
+    );
+    let r = format!("{repo}:v1");
+    let pk = key.public_key();
+    let report = run(store.as_ref(), &r, &policy("**", &[("k", &pk)], ""));
+    let c = assert_refused_for(&report, CheckKind::Threshold);
+    assert!(
+        c.found
+            .as_deref()
+            .unwrap()
+            .ends_with("1 trusted attestation(s) are not signatures"),
+        "{c:?}"
+    );
+    assert!(
+        c.hint
+            .as_deref()
+            .unwrap()
+            .contains("signature_predicate_types")
+    );
+    let provenance_signs = "    signature_predicate_types: [\"https://slsa.dev/provenance/v1\"]\n";
+    let report = run(
+        store.as_ref(),
+        &r,
+        &policy("**", &[("k", &pk)], provenance_signs),
+    );
+    assert!(
+        report.verified,
+        "{}",
+        custody::cli::verify_cmds::human(&report)
+    );
+
+    // A PASSED VSA naming this policy and resource.
+    let resource = format!("{repo}@{}", d.digest);
+    let vsa = statement(
+        &d.digest,
+        attest::PREDICATE_SLSA_VSA_V1,
+        serde_json::json!({
+            "verifier": {"id": "https://example.com/gate"},
+            "timeVerified": "2026-01-01T00:00:00Z",
+            "resourceUri": resource,
+            "policy": {"uri": "https://example.com/prod-policy.yaml"},
+            "verificationResult": "PASSED",
+            "verifiedLevels": ["SLSA_BUILD_LEVEL_1"],
+        }),
+    );
+    attach_signed(
+        store.as_ref(),
+        &d,
+        &vsa,
+        &key,
+        attest::PREDICATE_SLSA_VSA_V1,
+    );
+    let expecting = |policy_uri: &str, resource_uri: &str| {
+        policy(
+            "**",
+            &[("k", &pk)],
+            &format!(
+                "{provenance_signs}    attestations:\n      - predicate_type: {}\n        policy_uri: {policy_uri}\n        resource_uri: \"{resource_uri}\"\n",
+                attest::PREDICATE_SLSA_VSA_V1
+            ),
+        )
+    };
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting(
+            "https://example.com/prod-policy.yaml",
+            &format!("{repo}@sha256:*"),
+        ),
+    );
+    assert!(
+        report.verified,
+        "{}",
+        custody::cli::verify_cmds::human(&report)
+    );
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting("https://example.com/dev-policy.yaml", &format!("{repo}@*")),
+    );
+    let c = assert_refused_for(&report, CheckKind::RequiredAttestation);
+    assert!(
+        c.found
+            .as_deref()
+            .unwrap()
+            .contains("policy \"https://example.com/prod-policy.yaml\", not \"https://example.com/dev-policy.yaml\""),
+        "{c:?}"
+    );
+    let report = run(
+        store.as_ref(),
+        &r,
+        &expecting(
+            "https://example.com/prod-policy.yaml",
+            "elsewhere.example/app@*",
+        ),
+    );
+    let c = assert_refused_for(&report, CheckKind::RequiredAttestation);
+    assert!(c.found.as_deref().unwrap().contains("resource"), "{c:?}");
 }
