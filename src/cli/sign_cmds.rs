@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use crate::digest::Digest;
-use crate::sign::keys::{self, Password, PublicKey, SigningKey};
-use crate::sign::verify::{
+use custody::digest::Digest;
+use custody::sign::keys::{self, Password, PublicKey, SigningKey};
+use custody::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
-use crate::sign::{
+use custody::sign::{
     Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
 };
 
@@ -103,16 +103,7 @@ pub struct VerifyBundleArgs {
 #[derive(Debug)]
 pub enum VerifyOutcome {
     Verified(VerifiedBundle),
-    Refused(crate::sign::VerifyError),
-}
-
-impl VerifyOutcome {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            VerifyOutcome::Verified(_) => 0,
-            VerifyOutcome::Refused(_) => 1,
-        }
-    }
+    Refused(custody::sign::VerifyError),
 }
 
 fn password_from_env() -> Option<Password> {
@@ -181,16 +172,9 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
-/// Environment variables keyless signing reads for a token.
-pub const TOKEN_ENV_VARS: &[&str] = &[
-    oidc::SIGSTORE_ID_TOKEN_VAR,
-    oidc::GITHUB_REQUEST_URL_VAR,
-    oidc::GITHUB_REQUEST_TOKEN_VAR,
-];
-
-/// The token variables of this process, for [`crate::sign::choose_signer`].
+/// The token variables of this process, for [`custody::sign::choose_signer`].
 pub fn token_env() -> BTreeMap<String, String> {
-    TOKEN_ENV_VARS
+    oidc::TOKEN_ENV_VARS
         .iter()
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
         .collect()
@@ -295,10 +279,10 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
 /// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the
 /// verification could not run (unreadable files, bad arguments, unusable trusted root).
 pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcome> {
-    let bundle_bytes = read_bounded(&args.bundle, crate::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
+    let bundle_bytes = read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
     let root = match &args.trusted_root {
         Some(path) => {
-            let bytes = read_bounded(path, crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
+            let bytes = read_bounded(path, custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
             TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?
         }
@@ -344,7 +328,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
     let bundle = match Bundle::from_json(&bundle_bytes) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(VerifyOutcome::Refused(crate::sign::VerifyError::Bundle {
+            return Ok(VerifyOutcome::Refused(custody::sign::VerifyError::Bundle {
                 detail: e.to_string(),
             }));
         }
@@ -365,7 +349,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
     };
     match verify_bundle(&bundle, artifact, &policy, &root) {
         Ok(v) => Ok(VerifyOutcome::Verified(v)),
-        Err(crate::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
+        Err(custody::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
         Err(e) => Ok(VerifyOutcome::Refused(e)),
     }
 }
@@ -381,21 +365,6 @@ fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
         );
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// The outcome as JSON, for `--output json`: `{"verified": true, ...VerifiedBundle}` or
-/// `{"verified": false, "error": "..."}`.
-pub fn outcome_json(outcome: &VerifyOutcome) -> serde_json::Value {
-    match outcome {
-        VerifyOutcome::Verified(v) => {
-            let mut value = serde_json::to_value(v).unwrap_or_default();
-            if let Some(map) = value.as_object_mut() {
-                map.insert("verified".into(), serde_json::Value::Bool(true));
-            }
-            value
-        }
-        VerifyOutcome::Refused(e) => serde_json::json!({"verified": false, "error": e.to_string()}),
-    }
 }
 
 /// Human-readable lines for a verification outcome.
@@ -420,32 +389,5 @@ pub fn describe(outcome: &VerifyOutcome) -> String {
             s
         }
         VerifyOutcome::Refused(e) => format!("refused: {e}\n"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcome_json_names_the_verdict() {
-        let refused =
-            VerifyOutcome::Refused(crate::sign::VerifyError::Bundle { detail: "x".into() });
-        assert_eq!(outcome_json(&refused)["verified"], false);
-        assert_eq!(refused.exit_code(), 1);
-        let verified = VerifyOutcome::Verified(VerifiedBundle {
-            signer: VerifiedSigner::Key {
-                algorithm: "ecdsa-p256",
-                hint: "h".into(),
-            },
-            integrated_time: None,
-            signing_times: vec![],
-            checks: Default::default(),
-            statement: None,
-        });
-        let json = outcome_json(&verified);
-        assert_eq!(json["verified"], true);
-        assert_eq!(json["signer"]["hint"], "h");
-        assert_eq!(verified.exit_code(), 0);
     }
 }

@@ -12,6 +12,7 @@ mod hostile;
 mod interop;
 mod keyless;
 mod legacy;
+mod output;
 mod readme;
 mod registry;
 mod release;
