@@ -11,6 +11,7 @@ mod gh;
 mod hostile;
 mod interop;
 mod keyless;
+mod layers;
 mod legacy;
 mod output;
 mod readme;
