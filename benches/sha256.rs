@@ -1,6 +1,8 @@
 //! SHA-256 throughput of custody's hasher on an in-memory buffer, one core: the number to put
 //! beside `openssl speed -evp sha256` (scripts/bench-transfer prints both and the ratio).
 
+#![allow(clippy::print_stdout, reason = "a benchmark prints its measurement")]
+
 use std::time::Instant;
 
 use custody::digest::Hasher;
