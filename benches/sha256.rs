@@ -5,6 +5,8 @@
 //! taking turns on one thread (`of_reader`), and reading ahead on a second thread (`of_file`),
 //! alternating runs so both see the same machine load.
 
+#![allow(clippy::print_stdout, reason = "a benchmark prints its measurement")]
+
 use std::path::Path;
 use std::time::Instant;
 

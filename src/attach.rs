@@ -28,7 +28,7 @@ pub use signing::{
     sign_artifact,
 };
 
-pub const BUNDLE_MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub use crate::sign::bundle::MEDIA_TYPE_V0_3 as BUNDLE_MEDIA_TYPE_V03;
 /// Every bundle media type starts with this.
 pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 pub const ANNOTATION_BUNDLE_CONTENT: &str = "dev.sigstore.bundle.content";
@@ -74,6 +74,24 @@ pub enum Error {
     Transfer(#[from] transfer::Error),
     #[error("legacy signature image {tag}: {reason}")]
     BadLegacyImage { tag: String, reason: String },
+}
+
+impl crate::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Store(e) => e.hint(),
+            Error::Transfer(e) => e.hint(),
+            Error::BadLegacyImage { .. } => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_refusal(),
+            Error::Transfer(e) => e.is_refusal(),
+            Error::BadLegacyImage { .. } => false,
+        }
+    }
 }
 
 /// Stores `bundle` as a referrer of `subject`. `created` is an RFC 3339 time.

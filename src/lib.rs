@@ -2,14 +2,16 @@
 //! describes the build (SBOM, SLSA provenance), signs it, stores it in any OCI registry by
 //! digest and verifies the whole chain where the artifact is consumed.
 //!
-//! The library never prints and never exits; `cli` does both.
+//! The library never prints and never exits; the binary's `cli` module (`src/main.rs`) does both.
 
 pub mod attach;
 pub mod attest;
 pub mod audit;
 pub mod ci;
-pub mod cli;
 pub mod digest;
+pub mod glob;
+pub mod hint;
+pub mod http;
 pub mod oci;
 pub mod policy;
 pub mod promote;
@@ -22,6 +24,7 @@ pub mod sign;
 pub mod source;
 pub mod sources;
 pub mod store;
+pub mod time;
 pub mod transfer;
 pub mod tree;
 pub mod verify;

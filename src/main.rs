@@ -1,3 +1,8 @@
+//! The `custody` binary: the command line lives here, outside the library, and only talks to
+//! it through `custody::…`.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    custody::cli::run()
+    cli::run()
 }

@@ -295,9 +295,40 @@ pub fn referrer_descriptor(manifest: &Manifest, media_type: &str, bytes: &[u8]) 
     d
 }
 
+/// Whether a tag names attachments rather than an artifact: `sha256-<64 hex>` (the referrers tag
+/// schema of distribution-spec 1.1) or `sha256-<64 hex>.<suffix>` (legacy cosign `.sig`, `.att`,
+/// `.sbom`).
+pub fn is_attachment_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let (hex, suffix) = rest.split_at_checked(64).unwrap_or(("", ""));
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && (suffix.is_empty() || suffix.starts_with('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachment_tags() {
+        let hex = "ab".repeat(32);
+        for (tag, attachment) in [
+            (format!("sha256-{hex}"), true),
+            (format!("sha256-{hex}.sig"), true),
+            (format!("sha256-{hex}.att"), true),
+            (format!("sha256-{hex}x"), false),
+            (format!("sha256-{}", "a".repeat(63)), false),
+            (format!("sha256-{}g", "a".repeat(63)), false),
+            (format!("sha256-{}é.sig", "a".repeat(63)), false),
+            ("sha256-".to_owned(), false),
+            ("v1.0.0".to_owned(), false),
+        ] {
+            assert_eq!(is_attachment_tag(&tag), attachment, "{tag}");
+        }
+    }
 
     #[test]
     fn parses_an_artifact_manifest_with_subject() {

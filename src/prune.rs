@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::attest::time::unix_seconds;
 use crate::digest::Digest;
+use crate::glob::{Wildcards, glob};
 use crate::oci::{ANNOTATION_CREATED, Manifest};
-use crate::policy::pattern::{Wildcards, glob};
 use crate::reference::Tag;
 use crate::store::{self, FetchedManifest, Store};
+use crate::time::unix_seconds;
 use crate::transfer::{self, LEGACY_COSIGN_SUFFIXES};
 
 /// Largest image config read for its `created` field.
@@ -230,17 +230,7 @@ pub enum Error {
     Transfer(#[from] transfer::Error),
 }
 
-/// Whether a tag belongs to an attachment schema: `sha256-<64 hex>` (referrers fallback) or
-/// `sha256-<64 hex>.<suffix>` (legacy cosign).
-pub fn is_attachment_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else {
-        return false;
-    };
-    let hex = rest.get(..64).unwrap_or("");
-    hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        && (rest.len() == 64 || rest.as_bytes()[64] == b'.')
-}
+pub use crate::oci::is_attachment_tag;
 
 /// Looks at every tag of `store` and decides, at `now` (Unix seconds), what to keep.
 pub fn plan(store: &dyn Store, rules: &Rules, now: i64) -> Result<Plan, Error> {
@@ -697,7 +687,7 @@ fn collect_attached(
 
 /// Parses `30d`, `12h`, `90m`, `45s`, `2w` and sums like `1d12h` into seconds.
 pub fn parse_duration(input: &str) -> Result<u64, Error> {
-    crate::policy::rules::parse_duration(input).map_err(|_| Error::BadDuration {
+    crate::time::parse_duration(input).map_err(|_| Error::BadDuration {
         input: input.to_owned(),
     })
 }

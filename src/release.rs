@@ -75,6 +75,28 @@ pub enum Error {
     },
 }
 
+impl crate::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Sign(e) => e.hint(),
+            Error::Transfer(e) => e.hint(),
+            Error::Attach(e) => e.hint(),
+            Error::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        match self {
+            Error::Sign(e) => e.is_refusal(),
+            Error::Transfer(e) => e.is_refusal(),
+            Error::Attach(e) => e.is_refusal(),
+            Error::Store(e) => e.is_refusal(),
+            _ => false,
+        }
+    }
+}
+
 /// One referrer the release attached.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

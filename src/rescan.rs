@@ -281,15 +281,7 @@ impl State {
     }
 }
 
-/// Whether a tag is one of the referrers-fallback or cosign tags (`sha256-<hex>[.sig|.att|...]`),
-/// which name signatures rather than artifacts.
-pub fn is_attachment_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else {
-        return false;
-    };
-    let hex = rest.split('.').next().unwrap_or_default();
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
+pub use crate::oci::is_attachment_tag;
 
 /// The advisories `id` names: those with that id or alias, and their alias group.
 pub fn select_advisories(db: &Database, id: &AdvisoryId) -> Vec<vuln::Advisory> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::pattern::{Wildcards, glob};
+use crate::glob::{Wildcards, glob};
 use crate::sbom::{self, Origin};
 
 /// Largest SBOM custody reads.

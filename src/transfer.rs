@@ -55,6 +55,23 @@ pub enum Error {
     },
 }
 
+impl crate::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_refusal(),
+            Error::UnsafeTitle { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// What to do when a tag already names another digest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TagPolicy {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
@@ -161,24 +161,27 @@ fn certificate_der(pem: &str) -> Result<Vec<u8>, LegacyError> {
     Ok(der)
 }
 
-/// cosign's `pkg/cosign/bundle.RekorBundle`.
-#[derive(Deserialize)]
-struct RekorBundle {
+/// cosign's `pkg/cosign/bundle.RekorBundle`, the `dev.sigstore.cosign/bundle` annotation: read
+/// here, written by signing (Go field order; `logID` is hex, `body` base64).
+#[derive(Deserialize, Serialize)]
+pub(super) struct RekorBundle {
     #[serde(rename = "SignedEntryTimestamp")]
-    signed_entry_timestamp: String,
+    pub signed_entry_timestamp: String,
     #[serde(rename = "Payload")]
-    payload: RekorPayload,
+    pub payload: RekorPayload,
 }
 
-#[derive(Deserialize)]
-struct RekorPayload {
-    body: Value,
+#[derive(Deserialize, Serialize)]
+pub(super) struct RekorPayload {
+    /// A base64 string in every bundle cosign writes; read as any JSON value to say what else
+    /// came.
+    pub body: Value,
     #[serde(rename = "integratedTime")]
-    integrated_time: i64,
+    pub integrated_time: i64,
     #[serde(rename = "logIndex")]
-    log_index: i64,
+    pub log_index: i64,
     #[serde(rename = "logID")]
-    log_id: String,
+    pub log_id: String,
 }
 
 fn tlog_entry(

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::legacy::{RekorBundle, RekorPayload};
 use super::{
     ANNOTATION_COSIGN_BUNDLE, ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_CHAIN,
     ANNOTATION_COSIGN_SIGNATURE, ANNOTATION_COSIGN_TIMESTAMP, ANNOTATION_PREDICATE_TYPE,
@@ -28,8 +29,7 @@ use crate::sign::bundle::{MessageDigest, TlogEntry};
 use crate::sign::{self, Bundle, Content, Material, SignError, Signer};
 use crate::store::{self, Store};
 
-/// in-toto Statement v0.1, which `cosign attest` still writes; accepted in a given statement.
-pub const STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
+pub use crate::attest::STATEMENT_V01;
 /// Statements and predicates larger than this are refused.
 pub const MAX_STATEMENT_SIZE: usize = 16 * 1024 * 1024;
 
@@ -140,6 +140,24 @@ pub enum SignArtifactError {
     Attach(#[from] super::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl crate::hint::Hint for SignArtifactError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SignArtifactError::Store(e) => e.hint(),
+            SignArtifactError::Attach(e) => e.hint(),
+            _ => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        match self {
+            SignArtifactError::Store(e) => e.is_refusal(),
+            SignArtifactError::Attach(e) => e.is_refusal(),
+            _ => false,
+        }
+    }
 }
 
 impl SignArtifactError {
@@ -478,26 +496,6 @@ fn material_annotations(material: &Material) -> BTreeMap<String, String> {
     out
 }
 
-/// cosign's legacy Rekor "bundle" (Go field order; `logID` is hex).
-#[derive(Serialize)]
-struct RekorBundle {
-    #[serde(rename = "SignedEntryTimestamp")]
-    signed_entry_timestamp: String,
-    #[serde(rename = "Payload")]
-    payload: RekorPayload,
-}
-
-#[derive(Serialize)]
-struct RekorPayload {
-    body: String,
-    #[serde(rename = "integratedTime")]
-    integrated_time: i64,
-    #[serde(rename = "logIndex")]
-    log_index: i64,
-    #[serde(rename = "logID")]
-    log_id: String,
-}
-
 /// The Rekor bundle annotation (only from an entry with an inclusion promise) and the RFC 3161
 /// timestamp annotation. A key signer has neither, and none is written.
 fn evidence_annotations(
@@ -512,7 +510,7 @@ fn evidence_annotations(
         let bundle = RekorBundle {
             signed_entry_timestamp: STANDARD.encode(promise),
             payload: RekorPayload {
-                body: STANDARD.encode(&entry.canonicalized_body),
+                body: Value::String(STANDARD.encode(&entry.canonicalized_body)),
                 integrated_time: entry.integrated_time,
                 log_index: entry.log_index,
                 log_id: hex::encode(&entry.log_id),

@@ -4,15 +4,13 @@
 //! Envelopes and signatures (DSSE, Sigstore bundles) live in `sign`; this module only says what
 //! is claimed and serializes it deterministically.
 
-pub mod time;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use time::{Timestamp, TimestampError};
+pub use crate::time::{Timestamp, TimestampError};
 
 use crate::ci::{CiContext, Platform};
 use crate::digest::{self, Digest};
@@ -20,6 +18,8 @@ use crate::source::{ObjectId, SourceRecord};
 
 /// `_type` of every Statement custody writes.
 pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
+/// in-toto Statement v0.1, which `cosign attest` still writes; accepted in a given statement.
+pub const STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
 /// SLSA build provenance v1.
 pub const PREDICATE_SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// A CycloneDX BOM as predicate (unversioned, as `actions/attest-sbom` and in-toto-golang write).
@@ -38,8 +38,8 @@ pub fn is_vsa(predicate_type: &str) -> bool {
 }
 /// cosign's predicate type for a plain signature statement.
 pub const PREDICATE_COSIGN_SIGN_V1: &str = "https://sigstore.dev/cosign/sign/v1";
-/// DSSE `payloadType` of an in-toto Statement.
-pub const PAYLOAD_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
+/// DSSE `payloadType` of an in-toto Statement (defined with DSSE).
+pub use crate::sign::dsse::IN_TOTO_PAYLOAD_TYPE as PAYLOAD_TYPE_IN_TOTO;
 /// Media type recorded for a CycloneDX JSON byproduct.
 pub const MEDIA_TYPE_CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
 

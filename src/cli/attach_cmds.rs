@@ -10,15 +10,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, Report, store_options};
-use crate::attach::{
+use super::{Cli, ExitStatus, Failure, Report, store_options};
+use custody::attach::{
     self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
 };
-use crate::attest::Timestamp;
-use crate::oci::Descriptor;
-use crate::reference::Reference;
-use crate::store::{self, Store};
-use crate::transfer;
+use custody::attest::Timestamp;
+use custody::hint::Hint as _;
+use custody::oci::Descriptor;
+use custody::reference::Reference;
+use custody::store::{self, Store};
+use custody::transfer;
 
 /// Predicate files larger than this are refused.
 pub const MAX_PREDICATE_SIZE: u64 = attach::MAX_STATEMENT_SIZE as u64;
@@ -56,13 +57,13 @@ pub struct SignerArgs {
 
 /// Builds the signer the arguments ask for: the key when one is given, else keyless with the
 /// identity token the environment offers.
-pub fn signer_from_args(args: &SignerArgs) -> Result<crate::sign::ChosenSigner, Failure> {
+pub fn signer_from_args(args: &SignerArgs) -> Result<custody::sign::ChosenSigner, Failure> {
     let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
-    crate::sign::choose_signer(&options, &super::sign_cmds::token_env()).map_err(|e| {
+    custody::sign::choose_signer(&options, &super::sign_cmds::token_env()).map_err(|e| {
         let hint = e.hint();
         Failure {
             error: anyhow::Error::new(e).context("cannot set up signing"),
-            code: EXIT_ERROR,
+            status: ExitStatus::Error,
             hint,
         }
     })
@@ -214,7 +215,7 @@ fn signing_failure(error: SignArtifactError, context: String) -> Failure {
         .is_some_and(store::Error::is_integrity_failure);
     let mut failure = Failure::from(anyhow::Error::new(error).context(context));
     if integrity {
-        failure.code = EXIT_REFUSED;
+        failure.status = ExitStatus::Failure;
         failure.hint = Some(
             "the store returned content other than what was asked for; nothing was signed next to it"
                 .into(),

@@ -2,17 +2,18 @@
 //! only place that does), call the library, write files and print a summary.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use super::OutputFormat;
-use crate::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
-use crate::ci::{self, CiContext};
-use crate::digest::Digest;
-use crate::sbom::{self, SbomOptions, SpecVersion};
-use crate::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
+use super::Report;
+use custody::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
+use custody::ci::{self, CiContext};
+use custody::digest::Digest;
+use custody::sbom::{self, SbomOptions, SpecVersion};
+use custody::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
 
 /// A snapshot of the process environment, for [`ci::detect`].
 pub fn process_env() -> BTreeMap<String, String> {
@@ -50,9 +51,12 @@ fn dirty_policy(allow: bool) -> DirtyPolicy {
     }
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+/// The report of a command that wrote `value`: `human` lines, or `value` as JSON.
+fn report(human: String, value: &impl Serialize) -> anyhow::Result<Report> {
+    Ok(Report {
+        human,
+        json: serde_json::to_value(value)?,
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -73,43 +77,41 @@ pub struct SourceArgs {
 pub mod source_cmd {
     use super::*;
 
-    pub fn run(args: SourceArgs, output: OutputFormat) -> anyhow::Result<SourceRecord> {
+    pub fn run(args: SourceArgs) -> anyhow::Result<Report> {
         let ctx = detect_ci()?;
         let record = record_source(&args.dir, dirty_policy(args.allow_dirty), &ctx)?;
-        match output {
-            OutputFormat::Json => print_json(&record)?,
-            OutputFormat::Human => {
-                let repo = record
-                    .repository
-                    .as_ref()
-                    .map_or("(no remote)".to_owned(), ToString::to_string);
-                println!("repository  {repo}");
-                println!("commit      {}", record.commit);
-                println!("tree        {}", record.tree);
-                println!(
-                    "ref         {}",
-                    record.git_ref.as_deref().unwrap_or("(detached, unknown)")
-                );
-                if !record.tags.is_empty() {
-                    println!("tags        {}", record.tags.join(", "));
-                }
-                println!(
-                    "signed      {}",
-                    if record.signed {
-                        "yes (not verified)"
-                    } else {
-                        "no"
-                    }
-                );
-                if record.shallow {
-                    println!("shallow     yes");
-                }
-                if record.dirty {
-                    println!("dirty       yes: {}", record.dirty_paths.join(", "));
-                }
-            }
+        let mut human = String::new();
+        let repo = record
+            .repository
+            .as_ref()
+            .map_or("(no remote)".to_owned(), ToString::to_string);
+        let _ = writeln!(human, "repository  {repo}");
+        let _ = writeln!(human, "commit      {}", record.commit);
+        let _ = writeln!(human, "tree        {}", record.tree);
+        let _ = writeln!(
+            human,
+            "ref         {}",
+            record.git_ref.as_deref().unwrap_or("(detached, unknown)")
+        );
+        if !record.tags.is_empty() {
+            let _ = writeln!(human, "tags        {}", record.tags.join(", "));
         }
-        Ok(record)
+        let _ = writeln!(
+            human,
+            "signed      {}",
+            if record.signed {
+                "yes (not verified)"
+            } else {
+                "no"
+            }
+        );
+        if record.shallow {
+            let _ = writeln!(human, "shallow     yes");
+        }
+        if record.dirty {
+            let _ = writeln!(human, "dirty       yes: {}", record.dirty_paths.join(", "));
+        }
+        report(human, &record)
     }
 }
 
@@ -156,7 +158,7 @@ pub struct SbomReport {
 pub mod sbom_cmd {
     use super::*;
 
-    pub fn run(args: SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+    pub fn run(args: SbomArgs) -> anyhow::Result<Report> {
         let artifacts = sbom::artifacts_from_files(&args.files)?;
         let ctx = detect_ci()?;
         // The SBOM notes a dirty tree rather than refusing it; provenance is the gate.
@@ -194,25 +196,22 @@ pub mod sbom_cmd {
         let bom = sbom::generate(&artifacts, &locks, &options)?;
         let bytes = bom.to_json_bytes()?;
         write_file(&args.out, &bytes)?;
-        let report = SbomReport {
+        let sbom = SbomReport {
             path: args.out,
             digest: Digest::of(&bytes),
             spec_version: args.spec_version,
             components: bom.components.len(),
             lockfiles,
         };
-        match output {
-            OutputFormat::Json => print_json(&report)?,
-            OutputFormat::Human => println!(
-                "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})",
-                report.path.display(),
-                report.spec_version,
-                report.components,
-                report.lockfiles.len(),
-                report.digest
-            ),
-        }
-        Ok(report)
+        let human = format!(
+            "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
+            sbom.path.display(),
+            sbom.spec_version,
+            sbom.components,
+            sbom.lockfiles.len(),
+            sbom.digest
+        );
+        report(human, &sbom)
     }
 }
 
@@ -288,13 +287,13 @@ pub struct ProvenanceReport {
 pub mod provenance_cmd {
     use super::*;
 
-    pub fn run(args: ProvenanceArgs, output: OutputFormat) -> anyhow::Result<ProvenanceReport> {
+    pub fn run(args: ProvenanceArgs) -> anyhow::Result<Report> {
         let subjects = attest::file_subjects(&args.files)?;
         let ctx = detect_ci()?;
         let source = record_source(&args.source, dirty_policy(args.allow_dirty), &ctx)?;
         let sbom = match &args.sbom {
             Some(path) => {
-                let (digest, _) = crate::digest::of_file(path)
+                let (digest, _) = custody::digest::of_file(path)
                     .with_context(|| format!("could not read sbom {}", path.display()))?;
                 let name = path
                     .file_name()
@@ -316,7 +315,7 @@ pub mod provenance_cmd {
         let statement = attest::provenance(input)?;
         let bytes = statement.to_bytes()?;
         write_file(&args.out, &bytes)?;
-        let report = ProvenanceReport {
+        let provenance = ProvenanceReport {
             path: args.out,
             digest: Digest::of(&bytes),
             builder_id: ctx.builder_id.clone(),
@@ -324,26 +323,24 @@ pub mod provenance_cmd {
             subjects: statement.subject.len(),
             commit: source.commit.to_string(),
         };
-        match output {
-            OutputFormat::Json => print_json(&report)?,
-            OutputFormat::Human => {
-                println!(
-                    "wrote {} ({} subjects, {})",
-                    report.path.display(),
-                    report.subjects,
-                    report.digest
-                );
-                println!("builder     {}", report.builder_id);
-                println!("build type  {}", report.build_type);
-                println!("commit      {}", report.commit);
-                if ctx.platform == ci::Platform::Local {
-                    println!(
-                        "note        built locally: this provenance does not claim a hosted build"
-                    );
-                }
-            }
+        let mut human = String::new();
+        let _ = writeln!(
+            human,
+            "wrote {} ({} subjects, {})",
+            provenance.path.display(),
+            provenance.subjects,
+            provenance.digest
+        );
+        let _ = writeln!(human, "builder     {}", provenance.builder_id);
+        let _ = writeln!(human, "build type  {}", provenance.build_type);
+        let _ = writeln!(human, "commit      {}", provenance.commit);
+        if ctx.platform == ci::Platform::Local {
+            let _ = writeln!(
+                human,
+                "note        built locally: this provenance does not claim a hosted build"
+            );
         }
-        Ok(report)
+        report(human, &provenance)
     }
 
     /// GitLab tells when the job started (`CI_JOB_STARTED_AT`); GitHub has no such variable.

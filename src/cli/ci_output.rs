@@ -3,13 +3,14 @@
 //! stderr when a refusal's report goes to stdout as JSON or Markdown, so a CI log always says why.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Cli, Command, EXIT_ERROR, Failure, OutputChoice};
-use crate::verify::{Check, ManifestReport, Status, VerifyReport};
+use super::diagnostics::{ExitStatus, Failure};
+use super::printer::Printer;
+use super::{Cli, Command, OutputChoice};
+use custody::verify::{Check, ManifestReport, Status, VerifyReport};
 
 /// Rows of the checks table before it is cut short: a job summary holds at most 1 MiB.
 const MAX_TABLE_ROWS: usize = 300;
@@ -23,19 +24,17 @@ pub fn check_markdown_support(cli: &Cli) -> Result<(), Failure> {
     }
     Err(Failure {
         error: anyhow::anyhow!("--output markdown is available for verify only"),
-        code: EXIT_ERROR,
+        status: ExitStatus::Error,
         hint: Some("use --output human or --output json with this command".into()),
     })
 }
 
 /// Prints the Markdown report when `--output markdown` asked for it; false otherwise.
-pub fn print_verify_markdown(cli: &Cli, report: &VerifyReport) -> bool {
+pub fn print_verify_markdown(cli: &Cli, printer: &Printer, report: &VerifyReport) -> bool {
     if cli.output_choice != OutputChoice::Markdown {
         return false;
     }
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(markdown(report).as_bytes());
+    printer.stdout(&markdown(report));
     true
 }
 
@@ -43,6 +42,7 @@ pub fn print_verify_markdown(cli: &Cli, report: &VerifyReport) -> bool {
 /// stdout carries JSON or Markdown. A JUnit file that cannot be written fails the run (exit 2).
 pub fn verify_extras(
     cli: &Cli,
+    printer: &Printer,
     junit: Option<&Path>,
     result: &Result<VerifyReport, Failure>,
 ) -> Result<(), Failure> {
@@ -50,9 +50,7 @@ pub fn verify_extras(
         && !report.verified
         && cli.output_choice != OutputChoice::Human
     {
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(failed_checks(report).as_bytes());
+        printer.stderr(&failed_checks(report));
     }
     let Some(path) = junit else { return Ok(()) };
     let xml = match result {
@@ -63,7 +61,7 @@ pub fn verify_extras(
         .with_context(|| format!("cannot write the junit report {}", path.display()))
         .map_err(|error| Failure {
             error,
-            code: EXIT_ERROR,
+            status: ExitStatus::Error,
             hint: None,
         })
 }
@@ -231,7 +229,7 @@ pub fn markdown(report: &VerifyReport) -> String {
     let _ = writeln!(
         out,
         "\n<details><summary>Referrer tree</summary>\n\n{}\n</details>",
-        fenced(&super::verify_cmds::human(report))
+        fenced(&custody::verify::render::human(report))
     );
     out
 }

@@ -5,6 +5,8 @@
 pub mod attach_cmds;
 pub mod attest_cmds;
 pub mod ci_output;
+mod diagnostics;
+mod printer;
 mod progress;
 pub mod promote_cmds;
 mod release_cmds;
@@ -16,17 +18,13 @@ pub mod tree_cmds;
 pub mod verify_cmds;
 pub mod vuln_cmds;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::store;
-
-/// Exit code when a check refused the input (verification, policy, immutable tag, a lying store).
-pub const EXIT_REFUSED: u8 = 1;
-/// Exit code when custody could not do its job (bad input, network, missing file).
-pub const EXIT_ERROR: u8 = 2;
+pub use self::diagnostics::{ExitStatus, Failure};
+pub use self::printer::Printer;
+use custody::store;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -140,100 +138,6 @@ pub struct Report {
     pub json: serde_json::Value,
 }
 
-/// An error with the exit code it maps to and an optional hint.
-pub struct Failure {
-    pub error: anyhow::Error,
-    pub code: u8,
-    pub hint: Option<String>,
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(e: E) -> Failure {
-        let error = e.into();
-        let code = exit_code_of(&error);
-        let hint = hint_of(&error);
-        Failure { error, code, hint }
-    }
-}
-
-/// The store error behind a cause, whether bare or wrapped transparently (a transparent
-/// wrapper forwards `source()`, so the store error is not a link of the chain of its own).
-fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a store::Error> {
-    use crate::{attach, release, transfer};
-    fn from_transfer(e: &transfer::Error) -> Option<&store::Error> {
-        match e {
-            transfer::Error::Store(s) => Some(s),
-            _ => None,
-        }
-    }
-    fn from_attach(e: &attach::Error) -> Option<&store::Error> {
-        match e {
-            attach::Error::Store(s) => Some(s),
-            attach::Error::Transfer(t) => from_transfer(t),
-            _ => None,
-        }
-    }
-    if let Some(e) = cause.downcast_ref::<store::Error>() {
-        return Some(e);
-    }
-    if let Some(e) = cause.downcast_ref::<transfer::Error>() {
-        return from_transfer(e);
-    }
-    if let Some(e) = cause.downcast_ref::<attach::Error>() {
-        return from_attach(e);
-    }
-    if let Some(e) = cause.downcast_ref::<attach::SignArtifactError>() {
-        return e.store_error();
-    }
-    match cause.downcast_ref::<release::Error>() {
-        Some(release::Error::Store(s)) => Some(s),
-        Some(release::Error::Transfer(t)) => from_transfer(t),
-        Some(release::Error::Attach(a)) => from_attach(a),
-        Some(release::Error::Sign(e)) => e.store_error(),
-        _ => None,
-    }
-}
-
-fn exit_code_of(error: &anyhow::Error) -> u8 {
-    for cause in error.chain() {
-        if let Some(e) = store_error(cause)
-            && (e.is_integrity_failure() || matches!(e, store::Error::TagExists { .. }))
-        {
-            return EXIT_REFUSED;
-        }
-        if let Some(crate::transfer::Error::UnsafeTitle { .. }) = cause.downcast_ref() {
-            return EXIT_REFUSED;
-        }
-    }
-    EXIT_ERROR
-}
-
-fn hint_of(error: &anyhow::Error) -> Option<String> {
-    for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<crate::sign::SignerSetupError>() {
-            return e.hint();
-        }
-        if let Some(e) = store_error(cause) {
-            return match e {
-                store::Error::TagExists { .. } => Some(
-                    "tags are immutable in custody; push under a new tag, or pass --force-tag to move it deliberately".into(),
-                ),
-                store::Error::DigestMismatch { .. } | store::Error::LyingDigestHeader { .. } => {
-                    Some("the store returned content other than what was asked for; do not trust it, and report it to the registry's operator".into())
-                }
-                store::Error::InsecureRefused { registry } => Some(format!(
-                    "pass --insecure-registry {registry} if this registry really has no TLS"
-                )),
-                store::Error::RetriesExhausted { .. } => {
-                    Some("the registry kept failing; check that it is up and reachable".into())
-                }
-                _ => None,
-            };
-        }
-    }
-    None
-}
-
 /// Store options from flags and the environment.
 pub(crate) fn store_options(cli: &Cli) -> store::Options {
     let mut insecure = cli.insecure_registries.clone();
@@ -256,7 +160,7 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
     // References carry canonical hosts; compare in that spelling (`Reg.Example:443` too).
     let insecure = insecure
         .into_iter()
-        .map(|h| crate::reference::canonical_host(&h).unwrap_or(h))
+        .map(|h| custody::reference::canonical_host(&h).unwrap_or(h))
         .collect();
     store::Options {
         insecure_registries: insecure,
@@ -269,65 +173,99 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
 }
 
 pub fn run() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     cli.output = match cli.output_choice {
         OutputChoice::Json => OutputFormat::Json,
         OutputChoice::Human | OutputChoice::Markdown => OutputFormat::Human,
     };
+    let printer = Printer::new(cli.output);
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
-        print_failure(cli.output, &failure);
-        return ExitCode::from(failure.code);
+        printer.failure(&failure);
+        return printer.exit(failure.status);
     }
-    let output = cli.output;
-    // These print their own reports (and can refuse with exit 1 after printing).
-    match &cli.command {
-        Command::Scan(args) => return vuln_cmds::run(&cli, args),
-        Command::Rescan(args) => return rescan_cmds::run(&cli, args),
-        Command::Verify(args) => return verify_cmds::verify(&cli, args),
-        Command::Policy(args) => return verify_cmds::policy(&cli, args),
-        Command::Promote(args) => return promote_cmds::promote(&cli, args),
-        Command::Sources(cmd) => return secops_cmds::run_sources(&cli, cmd),
-        Command::Audit(cmd) => return secops_cmds::run_audit(&cli, cmd),
-        _ => {}
-    }
-    // The attestation commands print their own results.
-    let printed = match &cli.command {
-        Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
-        Command::Sbom(args) => Some(attest_cmds::sbom_cmd::run(args.clone(), output).map(drop)),
-        Command::Provenance(args) => {
-            Some(attest_cmds::provenance_cmd::run(args.clone(), output).map(drop))
-        }
-        _ => None,
-    };
-    if let Some(result) = printed {
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                let failure = Failure::from(error);
-                print_failure(output, &failure);
-                ExitCode::from(failure.code)
-            }
+    let status = dispatch(&cli, &printer);
+    printer.exit(status)
+}
+
+/// Help, version, or a usage error from clap. Help and version go to stdout (a closed pipe is
+/// fine); a usage error goes to stderr, and with `--output json` the error document follows on
+/// stdout, as for any other failure.
+fn usage(e: &clap::Error) -> ExitCode {
+    let printer = Printer::new(output_in_args(std::env::args_os()));
+    if !e.use_stderr() {
+        return match e.print() {
+            Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
         };
     }
+    let _ = e.print();
+    if printer.format() == OutputFormat::Json {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let tip = rendered
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("tip: "))
+            .map(str::to_owned);
+        let failure = Failure {
+            error: anyhow::anyhow!("{message}"),
+            status: ExitStatus::Error,
+            hint: tip,
+        };
+        printer.json(&diagnostics::document(&failure));
+    }
+    printer.exit(ExitStatus::Error)
+}
+
+/// `--output json` (or `--output=json`) among raw arguments clap refused.
+fn output_in_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> OutputFormat {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let json = args.iter().enumerate().any(|(i, a)| {
+        a == "--output=json" || (a == "--output" && args.get(i + 1).is_some_and(|v| v == "json"))
+    });
+    if json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Human
+    }
+}
+
+fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
+    // These print their own reports (and can refuse with exit 1 after printing).
+    match &cli.command {
+        Command::Scan(args) => return vuln_cmds::run(cli, args, printer),
+        Command::Rescan(args) => return rescan_cmds::run(cli, args, printer),
+        Command::Verify(args) => return verify_cmds::verify(cli, args, printer),
+        Command::Policy(args) => return verify_cmds::policy(args, printer),
+        Command::Promote(args) => return promote_cmds::promote(cli, args, printer),
+        Command::Sources(cmd) => return secops_cmds::run_sources(cmd, printer),
+        Command::Audit(cmd) => return secops_cmds::run_audit(cmd, printer),
+        _ => {}
+    }
     let result = match &cli.command {
-        Command::Push(args) => store_cmds::push(&cli, args),
-        Command::Pull(args) => store_cmds::pull(&cli, args),
-        Command::Resolve(args) => store_cmds::resolve(&cli, args),
-        Command::Copy(args) => store_cmds::copy(&cli, args),
-        Command::Discover(args) => store_cmds::discover(&cli, args),
+        Command::Source(args) => attest_cmds::source_cmd::run(args.clone()).map_err(Failure::from),
+        Command::Sbom(args) => attest_cmds::sbom_cmd::run(args.clone()).map_err(Failure::from),
+        Command::Provenance(args) => {
+            attest_cmds::provenance_cmd::run(args.clone()).map_err(Failure::from)
+        }
+        Command::Push(args) => store_cmds::push(cli, args),
+        Command::Pull(args) => store_cmds::pull(cli, args),
+        Command::Resolve(args) => store_cmds::resolve(cli, args),
+        Command::Copy(args) => store_cmds::copy(cli, args),
+        Command::Discover(args) => store_cmds::discover(cli, args),
         Command::Digest(args) => store_cmds::digest(args),
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBundle(args) => verify_bundle(args),
-        Command::Release(args) => release_cmds::release(&cli, args),
-        Command::Sign(args) => attach_cmds::sign(&cli, args),
-        Command::Attest(args) => attach_cmds::attest(&cli, args),
-        Command::Prune(args) => secops_cmds::prune(&cli, args),
-        Command::Tree(args) => tree_cmds::tree(&cli, args),
-        Command::Source(_)
-        | Command::Sbom(_)
-        | Command::Provenance(_)
-        | Command::Scan(_)
+        Command::Release(args) => release_cmds::release(cli, args, printer),
+        Command::Sign(args) => attach_cmds::sign(cli, args),
+        Command::Attest(args) => attach_cmds::attest(cli, args),
+        Command::Prune(args) => secops_cmds::prune(cli, args),
+        Command::Tree(args) => tree_cmds::tree(cli, args),
+        Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)
         | Command::Policy(_)
@@ -337,15 +275,14 @@ pub fn run() -> ExitCode {
             unreachable!("handled above")
         }
     };
-    let result = secops_cmds::audited(&cli.command, result);
-    match result {
+    match secops_cmds::audited(&cli.command, result) {
         Ok(report) => {
-            print_report(output, &report);
-            ExitCode::SUCCESS
+            printer.report(&report.human, &report.json);
+            ExitStatus::Success
         }
         Err(failure) => {
-            print_failure(output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
@@ -378,44 +315,8 @@ fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> 
         }),
         sign_cmds::VerifyOutcome::Refused(error) => Err(Failure {
             error: anyhow::Error::new(error).context("the bundle does not verify"),
-            code: EXIT_REFUSED,
+            status: ExitStatus::Failure,
             hint: None,
         }),
-    }
-}
-
-pub(crate) fn print_report(output: OutputFormat, report: &Report) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = match output {
-        OutputFormat::Human => write!(stdout, "{}", report.human),
-        OutputFormat::Json => writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&report.json).expect("reports serialise")
-        ),
-    };
-}
-
-pub(crate) fn print_failure(output: OutputFormat, failure: &Failure) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {}", failure.error);
-    for cause in failure.error.chain().skip(1) {
-        let _ = writeln!(stderr, "  caused by: {cause}");
-    }
-    if let Some(hint) = &failure.hint {
-        let _ = writeln!(stderr, "  hint: {hint}");
-    }
-    if output == OutputFormat::Json {
-        let causes: Vec<String> = failure.error.chain().map(|c| c.to_string()).collect();
-        let json = serde_json::json!({
-            "error": failure.error.to_string(),
-            "causes": causes,
-            "hint": failure.hint,
-            "exitCode": failure.code,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).expect("json serialises")
-        );
     }
 }

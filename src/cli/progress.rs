@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::store::Progress;
+use custody::store::Progress;
 
 #[derive(Default)]
 struct State {
@@ -29,6 +29,11 @@ impl StderrProgress {
     }
 }
 
+/// One line on stderr; a closed stderr is ignored (progress is never worth a panic).
+fn line(text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -43,7 +48,7 @@ impl Progress for StderrProgress {
             shown: 0,
         };
         if !self.terminal {
-            eprintln!("{label}: {:.1} MiB", mib(total));
+            line(format_args!("{label}: {:.1} MiB", mib(total)));
         }
     }
 
@@ -71,7 +76,7 @@ impl Progress for StderrProgress {
             let quarter = percent / 25;
             if quarter > s.shown && quarter < 4 {
                 s.shown = quarter;
-                eprintln!("{}: {}%", s.label, quarter * 25);
+                line(format_args!("{}: {}%", s.label, quarter * 25));
             }
         }
     }
@@ -79,9 +84,9 @@ impl Progress for StderrProgress {
     fn end(&self) {
         let s = self.state.lock().expect("progress lock");
         if self.terminal {
-            eprintln!();
+            line(format_args!(""));
         } else {
-            eprintln!("{}: done ({:.1} MiB)", s.label, mib(s.done));
+            line(format_args!("{}: done ({:.1} MiB)", s.label, mib(s.done)));
         }
     }
 }

@@ -4,22 +4,21 @@
 //! attestation. Exit 0 promoted, 1 refused (verification, an existing tag), 2 could not run.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use super::attach_cmds::{SignerArgs, signer_from_args};
+use super::diagnostics::render;
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
-use super::{Cli, EXIT_REFUSED, Failure, OutputFormat, print_failure, secops_cmds, store_options};
-use crate::attest::Timestamp;
-use crate::audit::{self, Outcome};
-use crate::promote::{self, PromoteOutcome, PromotionRecord};
-use crate::reference::Reference;
-use crate::sign::Signer;
-use crate::store;
-use crate::transfer::{self, CopyOptions, TagOutcome, TagPolicy};
-use crate::verify::{self, VerifyOptions, VerifyReport};
+use super::{Cli, ExitStatus, Failure, Printer, secops_cmds, store_options};
+use custody::attest::Timestamp;
+use custody::audit::{self, Outcome};
+use custody::promote::{self, PromoteOutcome, PromotionRecord};
+use custody::reference::Reference;
+use custody::sign::Signer;
+use custody::store;
+use custody::transfer::{self, CopyOptions, TagOutcome, TagPolicy};
+use custody::verify::{self, VerifyOptions, VerifyReport};
 
 #[derive(clap::Args, Debug)]
 pub struct PromoteArgs {
@@ -62,36 +61,37 @@ enum Promotion {
 
 /// `custody promote`: prints the outcome (or the refusing verification report) and records it
 /// in the audit log.
-pub fn promote(cli: &Cli, args: &PromoteArgs) -> ExitCode {
+pub fn promote(cli: &Cli, args: &PromoteArgs, printer: &Printer) -> ExitStatus {
     let result = run(cli, args);
     let written = secops_cmds::append_audit(audit_record(args, &result));
     match secops_cmds::with_audit("promote", result, written) {
         Ok(Promotion::Promoted { report, outcome }) => {
-            print(
-                cli.output,
+            printer.report(
                 &human_promoted(&report, &outcome),
                 &json(args, &report, Some(&outcome)),
             );
-            ExitCode::SUCCESS
+            ExitStatus::Success
         }
         Ok(Promotion::Refused(report)) => {
-            let mut human = super::verify_cmds::human(&report);
+            let mut human = custody::verify::render::human(&report);
             let _ = writeln!(
                 human,
                 "not promoted: {} did not verify; nothing was copied to {}",
                 report.pinned, args.destination
             );
-            print(cli.output, &human, &json(args, &report, None));
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: {} does not satisfy the policy; not promoted",
-                report.pinned
-            );
-            ExitCode::from(EXIT_REFUSED)
+            printer.report(&human, &json(args, &report, None));
+            printer.stderr(&render(
+                &anyhow::anyhow!(
+                    "{} does not satisfy the policy; not promoted",
+                    report.pinned
+                ),
+                None,
+            ));
+            ExitStatus::Failure
         }
         Err(failure) => {
-            print_failure(cli.output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
@@ -194,7 +194,7 @@ fn promote_failure(e: promote::Error, src: &Reference, dst: &Reference) -> Failu
         promote::Error::Attach(a) => Failure::from(anyhow::Error::new(a).context(context)),
         other => Failure::from(anyhow::Error::new(other).context(context)),
     };
-    if failure.code != EXIT_REFUSED {
+    if failure.status != ExitStatus::Failure {
         let rerun = "run the same promote again: what was copied is kept, and the tag is only written once everything is there";
         failure.hint = Some(match failure.hint.take() {
             Some(h) => format!("{h}; then {rerun}"),
@@ -316,18 +316,6 @@ fn human_promoted(report: &VerifyReport, outcome: &PromoteOutcome) -> String {
         let _ = writeln!(out, "promoted {}", outcome.pinned);
     }
     out
-}
-
-fn print(output: OutputFormat, human: &str, json: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = match output {
-        OutputFormat::Human => write!(out, "{human}"),
-        OutputFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(json).expect("json serialises")
-        ),
-    };
 }
 
 #[cfg(test)]

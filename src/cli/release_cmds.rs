@@ -8,20 +8,21 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::attest_cmds::process_env;
-use super::{Cli, Failure, Report, sign_cmds, store_options};
-use crate::attach::LegacyTags;
-use crate::attest::Timestamp;
-use crate::ci;
-use crate::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
-use crate::reference::Reference;
-use crate::release::{self, ReleaseRequest, Subject};
-use crate::sbom::SpecVersion;
-use crate::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
-use crate::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
-use crate::source::DirtyPolicy;
-use crate::store;
-use crate::transfer::TagPolicy;
-use crate::verify::{self, VerifyOptions};
+use super::{Cli, ExitStatus, Failure, Printer, Report, sign_cmds, store_options};
+use custody::attach::LegacyTags;
+use custody::attest::Timestamp;
+use custody::ci;
+use custody::hint::Hint as _;
+use custody::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
+use custody::reference::Reference;
+use custody::release::{self, ReleaseRequest, Subject};
+use custody::sbom::SpecVersion;
+use custody::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use custody::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
+use custody::source::DirtyPolicy;
+use custody::store;
+use custody::transfer::TagPolicy;
+use custody::verify::{self, VerifyOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {
@@ -74,7 +75,7 @@ fn config_dir() -> anyhow::Result<PathBuf> {
 
 /// The local development key, created on first use (private key mode 0600). Artifacts signed
 /// with it carry the local builder id, which production policies refuse.
-pub fn development_key() -> anyhow::Result<(SigningKey, PathBuf)> {
+pub fn development_key(printer: &Printer) -> anyhow::Result<(SigningKey, PathBuf)> {
     let dir = config_dir()?;
     let private = dir.join("dev-key.pem");
     let public = dir.join("dev-key.pub");
@@ -95,11 +96,11 @@ pub fn development_key() -> anyhow::Result<(SigningKey, PathBuf)> {
     write_private(&private, pem.expose().as_bytes())?;
     std::fs::write(&public, key.public_key().to_pem())
         .with_context(|| format!("cannot write {}", public.display()))?;
-    eprintln!(
-        "note: created a local development key at {} (public key {}); what it signs is marked as a local build",
+    printer.stderr(&format!(
+        "note: created a local development key at {} (public key {}); what it signs is marked as a local build\n",
         private.display(),
         public.display()
-    );
+    ));
     Ok((key, public))
 }
 
@@ -148,7 +149,7 @@ fn default_destination(source_dir: &Path) -> anyhow::Result<Reference> {
     Ok(Reference::layout(dir.join("store")))
 }
 
-pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
+pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Report, Failure> {
     let env = process_env();
     let ci = ci::detect(&env).context("cannot tell which CI runs custody")?;
     let image = args
@@ -176,14 +177,14 @@ pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
     let (signer, key_note) = match sign::choose_signer(&options, &sign_cmds::token_env()) {
         Ok(chosen) => (chosen, None),
         Err(SignerSetupError::NoSigner) => {
-            let (key, public) = development_key()?;
+            let (key, public) = development_key(printer)?;
             (ChosenSigner::Key(KeySigner::new(key)), Some(public))
         }
         Err(e) => {
             let hint = e.hint();
             return Err(Failure {
                 error: anyhow::Error::new(e).context("cannot set up signing"),
-                code: super::EXIT_ERROR,
+                status: ExitStatus::Error,
                 hint,
             });
         }
@@ -239,7 +240,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs) -> Result<Report, Failure> {
                 outcome.pinned,
                 serde_json::to_string_pretty(&json).expect("json")
             ),
-            code: super::EXIT_REFUSED,
+            status: ExitStatus::Failure,
             hint: Some(
                 "the artifact was not tagged; fix the cause and run the release again".into(),
             ),

@@ -3,18 +3,15 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{
-    Cli, EXIT_ERROR, EXIT_REFUSED, Failure, OutputFormat, Report, print_failure, print_report,
-};
-use crate::reference::Reference;
-use crate::rescan::{self, SbomStatus, State, Target};
-use crate::sign::verify::TrustedRoot;
-use crate::store;
-use crate::vuln::{AdvisoryId, Database, Limits};
+use super::{Cli, ExitStatus, Failure, OutputFormat, Printer, Report};
+use custody::reference::Reference;
+use custody::rescan::{self, SbomStatus, State, Target};
+use custody::sign::verify::TrustedRoot;
+use custody::store;
+use custody::vuln::{AdvisoryId, Database, Limits};
 
 #[derive(clap::Args, Debug)]
 pub struct RescanArgs {
@@ -56,20 +53,20 @@ fn parse_advisory(s: &str) -> Result<AdvisoryId, String> {
     AdvisoryId::parse(s).map_err(|e| e.to_string())
 }
 
-pub fn run(cli: &Cli, args: &RescanArgs) -> ExitCode {
+pub fn run(cli: &Cli, args: &RescanArgs, printer: &Printer) -> ExitStatus {
     match rescan_cmd(cli, args) {
-        Ok((report, code)) => {
-            print_report(cli.output, &report);
-            ExitCode::from(code)
+        Ok((report, status)) => {
+            printer.report(&report.human, &report.json);
+            status
         }
         Err(failure) => {
-            print_failure(cli.output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
 
-fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
+fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Failure> {
     let mut options = super::store_options(cli);
     options.progress = None;
     let mut targets = Vec::new();
@@ -85,7 +82,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
         .policy
         .as_deref()
         .map(|p| {
-            crate::policy::Policy::load(p)
+            custody::policy::Policy::load(p)
                 .with_context(|| format!("policy {} cannot be used", p.display()))
         })
         .transpose()?;
@@ -132,14 +129,14 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
             .iter()
             .map(|r| r.unresolved.len())
             .sum::<usize>();
-    let code = if unreadable > 0 {
-        EXIT_ERROR
+    let status = if unreadable > 0 {
+        ExitStatus::Error
     } else if (args.fail_on_new && report.new_findings > 0)
         || ((args.fail_on_new || args.fail_on_unverified) && report.without_verified_sbom > 0)
     {
-        EXIT_REFUSED
+        ExitStatus::Failure
     } else {
-        0
+        ExitStatus::Success
     };
     // Only the format asked for is built: with 10,000 tags each copy of the report is megabytes.
     let (human, json) = match cli.output {
@@ -153,7 +150,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, u8), Failure> {
             (String::new(), json)
         }
     };
-    Ok((Report { human, json }, code))
+    Ok((Report { human, json }, status))
 }
 
 fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) -> String {

@@ -2,24 +2,20 @@
 //! storage-changing or deciding command appends (`CUSTODY_AUDIT_LOG`).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{
-    Cli, Command, EXIT_ERROR, EXIT_REFUSED, Failure, Report, print_failure, print_report,
-    store_options,
-};
-use crate::attest::Timestamp;
-use crate::audit::{self, Outcome};
-use crate::digest::Digest;
-use crate::prune;
-use crate::reference::Reference;
-use crate::sign::PublicKey;
-use crate::sources;
-use crate::store;
+use super::diagnostics::render;
+use super::{Cli, Command, ExitStatus, Failure, Printer, Report, store_options};
+use custody::attest::Timestamp;
+use custody::audit::{self, Outcome};
+use custody::digest::Digest;
+use custody::prune;
+use custody::reference::Reference;
+use custody::sign::PublicKey;
+use custody::sources;
+use custody::store;
 
 // ------------------------------------------------------------------------------ sources
 
@@ -49,39 +45,35 @@ pub enum Checked {
     },
 }
 
-/// Prints a checked report and maps it to the exit code, the way `scan` and `promote` do: a
+/// Prints a checked report and maps it to the exit status, the way `scan` and `promote` do: a
 /// refusal prints the whole report first, so `--output json` readers get the violations or the
 /// tampering in the report's own schema, not only the error document.
-pub fn print_checked(cli: &Cli, result: Result<Checked, Failure>) -> ExitCode {
+pub fn print_checked(printer: &Printer, result: Result<Checked, Failure>) -> ExitStatus {
     match result {
         Ok(Checked::Passed(report)) => {
-            print_report(cli.output, &report);
-            ExitCode::SUCCESS
+            printer.report(&report.human, &report.json);
+            ExitStatus::Success
         }
         Ok(Checked::Refused { report, failure }) => {
-            print_report(cli.output, &report);
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {}", failure.error);
-            if let Some(hint) = &failure.hint {
-                let _ = writeln!(stderr, "  hint: {hint}");
-            }
-            ExitCode::from(failure.code)
+            printer.report(&report.human, &report.json);
+            printer.stderr(&render(&failure.error, failure.hint.as_deref()));
+            failure.status
         }
         Err(failure) => {
-            print_failure(cli.output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
 
 /// `custody sources check`: prints the report; exit 1 after it when a violation is found.
-pub fn run_sources(cli: &Cli, cmd: &SourcesCommand) -> ExitCode {
-    print_checked(cli, sources(cmd))
+pub fn run_sources(cmd: &SourcesCommand, printer: &Printer) -> ExitStatus {
+    print_checked(printer, sources(cmd))
 }
 
 /// `custody audit verify | show`: prints the report; exit 1 after it when the log is tampered.
-pub fn run_audit(cli: &Cli, cmd: &AuditCommand) -> ExitCode {
-    print_checked(cli, audit(cmd))
+pub fn run_audit(cmd: &AuditCommand, printer: &Printer) -> ExitStatus {
+    print_checked(printer, audit(cmd))
 }
 
 pub fn sources(cmd: &SourcesCommand) -> Result<Checked, Failure> {
@@ -114,7 +106,7 @@ pub fn sources(cmd: &SourcesCommand) -> Result<Checked, Failure> {
             "{} component(s) with an internal name came from outside the allowed registries",
             report.violations.len(),
         ),
-        code: EXIT_REFUSED,
+        status: ExitStatus::Failure,
         hint: Some(
             "pin the internal registry for these names (npm: an @scope:registry line in .npmrc; cargo: `registry = \"...\"` on the dependency) and regenerate the lockfile".into(),
         ),
@@ -267,7 +259,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
             done.deletions.len(),
             plan.repository
         ),
-        code: EXIT_REFUSED,
+        status: ExitStatus::Failure,
         hint: Some(format!(
             "{human}{}",
             if unsupported {
@@ -429,7 +421,7 @@ fn audit_verify(args: &AuditVerifyArgs) -> Result<Checked, Failure> {
                 report: Report { human, json },
                 failure: Failure {
                     error: anyhow::anyhow!("audit log tampered: {problem}"),
-                    code: EXIT_REFUSED,
+                    status: ExitStatus::Failure,
                     hint: Some(
                         "compare the log with a copy kept elsewhere (its head digest, the checkpoint file); records from the line named on are not to be trusted".into(),
                     ),
@@ -500,13 +492,13 @@ fn audit_show(args: &AuditShowArgs) -> Result<Report, Failure> {
 pub(crate) fn actor() -> String {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-    match crate::ci::detect(&env) {
-        Ok(ctx) if ctx.platform == crate::ci::Platform::GithubActions => format!(
+    match custody::ci::detect(&env) {
+        Ok(ctx) if ctx.platform == custody::ci::Platform::GithubActions => format!(
             "github-actions:{}@{}",
             get("GITHUB_ACTOR").unwrap_or_default(),
             ctx.builder_id
         ),
-        Ok(ctx) if ctx.platform == crate::ci::Platform::GitlabCi => format!(
+        Ok(ctx) if ctx.platform == custody::ci::Platform::GitlabCi => format!(
             "gitlab-ci:{}@{}",
             get("GITLAB_USER_LOGIN").unwrap_or_default(),
             ctx.builder_id
@@ -558,7 +550,7 @@ pub(crate) fn append_audit(record: audit::Record) -> anyhow::Result<()> {
 pub(crate) fn verdict_record(
     action: &str,
     reference: &str,
-    report: &crate::verify::VerifyReport,
+    report: &custody::verify::VerifyReport,
 ) -> audit::Record {
     let mut record = audit::Record::new(
         actor(),
@@ -590,7 +582,7 @@ pub(crate) fn failure_record(action: &str, reference: &str, failure: &Failure) -
     let mut record = audit::Record::new(
         actor(),
         action,
-        if failure.code == EXIT_REFUSED {
+        if failure.status == ExitStatus::Failure {
             Outcome::Refused
         } else {
             Outcome::Failed
@@ -670,7 +662,7 @@ pub(crate) fn with_audit<T>(
             error: e.context(format!(
                 "{action} was done, but its audit record could not be written"
             )),
-            code: EXIT_ERROR,
+            status: ExitStatus::Error,
             hint: Some("check CUSTODY_AUDIT_LOG and run custody audit verify on it".into()),
         }),
         (Err(mut f), Err(e)) => {

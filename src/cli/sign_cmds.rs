@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use crate::digest::Digest;
-use crate::sign::keys::{self, Password, PublicKey, SigningKey};
-use crate::sign::verify::{
+use custody::digest::Digest;
+use custody::sign::keys::{self, Password, PublicKey, SigningKey};
+use custody::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
-use crate::sign::{
+use custody::sign::{
     Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
 };
 
@@ -107,16 +107,7 @@ pub struct VerifyBundleArgs {
 #[derive(Debug)]
 pub enum VerifyOutcome {
     Verified(VerifiedBundle),
-    Refused(crate::sign::VerifyError),
-}
-
-impl VerifyOutcome {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            VerifyOutcome::Verified(_) => 0,
-            VerifyOutcome::Refused(_) => 1,
-        }
-    }
+    Refused(custody::sign::VerifyError),
 }
 
 fn password_from_env() -> Option<Password> {
@@ -185,16 +176,9 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
-/// Environment variables keyless signing reads for a token.
-pub const TOKEN_ENV_VARS: &[&str] = &[
-    oidc::SIGSTORE_ID_TOKEN_VAR,
-    oidc::GITHUB_REQUEST_URL_VAR,
-    oidc::GITHUB_REQUEST_TOKEN_VAR,
-];
-
-/// The token variables of this process, for [`crate::sign::choose_signer`].
+/// The token variables of this process, for [`custody::sign::choose_signer`].
 pub fn token_env() -> BTreeMap<String, String> {
-    TOKEN_ENV_VARS
+    oidc::TOKEN_ENV_VARS
         .iter()
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
         .collect()
@@ -299,10 +283,10 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
 /// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the
 /// verification could not run (unreadable files, bad arguments, unusable trusted root).
 pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcome> {
-    let bundle_bytes = read_bounded(&args.bundle, crate::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
+    let bundle_bytes = read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
     let root = match &args.trusted_root {
         Some(path) => {
-            let bytes = read_bounded(path, crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
+            let bytes = read_bounded(path, custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
             TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?
         }
@@ -348,7 +332,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
     let bundle = match Bundle::from_json(&bundle_bytes) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(VerifyOutcome::Refused(crate::sign::VerifyError::Bundle {
+            return Ok(VerifyOutcome::Refused(custody::sign::VerifyError::Bundle {
                 detail: e.to_string(),
             }));
         }
@@ -374,7 +358,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
                 None => VerifyOutcome::Verified(v),
             },
         ),
-        Err(crate::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
+        Err(custody::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
         Err(e) => Ok(VerifyOutcome::Refused(e)),
     }
 }
@@ -385,16 +369,16 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
 fn statement_refusal(
     v: &VerifiedBundle,
     expected: Option<&str>,
-) -> Option<crate::sign::VerifyError> {
+) -> Option<custody::sign::VerifyError> {
     let payload = v.statement.as_ref()?;
-    let want = expected.unwrap_or(crate::attest::PREDICATE_COSIGN_SIGN_V1);
+    let want = expected.unwrap_or(custody::attest::PREDICATE_COSIGN_SIGN_V1);
     let statement: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
     let found = statement
         .as_ref()
         .and_then(|s| s.get("predicateType")?.as_str())
         .unwrap_or("none");
     if found != want {
-        return Some(crate::sign::VerifyError::PredicateType {
+        return Some(custody::sign::VerifyError::PredicateType {
             expected: want.to_string(),
             found: found.chars().take(200).collect(),
         });
@@ -403,9 +387,9 @@ fn statement_refusal(
         .as_ref()
         .and_then(|s| s.get("predicate"))
         .unwrap_or(&serde_json::Value::Null);
-    crate::verify::vsa::verdict(found, predicate)
+    custody::verify::vsa::verdict(found, predicate)
         .err()
-        .map(|said| crate::sign::VerifyError::Verdict {
+        .map(|said| custody::sign::VerifyError::Verdict {
             predicate_type: found.to_string(),
             said,
         })
@@ -422,21 +406,6 @@ fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
         );
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// The outcome as JSON, for `--output json`: `{"verified": true, ...VerifiedBundle}` or
-/// `{"verified": false, "error": "..."}`.
-pub fn outcome_json(outcome: &VerifyOutcome) -> serde_json::Value {
-    match outcome {
-        VerifyOutcome::Verified(v) => {
-            let mut value = serde_json::to_value(v).unwrap_or_default();
-            if let Some(map) = value.as_object_mut() {
-                map.insert("verified".into(), serde_json::Value::Bool(true));
-            }
-            value
-        }
-        VerifyOutcome::Refused(e) => serde_json::json!({"verified": false, "error": e.to_string()}),
-    }
 }
 
 /// Human-readable lines for a verification outcome.
@@ -467,29 +436,7 @@ pub fn describe(outcome: &VerifyOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::{KeySigner, sign_statement};
-
-    #[test]
-    fn outcome_json_names_the_verdict() {
-        let refused =
-            VerifyOutcome::Refused(crate::sign::VerifyError::Bundle { detail: "x".into() });
-        assert_eq!(outcome_json(&refused)["verified"], false);
-        assert_eq!(refused.exit_code(), 1);
-        let verified = VerifyOutcome::Verified(VerifiedBundle {
-            signer: VerifiedSigner::Key {
-                algorithm: "ecdsa-p256",
-                hint: "h".into(),
-            },
-            integrated_time: None,
-            signing_times: vec![],
-            checks: Default::default(),
-            statement: None,
-        });
-        let json = outcome_json(&verified);
-        assert_eq!(json["verified"], true);
-        assert_eq!(json["signer"]["hint"], "h");
-        assert_eq!(verified.exit_code(), 0);
-    }
+    use custody::sign::{KeySigner, sign_statement};
 
     /// Issue 10, finding 1: `verify-bundle FILE --key K` accepts a signature statement (or a
     /// message signature), not any statement whose subject is the file, unless told which
@@ -500,7 +447,7 @@ mod tests {
         let file = dir.path().join("artifact.bin");
         std::fs::write(&file, b"the artifact").unwrap();
         let digest = Digest::of(b"the artifact");
-        let key = crate::sign::keys::SigningKey::generate_p256().unwrap();
+        let key = custody::sign::keys::SigningKey::generate_p256().unwrap();
         let public = dir.path().join("key.pub");
         std::fs::write(&public, key.public_key().to_pem()).unwrap();
         let signer = KeySigner::new(key);
@@ -533,10 +480,10 @@ mod tests {
         };
         let signature = bundle_of(
             "sig.json",
-            crate::attest::PREDICATE_COSIGN_SIGN_V1,
+            custody::attest::PREDICATE_COSIGN_SIGN_V1,
             serde_json::json!({}),
         );
-        let vsa = crate::attest::PREDICATE_SLSA_VSA_V1;
+        let vsa = custody::attest::PREDICATE_SLSA_VSA_V1;
         let failed = bundle_of(
             "failed.json",
             vsa,
@@ -553,15 +500,18 @@ mod tests {
             VerifyOutcome::Verified(_)
         ));
         match run(args(failed.clone(), None)) {
-            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { expected, found }) => {
-                assert_eq!(expected, crate::attest::PREDICATE_COSIGN_SIGN_V1);
+            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType {
+                expected,
+                found,
+            }) => {
+                assert_eq!(expected, custody::attest::PREDICATE_COSIGN_SIGN_V1);
                 assert_eq!(found, vsa);
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             run(args(passed.clone(), None)),
-            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { .. })
+            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType { .. })
         ));
         assert!(matches!(
             run(args(passed, Some(vsa))),
@@ -569,11 +519,11 @@ mod tests {
         ));
         assert!(matches!(
             run(args(failed, Some(vsa))),
-            VerifyOutcome::Refused(crate::sign::VerifyError::Verdict { .. })
+            VerifyOutcome::Refused(custody::sign::VerifyError::Verdict { .. })
         ));
         assert!(matches!(
             run(args(signature, Some(vsa))),
-            VerifyOutcome::Refused(crate::sign::VerifyError::PredicateType { .. })
+            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType { .. })
         ));
     }
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Cli, Failure, Report, store_options};
-use crate::reference::Reference;
-use crate::store;
-use crate::transfer::{self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy};
+use custody::reference::Reference;
+use custody::store;
+use custody::transfer::{self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy};
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
@@ -267,7 +267,7 @@ pub fn digest(args: &DigestArgs) -> Result<Report, Failure> {
     let mut human = String::new();
     let mut json = Vec::new();
     for path in &args.files {
-        let (digest, size) = crate::digest::of_file(path)
+        let (digest, size) = custody::digest::of_file(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let _ = writeln!(human, "{digest}  {size}  {}", path.display());
         json.push(serde_json::json!({"path": path, "digest": digest, "size": size}));

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
-use super::{Cli, Failure, Report, store_options};
-use crate::reference::Reference;
-use crate::store;
-use crate::tree::{self, Node, Tree};
-use crate::verify::{self, Status, VerifyOptions};
+use super::{Cli, ExitStatus, Failure, Report, store_options};
+use custody::reference::Reference;
+use custody::store;
+use custody::tree::{self, Node, Tree};
+use custody::verify::{self, Status, VerifyOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct TreeArgs {
@@ -55,7 +55,7 @@ pub fn tree(cli: &Cli, args: &TreeArgs) -> Result<Report, Failure> {
             .is_some_and(store::Error::is_integrity_failure);
         let mut failure = could_not(anyhow::Error::new(e), None);
         if lying {
-            failure.code = super::EXIT_REFUSED;
+            failure.status = ExitStatus::Failure;
         }
         failure
     })?;

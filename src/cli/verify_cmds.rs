@@ -2,26 +2,24 @@
 //! into policy overrides, printing the verification tree, and exit codes (0 verified, 1 refused,
 //! 2 could not verify).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
-use super::{Cli, EXIT_ERROR, EXIT_REFUSED, Failure, OutputFormat, print_failure};
-use crate::attach::{self, BundleContent};
-use crate::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
-use crate::oci::Descriptor;
-use crate::policy::{
+use super::{Cli, ExitStatus, Failure, Printer};
+use custody::attach::{self, BundleContent};
+use custody::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
+use custody::oci::Descriptor;
+use custody::policy::{
     self, BuilderRule, Pattern, Policy, ProvenanceRules, RequiredAttestation, SbomRules, Scope,
     SignerKind, TrustedSigner,
 };
-use crate::reference::Reference;
-use crate::sign::keys::PublicKey;
-use crate::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
-use crate::sign::{KeySigner, sign_statement};
-use crate::store;
-use crate::verify::{self, Check, ManifestReport, Status, VerifyOptions, VerifyReport};
+use custody::reference::Reference;
+use custody::sign::keys::PublicKey;
+use custody::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use custody::sign::{KeySigner, sign_statement};
+use custody::store;
+use custody::verify::{self, VerifyOptions, VerifyReport};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
@@ -271,7 +269,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
             .collect()
     };
     let max_age = match &args.max_age {
-        Some(s) => Some(policy::rules::parse_duration(s).map_err(anyhow::Error::msg)?),
+        Some(s) => Some(custody::time::parse_duration(s).map_err(anyhow::Error::msg)?),
         None => None,
     };
     let provenance_flags = args.require_provenance
@@ -367,7 +365,7 @@ pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
         Some(p) => {
             let meta = std::fs::metadata(p)
                 .with_context(|| format!("cannot read trusted root {}", p.display()))?;
-            if meta.len() > crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64 {
+            if meta.len() > custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64 {
                 bail!("trusted root {} is too large", p.display());
             }
             let bytes = std::fs::read(p)
@@ -379,8 +377,8 @@ pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
 }
 
 /// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
-pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
-    let result = run_verify(cli, args);
+pub fn verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> ExitStatus {
+    let result = run_verify(cli, args, printer);
     // The verdict (or why there is none) goes to the audit log before anything is printed.
     let record = match &result {
         Ok(report) => super::secops_cmds::verdict_record("verify", &args.reference, report),
@@ -388,24 +386,22 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
     };
     let written = super::secops_cmds::append_audit(record);
     let result = super::secops_cmds::with_audit("verify", result, written);
-    if let Err(failure) = super::ci_output::verify_extras(cli, args.junit.as_deref(), &result) {
-        print_failure(cli.output, &failure);
-        return ExitCode::from(failure.code);
+    if let Err(failure) =
+        super::ci_output::verify_extras(cli, printer, args.junit.as_deref(), &result)
+    {
+        printer.failure(&failure);
+        return failure.status;
     }
     match result {
         Ok(report) => {
-            if !super::ci_output::print_verify_markdown(cli, &report) {
-                print_report(cli.output, &report);
+            if !super::ci_output::print_verify_markdown(cli, printer, &report) {
+                printer.report(&verify::render::human(&report), &report);
             }
-            if report.verified {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_REFUSED)
-            }
+            ExitStatus::refused_unless(report.verified)
         }
         Err(failure) => {
-            print_failure(cli.output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
@@ -425,12 +421,12 @@ pub(crate) fn policy_and_root(
 pub(crate) fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
     Failure {
         error,
-        code: EXIT_ERROR,
+        status: ExitStatus::Error,
         hint: hint.map(str::to_owned),
     }
 }
 
-fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
+fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyReport, Failure> {
     let reference: Reference = args
         .reference
         .parse()
@@ -482,13 +478,14 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         )
     })?;
     match (&args.vsa, &report.digest) {
-        (Some(path), None) => eprintln!(
-            "note: {} did not resolve to a digest; no vsa was written to {}",
+        (Some(path), None) => printer.stderr(&format!(
+            "note: {} did not resolve to a digest; no vsa was written to {}\n",
             args.reference,
             path.display()
-        ),
+        )),
         (Some(path), Some(_)) => {
-            write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
+            write_vsa(store.as_ref(), &report, args, path, printer)
+                .map_err(|e| could_not(e, None))?;
         }
         (None, _) => {}
     }
@@ -512,7 +509,7 @@ pub fn load_vulnerability_db(
     policy: &Policy,
     repository: &str,
     db: &[PathBuf],
-) -> anyhow::Result<Option<std::sync::Arc<crate::vuln::Database>>> {
+) -> anyhow::Result<Option<std::sync::Arc<custody::vuln::Database>>> {
     let Some(gate) = policy
         .scope_for(repository)
         .and_then(|s| s.vulnerabilities.as_ref())
@@ -523,7 +520,7 @@ pub fn load_vulnerability_db(
     if paths.is_empty() {
         return Ok(None);
     }
-    let db = crate::vuln::Database::load(paths, &crate::vuln::Limits::default())
+    let db = custody::vuln::Database::load(paths, &custody::vuln::Limits::default())
         .context("could not load the vulnerability database")?;
     Ok(Some(std::sync::Arc::new(db)))
 }
@@ -533,6 +530,7 @@ fn write_vsa(
     report: &VerifyReport,
     args: &VerifyArgs,
     path: &Path,
+    printer: &Printer,
 ) -> anyhow::Result<()> {
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let statement = verify::vsa::summary(report, now.clone()).context("cannot build the vsa")?;
@@ -546,10 +544,10 @@ fn write_vsa(
     let json = bundle.to_json();
     std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     if args.attach_vsa && !report.verified && !args.attach_failed_vsa {
-        eprintln!(
-            "note: the vsa says FAILED; it was written to {} but not attached (--attach-failed-vsa attaches it)",
+        printer.stderr(&format!(
+            "note: the vsa says FAILED; it was written to {} but not attached (--attach-failed-vsa attaches it)\n",
             path.display()
-        );
+        ));
         return Ok(());
     }
     if args.attach_vsa {
@@ -578,171 +576,39 @@ fn write_vsa(
     Ok(())
 }
 
-fn print_report(output: OutputFormat, report: &VerifyReport) {
-    let mut out = std::io::stdout().lock();
-    let _ = match output {
-        OutputFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(report).expect("reports serialise")
-        ),
-        OutputFormat::Human => write!(out, "{}", human(report)),
-    };
-}
-
-fn mark(s: Status) -> &'static str {
-    match s {
-        Status::Pass => "✓",
-        Status::Fail => "✗",
-        Status::Skip => "-",
-    }
-}
-
-fn check_lines(out: &mut String, c: &Check, indent: &str) {
-    out.push_str(&format!("{indent}{} {}", mark(c.status), c.name));
-    match (c.status, &c.found) {
-        (Status::Fail, _) => out.push('\n'),
-        (_, Some(found)) => out.push_str(&format!(": {found}\n")),
-        (_, None) => out.push('\n'),
-    }
-    if c.status == Status::Fail {
-        if let Some(e) = &c.expected {
-            out.push_str(&format!("{indent}    expected: {e}\n"));
-        }
-        if let Some(f) = &c.found {
-            out.push_str(&format!("{indent}    found:    {f}\n"));
-        }
-        if let Some(h) = &c.hint {
-            out.push_str(&format!("{indent}    hint:     {h}\n"));
-        }
-    }
-}
-
-fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
-    for c in &m.checks {
-        if matches!(c.kind, verify::CheckKind::Threshold) {
-            // Referrers first, then the policy checks over them.
-            for r in &m.referrers {
-                out.push_str(&format!(
-                    "{indent}├─ {} {} {}{}\n",
-                    match r.kind {
-                        verify::ReferrerKind::Bundle => "bundle",
-                        verify::ReferrerKind::LegacySignature => "legacy .sig",
-                        verify::ReferrerKind::LegacyAttestation => "legacy .att",
-                    },
-                    r.manifest.short(),
-                    r.predicate_type.as_deref().unwrap_or("signature"),
-                    if r.trusted {
-                        format!(
-                            " — trusted, signed by {}",
-                            r.signer.as_deref().unwrap_or("?")
-                        )
-                    } else {
-                        " — not trusted, ignored".to_string()
-                    }
-                ));
-                for rc in &r.checks {
-                    check_lines(out, rc, &format!("{indent}│  "));
-                }
-            }
-            for i in &m.ignored {
-                out.push_str(&format!(
-                    "{indent}├─ other {} {}: {}\n",
-                    i.digest.short(),
-                    i.artifact_type.as_deref().unwrap_or("no artifact type"),
-                    i.reason
-                ));
-            }
-        }
-        check_lines(out, c, indent);
-    }
-    for p in &m.platforms {
-        out.push_str(&format!(
-            "{indent}platform {} {} — {}\n",
-            p.platform.as_deref().unwrap_or("unknown"),
-            p.digest
-                .as_ref()
-                .map_or_else(|| "-".to_string(), |d| d.to_string()),
-            if p.verified { "verified" } else { "REFUSED" }
-        ));
-        manifest_tree(out, p, &format!("{indent}   "));
-    }
-}
-
-/// The human report: the chain as a tree with a mark per check.
-pub fn human(report: &VerifyReport) -> String {
-    let mut out = format!("{}\n", report.reference);
-    out.push_str(&format!(
-        "policy {}{}{}\n",
-        report.policy.source,
-        report
-            .policy
-            .digest
-            .as_ref()
-            .map(|d| format!(" ({})", d.short()))
-            .unwrap_or_default(),
-        report
-            .scope
-            .as_ref()
-            .map(|s| format!(", scope {s}"))
-            .unwrap_or_default()
-    ));
-    manifest_tree(&mut out, &report.artifact, "");
-    let failures = report
-        .failures()
-        .iter()
-        .filter(|c| c.referrer.is_none() || report.artifact.checks.contains(c))
-        .count();
-    if report.verified {
-        out.push_str(&format!("verified {}\n", report.pinned));
-    } else {
-        out.push_str(&format!(
-            "REFUSED {}: {} check(s) failed\n",
-            report.pinned,
-            failures.max(1)
-        ));
-    }
-    out
-}
-
 /// `custody policy init|check`.
-pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
+pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
     match &args.command {
         PolicyCommand::Init { file } => match file {
             None => {
-                print!("{}", policy::STARTER_POLICY);
-                ExitCode::SUCCESS
+                printer.stdout(policy::STARTER_POLICY);
+                ExitStatus::Success
             }
             Some(path) => {
                 if path.exists() {
-                    print_failure(
-                        cli.output,
-                        &could_not(
-                            anyhow::anyhow!("{} exists; not overwriting it", path.display()),
-                            None,
-                        ),
+                    let failure = could_not(
+                        anyhow::anyhow!("{} exists; not overwriting it", path.display()),
+                        None,
                     );
-                    return ExitCode::from(EXIT_ERROR);
+                    printer.failure(&failure);
+                    return failure.status;
                 }
                 match std::fs::write(path, policy::STARTER_POLICY) {
                     Ok(()) => {
-                        print_out(
-                            cli.output,
+                        printer.report(
                             &format!("policy written to {}\n", path.display()),
-                            serde_json::json!({"policy": path}),
+                            &serde_json::json!({"policy": path}),
                         );
-                        ExitCode::SUCCESS
+                        ExitStatus::Success
                     }
                     Err(e) => {
-                        print_failure(
-                            cli.output,
-                            &could_not(
-                                anyhow::Error::new(e)
-                                    .context(format!("cannot write {}", path.display())),
-                                None,
-                            ),
+                        let failure = could_not(
+                            anyhow::Error::new(e)
+                                .context(format!("cannot write {}", path.display())),
+                            None,
                         );
-                        ExitCode::from(EXIT_ERROR)
+                        printer.failure(&failure);
+                        failure.status
                     }
                 }
             }
@@ -754,8 +620,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
                     .iter()
                     .map(|s| serde_json::json!({"name": s.name, "signers": s.signers.len(), "threshold": s.threshold}))
                     .collect();
-                print_out(
-                    cli.output,
+                printer.report(
                     &format!(
                         "{} is a valid policy: {} scope(s): {}\n",
                         file.display(),
@@ -766,35 +631,25 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    serde_json::json!({"valid": true, "scopes": scopes, "digest": p.digest}),
+                    &serde_json::json!({"valid": true, "scopes": scopes, "digest": p.digest}),
                 );
-                ExitCode::SUCCESS
+                ExitStatus::Success
             }
             Err(e) => {
-                let code = match e {
-                    policy::PolicyError::Read { .. } => EXIT_ERROR,
-                    _ => EXIT_REFUSED,
+                let status = match e {
+                    policy::PolicyError::Read { .. } => ExitStatus::Error,
+                    _ => ExitStatus::Failure,
                 };
                 let line = e.line();
                 let failure = Failure {
                     error: anyhow::Error::new(e)
                         .context(format!("{} is not a valid policy", file.display())),
-                    code,
+                    status,
                     hint: line.map(|l| format!("see line {l} of {}", file.display())),
                 };
-                print_failure(cli.output, &failure);
-                ExitCode::from(code)
+                printer.failure(&failure);
+                status
             }
         },
-    }
-}
-
-fn print_out(output: OutputFormat, human: &str, json: serde_json::Value) {
-    match output {
-        OutputFormat::Human => print!("{human}"),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json).expect("json serialises")
-        ),
     }
 }

@@ -4,16 +4,15 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{Cli, EXIT_REFUSED, Failure, Report, print_failure, print_report};
-use crate::reference::Reference;
-use crate::store;
-use crate::vuln::input::{self, SbomVerification, Source};
-use crate::vuln::policy::{self, Verdict, VexDocument};
-use crate::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
+use super::{Cli, ExitStatus, Failure, Printer, Report};
+use custody::reference::Reference;
+use custody::store;
+use custody::vuln::input::{self, SbomVerification, Source};
+use custody::vuln::policy::{self, Verdict, VexDocument};
+use custody::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
 
 #[derive(clap::Args, Debug)]
 pub struct ScanArgs {
@@ -63,19 +62,15 @@ pub struct ScanArgs {
 pub const PREDICATE_VULN_SCAN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 
 /// Runs the scan, prints, and maps the outcome to the exit code.
-pub fn run(cli: &Cli, args: &ScanArgs) -> ExitCode {
+pub fn run(cli: &Cli, args: &ScanArgs, printer: &Printer) -> ExitStatus {
     match scan(cli, args) {
         Ok((report, failing)) => {
-            print_report(cli.output, &report);
-            if failing > 0 {
-                ExitCode::from(EXIT_REFUSED)
-            } else {
-                ExitCode::SUCCESS
-            }
+            printer.report(&report.human, &report.json);
+            ExitStatus::refused_unless(failing == 0)
         }
         Err(failure) => {
-            print_failure(cli.output, &failure);
-            ExitCode::from(failure.code)
+            printer.failure(&failure);
+            failure.status
         }
     }
 }
@@ -93,7 +88,7 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
         )
         .into());
     }
-    let started = crate::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let started = custody::attest::Timestamp::from_system_time(std::time::SystemTime::now());
     let components = read_input(cli, args)?;
     let db = Database::load(&args.db, &Limits::default())
         .context("could not load the vulnerability database")?;
@@ -190,7 +185,7 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         .policy
         .as_deref()
         .map(|p| {
-            crate::policy::Policy::load(p)
+            custody::policy::Policy::load(p)
                 .with_context(|| format!("policy {} cannot be used", p.display()))
         })
         .transpose()?;
@@ -198,10 +193,10 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         Some(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read trusted root {}", path.display()))?;
-            crate::sign::verify::TrustedRoot::from_json(&bytes)
+            custody::sign::verify::TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?
         }
-        None => crate::sign::verify::TrustedRoot::empty(),
+        None => custody::sign::verify::TrustedRoot::empty(),
     };
     let scope = match &policy {
         None => None,
@@ -213,7 +208,7 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
             )
         })?),
     };
-    let verifier = scope.map(|scope| crate::verify::gates::PolicySbomVerifier {
+    let verifier = scope.map(|scope| custody::verify::gates::PolicySbomVerifier {
         scope,
         trusted_root: &root,
     });
@@ -225,7 +220,7 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         Ok(c) => Ok(c),
         Err(e @ input::InputError::Verification { .. }) => Err(Failure {
             error: anyhow::Error::new(e).context(format!("the sbom of {reference} is refused")),
-            code: EXIT_REFUSED,
+            status: ExitStatus::Failure,
             hint: Some(
                 "the SBOM is not signed by a signer the policy trusts for this repository; its components were not scanned".into(),
             ),
@@ -240,8 +235,8 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
 /// content digest and newest modification), custody's report as the result, and when it ran.
 pub fn vuln_predicate(
     report: &ScanReport,
-    started: &crate::attest::Timestamp,
-    finished: &crate::attest::Timestamp,
+    started: &custody::attest::Timestamp,
+    finished: &custody::attest::Timestamp,
 ) -> serde_json::Value {
     let db = &report.database;
     serde_json::json!({
@@ -272,8 +267,8 @@ fn attest_scan(
     cli: &Cli,
     args: &ScanArgs,
     report: &ScanReport,
-    started: crate::attest::Timestamp,
-) -> Result<(crate::digest::Digest, String), Failure> {
+    started: custody::attest::Timestamp,
+) -> Result<(custody::digest::Digest, String), Failure> {
     let Source::Oci {
         reference, digest, ..
     } = &report.input
@@ -284,23 +279,23 @@ fn attest_scan(
     };
     let reference: Reference = reference.parse().context("bad reference")?;
     let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
-    let signer = crate::sign::signer_from_options(&options, &super::sign_cmds::token_env())?;
+    let signer = custody::sign::signer_from_options(&options, &super::sign_cmds::token_env())?;
     let store = store::open(&reference, &super::store_options(cli))
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let fetched = store
         .get_manifest(digest)
         .with_context(|| format!("cannot fetch {digest} to attest it"))?;
-    let finished = crate::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let finished = custody::attest::Timestamp::from_system_time(std::time::SystemTime::now());
     let predicate = vuln_predicate(report, &started, &finished);
-    let options = crate::attach::AttachOptions {
+    let options = custody::attach::AttachOptions {
         repository: Some(reference.repository()),
         created: Some(finished),
-        ..crate::attach::AttachOptions::default()
+        ..custody::attach::AttachOptions::default()
     };
-    let attached = crate::attach::attest_artifact(
+    let attached = custody::attach::attest_artifact(
         store.as_ref(),
         &fetched.descriptor,
-        crate::attach::AttestInput::Predicate {
+        custody::attach::AttestInput::Predicate {
             predicate_type: PREDICATE_VULN_SCAN.into(),
             predicate,
         },

@@ -9,8 +9,8 @@
 //! budgets against alias bombs and deep nesting, and errors that carry the line. (`serde_yaml`
 //! is archived, `serde_yml` was archived after soundness reports.)
 
-pub mod pattern;
-pub mod rules;
+/// The glob patterns moved down to [`crate::glob`]; this path stays for existing callers.
+pub use crate::glob as pattern;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::digest::Digest;
+pub use crate::glob::Pattern;
 use crate::sign::keys::PublicKey;
 use crate::sign::verify::{SubjectMatcher, TlogRequirement};
-pub use pattern::Pattern;
 
 /// The only policy format version.
 pub const POLICY_VERSION: u32 = 1;
@@ -660,7 +660,7 @@ fn check_scope(
             let max_age = match &p.max_age {
                 None => None,
                 Some(text_age) => Some(
-                    rules::parse_duration(text_age)
+                    crate::time::parse_duration(text_age)
                         .map_err(|e| invalid(text_age, format!("max_age: {e}")))?,
                 ),
             };

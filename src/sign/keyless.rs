@@ -13,8 +13,6 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::sync::Once;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -269,37 +267,6 @@ fn check_url(service: &'static str, url: &str) -> Result<(), KeylessError> {
     }
 }
 
-static CRYPTO: Once = Once::new();
-
-/// The HTTP client used for Sigstore services and CI token requests.
-pub fn http_client() -> Result<reqwest::blocking::Client, reqwest::Error> {
-    CRYPTO.call_once(|| {
-        // Another part of the process may have installed one already; either is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        // Rekor v2 answers only once a checkpoint covers the entry.
-        .timeout(Duration::from_secs(90))
-        .user_agent(concat!("custody/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// Reads at most `max` bytes of a response body; more is an error.
-pub(crate) fn read_body(
-    response: reqwest::blocking::Response,
-    max: usize,
-) -> Result<Vec<u8>, std::io::Error> {
-    let mut body = Vec::new();
-    response.take(max as u64 + 1).read_to_end(&mut body)?;
-    if body.len() > max {
-        return Err(std::io::Error::other(format!(
-            "response is larger than {max} bytes"
-        )));
-    }
-    Ok(body)
-}
-
 /// Signs with an ephemeral key certified by Fulcio for one OIDC identity; logs every signature
 /// in Rekor and timestamps it. One signer may sign several times with the same certificate
 /// while it is valid (Fulcio issues ten-minute certificates).
@@ -328,7 +295,7 @@ impl KeylessSigner {
         token: &IdentityToken,
     ) -> Result<KeylessSigner, KeylessError> {
         instance.check()?;
-        let http = http_client().map_err(|source| KeylessError::Http {
+        let http = crate::http::client().map_err(|source| KeylessError::Http {
             service: "fulcio",
             url: instance.fulcio_url.clone(),
             source,
@@ -558,9 +525,11 @@ fn post_json(
         .send()
         .map_err(http_err)?;
     let status = response.status();
-    let bytes = read_body(response, MAX_RESPONSE_SIZE).map_err(|e| KeylessError::BadResponse {
-        service,
-        reason: e.to_string(),
+    let bytes = crate::http::read_body(response, MAX_RESPONSE_SIZE).map_err(|e| {
+        KeylessError::BadResponse {
+            service,
+            reason: e.to_string(),
+        }
     })?;
     if !status.is_success() {
         let message = serde_json::from_slice::<ServiceError>(&bytes)
@@ -814,9 +783,11 @@ fn request_timestamp(
             source: source.without_url(),
         })?;
     let status = response.status();
-    let body = read_body(response, MAX_RESPONSE_SIZE).map_err(|e| KeylessError::BadResponse {
-        service: "timestamp authority",
-        reason: e.to_string(),
+    let body = crate::http::read_body(response, MAX_RESPONSE_SIZE).map_err(|e| {
+        KeylessError::BadResponse {
+            service: "timestamp authority",
+            reason: e.to_string(),
+        }
     })?;
     if !status.is_success() {
         return Err(KeylessError::Refused {

@@ -119,9 +119,8 @@ pub enum SignerSetupError {
     Keyless(#[from] KeylessError),
 }
 
-impl SignerSetupError {
-    /// A one-line suggestion for the person running the command.
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for SignerSetupError {
+    fn hint(&self) -> Option<String> {
         match self {
             SignerSetupError::NoSigner => Some(format!(
                 "pass --key, or --identity-token, or set {} (GitLab id_tokens with aud: sigstore), or run in GitHub Actions with `permissions: id-token: write`",
@@ -215,7 +214,7 @@ pub fn choose_signer(
     if let Some(key) = &options.key {
         return Ok(ChosenSigner::Key(KeySigner::new(key.clone())));
     }
-    let http = keyless::http_client().map_err(|source| KeylessError::Http {
+    let http = crate::http::client().map_err(|source| KeylessError::Http {
         service: "oidc",
         url: String::new(),
         source,

@@ -20,6 +20,14 @@ pub const GITHUB_REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
 pub const GITHUB_REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 /// GitLab CI (and cosign's convention everywhere): the token itself.
 pub const SIGSTORE_ID_TOKEN_VAR: &str = "SIGSTORE_ID_TOKEN";
+
+/// Environment variables keyless signing reads for a token.
+pub const TOKEN_ENV_VARS: &[&str] = &[
+    SIGSTORE_ID_TOKEN_VAR,
+    GITHUB_REQUEST_URL_VAR,
+    GITHUB_REQUEST_TOKEN_VAR,
+];
+
 /// Largest token accepted (real ones are 1-2 KiB).
 pub const MAX_TOKEN_SIZE: usize = 64 * 1024;
 
@@ -264,8 +272,8 @@ pub fn github_actions_token(
         .send()
         .map_err(|e| fail(e.without_url().to_string()))?;
     let status = response.status();
-    let body = crate::sign::keyless::read_body(response, MAX_TOKEN_SIZE * 2)
-        .map_err(|e| fail(e.to_string()))?;
+    let body =
+        crate::http::read_body(response, MAX_TOKEN_SIZE * 2).map_err(|e| fail(e.to_string()))?;
     if !status.is_success() {
         return Err(fail(format!("HTTP {}", status.as_u16())));
     }
@@ -372,7 +380,7 @@ mod tests {
 
     #[test]
     fn ambient_order_is_explicit_then_sigstore_id_token_then_github() {
-        let http = crate::sign::keyless::http_client().unwrap();
+        let http = crate::http::client().unwrap();
         let a = test_jwt(&json!({"iss": "a", "sub": "s", "aud": "sigstore"}));
         let b = test_jwt(&json!({"iss": "b", "sub": "s", "aud": "sigstore"}));
         let env: &[(&str, &str)] = &[

@@ -301,6 +301,33 @@ impl std::str::FromStr for Timeout {
     }
 }
 
+impl crate::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::TagExists { .. } => Some(
+                "tags are immutable in custody; push under a new tag, or pass --force-tag to move it deliberately".into(),
+            ),
+            Error::DigestMismatch { .. } | Error::LyingDigestHeader { .. } => Some(
+                "the store returned content other than what was asked for; do not trust it, and report it to the registry's operator".into(),
+            ),
+            Error::InsecureRefused { registry } => Some(format!(
+                "pass --insecure-registry {registry} if this registry really has no TLS"
+            )),
+            Error::TimedOut { .. } => Some(
+                "if the registry is only slow, wait longer with --timeout or CUSTODY_TIMEOUT".into(),
+            ),
+            Error::RetriesExhausted { .. } => {
+                Some("the registry kept failing; check that it is up and reachable".into())
+            }
+            _ => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        self.is_integrity_failure() || matches!(self, Error::TagExists { .. })
+    }
+}
+
 /// One repository of OCI content.
 pub trait Store: Send + Sync {
     /// The repository as a reference string: `host/repo` or `oci:<dir>`.

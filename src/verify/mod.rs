@@ -13,18 +13,20 @@
 //! the artifact was refused (exit 1).
 
 pub mod gates;
+pub mod render;
 pub mod report;
+pub mod rules;
 pub mod vsa;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use self::rules::SignerEvidence;
 use crate::attach::{self, FoundBundle, FoundLegacy, LegacyKind};
 use crate::attest::{PREDICATE_COSIGN_SIGN_V1, PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1};
 use crate::digest::Digest;
 use crate::oci::Manifest;
-use crate::policy::rules::{self, SignerEvidence};
 use crate::policy::{Policy, Scope, SignerKind, TrustedSigner};
 use crate::reference::Reference;
 use crate::sign::bundle::{Bundle, Content, Material};
@@ -49,10 +51,7 @@ pub const MAX_REFERRERS: usize = 1000;
 /// Predicate types that count as an SBOM.
 pub const SBOM_PREDICATE_TYPES: &[&str] = &[PREDICATE_CYCLONEDX, "https://spdx.dev/Document"];
 /// in-toto statement `_type` values accepted (cosign attest still writes v0.1).
-pub const STATEMENT_TYPES: &[&str] = &[
-    "https://in-toto.io/Statement/v1",
-    "https://in-toto.io/Statement/v0.1",
-];
+pub const STATEMENT_TYPES: &[&str] = &[crate::attest::STATEMENT_V1, crate::attest::STATEMENT_V01];
 
 /// How to verify.
 #[derive(Clone, Debug)]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::date::Date;
 use super::version::Ecosystem;
 use crate::digest::Digest;
+use crate::time::Date;
 
 /// Bounds on what one database may hold; input past a bound is refused with an error naming
 /// the file, never truncated silently.

@@ -25,11 +25,11 @@ pub const MAX_SBOM_BYTES: u64 = 64 * 1024 * 1024;
 /// Most components one SBOM may list (nested ones included).
 pub const MAX_COMPONENTS: usize = 500_000;
 
-/// The artifact type of a Sigstore bundle v0.3 referrer.
-pub const SIGSTORE_BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// The annotation naming a bundle referrer's in-toto predicate type.
-pub const ANNOTATION_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
-const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub use crate::attach::ANNOTATION_BUNDLE_PREDICATE_TYPE as ANNOTATION_PREDICATE_TYPE;
+/// The artifact type of a Sigstore bundle v0.3 referrer.
+pub use crate::sign::bundle::MEDIA_TYPE_V0_3 as SIGSTORE_BUNDLE_V03;
+use crate::sign::dsse::IN_TOTO_PAYLOAD_TYPE;
 
 /// How the SBOM was wrapped where it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

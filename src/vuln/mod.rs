@@ -4,7 +4,6 @@
 //! carry; [`input`] reads the components of a CycloneDX SBOM, a lockfile or an OCI artifact's
 //! SBOM referrer; [`sarif`] writes SARIF 2.1.0.
 
-pub mod date;
 pub mod db;
 pub mod input;
 pub mod policy;
@@ -18,7 +17,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use date::Date;
+pub use crate::time::Date;
 pub use db::{Advisory, AdvisoryId, Affected, Database, DbError, DbIdentity, Limits};
 pub use version::{Ecosystem, Version};
 

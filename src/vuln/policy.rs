@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::date::Date;
 use super::db::AdvisoryId;
 use super::{Finding, Rating};
+use crate::time::Date;
 
 /// The vulnerability rules of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -171,7 +171,7 @@ fn checks(report: &VerifyReport, kind: CheckKind) -> Vec<verify::Check> {
 }
 
 fn human(report: &VerifyReport) -> String {
-    custody::cli::verify_cmds::human(report)
+    custody::verify::render::human(report)
 }
 
 const SMALLVEC: &str = "pkg:cargo/smallvec@0.6.9";

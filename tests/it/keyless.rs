@@ -113,7 +113,7 @@ fn library_blob_bundle_verifies_with_custody_and_cosign() {
 /// custody with no token variables from the surrounding environment.
 fn custody(stack: &SigstoreStack) -> std::process::Command {
     let mut c = support::custody();
-    for var in custody::cli::sign_cmds::TOKEN_ENV_VARS {
+    for var in custody::sign::oidc::TOKEN_ENV_VARS {
         c.env_remove(var);
     }
     c.env("HOME", stack.dir());

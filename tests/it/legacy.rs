@@ -464,12 +464,7 @@ fn legacy_keyless_layers_go_through_the_verify_path() {
     .unwrap();
     assert!(!report.verified);
     let refs = &report.artifact.referrers;
-    assert_eq!(
-        refs.len(),
-        2,
-        "{}",
-        custody::cli::verify_cmds::human(&report)
-    );
+    assert_eq!(refs.len(), 2, "{}", custody::verify::render::human(&report));
     for r in refs {
         let sig = r
             .checks

@@ -1,5 +1,10 @@
 //! custody's integration tests: one test binary, one module per area.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap like the tests they serve: a panic is how a test reports"
+)]
+
 mod attach;
 mod attest;
 mod ci_install;
@@ -13,8 +18,10 @@ mod gh;
 mod hostile;
 mod interop;
 mod keyless;
+mod layers;
 mod layout;
 mod legacy;
+mod output;
 mod prune;
 mod readme;
 mod registry;

@@ -451,7 +451,7 @@ impl SigstoreStack {
     /// GETs `url` until it answers 200 (60 s at most); returns the body.
     fn wait_get(&self, name: &str, url: &str) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let client = custody::sign::keyless::http_client().expect("client");
+        let client = custody::http::client().expect("client");
         loop {
             self.check_alive(name);
             if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send()

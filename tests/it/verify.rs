@@ -193,13 +193,13 @@ fn assert_refused_for(report: &VerifyReport, kind: CheckKind) -> verify::Check {
     assert!(
         !report.verified,
         "{}",
-        custody::cli::verify_cmds::human(report)
+        custody::verify::render::human(report)
     );
     let f = failed(report, kind);
     assert!(
         !f.is_empty(),
         "expected a failed {kind:?} check:\n{}",
-        custody::cli::verify_cmds::human(report)
+        custody::verify::render::human(report)
     );
     f[0].clone()
 }
@@ -276,7 +276,7 @@ fn honest_artifacts_from_each_ci_identity_verify_on_both_referrer_paths() {
             assert!(
                 report.verified,
                 "{tag} on {host}:\n{}",
-                custody::cli::verify_cmds::human(&report)
+                custody::verify::render::human(&report)
             );
             assert_eq!(report.digest, Some(d.digest));
             assert_eq!(report.artifact.referrers.len(), 3);
@@ -689,7 +689,7 @@ fn one_key_counts_once_toward_a_threshold() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
 }
 
@@ -934,7 +934,7 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
     assert_eq!(report.artifact.referrers.len(), 2);
 
@@ -1059,7 +1059,7 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
     let platforms: Vec<_> = report
         .artifact
@@ -1170,7 +1170,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
             .iter()
             .find(|c| c.name == "sbom of every platform")
             .cloned()
-            .unwrap_or_else(|| panic!("{}", custody::cli::verify_cmds::human(r)))
+            .unwrap_or_else(|| panic!("{}", custody::verify::render::human(r)))
     };
     let report = run(store.as_ref(), &format!("{repo}:multi"), &p);
     assert!(!report.verified);
@@ -1193,7 +1193,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
         },
     )
     .unwrap();
-    assert!(one.verified, "{}", custody::cli::verify_cmds::human(&one));
+    assert!(one.verified, "{}", custody::verify::render::human(&one));
     assert_eq!(every(&one).status, Status::Pass);
 
     // Every platform has its SBOM: the index is accepted, and the report says why.
@@ -1208,7 +1208,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
     let c = every(&report);
     assert_eq!(c.status, Status::Pass);
@@ -1407,7 +1407,7 @@ fn custody_verifies_cosign_signatures_and_attestations_in_both_formats() {
         assert!(
             report.verified,
             "{tag}:\n{}",
-            custody::cli::verify_cmds::human(&report)
+            custody::verify::render::human(&report)
         );
         let kinds: Vec<_> = report
             .artifact
@@ -1972,7 +1972,7 @@ fn signature_predicate_types_and_vsa_expectations_are_applied() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
 
     // A PASSED VSA naming this policy and resource.
@@ -2017,7 +2017,7 @@ fn signature_predicate_types_and_vsa_expectations_are_applied() {
     assert!(
         report.verified,
         "{}",
-        custody::cli::verify_cmds::human(&report)
+        custody::verify::render::human(&report)
     );
     let report = run(
         store.as_ref(),

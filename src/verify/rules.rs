@@ -15,9 +15,10 @@
 
 use serde_json::Value;
 
-use super::{Pattern, ProvenanceRules};
+use super::report::{Check, CheckKind};
 use crate::ci::LOCAL_BUILDER_ID;
-use crate::verify::report::{Check, CheckKind};
+use crate::policy::{Pattern, ProvenanceRules};
+use crate::time::{show_duration, unix_seconds};
 
 /// GitHub Actions' OIDC issuer.
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -336,59 +337,6 @@ pub fn evaluate_provenance(
     });
     (checks, level)
 }
-
-/// Parses `30d`, `12h`, `45m`, `90s`, `2w` and sums like `1d12h` into seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 32 {
-        return Err(format!("{s:?} is not a duration like 30d, 12h, 1d12h"));
-    }
-    let mut total: u64 = 0;
-    let mut number: Option<u64> = None;
-    for c in s.chars() {
-        if let Some(d) = c.to_digit(10) {
-            number = Some(
-                number
-                    .unwrap_or(0)
-                    .checked_mul(10)
-                    .and_then(|n| n.checked_add(u64::from(d)))
-                    .ok_or_else(|| format!("{s:?} is too long a duration"))?,
-            );
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(format!("{s:?} has unit {c:?}; use s, m, h, d or w")),
-        };
-        let n = number
-            .take()
-            .ok_or_else(|| format!("{s:?} does not start with a number"))?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{s:?} is too long a duration"))?;
-    }
-    if number.is_some() {
-        return Err(format!("{s:?} has no unit; use s, m, h, d or w"));
-    }
-    Ok(total)
-}
-
-fn show_duration(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s >= 86_400 => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
-        s if s >= 3600 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
-pub use crate::attest::time::unix_seconds;
 
 #[cfg(test)]
 mod tests {
@@ -722,19 +670,5 @@ mod tests {
             source_repository: Some("https://github.com/Octo/hello".into()),
         };
         assert_eq!(build_level(&reusable, &separated, &rules), 3);
-    }
-
-    #[test]
-    fn durations_and_times() {
-        assert_eq!(parse_duration("30d"), Ok(2_592_000));
-        assert_eq!(parse_duration("2w"), Ok(1_209_600));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5y").unwrap_err().contains("unit"));
-        assert!(parse_duration("99999999999999999999d").is_err());
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(unix_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(unix_seconds("2023-11-14T22:13:20.5Z"), Some(1_700_000_000));
-        assert_eq!(unix_seconds("yesterday"), None);
     }
 }

@@ -1,0 +1,86 @@
+//! The one owner of standard output and standard error. Every command prints through a
+//! [`Printer`], which picks human or JSON output and treats a closed pipe
+//! (`custody verify … | head -1`) as the reader having seen enough: further output is dropped
+//! and the process ends with 0, as ripgrep does.
+
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::OutputFormat;
+use super::diagnostics::{self, ExitStatus, Failure};
+
+/// Prints reports on stdout and diagnostics on stderr.
+pub struct Printer {
+    format: OutputFormat,
+    /// Set once a write to stdout found the reading end closed.
+    closed: Cell<bool>,
+}
+
+impl Printer {
+    pub fn new(format: OutputFormat) -> Printer {
+        Printer {
+            format,
+            closed: Cell::new(false),
+        }
+    }
+
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Writes `text` to stdout as it is.
+    pub fn stdout(&self, text: &str) {
+        if self.closed.get() {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.closed.set(true);
+        }
+    }
+
+    /// Writes `value` to stdout as pretty JSON and a newline.
+    pub fn json(&self, value: &impl Serialize) {
+        let mut text = serde_json::to_string_pretty(value).expect("reports serialise");
+        text.push('\n');
+        self.stdout(&text);
+    }
+
+    /// `human` or `json`, whichever `--output` asked for.
+    pub fn report(&self, human: &str, json: &impl Serialize) {
+        match self.format {
+            OutputFormat::Human => self.stdout(human),
+            OutputFormat::Json => self.json(json),
+        }
+    }
+
+    /// Writes `text` to stderr; a closed stderr is ignored (there is nobody left to tell).
+    pub fn stderr(&self, text: &str) {
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+    }
+
+    /// `error:` / `caused by:` / `hint:` on stderr, and with `--output json` the error document
+    /// on stdout.
+    pub fn failure(&self, failure: &Failure) {
+        self.stderr(&diagnostics::render(
+            &failure.error,
+            failure.hint.as_deref(),
+        ));
+        if self.format == OutputFormat::Json {
+            self.json(&diagnostics::document(failure));
+        }
+    }
+
+    /// The process exit code for `status`. A reader that closed stdout early ends the output
+    /// quietly but never changes the verdict: `custody verify ... | head -1` still exits 1 when
+    /// the artifact was refused, so `set -o pipefail` cannot turn a refusal into a pass.
+    pub fn exit(&self, status: ExitStatus) -> ExitCode {
+        status.into()
+    }
+}

@@ -1,0 +1,119 @@
+//! The human form of a verification report: the chain as a tree with a mark per check, the
+//! failing checks with what was expected and found, and the verdict on the last line.
+
+use super::{Check, CheckKind, ManifestReport, ReferrerKind, Status, VerifyReport};
+
+fn mark(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "✓",
+        Status::Fail => "✗",
+        Status::Skip => "-",
+    }
+}
+
+fn check_lines(out: &mut String, c: &Check, indent: &str) {
+    out.push_str(&format!("{indent}{} {}", mark(c.status), c.name));
+    match (c.status, &c.found) {
+        (Status::Fail, _) => out.push('\n'),
+        (_, Some(found)) => out.push_str(&format!(": {found}\n")),
+        (_, None) => out.push('\n'),
+    }
+    if c.status == Status::Fail {
+        if let Some(e) = &c.expected {
+            out.push_str(&format!("{indent}    expected: {e}\n"));
+        }
+        if let Some(f) = &c.found {
+            out.push_str(&format!("{indent}    found:    {f}\n"));
+        }
+        if let Some(h) = &c.hint {
+            out.push_str(&format!("{indent}    hint:     {h}\n"));
+        }
+    }
+}
+
+fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
+    for c in &m.checks {
+        if matches!(c.kind, CheckKind::Threshold) {
+            // Referrers first, then the policy checks over them.
+            for r in &m.referrers {
+                out.push_str(&format!(
+                    "{indent}├─ {} {} {}{}\n",
+                    match r.kind {
+                        ReferrerKind::Bundle => "bundle",
+                        ReferrerKind::LegacySignature => "legacy .sig",
+                        ReferrerKind::LegacyAttestation => "legacy .att",
+                    },
+                    r.manifest.short(),
+                    r.predicate_type.as_deref().unwrap_or("signature"),
+                    if r.trusted {
+                        format!(
+                            " — trusted, signed by {}",
+                            r.signer.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        " — not trusted, ignored".to_string()
+                    }
+                ));
+                for rc in &r.checks {
+                    check_lines(out, rc, &format!("{indent}│  "));
+                }
+            }
+            for i in &m.ignored {
+                out.push_str(&format!(
+                    "{indent}├─ other {} {}: {}\n",
+                    i.digest.short(),
+                    i.artifact_type.as_deref().unwrap_or("no artifact type"),
+                    i.reason
+                ));
+            }
+        }
+        check_lines(out, c, indent);
+    }
+    for p in &m.platforms {
+        out.push_str(&format!(
+            "{indent}platform {} {} — {}\n",
+            p.platform.as_deref().unwrap_or("unknown"),
+            p.digest
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |d| d.to_string()),
+            if p.verified { "verified" } else { "REFUSED" }
+        ));
+        manifest_tree(out, p, &format!("{indent}   "));
+    }
+}
+
+/// The human report: the chain as a tree with a mark per check.
+pub fn human(report: &VerifyReport) -> String {
+    let mut out = format!("{}\n", report.reference);
+    out.push_str(&format!(
+        "policy {}{}{}\n",
+        report.policy.source,
+        report
+            .policy
+            .digest
+            .as_ref()
+            .map(|d| format!(" ({})", d.short()))
+            .unwrap_or_default(),
+        report
+            .scope
+            .as_ref()
+            .map(|s| format!(", scope {s}"))
+            .unwrap_or_default()
+    ));
+    manifest_tree(&mut out, &report.artifact, "");
+    let failures = report
+        .failures()
+        .iter()
+        .filter(|c| c.referrer.is_none() || report.artifact.checks.contains(c))
+        .count();
+    if report.verified {
+        out.push_str(&format!("verified {}\n", report.pinned));
+    } else {
+        out.push_str(&format!(
+            "REFUSED {}: {} check(s) failed\n",
+            report.pinned,
+            failures.max(1)
+        ));
+    }
+    out
+}
