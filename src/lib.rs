@@ -10,6 +10,8 @@ pub mod audit;
 pub mod ci;
 pub mod cli;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod oci;
 pub mod policy;
 pub mod promote;

@@ -169,7 +169,7 @@ impl FromStr for Reference {
         }
         if input.len() > MAX_REFERENCE_LEN {
             return Err(Error::TooLong {
-                input: input[..64].to_owned() + "...",
+                input: input.chars().take(64).collect::<String>() + "...",
             });
         }
         let malformed = |reason: &str| Error::Malformed {
