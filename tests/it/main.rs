@@ -6,6 +6,7 @@ mod ci_integration;
 mod conformance;
 mod cosign_blob;
 mod e2e;
+mod faults;
 mod gates;
 mod gh;
 mod hostile;
