@@ -70,7 +70,12 @@ impl Timestamp {
             [b'.', rest @ ..] => !rest.is_empty() && rest.iter().all(u8::is_ascii_digit),
             _ => false,
         };
-        let num = |r: std::ops::Range<usize>| body[r].parse::<u32>().unwrap_or(99);
+        // `get`, not indexing: a multi-byte character may straddle a field's edge.
+        let num = |r: std::ops::Range<usize>| {
+            body.get(r)
+                .and_then(|f| f.parse::<u32>().ok())
+                .unwrap_or(99)
+        };
         let ranges = (1..=12).contains(&num(5..7))
             && (1..=31).contains(&num(8..10))
             && num(11..13) < 24
@@ -221,6 +226,22 @@ mod tests {
             "2025-06-13T07:25:13+02:00",
             "2025-06-13T07:25:13.Z",
             "",
+        ] {
+            assert_eq!(
+                Timestamp::parse(bad),
+                Err(TimestampError { input: bad.into() }),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Found by the `audit_log` fuzz target: a character straddling a field's edge panicked.
+    #[test]
+    fn multi_byte_characters_are_refused_without_panic() {
+        for bad in [
+            "2026-01-0\u{42b}00:00:00Z",
+            "2026-01-01T0\u{e9}:00:00Z",
+            "\u{1f600}\u{1f600}\u{1f600}\u{1f600}\u{1f600}Z",
         ] {
             assert_eq!(
                 Timestamp::parse(bad),
