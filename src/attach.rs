@@ -20,7 +20,7 @@ use crate::store::{self, BlobSource, FetchedManifest, ReferrersPath, Store};
 use crate::transfer;
 
 pub mod legacy;
-mod signing;
+pub(crate) mod signing;
 
 pub use signing::{
     AttachOptions, AttestInput, LegacyTags, LegacyWritten, MAX_STATEMENT_SIZE, ReferrerOutcome,

@@ -9,6 +9,8 @@ pub mod attest;
 pub mod audit;
 pub mod ci;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 pub mod hint;
 pub mod http;

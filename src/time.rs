@@ -315,6 +315,22 @@ mod tests {
         );
     }
 
+    /// Found by the `audit_log` fuzz target: a character straddling a field's edge panicked.
+    #[test]
+    fn multi_byte_characters_are_refused_without_panic() {
+        for bad in [
+            "2026-01-0\u{42b}00:00:00Z",
+            "2026-01-01T0\u{e9}:00:00Z",
+            "\u{1f600}\u{1f600}\u{1f600}\u{1f600}\u{1f600}Z",
+        ] {
+            assert_eq!(
+                Timestamp::parse(bad),
+                Err(TimestampError { input: bad.into() }),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn parses_and_rejects() {
         assert_eq!(

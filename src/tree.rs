@@ -412,7 +412,7 @@ fn legacy_node(found: &FoundLegacy) -> Node {
 
 /// The `predicateType` of an in-toto statement, read without trusting it. The payload is
 /// already bounded by the bundle size limit; serde_json bounds nesting.
-fn predicate_type_of(payload: &[u8]) -> Option<String> {
+pub(crate) fn predicate_type_of(payload: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Claim {
         #[serde(rename = "predicateType")]

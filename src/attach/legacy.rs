@@ -148,7 +148,7 @@ pub fn to_bundle(
     Ok(LegacyBundle { bundle, keyless })
 }
 
-fn certificate_der(pem: &str) -> Result<Vec<u8>, LegacyError> {
+pub(crate) fn certificate_der(pem: &str) -> Result<Vec<u8>, LegacyError> {
     let bad = |reason: String| LegacyError::Certificate { reason };
     let (label, der) = pem_rfc7468::decode_vec(pem.as_bytes()).map_err(|e| bad(format!("{e}")))?;
     if label != "CERTIFICATE" {

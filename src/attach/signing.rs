@@ -353,7 +353,7 @@ pub fn check_predicate_type(predicate_type: &str) -> Result<(), SignArtifactErro
 }
 
 /// Checks a caller's statement: bounded, JSON, an in-toto statement, naming `digest`.
-fn check_statement(bytes: &[u8], digest: &Digest) -> Result<String, SignArtifactError> {
+pub(crate) fn check_statement(bytes: &[u8], digest: &Digest) -> Result<String, SignArtifactError> {
     if bytes.len() > MAX_STATEMENT_SIZE {
         return Err(SignArtifactError::StatementTooLarge { size: bytes.len() });
     }

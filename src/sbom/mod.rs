@@ -5,12 +5,12 @@
 //! The serde types here cover the part of CycloneDX custody writes. `cyclonedx-bom` 0.8.1 (the
 //! newest release) models specs 1.3 to 1.5 only, so it cannot write 1.6.
 
-mod cargo;
-mod golang;
+pub(crate) mod cargo;
+pub(crate) mod golang;
 pub mod lockfile;
-mod npm;
+pub(crate) mod npm;
 pub mod purl;
-mod python;
+pub(crate) mod python;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

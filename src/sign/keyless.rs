@@ -686,7 +686,7 @@ fn rekor_v1_entry(
     parse_rekor_v1_response(&body, kind)
 }
 
-fn parse_rekor_v1_response(body: &[u8], kind: &str) -> Result<TlogEntry, KeylessError> {
+pub(crate) fn parse_rekor_v1_response(body: &[u8], kind: &str) -> Result<TlogEntry, KeylessError> {
     let bad = |reason: String| KeylessError::BadResponse {
         service: "rekor",
         reason,
@@ -832,7 +832,7 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// Checks a `TimeStampResp`: status granted, and a token whose TSTInfo carries our imprint and
 /// nonce. The signature is checked when the bundle is verified against the trusted root.
-fn check_timestamp_response(
+pub(crate) fn check_timestamp_response(
     der: &[u8],
     imprint: &[u8; 32],
     nonce: &[u8; 8],

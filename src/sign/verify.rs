@@ -503,7 +503,7 @@ fn verify_key_offline(
 }
 
 /// The `sha256` digests of an in-toto statement's subjects.
-fn statement_sha256_subjects(payload: &[u8]) -> Result<Vec<String>, VerifyError> {
+pub(crate) fn statement_sha256_subjects(payload: &[u8]) -> Result<Vec<String>, VerifyError> {
     #[derive(serde::Deserialize)]
     struct Statement {
         #[serde(default)]

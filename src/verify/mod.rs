@@ -827,13 +827,13 @@ fn json_depth(bytes: &[u8]) -> usize {
 }
 
 /// A parsed statement's predicate type, subjects' sha256 digests and predicate.
-struct Statement {
+pub(crate) struct Statement {
     predicate_type: String,
     subjects: Vec<String>,
     predicate: Value,
 }
 
-fn parse_statement(payload: &[u8]) -> Result<Statement, String> {
+pub(crate) fn parse_statement(payload: &[u8]) -> Result<Statement, String> {
     if payload.len() > MAX_STATEMENT_SIZE {
         return Err(format!(
             "statement is {} bytes; the limit is {MAX_STATEMENT_SIZE}",

@@ -13,6 +13,7 @@ mod ci_runners;
 mod conformance;
 mod cosign_blob;
 mod e2e;
+mod faults;
 mod gates;
 mod gh;
 mod hostile;

@@ -1,0 +1,267 @@
+//! Entry points for the `cargo fuzz` targets under `fuzz/`: one function per parser of untrusted
+//! input, taking raw bytes. Not part of the supported API; results are dropped, and the only
+//! property checked besides "never panics" is that what parses once parses again the same way.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+use crate::oci::{self, Manifest};
+use crate::reference::{Reference, Tag};
+use crate::sbom::{self, Lock};
+
+fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}
+
+/// Image references, tags and digests as typed on a command line or found in a policy.
+pub fn reference(data: &[u8]) {
+    let input = text(data);
+    if let Ok(reference) = Reference::from_str(&input) {
+        let shown = reference.to_string();
+        let again = Reference::from_str(&shown)
+            .unwrap_or_else(|e| panic!("{shown:?} (from {input:?}) does not parse again: {e}"));
+        assert_eq!(again.to_string(), shown, "display is not stable");
+        let _ = reference.repository();
+        let _ = reference.registry();
+    }
+    let _ = Tag::from_str(&input);
+    if let Ok(digest) = Digest::from_str(&input) {
+        let _ = digest.fallback_tag();
+    }
+    let _ = crate::policy::pattern::Pattern::parse(&input);
+}
+
+/// Manifests and indexes as served by a registry, with and without a served media type.
+pub fn manifest(data: &[u8]) {
+    let served = data.first().map(|b| match b % 5 {
+        0 => oci::MEDIA_TYPE_IMAGE_MANIFEST,
+        1 => oci::MEDIA_TYPE_IMAGE_INDEX,
+        2 => oci::MEDIA_TYPE_DOCKER_MANIFEST,
+        3 => oci::MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+        _ => "application/octet-stream",
+    });
+    for served in [None, served] {
+        if let Ok((manifest, _)) = Manifest::parse(data, served) {
+            walk(&manifest);
+        }
+    }
+}
+
+/// A referrers API response: an index listing the referrers of a subject.
+pub fn referrers(data: &[u8]) {
+    if let Ok((manifest, _)) = Manifest::parse(data, Some(oci::MEDIA_TYPE_IMAGE_INDEX)) {
+        walk(&manifest);
+    }
+}
+
+fn walk(manifest: &Manifest) {
+    let _ = manifest.subject();
+    let _ = manifest.artifact_type();
+    let _ = manifest.annotations();
+    for child in manifest.children() {
+        let _ = child.title();
+        let _ = child.is_manifest_like();
+        let _ = crate::tree::platform_label(child);
+    }
+}
+
+/// Sigstore bundles (v0.1 to v0.3), with what verification reads out of them.
+pub fn bundle(data: &[u8]) {
+    if let Ok(bundle) = crate::sign::bundle::Bundle::from_json(data) {
+        if let Some(der) = bundle.material().leaf_certificate() {
+            let _ = crate::tree::certificate_claims(der);
+        }
+        let _ = bundle.rfc3161_timestamps();
+        let _ = bundle.tlog_entries();
+        let again = crate::sign::bundle::Bundle::from_json(&bundle.to_json());
+        assert!(again.is_ok(), "a parsed bundle does not parse again");
+    }
+    let _ = crate::sign::bundle::TlogEntry::from_json(data);
+}
+
+/// DSSE envelopes.
+pub fn dsse(data: &[u8]) {
+    let _ = crate::sign::dsse::Envelope::from_json(data);
+}
+
+/// in-toto statements, through every reader custody has for them.
+pub fn statement(data: &[u8]) {
+    let _ = crate::verify::parse_statement(data);
+    let _ = crate::sign::verify::statement_sha256_subjects(data);
+    let _ = crate::tree::predicate_type_of(data);
+    let digest = Digest::of(b"");
+    let _ = crate::attach::signing::check_statement(data, &digest);
+}
+
+/// X.509 certificates, DER and PEM.
+pub fn certificate(data: &[u8]) {
+    let _ = crate::tree::certificate_claims(data);
+    let _ = crate::attach::legacy::certificate_der(&text(data));
+}
+
+/// RFC 3161 timestamp responses, checked against a fixed imprint and nonce.
+pub fn timestamp_response(data: &[u8]) {
+    let _ = crate::sign::keyless::check_timestamp_response(data, &[7; 32], &[9; 8]);
+}
+
+/// Rekor v1 log entry responses.
+pub fn rekor_response(data: &[u8]) {
+    let _ = crate::sign::keyless::parse_rekor_v1_response(data, "hashedrekord");
+}
+
+/// Sigstore trusted roots.
+pub fn trusted_root(data: &[u8]) {
+    let _ = crate::sign::verify::TrustedRoot::from_json(data);
+}
+
+/// Public and private key files. Encrypted keys are tried without a password: the scrypt cost
+/// would otherwise dominate every run.
+pub fn keys(data: &[u8]) {
+    let input = text(data);
+    let _ = crate::sign::keys::PublicKey::from_pem(&input);
+    let _ = crate::sign::keys::PublicKey::from_spki_der(data);
+    let _ = crate::sign::keys::SigningKey::from_pkcs8_der(data);
+    let _ = crate::sign::keys::load_private_key(&input, None);
+}
+
+/// OIDC identity tokens (compact JWTs).
+pub fn identity_token(data: &[u8]) {
+    let _ = crate::sign::oidc::IdentityToken::parse(&text(data));
+}
+
+/// Policy documents; the first byte picks YAML or JSON.
+pub fn policy(data: &[u8]) {
+    let Some((first, rest)) = data.split_first() else {
+        return;
+    };
+    let format = if first % 2 == 0 {
+        crate::policy::Format::Yaml
+    } else {
+        crate::policy::Format::Json
+    };
+    let _ = crate::policy::Policy::parse(rest, format, Path::new("."), "fuzz");
+    let _ = crate::sources::parse_rules(&text(rest), first % 2 == 0);
+}
+
+fn use_lock(lock: Result<Lock, sbom::LockError>) {
+    let Ok(lock) = lock else { return };
+    for package in &lock.packages {
+        let shown = package.purl.to_string();
+        assert!(
+            sbom::Purl::try_from(shown.clone()).is_ok(),
+            "purl {shown:?} does not parse again"
+        );
+    }
+    let artifact = sbom::Artifact {
+        name: "fuzz".into(),
+        digest: Digest::of(b""),
+    };
+    let options = sbom::SbomOptions::new(crate::time::Timestamp::from_unix(0));
+    if let Ok(bom) = sbom::generate(&[artifact], &[lock], &options) {
+        let _ = bom.to_json_bytes();
+    }
+}
+
+/// `Cargo.lock`.
+pub fn lock_cargo(data: &[u8]) {
+    use_lock(sbom::cargo::parse_str(Path::new("Cargo.lock"), &text(data)));
+}
+
+/// `package-lock.json` and `npm-shrinkwrap.json`.
+pub fn lock_npm(data: &[u8]) {
+    use_lock(sbom::npm::parse_str(
+        Path::new("package-lock.json"),
+        &text(data),
+    ));
+}
+
+/// `go.mod` and its `go.sum`, separated by the first NUL byte.
+pub fn lock_go(data: &[u8]) {
+    let input = text(data);
+    let (gomod, gosum) = match input.split_once('\0') {
+        Some((m, s)) => (m, Some(s)),
+        None => (&*input, None),
+    };
+    use_lock(sbom::golang::parse_str(Path::new("go.mod"), gomod, gosum));
+}
+
+/// `uv.lock`.
+pub fn lock_uv(data: &[u8]) {
+    use_lock(sbom::python::parse_uv_str(
+        Path::new("uv.lock"),
+        &text(data),
+    ));
+}
+
+/// `poetry.lock`.
+pub fn lock_poetry(data: &[u8]) {
+    use_lock(sbom::python::parse_poetry_str(
+        Path::new("poetry.lock"),
+        &text(data),
+    ));
+}
+
+/// `requirements.txt`.
+pub fn lock_requirements(data: &[u8]) {
+    use_lock(sbom::python::parse_requirements_str(
+        Path::new("requirements.txt"),
+        &text(data),
+    ));
+}
+
+/// OSV records (JSON files and zip archives of them, as `osv-scanner` databases ship), read
+/// through a temporary file as the loader does; the first byte picks the file kind.
+pub fn osv(data: &[u8]) {
+    let Some((first, rest)) = data.split_first() else {
+        return;
+    };
+    let name = if first % 2 == 0 {
+        "record.json"
+    } else {
+        "all.zip"
+    };
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join(name);
+    if std::fs::write(&path, rest).is_err() {
+        return;
+    }
+    let _ = crate::vuln::db::Database::load(&[path], &crate::vuln::db::Limits::default());
+    for ecosystem in [
+        crate::vuln::version::Ecosystem::CratesIo,
+        crate::vuln::version::Ecosystem::Npm,
+        crate::vuln::version::Ecosystem::Go,
+        crate::vuln::version::Ecosystem::PyPi,
+    ] {
+        let _ = crate::vuln::version::Version::parse(ecosystem, &text(rest));
+    }
+}
+
+/// OpenVEX documents.
+pub fn openvex(data: &[u8]) {
+    let _ = crate::vuln::policy::VexDocument::parse(data, "fuzz");
+}
+
+/// CycloneDX input: bare, in an in-toto statement or in a bundle, for `scan` and `sources`.
+pub fn cyclonedx(data: &[u8]) {
+    if let Ok((_, bom)) = crate::vuln::input::unwrap_sbom(data, "fuzz") {
+        let _ = crate::vuln::input::purls_of(&bom, "fuzz");
+    }
+    let _ = crate::sources::parse_sbom(Path::new("sbom.json"), data);
+}
+
+/// Audit log lines, and whole logs.
+pub fn audit_log(data: &[u8]) {
+    let _ = crate::audit::parse_line(data);
+    let _ = crate::audit::verify(data, &crate::audit::VerifyOptions::default());
+}
+
+/// `WWW-Authenticate` challenges from registries.
+pub fn auth_challenge(data: &[u8]) {
+    let _ = crate::store::auth::parse_challenge(&text(data));
+}
+
+/// `rescan` state files.
+pub fn rescan_state(data: &[u8]) {
+    let _ = crate::rescan::State::parse(data, Path::new("state.json"));
+}
