@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod layout;
+pub mod login;
 pub mod registry;
 
 use std::fs::File;
