@@ -224,6 +224,9 @@ fn hint_of(error: &anyhow::Error) -> Option<String> {
                 store::Error::InsecureRefused { registry } => Some(format!(
                     "pass --insecure-registry {registry} if this registry really has no TLS"
                 )),
+                store::Error::Auth { registry, .. } => Some(format!(
+                    "log in first: echo \"$TOKEN\" | custody login {registry} -u USER --password-stdin"
+                )),
                 store::Error::RetriesExhausted { .. } => {
                     Some("the registry kept failing; check that it is up and reachable".into())
                 }

@@ -287,6 +287,9 @@ pub struct AuditVerifyArgs {
     /// A checkpoint file kept elsewhere; default: `<log>.checkpoint` when present.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Refuse (exit 1) unless at least one checkpoint signature was verified with --key.
+    #[arg(long)]
+    pub require_checkpoint: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -392,7 +395,33 @@ fn audit_verify(args: &AuditVerifyArgs) -> Result<Checked, Failure> {
             t.line, t.bytes
         );
     }
-    let json = serde_json::to_value(&v).expect("serialisable");
+    let mut json = serde_json::to_value(&v).expect("serialisable");
+    // A key that checked no signature proves nothing beyond the hash chain.
+    let unsigned = v.checkpoints_verified == 0;
+    if v.problem.is_none() && unsigned && (key.is_some() || args.require_checkpoint) {
+        let why = if key.is_some() {
+            "the log has no signed checkpoint, so --key checked nothing: only the hash chain was verified"
+        } else {
+            "no checkpoint signature was checked (no --key): only the hash chain was verified"
+        };
+        let hint = "sign checkpoints where the log is written: set CUSTODY_AUDIT_KEY (and CUSTODY_AUDIT_CHECKPOINT_EVERY)";
+        json["warnings"] = serde_json::json!([why]);
+        if args.require_checkpoint {
+            let _ = writeln!(human, "REFUSED: {why}");
+            return Ok(Checked::Refused {
+                report: Report { human, json },
+                failure: Failure {
+                    error: anyhow::anyhow!("{}: {why}", args.log.display()),
+                    code: EXIT_REFUSED,
+                    hint: Some(hint.into()),
+                },
+            });
+        }
+        eprintln!("warning: {why}\n  hint: {hint}");
+        let _ = writeln!(human, "warning: {why}");
+        human.push_str("intact (hash chain only)\n");
+        return Ok(Checked::Passed(Report { human, json }));
+    }
     match &v.problem {
         None => {
             human.push_str("intact\n");

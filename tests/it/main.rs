@@ -14,6 +14,7 @@ mod hostile;
 mod interop;
 mod keyless;
 mod legacy;
+mod login;
 mod readme;
 mod registry;
 mod release;
