@@ -428,9 +428,10 @@ fn same_commit(report: &verify::VerifyReport, source: Option<&SourceRecord>) -> 
         .any(|c| c.kind == CheckKind::Commit && c.found.as_deref() == Some(expected.as_str()))
 }
 
-/// The trusted signature, provenance and SBOM referrers a report found.
+/// The trusted signature, provenance and SBOM referrers a report found, in the order a
+/// release attaches them.
 fn verified_referrers(report: &verify::VerifyReport) -> Vec<release::Attached> {
-    report
+    let mut found: Vec<release::Attached> = report
         .artifact
         .referrers
         .iter()
@@ -439,6 +440,7 @@ fn verified_referrers(report: &verify::VerifyReport) -> Vec<release::Attached> {
             let predicate = r.predicate_type.clone();
             let kind = match predicate.as_deref() {
                 None => release::AttachedKind::Signature,
+                Some(p) if p.contains("cosign/sign") => release::AttachedKind::Signature,
                 Some(p) if p.contains("slsa.dev/provenance") => release::AttachedKind::Provenance,
                 Some(p) if p.contains("cyclonedx") => release::AttachedKind::Sbom,
                 Some(_) => return None,
@@ -449,7 +451,13 @@ fn verified_referrers(report: &verify::VerifyReport) -> Vec<release::Attached> {
                 predicate_type: predicate.unwrap_or_default(),
             })
         })
-        .collect()
+        .collect();
+    found.sort_by_key(|a| match a.kind {
+        release::AttachedKind::Signature => 0,
+        release::AttachedKind::Provenance => 1,
+        release::AttachedKind::Sbom => 2,
+    });
+    found
 }
 
 /// The policy a release checks itself against: the signer that released it, a provenance from

@@ -6,6 +6,7 @@ mod ci_install;
 mod ci_integration;
 mod ci_runners;
 mod conformance;
+mod conventions;
 mod cosign_blob;
 mod e2e;
 mod gates;
