@@ -6,6 +6,7 @@
 //! nothing that looks finished (no tag), and running it again finishes the job: the push is
 //! deterministic, so it finds what is already there and the tag lands on the same digest.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -31,6 +32,19 @@ pub enum Subject {
     Image(Reference),
 }
 
+/// The manifest annotation retention (`prune --keep-last`) orders releases by.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+/// Whether a release records the git commit it was built from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceMode {
+    /// Record the work tree's commit; refuse outside git.
+    #[default]
+    Git,
+    /// Release without a source record (outside git); the provenance says so.
+    Untracked,
+}
+
 /// Everything a release needs besides the store and the signer.
 #[derive(Clone, Debug)]
 pub struct ReleaseRequest {
@@ -43,6 +57,13 @@ pub struct ReleaseRequest {
     /// Lockfiles for the SBOM; empty means those found at the top of the work tree.
     pub lockfiles: Vec<PathBuf>,
     pub dirty: DirtyPolicy,
+    pub source_mode: SourceMode,
+    /// Manifest annotations of the pushed files.
+    pub annotations: BTreeMap<String, String>,
+    /// `org.opencontainers.image.created` unless the annotations set it (`SOURCE_DATE_EPOCH`);
+    /// `None` takes the commit's time, or without a source the files' newest modification, so
+    /// a re-run pushes the same manifest.
+    pub created: Option<Timestamp>,
     pub sbom_spec: SpecVersion,
     pub legacy_tags: LegacyTags,
     pub tag_policy: TagPolicy,
@@ -122,13 +143,17 @@ pub struct ReleaseOutcome {
     pub pinned: String,
     pub tag: Option<String>,
     pub tag_outcome: Option<TagOutcome>,
-    pub source: SourceRecord,
+    /// `None` for a release with [`SourceMode::Untracked`].
+    pub source: Option<SourceRecord>,
     pub builder_id: String,
     pub local_build: bool,
     pub sbom_components: usize,
     pub lockfiles: Vec<PathBuf>,
     pub referrers: Vec<Attached>,
     pub legacy_tags: Vec<String>,
+    /// The artifact already carried a verified signature, provenance and SBOM from this signer
+    /// for this commit; nothing new was attached.
+    pub already_released: bool,
 }
 
 /// Builds the SBOM of `artifacts` from the lockfiles of the work tree around `source_dir` (or
@@ -190,6 +215,15 @@ pub fn default_tag(source: &SourceRecord) -> Tag {
         })
 }
 
+/// The subject of a release, pushed (or found) by digest, before anything is attached.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub source: Option<SourceRecord>,
+    pub subject: Descriptor,
+    artifacts: Vec<Artifact>,
+    file_subjects: Vec<ResourceDescriptor>,
+}
+
 /// Runs the pipeline up to (not including) the tag: everything is attached by digest. The
 /// caller verifies what was published, then calls [`finish`] to write the tag.
 pub fn publish(
@@ -198,13 +232,54 @@ pub fn publish(
     ci: &CiContext,
     request: &ReleaseRequest,
 ) -> Result<ReleaseOutcome, Error> {
-    let source = source::record(
-        &request.source_dir,
-        &SourceOptions {
-            dirty: request.dirty,
-            hints: ci.source_hints.clone(),
-        },
-    )?;
+    let prepared = prepare(store, ci, request)?;
+    attach_evidence(store, signer, ci, request, prepared)
+}
+
+/// The `created` annotation of a release: the request's, else the commit's time, else the
+/// newest modification time of the files (deterministic for unchanged inputs).
+fn created_of(request: &ReleaseRequest, files: &[PathBuf]) -> Option<Timestamp> {
+    if let Some(t) = &request.created {
+        return Some(t.clone());
+    }
+    if request.source_mode == SourceMode::Git
+        && let Some(secs) = source::commit_time(&request.source_dir)
+    {
+        return Some(Timestamp::from_unix(secs));
+    }
+    newest_mtime(files)
+}
+
+/// The newest modification time of `files`, as a timestamp.
+pub fn newest_mtime(files: &[PathBuf]) -> Option<Timestamp> {
+    files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max()
+        .map(Timestamp::from_system_time)
+}
+
+/// Records the source and pushes the files by digest (no tag), or resolves the image.
+pub fn prepare(
+    store: &dyn Store,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+) -> Result<Prepared, Error> {
+    let excluded = match &request.subject {
+        Subject::Files(files) => files.clone(),
+        Subject::Image(_) => Vec::new(),
+    };
+    let source = match request.source_mode {
+        SourceMode::Git => Some(source::record(
+            &request.source_dir,
+            &SourceOptions {
+                dirty: request.dirty,
+                hints: ci.source_hints.clone(),
+                exclude: excluded,
+            },
+        )?),
+        SourceMode::Untracked => None,
+    };
     let repository = request.destination.repository();
 
     // The subject: files pushed by digest (no tag yet), or an image already there.
@@ -214,8 +289,15 @@ pub fn publish(
                 tag: None,
                 ..request.destination.clone()
             };
+            let mut annotations = request.annotations.clone();
+            if !annotations.contains_key(ANNOTATION_CREATED)
+                && let Some(created) = created_of(request, files)
+            {
+                annotations.insert(ANNOTATION_CREATED.to_owned(), created.to_string());
+            }
             let options = PushOptions {
                 artifact_type: request.artifact_type.clone(),
+                annotations,
                 tag_policy: request.tag_policy,
                 ..Default::default()
             };
@@ -239,13 +321,37 @@ pub fn publish(
             (fetched.descriptor, vec![artifact], Vec::new())
         }
     };
+    Ok(Prepared {
+        source,
+        subject,
+        artifacts,
+        file_subjects,
+    })
+}
+
+/// Builds the SBOM and provenance of a prepared subject, signs them and attaches them with a
+/// signature of the subject.
+pub fn attach_evidence(
+    store: &dyn Store,
+    signer: &dyn Signer,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+    prepared: Prepared,
+) -> Result<ReleaseOutcome, Error> {
+    let Prepared {
+        source,
+        subject,
+        artifacts,
+        file_subjects,
+    } = prepared;
+    let repository = request.destination.repository();
     let oci_subject = attest::oci_subject(repository.clone(), &subject.digest);
 
     let (bom, lockfiles) = build_sbom(
         &artifacts,
         &request.source_dir,
         &request.lockfiles,
-        Some(source.clone()),
+        source.clone(),
         request.sbom_spec,
         request.now.clone(),
     )?;
@@ -257,7 +363,7 @@ pub fn publish(
     let mut subjects = vec![oci_subject.clone()];
     subjects.extend(file_subjects);
     let mut input = ProvenanceInput::new(subjects, ci);
-    input.source = Some(&source);
+    input.source = source.as_ref();
     input.sbom = Some(ResourceDescriptor {
         media_type: Some(attest::MEDIA_TYPE_CYCLONEDX_JSON.to_owned()),
         ..ResourceDescriptor::file("sbom.cdx.json", &crate::digest::Digest::of(&bom_bytes))
@@ -317,7 +423,32 @@ pub fn publish(
         referrers,
         legacy_tags,
         source,
+        already_released: false,
     })
+}
+
+/// The outcome of a release whose subject already carried the verified set: `referrers` are
+/// the ones found, nothing was attached.
+pub fn already_released(
+    ci: &CiContext,
+    request: &ReleaseRequest,
+    prepared: Prepared,
+    referrers: Vec<Attached>,
+) -> ReleaseOutcome {
+    ReleaseOutcome {
+        pinned: request.destination.pinned(&prepared.subject.digest),
+        digest: prepared.subject.digest,
+        tag: None,
+        tag_outcome: None,
+        builder_id: ci.builder_id.clone(),
+        local_build: ci.platform == ci::Platform::Local,
+        sbom_components: 0,
+        lockfiles: Vec::new(),
+        referrers,
+        legacy_tags: Vec::new(),
+        source: prepared.source,
+        already_released: true,
+    }
 }
 
 /// Writes the release tag, last, once the caller has verified what was published.

@@ -40,6 +40,9 @@ pub struct SourceHints {
 pub struct SourceOptions {
     pub dirty: DirtyPolicy,
     pub hints: SourceHints,
+    /// Paths that never make the tree dirty: the files being released, which a build writes
+    /// into the work tree. A folder excludes everything under it.
+    pub exclude: Vec<PathBuf>,
 }
 
 /// A git object id as lowercase hex (40 for SHA-1 repositories, 64 for SHA-256).
@@ -401,7 +404,8 @@ pub fn record(dir: &Path, options: &SourceOptions) -> Result<SourceRecord, Sourc
     };
     let shallow = repo.is_shallow().map_err(git("shallow state"))?;
 
-    let (count, dirty_paths) = changed_paths(&repo).map_err(git("status"))?;
+    let exclude = excluded_paths(&root, &options.exclude);
+    let (count, dirty_paths) = changed_paths(&repo, &exclude).map_err(git("status"))?;
     if count > 0 && options.dirty == DirtyPolicy::Refuse {
         return Err(SourceError::Dirty {
             path: root,
@@ -422,6 +426,15 @@ pub fn record(dir: &Path, options: &SourceOptions) -> Result<SourceRecord, Sourc
         dirty: count > 0,
         dirty_paths,
     })
+}
+
+/// The committer time (Unix seconds) of `HEAD` in the work tree containing `dir`: the
+/// reproducible "created" of what is built from it.
+pub fn commit_time(dir: &Path) -> Option<u64> {
+    let repo = gix::discover(dir).ok()?;
+    let commit = repo.head_commit().ok()?;
+    let time = commit.time().ok()?;
+    u64::try_from(time.seconds).ok()
 }
 
 fn origin_url(repo: &gix::Repository) -> Result<Option<RepoUri>, SourceError> {
@@ -449,7 +462,38 @@ fn origin_url(repo: &gix::Repository) -> Result<Option<RepoUri>, SourceError> {
 
 /// Counts changed paths (staged, modified, deleted, untracked-not-ignored) and returns the first
 /// [`MAX_DIRTY_PATHS`], sorted.
-fn changed_paths(repo: &gix::Repository) -> Result<(usize, Vec<String>), gix::Error> {
+/// The work-tree-relative spellings (`dist/app.tar`) of `paths` that lie inside `root`, plus
+/// custody's embedded store, which ignores itself but may predate its `.gitignore`.
+fn excluded_paths(root: &Path, paths: &[PathBuf]) -> Vec<String> {
+    let mut out = vec![".custody".to_owned()];
+    for path in paths {
+        let Ok(absolute) = std::fs::canonicalize(path) else {
+            continue;
+        };
+        if let Ok(relative) = absolute.strip_prefix(root) {
+            let text = relative.to_string_lossy().replace('\\', "/");
+            if !text.is_empty() {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `path` (work-tree relative, `/`-separated) is one of `exclude` or lies under one.
+fn is_excluded(path: &str, exclude: &[String]) -> bool {
+    exclude.iter().any(|e| {
+        path == e
+            || path
+                .strip_prefix(e.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+fn changed_paths(
+    repo: &gix::Repository,
+    exclude: &[String],
+) -> Result<(usize, Vec<String>), gix::Error> {
     use gix::status::index_worktree::Item as Iw;
     use gix::status::plumbing::index_as_worktree::EntryStatus;
 
@@ -471,8 +515,9 @@ fn changed_paths(repo: &gix::Repository) -> Result<(usize, Vec<String>), gix::Er
             }
             gix::status::Item::IndexWorktree(Iw::Rewrite { .. }) => true,
         };
-        if counts {
-            paths.push(item.location().to_str_lossy().into_owned());
+        let location = item.location().to_str_lossy();
+        if counts && !is_excluded(&location, exclude) {
+            paths.push(location.into_owned());
         }
     }
     paths.sort();
@@ -485,6 +530,16 @@ fn changed_paths(repo: &gix::Repository) -> Result<(usize, Vec<String>), gix::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluded_paths_cover_files_and_folders() {
+        let exclude = vec![".custody".to_owned(), "dist/app.tar".to_owned()];
+        assert!(is_excluded("dist/app.tar", &exclude));
+        assert!(is_excluded(".custody/store/index.json", &exclude));
+        assert!(!is_excluded("dist/app.tar.bak", &exclude));
+        assert!(!is_excluded(".custodyx", &exclude));
+        assert!(!is_excluded("src/main.rs", &exclude));
+    }
 
     #[test]
     fn normalises_remote_spellings() {

@@ -34,6 +34,7 @@ fn record_source(dir: &Path, dirty: DirtyPolicy, ctx: &CiContext) -> anyhow::Res
     let options = SourceOptions {
         dirty,
         hints: ctx.source_hints.clone(),
+        ..Default::default()
     };
     source::record(dir, &options).with_context(|| {
         format!(
@@ -167,6 +168,7 @@ pub mod sbom_cmd {
             &SourceOptions {
                 dirty: DirtyPolicy::Allow,
                 hints: ctx.source_hints.clone(),
+                ..Default::default()
             },
         ) {
             Ok(record) => Some(record),

@@ -6,6 +6,7 @@ pub mod attach_cmds;
 pub mod attest_cmds;
 pub mod ci_output;
 mod diagnostics;
+mod login_cmds;
 mod printer;
 mod progress;
 pub mod promote_cmds;
@@ -130,6 +131,10 @@ pub enum Command {
     Discover(store_cmds::DiscoverArgs),
     /// Print the SHA-256 digest and size of files, as an OCI descriptor would name them.
     Digest(store_cmds::DigestArgs),
+    /// Store a registry credential in docker's config.json (or its credential helper).
+    Login(login_cmds::LoginArgs),
+    /// Remove a registry credential stored by `login` (or docker login).
+    Logout(login_cmds::LogoutArgs),
 }
 
 /// What a command hands back to be printed.
@@ -265,6 +270,8 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Attest(args) => attach_cmds::attest(cli, args),
         Command::Prune(args) => secops_cmds::prune(cli, args),
         Command::Tree(args) => tree_cmds::tree(cli, args),
+        Command::Login(args) => login_cmds::login(args, printer),
+        Command::Logout(args) => login_cmds::logout(args),
         Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)

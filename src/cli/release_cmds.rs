@@ -15,13 +15,14 @@ use custody::ci;
 use custody::hint::Hint as _;
 use custody::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
 use custody::reference::Reference;
-use custody::release::{self, ReleaseRequest, Subject};
+use custody::release::{self, ReleaseRequest, SourceMode, Subject};
 use custody::sbom::SpecVersion;
 use custody::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
 use custody::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
-use custody::source::DirtyPolicy;
+use custody::source::{DirtyPolicy, SourceError, SourceRecord};
 use custody::store;
-use custody::transfer::TagPolicy;
+use custody::transfer::{self, TagPolicy};
+use custody::verify::report::{CheckKind, ReferrerKind};
 use custody::verify::{self, VerifyOptions};
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +51,15 @@ pub struct ReleaseArgs {
     /// Release from a work tree with uncommitted changes; the provenance records it.
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Release without a git source record (outside a work tree); the provenance then names
+    /// no commit, which policies that require one refuse. Needs a tag in --to.
+    #[arg(long, conflicts_with = "allow_dirty")]
+    pub no_source: bool,
+    /// Manifest annotation KEY=VALUE of the released files (repeatable).
+    /// `org.opencontainers.image.created` is set unless given: SOURCE_DATE_EPOCH, else the
+    /// commit's time.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Also write cosign v2 `.sig`/`.att` tags for tools that read only those.
     #[arg(long)]
     pub legacy_cosign_tags: bool,
@@ -204,6 +214,13 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         } else {
             DirtyPolicy::Refuse
         },
+        source_mode: if args.no_source {
+            SourceMode::Untracked
+        } else {
+            SourceMode::Git
+        },
+        annotations: transfer::parse_annotations(&args.annotations)?,
+        created: source_date_epoch()?,
         sbom_spec: args.sbom_spec_version,
         legacy_tags: if args.legacy_cosign_tags {
             LegacyTags::Write
@@ -218,10 +235,40 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         artifact_type: args.artifact_type.clone(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
     };
-    let mut outcome = release::publish(store.as_ref(), &signer, &ci, &request)
-        .with_context(|| format!("cannot release to {destination}"))?;
-    // Verify what was just published with the checks a consumer runs, before the tag.
+    if args.no_source && image.is_none() && destination.tag.is_none() {
+        return Err(Failure {
+            error: anyhow::anyhow!(
+                "a release with --no-source needs a tag in --to: there is no commit to name it after"
+            ),
+            status: super::ExitStatus::Error,
+            hint: Some("pass --to REPOSITORY:TAG".into()),
+        });
+    }
+    let prepared = release::prepare(store.as_ref(), &ci, &request)
+        .map_err(|e| release_failure(e, &destination))?;
     let (policy, trusted_root) = self_check_policy(&signer, &ci, &request)?;
+    // A re-run of a finished release: the artifact already carries the verified set from this
+    // signer for this commit, so attaching another would only add copies.
+    let previous = verify::artifact(
+        store.as_ref(),
+        &destination.with_digest(prepared.subject.digest.clone()),
+        &policy,
+        &VerifyOptions {
+            trusted_root: trusted_root.clone(),
+            ..VerifyOptions::default()
+        },
+    )
+    .ok()
+    .filter(|r| r.verified && same_commit(r, prepared.source.as_ref()));
+    let mut outcome = match previous {
+        Some(previous) => {
+            let found = verified_referrers(&previous);
+            release::already_released(&ci, &request, prepared, found)
+        }
+        None => release::attach_evidence(store.as_ref(), &signer, &ci, &request, prepared)
+            .map_err(|e| release_failure(e, &destination))?,
+    };
+    // Verify what was just published with the checks a consumer runs, before the tag.
     let report = verify::artifact(
         store.as_ref(),
         &destination.with_digest(outcome.digest.clone()),
@@ -247,27 +294,42 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         });
     }
     if image.is_none() {
-        let tag = match destination.tag.take() {
-            Some(t) => t,
-            None => release::default_tag(&outcome.source),
+        let tag = match (destination.tag.take(), &outcome.source) {
+            (Some(t), _) => t,
+            (None, Some(source)) => release::default_tag(source),
+            (None, None) => unreachable!("--no-source without a tag was refused above"),
         };
         release::finish(store.as_ref(), &mut outcome, &tag, request.tag_policy)
             .with_context(|| format!("cannot tag {}", outcome.pinned))?;
     }
 
     let mut human = String::new();
-    let _ = writeln!(human, "released {}", outcome.pinned);
-    let _ = writeln!(
-        human,
-        "  source   {} @ {}{}",
-        outcome
-            .source
-            .repository
-            .as_ref()
-            .map_or("(no remote)".to_owned(), |r| r.to_string()),
-        outcome.source.commit,
-        if outcome.source.dirty { " (dirty)" } else { "" }
-    );
+    if outcome.already_released {
+        let _ = writeln!(
+            human,
+            "already released {} (its signature, provenance and SBOM verify; nothing new attached)",
+            outcome.pinned
+        );
+    } else {
+        let _ = writeln!(human, "released {}", outcome.pinned);
+    }
+    match &outcome.source {
+        Some(source) => {
+            let _ = writeln!(
+                human,
+                "  source   {} @ {}{}",
+                source
+                    .repository
+                    .as_ref()
+                    .map_or("(no remote)".to_owned(), |r| r.to_string()),
+                source.commit,
+                if source.dirty { " (dirty)" } else { "" }
+            );
+        }
+        None => {
+            let _ = writeln!(human, "  source   none (--no-source)");
+        }
+    }
     let _ = writeln!(human, "  builder  {}", outcome.builder_id);
     let _ = writeln!(
         human,
@@ -275,10 +337,15 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         outcome.sbom_components,
         outcome.lockfiles.len()
     );
+    let verb = if outcome.already_released {
+        "found   "
+    } else {
+        "attached"
+    };
     for r in &outcome.referrers {
         let _ = writeln!(
             human,
-            "  attached {:<10} {}  {}",
+            "  {verb} {:<10} {}  {}",
             format!("{:?}", r.kind).to_lowercase(),
             r.digest,
             r.predicate_type
@@ -312,6 +379,86 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
     json["verified"] = serde_json::json!(report.verified);
     json["verification"] = serde_json::to_value(&report).expect("serialisable");
     Ok(Report { human, json })
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible builds), when set.
+pub(super) fn source_date_epoch() -> anyhow::Result<Option<Timestamp>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map(|secs| Some(Timestamp::from_unix(secs)))
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        _ => Ok(None),
+    }
+}
+
+/// A release error with the hint that gets past it.
+fn release_failure(error: release::Error, destination: &Reference) -> Failure {
+    let hint = match &error {
+        release::Error::Source(SourceError::Dirty { .. }) => Some(
+            "commit or stash the changes (or add build outputs to .gitignore); the files being released never count. Or pass --allow-dirty, which the provenance records"
+                .to_owned(),
+        ),
+        release::Error::Source(SourceError::NotARepository { .. }) => Some(
+            "release from a git work tree; outside git, use `custody push` then `custody sign` and `custody attest`, or pass --no-source (the provenance then names no commit)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let mut failure = Failure::from(
+        anyhow::Error::new(error).context(format!("cannot release to {destination}")),
+    );
+    if hint.is_some() {
+        failure.hint = hint;
+    }
+    failure
+}
+
+/// Whether a verified report's provenance names the commit being released (or, without a
+/// source, no commit).
+fn same_commit(report: &verify::VerifyReport, source: Option<&SourceRecord>) -> bool {
+    let expected = source.map_or_else(|| "none".to_owned(), |s| s.commit.to_string());
+    report
+        .artifact
+        .referrers
+        .iter()
+        .filter(|r| r.trusted)
+        .flat_map(|r| &r.checks)
+        .chain(&report.artifact.checks)
+        .any(|c| c.kind == CheckKind::Commit && c.found.as_deref() == Some(expected.as_str()))
+}
+
+/// The trusted signature, provenance and SBOM referrers a report found, in the order a
+/// release attaches them.
+fn verified_referrers(report: &verify::VerifyReport) -> Vec<release::Attached> {
+    let mut found: Vec<release::Attached> = report
+        .artifact
+        .referrers
+        .iter()
+        .filter(|r| r.trusted && r.kind == ReferrerKind::Bundle)
+        .filter_map(|r| {
+            let predicate = r.predicate_type.clone();
+            let kind = match predicate.as_deref() {
+                None => release::AttachedKind::Signature,
+                Some(p) if p.contains("cosign/sign") => release::AttachedKind::Signature,
+                Some(p) if p.contains("slsa.dev/provenance") => release::AttachedKind::Provenance,
+                Some(p) if p.contains("cyclonedx") => release::AttachedKind::Sbom,
+                Some(_) => return None,
+            };
+            Some(release::Attached {
+                kind,
+                digest: r.manifest.clone(),
+                predicate_type: predicate.unwrap_or_default(),
+            })
+        })
+        .collect();
+    found.sort_by_key(|a| match a.kind {
+        release::AttachedKind::Signature => 0,
+        release::AttachedKind::Provenance => 1,
+        release::AttachedKind::Sbom => 2,
+    });
+    found
 }
 
 /// The policy a release checks itself against: the signer that released it, a provenance from
@@ -352,7 +499,7 @@ fn self_check_policy(
                 id: Pattern::parse(&ci.builder_id).map_err(anyhow::Error::msg)?,
                 level: None,
             }],
-            require_commit: true,
+            require_commit: request.source_mode == SourceMode::Git,
             allow_dirty: request.dirty == DirtyPolicy::Allow,
             ..Default::default()
         }),

@@ -73,7 +73,7 @@ pub fn run_sources(cmd: &SourcesCommand, printer: &Printer) -> ExitStatus {
 
 /// `custody audit verify | show`: prints the report; exit 1 after it when the log is tampered.
 pub fn run_audit(cmd: &AuditCommand, printer: &Printer) -> ExitStatus {
-    print_checked(printer, audit(cmd))
+    print_checked(printer, audit(cmd, printer))
 }
 
 pub fn sources(cmd: &SourcesCommand) -> Result<Checked, Failure> {
@@ -296,6 +296,9 @@ pub struct AuditVerifyArgs {
     /// A checkpoint file kept elsewhere; default: `<log>.checkpoint` when present.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Refuse (exit 1) unless at least one checkpoint signature was verified with --key.
+    #[arg(long)]
+    pub require_checkpoint: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -316,14 +319,14 @@ pub struct AuditShowArgs {
     pub until: Option<String>,
 }
 
-pub fn audit(cmd: &AuditCommand) -> Result<Checked, Failure> {
+pub fn audit(cmd: &AuditCommand, printer: &Printer) -> Result<Checked, Failure> {
     match cmd {
-        AuditCommand::Verify(args) => audit_verify(args),
+        AuditCommand::Verify(args) => audit_verify(args, printer),
         AuditCommand::Show(args) => audit_show(args).map(Checked::Passed),
     }
 }
 
-fn audit_verify(args: &AuditVerifyArgs) -> Result<Checked, Failure> {
+fn audit_verify(args: &AuditVerifyArgs, printer: &Printer) -> Result<Checked, Failure> {
     let key = match &args.key {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -401,7 +404,33 @@ fn audit_verify(args: &AuditVerifyArgs) -> Result<Checked, Failure> {
             t.line, t.bytes
         );
     }
-    let json = serde_json::to_value(&v).expect("serialisable");
+    let mut json = serde_json::to_value(&v).expect("serialisable");
+    // A key that checked no signature proves nothing beyond the hash chain.
+    let unsigned = v.checkpoints_verified == 0;
+    if v.problem.is_none() && unsigned && (key.is_some() || args.require_checkpoint) {
+        let why = if key.is_some() {
+            "the log has no signed checkpoint, so --key checked nothing: only the hash chain was verified"
+        } else {
+            "no checkpoint signature was checked (no --key): only the hash chain was verified"
+        };
+        let hint = "sign checkpoints where the log is written: set CUSTODY_AUDIT_KEY (and CUSTODY_AUDIT_CHECKPOINT_EVERY)";
+        json["warnings"] = serde_json::json!([why]);
+        if args.require_checkpoint {
+            let _ = writeln!(human, "REFUSED: {why}");
+            return Ok(Checked::Refused {
+                report: Report { human, json },
+                failure: Failure {
+                    error: anyhow::anyhow!("{}: {why}", args.log.display()),
+                    status: super::ExitStatus::Failure,
+                    hint: Some(hint.into()),
+                },
+            });
+        }
+        printer.stderr(&format!("warning: {why}\n  hint: {hint}\n"));
+        let _ = writeln!(human, "warning: {why}");
+        human.push_str("intact (hash chain only)\n");
+        return Ok(Checked::Passed(Report { human, json }));
+    }
     match &v.problem {
         None => {
             human.push_str("intact\n");

@@ -102,9 +102,21 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
         .into());
     }
     let store = open(cli, &reference)?;
+    let mut annotations = transfer::parse_annotations(&args.annotations)?;
+    // Retention (`prune --keep-last`) orders by this; the files' newest modification keeps a
+    // re-push of unchanged files on the same digest.
+    if !annotations.contains_key(custody::release::ANNOTATION_CREATED)
+        && let Some(created) = super::release_cmds::source_date_epoch()?
+            .or_else(|| custody::release::newest_mtime(&args.files))
+    {
+        annotations.insert(
+            custody::release::ANNOTATION_CREATED.to_owned(),
+            created.to_string(),
+        );
+    }
     let options = PushOptions {
         artifact_type: args.artifact_type.clone(),
-        annotations: transfer::parse_annotations(&args.annotations)?,
+        annotations,
         layer_media_type: None,
         tag_policy: tag_policy(args.force_tag),
     };

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod layout;
+pub mod login;
 pub mod registry;
 
 use std::fs::File;
@@ -312,6 +313,9 @@ impl crate::hint::Hint for Error {
             ),
             Error::InsecureRefused { registry } => Some(format!(
                 "pass --insecure-registry {registry} if this registry really has no TLS"
+            )),
+            Error::Auth { registry, .. } => Some(format!(
+                "log in first: echo \"$TOKEN\" | custody login {registry} -u USER --password-stdin"
             )),
             Error::TimedOut { .. } => Some(
                 "if the registry is only slow, wait longer with --timeout or CUSTODY_TIMEOUT".into(),

@@ -179,12 +179,15 @@ fn a_failed_release_leaves_no_tag_and_a_rerun_completes() {
     let dir = support::tempdir();
     let repo = work_tree(dir.path());
     let (key, _) = keypair(dir.path());
-    // The digest the release will have (pushing is deterministic): push the same file elsewhere.
+    // The digest the release will have (pushing is deterministic): push the same file elsewhere,
+    // created at the commit's time as a release records it.
     let probe = support::ok_json(&[
         "push",
         repo.join("dist/app.bin").to_str().unwrap(),
         "--to",
         &format!("{}/probe/app:x", registry.host),
+        "--annotation",
+        "org.opencontainers.image.created=2026-01-01T00:00:00Z",
     ]);
     let digest: custody::digest::Digest = probe["digest"].as_str().unwrap().parse().unwrap();
     // Sabotage: something that is not an index under the subject's referrers fallback tag.

@@ -97,7 +97,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn registry_binary() -> PathBuf {
+pub fn registry_binary() -> PathBuf {
     if let Ok(p) = std::env::var("CUSTODY_REGISTRY_BIN") {
         return PathBuf::from(p);
     }
