@@ -24,5 +24,6 @@ pub mod sources;
 pub mod store;
 pub mod transfer;
 pub mod tree;
+pub mod trust;
 pub mod verify;
 pub mod vuln;

@@ -12,6 +12,7 @@ pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
 pub mod tree_cmds;
+pub mod trust_cmds;
 pub mod verify_cmds;
 pub mod vuln_cmds;
 
@@ -75,6 +76,10 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// The trusted root of keyless verification: public-good Sigstore (or a private mirror)
+    /// through TUF, cached; update, show, export for an air gap.
+    #[command(subcommand)]
+    Trust(trust_cmds::TrustCommand),
     /// Generate an encrypted ECDSA P-256 key pair (cosign format).
     Keygen(sign_cmds::KeygenArgs),
     /// Write or check a verification policy.
@@ -289,6 +294,7 @@ pub fn run() -> ExitCode {
         Command::Attest(args) => attach_cmds::attest(&cli, args),
         Command::Prune(args) => secops_cmds::prune(&cli, args),
         Command::Tree(args) => tree_cmds::tree(&cli, args),
+        Command::Trust(cmd) => trust_cmds::run(cmd),
         Command::Source(_)
         | Command::Sbom(_)
         | Command::Provenance(_)

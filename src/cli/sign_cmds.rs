@@ -97,6 +97,10 @@ pub struct VerifyBundleArgs {
     /// Key mode: do not require a transparency-log entry even with a trusted root.
     #[arg(long)]
     pub insecure_ignore_tlog: bool,
+    /// Never use the network: the default trusted root comes from the TUF cache (or the
+    /// built-in public-good root).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// The outcome of `verify-bundle`: exit 0 when verified, 1 when refused.
@@ -302,6 +306,13 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
             TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?
         }
+        // Keyless bundles are checked against the default root (TUF, cached); key-signed
+        // ones without --trusted-root skip the log and need none.
+        None if args.key.is_none() => {
+            super::trust_cmds::default_root(args.offline)
+                .context(super::trust_cmds::NO_ROOT_HINT)?
+                .root
+        }
         None => TrustedRoot::empty(),
     };
     let policy = match (
@@ -334,9 +345,6 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
             let Some(issuer) = args.certificate_oidc_issuer.clone() else {
                 bail!("--certificate-oidc-issuer is required with a certificate identity");
             };
-            if args.trusted_root.is_none() {
-                bail!("--trusted-root is required to verify a certificate identity");
-            }
             Policy::Identity(IdentityPolicy { subject, issuer })
         }
         _ => bail!("--key cannot be combined with a certificate identity"),

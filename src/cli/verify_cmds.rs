@@ -32,7 +32,8 @@ pub struct VerifyArgs {
     pub key: Vec<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
+    /// trusted_root.json: CAs, transparency logs and TSAs. Default: the policy scope's
+    /// `trust:`, else public-good Sigstore's through TUF (`custody trust show`).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
     /// Verify only this platform of an index (`os/arch[/variant]`).
@@ -206,6 +207,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
                 sbom: None,
                 vulnerabilities: None,
                 sources: None,
+                trust: None,
             }],
             source: "flags".into(),
             digest: None,
@@ -420,7 +422,16 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
-    let (policy, root) = policy_and_root(&args.trust, &args.key, args.trusted_root.as_deref())?;
+    let (policy, _) = policy_and_root(&args.trust, &args.key, None)?;
+    let (root, trusted_root) = super::trust_cmds::root_for(
+        &policy,
+        &args
+            .scope_as
+            .clone()
+            .unwrap_or_else(|| reference.repository()),
+        args.trusted_root.as_deref(),
+        args.offline,
+    )?;
     let store: Box<dyn store::Store> = if args.offline {
         let Some(path) = reference.layout_path() else {
             return Err(could_not(
@@ -457,12 +468,14 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
     };
-    let report = verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
-        could_not(
-            anyhow::Error::new(e).context("could not verify"),
-            Some("the registry could not be read; nothing was verified"),
-        )
-    })?;
+    let mut report =
+        verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
+            could_not(
+                anyhow::Error::new(e).context("could not verify"),
+                Some("the registry could not be read; nothing was verified"),
+            )
+        })?;
+    report.trusted_root = trusted_root;
     if let Some(path) = &args.vsa {
         write_vsa(store.as_ref(), &report, args, path).map_err(|e| could_not(e, None))?;
     }

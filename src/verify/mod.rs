@@ -374,6 +374,7 @@ pub fn artifact(
         policy: policy_ref,
         verified: artifact.verified,
         artifact,
+        trusted_root: None,
     })
 }
 
@@ -484,6 +485,7 @@ fn refused(
         policy,
         verified: false,
         artifact,
+        trusted_root: None,
     }
 }
 

@@ -21,5 +21,6 @@ mod secops;
 mod sign_cli;
 mod sigstore_stack;
 mod support;
+mod trust;
 mod verify;
 mod vuln;
