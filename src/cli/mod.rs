@@ -197,6 +197,9 @@ fn hint_of(error: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::sign::SignerSetupError>() {
             return e.hint();
         }
+        if cause.downcast_ref::<crate::trust::TrustError>().is_some() {
+            return Some(trust_cmds::NO_ROOT_HINT.into());
+        }
         if let Some(e) = store_error(cause) {
             return match e {
                 store::Error::TagExists { .. } => Some(

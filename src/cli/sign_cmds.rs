@@ -308,11 +308,7 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
         }
         // Keyless bundles are checked against the default root (TUF, cached); key-signed
         // ones without --trusted-root skip the log and need none.
-        None if args.key.is_none() => {
-            super::trust_cmds::default_root(args.offline)
-                .context(super::trust_cmds::NO_ROOT_HINT)?
-                .root
-        }
+        None if args.key.is_none() => super::trust_cmds::default_root(args.offline)?.root,
         None => TrustedRoot::empty(),
     };
     let policy = match (

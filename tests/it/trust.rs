@@ -454,3 +454,88 @@ scopes:
         custody::trust::PUBLIC_GOOD_MIRROR
     );
 }
+
+/// A Fulcio CA rotation: a bundle from a CA the cached root does not know is refused while the
+/// cache is fresh, and verifies once `trust update` fetched the new trusted root.
+#[test]
+fn a_new_ca_is_trusted_after_trust_update() {
+    let dir = tempdir();
+    let mut before: serde_json::Value =
+        serde_json::from_slice(&fs::read(public_good_root()).expect("root")).expect("json");
+    before["certificateAuthorities"] = serde_json::json!([]);
+    let stale = dir.path().join("before-rotation.json");
+    fs::write(&stale, serde_json::to_vec(&before).expect("json")).expect("write");
+    let repo = TufRepo::new(&stale);
+    let cache = tempdir();
+    first_update(cache.path(), &repo);
+
+    let case = conformance().join("cases/happy-path-v0.3-new-mediaType");
+    let verify = || {
+        custody_in(
+            cache.path(),
+            &[
+                "verify-bundle",
+                conformance().join("a.txt").to_str().expect("utf-8"),
+                "--bundle",
+                case.join("bundle.sigstore.json").to_str().expect("utf-8"),
+                "--certificate-identity",
+                IDENTITY,
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+        )
+    };
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    repo.run(&["publish", public_good_root().to_str().expect("utf-8")]);
+    // The cache is a day fresh: the new CA is not seen yet.
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    let updated = json_of(&custody_in(
+        cache.path(),
+        &["--output", "json", "trust", "update"],
+    ));
+    assert_eq!(updated["trustedRoot"]["tuf"]["targets"], 2);
+    let o = verify();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// A keyless check with no usable trusted root cannot run (exit 2), and the hint says how to
+/// get one.
+#[test]
+fn no_usable_root_says_how_to_get_one() {
+    let cache = tempdir();
+    fs::create_dir_all(cache.path().join("custody/tuf")).expect("mkdir");
+    fs::write(
+        cache.path().join("custody/tuf/default-mirror"),
+        "http://127.0.0.1:9",
+    )
+    .expect("write");
+    let case = conformance().join("cases/happy-path-v0.3-new-mediaType");
+    let o = custody_in(
+        cache.path(),
+        &[
+            "verify-bundle",
+            conformance().join("a.txt").to_str().expect("utf-8"),
+            "--bundle",
+            case.join("bundle.sigstore.json").to_str().expect("utf-8"),
+            "--certificate-identity",
+            IDENTITY,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--offline",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no initial root for mirror http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: keyless signatures need a trusted root"),
+        "{err}"
+    );
+}
