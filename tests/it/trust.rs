@@ -539,3 +539,72 @@ fn no_usable_root_says_how_to_get_one() {
         "{err}"
     );
 }
+
+/// Offline, a cache whose timestamp expired is refused, naming the role; an allowed age
+/// accepts it, verified as of when it was fetched, and marked stale.
+#[test]
+fn an_expired_cache_is_refused_offline_unless_its_age_is_allowed() {
+    use custody::trust::{self, Mirror, Network, Options, Refresh, RootSource, TrustError};
+    let repo = TufRepo::new(&public_good_root());
+    let cache = tempdir();
+    let initial = fs::read(repo.initial_root()).expect("root");
+    let mirror = Mirror::new(&repo.url, initial);
+    let now = jiff::Timestamp::now();
+    let options = |network, now, max_cache_age| Options {
+        cache: cache.path().to_path_buf(),
+        network,
+        refresh: Refresh::WhenStale,
+        now,
+        max_cache_age,
+    };
+    let fetched = trust::obtain(&mirror, &options(Network::Online, now, None)).expect("update");
+    assert_eq!(fetched.origin.source, RootSource::Tuf);
+
+    // Ten days on, the seven-day timestamp has expired.
+    let later = now + jiff::SignedDuration::from_hours(240);
+    let err = trust::obtain(&mirror, &options(Network::Offline, later, None)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TrustError::Cache {
+                source: sigstore_tuf::Error::Expired { role, .. },
+                ..
+            } if role == "timestamp"
+        ),
+        "{err:?}"
+    );
+
+    let thirty_days = Some(jiff::SignedDuration::from_hours(720));
+    let stale = trust::obtain(&mirror, &options(Network::Offline, later, thirty_days))
+        .expect("an allowed age");
+    assert_eq!(stale.origin.source, RootSource::TufCache);
+    assert!(stale.origin.stale);
+    assert_eq!(stale.origin.age_seconds, Some(240 * 3600));
+
+    let one_day = Some(jiff::SignedDuration::from_hours(24));
+    let err = trust::obtain(&mirror, &options(Network::Offline, later, one_day)).unwrap_err();
+    assert!(
+        matches!(err, TrustError::TooOld { age_hours: 240, .. }),
+        "{err:?}"
+    );
+}
+
+/// A cached timestamp edited by someone who can write the cache folder is not trusted: the
+/// offline run re-verifies it and refuses.
+#[test]
+fn a_tampered_cache_is_refused() {
+    let repo = TufRepo::new(&public_good_root());
+    let cache = tempdir();
+    first_update(cache.path(), &repo);
+    let dir = custody::trust::mirror_dir(&cache.path().join("custody/tuf"), &repo.url);
+    let path = dir.join("timestamp.json");
+    let text = fs::read_to_string(&path).expect("cached timestamp");
+    fs::write(&path, text.replace("\"version\": 1", "\"version\": 9")).expect("tamper");
+    let o = custody_in(cache.path(), &["trust", "show", "--offline"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("cannot be used offline"),
+        "{}",
+        stderr(&o)
+    );
+}
