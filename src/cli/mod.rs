@@ -343,12 +343,15 @@ fn sign_blob(args: &sign_cmds::SignBlobArgs) -> Result<Report, Failure> {
 }
 
 fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> {
-    let outcome = sign_cmds::run_verify_bundle(args)?;
-    let human = sign_cmds::describe(&outcome);
+    let (outcome, origin) = sign_cmds::run_verify_bundle(args)?;
+    let mut human = sign_cmds::describe(&outcome);
+    if let Some(o) = &origin {
+        human.push_str(&trust_cmds::origin_line(o));
+    }
     match outcome {
         sign_cmds::VerifyOutcome::Verified(verified) => Ok(Report {
             human,
-            json: serde_json::json!({ "verified": true, "result": verified }),
+            json: serde_json::json!({ "verified": true, "result": verified, "trustedRoot": origin }),
         }),
         sign_cmds::VerifyOutcome::Refused(error) => Err(Failure {
             error: anyhow::Error::new(error).context("the bundle does not verify"),

@@ -298,18 +298,25 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
 
 /// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the
 /// verification could not run (unreadable files, bad arguments, unusable trusted root).
-pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcome> {
+/// With the outcome: which trusted root was used, when one was.
+pub fn run_verify_bundle(
+    args: &VerifyBundleArgs,
+) -> anyhow::Result<(VerifyOutcome, Option<crate::trust::RootOrigin>)> {
     let bundle_bytes = read_bounded(&args.bundle, crate::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
-    let root = match &args.trusted_root {
+    let (root, origin) = match &args.trusted_root {
         Some(path) => {
             let bytes = read_bounded(path, crate::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
-            TrustedRoot::from_json(&bytes)
-                .with_context(|| format!("cannot use trusted root {}", path.display()))?
+            let root = TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", path.display()))?;
+            (root, Some(crate::trust::file_origin(path, &bytes)))
         }
         // Keyless bundles are checked against the default root (TUF, cached); key-signed
         // ones without --trusted-root skip the log and need none.
-        None if args.key.is_none() => super::trust_cmds::default_root(args.offline)?.root,
-        None => TrustedRoot::empty(),
+        None if args.key.is_none() => {
+            let obtained = super::trust_cmds::default_root(args.offline)?;
+            (obtained.root, Some(obtained.origin))
+        }
+        None => (TrustedRoot::empty(), None),
     };
     let policy = match (
         &args.key,
@@ -348,9 +355,12 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
     let bundle = match Bundle::from_json(&bundle_bytes) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(VerifyOutcome::Refused(crate::sign::VerifyError::Bundle {
-                detail: e.to_string(),
-            }));
+            return Ok((
+                VerifyOutcome::Refused(crate::sign::VerifyError::Bundle {
+                    detail: e.to_string(),
+                }),
+                origin,
+            ));
         }
     };
     let digest;
@@ -368,9 +378,9 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
         Artifact::File(path)
     };
     match verify_bundle(&bundle, artifact, &policy, &root) {
-        Ok(v) => Ok(VerifyOutcome::Verified(v)),
+        Ok(v) => Ok((VerifyOutcome::Verified(v), origin)),
         Err(crate::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
-        Err(e) => Ok(VerifyOutcome::Refused(e)),
+        Err(e) => Ok((VerifyOutcome::Refused(e), origin)),
     }
 }
 

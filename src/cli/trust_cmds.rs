@@ -238,3 +238,22 @@ pub fn root_for(
     };
     Ok((obtained.root, Some(obtained.origin)))
 }
+
+/// One line saying which trusted root a verification used.
+pub fn origin_line(o: &trust::RootOrigin) -> String {
+    let source = serde_json::to_value(o.source)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let place = o.mirror.as_deref().or(o.path.as_deref()).unwrap_or("");
+    let versions = o
+        .tuf
+        .as_ref()
+        .map(|t| format!(", tuf root v{} timestamp v{}", t.root, t.timestamp))
+        .unwrap_or_default();
+    let age = o
+        .age_seconds
+        .map(|s| format!(", {}h old", s / 3600))
+        .unwrap_or_default();
+    format!("trusted root: {source} {place}{versions}{age}\n")
+}

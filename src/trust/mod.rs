@@ -414,18 +414,23 @@ pub fn from_file(path: &Path) -> Result<Obtained, TrustError> {
     let root = parse_root(&json, &path.display().to_string())?;
     Ok(Obtained {
         root,
-        origin: RootOrigin {
-            source: RootSource::File,
-            mirror: None,
-            path: Some(path.display().to_string()),
-            tuf: None,
-            fetched: None,
-            age_seconds: None,
-            stale: false,
-            sha256: hex::encode(Sha256::digest(&json)),
-        },
+        origin: file_origin(path, &json),
         json,
     })
+}
+
+/// The origin of a `trusted_root.json` read from `path`.
+pub fn file_origin(path: &Path, json: &[u8]) -> RootOrigin {
+    RootOrigin {
+        source: RootSource::File,
+        mirror: None,
+        path: Some(path.display().to_string()),
+        tuf: None,
+        fetched: None,
+        age_seconds: None,
+        stale: false,
+        sha256: hex::encode(Sha256::digest(json)),
+    }
 }
 
 fn from_cache(

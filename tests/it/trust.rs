@@ -500,6 +500,14 @@ fn a_new_ca_is_trusted_after_trust_update() {
     assert_eq!(updated["trustedRoot"]["tuf"]["targets"], 2);
     let o = verify();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "trusted root: tuf-cache {}, tuf root v1 timestamp v2",
+            repo.url
+        )),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// A keyless check with no usable trusted root cannot run (exit 2), and the hint says how to
