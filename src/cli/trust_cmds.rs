@@ -224,13 +224,7 @@ pub fn root_for(
             scope_root(rule, offline).map_err(|e| could_not(e, Some(NO_ROOT_HINT)))?
         }
         (None, None) => {
-            let needs_root = scope.is_some_and(|s| {
-                s.key_tlog == crate::sign::verify::TlogRequirement::Required
-                    || s.signers
-                        .iter()
-                        .any(|t| matches!(t.kind, crate::policy::SignerKind::Identity { .. }))
-            });
-            if !needs_root {
+            if !scope.is_some_and(scope_needs_root) {
                 return Ok((crate::sign::verify::TrustedRoot::empty(), None));
             }
             default_root(offline).map_err(|e| could_not(e, Some(NO_ROOT_HINT)))?
@@ -256,4 +250,13 @@ pub fn origin_line(o: &trust::RootOrigin) -> String {
         .map(|s| format!(", {}h old", s / 3600))
         .unwrap_or_default();
     format!("trusted root: {source} {place}{versions}{age}\n")
+}
+
+/// A scope with keyless signers, or one that requires log entries, needs a trusted root.
+pub fn scope_needs_root(scope: &crate::policy::Scope) -> bool {
+    scope.key_tlog == crate::sign::verify::TlogRequirement::Required
+        || scope
+            .signers
+            .iter()
+            .any(|t| matches!(t.kind, crate::policy::SignerKind::Identity { .. }))
 }

@@ -404,7 +404,19 @@ pub(crate) fn policy_and_root(
 ) -> Result<(Policy, TrustedRoot), Failure> {
     let policy = effective_policy(trust, keys)
         .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
-    let root = load_root(trusted_root).map_err(|e| could_not(e, None))?;
+    let root = match trusted_root {
+        // promote and tree: keyless signers are checked against the default root (TUF).
+        None if policy
+            .scopes
+            .iter()
+            .any(super::trust_cmds::scope_needs_root) =>
+        {
+            super::trust_cmds::default_root(false)
+                .map_err(|e| could_not(e, Some(super::trust_cmds::NO_ROOT_HINT)))?
+                .root
+        }
+        _ => load_root(trusted_root).map_err(|e| could_not(e, None))?,
+    };
     Ok((policy, root))
 }
 
@@ -422,7 +434,8 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
-    let (policy, _) = policy_and_root(&args.trust, &args.key, None)?;
+    let policy = effective_policy(&args.trust, &args.key)
+        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
     let (root, trusted_root) = super::trust_cmds::root_for(
         &policy,
         &args
