@@ -80,6 +80,9 @@ pub enum Command {
     /// through TUF, cached; update, show, export for an air gap.
     #[command(subcommand)]
     Trust(trust_cmds::TrustCommand),
+    /// The client of TUF's conformance suite (its CLIENT-CLI protocol); for testing.
+    #[command(name = "__tuf-conformance-client", hide = true)]
+    TufConformanceClient(trust_cmds::ConformanceArgs),
     /// Generate an encrypted ECDSA P-256 key pair (cosign format).
     Keygen(sign_cmds::KeygenArgs),
     /// Write or check a verification policy.
@@ -261,6 +264,7 @@ pub fn run() -> ExitCode {
         Command::Promote(args) => return promote_cmds::promote(&cli, args),
         Command::Sources(cmd) => return secops_cmds::run_sources(&cli, cmd),
         Command::Audit(cmd) => return secops_cmds::run_audit(&cli, cmd),
+        Command::TufConformanceClient(args) => return trust_cmds::conformance_client(args),
         _ => {}
     }
     // The attestation commands print their own results.
@@ -307,7 +311,8 @@ pub fn run() -> ExitCode {
         | Command::Policy(_)
         | Command::Promote(_)
         | Command::Sources(_)
-        | Command::Audit(_) => {
+        | Command::Audit(_)
+        | Command::TufConformanceClient(_) => {
             unreachable!("handled above")
         }
     };

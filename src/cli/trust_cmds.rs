@@ -260,3 +260,62 @@ pub fn scope_needs_root(scope: &crate::policy::Scope) -> bool {
             .iter()
             .any(|t| matches!(t.kind, crate::policy::SignerKind::Identity { .. }))
 }
+
+/// `custody __tuf-conformance-client`: the CLIENT-CLI protocol of TUF's conformance suite.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConformanceArgs {
+    #[arg(long, value_name = "DIR")]
+    pub metadata_dir: PathBuf,
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+    #[arg(long, value_name = "PATH")]
+    pub target_name: Vec<String>,
+    #[arg(long, value_name = "URL")]
+    pub target_base_url: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+    /// `init ROOT`, `refresh` or `download`.
+    pub command: String,
+    pub root: Option<PathBuf>,
+}
+
+/// Exit 0 on success, 1 on any failure, the error on standard error.
+pub fn conformance_client(args: &ConformanceArgs) -> std::process::ExitCode {
+    match run_conformance(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run_conformance(args: &ConformanceArgs) -> anyhow::Result<()> {
+    use crate::trust::conformance::{Client, init};
+    let client = || -> anyhow::Result<Client> {
+        Ok(Client {
+            metadata_dir: args.metadata_dir.clone(),
+            metadata_url: args
+                .metadata_url
+                .clone()
+                .context("--metadata-url is required")?,
+            target_base_url: args.target_base_url.clone(),
+        })
+    };
+    let now = jiff::Timestamp::now();
+    match (args.command.as_str(), &args.root) {
+        ("init", Some(root)) => Ok(init(&args.metadata_dir, root)?),
+        ("refresh", None) => Ok(client()?.refresh(now)?),
+        ("download", None) => {
+            let dir = args
+                .target_dir
+                .as_ref()
+                .context("--target-dir is required")?;
+            if args.target_name.is_empty() {
+                bail!("--target-name is required");
+            }
+            Ok(client()?.download(&args.target_name, dir, now)?)
+        }
+        (other, _) => bail!("unknown or malformed command {other:?}: init ROOT, refresh, download"),
+    }
+}

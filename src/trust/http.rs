@@ -8,15 +8,24 @@ use sigstore_tuf::transport::FetchFuture;
 /// A TUF mirror over custody's blocking HTTP client.
 pub struct HttpRepository {
     base: String,
+    targets: String,
     client: reqwest::blocking::Client,
 }
 
 impl HttpRepository {
     pub fn new(base: &str, client: reqwest::blocking::Client) -> HttpRepository {
+        let base = base.trim_end_matches('/').to_string();
         HttpRepository {
-            base: base.trim_end_matches('/').to_string(),
+            targets: format!("{base}/targets"),
+            base,
             client,
         }
+    }
+
+    /// Targets served from elsewhere than `<base>/targets`.
+    pub fn with_targets(mut self, url: &str) -> HttpRepository {
+        self.targets = url.trim_end_matches('/').to_string();
+        self
     }
 
     /// `Ok(None)` for 404 and 403 (object stores answer 403 for a missing object, and the
@@ -74,7 +83,7 @@ impl sigstore_tuf::Repository for HttpRepository {
 
     fn fetch_target<'a>(&'a self, path: &'a str, max_length: u64) -> FetchFuture<'a> {
         let result =
-            safe(path).and_then(|p| self.get(&format!("{}/targets/{p}", self.base), max_length));
+            safe(path).and_then(|p| self.get(&format!("{}/{p}", self.targets), max_length));
         Box::pin(std::future::ready(result))
     }
 }

@@ -12,6 +12,7 @@
 //! [`block_on`] then completes in one poll. Downloads go through custody's blocking HTTP client
 //! with the byte caps the TUF client asks for.
 
+pub mod conformance;
 mod http;
 
 use std::path::{Path, PathBuf};

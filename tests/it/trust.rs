@@ -616,3 +616,72 @@ fn a_tampered_cache_is_refused() {
         stderr(&o)
     );
 }
+
+/// The hidden `__tuf-conformance-client` speaks the conformance suite's client protocol
+/// against a python-tuf repository: the metadata folder holds the trusted set under unversioned
+/// names, rotations are followed, targets land under their names, failures exit 1.
+#[test]
+fn the_conformance_client_protocol_works_against_python_tuf() {
+    let repo = TufRepo::new(&public_good_root());
+    let dir = tempdir();
+    let meta = dir.path().join("metadata");
+    let targets = dir.path().join("targets");
+    let client = |args: &[&str]| {
+        let mut all = vec![
+            "__tuf-conformance-client",
+            "--metadata-dir",
+            meta.to_str().expect("utf-8"),
+        ];
+        all.extend_from_slice(args);
+        custody_in(dir.path(), &all)
+    };
+    let o = client(&["init", repo.initial_root().to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    repo.run(&["rotate-root"]);
+    repo.run(&["rotate-root"]);
+    let o = client(&["--metadata-url", &repo.url, "refresh"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = fs::read_dir(&meta)
+        .expect("metadata")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "root.json",
+            "snapshot.json",
+            "targets.json",
+            "timestamp.json"
+        ]
+    );
+    let root: serde_json::Value =
+        serde_json::from_slice(&fs::read(meta.join("root.json")).expect("root")).expect("json");
+    assert_eq!(root["signed"]["version"], 3);
+
+    let o = client(&[
+        "--metadata-url",
+        &repo.url,
+        "--target-name",
+        "trusted_root.json",
+        "--target-base-url",
+        &format!("{}/targets", repo.url),
+        "--target-dir",
+        targets.to_str().expect("utf-8"),
+        "download",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        fs::read(targets.join("trusted_root.json")).expect("target"),
+        fs::read(public_good_root()).expect("root")
+    );
+
+    repo.run(&["expire-timestamp"]);
+    let o = client(&["--metadata-url", &repo.url, "refresh"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("timestamp metadata expired"),
+        "{}",
+        stderr(&o)
+    );
+}
