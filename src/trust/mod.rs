@@ -268,9 +268,8 @@ pub fn mirror_dir(cache: &Path, url: &str) -> PathBuf {
 
 /// The mirror `custody trust update --mirror` made the default, else public-good.
 pub fn default_mirror_url(cache: &Path) -> String {
-    std::fs::read(cache.join("default-mirror"))
+    read_bounded(&cache.join("default-mirror"), 4096)
         .ok()
-        .filter(|b| b.len() < 4096)
         .and_then(|b| String::from_utf8(b).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| s.starts_with("http://") || s.starts_with("https://"))

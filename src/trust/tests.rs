@@ -133,3 +133,17 @@ fn authorities_list_every_ca_log_and_tsa_with_its_window() {
     assert_eq!(rekor.valid_from.as_deref(), Some("2021-01-12T11:53:27Z"));
     assert!(authorities(b"not json").is_empty());
 }
+
+#[test]
+fn the_default_mirror_file_is_bounded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(default_mirror_url(dir.path()), PUBLIC_GOOD_MIRROR);
+    set_default_mirror(dir.path(), "http://127.0.0.1:9").unwrap();
+    assert_eq!(default_mirror_url(dir.path()), "http://127.0.0.1:9");
+    std::fs::write(dir.path().join("default-mirror"), "file:///etc").unwrap();
+    assert_eq!(default_mirror_url(dir.path()), PUBLIC_GOOD_MIRROR);
+    std::fs::write(dir.path().join("default-mirror"), "https://a".repeat(2000)).unwrap();
+    assert_eq!(default_mirror_url(dir.path()), PUBLIC_GOOD_MIRROR);
+    set_default_mirror(dir.path(), PUBLIC_GOOD_MIRROR).unwrap();
+    assert!(!dir.path().join("default-mirror").exists());
+}

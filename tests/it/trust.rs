@@ -685,3 +685,18 @@ fn the_conformance_client_protocol_works_against_python_tuf() {
         stderr(&o)
     );
 }
+
+/// Endless data: a timestamp larger than the TUF client allows is not read past its cap.
+#[test]
+fn an_oversized_timestamp_is_refused() {
+    let repo = TufRepo::new(&public_good_root());
+    let cache = tempdir();
+    first_update(cache.path(), &repo);
+    fs::write(
+        repo.dir.path().join("repo/timestamp.json"),
+        vec![b' '; 1_000_000],
+    )
+    .expect("write");
+    let err = refused_update(cache.path());
+    assert!(err.contains("longer than the 16384 bytes allowed"), "{err}");
+}
