@@ -700,3 +700,66 @@ fn an_oversized_timestamp_is_refused() {
     let err = refused_update(cache.path());
     assert!(err.contains("longer than the 16384 bytes allowed"), "{err}");
 }
+
+/// Keyless on the local Sigstore stack, its trusted root published through a local TUF
+/// repository: after `trust update --mirror`, verify-bundle needs no `--trusted-root`.
+#[test]
+fn a_local_stack_published_through_tuf_verifies_without_a_flag() {
+    use crate::sigstore_stack::{EMAIL, SigstoreStack};
+    let stack = SigstoreStack::shared();
+    let repo = TufRepo::new(&stack.trusted_root);
+    let dir = tempdir();
+    let file = dir.path().join("release.tar");
+    fs::write(&file, b"a release\n").expect("write");
+    let bundle = dir.path().join("release.tar.sigstore.json");
+    let token = dir.path().join("token");
+    fs::write(&token, stack.oidc.token()).expect("token");
+    let mut sign = custody();
+    for var in custody::cli::sign_cmds::TOKEN_ENV_VARS {
+        sign.env_remove(var);
+    }
+    let o = sign
+        .env("XDG_CACHE_HOME", dir.path())
+        .arg("sign-blob")
+        .arg(&file)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--signing-config")
+        .arg(&stack.signing_config)
+        .arg("--trusted-root")
+        .arg(&stack.trusted_root)
+        .arg("--identity-token")
+        .arg(&token)
+        .output()
+        .expect("custody runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let cache = tempdir();
+    let verify = || {
+        custody_in(
+            cache.path(),
+            &[
+                "verify-bundle",
+                file.to_str().expect("utf-8"),
+                "--bundle",
+                bundle.to_str().expect("utf-8"),
+                "--certificate-identity",
+                EMAIL,
+                "--certificate-oidc-issuer",
+                &stack.oidc.url,
+                "--offline",
+            ],
+        )
+    };
+    // Public-good's root (the default) does not know this stack's CA.
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    first_update(cache.path(), &repo);
+    let o = verify();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("trusted root: tuf-cache {}", repo.url)),
+        "{}",
+        stdout(&o)
+    );
+}
