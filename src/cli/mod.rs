@@ -354,10 +354,13 @@ fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> 
         human.push_str(&trust_cmds::origin_line(o));
     }
     match outcome {
-        sign_cmds::VerifyOutcome::Verified(verified) => Ok(Report {
-            human,
-            json: serde_json::json!({ "verified": true, "result": verified, "trustedRoot": origin }),
-        }),
+        sign_cmds::VerifyOutcome::Verified(verified) => {
+            let mut json = serde_json::json!({ "verified": true, "result": verified });
+            if let Some(o) = origin {
+                json["trustedRoot"] = serde_json::json!(o);
+            }
+            Ok(Report { human, json })
+        }
         sign_cmds::VerifyOutcome::Refused(error) => Err(Failure {
             error: anyhow::Error::new(error).context("the bundle does not verify"),
             code: EXIT_REFUSED,

@@ -368,7 +368,7 @@ fn offline_fallback(
                 });
             }
             let mut obtained = from_cache(mirror, dir, state.fetched, Some(state))?;
-            obtained.origin.age_seconds = Some(age.as_secs());
+            obtained.origin.age_seconds = Some(age.as_secs().max(0));
             obtained.origin.stale = true;
             Ok(obtained)
         }
