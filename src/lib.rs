@@ -29,5 +29,6 @@ pub mod store;
 pub mod time;
 pub mod transfer;
 pub mod tree;
+pub mod trust;
 pub mod verify;
 pub mod vuln;

@@ -88,6 +88,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         attach::SignArtifactError,
         release::Error,
         sign::SignerSetupError,
+        custody::trust::TrustError,
     );
     None
 }

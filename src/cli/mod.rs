@@ -16,6 +16,7 @@ pub mod secops_cmds;
 pub mod sign_cmds;
 mod store_cmds;
 pub mod tree_cmds;
+pub mod trust_cmds;
 pub mod verify_cmds;
 pub mod vuln_cmds;
 
@@ -95,6 +96,13 @@ pub enum Command {
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
     VerifyBundle(sign_cmds::VerifyBundleArgs),
+    /// The trusted root of keyless verification: public-good Sigstore (or a private mirror)
+    /// through TUF, cached; update, show, export for an air gap.
+    #[command(subcommand)]
+    Trust(trust_cmds::TrustCommand),
+    /// The client of TUF's conformance suite (its CLIENT-CLI protocol); for testing.
+    #[command(name = "__tuf-conformance-client", hide = true)]
+    TufConformanceClient(trust_cmds::ConformanceArgs),
     /// Generate an encrypted ECDSA P-256 key pair (cosign format).
     Keygen(sign_cmds::KeygenArgs),
     /// Write or check a verification policy.
@@ -248,6 +256,9 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Promote(args) => return promote_cmds::promote(cli, args, printer),
         Command::Sources(cmd) => return secops_cmds::run_sources(cmd, printer),
         Command::Audit(cmd) => return secops_cmds::run_audit(cmd, printer),
+        Command::TufConformanceClient(args) => {
+            return trust_cmds::conformance_client(args, printer);
+        }
         _ => {}
     }
     let result = match &cli.command {
@@ -272,13 +283,15 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Tree(args) => tree_cmds::tree(cli, args),
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
+        Command::Trust(cmd) => trust_cmds::run(cmd),
         Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)
         | Command::Policy(_)
         | Command::Promote(_)
         | Command::Sources(_)
-        | Command::Audit(_) => {
+        | Command::Audit(_)
+        | Command::TufConformanceClient(_) => {
             unreachable!("handled above")
         }
     };
@@ -313,13 +326,19 @@ fn sign_blob(args: &sign_cmds::SignBlobArgs) -> Result<Report, Failure> {
 }
 
 fn verify_bundle(args: &sign_cmds::VerifyBundleArgs) -> Result<Report, Failure> {
-    let outcome = sign_cmds::run_verify_bundle(args)?;
-    let human = sign_cmds::describe(&outcome);
+    let (outcome, origin) = sign_cmds::run_verify_bundle(args)?;
+    let mut human = sign_cmds::describe(&outcome);
+    if let Some(o) = &origin {
+        human.push_str(&trust_cmds::origin_line(o));
+    }
     match outcome {
-        sign_cmds::VerifyOutcome::Verified(verified) => Ok(Report {
-            human,
-            json: serde_json::json!({ "verified": true, "result": verified }),
-        }),
+        sign_cmds::VerifyOutcome::Verified(verified) => {
+            let mut json = serde_json::json!({ "verified": true, "result": verified });
+            if let Some(o) = origin {
+                json["trustedRoot"] = serde_json::json!(o);
+            }
+            Ok(Report { human, json })
+        }
         sign_cmds::VerifyOutcome::Refused(error) => Err(Failure {
             error: anyhow::Error::new(error).context("the bundle does not verify"),
             status: ExitStatus::Failure,

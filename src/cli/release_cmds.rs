@@ -83,6 +83,15 @@ fn config_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config").join("custody"))
 }
 
+/// How to sign in CI when neither a key nor a token is there.
+pub const CI_NO_SIGNER_HINT: &str = "GitHub Actions: give the job `permissions: id-token: write`; GitLab CI: add `id_tokens: SIGSTORE_ID_TOKEN: aud: sigstore` to the job; or pass --key";
+
+fn running_in_ci() -> bool {
+    ["GITHUB_ACTIONS", "GITLAB_CI"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| s == "true"))
+}
+
 /// The local development key, created on first use (private key mode 0600). Artifacts signed
 /// with it carry the local builder id, which production policies refuse.
 pub fn development_key(printer: &Printer) -> anyhow::Result<(SigningKey, PathBuf)> {
@@ -186,6 +195,17 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
     let options = sign_cmds::signer_options(args.signer.key.as_deref(), &args.signer.keyless)?;
     let (signer, key_note) = match sign::choose_signer(&options, &sign_cmds::token_env()) {
         Ok(chosen) => (chosen, None),
+        // On a hosted CI runner a development key would sign a provenance naming the CI
+        // builder with a key nobody can trust: refuse and say how to get a token.
+        Err(SignerSetupError::NoSigner) if running_in_ci() => {
+            return Err(Failure {
+                error: anyhow::anyhow!(
+                    "no key and no identity token in CI; a development key is only made outside CI"
+                ),
+                status: super::ExitStatus::Error,
+                hint: Some(CI_NO_SIGNER_HINT.into()),
+            });
+        }
         Err(SignerSetupError::NoSigner) => {
             let (key, public) = development_key(printer)?;
             (ChosenSigner::Key(KeySigner::new(key)), Some(public))
@@ -511,6 +531,7 @@ fn self_check_policy(
         // about the chain of custody.
         vulnerabilities: None,
         sources: None,
+        trust: None,
     };
     Ok((
         Policy {

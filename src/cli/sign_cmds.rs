@@ -101,6 +101,10 @@ pub struct VerifyBundleArgs {
     /// statement, https://sigstore.dev/cosign/sign/v1; an attestation is not a signature).
     #[arg(long, value_name = "URI")]
     pub predicate_type: Option<String>,
+    /// Never use the network: the default trusted root comes from the TUF cache (or the
+    /// built-in public-good root).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// The outcome of `verify-bundle`: exit 0 when verified, 1 when refused.
@@ -282,15 +286,25 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
 
 /// `custody verify-bundle`: `Ok(Verified|Refused)` for exit 0/1; `Err` (exit 2) when the
 /// verification could not run (unreadable files, bad arguments, unusable trusted root).
-pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcome> {
+/// With the outcome: which trusted root was used, when one was.
+pub fn run_verify_bundle(
+    args: &VerifyBundleArgs,
+) -> anyhow::Result<(VerifyOutcome, Option<custody::trust::RootOrigin>)> {
     let bundle_bytes = read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
-    let root = match &args.trusted_root {
+    let (root, origin) = match &args.trusted_root {
         Some(path) => {
             let bytes = read_bounded(path, custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
-            TrustedRoot::from_json(&bytes)
-                .with_context(|| format!("cannot use trusted root {}", path.display()))?
+            let root = TrustedRoot::from_json(&bytes)
+                .with_context(|| format!("cannot use trusted root {}", path.display()))?;
+            (root, Some(custody::trust::file_origin(path, &bytes)))
         }
-        None => TrustedRoot::empty(),
+        // Keyless bundles are checked against the default root (TUF, cached); key-signed
+        // ones without --trusted-root skip the log and need none.
+        None if args.key.is_none() => {
+            let obtained = super::trust_cmds::default_root(args.offline)?;
+            (obtained.root, Some(obtained.origin))
+        }
+        None => (TrustedRoot::empty(), None),
     };
     let policy = match (
         &args.key,
@@ -322,9 +336,6 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
             let Some(issuer) = args.certificate_oidc_issuer.clone() else {
                 bail!("--certificate-oidc-issuer is required with a certificate identity");
             };
-            if args.trusted_root.is_none() {
-                bail!("--trusted-root is required to verify a certificate identity");
-            }
             Policy::Identity(IdentityPolicy { subject, issuer })
         }
         _ => bail!("--key cannot be combined with a certificate identity"),
@@ -332,9 +343,12 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
     let bundle = match Bundle::from_json(&bundle_bytes) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(VerifyOutcome::Refused(custody::sign::VerifyError::Bundle {
-                detail: e.to_string(),
-            }));
+            return Ok((
+                VerifyOutcome::Refused(custody::sign::VerifyError::Bundle {
+                    detail: e.to_string(),
+                }),
+                origin,
+            ));
         }
     };
     let digest;
@@ -352,14 +366,15 @@ pub fn run_verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<VerifyOutcom
         Artifact::File(path)
     };
     match verify_bundle(&bundle, artifact, &policy, &root) {
-        Ok(v) => Ok(
+        Ok(v) => Ok((
             match statement_refusal(&v, args.predicate_type.as_deref()) {
                 Some(refusal) => VerifyOutcome::Refused(refusal),
                 None => VerifyOutcome::Verified(v),
             },
-        ),
+            origin,
+        )),
         Err(custody::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
-        Err(e) => Ok(VerifyOutcome::Refused(e)),
+        Err(e) => Ok((VerifyOutcome::Refused(e), origin)),
     }
 }
 
@@ -477,6 +492,7 @@ mod tests {
             trusted_root: None,
             insecure_ignore_tlog: false,
             predicate_type: predicate_type.map(str::to_owned),
+            offline: false,
         };
         let signature = bundle_of(
             "sig.json",
@@ -494,7 +510,7 @@ mod tests {
             vsa,
             serde_json::json!({"verificationResult": "PASSED"}),
         );
-        let run = |a| run_verify_bundle(&a).unwrap();
+        let run = |a| run_verify_bundle(&a).unwrap().0;
         assert!(matches!(
             run(args(signature.clone(), None)),
             VerifyOutcome::Verified(_)

@@ -30,7 +30,8 @@ pub struct VerifyArgs {
     pub key: Vec<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// trusted_root.json: CAs, transparency logs and TSAs (needed for keyless identities).
+    /// trusted_root.json: CAs, transparency logs and TSAs. Default: the policy scope's
+    /// `trust:`, else public-good Sigstore's through TUF (`custody trust show`).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
     /// Verify only this platform of an index (`os/arch[/variant]`).
@@ -212,6 +213,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
                 sbom: None,
                 vulnerabilities: None,
                 sources: None,
+                trust: None,
             }],
             source: "flags".into(),
             digest: None,
@@ -414,7 +416,19 @@ pub(crate) fn policy_and_root(
 ) -> Result<(Policy, TrustedRoot), Failure> {
     let policy = effective_policy(trust, keys)
         .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
-    let root = load_root(trusted_root).map_err(|e| could_not(e, None))?;
+    let root = match trusted_root {
+        // promote and tree: keyless signers are checked against the default root (TUF).
+        None if policy
+            .scopes
+            .iter()
+            .any(super::trust_cmds::scope_needs_root) =>
+        {
+            super::trust_cmds::default_root(false)
+                .map_err(|e| could_not(e, Some(super::trust_cmds::NO_ROOT_HINT)))?
+                .root
+        }
+        _ => load_root(trusted_root).map_err(|e| could_not(e, None))?,
+    };
     Ok((policy, root))
 }
 
@@ -432,7 +446,17 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
-    let (policy, root) = policy_and_root(&args.trust, &args.key, args.trusted_root.as_deref())?;
+    let policy = effective_policy(&args.trust, &args.key)
+        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let (root, trusted_root) = super::trust_cmds::root_for(
+        &policy,
+        &args
+            .scope_as
+            .clone()
+            .unwrap_or_else(|| reference.repository()),
+        args.trusted_root.as_deref(),
+        args.offline,
+    )?;
     let store: Box<dyn store::Store> = if args.offline {
         let Some(path) = reference.layout_path() else {
             return Err(could_not(
@@ -471,12 +495,14 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
     };
-    let report = verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
-        could_not(
-            anyhow::Error::new(e).context("could not verify"),
-            Some("the registry could not be read; nothing was verified"),
-        )
-    })?;
+    let mut report =
+        verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
+            could_not(
+                anyhow::Error::new(e).context("could not verify"),
+                Some("the registry could not be read; nothing was verified"),
+            )
+        })?;
+    report.trusted_root = trusted_root;
     match (&args.vsa, &report.digest) {
         (Some(path), None) => printer.stderr(&format!(
             "note: {} did not resolve to a digest; no vsa was written to {}\n",

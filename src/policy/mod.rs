@@ -105,6 +105,25 @@ pub mod file {
         pub vulnerabilities: Option<VulnerabilitiesFile>,
         #[serde(default)]
         pub sources: Option<crate::sources::SourcesRules>,
+        #[serde(default)]
+        pub trust: Option<TrustFile>,
+    }
+
+    /// `trust:`: the trusted root of this scope's keyless signers, a file or a TUF mirror.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TrustFile {
+        #[serde(default)]
+        pub trusted_root: Option<String>,
+        #[serde(default)]
+        pub tuf: Option<TufFile>,
+    }
+
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TufFile {
+        pub mirror: String,
+        pub root: String,
     }
 
     /// `vulnerabilities:`: [`crate::vuln::policy::VulnerabilityRules`] plus where the
@@ -234,6 +253,16 @@ pub struct Scope {
     pub vulnerabilities: Option<VulnerabilityGate>,
     /// Dependency-confusion rules over the verified SBOM.
     pub sources: Option<crate::sources::SourcesRules>,
+    /// Where this scope's trusted root comes from; `None` = the default (public-good via TUF).
+    pub trust: Option<ScopeTrust>,
+}
+
+/// A scope's own trust: a `trusted_root.json`, or a TUF mirror and its initial root (paths
+/// resolved against the policy's folder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScopeTrust {
+    TrustedRoot(PathBuf),
+    Tuf { mirror: String, root: PathBuf },
 }
 
 /// The `vulnerabilities:` section, checked.
@@ -394,6 +423,14 @@ impl Policy {
                         *db = base.join(&*db);
                     }
                 }
+            }
+            match &mut scope.trust {
+                Some(ScopeTrust::TrustedRoot(path) | ScopeTrust::Tuf { root: path, .. })
+                    if path.is_relative() =>
+                {
+                    *path = base.join(&*path);
+                }
+                _ => {}
             }
         }
         policy.source = source.to_owned();
@@ -733,6 +770,34 @@ fn check_scope(
             Some(rules)
         }
     };
+    let trust = match s.trust {
+        None => None,
+        Some(file::TrustFile {
+            trusted_root: Some(path),
+            tuf: None,
+        }) => Some(ScopeTrust::TrustedRoot(PathBuf::from(path))),
+        Some(file::TrustFile {
+            trusted_root: None,
+            tuf: Some(t),
+        }) => {
+            if !(t.mirror.starts_with("https://") || t.mirror.starts_with("http://")) {
+                return Err(invalid(
+                    "mirror",
+                    format!("trust.tuf.mirror {:?} is not an http(s) URL", t.mirror),
+                ));
+            }
+            Some(ScopeTrust::Tuf {
+                mirror: t.mirror,
+                root: PathBuf::from(t.root),
+            })
+        }
+        Some(_) => {
+            return Err(invalid(
+                "trust",
+                "trust: give exactly one of trusted_root or tuf".into(),
+            ));
+        }
+    };
     Ok(Scope {
         name,
         repositories,
@@ -748,6 +813,7 @@ fn check_scope(
         sbom,
         vulnerabilities,
         sources,
+        trust,
     })
 }
 

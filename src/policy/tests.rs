@@ -445,3 +445,46 @@ fn signature_types_and_vsa_expectations_are_checked() {
         }
     }
 }
+
+#[test]
+fn a_scope_names_its_trust_as_a_file_or_a_tuf_mirror() {
+    let parse = |trust: &str| {
+        Policy::parse(
+            format!(
+                "version: 1\nscopes:\n  - repositories: [\"**\"]\n    signers:\n      - name: k\n        issuer: https://i\n        subject: s\n    trust: {trust}\n"
+            )
+            .as_bytes(),
+            Format::Yaml,
+            Path::new("/policies"),
+            "p.yaml",
+        )
+    };
+    let p = parse("{trusted_root: roots/internal.json}").unwrap();
+    assert_eq!(
+        p.scopes[0].trust,
+        Some(ScopeTrust::TrustedRoot(
+            "/policies/roots/internal.json".into()
+        ))
+    );
+    let p = parse("{tuf: {mirror: \"https://tuf.internal\", root: /abs/root.json}}").unwrap();
+    assert_eq!(
+        p.scopes[0].trust,
+        Some(ScopeTrust::Tuf {
+            mirror: "https://tuf.internal".into(),
+            root: "/abs/root.json".into()
+        })
+    );
+    for bad in [
+        "{}",
+        "{trusted_root: a.json, tuf: {mirror: \"https://t\", root: r.json}}",
+        "{tuf: {mirror: \"file:///x\", root: r.json}}",
+    ] {
+        let err = parse(bad).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::Invalid { ref message, .. } if message.contains("trust")),
+            "{bad}: {err:?}"
+        );
+    }
+    let err = parse("{tuf: {mirror: \"https://t\"}}").unwrap_err();
+    assert!(matches!(err, PolicyError::Syntax { .. }), "{err:?}");
+}

@@ -384,6 +384,7 @@ pub fn artifact(
         policy: policy_ref,
         verified: artifact.verified,
         artifact,
+        trusted_root: None,
     })
 }
 
@@ -521,6 +522,7 @@ fn refused(
         policy,
         verified: false,
         artifact,
+        trusted_root: None,
     }
 }
 

@@ -100,6 +100,9 @@ pub fn human(report: &VerifyReport) -> String {
             .map(|s| format!(", scope {s}"))
             .unwrap_or_default()
     ));
+    if let Some(origin) = &report.trusted_root {
+        out.push_str(&origin.describe());
+    }
     manifest_tree(&mut out, &report.artifact, "");
     let failures = report
         .failures()

@@ -240,6 +240,9 @@ pub struct VerifyReport {
     pub policy: PolicyRef,
     pub verified: bool,
     pub artifact: ManifestReport,
+    /// The trusted root keyless checks used: source, TUF versions, age (absent: none needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<crate::trust::RootOrigin>,
 }
 
 /// Which policy was applied.

@@ -36,5 +36,6 @@ mod secops;
 mod sign_cli;
 mod sigstore_stack;
 mod support;
+mod trust;
 mod verify;
 mod vuln;
