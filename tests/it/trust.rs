@@ -247,6 +247,18 @@ fn offline_without_a_cache_uses_the_embedded_public_good_root() {
     );
 }
 
+/// The predicate type of a bundle's DSSE statement, when the bundle has a readable one.
+fn dsse_predicate_type(bundle: &Path) -> Option<String> {
+    use base64::Engine as _;
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(bundle).ok()?).ok()?;
+    let payload = json["dsseEnvelope"]["payload"].as_str()?;
+    let statement = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let statement: serde_json::Value = serde_json::from_slice(&statement).ok()?;
+    statement["predicateType"].as_str().map(str::to_owned)
+}
+
 /// Every conformance case whose trusted root is public-good's verifies (or, for `_fail`
 /// cases, is refused) with no `--trusted-root`: a first run's cache, offline.
 #[test]
@@ -271,20 +283,27 @@ fn public_good_conformance_cases_verify_without_a_trusted_root_flag() {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| default.to_string())
         };
-        let o = custody_in(
-            cache.path(),
-            &[
-                "verify-bundle",
-                artifact.to_str().expect("utf-8"),
-                "--bundle",
-                dir.join("bundle.sigstore.json").to_str().expect("utf-8"),
-                "--certificate-identity",
-                &read("identity", IDENTITY),
-                "--certificate-oidc-issuer",
-                &read("issuer", ISSUER),
-                "--offline",
-            ],
-        );
+        let bundle = dir.join("bundle.sigstore.json");
+        let identity = read("identity", IDENTITY);
+        let issuer = read("issuer", ISSUER);
+        let mut args = vec![
+            "verify-bundle",
+            artifact.to_str().expect("utf-8"),
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--certificate-identity",
+            &identity,
+            "--certificate-oidc-issuer",
+            &issuer,
+            "--offline",
+        ];
+        // A DSSE case carries an attestation, not a signature: verify-bundle accepts it only
+        // when told which predicate type to expect.
+        let predicate_type = dsse_predicate_type(&bundle);
+        if let Some(t) = &predicate_type {
+            args.extend(["--predicate-type", t]);
+        }
+        let o = custody_in(cache.path(), &args);
         // A refusal is exit 1; a bundle that is not even a bundle cannot be verified (2). A
         // missing trusted root would be 2 as well, and says so.
         let code = o.status.code();
