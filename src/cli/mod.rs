@@ -71,6 +71,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "CUSTODY_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<store::Timeout>,
 
+    /// Referrer manifests and bundles fetched at once (1 to 32; default 4).
+    #[arg(long, global = true, env = "CUSTODY_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -272,6 +276,9 @@ pub fn run() -> ExitCode {
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
         print_failure(cli.output, &failure);
         return ExitCode::from(failure.code);
+    }
+    if let Some(jobs) = cli.jobs {
+        store::referrers::set_default_jobs(jobs);
     }
     let output = cli.output;
     // These print their own reports (and can refuse with exit 1 after printing).

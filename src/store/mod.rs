@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod layout;
+pub mod referrers;
 pub mod registry;
 
 use std::fs::File;
