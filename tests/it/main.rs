@@ -15,6 +15,7 @@ mod interop;
 mod keyless;
 mod legacy;
 mod readme;
+mod referrers;
 mod registry;
 mod release;
 mod rescan;
