@@ -291,7 +291,190 @@ pub fn ordered<T, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::{ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+    use crate::reference::Tag;
+    use crate::store::layout::LayoutStore;
+    use crate::store::{BlobSource, Referrers};
+    use std::collections::BTreeMap;
     use std::sync::atomic::AtomicUsize;
+
+    /// A layout whose manifests in `broken` fail to fetch, and whose listing can name extra
+    /// digests that are not there.
+    struct Faulty {
+        inner: LayoutStore,
+        broken: BTreeSet<Digest>,
+        extra: Vec<Descriptor>,
+    }
+
+    impl Store for Faulty {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        fn blob_exists(&self, d: &Digest) -> Result<Option<u64>, Error> {
+            self.inner.blob_exists(d)
+        }
+        fn put_blob(&self, d: &Descriptor, s: BlobSource<'_>) -> Result<(), Error> {
+            self.inner.put_blob(d, s)
+        }
+        fn get_blob(&self, d: &Descriptor, sink: &mut dyn std::io::Write) -> Result<(), Error> {
+            self.inner.get_blob(d, sink)
+        }
+        fn put_manifest(&self, b: &[u8], m: &str) -> Result<Descriptor, Error> {
+            self.inner.put_manifest(b, m)
+        }
+        fn tag(&self, t: &Tag, m: &FetchedManifest) -> Result<(), Error> {
+            self.inner.tag(t, m)
+        }
+        fn get_manifest(&self, d: &Digest) -> Result<FetchedManifest, Error> {
+            if self.broken.contains(d) {
+                return Err(Error::Refused {
+                    what: format!("manifest {d}"),
+                    reason: "broken on purpose".into(),
+                });
+            }
+            self.inner.get_manifest(d)
+        }
+        fn get_tagged(&self, t: &Tag) -> Result<Option<FetchedManifest>, Error> {
+            self.inner.get_tagged(t)
+        }
+        fn referrers(&self, d: &Digest) -> Result<Referrers, Error> {
+            let mut listed = self.inner.referrers(d)?;
+            listed.descriptors.extend(self.extra.iter().cloned());
+            Ok(listed)
+        }
+        fn tags(&self) -> Result<Vec<Tag>, Error> {
+            self.inner.tags()
+        }
+        fn delete_manifest(&self, d: &Digest) -> Result<(), Error> {
+            self.inner.delete_manifest(d)
+        }
+    }
+
+    fn manifest(store: &dyn Store, subject: Option<&Descriptor>, n: usize) -> Descriptor {
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some("application/x".into()),
+            config: Descriptor::empty_config(),
+            layers: vec![],
+            subject: subject.cloned(),
+            annotations: BTreeMap::from([("n".to_owned(), n.to_string())]),
+        };
+        store
+            .put_blob(&Descriptor::empty_config(), BlobSource::Bytes(b"{}"))
+            .unwrap();
+        store
+            .put_manifest(&oci::to_bytes(&m), MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap()
+    }
+
+    /// A subject with `n` referrers; returns the store, the subject and the referrers in the
+    /// store's listing order.
+    fn with_referrers(n: usize) -> (tempfile::TempDir, Faulty, Descriptor, Vec<Digest>) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = LayoutStore::open_or_create(dir.path()).unwrap();
+        let subject = manifest(&inner, None, 0);
+        for i in 0..n {
+            manifest(&inner, Some(&subject), i + 1);
+        }
+        let listed = list(&inner, &subject.digest).unwrap().descriptors;
+        let order = listed.into_iter().map(|d| d.digest).collect();
+        let store = Faulty {
+            inner,
+            broken: BTreeSet::new(),
+            extra: Vec::new(),
+        };
+        (dir, store, subject, order)
+    }
+
+    #[test]
+    fn checked_keeps_listing_order_skips_the_gone_and_caps_the_fetched() {
+        let (_dir, mut store, subject, order) = with_referrers(12);
+        assert_eq!(order.len(), 12);
+        // Listed but gone: not an error, not returned.
+        store.extra.push(Descriptor::new(
+            MEDIA_TYPE_IMAGE_MANIFEST,
+            Digest::of(b"gone"),
+            4,
+        ));
+        for jobs in [1, 3, 8] {
+            let limits = Limits {
+                jobs,
+                ..Limits::DEFAULT
+            };
+            let found = checked(&store, &subject.digest, &limits).unwrap();
+            let got: Vec<Digest> = found
+                .manifests
+                .iter()
+                .map(|m| m.descriptor.digest.clone())
+                .collect();
+            assert_eq!(got, order, "{jobs} job(s)");
+            assert_eq!(found.skipped, 0);
+
+            let capped = Limits {
+                referrers: 5,
+                jobs,
+                ..Limits::DEFAULT
+            };
+            let found = checked(&store, &subject.digest, &capped).unwrap();
+            let got: Vec<Digest> = found
+                .manifests
+                .iter()
+                .map(|m| m.descriptor.digest.clone())
+                .collect();
+            assert_eq!(got, order[..5], "{jobs} job(s)");
+            assert_eq!(
+                found.skipped, 8,
+                "seven listed beyond the cap and the gone one"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_failing_referrer_in_listing_order_is_the_one_reported() {
+        let (_dir, mut store, subject, order) = with_referrers(10);
+        store.broken.insert(order[3].clone());
+        store.broken.insert(order[7].clone());
+        for jobs in [1, 4, 8] {
+            let limits = Limits {
+                jobs,
+                ..Limits::DEFAULT
+            };
+            let err = checked(&store, &subject.digest, &limits).unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { what, .. } if *what == format!("manifest {}", order[3])),
+                "{jobs} job(s): {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tree_stops_at_the_depth_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let root = manifest(&store, None, 0);
+        let mut below = root.clone();
+        for level in 1..=5 {
+            below = manifest(&store, Some(&below), level);
+        }
+        let depth_of = |nodes: &[ReferrerNode]| {
+            let mut depth = 0;
+            let mut level = nodes;
+            while let Some(n) = level.first() {
+                depth += 1;
+                level = &n.referrers;
+            }
+            depth
+        };
+        let (nodes, skipped) = tree(&store, &root.digest, &Limits::DEFAULT).unwrap();
+        assert_eq!((depth_of(&nodes), skipped), (5, 0));
+        let shallow = Limits {
+            depth: 3,
+            ..Limits::DEFAULT
+        };
+        let (nodes, _) = tree(&store, &root.digest, &shallow).unwrap();
+        assert_eq!(depth_of(&nodes), 3);
+    }
 
     #[test]
     fn results_come_in_item_order_whatever_finishes_first() {
