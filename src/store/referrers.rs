@@ -168,25 +168,61 @@ pub fn tree(
 ) -> Result<(Vec<ReferrerNode>, usize), Error> {
     let mut seen = BTreeSet::new();
     let mut skipped = 0;
-    let nodes = tree_below(store, subject, limits, 0, &mut seen, &mut skipped)?;
+    if limits.depth == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let listing = list(store, subject)?;
+    let nodes = tree_below(store, subject, listing, limits, 0, &mut seen, &mut skipped)?;
     Ok((nodes, skipped))
 }
 
+/// One level of [`tree`]: each worker fetches a referrer and lists its own referrers, so a
+/// level costs its width divided by the pool size in round trips, not twice its width.
 fn tree_below(
     store: &dyn Store,
     subject: &Digest,
+    listing: Listing,
     limits: &Limits,
     depth: usize,
     seen: &mut BTreeSet<Digest>,
     skipped: &mut usize,
 ) -> Result<Vec<ReferrerNode>, Error> {
-    if depth >= limits.depth {
-        return Ok(Vec::new());
+    let extra = listing.descriptors.len().saturating_sub(limits.referrers);
+    *skipped += extra;
+    let wanted = &listing.descriptors[..listing.descriptors.len() - extra];
+    let deeper = depth + 1 < limits.depth;
+    let mut found = Vec::new();
+    let mut failed = None;
+    ordered(
+        limits.jobs(),
+        wanted,
+        |d| {
+            let Some(fetched) = fetch_checked(store, subject, d)? else {
+                return Ok(None);
+            };
+            let below = if deeper {
+                Some(list(store, &fetched.descriptor.digest)?)
+            } else {
+                None
+            };
+            Ok(Some((fetched, below)))
+        },
+        |_, result: Result<_, Error>| match result {
+            Ok(f) => {
+                found.extend(f);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
     }
-    let found = checked(store, subject, limits)?;
-    *skipped += found.skipped;
     let mut nodes = Vec::new();
-    for fetched in found.manifests {
+    for (fetched, below) in found {
         if !seen.insert(fetched.descriptor.digest.clone()) {
             continue;
         }
@@ -195,7 +231,18 @@ fn tree_below(
             &fetched.descriptor.media_type,
             &fetched.bytes,
         );
-        let referrers = tree_below(store, &descriptor.digest, limits, depth + 1, seen, skipped)?;
+        let referrers = match below {
+            Some(listing) => tree_below(
+                store,
+                &descriptor.digest,
+                listing,
+                limits,
+                depth + 1,
+                seen,
+                skipped,
+            )?,
+            None => Vec::new(),
+        };
         nodes.push(ReferrerNode {
             descriptor,
             referrers,
