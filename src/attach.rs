@@ -16,6 +16,8 @@ use crate::oci::{
     MEDIA_TYPE_IMAGE_MANIFEST, Manifest,
 };
 use crate::reference::Tag;
+use crate::store::referrers;
+pub use crate::store::referrers::Limits;
 use crate::store::{self, BlobSource, FetchedManifest, ReferrersPath, Store};
 use crate::transfer;
 
@@ -341,36 +343,6 @@ pub struct Attachments {
     pub skipped: Skipped,
 }
 
-/// How much of what others attach one discovery reads. Whoever can push to a repository can
-/// attach anything to an artifact in it, so these bound the requests, bytes and memory a
-/// verification spends on them. Nothing a limit leaves out is trusted: skipping only loses
-/// evidence, never adds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Listed referrers whose manifests are fetched; the rest are counted, not fetched.
-    pub referrers: usize,
-    /// Largest bundle or legacy layer read; its descriptor says the size before a byte is read,
-    /// and a larger one refuses the discovery.
-    pub blob_bytes: u64,
-    /// Bundle and legacy layer bytes one discovery reads in all; layers that no longer fit are
-    /// counted, not read.
-    pub total_bytes: u64,
-}
-
-impl Limits {
-    pub const DEFAULT: Limits = Limits {
-        referrers: 1000,
-        blob_bytes: MAX_BUNDLE_SIZE,
-        total_bytes: 256 * 1024 * 1024,
-    };
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits::DEFAULT
-    }
-}
-
 /// What a discovery left unread because of its [`Limits`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Skipped {
@@ -455,6 +427,65 @@ pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Erro
     })
 }
 
+/// What a listed referrer turned out to be, once its manifest was fetched.
+enum Referrer {
+    /// Gone since it was listed, or naming another subject.
+    Gone,
+    Ignored(Ignored),
+    Bundle(Box<BundleReferrer>),
+}
+
+/// A bundle referrer: its manifest and the one layer to read.
+struct BundleReferrer {
+    manifest: Digest,
+    layer: Descriptor,
+    predicate_type: Option<String>,
+    created: Option<String>,
+}
+
+fn bundle_referrer(
+    store: &dyn Store,
+    subject: &Digest,
+    listed: &Descriptor,
+) -> Result<Referrer, store::Error> {
+    let Some(referrer) = referrers::fetch_checked(store, subject, listed)? else {
+        return Ok(Referrer::Gone);
+    };
+    let digest = referrer.descriptor.digest.clone();
+    let artifact_type = referrer.manifest.artifact_type();
+    let Manifest::Image(m) = referrer.manifest else {
+        return Ok(Referrer::Ignored(Ignored {
+            digest,
+            artifact_type,
+            reason: "an index, not a bundle".into(),
+        }));
+    };
+    let is_bundle =
+        m.layers.len() == 1 && m.layers[0].media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
+    if !is_bundle {
+        return Ok(Referrer::Ignored(Ignored {
+            digest,
+            artifact_type,
+            reason: format!(
+                "not a Sigstore bundle referrer ({} layer(s), first {})",
+                m.layers.len(),
+                m.layers.first().map_or("none", |l| l.media_type.as_str())
+            ),
+        }));
+    }
+    let mut annotations = m.annotations;
+    Ok(Referrer::Bundle(Box::new(BundleReferrer {
+        manifest: digest,
+        layer: m
+            .layers
+            .into_iter()
+            .next()
+            .expect("one layer, checked above"),
+        predicate_type: annotations.remove(ANNOTATION_BUNDLE_PREDICATE_TYPE),
+        created: annotations.remove(ANNOTATION_CREATED),
+    })))
+}
+
 /// [`discover`] one at a time: each bundle or legacy layer is read and handed to `visit`
 /// before the next is read, so a caller that keeps only its verdict holds one bundle at a
 /// time. The listed referrers are capped before any is fetched, every size is checked on its
@@ -471,15 +502,11 @@ pub fn discover_each(
         read: 0,
     };
     let mut seen: BTreeSet<Digest> = BTreeSet::new();
-    let listed = store.referrers(subject)?;
-    let path = listed.path;
+    let listing = referrers::list(store, subject)?;
+    let path = listing.path;
     out.paths.push(path);
-    let mut manifests = BTreeSet::new();
-    let mut fetched = 0;
-    for listed in listed.descriptors {
-        if !listed.is_manifest_like() || !manifests.insert(listed.digest.clone()) {
-            continue;
-        }
+    let mut wanted = Vec::new();
+    for listed in listing.descriptors {
         // The listing says what a referrer is: one that says it is not a bundle is not fetched.
         if let Some(artifact_type) = &listed.artifact_type
             && !artifact_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX)
@@ -491,65 +518,84 @@ pub fn discover_each(
             });
             continue;
         }
-        if fetched == limits.referrers {
+        if wanted.len() == limits.referrers {
             out.skipped.referrers += 1;
             continue;
         }
-        fetched += 1;
-        let referrer = match store.get_manifest(&listed.digest) {
-            Ok(f) => f,
-            // A listed referrer that is gone (deleted, garbage collected) is not an error.
-            Err(store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if referrer.manifest.subject().map(|s| &s.digest) != Some(subject) {
-            continue;
-        }
-        let digest = referrer.descriptor.digest.clone();
-        let artifact_type = referrer.manifest.artifact_type();
-        let Manifest::Image(m) = &referrer.manifest else {
-            out.ignored.push(Ignored {
-                digest,
-                artifact_type,
-                reason: "an index, not a bundle".into(),
-            });
-            continue;
-        };
-        let is_bundle =
-            m.layers.len() == 1 && m.layers[0].media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
-        if !is_bundle {
-            out.ignored.push(Ignored {
-                digest,
-                artifact_type,
-                reason: format!(
-                    "not a Sigstore bundle referrer ({} layer(s), first {})",
-                    m.layers.len(),
-                    m.layers.first().map_or("none", |l| l.media_type.as_str())
-                ),
-            });
-            continue;
-        }
-        let layer = &m.layers[0];
-        if seen.contains(&layer.digest) {
-            continue;
-        }
-        if !budget.admit(layer)? {
-            out.skipped.layers += 1;
-            continue;
-        }
-        seen.insert(layer.digest.clone());
-        let bundle = read_blob(store, layer)?;
-        out.bundles += 1;
-        visit(Found::Bundle(FoundBundle {
-            origin: Origin::Referrer {
-                path,
-                manifest: digest,
-            },
-            media_type: layer.media_type.clone(),
-            bundle,
-            claimed_predicate_type: m.annotations.get(ANNOTATION_BUNDLE_PREDICATE_TYPE).cloned(),
-            created: m.annotations.get(ANNOTATION_CREATED).cloned(),
-        }));
+        wanted.push(listed);
+    }
+    // The manifests are fetched on the pool; of each, only what names its bundle is kept, and
+    // the byte budget is spent in listing order, so what is skipped does not depend on timing.
+    let mut admitted = Vec::new();
+    let mut failed = None;
+    referrers::ordered(
+        limits.jobs(),
+        &wanted,
+        |listed| bundle_referrer(store, subject, listed),
+        |_, classified| {
+            let step = match classified {
+                Ok(Referrer::Gone) => Ok(()),
+                Ok(Referrer::Ignored(i)) => {
+                    out.ignored.push(i);
+                    Ok(())
+                }
+                Ok(Referrer::Bundle(b)) if seen.contains(&b.layer.digest) => Ok(()),
+                Ok(Referrer::Bundle(b)) => match budget.admit(&b.layer) {
+                    Ok(true) => {
+                        seen.insert(b.layer.digest.clone());
+                        admitted.push(*b);
+                        Ok(())
+                    }
+                    Ok(false) => {
+                        out.skipped.layers += 1;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            };
+            match step {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    // Bundles are read on the pool and handed over in listing order as they arrive: at most
+    // one per job is held at once.
+    referrers::ordered(
+        limits.jobs(),
+        &admitted,
+        |b| read_blob(store, &b.layer),
+        |i, bundle| match bundle {
+            Ok(bundle) => {
+                let b = &admitted[i];
+                out.bundles += 1;
+                visit(Found::Bundle(FoundBundle {
+                    origin: Origin::Referrer {
+                        path,
+                        manifest: b.manifest.clone(),
+                    },
+                    media_type: b.layer.media_type.clone(),
+                    bundle,
+                    claimed_predicate_type: b.predicate_type.clone(),
+                    created: b.created.clone(),
+                }));
+                std::ops::ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
     }
     for kind in [LegacyKind::Signature, LegacyKind::Attestation] {
         let tag = kind.tag(subject);
@@ -693,16 +739,28 @@ mod tests {
         };
         let read = || store.blobs_read.load(std::sync::atomic::Ordering::SeqCst);
 
-        // Each bundle reaches the visitor before the next one is read.
-        let mut visits = 0;
-        let summary = discover_each(&store, &s.digest, &Limits::DEFAULT, &mut |found| {
-            visits += 1;
-            assert!(matches!(found, Found::Bundle(b) if b.bundle.len() == 1000));
-            assert_eq!(read(), visits, "read ahead of the visitor");
-        })
-        .unwrap();
-        assert_eq!((visits, summary.bundles), (5, 5));
-        assert_eq!(summary.skipped, Skipped::default());
+        // With one job each bundle reaches the visitor before the next one is read; with more,
+        // no more than one per job is read ahead of the visitor.
+        for jobs in [1, 2, 4] {
+            let limits = Limits {
+                jobs,
+                ..Limits::DEFAULT
+            };
+            let before = read();
+            let mut visits = 0;
+            let summary = discover_each(&store, &s.digest, &limits, &mut |found| {
+                visits += 1;
+                assert!(matches!(found, Found::Bundle(b) if b.bundle.len() == 1000));
+                let ahead = read() - before - visits;
+                assert!(
+                    ahead < jobs,
+                    "{ahead} read ahead of the visitor with {jobs} jobs"
+                );
+            })
+            .unwrap();
+            assert_eq!((visits, summary.bundles), (5, 5));
+            assert_eq!(summary.skipped, Skipped::default());
+        }
 
         // The byte budget: what no longer fits is counted, not read.
         let before = read();

@@ -30,7 +30,7 @@ use crate::transfer::{self, LEGACY_COSIGN_SUFFIXES};
 
 /// Largest image config read for its `created` field.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-const MAX_DEPTH: usize = 8;
+const MAX_DEPTH: usize = crate::store::referrers::Limits::DEFAULT.depth;
 const MAX_ATTACHED: usize = 10_000;
 
 /// What to keep. At least one rule must be given: an empty rule set would delete everything.

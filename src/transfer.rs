@@ -14,12 +14,12 @@ use crate::oci::{
     MEDIA_TYPE_DEFAULT_LAYER, MEDIA_TYPE_IMAGE_MANIFEST, Manifest,
 };
 use crate::reference::{Reference, Tag};
+pub use crate::store::referrers::ReferrerNode;
+use crate::store::referrers::{self, Limits};
 use crate::store::{self, AtomicFile, BlobSource, FetchedManifest, ReferrersPath, Store};
 
 /// Legacy cosign tag suffixes copied along with an artifact.
 pub const LEGACY_COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
-const MAX_REFERRER_DEPTH: usize = 8;
-const MAX_REFERRERS: usize = 10_000;
 
 /// Errors of transfers: a store failed, a local file could not be used, or the content was
 /// refused.
@@ -455,6 +455,7 @@ struct Copier<'a> {
     dry_run: bool,
     done: BTreeSet<Digest>,
     outcome: CopyOutcome,
+    limits: Limits,
 }
 
 impl Copier<'_> {
@@ -522,16 +523,22 @@ impl Copier<'_> {
                 .put_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
         }
         self.outcome.manifests.push(fetched.descriptor.clone());
-        if depth < MAX_REFERRER_DEPTH {
-            for referrer in checked_referrers(self.src, &digest)? {
-                self.outcome.referrers += 1;
-                if self.outcome.referrers > MAX_REFERRERS {
-                    return Err(store::Error::Refused {
-                        what: format!("referrers of {digest}"),
-                        reason: format!("more than {MAX_REFERRERS}"),
-                    }
-                    .into());
+        if depth < self.limits.depth {
+            let found = referrers::checked(self.src, &digest, &self.limits)?;
+            if found.skipped > 0 {
+                // A copy that left referrers behind would look complete and not be.
+                return Err(store::Error::Refused {
+                    what: format!("referrers of {digest}"),
+                    reason: format!(
+                        "{} are listed; the limit is {}",
+                        found.manifests.len() + found.skipped,
+                        self.limits.referrers
+                    ),
                 }
+                .into());
+            }
+            for referrer in found.manifests {
+                self.outcome.referrers += 1;
                 self.manifest(&referrer, depth + 1)?;
             }
         }
@@ -539,30 +546,27 @@ impl Copier<'_> {
     }
 }
 
-/// The referrers of `subject` whose manifests really name it as their subject. A fallback index
-/// can list anything; what does not point back is ignored.
+/// The referrers of `subject` whose manifests really name it as their subject, fetched on the
+/// pool within [`Limits::DEFAULT`]; more listed than its cap is refused. A fallback index can
+/// list anything; what does not point back is ignored.
 pub fn checked_referrers(
     store: &dyn Store,
     subject: &Digest,
 ) -> Result<Vec<FetchedManifest>, Error> {
-    let listed = store.referrers(subject)?;
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for d in listed.descriptors {
-        if !d.is_manifest_like() || !seen.insert(d.digest.clone()) {
-            continue;
+    let limits = Limits::DEFAULT;
+    let found = referrers::checked(store, subject, &limits)?;
+    if found.skipped > 0 {
+        return Err(store::Error::Refused {
+            what: format!("referrers of {subject}"),
+            reason: format!(
+                "{} are listed; the limit is {}",
+                found.manifests.len() + found.skipped,
+                limits.referrers
+            ),
         }
-        let fetched = match store.get_manifest(&d.digest) {
-            Ok(f) => f,
-            // A listed referrer that is gone (deleted, garbage collected) is not an error.
-            Err(store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if fetched.manifest.subject().map(|s| &s.digest) == Some(subject) {
-            out.push(fetched);
-        }
+        .into());
     }
-    Ok(out)
+    Ok(found.manifests)
 }
 
 /// Copies the manifest `src_ref` names, with all its blobs, child manifests, referrers and
@@ -602,6 +606,7 @@ pub fn copy(
         mount_from: dst.mount_source(src),
         dry_run: options.dry_run,
         done: BTreeSet::new(),
+        limits: Limits::DEFAULT,
         outcome: CopyOutcome {
             dry_run: options.dry_run,
             ..Default::default()
@@ -634,13 +639,6 @@ pub fn copy(
     Ok(outcome)
 }
 
-/// One referrer and, below it, its own referrers.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ReferrerNode {
-    pub descriptor: Descriptor,
-    pub referrers: Vec<ReferrerNode>,
-}
-
 /// The referrers of an artifact, as a tree.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -652,11 +650,23 @@ pub struct Discovery {
     pub referrers: Vec<ReferrerNode>,
 }
 
+/// The referrers of the artifact `reference` names, as a tree within [`Limits::DEFAULT`]; more
+/// listed below one manifest than its cap is refused.
 pub fn discover(store: &dyn Store, reference: &Reference) -> Result<Discovery, Error> {
     let root = resolve(store, reference)?;
     let path = store.referrers(&root.descriptor.digest)?.path;
-    let mut seen = BTreeSet::new();
-    let referrers = discover_below(store, &root.descriptor.digest, 0, &mut seen)?;
+    let limits = Limits::DEFAULT;
+    let (referrers, skipped) = referrers::tree(store, &root.descriptor.digest, &limits)?;
+    if skipped > 0 {
+        return Err(store::Error::Refused {
+            what: format!("referrers of {}", root.descriptor.digest),
+            reason: format!(
+                "{skipped} listed beyond the limit of {} per manifest",
+                limits.referrers
+            ),
+        }
+        .into());
+    }
     Ok(Discovery {
         pinned: reference.pinned(&root.descriptor.digest),
         digest: root.descriptor.digest,
@@ -664,35 +674,6 @@ pub fn discover(store: &dyn Store, reference: &Reference) -> Result<Discovery, E
         path,
         referrers,
     })
-}
-
-fn discover_below(
-    store: &dyn Store,
-    subject: &Digest,
-    depth: usize,
-    seen: &mut BTreeSet<Digest>,
-) -> Result<Vec<ReferrerNode>, Error> {
-    if depth >= MAX_REFERRER_DEPTH {
-        return Ok(Vec::new());
-    }
-    let mut nodes = Vec::new();
-    for fetched in checked_referrers(store, subject)? {
-        if !seen.insert(fetched.descriptor.digest.clone()) {
-            continue;
-        }
-        let descriptor = oci::referrer_descriptor(
-            &fetched.manifest,
-            &fetched.descriptor.media_type,
-            &fetched.bytes,
-        );
-        let referrers = discover_below(store, &descriptor.digest, depth + 1, seen)?;
-        nodes.push(ReferrerNode {
-            descriptor,
-            referrers,
-        });
-    }
-    nodes.sort_by(|a, b| a.descriptor.digest.cmp(&b.descriptor.digest));
-    Ok(nodes)
 }
 
 #[cfg(test)]

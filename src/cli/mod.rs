@@ -71,6 +71,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "CUSTODY_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<store::Timeout>,
 
+    /// Referrer manifests and bundles fetched at once (1 to 32; default 4).
+    #[arg(long, global = true, env = "CUSTODY_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -198,6 +202,9 @@ pub fn run() -> ExitCode {
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
         printer.failure(&failure);
         return printer.exit(failure.status);
+    }
+    if let Some(jobs) = cli.jobs {
+        store::referrers::set_default_jobs(jobs);
     }
     let status = dispatch(&cli, &printer);
     printer.exit(status)

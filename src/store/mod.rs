@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod layout;
 pub mod login;
+pub mod referrers;
 pub mod registry;
 
 use std::fs::File;

@@ -27,6 +27,7 @@ mod login;
 mod output;
 mod prune;
 mod readme;
+mod referrers;
 mod registry;
 mod release;
 mod rescan;

@@ -40,6 +40,7 @@ pub fn custody() -> Command {
         "CUSTODY_REGISTRY_USERNAME",
         "CUSTODY_REGISTRY_PASSWORD",
         "CUSTODY_TIMEOUT",
+        "CUSTODY_JOBS",
         "CI_REGISTRY",
         "CI_REGISTRY_USER",
         "CI_REGISTRY_PASSWORD",
