@@ -378,6 +378,7 @@ pub fn pull(store: &dyn Store, reference: &Reference, dir: &Path) -> Result<Pull
         path: dir.to_owned(),
         source,
     })?;
+    store::remove_stale_temp_files(dir);
     let mut files = Vec::new();
     for (layer, relative) in planned {
         let target = dir.join(&relative);

@@ -71,6 +71,12 @@ fn open(cli: &Cli, reference: &Reference) -> Result<Box<dyn store::Store>, Failu
         .with_context(|| format!("cannot open {}", reference.repository()))?)
 }
 
+/// Opens a store only to read from it: a missing layout is an error, never created.
+fn open_existing(cli: &Cli, reference: &Reference) -> Result<Box<dyn store::Store>, Failure> {
+    Ok(store::open_existing(reference, &store_options(cli))
+        .with_context(|| format!("cannot open {}", reference.repository()))?)
+}
+
 fn tag_policy(force: bool) -> TagPolicy {
     if force {
         TagPolicy::Force
@@ -128,7 +134,7 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
 
 pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let outcome = transfer::pull(store.as_ref(), &reference, &args.output_dir)
         .with_context(|| format!("cannot pull {reference}"))?;
     let mut human = String::new();
@@ -153,7 +159,7 @@ pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
 
 pub fn resolve(cli: &Cli, args: &ResolveArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let fetched = transfer::resolve(store.as_ref(), &reference)
         .with_context(|| format!("cannot resolve {reference}"))?;
     let d = &fetched.descriptor;
@@ -172,7 +178,7 @@ pub fn resolve(cli: &Cli, args: &ResolveArgs) -> Result<Report, Failure> {
 pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Report, Failure> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
-    let src = open(cli, &src_ref)?;
+    let src = open_existing(cli, &src_ref)?;
     let dst = open(cli, &dst_ref)?;
     let options = CopyOptions {
         tag_policy: tag_policy(args.force_tag),
@@ -243,7 +249,7 @@ fn tree(out: &mut String, nodes: &[ReferrerNode], prefix: &str) {
 
 pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let discovery = transfer::discover(store.as_ref(), &reference)
         .with_context(|| format!("cannot list the referrers of {reference}"))?;
     let mut human = format!("{}\n", discovery.pinned);

@@ -444,14 +444,14 @@ fn run_verify(cli: &Cli, args: &VerifyArgs) -> Result<VerifyReport, Failure> {
         };
         // Only the layout store: no registry client is ever built.
         Box::new(
-            store::layout::LayoutStore::open_or_create(path)
+            store::layout::LayoutStore::open_existing(path)
                 .with_context(|| format!("cannot open layout {}", path.display()))
                 .map_err(|e| could_not(e, None))?,
         )
     } else {
         let mut options = super::store_options(cli);
         options.progress = None;
-        store::open(&reference, &options)
+        store::open_existing(&reference, &options)
             .with_context(|| format!("cannot open {}", reference.repository()))
             .map_err(|e| could_not(e, None))?
     };

@@ -184,7 +184,7 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
     let reference: Reference = input
         .parse()
         .with_context(|| format!("{input:?} is neither an existing file nor an oci reference"))?;
-    let store = store::open(&reference, &super::store_options(cli))
+    let store = store::open_existing(&reference, &super::store_options(cli))
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let policy = args
         .policy

@@ -35,19 +35,25 @@ pub struct LayoutStore {
 }
 
 impl LayoutStore {
-    /// Opens a layout folder, creating it (and its `oci-layout` file) when missing.
-    pub fn open_or_create(root: &Path) -> Result<LayoutStore, Error> {
-        let blobs = root.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(Error::io(format!(
-            "cannot create the OCI layout folder {}",
-            root.display()
-        )))?;
+    /// Opens an existing layout folder for reading; creates nothing. A folder without an
+    /// `oci-layout` file (or no folder at all) is [`Error::NoLayout`].
+    pub fn open_existing(root: &Path) -> Result<LayoutStore, Error> {
         let store = LayoutStore {
             root: root.to_owned(),
             progress: None,
         };
-        let layout_file = root.join(LAYOUT_FILE);
-        match store.read_capped(&layout_file, MAX_LAYOUT_FILE_BYTES) {
+        match store.check_layout_file()? {
+            true => Ok(store),
+            false => Err(Error::NoLayout {
+                path: root.to_owned(),
+            }),
+        }
+    }
+
+    /// Checks the `oci-layout` file; `false` when there is none.
+    fn check_layout_file(&self) -> Result<bool, Error> {
+        let layout_file = self.root.join(LAYOUT_FILE);
+        match self.read_capped(&layout_file, MAX_LAYOUT_FILE_BYTES) {
             Ok(Some(bytes)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(|_| Error::Refused {
@@ -60,15 +66,40 @@ impl LayoutStore {
                         reason: "imageLayoutVersion is not 1.0.0".into(),
                     });
                 }
+                Ok(true)
             }
-            Ok(None) => {
+            Ok(None) => Ok(false),
+            // A missing parent folder reads as no layout, not as an I/O failure.
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotADirectory => Ok(false),
+            Err(e) => Err(e.into_error(&layout_file.display().to_string())),
+        }
+    }
+
+    /// Opens a layout folder for writing, creating it (and its `oci-layout` file) when missing,
+    /// and removes temporary files a killed writer left behind ([`super::remove_stale_temp_files`]).
+    pub fn open_or_create(root: &Path) -> Result<LayoutStore, Error> {
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(Error::io(format!(
+            "cannot create the OCI layout folder {}",
+            root.display()
+        )))?;
+        let store = LayoutStore {
+            root: root.to_owned(),
+            progress: None,
+        };
+        let layout_file = root.join(LAYOUT_FILE);
+        match store.check_layout_file() {
+            Ok(true) => {}
+            Err(e) => return Err(e),
+            Ok(false) => {
                 let mut f = super::AtomicFile::create(&layout_file)?;
                 f.write_all(LAYOUT_CONTENT)
                     .map_err(Error::io(format!("cannot write {}", layout_file.display())))?;
                 f.commit()?;
             }
-            Err(e) => return Err(e.into_error(&layout_file.display().to_string())),
         }
+        super::remove_stale_temp_files(root);
+        super::remove_stale_temp_files(&blobs);
         if !root.join(INDEX_FILE).exists() {
             store.update_index(|_| Ok(()))?;
         }

@@ -15,6 +15,7 @@ mod interop;
 mod keyless;
 mod layout;
 mod legacy;
+mod modes;
 mod prune;
 mod readme;
 mod registry;
