@@ -55,8 +55,35 @@ fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("could not write {}", path.display()))
+/// Writes a document to `-o`; with `-o -` the document is standard output, so the summary
+/// (`lines`, or the JSON report) goes to standard error.
+fn write_document(
+    out: &Path,
+    bytes: &[u8],
+    output: OutputFormat,
+    report: &impl Serialize,
+    lines: &str,
+) -> anyhow::Result<()> {
+    super::stdio::write(out, bytes)?;
+    let summary = match output {
+        OutputFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+        OutputFormat::Human => lines.to_owned(),
+    };
+    if super::stdio::is_dash(out) {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+/// How `-o` is named in a summary.
+fn written_to(out: &Path) -> String {
+    if super::stdio::is_dash(out) {
+        "standard output".to_owned()
+    } else {
+        out.display().to_string()
+    }
 }
 
 /// Record the source commit of the work tree.
@@ -123,7 +150,7 @@ pub struct SbomArgs {
     /// Artifact files the SBOM describes.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Where to write the SBOM.
+    /// Where to write the SBOM (`-`: standard output, with the summary on standard error).
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
     /// Lockfile to read (repeatable); default: the lockfiles at the top of the work tree.
@@ -193,7 +220,6 @@ pub mod sbom_cmd {
         options.source = source;
         let bom = sbom::generate(&artifacts, &locks, &options)?;
         let bytes = bom.to_json_bytes()?;
-        write_file(&args.out, &bytes)?;
         let report = SbomReport {
             path: args.out,
             digest: Digest::of(&bytes),
@@ -201,17 +227,15 @@ pub mod sbom_cmd {
             components: bom.components.len(),
             lockfiles,
         };
-        match output {
-            OutputFormat::Json => print_json(&report)?,
-            OutputFormat::Human => println!(
-                "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})",
-                report.path.display(),
-                report.spec_version,
-                report.components,
-                report.lockfiles.len(),
-                report.digest
-            ),
-        }
+        let lines = format!(
+            "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
+            written_to(&report.path),
+            report.spec_version,
+            report.components,
+            report.lockfiles.len(),
+            report.digest
+        );
+        write_document(&report.path, &bytes, output, &report, &lines)?;
         Ok(report)
     }
 }
@@ -254,7 +278,7 @@ pub struct ProvenanceArgs {
     /// Artifact files: each becomes a subject (file name + sha256).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Where to write the statement.
+    /// Where to write the statement (`-`: standard output, with the summary on standard error).
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
     /// The SBOM written for this build, recorded as a byproduct.
@@ -315,7 +339,6 @@ pub mod provenance_cmd {
         input.finished_on = Some(now());
         let statement = attest::provenance(input)?;
         let bytes = statement.to_bytes()?;
-        write_file(&args.out, &bytes)?;
         let report = ProvenanceReport {
             path: args.out,
             digest: Digest::of(&bytes),
@@ -324,25 +347,21 @@ pub mod provenance_cmd {
             subjects: statement.subject.len(),
             commit: source.commit.to_string(),
         };
-        match output {
-            OutputFormat::Json => print_json(&report)?,
-            OutputFormat::Human => {
-                println!(
-                    "wrote {} ({} subjects, {})",
-                    report.path.display(),
-                    report.subjects,
-                    report.digest
-                );
-                println!("builder     {}", report.builder_id);
-                println!("build type  {}", report.build_type);
-                println!("commit      {}", report.commit);
-                if ctx.platform == ci::Platform::Local {
-                    println!(
-                        "note        built locally: this provenance does not claim a hosted build"
-                    );
-                }
-            }
+        let mut lines = format!(
+            "wrote {} ({} subjects, {})\nbuilder     {}\nbuild type  {}\ncommit      {}\n",
+            written_to(&report.path),
+            report.subjects,
+            report.digest,
+            report.builder_id,
+            report.build_type,
+            report.commit
+        );
+        if ctx.platform == ci::Platform::Local {
+            lines.push_str(
+                "note        built locally: this provenance does not claim a hosted build\n",
+            );
         }
+        write_document(&report.path, &bytes, output, &report, &lines)?;
         Ok(report)
     }
 

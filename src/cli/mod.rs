@@ -11,6 +11,7 @@ mod release_cmds;
 pub mod rescan_cmds;
 pub mod secops_cmds;
 pub mod sign_cmds;
+mod stdio;
 mod store_cmds;
 pub mod tree_cmds;
 pub mod verify_cmds;

@@ -133,6 +133,11 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
 }
 
 pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
+    super::stdio::refuse_dash(
+        &args.output_dir,
+        "--output-dir",
+        "an artifact may hold several files; give a folder",
+    )?;
     let reference = parse_ref(&args.reference)?;
     let store = open_existing(cli, &reference)?;
     let outcome = transfer::pull(store.as_ref(), &reference, &args.output_dir)
@@ -265,6 +270,7 @@ pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
 
 #[derive(clap::Args, Debug)]
 pub struct DigestArgs {
+    /// Files to hash; `-` hashes standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -272,9 +278,23 @@ pub struct DigestArgs {
 pub fn digest(args: &DigestArgs) -> Result<Report, Failure> {
     let mut human = String::new();
     let mut json = Vec::new();
+    if args
+        .files
+        .iter()
+        .filter(|p| super::stdio::is_dash(p))
+        .count()
+        > 1
+    {
+        return Err(anyhow::anyhow!("`-` (standard input) can be given only once").into());
+    }
     for path in &args.files {
-        let (digest, size) = crate::digest::of_file(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (digest, size) = if super::stdio::is_dash(path) {
+            crate::digest::of_reader(std::io::stdin().lock())
+                .context("cannot read standard input")?
+        } else {
+            crate::digest::of_file(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        };
         let _ = writeln!(human, "{digest}  {size}  {}", path.display());
         json.push(serde_json::json!({"path": path, "digest": digest, "size": size}));
     }

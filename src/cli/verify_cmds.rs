@@ -172,11 +172,14 @@ pub struct PolicyArgs {
 pub enum PolicyCommand {
     /// Write a commented starting policy.
     Init {
-        /// Where to write it (default: standard output).
+        /// Where to write it (default, or `-`: standard output).
         file: Option<PathBuf>,
     },
     /// Validate a policy file; errors name the line.
-    Check { file: PathBuf },
+    Check {
+        /// The policy file, or `-` to read it from standard input.
+        file: PathBuf,
+    },
 }
 
 fn key_text(reference: &str) -> anyhow::Result<String> {
@@ -678,10 +681,34 @@ pub fn human(report: &VerifyReport) -> String {
     out
 }
 
+/// The policy `policy check` names: a file, or `-` for standard input (YAML, or JSON when it
+/// starts with `{`; key paths relative to the current folder).
+fn load_policy_argument(file: &Path) -> Result<Policy, policy::PolicyError> {
+    use std::io::Read as _;
+    if !super::stdio::is_dash(file) {
+        return Policy::load(file);
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(policy::MAX_POLICY_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| policy::PolicyError::Read {
+            path: file.to_owned(),
+            source,
+        })?;
+    let format = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => policy::Format::Json,
+        _ => policy::Format::Yaml,
+    };
+    Policy::parse(&bytes, format, Path::new("."), "standard input")
+}
+
 /// `custody policy init|check`.
 pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
     match &args.command {
-        PolicyCommand::Init { file } => match file {
+        PolicyCommand::Init { file } => match file.as_deref().filter(|f| !super::stdio::is_dash(f))
+        {
             None => {
                 print!("{}", policy::STARTER_POLICY);
                 ExitCode::SUCCESS
@@ -720,7 +747,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
                 }
             }
         },
-        PolicyCommand::Check { file } => match Policy::load(file) {
+        PolicyCommand::Check { file } => match load_policy_argument(file) {
             Ok(p) => {
                 let scopes: Vec<serde_json::Value> = p
                     .scopes
@@ -731,7 +758,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
                     cli.output,
                     &format!(
                         "{} is a valid policy: {} scope(s): {}\n",
-                        file.display(),
+                        super::stdio::name(file),
                         p.scopes.len(),
                         p.scopes
                             .iter()
@@ -750,10 +777,12 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> ExitCode {
                 };
                 let line = e.line();
                 let failure = Failure {
-                    error: anyhow::Error::new(e)
-                        .context(format!("{} is not a valid policy", file.display())),
+                    error: anyhow::Error::new(e).context(format!(
+                        "{} is not a valid policy",
+                        super::stdio::name(file)
+                    )),
                     code,
-                    hint: line.map(|l| format!("see line {l} of {}", file.display())),
+                    hint: line.map(|l| format!("see line {l} of {}", super::stdio::name(file))),
                 };
                 print_failure(cli.output, &failure);
                 ExitCode::from(code)

@@ -19,7 +19,8 @@ use crate::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
 pub struct ScanArgs {
     /// What to scan: a CycloneDX JSON SBOM (bare, in-toto statement or Sigstore bundle), a
     /// lockfile (Cargo.lock, package-lock.json, go.mod, uv.lock, poetry.lock,
-    /// requirements*.txt), or an OCI reference whose SBOM referrer is read.
+    /// requirements*.txt), an OCI reference whose SBOM referrer is read, or `-` for an SBOM on
+    /// standard input.
     pub input: String,
     /// OSV database: a folder of OSV JSON files, an osv.dev `all.zip`, or a folder of them.
     /// Repeatable.
@@ -178,6 +179,11 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
 fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> {
     let input = args.input.as_str();
     let path = Path::new(input);
+    if super::stdio::is_dash(path) {
+        let bytes = super::stdio::read(path, input::MAX_SBOM_BYTES)?;
+        return Ok(input::from_sbom_bytes(&bytes, path)
+            .context("cannot scan the SBOM on standard input")?);
+    }
     if path.exists() {
         return Ok(input::from_file(path).with_context(|| format!("cannot scan {input}"))?);
     }

@@ -244,3 +244,208 @@ fn stale_temporary_files_are_removed_by_the_next_writer() {
         assert!(p.exists(), "{} was removed", p.display());
     }
 }
+
+/// custody in `dir` with `stdin` on its standard input.
+fn custody_piped(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = crate::support::custody()
+        .current_dir(dir)
+        .args(args)
+        .env("COSIGN_PASSWORD", "modes-pw")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("custody runs");
+    let mut input = child.stdin.take().expect("piped");
+    // custody may stop reading early (a refusal); a broken pipe here is its answer, not ours.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("custody ends")
+}
+
+/// A work tree with one commit at a fixed date, for `sbom` and `provenance`.
+fn committed_repo(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("README"), b"hello\n").unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "README"],
+        &["commit", "-q", "-m", "first"],
+    ] {
+        let o = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+}
+
+/// No command wrote a file named `-` anywhere below `dir`.
+fn assert_no_dash_file(dir: &Path) {
+    for (path, _, _) in modes_below(dir) {
+        assert!(!path.ends_with("/-"), "a file named - was written: {path}");
+    }
+}
+
+/// Issue 12, item 3: `-` is standard output for `sbom -o`, `provenance -o` and
+/// `sign-blob --bundle` (the document alone on stdout, the summary on stderr), and standard
+/// input for `digest`, `scan`, `policy check` and `verify-bundle --bundle`. Before, each wrote
+/// or read a file named `-`.
+#[test]
+fn dash_means_standard_input_or_output() {
+    let d = crate::support::tempdir();
+    let repo = d.path().join("repo");
+    committed_repo(&repo);
+    let app = d.path().join("app.bin");
+    std::fs::write(&app, b"the artifact\n").unwrap();
+    let app = app.to_str().unwrap();
+
+    let o = custody_piped(&repo, &["sbom", app, "-o", "-"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sbom: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the SBOM");
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    assert!(
+        stderr(&o).contains("wrote standard output"),
+        "{}",
+        stderr(&o)
+    );
+    let o = custody_piped(&repo, &["--output", "json", "sbom", app, "-o", "-"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["bomFormat"], "CycloneDX");
+    let report: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(report["path"], "-");
+
+    let o = custody_piped(&repo, &["provenance", app, "-o", "-"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let statement: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+
+    let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/osv/crates.io");
+    let o = custody_piped(
+        d.path(),
+        &["scan", "-", "--db", db.to_str().unwrap()],
+        &serde_json::to_vec(&sbom).unwrap(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = custody_piped(
+        d.path(),
+        &["scan", "-", "--db", db.to_str().unwrap()],
+        b"{\"not\": \"an sbom\"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = custody_piped(d.path(), &["digest", "-"], b"hello");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  5  -\n"
+    );
+
+    // The starter policy names keys/release.pub and keys/dev.pub, relative to the current folder on stdin.
+    std::fs::create_dir(d.path().join("keys")).unwrap();
+    for prefix in ["keys/release", "keys/dev"] {
+        let o = custody_piped(d.path(), &["keygen", "--output-key-prefix", prefix], b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let starter = custody_piped(d.path(), &["policy", "init", "-"], b"");
+    assert!(starter.status.success(), "{}", stderr(&starter));
+    let o = custody_piped(d.path(), &["policy", "check", "-"], &starter.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("standard input is a valid policy"),
+        "{}",
+        stdout(&o)
+    );
+    let o = custody_piped(d.path(), &["policy", "check", "-"], b"scopes: [");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("standard input is not a valid policy"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = custody_piped(d.path(), &["keygen", "--output-key-prefix", "k"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = custody_piped(
+        d.path(),
+        &["sign-blob", app, "--key", "k.key", "--bundle", "-"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundle = o.stdout.clone();
+    let parsed: serde_json::Value = serde_json::from_slice(&bundle).expect("stdout is the bundle");
+    assert!(
+        parsed["mediaType"]
+            .as_str()
+            .unwrap()
+            .contains("sigstore.bundle")
+    );
+    assert!(stderr(&o).contains("bundle written to standard output"));
+    let o = custody_piped(
+        d.path(),
+        &["verify-bundle", app, "--key", "k.pub", "--bundle", "-"],
+        &bundle,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = d.path().join("other.bin");
+    std::fs::write(&other, b"another artifact\n").unwrap();
+    let o = custody_piped(
+        d.path(),
+        &[
+            "verify-bundle",
+            other.to_str().unwrap(),
+            "--key",
+            "k.pub",
+            "--bundle",
+            "-",
+        ],
+        &bundle,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    assert_no_dash_file(d.path());
+}
+
+/// Where `-` cannot be a stream (a key pair is two files, a pull writes a folder) it is a
+/// usage error, exit 2, and nothing named `-` is created.
+#[test]
+fn dash_is_refused_where_it_cannot_be_a_stream() {
+    let d = crate::support::tempdir();
+    let o = custody_piped(d.path(), &["keygen", "--output-key-prefix", "-"], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--output-key-prefix cannot be `-` (standard input or output)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(d.path().join("app.bin"), b"the artifact\n").unwrap();
+    let o = custody_piped(
+        d.path(),
+        &["push", "app.bin", "--to", "oci:./layout:v1"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = custody_piped(d.path(), &["pull", "oci:./layout:v1", "-o", "-"], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--output-dir cannot be `-`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = custody_piped(d.path(), &["digest", "-", "-"], b"x");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_no_dash_file(d.path());
+    assert!(!d.path().join("-.key").exists());
+}
