@@ -377,6 +377,16 @@ pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
 
 /// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> ExitCode {
+    // Report files cannot be `-`: the report itself is standard output.
+    for (flag, path) in [("--vsa", &args.vsa), ("--junit", &args.junit)] {
+        if let Some(path) = path
+            && let Err(e) =
+                super::stdio::refuse_dash(path, flag, "the report is standard output; give a file")
+        {
+            print_failure(cli.output, &could_not(e, None));
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
     let result = run_verify(cli, args);
     // The verdict (or why there is none) goes to the audit log before anything is printed.
     let record = match &result {

@@ -82,6 +82,13 @@ pub fn run(cli: &Cli, args: &ScanArgs) -> ExitCode {
 }
 
 fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
+    if let Some(sarif) = &args.sarif {
+        super::stdio::refuse_dash(
+            sarif,
+            "--sarif",
+            "the report is standard output; give a file",
+        )?;
+    }
     let vex = args
         .vex
         .iter()

@@ -444,6 +444,40 @@ fn dash_is_refused_where_it_cannot_be_a_stream() {
         "{}",
         stderr(&o)
     );
+    // Report files beside a report on standard output: refused before anything is signed.
+    let blobs = std::fs::read_dir(d.path().join("layout/blobs/sha256"))
+        .unwrap()
+        .count();
+    let o = custody_piped(d.path(), &["keygen", "--output-key-prefix", "k"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [
+        &["sign", "oci:./layout:v1", "--key", "k.key", "--bundle", "-"][..],
+        &["verify", "oci:./layout:v1", "--key", "k.pub", "--vsa", "-"],
+        &[
+            "verify",
+            "oci:./layout:v1",
+            "--key",
+            "k.pub",
+            "--junit",
+            "-",
+        ],
+        &["scan", "app.bin", "--db", "nodb", "--sarif", "-"],
+    ] {
+        let o = custody_piped(d.path(), args, b"");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot be `-`"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path().join("layout/blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs,
+        "something was signed"
+    );
     let o = custody_piped(d.path(), &["digest", "-", "-"], b"x");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_no_dash_file(d.path());
