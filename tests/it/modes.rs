@@ -149,7 +149,8 @@ fn read_commands_create_no_layout() {
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
-/// Reads of an existing layout leave no lock file behind: only writers take the lock.
+/// No empty `.index.json.lock` is left behind: writers remove it with their lock, and reads of
+/// an existing layout never take one.
 #[test]
 fn reads_of_a_layout_take_no_lock() {
     let d = crate::support::tempdir();
@@ -163,8 +164,8 @@ fn reads_of_a_layout_take_no_lock() {
         &to,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // What the push left is the writer's; a read must not add one.
-    let _ = std::fs::remove_file(layout.join(".index.json.lock"));
+    // Writers remove the lock file with their lock; a read never takes one.
+    assert!(!layout.join(".index.json.lock").exists());
     for args in [
         vec!["resolve", to.as_str()],
         vec!["discover", to.as_str()],
@@ -482,4 +483,34 @@ fn dash_is_refused_where_it_cannot_be_a_stream() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_no_dash_file(d.path());
     assert!(!d.path().join("-.key").exists());
+}
+
+/// Writers in several processes at once still lose no tag now that each removes the lock file
+/// with its lock, and none is left afterwards.
+#[test]
+fn concurrent_pushes_keep_every_tag_and_leave_no_lock() {
+    let d = crate::support::tempdir();
+    let layout = d.path().join("layout");
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let file = d.path().join(format!("app-{i}.bin"));
+            std::fs::write(&file, format!("artifact {i}\n")).unwrap();
+            crate::support::custody()
+                .args(["push", file.to_str().unwrap(), "--to"])
+                .arg(format!("oci:{}:v{i}", layout.display()))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for i in 0..6 {
+        let o = custody(&["resolve", &format!("oci:{}:v{i}", layout.display())]);
+        assert!(o.status.success(), "v{i}: {}", stderr(&o));
+    }
+    assert!(!layout.join(".index.json.lock").exists());
 }
