@@ -395,6 +395,9 @@ pub fn pull(store: &dyn Store, reference: &Reference, dir: &Path) -> Result<Pull
         path: dir.to_owned(),
         source,
     })?;
+    // A pull killed earlier left its temporary files next to the files it was writing.
+    store::remove_stale_temp_files(dir);
+    let mut cleaned = BTreeSet::new();
     let mut files = Vec::new();
     for (layer, relative) in planned {
         let target = dir.join(&relative);
@@ -403,6 +406,9 @@ pub fn pull(store: &dyn Store, reference: &Reference, dir: &Path) -> Result<Pull
                 path: parent.to_owned(),
                 source,
             })?;
+            if parent != dir && cleaned.insert(parent.to_owned()) {
+                store::remove_stale_temp_files(parent);
+            }
         }
         let mut file = AtomicFile::create(&target)?;
         store.get_blob(layer, &mut file)?;

@@ -224,6 +224,18 @@ fn signing_failure(error: SignArtifactError, context: String) -> Failure {
     failure
 }
 
+/// `--bundle -` is refused before anything is signed: the report is standard output.
+fn refuse_dash_bundle(path: &Option<PathBuf>) -> Result<(), Failure> {
+    if let Some(path) = path {
+        super::stdio::refuse_dash(
+            path,
+            "--bundle",
+            "the report is standard output; give a file",
+        )?;
+    }
+    Ok(())
+}
+
 fn write_bundle(path: &Option<PathBuf>, attachment: &SignedAttachment) -> Result<(), Failure> {
     if let Some(path) = path {
         std::fs::write(path, attachment.bundle.to_json())
@@ -288,6 +300,7 @@ fn report(
 
 /// `custody sign`.
 pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
+    refuse_dash_bundle(&args.bundle)?;
     let annotations = transfer::parse_annotations(&args.annotations)?;
     let signer = signer_from_args(&args.signer)?;
     let (reference, store, subject) = resolve_subject(cli, &args.reference)?;
@@ -310,6 +323,7 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
 
 /// `custody attest`.
 pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
+    refuse_dash_bundle(&args.bundle)?;
     let predicate_type = predicate_type_of(&args.predicate_type)?;
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let predicate = load_predicate(&args.predicate, &predicate_type, &now)?;

@@ -60,8 +60,13 @@ fn report(human: String, value: &impl Serialize) -> anyhow::Result<Report> {
     })
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("could not write {}", path.display()))
+/// How `-o` is named in a summary.
+fn written_to(out: &Path) -> String {
+    if super::stdio::is_dash(out) {
+        "standard output".to_owned()
+    } else {
+        out.display().to_string()
+    }
 }
 
 /// Record the source commit of the work tree.
@@ -126,7 +131,7 @@ pub struct SbomArgs {
     /// Artifact files the SBOM describes.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Where to write the SBOM.
+    /// Where to write the SBOM (`-`: standard output, with the summary on standard error).
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
     /// Lockfile to read (repeatable); default: the lockfiles at the top of the work tree.
@@ -197,7 +202,7 @@ pub mod sbom_cmd {
         options.source = source;
         let bom = sbom::generate(&artifacts, &locks, &options)?;
         let bytes = bom.to_json_bytes()?;
-        write_file(&args.out, &bytes)?;
+        crate::cli::stdio::write(&args.out, &bytes)?;
         let sbom = SbomReport {
             path: args.out,
             digest: Digest::of(&bytes),
@@ -207,7 +212,7 @@ pub mod sbom_cmd {
         };
         let human = format!(
             "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
-            sbom.path.display(),
+            written_to(&sbom.path),
             sbom.spec_version,
             sbom.components,
             sbom.lockfiles.len(),
@@ -255,7 +260,7 @@ pub struct ProvenanceArgs {
     /// Artifact files: each becomes a subject (file name + sha256).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Where to write the statement.
+    /// Where to write the statement (`-`: standard output, with the summary on standard error).
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
     /// The SBOM written for this build, recorded as a byproduct.
@@ -316,7 +321,7 @@ pub mod provenance_cmd {
         input.finished_on = Some(now());
         let statement = attest::provenance(input)?;
         let bytes = statement.to_bytes()?;
-        write_file(&args.out, &bytes)?;
+        crate::cli::stdio::write(&args.out, &bytes)?;
         let provenance = ProvenanceReport {
             path: args.out,
             digest: Digest::of(&bytes),
@@ -329,7 +334,7 @@ pub mod provenance_cmd {
         let _ = writeln!(
             human,
             "wrote {} ({} subjects, {})",
-            provenance.path.display(),
+            written_to(&provenance.path),
             provenance.subjects,
             provenance.digest
         );

@@ -14,6 +14,7 @@ mod release_cmds;
 pub mod rescan_cmds;
 pub mod secops_cmds;
 pub mod sign_cmds;
+mod stdio;
 mod store_cmds;
 pub mod tree_cmds;
 pub mod trust_cmds;
@@ -281,7 +282,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Discover(args) => store_cmds::discover(cli, args),
         Command::Digest(args) => store_cmds::digest(args),
         Command::Keygen(args) => keygen(args),
-        Command::SignBlob(args) => sign_blob(args),
+        Command::SignBlob(args) => sign_blob(args, printer),
         Command::VerifyBundle(args) => verify_bundle(args),
         Command::Release(args) => release_cmds::release(cli, args, printer),
         Command::Sign(args) => attach_cmds::sign(cli, args),
@@ -303,6 +304,12 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         }
     };
     match secops_cmds::audited(&cli.command, result) {
+        // A document written to standard output (`sbom -o -`) leaves stdout to the document:
+        // the summary goes to stderr.
+        Ok(report) if writes_document_to_stdout(&cli.command) => {
+            printer.report_to_stderr(&report.human, &report.json);
+            ExitStatus::Success
+        }
         Ok(report) => {
             printer.report(&report.human, &report.json);
             ExitStatus::Success
@@ -311,6 +318,15 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
             printer.failure(&failure);
             failure.status
         }
+    }
+}
+
+/// Whether the command's document goes to standard output (`-o -`).
+fn writes_document_to_stdout(command: &Command) -> bool {
+    match command {
+        Command::Sbom(args) => stdio::is_dash(&args.out),
+        Command::Provenance(args) => stdio::is_dash(&args.out),
+        _ => false,
     }
 }
 
@@ -326,9 +342,9 @@ fn keygen(args: &sign_cmds::KeygenArgs) -> Result<Report, Failure> {
     })
 }
 
-fn sign_blob(args: &sign_cmds::SignBlobArgs) -> Result<Report, Failure> {
+fn sign_blob(args: &sign_cmds::SignBlobArgs, printer: &Printer) -> Result<Report, Failure> {
     let signed = sign_cmds::run_sign_blob(args)?;
-    let (human, json) = sign_cmds::describe_signed(&signed, &args.bundle);
+    let (human, json) = sign_cmds::describe_signed(&signed, &args.bundle, printer);
     Ok(Report { human, json })
 }
 

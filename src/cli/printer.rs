@@ -59,6 +59,18 @@ impl Printer {
         }
     }
 
+    /// `human` or `json` on stderr, for a command whose stdout carries a document.
+    pub fn report_to_stderr(&self, human: &str, json: &impl Serialize) {
+        match self.format {
+            OutputFormat::Human => self.stderr(human),
+            OutputFormat::Json => {
+                let mut text = serde_json::to_string_pretty(json).expect("reports serialise");
+                text.push('\n');
+                self.stderr(&text);
+            }
+        }
+    }
+
     /// Writes `text` to stderr; a closed stderr is ignored (there is nobody left to tell).
     pub fn stderr(&self, text: &str) {
         let mut err = io::stderr().lock();

@@ -118,7 +118,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
 
     let mut quiet = store_options(cli);
     quiet.progress = None;
-    let src = store::open(&src_ref, &quiet)
+    let src = store::open_existing(&src_ref, &quiet)
         .with_context(|| format!("cannot open {}", src_ref.repository()))?;
     // Resolve once; everything after uses the digest.
     let digest = transfer::resolve(src.as_ref(), &src_ref)

@@ -74,7 +74,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
         let reference: Reference = r
             .parse()
             .with_context(|| format!("{r:?} is not a repository reference"))?;
-        let store = store::open(&reference, &options)
+        let store = store::open_existing(&reference, &options)
             .with_context(|| format!("cannot open {}", reference.repository()))?;
         targets.push(Target { reference, store });
     }

@@ -40,7 +40,7 @@ pub struct SignBlobArgs {
     /// keyless when an identity token is available.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
-    /// Where to write the Sigstore bundle (v0.3).
+    /// Where to write the Sigstore bundle (v0.3); `-` writes it to standard output.
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
     #[command(flatten)]
@@ -76,7 +76,7 @@ pub struct KeylessArgs {
 pub struct VerifyBundleArgs {
     /// The artifact: a file path or `sha256:<hex>`.
     pub artifact: String,
-    /// The Sigstore bundle to verify.
+    /// The Sigstore bundle to verify; `-` reads it from standard input.
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
     /// Expected certificate identity (SAN), exact.
@@ -143,6 +143,11 @@ fn read_key_text(reference: &str) -> anyhow::Result<String> {
 
 /// `custody keygen`: writes an encrypted ECDSA P-256 key pair in cosign's format.
 pub fn run_keygen(args: &KeygenArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    super::stdio::refuse_dash(
+        &args.output_key_prefix,
+        "--output-key-prefix",
+        "a key pair is two files, NAME.key and NAME.pub; give NAME",
+    )?;
     let password = match password_from_env() {
         Some(p) => p,
         None => {
@@ -238,13 +243,20 @@ pub fn run_sign_blob(args: &SignBlobArgs) -> anyhow::Result<SignedBlob> {
         }
         signed.keyless = Some((claims.clone(), *source));
     }
-    std::fs::write(&args.bundle, signed.bundle.to_json())
-        .with_context(|| format!("cannot write bundle {}", args.bundle.display()))?;
+    // `--bundle -`: the bundle is the command's output, written by [`describe_signed`]'s caller.
+    if !super::stdio::is_dash(&args.bundle) {
+        std::fs::write(&args.bundle, signed.bundle.to_json())
+            .with_context(|| format!("cannot write bundle {}", args.bundle.display()))?;
+    }
     Ok(signed)
 }
 
 /// Human lines and JSON for a `sign-blob` result.
-pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serde_json::Value) {
+pub fn describe_signed(
+    signed: &SignedBlob,
+    bundle_path: &Path,
+    printer: &super::Printer,
+) -> (String, serde_json::Value) {
     let mut human = String::new();
     let mut json = serde_json::json!({ "bundle": bundle_path });
     if let Some((claims, source)) = &signed.keyless {
@@ -280,6 +292,15 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
         human.push_str("checked against the trusted root: verified\n");
         json["checked"] = serde_json::to_value(v).unwrap_or_default();
     }
+    if super::stdio::is_dash(bundle_path) {
+        // The bundle is standard output (as text, and as the JSON report); what happened goes
+        // to standard error so a pipe receives only the bundle.
+        human.push_str("bundle written to standard output\n");
+        printer.stderr(&human);
+        let bundle = signed.bundle.to_json();
+        let value = serde_json::from_slice(&bundle).unwrap_or_default();
+        return (String::from_utf8_lossy(&bundle).into_owned() + "\n", value);
+    }
     human.push_str(&format!("bundle written to {}\n", bundle_path.display()));
     (human, json)
 }
@@ -290,7 +311,11 @@ pub fn describe_signed(signed: &SignedBlob, bundle_path: &Path) -> (String, serd
 pub fn run_verify_bundle(
     args: &VerifyBundleArgs,
 ) -> anyhow::Result<(VerifyOutcome, Option<custody::trust::RootOrigin>)> {
-    let bundle_bytes = read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?;
+    let bundle_bytes = if super::stdio::is_dash(&args.bundle) {
+        super::stdio::read(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?
+    } else {
+        read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?
+    };
     let (root, origin) = match &args.trusted_root {
         Some(path) => {
             let bytes = read_bounded(path, custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;

@@ -71,6 +71,12 @@ fn open(cli: &Cli, reference: &Reference) -> Result<Box<dyn store::Store>, Failu
         .with_context(|| format!("cannot open {}", reference.repository()))?)
 }
 
+/// Opens a store only to read from it: a missing layout is an error, never created.
+fn open_existing(cli: &Cli, reference: &Reference) -> Result<Box<dyn store::Store>, Failure> {
+    Ok(store::open_existing(reference, &store_options(cli))
+        .with_context(|| format!("cannot open {}", reference.repository()))?)
+}
+
 fn tag_policy(force: bool) -> TagPolicy {
     if force {
         TagPolicy::Force
@@ -139,8 +145,13 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
 }
 
 pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
+    super::stdio::refuse_dash(
+        &args.output_dir,
+        "--output-dir",
+        "an artifact may hold several files; give a folder",
+    )?;
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let outcome = transfer::pull(store.as_ref(), &reference, &args.output_dir)
         .with_context(|| format!("cannot pull {reference}"))?;
     let mut human = String::new();
@@ -165,7 +176,7 @@ pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
 
 pub fn resolve(cli: &Cli, args: &ResolveArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let fetched = transfer::resolve(store.as_ref(), &reference)
         .with_context(|| format!("cannot resolve {reference}"))?;
     let d = &fetched.descriptor;
@@ -184,7 +195,7 @@ pub fn resolve(cli: &Cli, args: &ResolveArgs) -> Result<Report, Failure> {
 pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Report, Failure> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
-    let src = open(cli, &src_ref)?;
+    let src = open_existing(cli, &src_ref)?;
     let dst = open(cli, &dst_ref)?;
     let options = CopyOptions {
         tag_policy: tag_policy(args.force_tag),
@@ -255,7 +266,7 @@ fn tree(out: &mut String, nodes: &[ReferrerNode], prefix: &str) {
 
 pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
-    let store = open(cli, &reference)?;
+    let store = open_existing(cli, &reference)?;
     let discovery = transfer::discover(store.as_ref(), &reference)
         .with_context(|| format!("cannot list the referrers of {reference}"))?;
     let mut human = format!("{}\n", discovery.pinned);
@@ -271,6 +282,7 @@ pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
 
 #[derive(clap::Args, Debug)]
 pub struct DigestArgs {
+    /// Files to hash; `-` hashes standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -278,9 +290,23 @@ pub struct DigestArgs {
 pub fn digest(args: &DigestArgs) -> Result<Report, Failure> {
     let mut human = String::new();
     let mut json = Vec::new();
+    if args
+        .files
+        .iter()
+        .filter(|p| super::stdio::is_dash(p))
+        .count()
+        > 1
+    {
+        return Err(anyhow::anyhow!("`-` (standard input) can be given only once").into());
+    }
     for path in &args.files {
-        let (digest, size) = custody::digest::of_file(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (digest, size) = if super::stdio::is_dash(path) {
+            custody::digest::of_reader(std::io::stdin().lock())
+                .context("cannot read standard input")?
+        } else {
+            custody::digest::of_file(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        };
         let _ = writeln!(human, "{digest}  {size}  {}", path.display());
         json.push(serde_json::json!({"path": path, "digest": digest, "size": size}));
     }

@@ -46,7 +46,7 @@ pub fn tree(cli: &Cli, args: &TreeArgs) -> Result<Report, Failure> {
     };
     let mut options = store_options(cli);
     options.progress = None;
-    let store = store::open(&reference, &options)
+    let store = store::open_existing(&reference, &options)
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let mut read = tree::read(store.as_ref(), &reference).map_err(|e| {
         // A store that serves content other than its digests is a refusal, as everywhere.

@@ -175,11 +175,14 @@ pub struct PolicyArgs {
 pub enum PolicyCommand {
     /// Write a commented starting policy.
     Init {
-        /// Where to write it (default: standard output).
+        /// Where to write it (default, or `-`: standard output).
         file: Option<PathBuf>,
     },
     /// Validate a policy file; errors name the line.
-    Check { file: PathBuf },
+    Check {
+        /// The policy file, or `-` to read it from standard input.
+        file: PathBuf,
+    },
 }
 
 fn key_text(reference: &str) -> anyhow::Result<String> {
@@ -380,6 +383,17 @@ pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
 
 /// `custody verify`: prints the report and returns 0 verified, 1 refused, 2 could not verify.
 pub fn verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> ExitStatus {
+    // Report files cannot be `-`: the report itself is standard output.
+    for (flag, path) in [("--vsa", &args.vsa), ("--junit", &args.junit)] {
+        if let Some(path) = path
+            && let Err(e) =
+                super::stdio::refuse_dash(path, flag, "the report is standard output; give a file")
+        {
+            let failure = could_not(e, None);
+            printer.failure(&failure);
+            return failure.status;
+        }
+    }
     let result = run_verify(cli, args, printer);
     // The verdict (or why there is none) goes to the audit log before anything is printed.
     let record = match &result {
@@ -470,14 +484,14 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         };
         // Only the layout store: no registry client is ever built.
         Box::new(
-            store::layout::LayoutStore::open_or_create(path)
+            store::layout::LayoutStore::open_existing(path)
                 .with_context(|| format!("cannot open layout {}", path.display()))
                 .map_err(|e| could_not(e, None))?,
         )
     } else {
         let mut options = super::store_options(cli);
         options.progress = None;
-        store::open(&reference, &options)
+        store::open_existing(&reference, &options)
             .with_context(|| format!("cannot open {}", reference.repository()))
             .map_err(|e| could_not(e, None))?
     };
@@ -605,7 +619,8 @@ fn write_vsa(
 /// `custody policy init|check`.
 pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
     match &args.command {
-        PolicyCommand::Init { file } => match file {
+        PolicyCommand::Init { file } => match file.as_deref().filter(|f| !super::stdio::is_dash(f))
+        {
             None => {
                 printer.stdout(policy::STARTER_POLICY);
                 ExitStatus::Success
@@ -639,7 +654,7 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                 }
             }
         },
-        PolicyCommand::Check { file } => match Policy::load(file) {
+        PolicyCommand::Check { file } => match load_policy_argument(file) {
             Ok(p) => {
                 let scopes: Vec<serde_json::Value> = p
                     .scopes
@@ -649,7 +664,7 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                 printer.report(
                     &format!(
                         "{} is a valid policy: {} scope(s): {}\n",
-                        file.display(),
+                        super::stdio::name(file),
                         p.scopes.len(),
                         p.scopes
                             .iter()
@@ -678,4 +693,26 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
             }
         },
     }
+}
+/// The policy `policy check` names: a file, or `-` for standard input (YAML, or JSON when it
+/// starts with `{`; key paths relative to the current folder).
+fn load_policy_argument(file: &Path) -> Result<Policy, policy::PolicyError> {
+    use std::io::Read as _;
+    if !super::stdio::is_dash(file) {
+        return Policy::load(file);
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(policy::MAX_POLICY_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| policy::PolicyError::Read {
+            path: file.to_owned(),
+            source,
+        })?;
+    let format = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => policy::Format::Json,
+        _ => policy::Format::Yaml,
+    };
+    Policy::parse(&bytes, format, Path::new("."), "standard input")
 }

@@ -18,7 +18,8 @@ use custody::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
 pub struct ScanArgs {
     /// What to scan: a CycloneDX JSON SBOM (bare, in-toto statement or Sigstore bundle), a
     /// lockfile (Cargo.lock, package-lock.json, go.mod, uv.lock, poetry.lock,
-    /// requirements*.txt), or an OCI reference whose SBOM referrer is read.
+    /// requirements*.txt), an OCI reference whose SBOM referrer is read, or `-` for an SBOM on
+    /// standard input.
     pub input: String,
     /// OSV database: a folder of OSV JSON files, an osv.dev `all.zip`, or a folder of them.
     /// Repeatable.
@@ -76,6 +77,13 @@ pub fn run(cli: &Cli, args: &ScanArgs, printer: &Printer) -> ExitStatus {
 }
 
 fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
+    if let Some(sarif) = &args.sarif {
+        super::stdio::refuse_dash(
+            sarif,
+            "--sarif",
+            "the report is standard output; give a file",
+        )?;
+    }
     let vex = args
         .vex
         .iter()
@@ -173,13 +181,18 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
 fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> {
     let input = args.input.as_str();
     let path = Path::new(input);
+    if super::stdio::is_dash(path) {
+        let bytes = super::stdio::read(path, input::MAX_SBOM_BYTES)?;
+        return Ok(input::from_sbom_bytes(&bytes, path)
+            .context("cannot scan the SBOM on standard input")?);
+    }
     if path.exists() {
         return Ok(input::from_file(path).with_context(|| format!("cannot scan {input}"))?);
     }
     let reference: Reference = input
         .parse()
         .with_context(|| format!("{input:?} is neither an existing file nor an oci reference"))?;
-    let store = store::open(&reference, &super::store_options(cli))
+    let store = store::open_existing(&reference, &super::store_options(cli))
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let policy = args
         .policy

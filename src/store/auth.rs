@@ -83,9 +83,27 @@ pub struct CredentialSources {
 /// The registry GitHub's `GITHUB_TOKEN` is for.
 pub const GHCR: &str = "ghcr.io";
 
-/// Two spellings of one registry host: case-insensitive, as DNS is.
+/// Two spellings of one registry host. References carry canonical hosts
+/// ([`crate::reference::canonical_host`]), so a host written by a person (`LOCALHOST:5000`,
+/// `registry.example.com:443`) is compared in that spelling; one that has none is compared
+/// case-insensitively, as DNS is.
 fn same_registry(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    let canonical = |h: &str| crate::reference::canonical_host(h.trim()).ok();
+    match (canonical(a), canonical(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.trim().eq_ignore_ascii_case(b.trim()),
+    }
+}
+
+/// The registry host an `auths` or `credHelpers` key names: docker writes plain hosts, and
+/// older clients URLs such as `https://index.docker.io/v1/`.
+fn key_host(key: &str) -> &str {
+    let key = key.trim();
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 impl CredentialSources {
@@ -230,12 +248,26 @@ fn auth_keys(registry: &str) -> Vec<String> {
 
 impl AuthFile {
     fn lookup(&self, registry: &str) -> Result<Option<Credential>, String> {
+        // An exact key first, then any key that names the same host in another spelling.
         let helper = self
             .cred_helpers
             .get(registry)
+            .or_else(|| {
+                self.cred_helpers
+                    .iter()
+                    .find(|(key, _)| same_registry(key_host(key), registry))
+                    .map(|(_, helper)| helper)
+            })
             .or(self.creds_store.as_ref());
         for key in auth_keys(registry) {
             if let Some(entry) = self.auths.get(&key)
+                && let Some(c) = entry.credential(registry)?
+            {
+                return Ok(Some(c));
+            }
+        }
+        for (key, entry) in &self.auths {
+            if same_registry(key_host(key), registry)
                 && let Some(c) = entry.credential(registry)?
             {
                 return Ok(Some(c));
@@ -432,6 +464,89 @@ mod tests {
         };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(Secret::new("hunter2").to_string(), "<redacted>");
+    }
+
+    /// References carry canonical hosts; credentials written in another spelling still match,
+    /// and a different port or host still does not.
+    #[test]
+    fn credentials_match_the_canonical_host() {
+        let env = |registry: &'static str| {
+            CredentialSources::from_env(move |k| {
+                let v = match k {
+                    "CUSTODY_REGISTRY" => registry,
+                    "CUSTODY_REGISTRY_USERNAME" => "ci",
+                    "CUSTODY_REGISTRY_PASSWORD" => "tok",
+                    _ => return None,
+                };
+                Some(v.to_owned())
+            })
+        };
+        let ci = |c: Option<Credential>| matches!(c, Some(Credential::Basic { username, .. }) if username == "ci");
+        assert!(ci(env("LOCALHOST:5000").lookup("localhost:5000").unwrap()));
+        assert!(ci(env("localhost:5000 ").lookup("localhost:5000").unwrap()));
+        assert!(ci(env("Registry.Example.com:443")
+            .lookup("registry.example.com")
+            .unwrap()));
+        assert!(ci(env("registry.example.com.")
+            .lookup("registry.example.com")
+            .unwrap()));
+        assert_eq!(
+            env("LOCALHOST:5001").lookup("localhost:5000").unwrap(),
+            None
+        );
+        assert_eq!(
+            env("registry.example.com:8443")
+                .lookup("registry.example.com")
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            env("other.example.com")
+                .lookup("registry.example.com")
+                .unwrap(),
+            None
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"auths":{{"https://Registry.Example.com:443":{{"auth":"{}"}},"http://LOCALHOST:5000/v2/":{{"auth":"{}"}},"evil.example.com:443":{{"auth":"{}"}}}}}}"#,
+                STANDARD.encode("reg:pw"),
+                STANDARD.encode("local:pw"),
+                STANDARD.encode("evil:pw")
+            ),
+        )
+        .unwrap();
+        let files = CredentialSources {
+            auth_files: vec![file],
+            ..Default::default()
+        };
+        let user = |registry: &str| match files.lookup(registry).unwrap() {
+            Some(Credential::Basic { username, .. }) => Some(username),
+            _ => None,
+        };
+        assert_eq!(user("registry.example.com").as_deref(), Some("reg"));
+        assert_eq!(user("localhost:5000").as_deref(), Some("local"));
+        assert_eq!(user("evil.example.com").as_deref(), Some("evil"));
+        assert_eq!(user("registry.example.com:8443"), None);
+        assert_eq!(user("localhost:5001"), None);
+        assert_eq!(user("example.com"), None);
+    }
+
+    #[test]
+    fn auth_file_keys_name_their_host() {
+        for (key, host) in [
+            ("https://index.docker.io/v1/", "index.docker.io"),
+            ("http://LOCALHOST:5000/v2/", "LOCALHOST:5000"),
+            ("reg.example:5000", "reg.example:5000"),
+            (" https://reg.example ", "reg.example"),
+            ("", ""),
+            ("https://", ""),
+        ] {
+            assert_eq!(key_host(key), host, "{key}");
+        }
     }
 
     #[test]

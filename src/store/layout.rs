@@ -3,7 +3,9 @@
 //!
 //! Every write goes to a temporary file and is renamed into place, so a crash never leaves a
 //! blob under a wrong name or a broken `index.json`. `index.json` is rewritten under an
-//! exclusive file lock, so concurrent writers from several processes do not lose entries.
+//! exclusive file lock, so concurrent writers from several processes do not lose entries; the
+//! lock file is removed with the lock, and reads ([`LayoutStore::open_existing`]) create
+//! nothing, not even the folder.
 //! Every manifest stored is listed in `index.json` (tagged with `org.opencontainers.image.ref.name`
 //! or untagged), which is how referrers are found again.
 //!
@@ -35,19 +37,25 @@ pub struct LayoutStore {
 }
 
 impl LayoutStore {
-    /// Opens a layout folder, creating it (and its `oci-layout` file) when missing.
-    pub fn open_or_create(root: &Path) -> Result<LayoutStore, Error> {
-        let blobs = root.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(Error::io(format!(
-            "cannot create the OCI layout folder {}",
-            root.display()
-        )))?;
+    /// Opens an existing layout folder for reading; creates nothing. A folder without an
+    /// `oci-layout` file (or no folder at all) is [`Error::NoLayout`].
+    pub fn open_existing(root: &Path) -> Result<LayoutStore, Error> {
         let store = LayoutStore {
             root: root.to_owned(),
             progress: None,
         };
-        let layout_file = root.join(LAYOUT_FILE);
-        match store.read_capped(&layout_file, MAX_LAYOUT_FILE_BYTES) {
+        match store.check_layout_file()? {
+            true => Ok(store),
+            false => Err(Error::NoLayout {
+                path: root.to_owned(),
+            }),
+        }
+    }
+
+    /// Checks the `oci-layout` file; `false` when there is none.
+    fn check_layout_file(&self) -> Result<bool, Error> {
+        let layout_file = self.root.join(LAYOUT_FILE);
+        match self.read_capped(&layout_file, MAX_LAYOUT_FILE_BYTES) {
             Ok(Some(bytes)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(|_| Error::Refused {
@@ -60,15 +68,40 @@ impl LayoutStore {
                         reason: "imageLayoutVersion is not 1.0.0".into(),
                     });
                 }
+                Ok(true)
             }
-            Ok(None) => {
+            Ok(None) => Ok(false),
+            // A missing parent folder reads as no layout, not as an I/O failure.
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotADirectory => Ok(false),
+            Err(e) => Err(e.into_error(&layout_file.display().to_string())),
+        }
+    }
+
+    /// Opens a layout folder for writing, creating it (and its `oci-layout` file) when missing,
+    /// and removes temporary files a killed writer left behind ([`super::remove_stale_temp_files`]).
+    pub fn open_or_create(root: &Path) -> Result<LayoutStore, Error> {
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(Error::io(format!(
+            "cannot create the OCI layout folder {}",
+            root.display()
+        )))?;
+        let store = LayoutStore {
+            root: root.to_owned(),
+            progress: None,
+        };
+        let layout_file = root.join(LAYOUT_FILE);
+        match store.check_layout_file() {
+            Ok(true) => {}
+            Err(e) => return Err(e),
+            Ok(false) => {
                 let mut f = super::AtomicFile::create(&layout_file)?;
                 f.write_all(LAYOUT_CONTENT)
                     .map_err(Error::io(format!("cannot write {}", layout_file.display())))?;
                 f.commit()?;
             }
-            Err(e) => return Err(e.into_error(&layout_file.display().to_string())),
         }
+        super::remove_stale_temp_files(root);
+        super::remove_stale_temp_files(&blobs);
         if !root.join(INDEX_FILE).exists() {
             store.update_index(|_| Ok(()))?;
         }
@@ -108,31 +141,63 @@ impl LayoutStore {
         change: impl FnOnce(&mut ImageIndex) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let lock_path = self.root.join(LOCK_FILE);
-        // Opening a FIFO to write blocks until someone reads it.
-        if let Ok(m) = fs::symlink_metadata(&lock_path)
-            && !m.is_file()
-        {
-            return Err(Error::Refused {
-                what: lock_path.display().to_string(),
-                reason: format!("{}, not a regular file", file_kind(&m)),
-            });
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io(format!("cannot open {}", lock_path.display())))?;
-        lock.lock()
-            .map_err(Error::io(format!("cannot lock {}", lock_path.display())))?;
+        let lock = self.lock_index(&lock_path)?;
+        let result = self.change_index(change);
+        // The lock file goes with the lock, so no empty file stays behind; a writer that was
+        // waiting on it sees it gone and takes a new one ([`Self::lock_index`]).
+        let _ = fs::remove_file(&lock_path);
+        drop(lock);
+        result
+    }
+
+    fn change_index<T>(
+        &self,
+        change: impl FnOnce(&mut ImageIndex) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
         let mut file = super::AtomicFile::create(&self.root.join(INDEX_FILE))?;
         file.write_all(&oci::to_bytes(&index))
             .map_err(Error::io("cannot write index.json"))?;
         file.commit()?;
-        drop(lock);
         Ok(out)
+    }
+
+    /// Takes the exclusive lock on `index.json`: `lock_path`, locked, and still the file at
+    /// that path once locked (its holder removes it when done, so a lock taken on a file
+    /// already removed is let go and taken again on the new one).
+    fn lock_index(&self, lock_path: &Path) -> Result<File, Error> {
+        use std::os::unix::fs::MetadataExt as _;
+        for _ in 0..10_000 {
+            // Opening a FIFO to write blocks until someone reads it.
+            if let Ok(m) = fs::symlink_metadata(lock_path)
+                && !m.is_file()
+            {
+                return Err(Error::Refused {
+                    what: lock_path.display().to_string(),
+                    reason: format!("{}, not a regular file", file_kind(&m)),
+                });
+            }
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(lock_path)
+                .map_err(Error::io(format!("cannot open {}", lock_path.display())))?;
+            lock.lock()
+                .map_err(Error::io(format!("cannot lock {}", lock_path.display())))?;
+            let held = lock
+                .metadata()
+                .map_err(Error::io(format!("cannot inspect {}", lock_path.display())))?;
+            match fs::symlink_metadata(lock_path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(lock),
+                _ => continue,
+            }
+        }
+        Err(Error::Refused {
+            what: lock_path.display().to_string(),
+            reason: "the lock kept being replaced; another process is misusing it".into(),
+        })
     }
 
     fn write_blob(&self, descriptor: &Descriptor, reader: &mut dyn Read) -> Result<(), Error> {
@@ -601,6 +666,8 @@ mod tests {
         }
         let store = LayoutStore::open_or_create(&root).unwrap();
         assert_eq!(store.read_index().unwrap().manifests.len(), 80);
+        // Each writer removed the lock file with its lock: none is left behind.
+        assert!(!root.join(LOCK_FILE).exists());
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub enum Error {
     Unsupported { what: String, reason: String },
     #[error("{what}: {reason}")]
     Refused { what: String, reason: String },
+    #[error("no OCI layout at {}", path.display())]
+    NoLayout { path: PathBuf },
     #[error("{context}")]
     Io {
         context: String,
@@ -496,7 +498,55 @@ pub fn open(reference: &Reference, options: &Options) -> Result<Box<dyn Store>, 
     }
 }
 
-/// A file that appears under its final name only once it is complete.
+/// Opens the repository a reference names, to read from it only: a layout folder must exist
+/// already ([`Error::NoLayout`] otherwise) and nothing is created in it.
+pub fn open_existing(reference: &Reference, options: &Options) -> Result<Box<dyn Store>, Error> {
+    match &reference.location {
+        Location::Layout { path } => Ok(Box::new(
+            layout::LayoutStore::open_existing(path)?.with_progress(options.progress.clone()),
+        )),
+        Location::Registry { .. } => open(reference, options),
+    }
+}
+
+/// The prefix of [`AtomicFile`]'s temporary files.
+const TEMP_PREFIX: &str = ".custody-tmp-";
+
+/// How old a temporary file must be before a later run removes it. A writer touches its file
+/// with every chunk it writes, so only a writer that was killed (or stalled for this long)
+/// leaves one this old; the age is used rather than the writer's pid because a pid may be
+/// reused, or belong to another machine sharing the folder.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Removes `.custody-tmp-*` regular files in `dir` (not below it) last modified more than
+/// [`STALE_TEMP_AGE`] ago: what a killed pull or push left behind. Best effort: a file that
+/// cannot be inspected or removed is left alone.
+pub(crate) fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten().take(100_000) {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow symlinks.
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if meta.is_file() && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A file that appears under its final name only once it is complete. It is created with mode
+/// `0666` less the process umask, as any other tool's output is; secrets are not written
+/// through it (keys have their own `0600` writer).
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     target: PathBuf,
@@ -508,13 +558,14 @@ impl AtomicFile {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new()
-            .prefix(".custody-tmp-")
-            .tempfile_in(dir)
-            .map_err(Error::io(format!(
-                "cannot create a temporary file in {}",
-                dir.display()
-            )))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX);
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = builder.tempfile_in(dir).map_err(Error::io(format!(
+            "cannot create a temporary file in {}",
+            dir.display()
+        )))?;
         Ok(AtomicFile {
             temp,
             target: target.to_owned(),

@@ -171,8 +171,20 @@ pub fn from_file(path: &Path) -> Result<Components, InputError> {
         return from_lockfile(path);
     }
     let bytes = read_file(path)?;
+    from_sbom_bytes(&bytes, path)
+}
+
+/// Reads a CycloneDX JSON document (or a bundle or DSSE envelope holding one) already in
+/// memory; `path` names where it came from (`-` for standard input).
+pub fn from_sbom_bytes(bytes: &[u8], path: &Path) -> Result<Components, InputError> {
+    if bytes.len() as u64 > MAX_SBOM_BYTES {
+        return Err(InputError::TooLarge {
+            what: path.display().to_string(),
+            limit: MAX_SBOM_BYTES,
+        });
+    }
     let what = path.display().to_string();
-    let (envelope, bom) = unwrap_sbom(&bytes, &what)?;
+    let (envelope, bom) = unwrap_sbom(bytes, &what)?;
     let (purls, without_purl) = purls_of(&bom, &what)?;
     Ok(Components {
         source: Source::Sbom {

@@ -24,6 +24,7 @@ mod layers;
 mod layout;
 mod legacy;
 mod login;
+mod modes;
 mod output;
 mod prune;
 mod readme;
