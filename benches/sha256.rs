@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use custody::digest::{self, Hasher};
+use custody::foundation::digest::{self, Hasher};
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` only checks that this runs.

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::digest::Digest;
-use crate::oci::{self, Manifest};
-use crate::reference::{Reference, Tag};
-use crate::sbom::{self, Lock};
+use crate::evidence::sbom::{self, Lock};
+use crate::foundation::digest::Digest;
+use crate::foundation::oci::{self, Manifest};
+use crate::foundation::reference::{Reference, Tag};
 
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
@@ -29,7 +29,7 @@ pub fn reference(data: &[u8]) {
     if let Ok(digest) = Digest::from_str(&input) {
         let _ = digest.fallback_tag();
     }
-    let _ = crate::policy::pattern::Pattern::parse(&input);
+    let _ = crate::decisions::policy::pattern::Pattern::parse(&input);
 }
 
 /// Manifests and indexes as served by a registry, with and without a served media type.
@@ -62,72 +62,72 @@ fn walk(manifest: &Manifest) {
     for child in manifest.children() {
         let _ = child.title();
         let _ = child.is_manifest_like();
-        let _ = crate::tree::platform_label(child);
+        let _ = crate::workflows::tree::platform_label(child);
     }
 }
 
 /// Sigstore bundles (v0.1 to v0.3), with what verification reads out of them.
 pub fn bundle(data: &[u8]) {
-    if let Ok(bundle) = crate::sign::bundle::Bundle::from_json(data) {
+    if let Ok(bundle) = crate::evidence::sign::bundle::Bundle::from_json(data) {
         if let Some(der) = bundle.material().leaf_certificate() {
-            let _ = crate::tree::certificate_claims(der);
+            let _ = crate::workflows::tree::certificate_claims(der);
         }
         let _ = bundle.rfc3161_timestamps();
         let _ = bundle.tlog_entries();
-        let again = crate::sign::bundle::Bundle::from_json(&bundle.to_json());
+        let again = crate::evidence::sign::bundle::Bundle::from_json(&bundle.to_json());
         assert!(again.is_ok(), "a parsed bundle does not parse again");
     }
-    let _ = crate::sign::bundle::TlogEntry::from_json(data);
+    let _ = crate::evidence::sign::bundle::TlogEntry::from_json(data);
 }
 
 /// DSSE envelopes.
 pub fn dsse(data: &[u8]) {
-    let _ = crate::sign::dsse::Envelope::from_json(data);
+    let _ = crate::evidence::sign::dsse::Envelope::from_json(data);
 }
 
 /// in-toto statements, through every reader custody has for them.
 pub fn statement(data: &[u8]) {
-    let _ = crate::verify::parse_statement(data);
-    let _ = crate::sign::verify::statement_sha256_subjects(data);
-    let _ = crate::tree::predicate_type_of(data);
+    let _ = crate::decisions::verify::parse_statement(data);
+    let _ = crate::evidence::sign::verify::statement_sha256_subjects(data);
+    let _ = crate::workflows::tree::predicate_type_of(data);
     let digest = Digest::of(b"");
-    let _ = crate::attach::signing::check_statement(data, &digest);
+    let _ = crate::evidence::attach::signing::check_statement(data, &digest);
 }
 
 /// X.509 certificates, DER and PEM.
 pub fn certificate(data: &[u8]) {
-    let _ = crate::tree::certificate_claims(data);
-    let _ = crate::attach::legacy::certificate_der(&text(data));
+    let _ = crate::workflows::tree::certificate_claims(data);
+    let _ = crate::evidence::attach::legacy::certificate_der(&text(data));
 }
 
 /// RFC 3161 timestamp responses, checked against a fixed imprint and nonce.
 pub fn timestamp_response(data: &[u8]) {
-    let _ = crate::sign::keyless::check_timestamp_response(data, &[7; 32], &[9; 8]);
+    let _ = crate::evidence::sign::keyless::check_timestamp_response(data, &[7; 32], &[9; 8]);
 }
 
 /// Rekor v1 log entry responses.
 pub fn rekor_response(data: &[u8]) {
-    let _ = crate::sign::keyless::parse_rekor_v1_response(data, "hashedrekord");
+    let _ = crate::evidence::sign::keyless::parse_rekor_v1_response(data, "hashedrekord");
 }
 
 /// Sigstore trusted roots.
 pub fn trusted_root(data: &[u8]) {
-    let _ = crate::sign::verify::TrustedRoot::from_json(data);
+    let _ = crate::evidence::sign::verify::TrustedRoot::from_json(data);
 }
 
 /// Public and private key files. Encrypted keys are tried without a password: the scrypt cost
 /// would otherwise dominate every run.
 pub fn keys(data: &[u8]) {
     let input = text(data);
-    let _ = crate::sign::keys::PublicKey::from_pem(&input);
-    let _ = crate::sign::keys::PublicKey::from_spki_der(data);
-    let _ = crate::sign::keys::SigningKey::from_pkcs8_der(data);
-    let _ = crate::sign::keys::load_private_key(&input, None);
+    let _ = crate::evidence::sign::keys::PublicKey::from_pem(&input);
+    let _ = crate::evidence::sign::keys::PublicKey::from_spki_der(data);
+    let _ = crate::evidence::sign::keys::SigningKey::from_pkcs8_der(data);
+    let _ = crate::evidence::sign::keys::load_private_key(&input, None);
 }
 
 /// OIDC identity tokens (compact JWTs).
 pub fn identity_token(data: &[u8]) {
-    let _ = crate::sign::oidc::IdentityToken::parse(&text(data));
+    let _ = crate::evidence::sign::oidc::IdentityToken::parse(&text(data));
 }
 
 /// Policy documents; the first byte picks YAML or JSON.
@@ -136,12 +136,12 @@ pub fn policy(data: &[u8]) {
         return;
     };
     let format = if first % 2 == 0 {
-        crate::policy::Format::Yaml
+        crate::decisions::policy::Format::Yaml
     } else {
-        crate::policy::Format::Json
+        crate::decisions::policy::Format::Json
     };
-    let _ = crate::policy::Policy::parse(rest, format, Path::new("."), "fuzz");
-    let _ = crate::sources::parse_rules(&text(rest), first % 2 == 0);
+    let _ = crate::decisions::policy::Policy::parse(rest, format, Path::new("."), "fuzz");
+    let _ = crate::decisions::sources::parse_rules(&text(rest), first % 2 == 0);
 }
 
 fn use_lock(lock: Result<Lock, sbom::LockError>) {
@@ -157,7 +157,7 @@ fn use_lock(lock: Result<Lock, sbom::LockError>) {
         name: "fuzz".into(),
         digest: Digest::of(b""),
     };
-    let options = sbom::SbomOptions::new(crate::time::Timestamp::from_unix(0));
+    let options = sbom::SbomOptions::new(crate::foundation::time::Timestamp::from_unix(0));
     if let Ok(bom) = sbom::generate(&[artifact], &[lock], &options) {
         let _ = bom.to_json_bytes();
     }
@@ -226,42 +226,46 @@ pub fn osv(data: &[u8]) {
     if std::fs::write(&path, rest).is_err() {
         return;
     }
-    let _ = crate::vuln::db::Database::load(&[path], &crate::vuln::db::Limits::default());
+    let _ = crate::decisions::vuln::db::Database::load(
+        &[path],
+        &crate::decisions::vuln::db::Limits::default(),
+    );
     for ecosystem in [
-        crate::vuln::version::Ecosystem::CratesIo,
-        crate::vuln::version::Ecosystem::Npm,
-        crate::vuln::version::Ecosystem::Go,
-        crate::vuln::version::Ecosystem::PyPi,
+        crate::decisions::vuln::version::Ecosystem::CratesIo,
+        crate::decisions::vuln::version::Ecosystem::Npm,
+        crate::decisions::vuln::version::Ecosystem::Go,
+        crate::decisions::vuln::version::Ecosystem::PyPi,
     ] {
-        let _ = crate::vuln::version::Version::parse(ecosystem, &text(rest));
+        let _ = crate::decisions::vuln::version::Version::parse(ecosystem, &text(rest));
     }
 }
 
 /// OpenVEX documents.
 pub fn openvex(data: &[u8]) {
-    let _ = crate::vuln::policy::VexDocument::parse(data, "fuzz");
+    let _ = crate::decisions::vuln::policy::VexDocument::parse(data, "fuzz");
 }
 
 /// CycloneDX input: bare, in an in-toto statement or in a bundle, for `scan` and `sources`.
 pub fn cyclonedx(data: &[u8]) {
-    if let Ok((_, bom)) = crate::vuln::input::unwrap_sbom(data, "fuzz") {
-        let _ = crate::vuln::input::purls_of(&bom, "fuzz");
+    if let Ok((_, bom)) = crate::decisions::vuln::input::unwrap_sbom(data, "fuzz") {
+        let _ = crate::decisions::vuln::input::purls_of(&bom, "fuzz");
     }
-    let _ = crate::sources::parse_sbom(Path::new("sbom.json"), data);
+    let _ = crate::decisions::sources::parse_sbom(Path::new("sbom.json"), data);
 }
 
 /// Audit log lines, and whole logs.
 pub fn audit_log(data: &[u8]) {
-    let _ = crate::audit::parse_line(data);
-    let _ = crate::audit::verify(data, &crate::audit::VerifyOptions::default());
+    let _ = crate::workflows::audit::parse_line(data);
+    let _ =
+        crate::workflows::audit::verify(data, &crate::workflows::audit::VerifyOptions::default());
 }
 
 /// `WWW-Authenticate` challenges from registries.
 pub fn auth_challenge(data: &[u8]) {
-    let _ = crate::store::auth::parse_challenge(&text(data));
+    let _ = crate::storage::store::auth::parse_challenge(&text(data));
 }
 
 /// `rescan` state files.
 pub fn rescan_state(data: &[u8]) {
-    let _ = crate::rescan::State::parse(data, Path::new("state.json"));
+    let _ = crate::workflows::rescan::State::parse(data, Path::new("state.json"));
 }

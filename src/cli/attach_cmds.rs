@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::{Cli, ExitStatus, Failure, Report, store_options};
-use custody::attach::{
+use custody::evidence::attach::{
     self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
 };
-use custody::attest::Timestamp;
-use custody::hint::Hint as _;
-use custody::oci::Descriptor;
-use custody::reference::Reference;
-use custody::store::{self, Store};
-use custody::transfer;
+use custody::evidence::attest::Timestamp;
+use custody::foundation::hint::Hint as _;
+use custody::foundation::oci::Descriptor;
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
+use custody::storage::transfer;
 
 /// Predicate files larger than this are refused.
 pub const MAX_PREDICATE_SIZE: u64 = attach::MAX_STATEMENT_SIZE as u64;
@@ -57,9 +57,11 @@ pub struct SignerArgs {
 
 /// Builds the signer the arguments ask for: the key when one is given, else keyless with the
 /// identity token the environment offers.
-pub fn signer_from_args(args: &SignerArgs) -> Result<custody::sign::ChosenSigner, Failure> {
+pub fn signer_from_args(
+    args: &SignerArgs,
+) -> Result<custody::evidence::sign::ChosenSigner, Failure> {
     let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
-    custody::sign::choose_signer(&options, &super::sign_cmds::token_env()).map_err(|e| {
+    custody::evidence::sign::choose_signer(&options, &super::sign_cmds::token_env()).map_err(|e| {
         let hint = e.hint();
         Failure {
             error: anyhow::Error::new(e).context("cannot set up signing"),

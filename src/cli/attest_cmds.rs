@@ -9,11 +9,11 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Report;
-use custody::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
-use custody::ci::{self, CiContext};
-use custody::digest::Digest;
-use custody::sbom::{self, SbomOptions, SpecVersion};
-use custody::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
+use custody::evidence::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
+use custody::evidence::ci::{self, CiContext};
+use custody::evidence::sbom::{self, SbomOptions, SpecVersion};
+use custody::evidence::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
+use custody::foundation::digest::Digest;
 
 /// A snapshot of the process environment, for [`ci::detect`].
 pub fn process_env() -> BTreeMap<String, String> {
@@ -300,7 +300,7 @@ pub mod provenance_cmd {
         let source = record_source(&args.source, dirty_policy(args.allow_dirty), &ctx)?;
         let sbom = match &args.sbom {
             Some(path) => {
-                let (digest, _) = custody::digest::of_file(path)
+                let (digest, _) = custody::foundation::digest::of_file(path)
                     .with_context(|| format!("could not read sbom {}", path.display()))?;
                 let name = path
                     .file_name()

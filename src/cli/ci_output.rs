@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::diagnostics::{ExitStatus, Failure};
 use super::printer::Printer;
 use super::{Cli, Command, OutputChoice};
-use custody::verify::{Check, ManifestReport, Status, VerifyReport};
+use custody::decisions::verify::{Check, ManifestReport, Status, VerifyReport};
 
 /// Rows of the checks table before it is cut short: a job summary holds at most 1 MiB.
 const MAX_TABLE_ROWS: usize = 300;
@@ -229,7 +229,7 @@ pub fn markdown(report: &VerifyReport) -> String {
     let _ = writeln!(
         out,
         "\n<details><summary>Referrer tree</summary>\n\n{}\n</details>",
-        fenced(&custody::verify::render::human(report))
+        fenced(&custody::decisions::verify::render::human(report))
     );
     out
 }

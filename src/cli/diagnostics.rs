@@ -5,8 +5,10 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use custody::hint::Hint;
-use custody::{attach, release, sign, store, transfer};
+use custody::evidence::{attach, sign};
+use custody::foundation::hint::Hint;
+use custody::storage::{store, transfer};
+use custody::workflows::release;
 
 /// The three ways a command ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +90,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         attach::SignArtifactError,
         release::Error,
         sign::SignerSetupError,
-        custody::trust::TrustError,
+        custody::evidence::trust::TrustError,
     );
     None
 }
@@ -124,8 +126,8 @@ mod tests {
     fn a_lying_store_behind_a_transparent_wrapper_is_a_refusal_with_its_hint() {
         let lie = store::Error::DigestMismatch {
             what: "blob".into(),
-            expected: custody::digest::Digest::of(b"a"),
-            found: custody::digest::Digest::of(b"b"),
+            expected: custody::foundation::digest::Digest::of(b"a"),
+            found: custody::foundation::digest::Digest::of(b"b"),
         };
         let wrapped = release::Error::Attach(attach::Error::Transfer(transfer::Error::Store(lie)));
         let failure = Failure::from(anyhow::Error::new(wrapped).context("cannot release"));

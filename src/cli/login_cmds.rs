@@ -7,8 +7,8 @@ use std::io::Read as _;
 use anyhow::Context as _;
 
 use super::{Failure, Printer, Report};
-use custody::store::auth::Secret;
-use custody::store::login::{self, Storage};
+use custody::storage::store::auth::Secret;
+use custody::storage::store::login::{self, Storage};
 
 /// The longest password or token read from stdin.
 const MAX_PASSWORD: u64 = 64 * 1024;

@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use self::diagnostics::{ExitStatus, Failure};
 pub use self::printer::Printer;
-use custody::store;
+use custody::storage::store;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -178,7 +178,7 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
     // References carry canonical hosts; compare in that spelling (`Reg.Example:443` too).
     let insecure = insecure
         .into_iter()
-        .map(|h| custody::reference::canonical_host(&h).unwrap_or(h))
+        .map(|h| custody::foundation::reference::canonical_host(&h).unwrap_or(h))
         .collect();
     store::Options {
         insecure_registries: insecure,

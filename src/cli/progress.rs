@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use custody::store::Progress;
+use custody::storage::store::Progress;
 
 #[derive(Default)]
 struct State {

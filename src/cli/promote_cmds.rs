@@ -11,14 +11,14 @@ use super::attach_cmds::{SignerArgs, signer_from_args};
 use super::diagnostics::render;
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
 use super::{Cli, ExitStatus, Failure, Printer, secops_cmds, store_options};
-use custody::attest::Timestamp;
-use custody::audit::{self, Outcome};
-use custody::promote::{self, PromoteOutcome, PromotionRecord};
-use custody::reference::Reference;
-use custody::sign::Signer;
-use custody::store;
-use custody::transfer::{self, CopyOptions, TagOutcome, TagPolicy};
-use custody::verify::{self, VerifyOptions, VerifyReport};
+use custody::decisions::verify::{self, VerifyOptions, VerifyReport};
+use custody::evidence::attest::Timestamp;
+use custody::evidence::sign::Signer;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::storage::transfer::{self, CopyOptions, TagOutcome, TagPolicy};
+use custody::workflows::audit::{self, Outcome};
+use custody::workflows::promote::{self, PromoteOutcome, PromotionRecord};
 
 #[derive(clap::Args, Debug)]
 pub struct PromoteArgs {
@@ -73,7 +73,7 @@ pub fn promote(cli: &Cli, args: &PromoteArgs, printer: &Printer) -> ExitStatus {
             ExitStatus::Success
         }
         Ok(Promotion::Refused(report)) => {
-            let mut human = custody::verify::render::human(&report);
+            let mut human = custody::decisions::verify::render::human(&report);
             let _ = writeln!(
                 human,
                 "not promoted: {} did not verify; nothing was copied to {}",

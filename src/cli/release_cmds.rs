@@ -9,21 +9,21 @@ use anyhow::Context as _;
 
 use super::attest_cmds::process_env;
 use super::{Cli, ExitStatus, Failure, Printer, Report, sign_cmds, store_options};
-use custody::attach::LegacyTags;
-use custody::attest::Timestamp;
-use custody::ci;
-use custody::hint::Hint as _;
-use custody::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
-use custody::reference::Reference;
-use custody::release::{self, ReleaseRequest, SourceMode, Subject};
-use custody::sbom::SpecVersion;
-use custody::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
-use custody::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
-use custody::source::{DirtyPolicy, SourceError, SourceRecord};
-use custody::store;
-use custody::transfer::{self, TagPolicy};
-use custody::verify::report::{CheckKind, ReferrerKind};
-use custody::verify::{self, VerifyOptions};
+use custody::decisions::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
+use custody::decisions::verify::report::{CheckKind, ReferrerKind};
+use custody::decisions::verify::{self, VerifyOptions};
+use custody::evidence::attach::LegacyTags;
+use custody::evidence::attest::Timestamp;
+use custody::evidence::ci;
+use custody::evidence::sbom::SpecVersion;
+use custody::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use custody::evidence::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
+use custody::evidence::source::{DirtyPolicy, SourceError, SourceRecord};
+use custody::foundation::hint::Hint as _;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::storage::transfer::{self, TagPolicy};
+use custody::workflows::release::{self, ReleaseRequest, SourceMode, Subject};
 
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Cli, ExitStatus, Failure, OutputFormat, Printer, Report};
-use custody::reference::Reference;
-use custody::rescan::{self, SbomStatus, State, Target};
-use custody::sign::verify::TrustedRoot;
-use custody::store;
-use custody::vuln::{AdvisoryId, Database, Limits};
+use custody::decisions::vuln::{AdvisoryId, Database, Limits};
+use custody::evidence::sign::verify::TrustedRoot;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::workflows::rescan::{self, SbomStatus, State, Target};
 
 #[derive(clap::Args, Debug)]
 pub struct RescanArgs {
@@ -82,7 +82,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
         .policy
         .as_deref()
         .map(|p| {
-            custody::policy::Policy::load(p)
+            custody::decisions::policy::Policy::load(p)
                 .with_context(|| format!("policy {} cannot be used", p.display()))
         })
         .transpose()?;

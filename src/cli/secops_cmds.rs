@@ -8,14 +8,14 @@ use anyhow::Context as _;
 
 use super::diagnostics::render;
 use super::{Cli, Command, ExitStatus, Failure, Printer, Report, store_options};
-use custody::attest::Timestamp;
-use custody::audit::{self, Outcome};
-use custody::digest::Digest;
-use custody::prune;
-use custody::reference::Reference;
-use custody::sign::PublicKey;
-use custody::sources;
-use custody::store;
+use custody::decisions::sources;
+use custody::evidence::attest::Timestamp;
+use custody::evidence::sign::PublicKey;
+use custody::foundation::digest::Digest;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::workflows::audit::{self, Outcome};
+use custody::workflows::prune;
 
 // ------------------------------------------------------------------------------ sources
 
@@ -521,13 +521,13 @@ fn audit_show(args: &AuditShowArgs) -> Result<Report, Failure> {
 pub(crate) fn actor() -> String {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-    match custody::ci::detect(&env) {
-        Ok(ctx) if ctx.platform == custody::ci::Platform::GithubActions => format!(
+    match custody::evidence::ci::detect(&env) {
+        Ok(ctx) if ctx.platform == custody::evidence::ci::Platform::GithubActions => format!(
             "github-actions:{}@{}",
             get("GITHUB_ACTOR").unwrap_or_default(),
             ctx.builder_id
         ),
-        Ok(ctx) if ctx.platform == custody::ci::Platform::GitlabCi => format!(
+        Ok(ctx) if ctx.platform == custody::evidence::ci::Platform::GitlabCi => format!(
             "gitlab-ci:{}@{}",
             get("GITLAB_USER_LOGIN").unwrap_or_default(),
             ctx.builder_id
@@ -579,7 +579,7 @@ pub(crate) fn append_audit(record: audit::Record) -> anyhow::Result<()> {
 pub(crate) fn verdict_record(
     action: &str,
     reference: &str,
-    report: &custody::verify::VerifyReport,
+    report: &custody::decisions::verify::VerifyReport,
 ) -> audit::Record {
     let mut record = audit::Record::new(
         actor(),

@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use custody::digest::Digest;
-use custody::sign::keys::{self, Password, PublicKey, SigningKey};
-use custody::sign::verify::{
+use custody::evidence::sign::keys::{self, Password, PublicKey, SigningKey};
+use custody::evidence::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
-use custody::sign::{
+use custody::evidence::sign::{
     Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
 };
+use custody::foundation::digest::Digest;
 
 /// Environment variables read for a key password, in order (a set-but-empty value counts).
 pub const PASSWORD_ENV_VARS: &[&str] = &["COSIGN_PASSWORD", "CUSTODY_PASSWORD"];
@@ -111,7 +111,7 @@ pub struct VerifyBundleArgs {
 #[derive(Debug)]
 pub enum VerifyOutcome {
     Verified(VerifiedBundle),
-    Refused(custody::sign::VerifyError),
+    Refused(custody::evidence::sign::VerifyError),
 }
 
 fn password_from_env() -> Option<Password> {
@@ -185,7 +185,7 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
-/// The token variables of this process, for [`custody::sign::choose_signer`].
+/// The token variables of this process, for [`custody::evidence::sign::choose_signer`].
 pub fn token_env() -> BTreeMap<String, String> {
     oidc::TOKEN_ENV_VARS
         .iter()
@@ -310,18 +310,30 @@ pub fn describe_signed(
 /// With the outcome: which trusted root was used, when one was.
 pub fn run_verify_bundle(
     args: &VerifyBundleArgs,
-) -> anyhow::Result<(VerifyOutcome, Option<custody::trust::RootOrigin>)> {
+) -> anyhow::Result<(VerifyOutcome, Option<custody::evidence::trust::RootOrigin>)> {
     let bundle_bytes = if super::stdio::is_dash(&args.bundle) {
-        super::stdio::read(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?
+        super::stdio::read(
+            &args.bundle,
+            custody::evidence::sign::bundle::MAX_BUNDLE_SIZE as u64,
+        )?
     } else {
-        read_bounded(&args.bundle, custody::sign::bundle::MAX_BUNDLE_SIZE as u64)?
+        read_bounded(
+            &args.bundle,
+            custody::evidence::sign::bundle::MAX_BUNDLE_SIZE as u64,
+        )?
     };
     let (root, origin) = match &args.trusted_root {
         Some(path) => {
-            let bytes = read_bounded(path, custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64)?;
+            let bytes = read_bounded(
+                path,
+                custody::evidence::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64,
+            )?;
             let root = TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?;
-            (root, Some(custody::trust::file_origin(path, &bytes)))
+            (
+                root,
+                Some(custody::evidence::trust::file_origin(path, &bytes)),
+            )
         }
         // Keyless bundles are checked against the default root (TUF, cached); key-signed
         // ones without --trusted-root skip the log and need none.
@@ -369,7 +381,7 @@ pub fn run_verify_bundle(
         Ok(b) => b,
         Err(e) => {
             return Ok((
-                VerifyOutcome::Refused(custody::sign::VerifyError::Bundle {
+                VerifyOutcome::Refused(custody::evidence::sign::VerifyError::Bundle {
                     detail: e.to_string(),
                 }),
                 origin,
@@ -398,7 +410,9 @@ pub fn run_verify_bundle(
             },
             origin,
         )),
-        Err(custody::sign::VerifyError::Read(e)) => Err(e).context("cannot read the artifact"),
+        Err(custody::evidence::sign::VerifyError::Read(e)) => {
+            Err(e).context("cannot read the artifact")
+        }
         Err(e) => Ok((VerifyOutcome::Refused(e), origin)),
     }
 }
@@ -409,16 +423,16 @@ pub fn run_verify_bundle(
 fn statement_refusal(
     v: &VerifiedBundle,
     expected: Option<&str>,
-) -> Option<custody::sign::VerifyError> {
+) -> Option<custody::evidence::sign::VerifyError> {
     let payload = v.statement.as_ref()?;
-    let want = expected.unwrap_or(custody::attest::PREDICATE_COSIGN_SIGN_V1);
+    let want = expected.unwrap_or(custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1);
     let statement: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
     let found = statement
         .as_ref()
         .and_then(|s| s.get("predicateType")?.as_str())
         .unwrap_or("none");
     if found != want {
-        return Some(custody::sign::VerifyError::PredicateType {
+        return Some(custody::evidence::sign::VerifyError::PredicateType {
             expected: want.to_string(),
             found: found.chars().take(200).collect(),
         });
@@ -427,9 +441,9 @@ fn statement_refusal(
         .as_ref()
         .and_then(|s| s.get("predicate"))
         .unwrap_or(&serde_json::Value::Null);
-    custody::verify::vsa::verdict(found, predicate)
+    custody::decisions::verify::vsa::verdict(found, predicate)
         .err()
-        .map(|said| custody::sign::VerifyError::Verdict {
+        .map(|said| custody::evidence::sign::VerifyError::Verdict {
             predicate_type: found.to_string(),
             said,
         })
@@ -476,7 +490,7 @@ pub fn describe(outcome: &VerifyOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custody::sign::{KeySigner, sign_statement};
+    use custody::evidence::sign::{KeySigner, sign_statement};
 
     /// Issue 10, finding 1: `verify-bundle FILE --key K` accepts a signature statement (or a
     /// message signature), not any statement whose subject is the file, unless told which
@@ -487,7 +501,7 @@ mod tests {
         let file = dir.path().join("artifact.bin");
         std::fs::write(&file, b"the artifact").unwrap();
         let digest = Digest::of(b"the artifact");
-        let key = custody::sign::keys::SigningKey::generate_p256().unwrap();
+        let key = custody::evidence::sign::keys::SigningKey::generate_p256().unwrap();
         let public = dir.path().join("key.pub");
         std::fs::write(&public, key.public_key().to_pem()).unwrap();
         let signer = KeySigner::new(key);
@@ -521,10 +535,10 @@ mod tests {
         };
         let signature = bundle_of(
             "sig.json",
-            custody::attest::PREDICATE_COSIGN_SIGN_V1,
+            custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1,
             serde_json::json!({}),
         );
-        let vsa = custody::attest::PREDICATE_SLSA_VSA_V1;
+        let vsa = custody::evidence::attest::PREDICATE_SLSA_VSA_V1;
         let failed = bundle_of(
             "failed.json",
             vsa,
@@ -541,18 +555,21 @@ mod tests {
             VerifyOutcome::Verified(_)
         ));
         match run(args(failed.clone(), None)) {
-            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType {
+            VerifyOutcome::Refused(custody::evidence::sign::VerifyError::PredicateType {
                 expected,
                 found,
             }) => {
-                assert_eq!(expected, custody::attest::PREDICATE_COSIGN_SIGN_V1);
+                assert_eq!(
+                    expected,
+                    custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1
+                );
                 assert_eq!(found, vsa);
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             run(args(passed.clone(), None)),
-            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType { .. })
+            VerifyOutcome::Refused(custody::evidence::sign::VerifyError::PredicateType { .. })
         ));
         assert!(matches!(
             run(args(passed, Some(vsa))),
@@ -560,11 +577,11 @@ mod tests {
         ));
         assert!(matches!(
             run(args(failed, Some(vsa))),
-            VerifyOutcome::Refused(custody::sign::VerifyError::Verdict { .. })
+            VerifyOutcome::Refused(custody::evidence::sign::VerifyError::Verdict { .. })
         ));
         assert!(matches!(
             run(args(signature, Some(vsa))),
-            VerifyOutcome::Refused(custody::sign::VerifyError::PredicateType { .. })
+            VerifyOutcome::Refused(custody::evidence::sign::VerifyError::PredicateType { .. })
         ));
     }
 }

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Cli, Failure, Report, store_options};
-use custody::reference::Reference;
-use custody::store;
-use custody::transfer::{self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy};
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::storage::transfer::{
+    self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
@@ -111,12 +113,12 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
     let mut annotations = transfer::parse_annotations(&args.annotations)?;
     // Retention (`prune --keep-last`) orders by this; the files' newest modification keeps a
     // re-push of unchanged files on the same digest.
-    if !annotations.contains_key(custody::release::ANNOTATION_CREATED)
+    if !annotations.contains_key(custody::workflows::release::ANNOTATION_CREATED)
         && let Some(created) = super::release_cmds::source_date_epoch()?
-            .or_else(|| custody::release::newest_mtime(&args.files))
+            .or_else(|| custody::workflows::release::newest_mtime(&args.files))
     {
         annotations.insert(
-            custody::release::ANNOTATION_CREATED.to_owned(),
+            custody::workflows::release::ANNOTATION_CREATED.to_owned(),
             created.to_string(),
         );
     }
@@ -301,10 +303,10 @@ pub fn digest(args: &DigestArgs) -> Result<Report, Failure> {
     }
     for path in &args.files {
         let (digest, size) = if super::stdio::is_dash(path) {
-            custody::digest::of_reader(std::io::stdin().lock())
+            custody::foundation::digest::of_reader(std::io::stdin().lock())
                 .context("cannot read standard input")?
         } else {
-            custody::digest::of_file(path)
+            custody::foundation::digest::of_file(path)
                 .with_context(|| format!("cannot read {}", path.display()))?
         };
         let _ = writeln!(human, "{digest}  {size}  {}", path.display());

@@ -10,10 +10,10 @@ use anyhow::Context as _;
 
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
 use super::{Cli, ExitStatus, Failure, Report, store_options};
-use custody::reference::Reference;
-use custody::store;
-use custody::tree::{self, Node, Tree};
-use custody::verify::{self, Status, VerifyOptions};
+use custody::decisions::verify::{self, Status, VerifyOptions};
+use custody::foundation::reference::Reference;
+use custody::storage::store;
+use custody::workflows::tree::{self, Node, Tree};
 
 #[derive(clap::Args, Debug)]
 pub struct TreeArgs {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::{Failure, Report};
-use custody::trust::{self, Mirror, Network, Obtained, Options, Refresh};
+use custody::evidence::trust::{self, Mirror, Network, Obtained, Options, Refresh};
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TrustCommand {
@@ -47,7 +47,7 @@ fn cache() -> anyhow::Result<PathBuf> {
 fn options(network: Network, refresh: Refresh) -> anyhow::Result<Options> {
     let max_cache_age = match std::env::var(MAX_CACHE_AGE_VAR) {
         Ok(v) => {
-            let d = custody::time::parse_duration(&v)
+            let d = custody::foundation::time::parse_duration(&v)
                 .map_err(|e| anyhow::anyhow!("{MAX_CACHE_AGE_VAR}={v:?}: {e}"))?;
             Some(jiff::SignedDuration::from_secs(
                 i64::try_from(d).unwrap_or(i64::MAX),
@@ -82,13 +82,13 @@ pub fn default_root(offline: bool) -> anyhow::Result<Obtained> {
 
 /// The trusted root a policy scope names: a file, or a TUF mirror with its initial root.
 pub fn scope_root(
-    trust_rule: &custody::policy::ScopeTrust,
+    trust_rule: &custody::decisions::policy::ScopeTrust,
     offline: bool,
 ) -> anyhow::Result<Obtained> {
     match trust_rule {
-        custody::policy::ScopeTrust::TrustedRoot(path) => trust::from_file(path)
+        custody::decisions::policy::ScopeTrust::TrustedRoot(path) => trust::from_file(path)
             .with_context(|| format!("the policy's trusted root {}", path.display())),
-        custody::policy::ScopeTrust::Tuf { mirror, root } => {
+        custody::decisions::policy::ScopeTrust::Tuf { mirror, root } => {
             let options = options(network(offline), Refresh::WhenStale)?;
             let initial = trust::read_bounded(root, trust::MAX_ROOT_SIZE)?;
             trust::obtain(&Mirror::new(mirror, initial), &options)
@@ -98,7 +98,7 @@ pub fn scope_root(
 }
 
 /// The hint for a keyless verification that has no usable trusted root.
-pub use custody::trust::NO_ROOT_HINT;
+pub use custody::evidence::trust::NO_ROOT_HINT;
 
 pub fn run(command: &TrustCommand) -> Result<Report, Failure> {
     match command {
@@ -205,13 +205,13 @@ fn describe(obtained: &Obtained, what: &str) -> Report {
 /// scope's `trust:`, else the default through TUF when the scope trusts keyless identities or
 /// needs log entries; a key-only scope needs none and gets the empty root (no network).
 pub fn root_for(
-    policy: &custody::policy::Policy,
+    policy: &custody::decisions::policy::Policy,
     repository: &str,
     flag: Option<&Path>,
     offline: bool,
 ) -> Result<
     (
-        custody::sign::verify::TrustedRoot,
+        custody::evidence::sign::verify::TrustedRoot,
         Option<trust::RootOrigin>,
     ),
     Failure,
@@ -231,7 +231,7 @@ pub fn root_for(
         }
         (None, None) => {
             if !scope.is_some_and(scope_needs_root) {
-                return Ok((custody::sign::verify::TrustedRoot::empty(), None));
+                return Ok((custody::evidence::sign::verify::TrustedRoot::empty(), None));
             }
             default_root(offline).map_err(|e| could_not(e, Some(NO_ROOT_HINT)))?
         }
@@ -245,12 +245,14 @@ pub fn origin_line(o: &trust::RootOrigin) -> String {
 }
 
 /// A scope with keyless signers, or one that requires log entries, needs a trusted root.
-pub fn scope_needs_root(scope: &custody::policy::Scope) -> bool {
-    scope.key_tlog == custody::sign::verify::TlogRequirement::Required
-        || scope
-            .signers
-            .iter()
-            .any(|t| matches!(t.kind, custody::policy::SignerKind::Identity { .. }))
+pub fn scope_needs_root(scope: &custody::decisions::policy::Scope) -> bool {
+    scope.key_tlog == custody::evidence::sign::verify::TlogRequirement::Required
+        || scope.signers.iter().any(|t| {
+            matches!(
+                t.kind,
+                custody::decisions::policy::SignerKind::Identity { .. }
+            )
+        })
 }
 
 /// `custody __tuf-conformance-client`: the CLIENT-CLI protocol of TUF's conformance suite.
@@ -284,7 +286,7 @@ pub fn conformance_client(args: &ConformanceArgs, printer: &super::Printer) -> s
 }
 
 fn run_conformance(args: &ConformanceArgs) -> anyhow::Result<()> {
-    use custody::trust::conformance::{Client, init};
+    use custody::evidence::trust::conformance::{Client, init};
     let client = || -> anyhow::Result<Client> {
         Ok(Client {
             metadata_dir: args.metadata_dir.clone(),

@@ -7,19 +7,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::{Cli, ExitStatus, Failure, Printer};
-use custody::attach::{self, BundleContent};
-use custody::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
-use custody::oci::Descriptor;
-use custody::policy::{
+use custody::decisions::policy::{
     self, BuilderRule, Pattern, Policy, ProvenanceRules, RequiredAttestation, SbomRules, Scope,
     SignerKind, TrustedSigner,
 };
-use custody::reference::Reference;
-use custody::sign::keys::PublicKey;
-use custody::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
-use custody::sign::{KeySigner, sign_statement};
-use custody::store;
-use custody::verify::{self, VerifyOptions, VerifyReport};
+use custody::decisions::verify::{self, VerifyOptions, VerifyReport};
+use custody::evidence::attach::{self, BundleContent};
+use custody::evidence::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
+use custody::evidence::sign::keys::PublicKey;
+use custody::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use custody::evidence::sign::{KeySigner, sign_statement};
+use custody::foundation::oci::Descriptor;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
@@ -274,7 +274,7 @@ pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Pol
             .collect()
     };
     let max_age = match &args.max_age {
-        Some(s) => Some(custody::time::parse_duration(s).map_err(anyhow::Error::msg)?),
+        Some(s) => Some(custody::foundation::time::parse_duration(s).map_err(anyhow::Error::msg)?),
         None => None,
     };
     let provenance_flags = args.require_provenance
@@ -370,7 +370,7 @@ pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {
         Some(p) => {
             let meta = std::fs::metadata(p)
                 .with_context(|| format!("cannot read trusted root {}", p.display()))?;
-            if meta.len() > custody::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64 {
+            if meta.len() > custody::evidence::sign::verify::MAX_TRUSTED_ROOT_SIZE as u64 {
                 bail!("trusted root {} is too large", p.display());
             }
             let bytes = std::fs::read(p)
@@ -549,7 +549,7 @@ pub fn load_vulnerability_db(
     policy: &Policy,
     repository: &str,
     db: &[PathBuf],
-) -> anyhow::Result<Option<std::sync::Arc<custody::vuln::Database>>> {
+) -> anyhow::Result<Option<std::sync::Arc<custody::decisions::vuln::Database>>> {
     let Some(gate) = policy
         .scope_for(repository)
         .and_then(|s| s.vulnerabilities.as_ref())
@@ -560,8 +560,11 @@ pub fn load_vulnerability_db(
     if paths.is_empty() {
         return Ok(None);
     }
-    let db = custody::vuln::Database::load(paths, &custody::vuln::Limits::default())
-        .context("could not load the vulnerability database")?;
+    let db = custody::decisions::vuln::Database::load(
+        paths,
+        &custody::decisions::vuln::Limits::default(),
+    )
+    .context("could not load the vulnerability database")?;
     Ok(Some(std::sync::Arc::new(db)))
 }
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::{Cli, ExitStatus, Failure, Printer, Report};
-use custody::reference::Reference;
-use custody::store;
-use custody::vuln::input::{self, SbomVerification, Source};
-use custody::vuln::policy::{self, Verdict, VexDocument};
-use custody::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
+use custody::decisions::vuln::input::{self, SbomVerification, Source};
+use custody::decisions::vuln::policy::{self, Verdict, VexDocument};
+use custody::decisions::vuln::{self, Database, Finding, Limits, Rating, ScanReport, sarif};
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 #[derive(clap::Args, Debug)]
 pub struct ScanArgs {
@@ -96,7 +96,8 @@ fn scan(cli: &Cli, args: &ScanArgs) -> Result<(Report, usize), Failure> {
         )
         .into());
     }
-    let started = custody::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let started =
+        custody::evidence::attest::Timestamp::from_system_time(std::time::SystemTime::now());
     let components = read_input(cli, args)?;
     let db = Database::load(&args.db, &Limits::default())
         .context("could not load the vulnerability database")?;
@@ -198,7 +199,7 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         .policy
         .as_deref()
         .map(|p| {
-            custody::policy::Policy::load(p)
+            custody::decisions::policy::Policy::load(p)
                 .with_context(|| format!("policy {} cannot be used", p.display()))
         })
         .transpose()?;
@@ -206,10 +207,10 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         Some(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read trusted root {}", path.display()))?;
-            custody::sign::verify::TrustedRoot::from_json(&bytes)
+            custody::evidence::sign::verify::TrustedRoot::from_json(&bytes)
                 .with_context(|| format!("cannot use trusted root {}", path.display()))?
         }
-        None => custody::sign::verify::TrustedRoot::empty(),
+        None => custody::evidence::sign::verify::TrustedRoot::empty(),
     };
     let scope = match &policy {
         None => None,
@@ -221,10 +222,12 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
             )
         })?),
     };
-    let verifier = scope.map(|scope| custody::verify::gates::PolicySbomVerifier {
-        scope,
-        trusted_root: &root,
-    });
+    let verifier = scope.map(
+        |scope| custody::decisions::verify::gates::PolicySbomVerifier {
+            scope,
+            trusted_root: &root,
+        },
+    );
     match input::from_oci(
         store.as_ref(),
         &reference,
@@ -248,8 +251,8 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
 /// content digest and newest modification), custody's report as the result, and when it ran.
 pub fn vuln_predicate(
     report: &ScanReport,
-    started: &custody::attest::Timestamp,
-    finished: &custody::attest::Timestamp,
+    started: &custody::evidence::attest::Timestamp,
+    finished: &custody::evidence::attest::Timestamp,
 ) -> serde_json::Value {
     let db = &report.database;
     serde_json::json!({
@@ -280,8 +283,8 @@ fn attest_scan(
     cli: &Cli,
     args: &ScanArgs,
     report: &ScanReport,
-    started: custody::attest::Timestamp,
-) -> Result<(custody::digest::Digest, String), Failure> {
+    started: custody::evidence::attest::Timestamp,
+) -> Result<(custody::foundation::digest::Digest, String), Failure> {
     let Source::Oci {
         reference, digest, ..
     } = &report.input
@@ -292,23 +295,25 @@ fn attest_scan(
     };
     let reference: Reference = reference.parse().context("bad reference")?;
     let options = super::sign_cmds::signer_options(args.key.as_deref(), &args.keyless)?;
-    let signer = custody::sign::signer_from_options(&options, &super::sign_cmds::token_env())?;
+    let signer =
+        custody::evidence::sign::signer_from_options(&options, &super::sign_cmds::token_env())?;
     let store = store::open(&reference, &super::store_options(cli))
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let fetched = store
         .get_manifest(digest)
         .with_context(|| format!("cannot fetch {digest} to attest it"))?;
-    let finished = custody::attest::Timestamp::from_system_time(std::time::SystemTime::now());
+    let finished =
+        custody::evidence::attest::Timestamp::from_system_time(std::time::SystemTime::now());
     let predicate = vuln_predicate(report, &started, &finished);
-    let options = custody::attach::AttachOptions {
+    let options = custody::evidence::attach::AttachOptions {
         repository: Some(reference.repository()),
         created: Some(finished),
-        ..custody::attach::AttachOptions::default()
+        ..custody::evidence::attach::AttachOptions::default()
     };
-    let attached = custody::attach::attest_artifact(
+    let attached = custody::evidence::attach::attest_artifact(
         store.as_ref(),
         &fetched.descriptor,
-        custody::attach::AttestInput::Predicate {
+        custody::evidence::attach::AttestInput::Predicate {
             predicate_type: PREDICATE_VULN_SCAN.into(),
             predicate,
         },

@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use custody::attach;
-use custody::attest::{self, ProvenanceInput};
-use custody::ci;
-use custody::digest::Digest;
-use custody::reference::Reference;
-use custody::sign::verify::{
+use custody::evidence::attach;
+use custody::evidence::attest::{self, ProvenanceInput};
+use custody::evidence::ci;
+use custody::evidence::sign::verify::{
     Artifact, KeyPolicy, Policy, TlogRequirement, TrustedRoot, verify_bundle,
 };
-use custody::sign::{Bundle, PublicKey};
-use custody::store;
+use custody::evidence::sign::{Bundle, PublicKey};
+use custody::foundation::digest::Digest;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 use crate::support::{self, ReferrersRegistry, Registry, stderr, stdout, tool};
 
@@ -588,7 +588,7 @@ fn bad_attest_inputs_are_refused_with_exit_2() {
 
 #[test]
 fn a_registry_that_lies_about_a_listed_referrer_makes_sign_refuse_with_exit_1() {
-    use custody::oci::{self, Descriptor, ImageIndex, ImageManifest};
+    use custody::foundation::oci::{self, Descriptor, ImageIndex, ImageManifest};
     use std::collections::BTreeMap;
 
     use crate::support::{HostileServer, Response};
@@ -652,8 +652,8 @@ fn a_registry_that_lies_about_a_listed_referrer_makes_sign_refuse_with_exit_1() 
 
 #[test]
 fn an_index_is_signed_as_an_index_in_a_registry_and_in_a_layout() {
-    use custody::oci::{self, Descriptor, ImageIndex, ImageManifest};
-    use custody::store::BlobSource;
+    use custody::foundation::oci::{self, Descriptor, ImageIndex, ImageManifest};
+    use custody::storage::store::BlobSource;
     use std::collections::BTreeMap;
 
     let registry = ReferrersRegistry::start();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use custody::source::{self, DirtyPolicy, SourceError, SourceHints, SourceOptions};
+use custody::evidence::source::{self, DirtyPolicy, SourceError, SourceHints, SourceOptions};
 
 /// A git repository in a temporary folder, driven by the `git` binary with fixed dates and no
 /// user or system configuration.
@@ -305,10 +305,10 @@ fn validate_statement(path: &Path) {
 
 // ------------------------------------------------------------------------ lockfile fixtures
 
-use custody::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
-use custody::ci;
-use custody::digest::Digest;
-use custody::sbom::{self, Artifact, SbomOptions, SerialNumber, SpecVersion};
+use custody::evidence::attest::{self, ProvenanceInput, ResourceDescriptor, Timestamp};
+use custody::evidence::ci;
+use custody::evidence::sbom::{self, Artifact, SbomOptions, SerialNumber, SpecVersion};
+use custody::foundation::digest::Digest;
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

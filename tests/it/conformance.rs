@@ -6,12 +6,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use custody::digest::Digest;
-use custody::sign::Bundle;
-use custody::sign::verify::{
+use custody::evidence::sign::Bundle;
+use custody::evidence::sign::verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, SubjectMatcher, TlogRequirement, TrustedRoot,
     verify_bundle,
 };
+use custody::foundation::digest::Digest;
 
 const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -48,7 +48,8 @@ fn run_case(dir: &Path, form: Form) -> Result<String, String> {
     let artifact_bytes = fs::read(&artifact_path).map_err(|e| format!("read artifact: {e}"))?;
     let policy = if dir.join("key.pub").exists() {
         let pem = fs::read_to_string(dir.join("key.pub")).map_err(|e| format!("read key: {e}"))?;
-        let key = custody::sign::PublicKey::from_pem(&pem).map_err(|e| format!("key: {e}"))?;
+        let key =
+            custody::evidence::sign::PublicKey::from_pem(&pem).map_err(|e| format!("key: {e}"))?;
         Policy::Key(KeyPolicy {
             key,
             tlog: TlogRequirement::Required,
@@ -182,7 +183,10 @@ fn root_certificate_in_bundle_is_refused_as_such() {
     });
     let err = verify_bundle(&bundle, Artifact::Bytes(&artifact), &policy, &root).unwrap_err();
     assert!(
-        matches!(err, custody::sign::VerifyError::RootInBundle { index: 1 }),
+        matches!(
+            err,
+            custody::evidence::sign::VerifyError::RootInBundle { index: 1 }
+        ),
         "{err:?}"
     );
 }

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use custody::digest::Digest;
-use custody::reference::Reference;
-use custody::store::{self, Store};
+use custody::foundation::digest::Digest;
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
 
 use crate::release::keypair;
 use crate::support::{self, Registry, stderr, stdout};

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use custody::digest::Digest;
-use custody::sign::keys::{self, Password, PublicKey};
-use custody::sign::verify::{
+use custody::evidence::sign::keys::{self, Password, PublicKey};
+use custody::evidence::sign::verify::{
     Artifact, KeyPolicy, Policy, TlogRequirement, TrustedRoot, verify_bundle,
 };
-use custody::sign::{Bundle, KeySigner, sign_blob, sign_statement};
+use custody::evidence::sign::{Bundle, KeySigner, sign_blob, sign_statement};
+use custody::foundation::digest::Digest;
 
 const PASSWORD: &str = "interop-password";
 
@@ -140,7 +140,10 @@ fn cosign_signs_with_a_custody_key_and_custody_verifies_cosigns_bundle() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, custody::sign::VerifyError::ArtifactMismatch { .. }),
+        matches!(
+            err,
+            custody::evidence::sign::VerifyError::ArtifactMismatch { .. }
+        ),
         "{err:?}"
     );
 }
@@ -255,7 +258,10 @@ fn custody_verifies_a_cosign_attestation_bundle() {
     assert_ok(&out, "cosign attest-blob with a custody key");
     let bundle = Bundle::from_json(&std::fs::read(dir.path().join("att.bundle")).expect("bundle"))
         .expect("parses");
-    assert!(matches!(bundle.content(), custody::sign::Content::Dsse(_)));
+    assert!(matches!(
+        bundle.content(),
+        custody::evidence::sign::Content::Dsse(_)
+    ));
     let public =
         PublicKey::from_pem(&std::fs::read_to_string(pub_path).expect("pub")).expect("pub parses");
     let verified = verify_bundle(
@@ -274,7 +280,10 @@ fn custody_verifies_a_cosign_attestation_bundle() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, custody::sign::VerifyError::ArtifactMismatch { .. }),
+        matches!(
+            err,
+            custody::evidence::sign::VerifyError::ArtifactMismatch { .. }
+        ),
         "{err:?}"
     );
 }
@@ -283,7 +292,7 @@ fn custody_verifies_a_cosign_attestation_bundle() {
 fn ed25519_blob_bundles_both_ways() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let key = custody::sign::SigningKey::generate_ed25519().expect("ed25519 key");
+    let key = custody::evidence::sign::SigningKey::generate_ed25519().expect("ed25519 key");
     std::fs::write(d.join("ed.pem"), key.to_pkcs8_pem().expect("pem").expose()).expect("write key");
     let artifact = b"ed25519 artifact\n";
     std::fs::write(d.join("artifact.txt"), artifact).expect("write artifact");

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use custody::digest::Digest;
-use custody::reference::Reference;
-use custody::store::{self, Store};
+use custody::foundation::digest::Digest;
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
 
 use crate::release::{keypair, release_in, work_tree};
 use crate::support::{self, CutProxy, Registry, stderr, stdout};

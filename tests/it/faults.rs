@@ -15,10 +15,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use custody::digest::Digest;
-use custody::oci::{Descriptor, Manifest};
-use custody::reference::Reference;
-use custody::store::{self, Store};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{Descriptor, Manifest};
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
 
 use crate::e2e::policy_file;
 use crate::release::{keypair, work_tree};

@@ -6,18 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use custody::attach::{self, BundleContent};
-use custody::attest::PREDICATE_CYCLONEDX;
-use custody::digest::Digest;
-use custody::oci::Descriptor;
-use custody::policy::{Format, Policy};
-use custody::reference::Reference;
-use custody::sign::keys::PublicKey;
-use custody::sign::keys::SigningKey;
-use custody::sign::{KeySigner, sign_statement};
-use custody::store::{self, Store};
-use custody::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
-use custody::vuln::{Database, Limits};
+use custody::decisions::policy::{Format, Policy};
+use custody::decisions::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
+use custody::decisions::vuln::{Database, Limits};
+use custody::evidence::attach::{self, BundleContent};
+use custody::evidence::attest::PREDICATE_CYCLONEDX;
+use custody::evidence::sign::keys::PublicKey;
+use custody::evidence::sign::keys::SigningKey;
+use custody::evidence::sign::{KeySigner, sign_statement};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::Descriptor;
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
 use serde_json::{Value, json};
 
 use crate::support::{self, Registry};
@@ -93,7 +93,7 @@ pub fn sign(store: &dyn Store, subject: &Descriptor, signer: &KeySigner) {
         store,
         subject,
         signer,
-        custody::attest::PREDICATE_COSIGN_SIGN_V1,
+        custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1,
         json!({}),
     );
 }
@@ -171,7 +171,7 @@ fn checks(report: &VerifyReport, kind: CheckKind) -> Vec<verify::Check> {
 }
 
 fn human(report: &VerifyReport) -> String {
-    custody::verify::render::human(report)
+    custody::decisions::verify::render::human(report)
 }
 
 const SMALLVEC: &str = "pkg:cargo/smallvec@0.6.9";
@@ -346,7 +346,7 @@ fn an_unsigned_sbom_is_never_gated_and_no_section_is_said() {
         store.as_ref(),
         &d,
         &key,
-        custody::attest::PREDICATE_COSIGN_SIGN_V1,
+        custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1,
         json!({}),
     );
     // A clean SBOM signed by a stranger: not used, even though it would pass.
@@ -615,7 +615,7 @@ fn a_vulnerable_index_sbom_is_not_deferred_to_the_platforms() {
             store.as_ref(),
             d,
             &key,
-            custody::attest::PREDICATE_COSIGN_SIGN_V1,
+            custody::evidence::attest::PREDICATE_COSIGN_SIGN_V1,
             json!({}),
         )
     };
@@ -642,12 +642,12 @@ fn a_vulnerable_index_sbom_is_not_deferred_to_the_platforms() {
     assert!(report.verified, "{}", human(&report));
 
     // Same platforms, another index (an annotation tells them apart) with a vulnerable SBOM.
-    let index = custody::oci::ImageIndex {
+    let index = custody::foundation::oci::ImageIndex {
         manifests: children
             .iter()
             .map(|(d, os, arch)| {
                 let mut c = (*d).clone();
-                c.platform = Some(custody::oci::Platform {
+                c.platform = Some(custody::foundation::oci::Platform {
                     architecture: (*arch).into(),
                     os: (*os).into(),
                     variant: None,
@@ -657,11 +657,11 @@ fn a_vulnerable_index_sbom_is_not_deferred_to_the_platforms() {
             })
             .collect(),
         annotations: [("org.example.build".to_string(), "2".to_string())].into(),
-        ..custody::oci::ImageIndex::empty()
+        ..custody::foundation::oci::ImageIndex::empty()
     };
-    let bytes = custody::oci::to_bytes(&index);
+    let bytes = custody::foundation::oci::to_bytes(&index);
     let vulnerable = store
-        .put_manifest(&bytes, custody::oci::MEDIA_TYPE_IMAGE_INDEX)
+        .put_manifest(&bytes, custody::foundation::oci::MEDIA_TYPE_IMAGE_INDEX)
         .unwrap();
     sign(&vulnerable);
     attest(

@@ -179,7 +179,7 @@ fn gh_accepts_a_github_identity_release(host: &str) {
     assert_eq!(
         verified(&o),
         vec![(
-            custody::attest::PREDICATE_SLSA_PROVENANCE_V1.to_owned(),
+            custody::evidence::attest::PREDICATE_SLSA_PROVENANCE_V1.to_owned(),
             san.clone(),
             "https://github.com/acme".to_owned()
         )]
@@ -193,7 +193,7 @@ fn gh_accepts_a_github_identity_release(host: &str) {
             image: image.clone(),
             scope: ["--repo", REPOSITORY],
             issuer: &stack.oidc.github_url,
-            predicate_type: Some(custody::attest::PREDICATE_CYCLONEDX),
+            predicate_type: Some(custody::evidence::attest::PREDICATE_CYCLONEDX),
             extra: vec![],
         },
     );
@@ -206,7 +206,7 @@ fn gh_accepts_a_github_identity_release(host: &str) {
     assert_eq!(
         verified(&o),
         vec![(
-            custody::attest::PREDICATE_CYCLONEDX.to_owned(),
+            custody::evidence::attest::PREDICATE_CYCLONEDX.to_owned(),
             san,
             "https://github.com/acme".to_owned()
         )]

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use custody::digest::Digest;
-use custody::oci::{
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{
     self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST,
 };
-use custody::reference::Reference;
-use custody::store;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 use crate::support::{self, HostileServer, Pace, Request, Response, run, stderr, stdout};
 
@@ -377,7 +377,7 @@ fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
     let dir = support::tempdir();
     let path = dir.path().join("big.bin");
     support::write_data(&path, 9 * 1024 * 1024 + 17, 11);
-    let (digest, size) = custody::digest::of_file(&path).unwrap();
+    let (digest, size) = custody::foundation::digest::of_file(&path).unwrap();
     let descriptor = Descriptor::new("application/octet-stream", digest.clone(), size);
 
     // The registry keeps only the first half of the first PATCH, then fails it.
@@ -435,7 +435,7 @@ fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
     let store = store::open(
         &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
         &store::Options {
-            retry: custody::store::registry::RetryPolicy {
+            retry: custody::storage::store::registry::RetryPolicy {
                 base_delay: std::time::Duration::from_millis(5),
                 ..Default::default()
             },
@@ -444,7 +444,10 @@ fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
     )
     .unwrap();
     store
-        .put_blob(&descriptor, custody::store::BlobSource::File(&path))
+        .put_blob(
+            &descriptor,
+            custody::storage::store::BlobSource::File(&path),
+        )
         .unwrap();
     let st = stored.lock().unwrap();
     assert!(st.2, "the upload completed");
@@ -718,7 +721,7 @@ fn many_referrers(n: usize) -> (HostileServer, Arc<Fixture>) {
     const PAGE: usize = 10_000;
     let f = Arc::new(fixture());
     let bundle = br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#.to_vec();
-    let layer = Descriptor::of(custody::attach::BUNDLE_MEDIA_TYPE_V03, &bundle);
+    let layer = Descriptor::of(custody::evidence::attach::BUNDLE_MEDIA_TYPE_V03, &bundle);
     let subject = Descriptor::new(
         MEDIA_TYPE_IMAGE_MANIFEST.to_owned(),
         f.digest.clone(),
@@ -730,14 +733,14 @@ fn many_referrers(n: usize) -> (HostileServer, Arc<Fixture>) {
         let bytes = oci::to_bytes(&ImageManifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some(custody::attach::BUNDLE_MEDIA_TYPE_V03.into()),
+            artifact_type: Some(custody::evidence::attach::BUNDLE_MEDIA_TYPE_V03.into()),
             config: Descriptor::empty_config(),
             layers: vec![layer.clone()],
             subject: Some(subject.clone()),
             annotations: BTreeMap::from([("n".to_owned(), i.to_string())]),
         });
         let mut d = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
-        d.artifact_type = Some(custody::attach::BUNDLE_MEDIA_TYPE_V03.into());
+        d.artifact_type = Some(custody::evidence::attach::BUNDLE_MEDIA_TYPE_V03.into());
         manifests.insert(format!("/v2/x/y/manifests/{}", d.digest), bytes);
         listed.push(d);
     }
@@ -758,9 +761,9 @@ fn many_referrers(n: usize) -> (HostileServer, Arc<Fixture>) {
                 .ok()?
         };
         let end = n.min((page + 1) * PAGE);
-        let index = oci::to_bytes(&custody::oci::ImageIndex {
+        let index = oci::to_bytes(&custody::foundation::oci::ImageIndex {
             manifests: listed[(page * PAGE).min(end)..end].to_vec(),
-            ..custody::oci::ImageIndex::empty()
+            ..custody::foundation::oci::ImageIndex::empty()
         });
         let mut response = Response::new(200)
             .header("Content-Type", MEDIA_TYPE_IMAGE_INDEX)

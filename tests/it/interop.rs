@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use custody::reference::Reference;
-use custody::store;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 use crate::registry::attach_referrer;
 use crate::support::{self, Registry, ok, ok_json, tool};

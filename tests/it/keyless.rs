@@ -6,18 +6,18 @@
 use std::path::Path;
 use std::process::Output;
 
-use custody::digest::Digest;
-use custody::sign::verify::{
+use custody::evidence::sign::verify::{
     Artifact, IdentityPolicy, Policy, SubjectMatcher, VerifiedSigner, verify_bundle,
 };
-use custody::sign::{SignerOptions, choose_signer, sign_blob, sign_statement};
+use custody::evidence::sign::{SignerOptions, choose_signer, sign_blob, sign_statement};
+use custody::foundation::digest::Digest;
 
 use super::sigstore_stack::{EMAIL, SigstoreStack};
 use super::support::{self, HostileServer, Response};
 
 fn options(stack: &SigstoreStack, token: String) -> SignerOptions {
     SignerOptions {
-        identity_token: Some(custody::sign::SecretText::new(token)),
+        identity_token: Some(custody::evidence::sign::SecretText::new(token)),
         signing_config: Some(stack.signing_config.clone()),
         trusted_root: Some(stack.trusted_root.clone()),
         ..SignerOptions::default()
@@ -76,7 +76,7 @@ fn library_blob_bundle_verifies_with_custody_and_cosign() {
     let bundle = sign_blob(blob, &signer).expect("signed");
     assert!(matches!(
         bundle.material(),
-        custody::sign::Material::Certificate(_)
+        custody::evidence::sign::Material::Certificate(_)
     ));
     assert_eq!(bundle.tlog_entries().len(), 1);
     assert_eq!(bundle.tlog_entries()[0].kind_version, "0.0.2");
@@ -113,7 +113,7 @@ fn library_blob_bundle_verifies_with_custody_and_cosign() {
 /// custody with no token variables from the surrounding environment.
 fn custody(stack: &SigstoreStack) -> std::process::Command {
     let mut c = support::custody();
-    for var in custody::sign::oidc::TOKEN_ENV_VARS {
+    for var in custody::evidence::sign::oidc::TOKEN_ENV_VARS {
         c.env_remove(var);
     }
     c.env("HOME", stack.dir());
@@ -547,15 +547,16 @@ fn rekor_v1_stand_in_receives_a_hashedrekord_with_the_fulcio_certificate() {
             Response::new(404)
         }
     });
-    let instance = custody::sign::SigstoreInstance {
+    let instance = custody::evidence::sign::SigstoreInstance {
         fulcio_url: stack.fulcio_url.clone(),
         rekor_url: format!("http://{}", rekor.host),
-        rekor_version: custody::sign::RekorVersion::V1,
+        rekor_version: custody::evidence::sign::RekorVersion::V1,
         tsa_url: Some(stack.tsa_url.clone()),
         trusted_root: None,
     };
-    let token = custody::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
-    let signer = custody::sign::KeylessSigner::new(instance, &token).expect("fulcio certificate");
+    let token = custody::evidence::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
+    let signer =
+        custody::evidence::sign::KeylessSigner::new(instance, &token).expect("fulcio certificate");
     let blob = b"for rekor v1";
     let bundle = sign_blob(blob, &signer).expect("signed");
     let entry = &bundle.tlog_entries()[0];
@@ -576,7 +577,8 @@ fn rekor_v1_stand_in_receives_a_hashedrekord_with_the_fulcio_certificate() {
         sent["spec"]["data"]["hash"]["value"],
         Digest::of(blob).hex()
     );
-    let custody::sign::Content::MessageSignature { signature, .. } = bundle.content() else {
+    let custody::evidence::sign::Content::MessageSignature { signature, .. } = bundle.content()
+    else {
         panic!("a blob bundle holds a message signature")
     };
     assert_eq!(
@@ -599,7 +601,7 @@ fn rekor_v1_stand_in_receives_a_hashedrekord_with_the_fulcio_certificate() {
 #[test]
 fn misbehaving_fulcio_is_reported_as_such() {
     let stack = SigstoreStack::shared();
-    let token = custody::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
+    let token = custody::evidence::sign::oidc::IdentityToken::parse(&stack.oidc.token()).unwrap();
     let cases: [(&str, Response, &str); 3] = [
         (
             "not json",
@@ -626,18 +628,18 @@ fn misbehaving_fulcio_is_reported_as_such() {
                 .take()
                 .unwrap_or(Response::new(500))
         });
-        let instance = custody::sign::SigstoreInstance {
+        let instance = custody::evidence::sign::SigstoreInstance {
             fulcio_url: format!("http://{}", fulcio.host),
             rekor_url: stack.rekor_url.clone(),
-            rekor_version: custody::sign::RekorVersion::V2,
+            rekor_version: custody::evidence::sign::RekorVersion::V2,
             tsa_url: Some(stack.tsa_url.clone()),
             trusted_root: None,
         };
-        let err = custody::sign::KeylessSigner::new(instance, &token).expect_err(what);
+        let err = custody::evidence::sign::KeylessSigner::new(instance, &token).expect_err(what);
         assert!(
             matches!(
                 err,
-                custody::sign::KeylessError::BadResponse {
+                custody::evidence::sign::KeylessError::BadResponse {
                     service: "fulcio",
                     ..
                 }

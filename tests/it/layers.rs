@@ -25,7 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "release", "promote", "prune", "rescan", "tree", "audit", "serve",
         ],
     ),
-    ("cli", &["cli", "main"]),
+    // The fuzzing entry points are a harness over every parser, so they sit on top, like the CLI.
+    ("cli", &["cli", "main", "fuzzing"]),
 ];
 
 /// One import: which module (as a path of names) names which, and where.
@@ -58,8 +59,40 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/a/b.rs` and `src/a/b/mod.rs` are `a::b`; `lib.rs` is the root, `main.rs` is `main`.
+/// The folders of `src/` that hold a layer's modules, named as the layer.
+const LAYER_FOLDERS: &[&str] = &[
+    "foundation",
+    "storage",
+    "evidence",
+    "decisions",
+    "workflows",
+];
+
+/// `path` without a leading layer folder: `foundation::digest::Digest` is `digest::Digest`.
+fn without_layer(mut path: Vec<String>) -> Vec<String> {
+    if path
+        .first()
+        .is_some_and(|p| LAYER_FOLDERS.contains(&p.as_str()))
+    {
+        path.remove(0);
+    }
+    path
+}
+
+/// The layer folder a file sits in, if any.
+fn folder_of(src: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src).expect("under src");
+    let first = rel.iter().next()?.to_string_lossy().into_owned();
+    (LAYER_FOLDERS.contains(&first.as_str()) && rel.iter().count() > 1).then_some(first)
+}
+
+/// `src/a/b.rs` and `src/a/b/mod.rs` are `a::b`; `lib.rs` is the root, `main.rs` is `main`; a
+/// leading layer folder is not part of the name (`src/storage/store/mod.rs` is `store`).
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    without_layer(module_path(src, file))
+}
+
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
     let rel = file.strip_prefix(src).expect("under src");
     let mut parts: Vec<String> = rel
         .iter()
@@ -192,14 +225,15 @@ fn imports() -> (Vec<Edge>, BTreeSet<Vec<String>>) {
             targets.extend(paths_after(&code, "custody::"));
         }
         // `super::` from `a/b.rs` (module a::b) names a::…; from `a/mod.rs` (module a), the root.
-        let parent = &from[..from.len() - 1];
+        let full_from = module_path(&src, file);
+        let parent = &full_from[..full_from.len() - 1];
         for (path, line) in paths_after(&code, "super::") {
             let mut full = parent.to_vec();
             full.extend(path);
             targets.push((full, line));
         }
         for (path, line) in targets {
-            let Some(to) = resolve(&path, &modules) else {
+            let Some(to) = resolve(&without_layer(path), &modules) else {
                 continue;
             };
             if to != from {
@@ -377,6 +411,33 @@ fn graph(edges: &[Edge]) -> String {
         ));
     }
     out
+}
+
+/// Every library module lives in the folder of its layer (`src/storage/store/`), so the layers
+/// show in the tree; the CLI and the fuzzing harness stay at the top of `src/`.
+#[test]
+fn every_module_sits_in_the_folder_of_its_layer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        let Some(top) = module.first() else { continue };
+        let Some((_, layer)) = layer_of(top) else {
+            continue;
+        };
+        let folder = folder_of(&src, file);
+        let expected = (layer != "cli").then(|| layer.to_owned());
+        if folder != expected {
+            wrong.push(format!(
+                "{}: module {top} belongs in src/{}",
+                file.strip_prefix(&src).expect("under src").display(),
+                expected.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

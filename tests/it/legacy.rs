@@ -14,17 +14,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use custody::attach::legacy::{self, LegacyError};
-use custody::attach::{self, LegacyKind, LegacyLayer};
-use custody::digest::Digest;
-use custody::policy::{Format, Policy};
-use custody::sign::bundle::BundleVersion;
-use custody::sign::verify::{
+use custody::decisions::policy::{Format, Policy};
+use custody::decisions::verify::{self, CheckKind, Status, VerifyOptions};
+use custody::evidence::attach::legacy::{self, LegacyError};
+use custody::evidence::attach::{self, LegacyKind, LegacyLayer};
+use custody::evidence::sign::bundle::BundleVersion;
+use custody::evidence::sign::verify::{
     Artifact, IdentityPolicy, Policy as SigPolicy, SubjectMatcher, TrustedRoot, VerifiedSigner,
     VerifyError, verify_bundle,
 };
-use custody::store;
-use custody::verify::{self, CheckKind, Status, VerifyOptions};
+use custody::foundation::digest::Digest;
+use custody::storage::store;
 
 const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -464,7 +464,12 @@ fn legacy_keyless_layers_go_through_the_verify_path() {
     .unwrap();
     assert!(!report.verified);
     let refs = &report.artifact.referrers;
-    assert_eq!(refs.len(), 2, "{}", custody::verify::render::human(&report));
+    assert_eq!(
+        refs.len(),
+        2,
+        "{}",
+        custody::decisions::verify::render::human(&report)
+    );
     for r in refs {
         let sig = r
             .checks
@@ -487,7 +492,7 @@ fn legacy_keyless_layers_go_through_the_verify_path() {
     );
 
     // A policy that trusts only a key never uses the certificate's key as one.
-    let key = custody::sign::SigningKey::generate_p256()
+    let key = custody::evidence::sign::SigningKey::generate_p256()
         .unwrap()
         .public_key();
     let by_key = policy(&format!(

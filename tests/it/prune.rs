@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use custody::digest::Digest;
-use custody::oci::{
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{
     self, ANNOTATION_CREATED, Descriptor, ImageIndex, ImageManifest, MEDIA_TYPE_IMAGE_INDEX,
     MEDIA_TYPE_IMAGE_MANIFEST,
 };
-use custody::reference::Reference;
-use custody::store::{self, BlobSource, Store};
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, BlobSource, Store};
 
 use crate::registry::attach_referrer;
 use crate::support::{Registry, ok, ok_json, validate_against_schema};

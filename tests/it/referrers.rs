@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use custody::attach::{self, BundleContent};
-use custody::reference::Reference;
-use custody::store;
+use custody::evidence::attach::{self, BundleContent};
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 use crate::support::{self, Registry, stderr, stdout};
 

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use custody::digest::Digest;
-use custody::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
-use custody::reference::Reference;
-use custody::store::{self, BlobSource, ReferrersPath, Store};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, BlobSource, ReferrersPath, Store};
 
 use crate::support::{self, ReferrersRegistry, Registry, ok, ok_json, run, stderr, stdout};
 
@@ -87,8 +87,8 @@ fn push_pull_resolve_on_a_real_registry() {
         b"small file\n"
     );
     assert_eq!(
-        custody::digest::of_file(&out.join("big.bin")).unwrap(),
-        custody::digest::of_file(&big).unwrap()
+        custody::foundation::digest::of_file(&out.join("big.bin")).unwrap(),
+        custody::foundation::digest::of_file(&big).unwrap()
     );
 
     // The same content again is a no-op success; other content under the tag is refused.
@@ -416,8 +416,8 @@ fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() 
 #[test]
 #[ignore = "a benchmark: writes about 1 GiB to a local registry"]
 fn bench_verify_peak_rss_with_60_referrers_of_16_mib() {
-    use custody::sign::keys::SigningKey;
-    use custody::sign::{KeySigner, sign_statement};
+    use custody::evidence::sign::keys::SigningKey;
+    use custody::evidence::sign::{KeySigner, sign_statement};
     let registry = Registry::start();
     let repo = format!("{}/bench/rss", registry.host);
     let store = open(&repo);
@@ -433,13 +433,13 @@ fn bench_verify_peak_rss_with_60_referrers_of_16_mib() {
         }))
         .unwrap();
         let bundle = sign_statement(&statement, &attacker).unwrap().to_json();
-        assert!(bundle.len() as u64 <= custody::attach::MAX_BUNDLE_SIZE);
+        assert!(bundle.len() as u64 <= custody::evidence::attach::MAX_BUNDLE_SIZE);
         largest = largest.max(bundle.len());
-        custody::attach::attach_bundle(
+        custody::evidence::attach::attach_bundle(
             store.as_ref(),
             &subject,
             &bundle,
-            custody::attach::BundleContent::DsseEnvelope,
+            custody::evidence::attach::BundleContent::DsseEnvelope,
             Some("https://example.com/padding"),
             "2026-01-01T00:00:00Z",
         )

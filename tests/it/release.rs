@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use custody::reference::Reference;
-use custody::store;
+use custody::foundation::reference::Reference;
+use custody::storage::store;
 
 use crate::support::{self, Registry, stderr, tool};
 
@@ -156,7 +156,7 @@ fn release_to_a_registry_is_accepted_by_cosign() {
         &store::Options::default(),
     )
     .unwrap();
-    let d: custody::digest::Digest = digest.parse().unwrap();
+    let d: custody::foundation::digest::Digest = digest.parse().unwrap();
     for suffix in ["sig", "att"] {
         let tag = format!("{}.{suffix}", d.fallback_tag()).parse().unwrap();
         assert!(
@@ -189,7 +189,8 @@ fn a_failed_release_leaves_no_tag_and_a_rerun_completes() {
         "--annotation",
         "org.opencontainers.image.created=2026-01-01T00:00:00Z",
     ]);
-    let digest: custody::digest::Digest = probe["digest"].as_str().unwrap().parse().unwrap();
+    let digest: custody::foundation::digest::Digest =
+        probe["digest"].as_str().unwrap().parse().unwrap();
     // Sabotage: something that is not an index under the subject's referrers fallback tag.
     let junk = dir.path().join("junk.txt");
     std::fs::write(&junk, b"junk").unwrap();

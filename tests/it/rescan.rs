@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
-use custody::attach::{self, AttachOptions, AttestInput};
-use custody::attest::PREDICATE_CYCLONEDX;
-use custody::sign::KeySigner;
-use custody::sign::keys::SigningKey;
-use custody::store::Store;
+use custody::evidence::attach::{self, AttachOptions, AttestInput};
+use custody::evidence::attest::PREDICATE_CYCLONEDX;
+use custody::evidence::sign::KeySigner;
+use custody::evidence::sign::keys::SigningKey;
+use custody::storage::store::Store;
 use serde_json::{Value, json};
 
 use super::gates::{bom, open, policy_text, put_artifact, small_db};
@@ -35,8 +35,11 @@ fn attest_sbom(store: &dyn Store, tag: &str, signer: &KeySigner, purls: &[&str])
 /// SBOM signed by a stranger.
 pub fn populate(store: &dyn Store, key: &KeySigner, stranger: &KeySigner) {
     attest_sbom(store, "v1", key, &["pkg:cargo/smallvec@0.6.9"]);
-    let v1 = custody::transfer::resolve(store, &format!("{}:v1", store.name()).parse().unwrap())
-        .unwrap();
+    let v1 = custody::storage::transfer::resolve(
+        store,
+        &format!("{}:v1", store.name()).parse().unwrap(),
+    )
+    .unwrap();
     store.tag(&"v1-again".parse().unwrap(), &v1).unwrap();
     attest_sbom(store, "v2", key, &["pkg:cargo/serde@1.0.200"]);
     put_artifact(store, b"v3", "v3");
@@ -420,23 +423,24 @@ fn a_decoy_sbom_does_not_silence_rescan() {
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
     let store = open(&repo);
-    let sbom = |d: &custody::oci::Descriptor, signer: &KeySigner, purl: &str, n: usize| {
-        let mut predicate = bom(&[(purl, None)]);
-        predicate["serialNumber"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{n:012}"));
-        attach::attest_artifact(
-            store.as_ref(),
-            d,
-            AttestInput::Predicate {
-                predicate_type: PREDICATE_CYCLONEDX.into(),
-                predicate,
-            },
-            signer,
-            &AttachOptions::default(),
-        )
-        .unwrap()
-        .referrer
-        .digest
-    };
+    let sbom =
+        |d: &custody::foundation::oci::Descriptor, signer: &KeySigner, purl: &str, n: usize| {
+            let mut predicate = bom(&[(purl, None)]);
+            predicate["serialNumber"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{n:012}"));
+            attach::attest_artifact(
+                store.as_ref(),
+                d,
+                AttestInput::Predicate {
+                    predicate_type: PREDICATE_CYCLONEDX.into(),
+                    predicate,
+                },
+                signer,
+                &AttachOptions::default(),
+            )
+            .unwrap()
+            .referrer
+            .digest
+        };
     let v1 = put_artifact(store.as_ref(), b"decoyed", "v1");
     let real = sbom(&v1, &key, "pkg:cargo/smallvec@0.6.9", 0);
     // A clean decoy, signed by a stranger, whose referrer sorts before the real one.

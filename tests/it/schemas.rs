@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use custody::sign::KeySigner;
-use custody::sign::keys::SigningKey;
+use custody::evidence::sign::KeySigner;
+use custody::evidence::sign::keys::SigningKey;
 use serde_json::{Value, json};
 
 use crate::e2e::policy_file;
@@ -863,7 +863,7 @@ fn sources_and_prune_outputs_follow_their_schemas() {
     for (i, days) in [30u64, 20, 10].iter().enumerate() {
         let f = d.join(format!("build-{i}"));
         std::fs::write(&f, format!("build {i}")).unwrap();
-        let created = custody::attest::Timestamp::from_unix(now - days * 86_400);
+        let created = custody::evidence::attest::Timestamp::from_unix(now - days * 86_400);
         support::ok_json(&[
             "push",
             f.to_str().unwrap(),

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use custody::digest::Digest;
-use custody::oci::{Descriptor, MEDIA_TYPE_IMAGE_MANIFEST};
-use custody::reference::Reference;
-use custody::store::{self, Store};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{Descriptor, MEDIA_TYPE_IMAGE_MANIFEST};
+use custody::foundation::reference::Reference;
+use custody::storage::store::{self, Store};
 
 use crate::registry::attach_referrer;
 use crate::support::{self, ReferrersRegistry, Registry, ok, ok_json, run, stderr, stdout};
@@ -174,7 +174,7 @@ fn now() -> u64 {
 fn created(days_ago: u64) -> String {
     format!(
         "org.opencontainers.image.created={}",
-        custody::attest::Timestamp::from_unix(now() - days_ago * 86_400)
+        custody::evidence::attest::Timestamp::from_unix(now() - days_ago * 86_400)
     )
 }
 
@@ -347,17 +347,19 @@ fn check_pruned(s: &Scene) {
     }
     assert!(!remaining.iter().any(|r| r == "build-1"), "{remaining:?}");
     // Kept artifacts keep their signatures.
-    let found: Vec<Digest> = custody::transfer::checked_referrers(store.as_ref(), &s.recent)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.descriptor.digest)
-        .collect();
+    let found: Vec<Digest> =
+        custody::storage::transfer::checked_referrers(store.as_ref(), &s.recent)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.descriptor.digest)
+            .collect();
     assert_eq!(found, vec![s.recent_sig.clone()]);
-    let found: Vec<Digest> = custody::transfer::checked_referrers(store.as_ref(), &s.old_release)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.descriptor.digest)
-        .collect();
+    let found: Vec<Digest> =
+        custody::storage::transfer::checked_referrers(store.as_ref(), &s.old_release)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.descriptor.digest)
+            .collect();
     assert_eq!(found, vec![s.release_sig.clone()]);
 }
 

@@ -77,7 +77,10 @@ fn keygen_sign_verify_round_trip_and_exit_codes() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified: signed by key ecdsa-p256"));
 
-    let digest = format!("sha256:{}", custody::digest::Digest::of(b"hello\n").hex());
+    let digest = format!(
+        "sha256:{}",
+        custody::foundation::digest::Digest::of(b"hello\n").hex()
+    );
     let out = custody(
         d,
         &[

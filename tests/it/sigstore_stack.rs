@@ -67,12 +67,12 @@ pub struct OidcIssuer {
 
 impl OidcIssuer {
     fn start() -> OidcIssuer {
-        let custody::sign::SigningKey::EcdsaP256(key) =
-            custody::sign::SigningKey::generate_p256().expect("key")
+        let custody::evidence::sign::SigningKey::EcdsaP256(key) =
+            custody::evidence::sign::SigningKey::generate_p256().expect("key")
         else {
             unreachable!("generate_p256 makes a P-256 key")
         };
-        let spki = custody::sign::SigningKey::EcdsaP256(key.clone())
+        let spki = custody::evidence::sign::SigningKey::EcdsaP256(key.clone())
             .public_key()
             .to_spki_der();
         // Uncompressed point 04||x||y ends the SPKI.
@@ -451,7 +451,7 @@ impl SigstoreStack {
     /// GETs `url` until it answers 200 (60 s at most); returns the body.
     fn wait_get(&self, name: &str, url: &str) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let client = custody::http::client().expect("client");
+        let client = custody::foundation::http::client().expect("client");
         loop {
             self.check_alive(name);
             if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send()

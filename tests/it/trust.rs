@@ -131,7 +131,7 @@ fn first_use_starts_from_the_initial_root_and_follows_rotations_to_v3() {
     let expected = fs::read(public_good_root()).expect("root");
     assert_eq!(
         first["trustedRoot"]["sha256"],
-        custody::digest::Digest::of(&expected).hex()
+        custody::foundation::digest::Digest::of(&expected).hex()
     );
 
     repo.run(&["rotate-root"]);
@@ -243,7 +243,7 @@ fn offline_without_a_cache_uses_the_embedded_public_good_root() {
     assert_eq!(shown["trustedRoot"]["source"], "embedded");
     assert_eq!(
         shown["trustedRoot"]["sha256"],
-        custody::digest::Digest::of(&fs::read(public_good_root()).expect("root")).hex()
+        custody::foundation::digest::Digest::of(&fs::read(public_good_root()).expect("root")).hex()
     );
 }
 
@@ -470,7 +470,7 @@ scopes:
     assert_eq!(public["trustedRoot"]["source"], "embedded");
     assert_eq!(
         public["trustedRoot"]["mirror"],
-        custody::trust::PUBLIC_GOOD_MIRROR
+        custody::evidence::trust::PUBLIC_GOOD_MIRROR
     );
 }
 
@@ -571,7 +571,9 @@ fn no_usable_root_says_how_to_get_one() {
 /// accepts it, verified as of when it was fetched, and marked stale.
 #[test]
 fn an_expired_cache_is_refused_offline_unless_its_age_is_allowed() {
-    use custody::trust::{self, Mirror, Network, Options, Refresh, RootSource, TrustError};
+    use custody::evidence::trust::{
+        self, Mirror, Network, Options, Refresh, RootSource, TrustError,
+    };
     let repo = TufRepo::new(&public_good_root());
     let cache = tempdir();
     let initial = fs::read(repo.initial_root()).expect("root");
@@ -623,7 +625,7 @@ fn a_tampered_cache_is_refused() {
     let repo = TufRepo::new(&public_good_root());
     let cache = tempdir();
     first_update(cache.path(), &repo);
-    let dir = custody::trust::mirror_dir(&cache.path().join("custody/tuf"), &repo.url);
+    let dir = custody::evidence::trust::mirror_dir(&cache.path().join("custody/tuf"), &repo.url);
     let path = dir.join("timestamp.json");
     let text = fs::read_to_string(&path).expect("cached timestamp");
     fs::write(&path, text.replace("\"version\": 1", "\"version\": 9")).expect("tamper");
@@ -734,7 +736,7 @@ fn a_local_stack_published_through_tuf_verifies_without_a_flag() {
     let token = dir.path().join("token");
     fs::write(&token, stack.oidc.token()).expect("token");
     let mut sign = custody();
-    for var in custody::sign::oidc::TOKEN_ENV_VARS {
+    for var in custody::evidence::sign::oidc::TOKEN_ENV_VARS {
         sign.env_remove(var);
     }
     let o = sign

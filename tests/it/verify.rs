@@ -6,22 +6,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use custody::attach::{self, BundleContent, LegacyKind, LegacyLayer};
-use custody::attest::{
+use custody::decisions::policy::{Format, Policy};
+use custody::decisions::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
+use custody::evidence::attach::{self, BundleContent, LegacyKind, LegacyLayer};
+use custody::evidence::attest::{
     self, PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1, ResourceDescriptor,
 };
-use custody::ci;
-use custody::digest::Digest;
-use custody::oci::{
+use custody::evidence::ci;
+use custody::evidence::sign::keys::{self, Password, PublicKey, SigningKey};
+use custody::evidence::sign::{KeySigner, sign_statement};
+use custody::evidence::source::{ObjectId, RepoUri, SourceRecord};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{
     self, Descriptor, ImageIndex, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST, Manifest, Platform,
 };
-use custody::policy::{Format, Policy};
-use custody::reference::{Reference, Tag};
-use custody::sign::keys::{self, Password, PublicKey, SigningKey};
-use custody::sign::{KeySigner, sign_statement};
-use custody::source::{ObjectId, RepoUri, SourceRecord};
-use custody::store::{self, BlobSource, FetchedManifest, Store};
-use custody::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
+use custody::foundation::reference::{Reference, Tag};
+use custody::storage::store::{self, BlobSource, FetchedManifest, Store};
 
 use crate::support::{self, ReferrersRegistry, Registry};
 
@@ -193,13 +193,13 @@ fn assert_refused_for(report: &VerifyReport, kind: CheckKind) -> verify::Check {
     assert!(
         !report.verified,
         "{}",
-        custody::verify::render::human(report)
+        custody::decisions::verify::render::human(report)
     );
     let f = failed(report, kind);
     assert!(
         !f.is_empty(),
         "expected a failed {kind:?} check:\n{}",
-        custody::verify::render::human(report)
+        custody::decisions::verify::render::human(report)
     );
     f[0].clone()
 }
@@ -276,7 +276,7 @@ fn honest_artifacts_from_each_ci_identity_verify_on_both_referrer_paths() {
             assert!(
                 report.verified,
                 "{tag} on {host}:\n{}",
-                custody::verify::render::human(&report)
+                custody::decisions::verify::render::human(&report)
             );
             assert_eq!(report.digest, Some(d.digest));
             assert_eq!(report.artifact.referrers.len(), 3);
@@ -689,7 +689,7 @@ fn one_key_counts_once_toward_a_threshold() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
 }
 
@@ -796,7 +796,7 @@ fn keyless_identity_issuer_and_certificate_validity_are_checked() {
     ))
     .unwrap();
     attach_raw(&store, &d, &happy, "https://slsa.dev/provenance/v1");
-    let root = custody::sign::TrustedRoot::from_json(
+    let root = custody::evidence::sign::TrustedRoot::from_json(
         &std::fs::read(conformance("../public-good-trusted_root.json")).unwrap(),
     )
     .unwrap();
@@ -851,7 +851,7 @@ fn keyless_identity_issuer_and_certificate_validity_are_checked() {
         "x",
     );
     let opts = VerifyOptions {
-        trusted_root: custody::sign::TrustedRoot::from_json(
+        trusted_root: custody::evidence::sign::TrustedRoot::from_json(
             &std::fs::read(case.join("trusted_root.json")).unwrap(),
         )
         .unwrap(),
@@ -882,7 +882,7 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let payload = attach::simple_signing_payload(&repo, &d.digest);
-    let sig = custody::sign::Signer::sign(&key, &payload).unwrap();
+    let sig = custody::evidence::sign::Signer::sign(&key, &payload).unwrap();
     attach::append_legacy(
         store.as_ref(),
         &d.digest,
@@ -906,7 +906,7 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
         )),
     );
     let bundle = sign_statement(&prov, &key).unwrap();
-    let custody::sign::Content::Dsse(env) = bundle.content() else {
+    let custody::evidence::sign::Content::Dsse(env) = bundle.content() else {
         panic!("dsse")
     };
     attach::append_legacy(
@@ -934,14 +934,14 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
     assert_eq!(report.artifact.referrers.len(), 2);
 
     // A .sig layer with a certificate annotation, signed by the trusted key: never a bare key.
     let d2 = put_artifact(store.as_ref(), b"legacy2", "l2");
     let payload = attach::simple_signing_payload(&repo, &d2.digest);
-    let sig = custody::sign::Signer::sign(&key, &payload).unwrap();
+    let sig = custody::evidence::sign::Signer::sign(&key, &payload).unwrap();
     attach::append_legacy(
         store.as_ref(),
         &d2.digest,
@@ -969,7 +969,7 @@ fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
     // A .sig for another digest, replayed.
     let d3 = put_artifact(store.as_ref(), b"legacy3", "l3");
     let payload = attach::simple_signing_payload(&repo, &d.digest);
-    let sig = custody::sign::Signer::sign(&key, &payload).unwrap();
+    let sig = custody::evidence::sign::Signer::sign(&key, &payload).unwrap();
     attach::append_legacy(
         store.as_ref(),
         &d3.digest,
@@ -1059,7 +1059,7 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
     let platforms: Vec<_> = report
         .artifact
@@ -1170,7 +1170,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
             .iter()
             .find(|c| c.name == "sbom of every platform")
             .cloned()
-            .unwrap_or_else(|| panic!("{}", custody::verify::render::human(r)))
+            .unwrap_or_else(|| panic!("{}", custody::decisions::verify::render::human(r)))
     };
     let report = run(store.as_ref(), &format!("{repo}:multi"), &p);
     assert!(!report.verified);
@@ -1193,7 +1193,11 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
         },
     )
     .unwrap();
-    assert!(one.verified, "{}", custody::verify::render::human(&one));
+    assert!(
+        one.verified,
+        "{}",
+        custody::decisions::verify::render::human(&one)
+    );
     assert_eq!(every(&one).status, Status::Pass);
 
     // Every platform has its SBOM: the index is accepted, and the report says why.
@@ -1208,7 +1212,7 @@ fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
     let c = every(&report);
     assert_eq!(c.status, Status::Pass);
@@ -1407,7 +1411,7 @@ fn custody_verifies_cosign_signatures_and_attestations_in_both_formats() {
         assert!(
             report.verified,
             "{tag}:\n{}",
-            custody::verify::render::human(&report)
+            custody::decisions::verify::render::human(&report)
         );
         let kinds: Vec<_> = report
             .artifact
@@ -1972,7 +1976,7 @@ fn signature_predicate_types_and_vsa_expectations_are_applied() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
 
     // A PASSED VSA naming this policy and resource.
@@ -2017,7 +2021,7 @@ fn signature_predicate_types_and_vsa_expectations_are_applied() {
     assert!(
         report.verified,
         "{}",
-        custody::verify::render::human(&report)
+        custody::decisions::verify::render::human(&report)
     );
     let report = run(
         store.as_ref(),

@@ -212,7 +212,7 @@ fn write_sbom(path: &Path, purls: &[String]) {
 }
 
 fn fixture_purls() -> Vec<String> {
-    let lock = custody::sbom::read_lockfile(&fixture()).expect("fixture parses");
+    let lock = custody::evidence::sbom::read_lockfile(&fixture()).expect("fixture parses");
     lock.packages.iter().map(|p| p.purl.to_string()).collect()
 }
 
@@ -260,19 +260,25 @@ fn attach(
     layer_media_type: &str,
     body: &[u8],
 ) {
-    use custody::digest::Digest;
-    use custody::reference::Reference;
-    use custody::store;
+    use custody::foundation::digest::Digest;
+    use custody::foundation::reference::Reference;
+    use custody::storage::store;
 
     let reference: Reference = format!("oci:{}:{tag}", layout.display()).parse().unwrap();
     let store = store::open(&reference, &store::Options::default()).unwrap();
-    let subject = custody::transfer::resolve(store.as_ref(), &reference).unwrap();
-    let empty = custody::oci::Descriptor::empty_config();
+    let subject = custody::storage::transfer::resolve(store.as_ref(), &reference).unwrap();
+    let empty = custody::foundation::oci::Descriptor::empty_config();
     store
-        .put_blob(&empty, store::BlobSource::Bytes(custody::oci::EMPTY_JSON))
+        .put_blob(
+            &empty,
+            store::BlobSource::Bytes(custody::foundation::oci::EMPTY_JSON),
+        )
         .unwrap();
-    let layer =
-        custody::oci::Descriptor::new(layer_media_type, Digest::of(body), body.len() as u64);
+    let layer = custody::foundation::oci::Descriptor::new(
+        layer_media_type,
+        Digest::of(body),
+        body.len() as u64,
+    );
     store
         .put_blob(&layer, store::BlobSource::Bytes(body))
         .unwrap();
@@ -1140,8 +1146,8 @@ fn vex_not_affected_findings_do_not_fail_the_scan() {
 
 #[test]
 fn an_index_is_scanned_through_its_platform_manifests_sboms() {
-    use custody::reference::Reference;
-    use custody::store;
+    use custody::foundation::reference::Reference;
+    use custody::storage::store;
 
     let dir = tempdir();
     let layout = dir.path().join("layout");
@@ -1160,7 +1166,7 @@ fn an_index_is_scanned_through_its_platform_manifests_sboms() {
     let mut manifests = Vec::new();
     for arch in ["amd64", "arm64"] {
         let r: Reference = format!("oci:{}:{arch}", layout.display()).parse().unwrap();
-        let m = custody::transfer::resolve(store.as_ref(), &r).unwrap();
+        let m = custody::storage::transfer::resolve(store.as_ref(), &r).unwrap();
         let mut d = serde_json::to_value(&m.descriptor).unwrap();
         d["platform"] = json!({"os": "linux", "architecture": arch});
         manifests.push(d);

@@ -1,0 +1,9 @@
+//! Workflows: the jobs users run, each a library function with a typed outcome built on the
+//! layers below: release, promote, prune, rescan, tree and the audit log.
+
+pub mod audit;
+pub mod promote;
+pub mod prune;
+pub mod release;
+pub mod rescan;
+pub mod tree;
