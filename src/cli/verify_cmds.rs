@@ -687,9 +687,9 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                 let line = e.line();
                 let failure = Failure {
                     error: anyhow::Error::new(e)
-                        .context(format!("{} is not a valid policy", file.display())),
+                        .context(format!("{} is not a valid policy", super::stdio::name(file))),
                     status,
-                    hint: line.map(|l| format!("see line {l} of {}", file.display())),
+                    hint: line.map(|l| format!("see line {l} of {}", super::stdio::name(file))),
                 };
                 printer.failure(&failure);
                 status
@@ -697,6 +697,7 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
         },
     }
 }
+
 /// The policy `policy check` names: a file, or `-` for standard input (YAML, or JSON when it
 /// starts with `{`; key paths relative to the current folder).
 fn load_policy_argument(file: &Path) -> Result<Policy, policy::PolicyError> {
