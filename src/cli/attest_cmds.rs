@@ -121,8 +121,15 @@ fn parse_spec_version(s: &str) -> Result<SpecVersion, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SbomArgs {
     /// Artifact files the SBOM describes.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "image")]
     pub files: Vec<PathBuf>,
+    /// An image (registry or `oci:` layout) whose contents the SBOM describes instead: OS
+    /// packages and binaries, each with the layer and path it was found at.
+    #[arg(long, conflicts_with_all = ["files", "lockfiles"])]
+    pub image: Option<String>,
+    /// With --image: only this platform of an index (`os/arch[/variant]`); default: every one.
+    #[arg(long, requires = "image")]
+    pub platform: Option<String>,
     /// Where to write the SBOM.
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
@@ -156,7 +163,52 @@ pub struct SbomReport {
 pub mod sbom_cmd {
     use super::*;
 
+    fn run_image(image: &str, args: &SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+        use crate::sbom::image::{self, ImageSbomOptions, PlatformChoice};
+        let reference: crate::reference::Reference = image
+            .parse()
+            .with_context(|| format!("{image:?} is not an image reference"))?;
+        let platform = match &args.platform {
+            Some(p) => p.parse()?,
+            None => PlatformChoice::All,
+        };
+        let store = crate::store::open(&reference, &crate::store::Options::default())?;
+        let bom = image::sbom(
+            store.as_ref(),
+            &reference,
+            &ImageSbomOptions {
+                spec_version: args.spec_version,
+                platform,
+                timestamp: now(),
+                serial_number: None,
+            },
+        )?;
+        let bytes = bom.to_json_bytes()?;
+        write_file(&args.out, &bytes)?;
+        let report = SbomReport {
+            path: args.out.clone(),
+            digest: Digest::of(&bytes),
+            spec_version: args.spec_version,
+            components: bom.components.len(),
+            lockfiles: Vec::new(),
+        };
+        match output {
+            OutputFormat::Json => print_json(&report)?,
+            OutputFormat::Human => println!(
+                "wrote {} (CycloneDX {}, {} components from image {image}, {})",
+                report.path.display(),
+                report.spec_version,
+                report.components,
+                report.digest
+            ),
+        }
+        Ok(report)
+    }
+
     pub fn run(args: SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+        if let Some(image) = &args.image {
+            return run_image(image, &args, output);
+        }
         let artifacts = sbom::artifacts_from_files(&args.files)?;
         let ctx = detect_ci()?;
         // The SBOM notes a dirty tree rather than refusing it; provenance is the gate.

@@ -7,6 +7,7 @@
 
 mod cargo;
 mod golang;
+pub mod image;
 pub mod lockfile;
 mod npm;
 pub mod purl;

@@ -1,0 +1,189 @@
+use super::*;
+
+fn tar_of(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        if path.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+        } else {
+            h.set_size(data.len() as u64);
+        }
+        h.set_mode(*mode);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data).expect("append");
+    }
+    b.into_inner().expect("tar")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+const STATUS: &[u8] = b"Package: a\nStatus: install ok installed\nVersion: 1\n\n";
+const APK: &[u8] = b"P:musl\nV:1.2.4-r2\nA:x86_64\n";
+
+fn apply_layers(layers: &[Vec<u8>]) -> Catalog {
+    let mut catalog = Catalog::default();
+    for (i, layer) in layers.iter().enumerate() {
+        let digest = Digest::of(format!("layer{i}").as_bytes());
+        let changes =
+            walk_layer(&mut layer.as_slice(), &digest, &catalog.occupied()).expect("layer reads");
+        catalog.apply(&digest, changes);
+    }
+    catalog
+}
+
+#[test]
+fn whiteout_hides_lower_database() {
+    let lower = gzip(&tar_of(&[
+        ("var/lib/dpkg/status", STATUS, 0o644),
+        ("lib/apk/db/installed", APK, 0o644),
+    ]));
+    let upper = tar_of(&[("./var/lib/dpkg/.wh.status", b"", 0o644)]);
+    let catalog = apply_layers(&[lower, upper]);
+    let paths: Vec<&String> = catalog.paths.keys().collect();
+    assert_eq!(paths, vec!["lib/apk/db/installed"]);
+}
+
+#[test]
+fn whiteout_does_not_hide_its_own_layer() {
+    let layer = tar_of(&[
+        ("var/lib/dpkg/status", STATUS, 0o644),
+        ("var/lib/dpkg/.wh.status", b"", 0o644),
+    ]);
+    let catalog = apply_layers(&[layer]);
+    assert!(catalog.paths.contains_key("var/lib/dpkg/status"));
+}
+
+#[test]
+fn opaque_directory_hides_lower_children_wherever_it_sits() {
+    let lower = tar_of(&[
+        (
+            "var/lib/dpkg/status.d/a",
+            b"Package: a\nVersion: 1\n",
+            0o644,
+        ),
+        (
+            "var/lib/dpkg/status.d/b",
+            b"Package: b\nVersion: 1\n",
+            0o644,
+        ),
+    ]);
+    // The marker comes after a new child, and still only hides the lower ones.
+    let upper = tar_of(&[
+        (
+            "var/lib/dpkg/status.d/c",
+            b"Package: c\nVersion: 1\n",
+            0o644,
+        ),
+        ("var/lib/dpkg/status.d/.wh..wh..opq", b"", 0o644),
+    ]);
+    let catalog = apply_layers(&[lower, upper]);
+    let paths: Vec<&String> = catalog.paths.keys().collect();
+    assert_eq!(paths, vec!["var/lib/dpkg/status.d/c"]);
+}
+
+#[test]
+fn upper_file_replaces_lower_result_and_subtree() {
+    let lower = tar_of(&[
+        ("var/lib/dpkg/status", STATUS, 0o644),
+        ("lib/apk/db/installed", APK, 0o644),
+    ]);
+    // `lib/apk` becomes a file: the database under it is gone; the status file is rewritten.
+    let upper = tar_of(&[
+        ("lib/apk", b"not a dir", 0o644),
+        (
+            "var/lib/dpkg/status",
+            b"Package: b\nStatus: install ok installed\nVersion: 2\n",
+            0o644,
+        ),
+    ]);
+    let catalog = apply_layers(&[lower, upper]);
+    let paths: Vec<&String> = catalog.paths.keys().collect();
+    assert_eq!(paths, vec!["var/lib/dpkg/status"]);
+    match &catalog.paths["var/lib/dpkg/status"].found {
+        Found::Deb(p) => assert_eq!(p[0].name, "b"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn bare_whiteout_is_an_error() {
+    let layer = tar_of(&[("etc/.wh.", b"", 0o644)]);
+    let digest = Digest::of(b"x");
+    let err = walk_layer(&mut layer.as_slice(), &digest, &HashSet::new()).err();
+    assert!(
+        matches!(&err, Some(ImageError::InvalidWhiteout { path, .. }) if path == "etc/.wh."),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn malformed_layers_are_errors_not_panics() {
+    let digest = Digest::of(b"x");
+    let mut truncated = gzip(&tar_of(&[("var/lib/dpkg/status", STATUS, 0o644)]));
+    truncated.truncate(truncated.len() / 2);
+    let mut bad_header = tar_of(&[("var/lib/dpkg/status", STATUS, 0o644)]);
+    bad_header[148..156].copy_from_slice(b"garbage!");
+    for bytes in [
+        truncated,
+        bad_header,
+        vec![0x1f, 0x8b, 0, 0, 1, 2, 3],
+        vec![0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff],
+    ] {
+        let err = walk_layer(&mut bytes.as_slice(), &digest, &HashSet::new()).err();
+        assert!(matches!(err, Some(ImageError::LayerTar { .. })), "{err:?}");
+    }
+    // Random bytes are not a tar either, or an empty one: never a panic.
+    for seed in 0..50u64 {
+        fastrand::seed(seed);
+        let bytes: Vec<u8> = (0..fastrand::usize(0..3000))
+            .map(|_| fastrand::u8(..))
+            .collect();
+        let _ = walk_layer(&mut bytes.as_slice(), &digest, &HashSet::new());
+    }
+}
+
+#[test]
+fn paths_are_cleaned() {
+    assert_eq!(
+        clean_path("./var//lib/./dpkg/status"),
+        "var/lib/dpkg/status"
+    );
+    assert_eq!(clean_path("/../../etc/os-release"), "etc/os-release");
+    assert_eq!(clean_path("usr/lib/"), "usr/lib");
+}
+
+#[test]
+fn os_release_and_purls() {
+    let os = parse_os_release("ID=debian\nVERSION_ID=\"12\"\n# c=1\nbad line\n");
+    assert_eq!(os.get("ID").map(String::as_str), Some("debian"));
+    assert_eq!(os.get("VERSION_ID").map(String::as_str), Some("12"));
+    let purl = os_purl(
+        "deb",
+        "debian",
+        "libattr1",
+        "1:2.5.1-4+b1",
+        &[("distro", Some("debian-12")), ("arch", Some("amd64"))],
+    );
+    assert_eq!(
+        purl.map(|p| p.to_string()).as_deref(),
+        Some("pkg:deb/debian/libattr1@1:2.5.1-4%2Bb1?arch=amd64&distro=debian-12")
+    );
+}
+
+#[test]
+fn platform_choice_parses() {
+    assert!(matches!(
+        "linux/arm64/v8".parse::<PlatformChoice>(),
+        Ok(PlatformChoice::One { variant: Some(v), .. }) if v == "v8"
+    ));
+    assert!(matches!(
+        "linux".parse::<PlatformChoice>(),
+        Err(ImageError::BadPlatform { .. })
+    ));
+}
