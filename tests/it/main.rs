@@ -11,6 +11,7 @@ mod e2e;
 mod gates;
 mod gh;
 mod hostile;
+mod image;
 mod interop;
 mod keyless;
 mod layout;

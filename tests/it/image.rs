@@ -1,0 +1,388 @@
+//! `custody sbom --image` on real images built here: a Debian root file system from
+//! mmdebstrap (Debian's own packages) and a Go binary built in the test, assembled with
+//! `crane append` and pushed to a real registry. Oracles: `dpkg-query --admindir` and
+//! `go version -m`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::{Registry, custody, stderr, tempdir, tool};
+
+struct Fixtures {
+    /// The root file system tar (mmdebstrap, or this machine's dpkg database as the fallback).
+    rootfs: PathBuf,
+    /// The dpkg admin dir the oracle reads (extracted from `rootfs`).
+    admindir: PathBuf,
+    go_bin: PathBuf,
+    /// The Go binary at `usr/local/bin/hello`, zstd-compressed tar.
+    go_layer: PathBuf,
+    /// Whiteouts for `usr/local/bin/hello` and `var/lib/dpkg/status`.
+    whiteout_layer: PathBuf,
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tar_create(out: &Path, root: &Path, paths: &[&str]) {
+    sh(Command::new("tar")
+        .arg("--numeric-owner")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(root)
+        .args(paths));
+}
+
+fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures");
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let rootfs = dir.join("rootfs.tar");
+        if !rootfs.is_file() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-image-tools");
+            sh(&mut Command::new(script));
+            let partial = dir.join("rootfs.partial.tar");
+            let built = Command::new("mmdebstrap")
+                .args(["--variant=essential", "--mode=root", "--quiet", "bookworm"])
+                .arg(&partial)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .status()
+                .is_ok_and(|s| s.success());
+            if built {
+                std::fs::rename(&partial, &rootfs).expect("rename rootfs");
+            } else {
+                // No mirror or no mmdebstrap: this machine's own dpkg database and os-release.
+                eprintln!("mmdebstrap failed; using this machine's /var/lib/dpkg instead");
+                tar_create(&rootfs, Path::new("/"), &["var/lib/dpkg", "etc/os-release"]);
+            }
+        }
+        let admin_root = dir.join("admin");
+        if !admin_root.join("var/lib/dpkg/status").is_file() {
+            std::fs::create_dir_all(&admin_root).expect("admin dir");
+            let listing = sh(Command::new("tar").arg("-tf").arg(&rootfs));
+            let prefix = if listing.lines().any(|l| l.starts_with("./")) {
+                "./"
+            } else {
+                ""
+            };
+            sh(Command::new("tar")
+                .arg("-xf")
+                .arg(&rootfs)
+                .arg("-C")
+                .arg(&admin_root)
+                .arg(format!("{prefix}var/lib/dpkg")));
+        }
+
+        // A Go program with one dependency, from the module cache (the Go module proxy when
+        // the cache lacks it).
+        let src = dir.join("hello-src");
+        std::fs::create_dir_all(&src).expect("go src");
+        std::fs::write(
+            src.join("go.mod"),
+            "module example.com/hello\n\ngo 1.22\n\nrequire github.com/google/uuid v1.6.0\n",
+        )
+        .expect("go.mod");
+        std::fs::write(
+            src.join("main.go"),
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/google/uuid\"\n)\n\nfunc main() { fmt.Println(uuid.NewString()) }\n",
+        )
+        .expect("main.go");
+        let go_tree = dir.join("go-tree");
+        let go_bin = go_tree.join("usr/local/bin/hello");
+        if !go_bin.is_file() {
+            std::fs::create_dir_all(go_bin.parent().expect("parent")).expect("bin dir");
+            sh(Command::new("go")
+                .args(["mod", "tidy"])
+                .current_dir(&src)
+                .env("GOFLAGS", "-mod=mod"));
+            sh(Command::new("go")
+                .args(["build", "-trimpath", "-o"])
+                .arg(&go_bin)
+                .arg(".")
+                .current_dir(&src));
+        }
+        let go_tar = dir.join("go-layer.tar");
+        tar_create(&go_tar, &go_tree, &["usr"]);
+        let go_layer = dir.join("go-layer.tar.zst");
+        sh(Command::new("zstd")
+            .args(["-q", "-f"])
+            .arg(&go_tar)
+            .arg("-o")
+            .arg(&go_layer));
+
+        let wh_tree = dir.join("wh-tree");
+        std::fs::create_dir_all(wh_tree.join("usr/local/bin")).expect("wh dir");
+        std::fs::create_dir_all(wh_tree.join("var/lib/dpkg")).expect("wh dir");
+        std::fs::write(wh_tree.join("usr/local/bin/.wh.hello"), b"").expect("whiteout");
+        std::fs::write(wh_tree.join("var/lib/dpkg/.wh.status"), b"").expect("whiteout");
+        let whiteout_layer = dir.join("whiteout.tar");
+        tar_create(
+            &whiteout_layer,
+            &wh_tree,
+            &["usr/local/bin/.wh.hello", "var/lib/dpkg/.wh.status"],
+        );
+        Fixtures {
+            admindir: admin_root.join("var/lib/dpkg"),
+            rootfs,
+            go_bin,
+            go_layer,
+            whiteout_layer,
+        }
+    })
+}
+
+fn crane(args: &[&str]) -> String {
+    sh(Command::new(tool("crane")).args(args))
+}
+
+fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempdir();
+    let out = dir.path().join("sbom.json");
+    let o = custody()
+        .args(["sbom", "--image", image, "-o"])
+        .arg(&out)
+        .args(extra)
+        .output()
+        .expect("custody runs");
+    assert!(o.status.success(), "sbom --image failed: {}", stderr(&o));
+    serde_json::from_slice(&std::fs::read(&out).expect("sbom written")).expect("sbom json")
+}
+
+/// The components (none: the key is left out).
+fn components(bom: &serde_json::Value) -> &[serde_json::Value] {
+    bom["components"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn prop<'a>(c: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    c["properties"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == name)
+        .filter_map(|p| p["value"].as_str())
+        .collect()
+}
+
+fn is_deb(c: &serde_json::Value) -> bool {
+    c["purl"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("pkg:deb/"))
+}
+
+fn layer_digests(image: &str) -> Vec<String> {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&crane(&["manifest", "--insecure", image])).expect("manifest json");
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_owned())
+        .collect()
+}
+
+/// Pushes rootfs + Go layer, and the same with a whiteout layer on top.
+fn push_images(registry: &Registry) -> (String, String) {
+    let f = fixtures();
+    let base = format!("{}/debian:1", registry.host);
+    let rootfs = f.rootfs.to_string_lossy().into_owned();
+    let go_layer = f.go_layer.to_string_lossy().into_owned();
+    crane(&[
+        "append",
+        "--insecure",
+        "--oci-empty-base",
+        "-f",
+        &rootfs,
+        "-f",
+        &go_layer,
+        "-t",
+        &base,
+    ]);
+    let upper = format!("{}/debian:wh", registry.host);
+    let wh = f.whiteout_layer.to_string_lossy().into_owned();
+    crane(&["append", "--insecure", "-b", &base, "-f", &wh, "-t", &upper]);
+    (base, upper)
+}
+
+#[test]
+fn debian_packages_match_dpkg_query_and_go_modules_match_go_version() {
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let f = fixtures();
+    let bom = sbom_of(&base, &[]);
+    let layers = layer_digests(&base);
+    assert_eq!(layers.len(), 2);
+
+    // dpkg: the installed packages, as dpkg itself lists them.
+    let oracle: BTreeSet<String> = sh(Command::new("dpkg-query")
+        .arg(format!("--admindir={}", f.admindir.display()))
+        .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version}\\n"]))
+    .lines()
+    .filter_map(|l| l.strip_prefix("installed "))
+    .map(str::to_owned)
+    .collect();
+    assert!(
+        oracle.len() > 20,
+        "the oracle lists {} packages",
+        oracle.len()
+    );
+    let debs: Vec<&serde_json::Value> = components(&bom).iter().filter(|c| is_deb(c)).collect();
+    let ours: BTreeSet<String> = debs
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(ours, oracle);
+    for c in &debs {
+        let purl = c["purl"].as_str().expect("purl");
+        assert!(purl.starts_with("pkg:deb/debian/"), "{purl}");
+        assert!(purl.contains("distro=debian-12"), "{purl}");
+        assert!(purl.contains("arch="), "{purl}");
+        assert_eq!(prop(c, "custody:layer:digest"), vec![layers[0].as_str()]);
+        assert_eq!(
+            prop(c, "custody:location:path"),
+            vec!["/var/lib/dpkg/status"]
+        );
+    }
+
+    // Go: main module, dependencies with sums, toolchain, as `go version -m` prints them.
+    let gov = sh(Command::new("go").arg("version").arg("-m").arg(&f.go_bin));
+    let toolchain = gov
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(": ").next())
+        .expect("go version line")
+        .trim()
+        .to_owned();
+    let deps: BTreeSet<(String, String, String)> = gov
+        .lines()
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.trim().split('\t').collect();
+            (parts.first() == Some(&"dep")).then(|| {
+                (
+                    parts[1].to_owned(),
+                    parts[2].to_owned(),
+                    parts.get(3).copied().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert!(!deps.is_empty(), "{gov}");
+    let go_found: BTreeSet<(String, String, String)> = components(&bom)
+        .iter()
+        .filter(|c| !prop(c, "custody:go:module").is_empty() && c["type"] == "library")
+        .map(|c| {
+            (
+                prop(c, "custody:go:module")[0].to_owned(),
+                c["version"].as_str().unwrap_or("").to_owned(),
+                prop(c, "custody:go:sum")
+                    .first()
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(go_found, deps);
+    let main = components(&bom)
+        .iter()
+        .find(|c| prop(c, "custody:go:module") == vec!["example.com/hello"])
+        .expect("main module");
+    assert_eq!(prop(main, "custody:go:toolchain"), vec![toolchain.as_str()]);
+    assert_eq!(prop(main, "custody:layer:digest"), vec![layers[1].as_str()]);
+    assert_eq!(
+        prop(main, "custody:location:path"),
+        vec!["/usr/local/bin/hello"]
+    );
+    let stdlib = components(&bom)
+        .iter()
+        .find(|c| c["name"] == "stdlib")
+        .expect("stdlib");
+    assert_eq!(stdlib["version"].as_str(), toolchain.strip_prefix("go"));
+}
+
+#[test]
+fn whiteouts_in_an_upper_layer_remove_packages_and_binaries() {
+    let registry = Registry::start();
+    let (_, upper) = push_images(&registry);
+    let bom = sbom_of(&upper, &[]);
+    let names: Vec<&str> = components(&bom)
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert!(
+        names.is_empty(),
+        "the whiteouts hid the status file and the binary, yet: {names:?}"
+    );
+    // The OS is still known: os-release was not whited out.
+    let meta = prop(&bom["metadata"], "custody:os:distro");
+    assert_eq!(meta, vec!["debian-12"]);
+}
+
+#[test]
+fn oci_layout_image_with_a_tampered_layer_names_expected_and_found() {
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    crane(&[
+        "pull",
+        "--insecure",
+        "--format=oci",
+        &base,
+        &layout.to_string_lossy(),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("index json");
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let reference = format!("oci:{}@{digest}", layout.display());
+    // Read as is first: the layout gives the same packages as the registry.
+    let from_layout = sbom_of(&reference, &[]);
+    let from_registry = sbom_of(&base, &[]);
+    let purls = |b: &serde_json::Value| -> BTreeSet<String> {
+        components(b)
+            .iter()
+            .filter_map(|c| c["purl"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(purls(&from_layout), purls(&from_registry));
+
+    // The Go layer's blob, one byte changed: custody refuses it, naming both digests.
+    let go_digest = layer_digests(&base)[1].clone();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(go_digest.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("tamper");
+    let out = custody()
+        .args(["sbom", "--image", &reference, "-o"])
+        .arg(dir.path().join("x.json"))
+        .output()
+        .expect("custody runs");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&go_digest), "{err}");
+    eprintln!("tampered layer: {err}");
+    assert!(!dir.path().join("x.json").exists());
+}
