@@ -386,3 +386,183 @@ fn oci_layout_image_with_a_tampered_layer_names_expected_and_found() {
     eprintln!("tampered layer: {err}");
     assert!(!dir.path().join("x.json").exists());
 }
+
+#[test]
+fn index_is_read_per_platform_and_platform_selects_one() {
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let f = fixtures();
+    let host = &registry.host;
+    let amd64 = format!("{host}/multi:amd64");
+    let arm64 = format!("{host}/multi:arm64");
+    let index = format!("{host}/multi:index");
+    crane(&[
+        "mutate",
+        "--insecure",
+        &base,
+        "--set-platform",
+        "linux/amd64",
+        "-t",
+        &amd64,
+    ]);
+    // The second platform holds only the Go binary (same bytes; the labels are what differ).
+    let go_only = format!("{host}/multi:go-only");
+    let go_layer = f.go_layer.to_string_lossy().into_owned();
+    crane(&[
+        "append",
+        "--insecure",
+        "--oci-empty-base",
+        "-f",
+        &go_layer,
+        "-t",
+        &go_only,
+    ]);
+    crane(&[
+        "mutate",
+        "--insecure",
+        &go_only,
+        "--set-platform",
+        "linux/arm64",
+        "-t",
+        &arm64,
+    ]);
+    crane(&[
+        "index",
+        "append",
+        "--insecure",
+        "-m",
+        &amd64,
+        "-m",
+        &arm64,
+        "-t",
+        &index,
+    ]);
+
+    let all = sbom_of(&index, &[]);
+    let main = components(&all)
+        .iter()
+        .find(|c| prop(c, "custody:go:module") == vec!["example.com/hello"])
+        .expect("main module");
+    assert_eq!(
+        prop(main, "custody:platform"),
+        vec!["linux/amd64", "linux/arm64"]
+    );
+    let debs = components(&all).iter().filter(|c| is_deb(c)).count();
+    assert!(debs > 20);
+    assert!(
+        components(&all)
+            .iter()
+            .filter(|c| is_deb(c))
+            .all(|c| prop(c, "custody:platform") == vec!["linux/amd64"])
+    );
+
+    let arm = sbom_of(&index, &["--platform", "linux/arm64"]);
+    assert_eq!(components(&arm).iter().filter(|c| is_deb(c)).count(), 0);
+    assert!(components(&arm).iter().any(|c| c["name"] == "stdlib"));
+
+    let o = custody()
+        .args(["sbom", "--image", &index, "--platform", "linux/s390x", "-o"])
+        .arg(tempdir().path().join("x.json"))
+        .output()
+        .expect("custody runs");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no manifest for platform linux/s390x"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Distroless keeps one file per package in `status.d/` (no `Status:` line); an opaque marker
+/// in an upper layer hides the lower ones, whatever its place in the tar.
+#[test]
+fn distroless_status_d_and_an_opaque_directory() {
+    let registry = Registry::start();
+    let dir = tempdir();
+    let lower = dir.path().join("lower");
+    let upper = dir.path().join("upper");
+    std::fs::create_dir_all(lower.join("var/lib/dpkg/status.d")).expect("dir");
+    std::fs::create_dir_all(lower.join("etc")).expect("dir");
+    std::fs::create_dir_all(upper.join("var/lib/dpkg/status.d")).expect("dir");
+    std::fs::write(
+        lower.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .expect("os-release");
+    for (name, version) in [("libc6", "2.36-9+deb12u9"), ("libssl3", "3.0.15-1~deb12u1")] {
+        std::fs::write(
+            lower.join("var/lib/dpkg/status.d").join(name),
+            format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\n"),
+        )
+        .expect("status.d");
+    }
+    std::fs::write(
+        lower.join("var/lib/dpkg/status.d/libssl3.md5sums"),
+        "abc  usr/lib/x\n",
+    )
+    .expect("md5sums");
+    std::fs::write(
+        upper.join("var/lib/dpkg/status.d/tzdata"),
+        "Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n",
+    )
+    .expect("status.d");
+    std::fs::write(upper.join("var/lib/dpkg/status.d/.wh..wh..opq"), "").expect("opaque");
+    let lower_tar = dir.path().join("lower.tar");
+    let upper_tar = dir.path().join("upper.tar");
+    tar_create(&lower_tar, &lower, &["etc", "var"]);
+    // The marker after the new file, as the spec's own example has it.
+    tar_create(
+        &upper_tar,
+        &upper,
+        &[
+            "var/lib/dpkg/status.d/tzdata",
+            "var/lib/dpkg/status.d/.wh..wh..opq",
+        ],
+    );
+    let one = format!("{}/distroless:one", registry.host);
+    let two = format!("{}/distroless:two", registry.host);
+    let lower_s = lower_tar.to_string_lossy().into_owned();
+    let upper_s = upper_tar.to_string_lossy().into_owned();
+    crane(&[
+        "append",
+        "--insecure",
+        "--oci-empty-base",
+        "-f",
+        &lower_s,
+        "-t",
+        &one,
+    ]);
+    crane(&[
+        "append",
+        "--insecure",
+        "-b",
+        &one,
+        "-f",
+        &upper_s,
+        "-t",
+        &two,
+    ]);
+
+    let purls = |bom: &serde_json::Value| -> Vec<String> {
+        components(bom)
+            .iter()
+            .filter_map(|c| c["purl"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        purls(&sbom_of(&one, &[])),
+        vec![
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/libssl3@3.0.15-1~deb12u1?arch=amd64&distro=debian-12",
+        ]
+    );
+    let upper_bom = sbom_of(&two, &[]);
+    assert_eq!(
+        purls(&upper_bom),
+        vec!["pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all&distro=debian-12"]
+    );
+    assert_eq!(
+        prop(&components(&upper_bom)[0], "custody:location:path"),
+        vec!["/var/lib/dpkg/status.d/tzdata"]
+    );
+}
