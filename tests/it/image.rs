@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::{Registry, custody, stderr, tempdir, tool};
+use crate::support::{Registry, custody, stderr, tempdir, tool, venv_python};
 
 struct Fixtures {
     /// The root file system tar (mmdebstrap, or this machine's dpkg database as the fallback).
@@ -156,6 +156,16 @@ fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
         .output()
         .expect("custody runs");
     assert!(o.status.success(), "sbom --image failed: {}", stderr(&o));
+    // CycloneDX's own strict schema (cyclonedx-python-lib) accepts it.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/validate.py");
+    let v = Command::new(venv_python())
+        .arg(script)
+        .arg("sbom")
+        .arg(&out)
+        .arg("1.6")
+        .output()
+        .expect("validator runs");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     serde_json::from_slice(&std::fs::read(&out).expect("sbom written")).expect("sbom json")
 }
 
