@@ -8,6 +8,7 @@
 mod apk;
 mod dpkg;
 mod gobin;
+mod tarstream;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -251,8 +252,12 @@ fn parse_os_release(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Reads one tar entry's content into what it contributes, if anything.
-fn catalog_entry(path: &str, entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Option<Found>> {
-    let size = entry.header().size().unwrap_or(u64::MAX);
+fn catalog_entry(
+    path: &str,
+    header: &tarstream::Header,
+    entry: &mut impl Read,
+) -> io::Result<Option<Found>> {
+    let size = header.size;
     let too_large = |what: &str| Found::Unread(format!("{what} larger than {MAX_DB_BYTES} bytes"));
     if let Some(kind) = kind_of(path) {
         let found = match kind {
@@ -276,7 +281,7 @@ fn catalog_entry(path: &str, entry: &mut tar::Entry<'_, impl Read>) -> io::Resul
         };
         return Ok(Some(found));
     }
-    let mode = entry.header().mode().unwrap_or(0);
+    let mode = header.mode;
     if mode & 0o111 == 0 || size < 64 {
         return Ok(None);
     }
@@ -405,12 +410,10 @@ fn walk_layer(
     } else {
         Box::new(&mut buffered)
     };
-    let mut archive = tar::Archive::new(decoded);
+    let mut archive = tarstream::TarStream::new(decoded);
     let mut changes = LayerChanges::default();
-    for entry in archive.entries().map_err(tar_err)? {
-        let mut entry = entry.map_err(tar_err)?;
-        let raw_path = entry.path().map_err(tar_err)?;
-        let path = clean_path(&raw_path.to_string_lossy());
+    while let Some(header) = archive.next_entry().map_err(tar_err)? {
+        let path = clean_path(&header.path);
         let (dir, name) = match path.rsplit_once('/') {
             Some((d, n)) => (d.to_owned(), n.to_owned()),
             None => (String::new(), path.clone()),
@@ -433,14 +436,14 @@ fn walk_layer(
             });
             continue;
         }
-        let entry_type = entry.header().entry_type();
         // A non-directory over a lower path replaces it and everything under it; a new file
         // over a cataloged path replaces the old result even when it yields none.
-        if !entry_type.is_dir() && occupied.contains(&path) {
+        if !header.is_dir() && occupied.contains(&path) {
             changes.removed.push(path.clone());
         }
-        if entry_type.is_file()
-            && let Some(found) = catalog_entry(&path, &mut entry).map_err(tar_err)?
+        if header.is_file()
+            && let Some(found) =
+                catalog_entry(&path, &header, &mut archive.data()).map_err(tar_err)?
         {
             changes.found.insert(path, found);
         }
