@@ -576,3 +576,137 @@ fn distroless_status_d_and_an_opaque_directory() {
         vec!["/var/lib/dpkg/status.d/tzdata"]
     );
 }
+
+/// Alpine: `lib/apk/db/installed` (no Alpine mirror here, so the database is written by hand in
+/// apk's own format), `etc/os-release` a symlink to `../usr/lib/os-release` as on Alpine.
+#[test]
+fn alpine_packages_with_origin_and_distro() {
+    let registry = Registry::start();
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("lib/apk/db")).expect("dir");
+    std::fs::create_dir_all(root.join("usr/lib")).expect("dir");
+    std::fs::create_dir_all(root.join("etc")).expect("dir");
+    std::fs::write(
+        root.join("usr/lib/os-release"),
+        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n",
+    )
+    .expect("os-release");
+    std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release"))
+        .expect("symlink");
+    std::fs::write(
+        root.join("lib/apk/db/installed"),
+        "C:Q1aaa=\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\no:musl\nF:lib\nR:ld-musl-x86_64.so.1\n\n\
+C:Q1bbb=\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\n\n",
+    )
+    .expect("installed");
+    let layer = dir.path().join("alpine.tar");
+    tar_create(&layer, &root, &["etc", "lib", "usr"]);
+    let image = format!("{}/alpine:1", registry.host);
+    let layer_s = layer.to_string_lossy().into_owned();
+    crane(&[
+        "append",
+        "--insecure",
+        "--oci-empty-base",
+        "-f",
+        &layer_s,
+        "-t",
+        &image,
+    ]);
+    let bom = sbom_of(&image, &[]);
+    let got: Vec<(String, Vec<&str>)> = components(&bom)
+        .iter()
+        .map(|c| {
+            (
+                c["purl"].as_str().unwrap_or("").to_owned(),
+                prop(c, "custody:package:source"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1".to_owned(),
+                vec!["openssl"]
+            ),
+            (
+                "pkg:apk/alpine/musl@1.2.4_git20230717-r4?arch=x86_64&distro=alpine-3.19.1"
+                    .to_owned(),
+                vec!["musl"]
+            ),
+        ]
+    );
+}
+
+/// A registry that serves other bytes for a layer than its digest names: custody stops with an
+/// error naming the digest asked for and the digest of what came, and writes no SBOM.
+#[test]
+fn a_lying_registry_is_refused_naming_expected_and_found() {
+    use crate::support::{HostileServer, Response};
+    let sha = |b: &[u8]| {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+    };
+    let honest = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        let status = b"Package: a\nStatus: install ok installed\nVersion: 1\n";
+        h.set_size(status.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "var/lib/dpkg/status", &status[..])
+            .expect("append");
+        b.into_inner().expect("tar")
+    };
+    let mut lie = honest.clone();
+    lie[600] ^= 0x20; // same length, other bytes
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer_digest = sha(&honest);
+    let config_digest = sha(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": honest.len()}],
+    })
+    .to_string();
+    let (m, c, l, ld, cd) = (
+        manifest.clone(),
+        config.clone(),
+        lie.clone(),
+        layer_digest.clone(),
+        config_digest.clone(),
+    );
+    let server = HostileServer::start(move |r| {
+        let path = r.path.as_str();
+        if path == "/v2/" {
+            Response::new(200)
+        } else if path.ends_with("/manifests/1") {
+            Response::new(200)
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .header("Docker-Content-Digest", &sha(m.as_bytes()))
+                .body(m.clone())
+        } else if path.ends_with(&format!("/blobs/{cd}")) {
+            Response::new(200).body(c.clone())
+        } else if path.ends_with(&format!("/blobs/{ld}")) {
+            Response::new(200).body(l.clone())
+        } else {
+            Response::new(404)
+        }
+    });
+    let dir = tempdir();
+    let out = dir.path().join("sbom.json");
+    let o = custody()
+        .args(["sbom", "--image", &format!("{}/lie:1", server.host), "-o"])
+        .arg(&out)
+        .output()
+        .expect("custody runs");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&layer_digest), "{err}");
+    assert!(err.contains(&sha(&lie)), "{err}");
+    assert!(!out.exists());
+}
