@@ -6,6 +6,7 @@
 //! of the image, only with the number of packages and binaries found.
 
 mod apk;
+pub mod debversion;
 mod dpkg;
 mod gobin;
 mod tarstream;
