@@ -346,6 +346,43 @@ impl Read for ChannelReader {
     }
 }
 
+/// The largest zstd window accepted: zstd's levels use 8 MiB at most; `--long` uses 128 MiB,
+/// which would take memory out of proportion to what is cataloged.
+const MAX_ZSTD_WINDOW: u64 = 64 << 20;
+
+/// zstd frames back to back (a stream may hold several), each decoded in turn.
+struct ZstdFrames<R: BufRead> {
+    source: Option<R>,
+    decoder: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(decoder) = &mut self.decoder {
+                let n = decoder.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.source = self.decoder.take().map(|d| d.into_inner());
+            }
+            let Some(mut source) = self.source.take() else {
+                return Ok(0);
+            };
+            if source.fill_buf()?.is_empty() {
+                self.source = Some(source);
+                return Ok(0);
+            }
+            let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+                source,
+                MAX_ZSTD_WINDOW,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            self.decoder = Some(decoder);
+        }
+    }
+}
+
 /// Streams one layer through the catalogers.
 fn read_layer(
     store: &dyn Store,
@@ -404,10 +441,10 @@ fn walk_layer(
     let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(&mut buffered))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
-            ruzstd::decoding::StreamingDecoder::new(&mut buffered)
-                .map_err(|e| tar_err(io::Error::new(io::ErrorKind::InvalidData, e)))?,
-        )
+        Box::new(ZstdFrames {
+            source: Some(&mut buffered),
+            decoder: None,
+        })
     } else {
         Box::new(&mut buffered)
     };

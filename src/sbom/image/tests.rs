@@ -187,3 +187,18 @@ fn platform_choice_parses() {
         Err(ImageError::BadPlatform { .. })
     ));
 }
+
+#[test]
+fn zstd_layers_of_several_frames_are_read_whole() {
+    let first = tar_of(&[("var/lib/dpkg/status", STATUS, 0o644)]);
+    // Split the tar across two frames, inside the first entry's data.
+    let (a, b) = first.split_at(700);
+    let mut both =
+        ruzstd::encoding::compress_to_vec(a, ruzstd::encoding::CompressionLevel::Fastest);
+    both.extend(ruzstd::encoding::compress_to_vec(
+        b,
+        ruzstd::encoding::CompressionLevel::Fastest,
+    ));
+    let catalog = apply_layers(&[both]);
+    assert!(catalog.paths.contains_key("var/lib/dpkg/status"));
+}
