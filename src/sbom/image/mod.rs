@@ -873,6 +873,40 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
     }
 }
 
+/// Adds an image's contents to the SBOM of its source (the lockfiles' components): each image
+/// component keeps its layer and path properties; one found in both keeps the source's entry
+/// and gains the image's locations. The image's own facts (digest, platforms, OS, unread
+/// databases) join the metadata properties. For `release --image`.
+pub fn merge_into(source: &mut Bom, image: Bom) {
+    let mut by_ref: BTreeMap<String, usize> = source
+        .components
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.bom_ref.clone().map(|r| (r, i)))
+        .collect();
+    for component in image.components {
+        match component.bom_ref.as_ref().and_then(|r| by_ref.get(r)) {
+            Some(&i) => {
+                source.components[i]
+                    .properties
+                    .extend(component.properties.into_iter().filter(|p| {
+                        p.name.starts_with("custody:layer:")
+                            || p.name.starts_with("custody:location:")
+                            || p.name == "custody:platform"
+                    }))
+            }
+            None => {
+                if let Some(r) = &component.bom_ref {
+                    by_ref.insert(r.clone(), source.components.len());
+                }
+                source.components.push(component);
+            }
+        }
+    }
+    source.components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
+    source.metadata.properties.extend(image.metadata.properties);
+}
+
 fn go_purl(path: &str, version: &str) -> Option<Purl> {
     let version = (!version.is_empty() && version != "(devel)").then_some(version);
     Purl::new(super::PurlType::Golang, path, version, &BTreeMap::new()).ok()

@@ -202,3 +202,61 @@ fn zstd_layers_of_several_frames_are_read_whole() {
     let catalog = apply_layers(&[both]);
     assert!(catalog.paths.contains_key("var/lib/dpkg/status"));
 }
+
+#[test]
+fn merge_keeps_source_components_and_adds_image_locations() {
+    let options = ImageSbomOptions {
+        spec_version: SpecVersion::V1_6,
+        platform: PlatformChoice::All,
+        timestamp: crate::attest::Timestamp::from_unix(0),
+        serial_number: None,
+    };
+    let mut catalog = Catalog::default();
+    let layer = Digest::of(b"layer");
+    catalog.paths.insert(
+        "var/lib/dpkg/status".to_owned(),
+        Located {
+            layer: layer.clone(),
+            found: Found::Deb(dpkg::parse(
+                "Package: a\nStatus: install ok installed\nVersion: 1\n",
+                true,
+            )),
+        },
+    );
+    let image = ImageRead {
+        platform: None,
+        manifest: Digest::of(b"m"),
+        catalog,
+    };
+    let image_bom = build_bom("img", &Digest::of(b"m"), &[image], &options);
+    let deb_ref = image_bom.components[0].bom_ref.clone().expect("bom-ref");
+    let mut source = image_bom.clone();
+    source.components[0].properties.clear();
+    source.metadata.properties.clear();
+    let mut extra = Component::new(ComponentType::Library, "serde");
+    extra.bom_ref = Some("pkg:cargo/serde@1.0.0".to_owned());
+    source.components.push(extra);
+    merge_into(&mut source, image_bom);
+    let refs: Vec<_> = source
+        .components
+        .iter()
+        .filter_map(|c| c.bom_ref.clone())
+        .collect();
+    assert_eq!(refs, vec!["pkg:cargo/serde@1.0.0".to_owned(), deb_ref]);
+    let deb = &source.components[1];
+    assert!(
+        deb.properties
+            .contains(&prop("custody:layer:digest", layer.to_string()))
+    );
+    assert!(
+        deb.properties
+            .contains(&prop("custody:location:path", "/var/lib/dpkg/status"))
+    );
+    assert!(
+        source
+            .metadata
+            .properties
+            .iter()
+            .any(|p| p.name == "custody:image:digest")
+    );
+}
