@@ -163,7 +163,12 @@ pub struct SbomReport {
 pub mod sbom_cmd {
     use super::*;
 
-    fn run_image(image: &str, args: &SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+    fn run_image(
+        image: &str,
+        args: &SbomArgs,
+        output: OutputFormat,
+        store_options: &crate::store::Options,
+    ) -> anyhow::Result<SbomReport> {
         use crate::sbom::image::{self, ImageSbomOptions, PlatformChoice};
         let reference: crate::reference::Reference = image
             .parse()
@@ -172,7 +177,7 @@ pub mod sbom_cmd {
             Some(p) => p.parse()?,
             None => PlatformChoice::All,
         };
-        let store = crate::store::open(&reference, &crate::store::Options::default())?;
+        let store = crate::store::open(&reference, store_options)?;
         let bom = image::sbom(
             store.as_ref(),
             &reference,
@@ -205,9 +210,14 @@ pub mod sbom_cmd {
         Ok(report)
     }
 
-    pub fn run(args: SbomArgs, output: OutputFormat) -> anyhow::Result<SbomReport> {
+    /// `store` (registry options and credentials) is used only with `--image`.
+    pub fn run(
+        args: SbomArgs,
+        output: OutputFormat,
+        store: crate::store::Options,
+    ) -> anyhow::Result<SbomReport> {
         if let Some(image) = &args.image {
-            return run_image(image, &args, output);
+            return run_image(image, &args, output, &store);
         }
         let artifacts = sbom::artifacts_from_files(&args.files)?;
         let ctx = detect_ci()?;

@@ -293,7 +293,9 @@ pub fn run() -> ExitCode {
     // The attestation commands print their own results.
     let printed = match &cli.command {
         Command::Source(args) => Some(attest_cmds::source_cmd::run(args.clone(), output).map(drop)),
-        Command::Sbom(args) => Some(attest_cmds::sbom_cmd::run(args.clone(), output).map(drop)),
+        Command::Sbom(args) => {
+            Some(attest_cmds::sbom_cmd::run(args.clone(), output, store_options(&cli)).map(drop))
+        }
         Command::Provenance(args) => {
             Some(attest_cmds::provenance_cmd::run(args.clone(), output).map(drop))
         }
