@@ -129,8 +129,15 @@ fn parse_spec_version(s: &str) -> Result<SpecVersion, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SbomArgs {
     /// Artifact files the SBOM describes.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "image")]
     pub files: Vec<PathBuf>,
+    /// An image (registry or `oci:` layout) whose contents the SBOM describes instead: OS
+    /// packages and binaries, each with the layer and path it was found at.
+    #[arg(long, conflicts_with_all = ["files", "lockfiles"])]
+    pub image: Option<String>,
+    /// With --image: only this platform of an index (`os/arch[/variant]`); default: every one.
+    #[arg(long, requires = "image")]
+    pub platform: Option<String>,
     /// Where to write the SBOM (`-`: standard output, with the summary on standard error).
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
@@ -164,7 +171,54 @@ pub struct SbomReport {
 pub mod sbom_cmd {
     use super::*;
 
-    pub fn run(args: SbomArgs) -> anyhow::Result<Report> {
+    fn run_image(
+        image: &str,
+        args: &SbomArgs,
+        store_options: &custody::storage::store::Options,
+    ) -> anyhow::Result<Report> {
+        use custody::evidence::sbom::image::{self, ImageSbomOptions, PlatformChoice};
+        let reference: custody::foundation::reference::Reference = image
+            .parse()
+            .with_context(|| format!("{image:?} is not an image reference"))?;
+        let platform = match &args.platform {
+            Some(p) => p.parse()?,
+            None => PlatformChoice::All,
+        };
+        let store = custody::storage::store::open_existing(&reference, store_options)?;
+        let bom = image::sbom(
+            store.as_ref(),
+            &reference,
+            &ImageSbomOptions {
+                spec_version: args.spec_version,
+                platform,
+                timestamp: now(),
+                serial_number: None,
+            },
+        )?;
+        let bytes = bom.to_json_bytes()?;
+        crate::cli::stdio::write(&args.out, &bytes)?;
+        let sbom = SbomReport {
+            path: args.out.clone(),
+            digest: Digest::of(&bytes),
+            spec_version: args.spec_version,
+            components: bom.components.len(),
+            lockfiles: Vec::new(),
+        };
+        let human = format!(
+            "wrote {} (CycloneDX {}, {} components from image {image}, {})\n",
+            written_to(&sbom.path),
+            sbom.spec_version,
+            sbom.components,
+            sbom.digest
+        );
+        report(human, &sbom)
+    }
+
+    /// `store` (registry options and credentials) is used only with `--image`.
+    pub fn run(args: SbomArgs, store: custody::storage::store::Options) -> anyhow::Result<Report> {
+        if let Some(image) = &args.image {
+            return run_image(image, &args, &store);
+        }
         let artifacts = sbom::artifacts_from_files(&args.files)?;
         let ctx = detect_ci()?;
         // The SBOM notes a dirty tree rather than refusing it; provenance is the gate.

@@ -271,7 +271,9 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
     }
     let result = match &cli.command {
         Command::Source(args) => attest_cmds::source_cmd::run(args.clone()).map_err(Failure::from),
-        Command::Sbom(args) => attest_cmds::sbom_cmd::run(args.clone()).map_err(Failure::from),
+        Command::Sbom(args) => {
+            attest_cmds::sbom_cmd::run(args.clone(), store_options(cli)).map_err(Failure::from)
+        }
         Command::Provenance(args) => {
             attest_cmds::provenance_cmd::run(args.clone()).map_err(Failure::from)
         }

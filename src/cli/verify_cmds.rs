@@ -686,8 +686,10 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                 };
                 let line = e.line();
                 let failure = Failure {
-                    error: anyhow::Error::new(e)
-                        .context(format!("{} is not a valid policy", super::stdio::name(file))),
+                    error: anyhow::Error::new(e).context(format!(
+                        "{} is not a valid policy",
+                        super::stdio::name(file)
+                    )),
                     status,
                     hint: line.map(|l| format!("see line {l} of {}", super::stdio::name(file))),
                 };

@@ -18,6 +18,7 @@ mod faults;
 mod gates;
 mod gh;
 mod hostile;
+mod image;
 mod interop;
 mod keyless;
 mod layers;

@@ -7,6 +7,7 @@
 
 pub(crate) mod cargo;
 pub(crate) mod golang;
+pub mod image;
 pub mod lockfile;
 pub(crate) mod npm;
 pub mod purl;
