@@ -498,8 +498,153 @@ fn markdown_output_is_refused_where_a_command_has_none() {
     let out = support::run(&["--output", "markdown", "digest", "Cargo.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        support::stderr(&out).contains("--output markdown is available for verify only"),
+        support::stderr(&out).contains(
+            "--output markdown is available for verify, tree, release, promote and scan only"
+        ),
         "{}",
         support::stderr(&out)
     );
+}
+
+/// `custody --output markdown release ARGS` in `repo`, as `release::release_in` runs it.
+fn release_markdown_in(repo: &Path, args: &[&str]) -> std::process::Output {
+    support::custody()
+        .args(["--output", "markdown", "release"])
+        .args(args)
+        .current_dir(repo)
+        .env("COSIGN_PASSWORD", "release-pw")
+        .env("HOME", repo.parent().unwrap())
+        .env("XDG_CONFIG_HOME", repo.parent().unwrap().join(".config"))
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn release_tree_and_promote_write_markdown_reports() {
+    let dir = support::tempdir();
+    let repo = crate::release::work_tree(dir.path());
+    let (key, public) = crate::release::keypair(dir.path());
+    let to = format!("oci:{}:v1", dir.path().join("layout").display());
+    let out = release_markdown_in(&repo, &["dist/app.bin", "--to", &to, "--key", &key]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody release: released\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Pinned | oci:"), "{markdown}");
+    assert!(markdown.contains("@sha256:"), "{markdown}");
+    assert!(
+        markdown.contains("| Attached | Digest | Predicate type |"),
+        "{markdown}"
+    );
+    for kind in ["signature", "provenance", "sbom"] {
+        assert!(
+            markdown.contains(&format!("\n| {kind} | `sha256:")),
+            "{kind}: {markdown}"
+        );
+    }
+
+    let out = support::run(&["--output", "markdown", "tree", &to]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(markdown.starts_with("### custody tree\n"), "{markdown}");
+    assert!(markdown.contains("\n| Artifact | oci:"), "{markdown}");
+    assert!(markdown.contains("\n| Referrers | 3 |"), "{markdown}");
+    assert!(
+        markdown.contains("\n```text\n"),
+        "the tree is a code block: {markdown}"
+    );
+
+    let digest = support::stdout(&support::run(&["resolve", &to]))
+        .trim()
+        .to_owned();
+    let dst = format!("oci:{}:v1", dir.path().join("production").display());
+    let out = support::run(&[
+        "--output",
+        "markdown",
+        "promote",
+        &to,
+        &dst,
+        "--trust-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody promote: promoted\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!("\n| To | {dst} |")),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Verify | verified |"), "{markdown}");
+    assert!(
+        markdown.contains("\n| Referrers copied | 3 |"),
+        "{markdown}"
+    );
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert!(
+        markdown.contains(&format!("\n| Digest | {digest} |")),
+        "{markdown}"
+    );
+
+    // A refusal prints its Markdown verdict and still exits 1.
+    let stranger_dir = dir.path().join("stranger");
+    std::fs::create_dir(&stranger_dir).unwrap();
+    let (_, stranger) = crate::release::keypair(&stranger_dir);
+    let never = format!("oci:{}:never", dir.path().join("production").display());
+    let out = support::run(&[
+        "--output",
+        "markdown",
+        "promote",
+        &to,
+        &never,
+        "--trust-key",
+        &stranger,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody promote: refused, nothing copied\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Verify | refused |"), "{markdown}");
+}
+
+#[test]
+fn scan_writes_a_markdown_table_of_findings_and_a_refusal_exits_1() {
+    let fixture = root().join("tests/fixtures/vuln/Cargo.lock");
+    let db = root().join("../shared/testdata/osv/crates.io");
+    let args = |fail_on: &str| {
+        support::run(&[
+            "--output",
+            "markdown",
+            "scan",
+            fixture.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--fail-on",
+            fail_on,
+        ])
+    };
+    let out = args("critical");
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody scan: 3 findings at or above critical\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n| Id | Package | Version | Severity | Fixed in |\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n| RUSTSEC-2022-0022 | hyper | 0.14.10 | unknown | 0.14.12 |\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Fail on | critical |"), "{markdown}");
 }
