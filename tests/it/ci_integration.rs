@@ -55,6 +55,24 @@ fn non_flag_inputs(command: &str) -> &'static [&'static str] {
     }
 }
 
+/// Inputs that are flags of `custody trust update`, run before the command: (input, flag).
+const TUF_INPUTS: [(&str, &str); 2] = [("tuf-mirror", "--mirror"), ("tuf-root", "--root")];
+
+/// Whether `input` is a `trust update` input that `script` passes as its flag, and that flag
+/// is a real one of `custody trust update`.
+fn passes_tuf_input(input: &str, script: &str) -> bool {
+    let Some((_, flag)) = TUF_INPUTS.iter().find(|(name, _)| *name == input) else {
+        return false;
+    };
+    let help = support::ok(&["trust", "update", "--help"]);
+    assert!(help.contains(flag), "`custody trust update` has {flag}");
+    assert!(
+        script.contains("trust=(trust update)") && script.contains(&format!("+=({flag} ")),
+        "input {input} reaches `custody trust update` as {flag}"
+    );
+    true
+}
+
 /// Component inputs that choose the job, not custody's flags.
 const INSTALLER_INPUTS: [&str; 3] = ["stage", "custody-version", "custody-image"];
 
@@ -85,6 +103,9 @@ fn github_actions_map_every_input_to_a_real_flag() {
         let flags = flags_of(command);
         let inputs = doc["inputs"].as_object().expect("inputs");
         assert!(!inputs.is_empty());
+        for trust in ["trusted-root", "tuf-mirror", "tuf-root"] {
+            assert!(inputs.contains_key(trust), "{command}: has input {trust}");
+        }
         for (name, spec) in inputs {
             assert!(
                 spec["description"].as_str().is_some_and(|d| d.len() > 10),
@@ -97,6 +118,7 @@ fn github_actions_map_every_input_to_a_real_flag() {
             );
             if non_flag_inputs(command).contains(&name.as_str())
                 || LOGIN_INPUTS.contains(&name.as_str())
+                || passes_tuf_input(name, &scripts)
             {
                 continue;
             }
@@ -159,6 +181,9 @@ fn gitlab_components_map_every_input_to_a_real_flag() {
             "{command}: `spec:` header, `---`, then the jobs"
         );
         let inputs = docs[0]["spec"]["inputs"].as_object().expect("spec.inputs");
+        for trust in ["trusted-root", "tuf-mirror", "tuf-root"] {
+            assert!(inputs.contains_key(trust), "{command}: has input {trust}");
+        }
         let jobs = docs[1].as_object().expect("jobs");
         assert_eq!(jobs.len(), 1, "{command}: one job");
         let (_, job) = jobs.iter().next().unwrap();
@@ -213,6 +238,7 @@ fn gitlab_components_map_every_input_to_a_real_flag() {
             );
             if INSTALLER_INPUTS.contains(&name.as_str())
                 || non_flag_inputs(command).contains(&name.as_str())
+                || passes_tuf_input(name, &script)
             {
                 continue;
             }
