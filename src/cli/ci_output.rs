@@ -89,11 +89,25 @@ fn text<'a>(value: &'a serde_json::Value, pointer: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// A value of a facts table: text, or a reference or digest shown as code.
+enum Fact {
+    Text(String),
+    Code(String),
+}
+
 /// A two-column table of facts; empty values are left out.
-fn facts(out: &mut String, rows: &[(&str, String)]) {
+fn facts(out: &mut String, rows: &[(&str, Fact)]) {
     out.push_str("| | |\n|---|---|\n");
-    for (label, value) in rows.iter().filter(|(_, v)| !v.is_empty()) {
-        let _ = writeln!(out, "| {label} | {} |", cell(value));
+    for (label, value) in rows {
+        match value {
+            Fact::Text(v) if !v.is_empty() => {
+                let _ = writeln!(out, "| {label} | {} |", cell(v));
+            }
+            Fact::Code(v) if !v.is_empty() => {
+                let _ = writeln!(out, "| {label} | `{}` |", code(v));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -114,12 +128,15 @@ pub fn tree_markdown(json: &serde_json::Value, human: &str) -> String {
     facts(
         &mut out,
         &[
-            ("Artifact", text(json, "/pinned").to_owned()),
-            ("Media type", text(json, "/mediaType").to_owned()),
-            ("Referrers", referrers.to_string()),
+            ("Artifact", Fact::Code(text(json, "/pinned").to_owned())),
+            (
+                "Media type",
+                Fact::Text(text(json, "/mediaType").to_owned()),
+            ),
+            ("Referrers", Fact::Text(referrers.to_string())),
             (
                 "Policy",
-                text(json, "/verification/policy/source").to_owned(),
+                Fact::Text(text(json, "/verification/policy/source").to_owned()),
             ),
         ],
     );
@@ -165,16 +182,18 @@ pub fn release_markdown(json: &serde_json::Value) -> String {
     facts(
         &mut out,
         &[
-            ("Pinned", text(json, "/pinned").to_owned()),
-            ("Tag", tag),
-            ("Source", source),
-            ("Builder", text(json, "/builderId").to_owned()),
+            ("Pinned", Fact::Code(text(json, "/pinned").to_owned())),
+            ("Tag", Fact::Text(tag)),
+            ("Source", Fact::Text(source)),
+            ("Builder", Fact::Text(text(json, "/builderId").to_owned())),
             (
                 "SBOM components",
-                json["sbomComponents"]
-                    .as_u64()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
+                Fact::Text(
+                    json["sbomComponents"]
+                        .as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                ),
             ),
         ],
     );
@@ -232,30 +251,32 @@ pub fn promote_markdown(json: &serde_json::Value) -> String {
     facts(
         &mut out,
         &[
-            ("From", text(json, "/source").to_owned()),
-            ("To", text(json, "/destination").to_owned()),
-            ("Digest", text(json, "/digest").to_owned()),
-            ("Pinned", text(json, "/pinned").to_owned()),
+            ("From", Fact::Code(text(json, "/source").to_owned())),
+            ("To", Fact::Code(text(json, "/destination").to_owned())),
+            ("Digest", Fact::Code(text(json, "/digest").to_owned())),
+            ("Pinned", Fact::Code(text(json, "/pinned").to_owned())),
             (
                 "Verify",
-                if verified { "verified" } else { "refused" }.to_owned(),
+                Fact::Text(if verified { "verified" } else { "refused" }.to_owned()),
             ),
             (
                 "Policy",
-                text(json, "/verification/policy/source").to_owned(),
+                Fact::Text(text(json, "/verification/policy/source").to_owned()),
             ),
-            ("Manifests copied", count("manifests")),
-            ("Referrers copied", referrers),
+            ("Manifests copied", Fact::Text(count("manifests"))),
+            ("Referrers copied", Fact::Text(referrers)),
             (
                 "Tag",
-                copy.get("tagOutcome")
-                    .filter(|t| !t.is_null())
-                    .map(outcome_word)
-                    .unwrap_or_default(),
+                Fact::Text(
+                    copy.get("tagOutcome")
+                        .filter(|t| !t.is_null())
+                        .map(outcome_word)
+                        .unwrap_or_default(),
+                ),
             ),
             (
                 "Promotion attestation",
-                text(json, "/promotionAttestation").to_owned(),
+                Fact::Code(text(json, "/promotionAttestation").to_owned()),
             ),
         ],
     );
@@ -289,9 +310,12 @@ pub fn scan_markdown(json: &serde_json::Value) -> String {
     facts(
         &mut out,
         &[
-            ("Scanned packages", json["scanned"].to_string()),
-            ("Database", text(json, "/database/contentDigest").to_owned()),
-            ("Fail on", text(json, "/failOn").to_owned()),
+            ("Scanned packages", Fact::Text(json["scanned"].to_string())),
+            (
+                "Database",
+                Fact::Code(text(json, "/database/contentDigest").to_owned()),
+            ),
+            ("Fail on", Fact::Text(text(json, "/failOn").to_owned())),
         ],
     );
     if findings.is_empty() {

@@ -560,7 +560,7 @@ fn release_tree_and_promote_write_markdown_reports() {
         markdown.starts_with("### ✅ custody release: released\n"),
         "{markdown}"
     );
-    assert!(markdown.contains("\n| Pinned | oci:"), "{markdown}");
+    assert!(markdown.contains("\n| Pinned | `oci:"), "{markdown}");
     assert!(markdown.contains("@sha256:"), "{markdown}");
     assert!(
         markdown.contains("| Attached | Digest | Predicate type |"),
@@ -577,12 +577,21 @@ fn release_tree_and_promote_write_markdown_reports() {
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     let markdown = support::stdout(&out);
     assert!(markdown.starts_with("### custody tree\n"), "{markdown}");
-    assert!(markdown.contains("\n| Artifact | oci:"), "{markdown}");
+    assert!(markdown.contains("\n| Artifact | `oci:"), "{markdown}");
     assert!(markdown.contains("\n| Referrers | 3 |"), "{markdown}");
     assert!(
         markdown.contains("\n```text\n"),
         "the tree is a code block: {markdown}"
     );
+    // With a trusted key, the heading carries the verdict.
+    let out = support::run(&["--output", "markdown", "tree", &to, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody tree: verified\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Policy | flags |"), "{markdown}");
 
     let digest = support::stdout(&support::run(&["resolve", &to]))
         .trim()
@@ -604,7 +613,7 @@ fn release_tree_and_promote_write_markdown_reports() {
         "{markdown}"
     );
     assert!(
-        markdown.contains(&format!("\n| To | {dst} |")),
+        markdown.contains(&format!("\n| To | `{dst}` |")),
         "{markdown}"
     );
     assert!(markdown.contains("\n| Verify | verified |"), "{markdown}");
@@ -614,7 +623,7 @@ fn release_tree_and_promote_write_markdown_reports() {
     );
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert!(
-        markdown.contains(&format!("\n| Digest | {digest} |")),
+        markdown.contains(&format!("\n| Digest | `{digest}` |")),
         "{markdown}"
     );
 
