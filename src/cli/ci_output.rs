@@ -1,5 +1,6 @@
-//! Reports for CI: `--output markdown` (a GitHub job summary: verdict, a table of the checks,
-//! the referrer tree), `--junit FILE` (GitLab's test report widget), and the failed checks on
+//! Reports for CI: `--output markdown` (a GitHub job summary: for verify the verdict, a table
+//! of the checks and the referrer tree; for tree, release, promote and scan their outcome and
+//! key facts), `--junit FILE` (GitLab's test report widget), and the failed checks on
 //! stderr when a refusal's report goes to stdout as JSON or Markdown, so a CI log always says why.
 
 use std::fmt::Write as _;
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 
 use super::diagnostics::{ExitStatus, Failure};
 use super::printer::Printer;
-use super::{Cli, Command, OutputChoice};
+use super::{Cli, Command, OutputChoice, Report};
 use custody::decisions::verify::{Check, ManifestReport, Status, VerifyReport};
 
 /// Rows of the checks table before it is cut short: a job summary holds at most 1 MiB.
@@ -19,11 +20,22 @@ const MAX_CELL_CHARS: usize = 300;
 
 /// `--output markdown` is refused (exit 2) for commands that have no Markdown report.
 pub fn check_markdown_support(cli: &Cli) -> Result<(), Failure> {
-    if cli.output_choice != OutputChoice::Markdown || matches!(cli.command, Command::Verify(_)) {
+    if cli.output_choice != OutputChoice::Markdown
+        || matches!(
+            cli.command,
+            Command::Verify(_)
+                | Command::Tree(_)
+                | Command::Release(_)
+                | Command::Promote(_)
+                | Command::Scan(_)
+        )
+    {
         return Ok(());
     }
     Err(Failure {
-        error: anyhow::anyhow!("--output markdown is available for verify only"),
+        error: anyhow::anyhow!(
+            "--output markdown is available for verify, tree, release, promote and scan only"
+        ),
         status: ExitStatus::Error,
         hint: Some("use --output human or --output json with this command".into()),
     })
@@ -36,6 +48,303 @@ pub fn print_verify_markdown(cli: &Cli, printer: &Printer, report: &VerifyReport
     }
     printer.stdout(&markdown(report));
     true
+}
+
+/// Prints the Markdown report of `tree` or `release` when `--output markdown` asked for it;
+/// false otherwise (the caller prints the human or JSON report).
+pub fn print_report_markdown(cli: &Cli, printer: &Printer, report: &Report) -> bool {
+    if cli.output_choice != OutputChoice::Markdown {
+        return false;
+    }
+    let text = match &cli.command {
+        Command::Tree(_) => tree_markdown(&report.json, &report.human),
+        Command::Release(_) => release_markdown(&report.json),
+        _ => return false,
+    };
+    printer.stdout(&text);
+    true
+}
+
+/// Prints `json` as Markdown through `render` when `--output markdown` asked for it, else
+/// `human` or `json` as `--output` says (for promote and scan, which print their own reports).
+pub fn print_or_markdown(
+    cli: &Cli,
+    printer: &Printer,
+    human: &str,
+    json: &serde_json::Value,
+    render: fn(&serde_json::Value) -> String,
+) {
+    if cli.output_choice == OutputChoice::Markdown {
+        printer.stdout(&render(json));
+    } else {
+        printer.report(human, json);
+    }
+}
+
+/// A string field of a JSON report, or "" when absent.
+fn text<'a>(value: &'a serde_json::Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+/// A value of a facts table: text, or a reference or digest shown as code.
+enum Fact {
+    Text(String),
+    Code(String),
+}
+
+/// A two-column table of facts; empty values are left out.
+fn facts(out: &mut String, rows: &[(&str, Fact)]) {
+    out.push_str("| | |\n|---|---|\n");
+    for (label, value) in rows {
+        match value {
+            Fact::Text(v) if !v.is_empty() => {
+                let _ = writeln!(out, "| {label} | {} |", cell(v));
+            }
+            Fact::Code(v) if !v.is_empty() => {
+                let _ = writeln!(out, "| {label} | `{}` |", code(v));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `tree` as Markdown: the artifact, the verdict when a policy was given, and the referrer
+/// tree as the human report draws it.
+pub fn tree_markdown(json: &serde_json::Value, human: &str) -> String {
+    let mut out = String::new();
+    let heading = match json
+        .pointer("/verification/verified")
+        .and_then(|v| v.as_bool())
+    {
+        Some(true) => "✅ custody tree: verified",
+        Some(false) => "❌ custody tree: refused",
+        None => "custody tree",
+    };
+    let _ = writeln!(out, "### {heading}\n");
+    let referrers = json["nodes"].as_array().map_or(0, Vec::len);
+    facts(
+        &mut out,
+        &[
+            ("Artifact", Fact::Code(text(json, "/pinned").to_owned())),
+            (
+                "Media type",
+                Fact::Text(text(json, "/mediaType").to_owned()),
+            ),
+            ("Referrers", Fact::Text(referrers.to_string())),
+            (
+                "Policy",
+                Fact::Text(text(json, "/verification/policy/source").to_owned()),
+            ),
+        ],
+    );
+    let _ = writeln!(out, "\n{}", fenced(human));
+    out
+}
+
+/// `release` as Markdown: the pinned reference, the tag, the source, and what was attached.
+pub fn release_markdown(json: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let again = json["alreadyReleased"].as_bool() == Some(true);
+    let verified = json["verified"].as_bool() == Some(true);
+    let _ = writeln!(
+        out,
+        "### {} custody release: {}\n",
+        if verified { "✅" } else { "❌" },
+        if again {
+            "already released"
+        } else if verified {
+            "released"
+        } else {
+            "released, not verified"
+        }
+    );
+    let tag = match (text(json, "/tag"), json.pointer("/tagOutcome")) {
+        ("", _) => String::new(),
+        (tag, Some(outcome)) if !outcome.is_null() => format!("{tag} ({})", outcome_word(outcome)),
+        (tag, _) => tag.to_owned(),
+    };
+    let source = match json.get("source") {
+        Some(s) if s.is_object() => format!(
+            "{} @ {}{}",
+            s["repository"].as_str().unwrap_or("(no remote)"),
+            text(s, "/commit"),
+            if s["dirty"].as_bool() == Some(true) {
+                " (dirty)"
+            } else {
+                ""
+            }
+        ),
+        _ => "none".to_owned(),
+    };
+    facts(
+        &mut out,
+        &[
+            ("Pinned", Fact::Code(text(json, "/pinned").to_owned())),
+            ("Tag", Fact::Text(tag)),
+            ("Source", Fact::Text(source)),
+            ("Builder", Fact::Text(text(json, "/builderId").to_owned())),
+            (
+                "SBOM components",
+                Fact::Text(
+                    json["sbomComponents"]
+                        .as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                ),
+            ),
+        ],
+    );
+    let referrers = json["referrers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let _ = writeln!(
+        out,
+        "\n| {} | Digest | Predicate type |\n|---|---|---|",
+        if again { "Found" } else { "Attached" }
+    );
+    for r in referrers.iter().take(MAX_TABLE_ROWS) {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            cell(text(r, "/kind")),
+            code(text(r, "/digest")),
+            cell(text(r, "/predicateType"))
+        );
+    }
+    out
+}
+
+/// A tag outcome (`{"result": "created"}` or a bare word) as one word.
+fn outcome_word(value: &serde_json::Value) -> String {
+    value
+        .as_str()
+        .or_else(|| value["result"].as_str())
+        .map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// `promote` as Markdown: the verdict, from, to, digest, what was copied (or why nothing was).
+pub fn promote_markdown(json: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let verified = json["verified"].as_bool() == Some(true);
+    let dry = json["dryRun"].as_bool() == Some(true);
+    let heading = match (verified, dry) {
+        (false, _) => "❌ custody promote: refused, nothing copied",
+        (true, true) => "✅ custody promote: verified (dry run, nothing copied)",
+        (true, false) => "✅ custody promote: promoted",
+    };
+    let _ = writeln!(out, "### {heading}\n");
+    let copy = &json["copy"];
+    let count = |key: &str| {
+        copy[key]
+            .as_array()
+            .map(|a| a.len().to_string())
+            .unwrap_or_default()
+    };
+    let referrers = copy["referrers"]
+        .as_u64()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    facts(
+        &mut out,
+        &[
+            ("From", Fact::Code(text(json, "/source").to_owned())),
+            ("To", Fact::Code(text(json, "/destination").to_owned())),
+            ("Digest", Fact::Code(text(json, "/digest").to_owned())),
+            ("Pinned", Fact::Code(text(json, "/pinned").to_owned())),
+            (
+                "Verify",
+                Fact::Text(if verified { "verified" } else { "refused" }.to_owned()),
+            ),
+            (
+                "Policy",
+                Fact::Text(text(json, "/verification/policy/source").to_owned()),
+            ),
+            ("Manifests copied", Fact::Text(count("manifests"))),
+            ("Referrers copied", Fact::Text(referrers)),
+            (
+                "Tag",
+                Fact::Text(
+                    copy.get("tagOutcome")
+                        .filter(|t| !t.is_null())
+                        .map(outcome_word)
+                        .unwrap_or_default(),
+                ),
+            ),
+            (
+                "Promotion attestation",
+                Fact::Code(text(json, "/promotionAttestation").to_owned()),
+            ),
+        ],
+    );
+    out
+}
+
+/// `scan` as Markdown: the outcome against `--fail-on`, and the findings as a table.
+pub fn scan_markdown(json: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let findings = json["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let failing = json["failing"].as_u64().unwrap_or(0);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if failing > 0 {
+        let _ = writeln!(
+            out,
+            "### ❌ custody scan: {failing} finding{} at or above {}\n",
+            plural(failing as usize),
+            text(json, "/failOn")
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "### ✅ custody scan: {} finding{}\n",
+            findings.len(),
+            plural(findings.len())
+        );
+    }
+    facts(
+        &mut out,
+        &[
+            ("Scanned packages", Fact::Text(json["scanned"].to_string())),
+            (
+                "Database",
+                Fact::Code(text(json, "/database/contentDigest").to_owned()),
+            ),
+            ("Fail on", Fact::Text(text(json, "/failOn").to_owned())),
+        ],
+    );
+    if findings.is_empty() {
+        return out;
+    }
+    out.push_str("\n| Id | Package | Version | Severity | Fixed in |\n|---|---|---|---|---|\n");
+    for f in findings.iter().take(MAX_TABLE_ROWS) {
+        let fixed: Vec<&str> = f["fixed"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(text(f, "/id")),
+            cell(text(f, "/package")),
+            cell(text(f, "/version")),
+            cell(text(f, "/severity/rating")),
+            cell(&fixed.join(", "))
+        );
+    }
+    if findings.len() > MAX_TABLE_ROWS {
+        let _ = writeln!(
+            out,
+            "\n{} more findings are in `custody scan --output json`.",
+            findings.len() - MAX_TABLE_ROWS
+        );
+    }
+    out
 }
 
 /// What `verify` does besides its report: the JUnit file, and the failed checks on stderr when
@@ -343,6 +652,25 @@ mod tests {
         assert_eq!(cell("\u{1b}[31mred"), "\\[31mred");
         let long = "x".repeat(MAX_CELL_CHARS + 50);
         assert_eq!(cell(&long).chars().count(), MAX_CELL_CHARS + 1);
+    }
+
+    #[test]
+    fn scan_findings_are_escaped_and_capped() {
+        let hostile = serde_json::json!({
+            "id": "X-1", "package": "a|b<script>", "version": "1\n2",
+            "severity": {"rating": "high"}, "fixed": ["2.0"],
+        });
+        let json = serde_json::json!({
+            "scanned": 1, "failing": 0,
+            "findings": vec![hostile; MAX_TABLE_ROWS + 2],
+        });
+        let out = scan_markdown(&json);
+        assert!(
+            out.contains("\n| X-1 | a\\|b&lt;script&gt; | 1 2 | high | 2.0 |\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("\n| X-1 |").count(), MAX_TABLE_ROWS);
+        assert!(out.contains("\n2 more findings are in `custody scan --output json`."));
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub enum OutputChoice {
     about = "Keep the chain of custody of software artifacts: source, SBOM, provenance, signatures, OCI storage, verification."
 )]
 pub struct Cli {
-    /// Output format (`markdown`: verify only).
+    /// Output format (`markdown`: verify, tree, release, promote, scan).
     #[arg(long = "output", value_name = "OUTPUT", global = true, value_enum, default_value_t = OutputChoice::Human)]
     pub output_choice: OutputChoice,
 
@@ -313,7 +313,9 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
             ExitStatus::Success
         }
         Ok(report) => {
-            printer.report(&report.human, &report.json);
+            if !ci_output::print_report_markdown(cli, printer, &report) {
+                printer.report(&report.human, &report.json);
+            }
             ExitStatus::Success
         }
         Err(failure) => {

@@ -66,9 +66,12 @@ pub fn promote(cli: &Cli, args: &PromoteArgs, printer: &Printer) -> ExitStatus {
     let written = secops_cmds::append_audit(audit_record(args, &result));
     match secops_cmds::with_audit("promote", result, written) {
         Ok(Promotion::Promoted { report, outcome }) => {
-            printer.report(
+            super::ci_output::print_or_markdown(
+                cli,
+                printer,
                 &human_promoted(&report, &outcome),
                 &json(args, &report, Some(&outcome)),
+                super::ci_output::promote_markdown,
             );
             ExitStatus::Success
         }
@@ -79,7 +82,13 @@ pub fn promote(cli: &Cli, args: &PromoteArgs, printer: &Printer) -> ExitStatus {
                 "not promoted: {} did not verify; nothing was copied to {}",
                 report.pinned, args.destination
             );
-            printer.report(&human, &json(args, &report, None));
+            super::ci_output::print_or_markdown(
+                cli,
+                printer,
+                &human,
+                &json(args, &report, None),
+                super::ci_output::promote_markdown,
+            );
             printer.stderr(&render(
                 &anyhow::anyhow!(
                     "{} does not satisfy the policy; not promoted",

@@ -66,7 +66,13 @@ pub const PREDICATE_VULN_SCAN: &str = "https://cosign.sigstore.dev/attestation/v
 pub fn run(cli: &Cli, args: &ScanArgs, printer: &Printer) -> ExitStatus {
     match scan(cli, args) {
         Ok((report, failing)) => {
-            printer.report(&report.human, &report.json);
+            super::ci_output::print_or_markdown(
+                cli,
+                printer,
+                &report.human,
+                &report.json,
+                super::ci_output::scan_markdown,
+            );
             ExitStatus::refused_unless(failing == 0)
         }
         Err(failure) => {

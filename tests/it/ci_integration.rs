@@ -55,6 +55,24 @@ fn non_flag_inputs(command: &str) -> &'static [&'static str] {
     }
 }
 
+/// Inputs that are flags of `custody trust update`, run before the command: (input, flag).
+const TUF_INPUTS: [(&str, &str); 2] = [("tuf-mirror", "--mirror"), ("tuf-root", "--root")];
+
+/// Whether `input` is a `trust update` input that `script` passes as its flag, and that flag
+/// is a real one of `custody trust update`.
+fn passes_tuf_input(input: &str, script: &str) -> bool {
+    let Some((_, flag)) = TUF_INPUTS.iter().find(|(name, _)| *name == input) else {
+        return false;
+    };
+    let help = support::ok(&["trust", "update", "--help"]);
+    assert!(help.contains(flag), "`custody trust update` has {flag}");
+    assert!(
+        script.contains("trust=(trust update)") && script.contains(&format!("+=({flag} ")),
+        "input {input} reaches `custody trust update` as {flag}"
+    );
+    true
+}
+
 /// Component inputs that choose the job, not custody's flags.
 const INSTALLER_INPUTS: [&str; 3] = ["stage", "custody-version", "custody-image"];
 
@@ -85,6 +103,9 @@ fn github_actions_map_every_input_to_a_real_flag() {
         let flags = flags_of(command);
         let inputs = doc["inputs"].as_object().expect("inputs");
         assert!(!inputs.is_empty());
+        for trust in ["trusted-root", "tuf-mirror", "tuf-root"] {
+            assert!(inputs.contains_key(trust), "{command}: has input {trust}");
+        }
         for (name, spec) in inputs {
             assert!(
                 spec["description"].as_str().is_some_and(|d| d.len() > 10),
@@ -97,6 +118,7 @@ fn github_actions_map_every_input_to_a_real_flag() {
             );
             if non_flag_inputs(command).contains(&name.as_str())
                 || LOGIN_INPUTS.contains(&name.as_str())
+                || passes_tuf_input(name, &scripts)
             {
                 continue;
             }
@@ -159,6 +181,9 @@ fn gitlab_components_map_every_input_to_a_real_flag() {
             "{command}: `spec:` header, `---`, then the jobs"
         );
         let inputs = docs[0]["spec"]["inputs"].as_object().expect("spec.inputs");
+        for trust in ["trusted-root", "tuf-mirror", "tuf-root"] {
+            assert!(inputs.contains_key(trust), "{command}: has input {trust}");
+        }
         let jobs = docs[1].as_object().expect("jobs");
         assert_eq!(jobs.len(), 1, "{command}: one job");
         let (_, job) = jobs.iter().next().unwrap();
@@ -213,6 +238,7 @@ fn gitlab_components_map_every_input_to_a_real_flag() {
             );
             if INSTALLER_INPUTS.contains(&name.as_str())
                 || non_flag_inputs(command).contains(&name.as_str())
+                || passes_tuf_input(name, &script)
             {
                 continue;
             }
@@ -498,8 +524,162 @@ fn markdown_output_is_refused_where_a_command_has_none() {
     let out = support::run(&["--output", "markdown", "digest", "Cargo.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        support::stderr(&out).contains("--output markdown is available for verify only"),
+        support::stderr(&out).contains(
+            "--output markdown is available for verify, tree, release, promote and scan only"
+        ),
         "{}",
         support::stderr(&out)
     );
+}
+
+/// `custody --output markdown release ARGS` in `repo`, as `release::release_in` runs it.
+fn release_markdown_in(repo: &Path, args: &[&str]) -> std::process::Output {
+    support::custody()
+        .args(["--output", "markdown", "release"])
+        .args(args)
+        .current_dir(repo)
+        .env("COSIGN_PASSWORD", "release-pw")
+        .env("HOME", repo.parent().unwrap())
+        .env("XDG_CONFIG_HOME", repo.parent().unwrap().join(".config"))
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn release_tree_and_promote_write_markdown_reports() {
+    let dir = support::tempdir();
+    let repo = crate::release::work_tree(dir.path());
+    let (key, public) = crate::release::keypair(dir.path());
+    let to = format!("oci:{}:v1", dir.path().join("layout").display());
+    let out = release_markdown_in(&repo, &["dist/app.bin", "--to", &to, "--key", &key]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody release: released\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Pinned | `oci:"), "{markdown}");
+    assert!(markdown.contains("@sha256:"), "{markdown}");
+    assert!(
+        markdown.contains("| Attached | Digest | Predicate type |"),
+        "{markdown}"
+    );
+    for kind in ["signature", "provenance", "sbom"] {
+        assert!(
+            markdown.contains(&format!("\n| {kind} | `sha256:")),
+            "{kind}: {markdown}"
+        );
+    }
+
+    let out = support::run(&["--output", "markdown", "tree", &to]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(markdown.starts_with("### custody tree\n"), "{markdown}");
+    assert!(markdown.contains("\n| Artifact | `oci:"), "{markdown}");
+    assert!(markdown.contains("\n| Referrers | 3 |"), "{markdown}");
+    assert!(
+        markdown.contains("\n```text\n"),
+        "the tree is a code block: {markdown}"
+    );
+    // With a trusted key, the heading carries the verdict.
+    let out = support::run(&["--output", "markdown", "tree", &to, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody tree: verified\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Policy | flags |"), "{markdown}");
+
+    let digest = support::stdout(&support::run(&["resolve", &to]))
+        .trim()
+        .to_owned();
+    let dst = format!("oci:{}:v1", dir.path().join("production").display());
+    let out = support::run(&[
+        "--output",
+        "markdown",
+        "promote",
+        &to,
+        &dst,
+        "--trust-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ✅ custody promote: promoted\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!("\n| To | `{dst}` |")),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Verify | verified |"), "{markdown}");
+    assert!(
+        markdown.contains("\n| Referrers copied | 3 |"),
+        "{markdown}"
+    );
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert!(
+        markdown.contains(&format!("\n| Digest | `{digest}` |")),
+        "{markdown}"
+    );
+
+    // A refusal prints its Markdown verdict and still exits 1.
+    let stranger_dir = dir.path().join("stranger");
+    std::fs::create_dir(&stranger_dir).unwrap();
+    let (_, stranger) = crate::release::keypair(&stranger_dir);
+    let never = format!("oci:{}:never", dir.path().join("production").display());
+    let out = support::run(&[
+        "--output",
+        "markdown",
+        "promote",
+        &to,
+        &never,
+        "--trust-key",
+        &stranger,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody promote: refused, nothing copied\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Verify | refused |"), "{markdown}");
+}
+
+#[test]
+fn scan_writes_a_markdown_table_of_findings_and_a_refusal_exits_1() {
+    let fixture = root().join("tests/fixtures/vuln/Cargo.lock");
+    let db = root().join("../shared/testdata/osv/crates.io");
+    let args = |fail_on: &str| {
+        support::run(&[
+            "--output",
+            "markdown",
+            "scan",
+            fixture.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--fail-on",
+            fail_on,
+        ])
+    };
+    let out = args("critical");
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody scan: 3 findings at or above critical\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n| Id | Package | Version | Severity | Fixed in |\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n| RUSTSEC-2022-0022 | hyper | 0.14.10 | unknown | 0.14.12 |\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| Fail on | critical |"), "{markdown}");
 }
