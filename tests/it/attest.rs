@@ -735,9 +735,14 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Every `pkg:cargo` purl (percent-decoded) in a CycloneDX document's components, nested ones
 /// included.
+/// The cargo purls an SBOM ships: cargo-cyclonedx leaves dev-dependencies out, custody lists
+/// them with `scope: excluded`, so those are not compared.
 fn cargo_purls(bom: &serde_json::Value) -> std::collections::BTreeSet<String> {
     fn walk(list: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
         for c in list.as_array().into_iter().flatten() {
+            if c["scope"] == "excluded" {
+                continue;
+            }
             if let Some(p) = c["purl"].as_str().filter(|p| p.starts_with("pkg:cargo/")) {
                 out.insert(percent_decode(p));
             }
