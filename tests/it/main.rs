@@ -14,6 +14,7 @@ mod conformance;
 mod conventions;
 mod cosign_blob;
 mod e2e;
+mod everyday;
 mod faults;
 mod gates;
 mod gh;

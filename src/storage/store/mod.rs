@@ -404,6 +404,8 @@ pub trait Progress: Send + Sync {
     fn begin(&self, label: &str, total: u64);
     fn advance(&self, bytes: u64);
     fn end(&self);
+    /// One registry request answered with `status` (`url` without its query); for `-v`.
+    fn request(&self, _method: &str, _url: &str, _status: u16) {}
 }
 
 /// Blobs smaller than this are not worth a progress report.

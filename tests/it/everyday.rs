@@ -1,0 +1,105 @@
+//! The everyday flags of issue 12, item 10: `custody version`, `-V` consistent with it,
+//! completion scripts, `-q`, `-v` and `--no-progress`.
+
+use crate::support::{self, Registry, stderr, stdout};
+
+#[test]
+fn version_names_commit_date_and_target_and_agrees_with_dash_v() {
+    let json = support::ok_json(&["version", "--output", "json"]);
+    let version = json["version"].as_str().unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let commit = json["commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let date = json["buildDate"].as_str().unwrap();
+    assert_eq!(date.len(), 10, "{date}");
+    assert_eq!(&date[4..5], "-");
+    let target = json["target"].as_str().unwrap();
+    assert!(target.contains('-'), "{target}");
+
+    let human = support::ok(&["version"]);
+    assert_eq!(
+        human,
+        format!("custody {version}\ncommit: {commit}\nbuilt: {date}\ntarget: {target}\n")
+    );
+    let short = support::ok(&["-V"]);
+    assert_eq!(
+        short,
+        format!("custody {version} ({commit} {date} {target})\n")
+    );
+    assert_eq!(support::ok(&["--version"]), short);
+}
+
+#[test]
+fn completion_scripts_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_custody()"),
+        ("zsh", "#compdef custody"),
+        ("fish", "complete -c custody"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let script = support::ok(&["completion", shell]);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        assert!(script.contains("verify"), "{shell} completes subcommands");
+    }
+    let o = support::run(&["completion", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn quiet_prints_nothing_but_errors_and_keeps_the_exit_code() {
+    let dir = support::tempdir();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "a\n").unwrap();
+    let o = support::run(&["-q", "digest", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "");
+
+    let missing = dir.path().join("missing.txt");
+    let o = support::run(&["digest", "--quiet", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+
+    // JSON is asked for explicitly: it still prints.
+    let o = support::run(&["-q", "digest", file.to_str().unwrap(), "--output", "json"]);
+    assert!(stdout(&o).contains("sha256:"), "{}", stdout(&o));
+}
+
+#[test]
+fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
+    let registry = Registry::start();
+    let dir = support::tempdir();
+    let file = dir.path().join("big.bin");
+    // Above the progress threshold (16 MiB), so a transfer would be reported.
+    support::write_data(&file, 17 * 1024 * 1024, 7);
+    let reference = format!("{}/team/app:v1", registry.host);
+
+    let o = support::run(&["push", file.to_str().unwrap(), "--to", &reference]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("MiB"),
+        "progress shown by default: {}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("request: "), "{}", stderr(&o));
+
+    let o = support::run(&[
+        "push",
+        file.to_str().unwrap(),
+        "--to",
+        &reference,
+        "--no-progress",
+        "-v",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains("MiB"), "no progress: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("request: PUT http://")
+            && l.contains("/v2/team/app/manifests/")
+            && l.ends_with("-> 201")),
+        "{err}"
+    );
+    assert!(err.lines().all(|l| !l.contains("Authorization")), "{err}");
+}
