@@ -41,6 +41,10 @@ pub struct VerifyArgs {
     /// oci:<dir>`), trust from files.
     #[arg(long)]
     pub offline: bool,
+    /// Show the whole chain as a tree for a pass too (a refusal always shows it; a pass
+    /// otherwise prints one summary line per artifact and the verdict).
+    #[arg(long)]
+    pub tree: bool,
     /// Choose the policy scope as if the artifact were in this repository (for layout copies).
     #[arg(long, value_name = "REPOSITORY")]
     pub scope_as: Option<String>,
@@ -411,7 +415,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> ExitStatus {
     match result {
         Ok(report) => {
             if !super::ci_output::print_verify_markdown(cli, printer, &report) {
-                printer.report(&verify::render::human(&report), &report);
+                printer.report(&verify::render::human_with(&report, args.tree), &report);
             }
             ExitStatus::refused_unless(report.verified)
         }

@@ -103,3 +103,58 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
     );
     assert!(err.lines().all(|l| !l.contains("Authorization")), "{err}");
 }
+
+/// Issue 12, item 11: a pass prints a summary line per artifact and the verdict; `--tree`
+/// shows the whole chain; a refusal always does.
+#[test]
+fn a_pass_prints_a_summary_unless_tree_and_a_refusal_keeps_the_tree() {
+    let dir = support::tempdir();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "artifact\n").unwrap();
+    let store = format!("oci:{}:v1", dir.path().join("layout").display());
+    support::ok(&["push", file.to_str().unwrap(), "--to", &store]);
+    let prefix = dir.path().join("k");
+    let prefix = prefix.to_str().unwrap();
+    let keygen = support::custody()
+        .args(["keygen", "--output-key-prefix", prefix])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public = format!("{prefix}.pub");
+
+    // Unsigned: refused with the whole tree, failing check and all.
+    let refused = support::run(&["verify", &store, "--key", &public]);
+    assert_eq!(refused.status.code(), Some(1));
+    let text = stdout(&refused);
+    assert!(text.contains("✗ trusted signers"), "{text}");
+    assert!(
+        text.lines().last().unwrap().starts_with("REFUSED "),
+        "{text}"
+    );
+
+    let sign = support::custody()
+        .args(["sign", &store, "--key", &format!("{prefix}.key")])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", stderr(&sign));
+
+    let summary = support::ok(&["verify", &store, "--key", &public]);
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines.len(), 4, "{summary}");
+    assert_eq!(lines[0], store);
+    assert!(
+        lines[2].starts_with("✓ artifact sha256:")
+            && lines[2].contains("checks passed, 1 trusted referrer(s), signed by key"),
+        "{summary}"
+    );
+    assert!(lines[3].starts_with("verified oci:"), "{summary}");
+    assert!(!summary.contains("├─"), "{summary}");
+
+    let tree = support::ok(&["verify", &store, "--key", &public, "--tree"]);
+    assert!(tree.contains("├─ bundle "), "{tree}");
+    assert!(tree.contains("✓ trusted signers"), "{tree}");
+    assert!(tree.lines().count() > lines.len(), "{tree}");
+    assert_eq!(tree.lines().last(), lines.last().copied());
+}
