@@ -90,6 +90,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         attach::SignArtifactError,
         release::Error,
         sign::SignerSetupError,
+        sign::keys::KeyError,
         custody::evidence::trust::TrustError,
     );
     None

@@ -432,8 +432,7 @@ pub(crate) fn policy_and_root(
     keys: &[String],
     trusted_root: Option<&Path>,
 ) -> Result<(Policy, TrustedRoot), Failure> {
-    let policy = effective_policy(trust, keys)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let policy = effective_policy(trust, keys).map_err(|e| policy_failure(e, trust, keys))?;
     let root = match trusted_root {
         // promote and tree: keyless signers are checked against the default root (TUF).
         None if policy
@@ -448,6 +447,27 @@ pub(crate) fn policy_and_root(
         _ => load_root(trusted_root).map_err(|e| could_not(e, None))?,
     };
     Ok((policy, root))
+}
+
+/// Why the trust flags give no usable policy, with the hint that points at the fix: the
+/// error's own (a private key given as a public one), the missing trust flags, or the policy.
+fn policy_failure(error: anyhow::Error, trust: &TrustArgs, keys: &[String]) -> Failure {
+    let own = Failure::from(error);
+    let hint = own.hint.clone().unwrap_or_else(|| {
+        let no_trust = trust.policy.is_none()
+            && keys.is_empty()
+            && trust.certificate_identity.is_none()
+            && trust.certificate_identity_regexp.is_none()
+            && trust.certificate_oidc_issuer.is_none();
+        if no_trust {
+            "give --key PUB, --certificate-identity with --certificate-oidc-issuer, or --policy FILE (`custody policy init` writes one)".to_owned()
+        } else if trust.policy.is_some() {
+            "check the policy with `custody policy check FILE`".to_owned()
+        } else {
+            "check the trust flags: --key takes a public key file, keyless signers need both --certificate-identity and --certificate-oidc-issuer".to_owned()
+        }
+    });
+    could_not(own.error, Some(&hint))
 }
 
 pub(crate) fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
@@ -465,7 +485,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
     let policy = effective_policy(&args.trust, &args.key)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+        .map_err(|e| policy_failure(e, &args.trust, &args.key))?;
     let (root, trusted_root) = super::trust_cmds::root_for(
         &policy,
         &args

@@ -18,6 +18,7 @@ mod everyday;
 mod faults;
 mod gates;
 mod gh;
+mod hints;
 mod hostile;
 mod interop;
 mod keyless;

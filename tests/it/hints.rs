@@ -1,0 +1,69 @@
+//! Issue 12, item 7: hints that point the right way for the mistakes people make.
+
+use crate::support::{self, stderr};
+
+/// A layout with one pushed artifact and a key pair: (dir, store reference, key prefix).
+fn artifact_and_keys() -> (tempfile::TempDir, String, String) {
+    let dir = support::tempdir();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "artifact\n").unwrap();
+    let store = format!("oci:{}:v1", dir.path().join("layout").display());
+    support::ok(&["push", file.to_str().unwrap(), "--to", &store]);
+    let prefix = dir.path().join("k").to_str().unwrap().to_owned();
+    let keygen = support::custody()
+        .args(["keygen", "--output-key-prefix", &prefix])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    (dir, store, prefix)
+}
+
+fn hint_of(o: &std::process::Output) -> String {
+    stderr(o)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hint: ").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_private_key_given_to_verify_asks_for_the_public_one() {
+    let (_dir, store, prefix) = artifact_and_keys();
+    let o = support::run(&["verify", &store, "--key", &format!("{prefix}.key")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        hint_of(&o).starts_with("this is a private key; verification needs its public key"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_public_key_given_to_sign_asks_for_the_private_one() {
+    let (_dir, store, prefix) = artifact_and_keys();
+    let o = support::custody()
+        .args(["sign", &store, "--key", &format!("{prefix}.pub")])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        hint_of(&o).starts_with("this is a public key; signing needs the private key"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn verify_without_trust_flags_names_the_flags_to_give() {
+    let (_dir, store, _prefix) = artifact_and_keys();
+    let o = support::run(&["verify", &store]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let hint = hint_of(&o);
+    assert!(
+        hint.starts_with("give --key PUB, --certificate-identity with --certificate-oidc-issuer, or --policy FILE"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!hint.contains("check the policy"), "{hint}");
+}
