@@ -91,6 +91,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         release::Error,
         sign::SignerSetupError,
         sign::keys::KeyError,
+        custody::decisions::verify::Error,
         custody::evidence::trust::TrustError,
     );
     None

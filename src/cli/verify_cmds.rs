@@ -535,10 +535,11 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
     };
     let mut report =
         verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
-            could_not(
-                anyhow::Error::new(e).context("could not verify"),
-                Some("the registry could not be read; nothing was verified"),
-            )
+            let own = Failure::from(anyhow::Error::new(e).context("could not verify"));
+            let hint = own
+                .hint
+                .unwrap_or_else(|| "the registry could not be read; nothing was verified".into());
+            could_not(own.error, Some(&hint))
         })?;
     report.trusted_root = trusted_root;
     match (&args.vsa, &report.digest) {

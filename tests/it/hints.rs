@@ -67,3 +67,26 @@ fn verify_without_trust_flags_names_the_flags_to_give() {
     );
     assert!(!hint.contains("check the policy"), "{hint}");
 }
+
+#[test]
+fn an_unknown_tag_or_repository_says_so_and_points_at_the_reference() {
+    let registry = support::Registry::start();
+    let (_dir, store, prefix) = artifact_and_keys();
+    let pushed = format!("{}/team/app:v1", registry.host);
+    support::ok(&["copy", &store, &pushed]);
+    let public = format!("{prefix}.pub");
+    for (reference, what) in [
+        (format!("{}/team/nosuch:v1", registry.host), "repository"),
+        (format!("{}/team/app:v9", registry.host), "tag"),
+    ] {
+        let o = support::run(&["verify", &reference, "--key", &public]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(!err.contains("could not be read"), "{what}: {err}");
+        assert!(err.contains("not found"), "{what}: {err}");
+        assert!(
+            hint_of(&o).starts_with("check the reference"),
+            "{what}: {err}"
+        );
+    }
+}

@@ -326,6 +326,10 @@ impl crate::foundation::hint::Hint for Error {
             Error::RetriesExhausted { .. } => {
                 Some("the registry kept failing; check that it is up and reachable".into())
             }
+            // The registry answered (NAME_UNKNOWN, MANIFEST_UNKNOWN): it is the name that is wrong.
+            Error::NotFound { .. } => Some(
+                "check the reference: no such repository, tag or digest in that store (a typo, or not pushed yet?)".into(),
+            ),
             _ => None,
         }
     }
