@@ -92,6 +92,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         sign::SignerSetupError,
         sign::keys::KeyError,
         custody::decisions::verify::Error,
+        custody::decisions::policy::PolicyError,
         custody::evidence::trust::TrustError,
     );
     None

@@ -709,12 +709,18 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                     policy::PolicyError::Read { .. } => ExitStatus::Error,
                     _ => ExitStatus::Failure,
                 };
-                let line = e.line();
+                let line = e
+                    .line()
+                    .map(|l| format!("see line {l} of {}", file.display()));
+                let hint = match (e.suggestion(), line) {
+                    (Some(guess), Some(line)) => Some(format!("{guess} ({line})")),
+                    (guess, line) => guess.or(line),
+                };
                 let failure = Failure {
                     error: anyhow::Error::new(e)
                         .context(format!("{} is not a valid policy", file.display())),
                     status,
-                    hint: line.map(|l| format!("see line {l} of {}", file.display())),
+                    hint,
                 };
                 printer.failure(&failure);
                 status

@@ -90,3 +90,37 @@ fn an_unknown_tag_or_repository_says_so_and_points_at_the_reference() {
         );
     }
 }
+
+#[test]
+fn an_unknown_policy_field_gets_did_you_mean() {
+    let dir = support::tempdir();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nscopes:\n  - name: a\n    repositorys: [\"**\"]\n",
+    )
+    .unwrap();
+    let o = support::run(&["policy", "check", policy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        hint_of(&o),
+        format!(
+            "did you mean `repositories`? (see line 4 of {})",
+            policy.display()
+        )
+    );
+}
+
+#[test]
+fn verify_with_a_misspelt_policy_field_gets_did_you_mean() {
+    let (dir, store, _prefix) = artifact_and_keys();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nscopes:\n  - name: a\n    repositories: [\"**\"]\n    treshold: 1\n",
+    )
+    .unwrap();
+    let o = support::run(&["verify", &store, "--policy", policy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(hint_of(&o), "did you mean `threshold`?", "{}", stderr(&o));
+}
