@@ -70,3 +70,44 @@ pub fn completion(args: &CompletionArgs) -> String {
     clap_complete::generate(shell, &mut command, "custody", &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The folder to write `custody.1` and one `custody-COMMAND.1` per command into.
+    pub dir: std::path::PathBuf,
+}
+
+/// Writes man pages generated from the command definition into `args.dir`.
+pub fn man(args: &ManArgs) -> anyhow::Result<Report> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let mut command = Cli::command();
+    command.build();
+    let mut pages = vec![("custody".to_owned(), command.clone())];
+    pages.extend(
+        command
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(|s| (format!("custody-{}", s.get_name()), s.clone())),
+    );
+    let mut written = Vec::new();
+    for (title, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page)
+            .title(title.clone())
+            .render(&mut out)
+            .with_context(|| format!("cannot render the man page of {title}"))?;
+        let path = args.dir.join(format!("{title}.1"));
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(Report {
+        human: format!(
+            "{} man page(s) written to {}\n",
+            written.len(),
+            args.dir.display()
+        ),
+        json: serde_json::json!({ "pages": written }),
+    })
+}

@@ -165,6 +165,9 @@ pub enum Command {
     Version(meta_cmds::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     Completion(meta_cmds::CompletionArgs),
+    /// Write man pages generated from the command definition into a folder; for packagers.
+    #[command(name = "__man", hide = true)]
+    Man(meta_cmds::ManArgs),
 }
 
 /// What a command hands back to be printed.
@@ -325,6 +328,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),
         Command::Version(_) => Ok(meta_cmds::version()),
+        Command::Man(args) => meta_cmds::man(args).map_err(Failure::from),
         Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)

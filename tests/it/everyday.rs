@@ -158,3 +158,20 @@ fn a_pass_prints_a_summary_unless_tree_and_a_refusal_keeps_the_tree() {
     assert!(tree.lines().count() > lines.len(), "{tree}");
     assert_eq!(tree.lines().last(), lines.last().copied());
 }
+
+#[test]
+fn man_pages_are_generated_from_the_command_definition() {
+    let dir = support::tempdir();
+    let out = dir.path().join("man");
+    let json = support::ok_json(&["__man", out.to_str().unwrap(), "--output", "json"]);
+    assert!(json["pages"].as_array().unwrap().len() > 20, "{json}");
+    let main = std::fs::read_to_string(out.join("custody.1")).unwrap();
+    assert!(
+        main.starts_with(".ie \\n(.g .ds Aq") || main.contains(".TH custody"),
+        "{main:.300}"
+    );
+    let verify = std::fs::read_to_string(out.join("custody-verify.1")).unwrap();
+    assert!(verify.contains(".TH custody-verify"), "{verify:.300}");
+    assert!(verify.contains("\\-\\-tree"), "{verify:.2000}");
+    assert!(!out.join("custody-__man.1").exists());
+}
