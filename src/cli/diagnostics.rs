@@ -90,6 +90,9 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         attach::SignArtifactError,
         release::Error,
         sign::SignerSetupError,
+        sign::keys::KeyError,
+        custody::decisions::verify::Error,
+        custody::decisions::policy::PolicyError,
         custody::evidence::trust::TrustError,
     );
     None

@@ -7,6 +7,7 @@ pub mod attest_cmds;
 pub mod ci_output;
 mod diagnostics;
 mod login_cmds;
+mod meta_cmds;
 mod printer;
 mod progress;
 pub mod promote_cmds;
@@ -49,7 +50,7 @@ pub enum OutputChoice {
 #[derive(Parser, Debug)]
 #[command(
     name = "custody",
-    version,
+    version = meta_cmds::LONG_VERSION,
     about = "Keep the chain of custody of software artifacts: source, SBOM, provenance, signatures, OCI storage, verification."
 )]
 pub struct Cli {
@@ -75,6 +76,18 @@ pub struct Cli {
     /// Referrer manifests and bundles fetched at once (1 to 32; default 4).
     #[arg(long, global = true, env = "CUSTODY_JOBS", value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// No output except errors; the exit code is unchanged.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More detail on stderr: each registry request made.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No progress of long transfers on stderr.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -148,6 +161,13 @@ pub enum Command {
     Login(login_cmds::LoginArgs),
     /// Remove a registry credential stored by `login` (or docker login).
     Logout(login_cmds::LogoutArgs),
+    /// Print custody's version, git commit, build date and target.
+    Version(meta_cmds::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completion(meta_cmds::CompletionArgs),
+    /// Write man pages generated from the command definition into a folder; for packagers.
+    #[command(name = "__man", hide = true)]
+    Man(meta_cmds::ManArgs),
 }
 
 /// What a command hands back to be printed.
@@ -185,9 +205,20 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
         credentials: store::auth::CredentialSources::from_env(|k| std::env::var(k).ok()),
         retry,
         timeout: cli.timeout.unwrap_or_default(),
-        progress: (cli.output == OutputFormat::Human)
-            .then(|| store::ProgressHandle(std::sync::Arc::new(progress::StderrProgress::new()))),
+        progress: progress_handle(cli),
     }
+}
+
+/// Where transfers and requests are reported: bars unless `--no-progress`, `-q` or JSON
+/// output; requests with `-v`.
+fn progress_handle(cli: &Cli) -> Option<store::ProgressHandle> {
+    let bars = cli.output == OutputFormat::Human && !cli.quiet && !cli.no_progress;
+    let requests = cli.verbose > 0;
+    (bars || requests).then(|| {
+        store::ProgressHandle(std::sync::Arc::new(progress::StderrProgress::new(
+            bars, requests,
+        )))
+    })
 }
 
 pub fn run() -> ExitCode {
@@ -199,7 +230,7 @@ pub fn run() -> ExitCode {
         OutputChoice::Json => OutputFormat::Json,
         OutputChoice::Human | OutputChoice::Markdown => OutputFormat::Human,
     };
-    let printer = Printer::new(cli.output);
+    let printer = Printer::new(cli.output).quiet(cli.quiet);
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
         printer.failure(&failure);
         return printer.exit(failure.status);
@@ -267,6 +298,10 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::TufConformanceClient(args) => {
             return trust_cmds::conformance_client(args, printer);
         }
+        Command::Completion(args) => {
+            printer.stdout(&meta_cmds::completion(args));
+            return ExitStatus::Success;
+        }
         _ => {}
     }
     let result = match &cli.command {
@@ -294,6 +329,8 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),
+        Command::Version(_) => Ok(meta_cmds::version()),
+        Command::Man(args) => meta_cmds::man(args).map_err(Failure::from),
         Command::Scan(_)
         | Command::Rescan(_)
         | Command::Verify(_)
@@ -301,7 +338,8 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         | Command::Promote(_)
         | Command::Sources(_)
         | Command::Audit(_)
-        | Command::TufConformanceClient(_) => {
+        | Command::TufConformanceClient(_)
+        | Command::Completion(_) => {
             unreachable!("handled above")
         }
     };

@@ -17,6 +17,8 @@ pub struct Printer {
     format: OutputFormat,
     /// Set once a write to stdout found the reading end closed.
     closed: Cell<bool>,
+    /// `-q`: human reports are not printed (errors and JSON still are).
+    quiet: bool,
 }
 
 impl Printer {
@@ -24,7 +26,14 @@ impl Printer {
         Printer {
             format,
             closed: Cell::new(false),
+            quiet: false,
         }
+    }
+
+    /// With `quiet`, human reports are dropped; errors, JSON and documents still print.
+    pub fn quiet(mut self, quiet: bool) -> Printer {
+        self.quiet = quiet;
+        self
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -54,6 +63,7 @@ impl Printer {
     /// `human` or `json`, whichever `--output` asked for.
     pub fn report(&self, human: &str, json: &impl Serialize) {
         match self.format {
+            OutputFormat::Human if self.quiet => {}
             OutputFormat::Human => self.stdout(human),
             OutputFormat::Json => self.json(json),
         }
@@ -62,6 +72,7 @@ impl Printer {
     /// `human` or `json` on stderr, for a command whose stdout carries a document.
     pub fn report_to_stderr(&self, human: &str, json: &impl Serialize) {
         match self.format {
+            OutputFormat::Human if self.quiet => {}
             OutputFormat::Human => self.stderr(human),
             OutputFormat::Json => {
                 let mut text = serde_json::to_string_pretty(json).expect("reports serialise");

@@ -1,5 +1,5 @@
 //! Progress of long transfers on standard error: a bar on a terminal, a few quiet lines in CI
-//! logs (every quarter), nothing for small blobs.
+//! logs (every quarter), nothing for small blobs. With `-v`, one line per registry request.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -17,13 +17,19 @@ struct State {
 
 pub struct StderrProgress {
     terminal: bool,
+    /// Whether transfers are shown (not with `--no-progress`, `-q` or JSON output).
+    bars: bool,
+    /// Whether each registry request is shown (`-v`).
+    requests: bool,
     state: Mutex<State>,
 }
 
 impl StderrProgress {
-    pub fn new() -> StderrProgress {
+    pub fn new(bars: bool, requests: bool) -> StderrProgress {
         StderrProgress {
             terminal: std::io::stderr().is_terminal(),
+            bars,
+            requests,
             state: Mutex::new(State::default()),
         }
     }
@@ -40,6 +46,9 @@ fn mib(bytes: u64) -> f64 {
 
 impl Progress for StderrProgress {
     fn begin(&self, label: &str, total: u64) {
+        if !self.bars {
+            return;
+        }
         let mut s = self.state.lock().expect("progress lock");
         *s = State {
             label: label.to_owned(),
@@ -53,6 +62,9 @@ impl Progress for StderrProgress {
     }
 
     fn advance(&self, bytes: u64) {
+        if !self.bars {
+            return;
+        }
         let mut s = self.state.lock().expect("progress lock");
         s.done += bytes;
         let percent = (s.done.min(s.total) * 100) / s.total;
@@ -82,11 +94,20 @@ impl Progress for StderrProgress {
     }
 
     fn end(&self) {
+        if !self.bars {
+            return;
+        }
         let s = self.state.lock().expect("progress lock");
         if self.terminal {
             line(format_args!(""));
         } else {
             line(format_args!("{}: done ({:.1} MiB)", s.label, mib(s.done)));
+        }
+    }
+
+    fn request(&self, method: &str, url: &str, status: u16) {
+        if self.requests {
+            line(format_args!("request: {method} {url} -> {status}"));
         }
     }
 }

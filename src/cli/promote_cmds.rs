@@ -146,10 +146,12 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
         ..VerifyOptions::default()
     };
     let report = verify::artifact(src.as_ref(), &pinned_src, &policy, &options).map_err(|e| {
-        could_not(
-            anyhow::Error::new(e).context(format!("could not verify {pinned_src}")),
-            Some("the source registry could not be read; nothing was verified or copied"),
-        )
+        let own =
+            Failure::from(anyhow::Error::new(e).context(format!("could not verify {pinned_src}")));
+        let hint = own.hint.unwrap_or_else(|| {
+            "the source registry could not be read; nothing was verified or copied".into()
+        });
+        could_not(own.error, Some(&hint))
     })?;
     if !report.verified {
         return Ok(Promotion::Refused(Box::new(report)));

@@ -41,6 +41,10 @@ pub struct VerifyArgs {
     /// oci:<dir>`), trust from files.
     #[arg(long)]
     pub offline: bool,
+    /// Show the whole chain as a tree for a pass too (a refusal always shows it; a pass
+    /// otherwise prints one summary line per artifact and the verdict).
+    #[arg(long)]
+    pub tree: bool,
     /// Choose the policy scope as if the artifact were in this repository (for layout copies).
     #[arg(long, value_name = "REPOSITORY")]
     pub scope_as: Option<String>,
@@ -411,7 +415,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> ExitStatus {
     match result {
         Ok(report) => {
             if !super::ci_output::print_verify_markdown(cli, printer, &report) {
-                printer.report(&verify::render::human(&report), &report);
+                printer.report(&verify::render::human_with(&report, args.tree), &report);
             }
             ExitStatus::refused_unless(report.verified)
         }
@@ -428,8 +432,7 @@ pub(crate) fn policy_and_root(
     keys: &[String],
     trusted_root: Option<&Path>,
 ) -> Result<(Policy, TrustedRoot), Failure> {
-    let policy = effective_policy(trust, keys)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+    let policy = effective_policy(trust, keys).map_err(|e| policy_failure(e, trust, keys))?;
     let root = match trusted_root {
         // promote and tree: keyless signers are checked against the default root (TUF).
         None if policy
@@ -444,6 +447,27 @@ pub(crate) fn policy_and_root(
         _ => load_root(trusted_root).map_err(|e| could_not(e, None))?,
     };
     Ok((policy, root))
+}
+
+/// Why the trust flags give no usable policy, with the hint that points at the fix: the
+/// error's own (a private key given as a public one), the missing trust flags, or the policy.
+fn policy_failure(error: anyhow::Error, trust: &TrustArgs, keys: &[String]) -> Failure {
+    let own = Failure::from(error);
+    let hint = own.hint.clone().unwrap_or_else(|| {
+        let no_trust = trust.policy.is_none()
+            && keys.is_empty()
+            && trust.certificate_identity.is_none()
+            && trust.certificate_identity_regexp.is_none()
+            && trust.certificate_oidc_issuer.is_none();
+        if no_trust {
+            "give --key PUB, --certificate-identity with --certificate-oidc-issuer, or --policy FILE (`custody policy init` writes one)".to_owned()
+        } else if trust.policy.is_some() {
+            "check the policy with `custody policy check FILE`".to_owned()
+        } else {
+            "check the trust flags: --key takes a public key file, keyless signers need both --certificate-identity and --certificate-oidc-issuer".to_owned()
+        }
+    });
+    could_not(own.error, Some(&hint))
 }
 
 pub(crate) fn could_not(error: anyhow::Error, hint: Option<&str>) -> Failure {
@@ -461,7 +485,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         .with_context(|| format!("bad reference {:?}", args.reference))
         .map_err(|e| could_not(e, None))?;
     let policy = effective_policy(&args.trust, &args.key)
-        .map_err(|e| could_not(e, Some("check the policy with `custody policy check FILE`")))?;
+        .map_err(|e| policy_failure(e, &args.trust, &args.key))?;
     let (root, trusted_root) = super::trust_cmds::root_for(
         &policy,
         &args
@@ -511,10 +535,11 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
     };
     let mut report =
         verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {
-            could_not(
-                anyhow::Error::new(e).context("could not verify"),
-                Some("the registry could not be read; nothing was verified"),
-            )
+            let own = Failure::from(anyhow::Error::new(e).context("could not verify"));
+            let hint = own
+                .hint
+                .unwrap_or_else(|| "the registry could not be read; nothing was verified".into());
+            could_not(own.error, Some(&hint))
         })?;
     report.trusted_root = trusted_root;
     match (&args.vsa, &report.digest) {
@@ -684,14 +709,20 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
                     policy::PolicyError::Read { .. } => ExitStatus::Error,
                     _ => ExitStatus::Failure,
                 };
-                let line = e.line();
+                let line = e
+                    .line()
+                    .map(|l| format!("see line {l} of {}", super::stdio::name(file)));
+                let hint = match (e.suggestion(), line) {
+                    (Some(guess), Some(line)) => Some(format!("{guess} ({line})")),
+                    (guess, line) => guess.or(line),
+                };
                 let failure = Failure {
                     error: anyhow::Error::new(e).context(format!(
                         "{} is not a valid policy",
                         super::stdio::name(file)
                     )),
                     status,
-                    hint: line.map(|l| format!("see line {l} of {}", super::stdio::name(file))),
+                    hint,
                 };
                 printer.failure(&failure);
                 status

@@ -43,7 +43,10 @@ fn tar_create(out: &Path, root: &Path, paths: &[&str]) {
         .args(paths));
 }
 
-#[allow(clippy::print_stderr, reason = "the fallback is worth a line in the test log")]
+#[allow(
+    clippy::print_stderr,
+    reason = "the fallback is worth a line in the test log"
+)]
 fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {

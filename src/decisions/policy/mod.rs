@@ -67,6 +67,58 @@ impl PolicyError {
             _ => None,
         }
     }
+
+    /// For an unknown field, the known field nearest to it by edit distance, when it is close
+    /// enough to be the one meant: `repositorys` → `repositories`.
+    pub fn suggestion(&self) -> Option<String> {
+        let PolicyError::Syntax { message, .. } = self else {
+            return None;
+        };
+        did_you_mean(message)
+    }
+}
+
+impl crate::foundation::hint::Hint for PolicyError {
+    fn hint(&self) -> Option<String> {
+        self.suggestion()
+    }
+}
+
+/// Reads serde's "unknown field `x`, expected one of a, b" (YAML) or "... `a`, `b`" (JSON).
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split_once("expected one of ")
+        .map(|(_, e)| e)
+        .or_else(|| rest.split_once("expected ").map(|(_, e)| e))?;
+    let known = expected
+        .split([',', ' '])
+        .map(|w| w.trim_matches(|c: char| c == '`' || c == '.'))
+        .filter(|w| !w.is_empty() && *w != "or" && *w != "and");
+    let (distance, best) = known
+        .map(|k| (edit_distance(unknown, k), k))
+        .min_by_key(|(d, _)| *d)?;
+    let allowed = (unknown.chars().count() / 3).max(2);
+    (distance > 0 && distance <= allowed).then(|| format!("did you mean `{best}`?"))
+}
+
+/// Levenshtein distance over characters; field names are short, so O(n·m) is fine.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The policy as written (serde shape of the file).

@@ -494,3 +494,23 @@ fn a_scope_names_its_trust_as_a_file_or_a_tuf_mirror() {
     let err = parse("{tuf: {mirror: \"https://t\"}}").unwrap_err();
     assert!(matches!(err, PolicyError::Syntax { .. }), "{err:?}");
 }
+
+#[test]
+fn an_unknown_field_suggests_the_nearest_known_one() {
+    let err = yaml("version: 1\nscopes:\n  - name: a\n    repositorys: [\"**\"]\n").unwrap_err();
+    assert_eq!(
+        err.suggestion().as_deref(),
+        Some("did you mean `repositories`?")
+    );
+    // Nothing near: no guess.
+    let err = yaml("version: 1\nscopes:\n  - name: a\n    zzzzzzzzzzzz: 1\n").unwrap_err();
+    assert_eq!(err.suggestion(), None);
+    // The JSON form names the fields in backticks.
+    assert_eq!(
+        super::did_you_mean("unknown field `treshold`, expected one of `name`, `threshold`")
+            .as_deref(),
+        Some("did you mean `threshold`?")
+    );
+    assert_eq!(super::did_you_mean("unknown field `x"), None);
+    assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+}

@@ -114,6 +114,27 @@ pub enum Error {
     },
 }
 
+/// The advice of the store error underneath (a boxed source hides it from a downcast).
+impl crate::foundation::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Resolve { source, .. } => source.hint(),
+            Error::Fetch { source, .. } => source.hint(),
+            Error::Discover { source, .. } => source.hint(),
+            Error::NoVulnerabilityDatabase { .. } => None,
+        }
+    }
+
+    fn is_refusal(&self) -> bool {
+        match self {
+            Error::Resolve { source, .. } => source.is_refusal(),
+            Error::Fetch { source, .. } => source.is_refusal(),
+            Error::Discover { source, .. } => source.is_refusal(),
+            Error::NoVulnerabilityDatabase { .. } => false,
+        }
+    }
+}
+
 /// A signature or attestation that verified against a trusted signer and is bound to the
 /// artifact.
 #[derive(Clone, Debug)]

@@ -82,8 +82,69 @@ fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
     }
 }
 
+/// One line for a verified manifest: its checks, its trusted referrers and their signers.
+fn summary_lines(out: &mut String, m: &ManifestReport, indent: &str) {
+    let passed = m.checks.iter().filter(|c| c.status == Status::Pass).count()
+        + m.referrers
+            .iter()
+            .flat_map(|r| &r.checks)
+            .filter(|c| c.status == Status::Pass)
+            .count();
+    let trusted: Vec<&super::ReferrerReport> = m.referrers.iter().filter(|r| r.trusted).collect();
+    let mut signers: Vec<&str> = trusted
+        .iter()
+        .map(|r| r.signer.as_deref().unwrap_or("?"))
+        .collect();
+    signers.sort_unstable();
+    signers.dedup();
+    let what = match &m.platform {
+        Some(p) => format!("platform {p}"),
+        None => "artifact".to_owned(),
+    };
+    out.push_str(&format!(
+        "{indent}{} {what} {}: {passed} checks passed, {} trusted referrer(s){}{}\n",
+        mark(if m.verified {
+            Status::Pass
+        } else {
+            Status::Fail
+        }),
+        m.digest
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |d| d.short().to_string()),
+        trusted.len(),
+        if signers.is_empty() {
+            String::new()
+        } else {
+            format!(", signed by {}", signers.join(", "))
+        },
+        m.build_level
+            .map(|l| format!(", SLSA build L{l}"))
+            .unwrap_or_default(),
+    ));
+    for p in &m.platforms {
+        summary_lines(out, p, &format!("{indent}   "));
+    }
+}
+
 /// The human report: the chain as a tree with a mark per check.
 pub fn human(report: &VerifyReport) -> String {
+    human_with(report, true)
+}
+
+/// The human report, with the tree for a pass only when `tree`: otherwise one summary line per
+/// artifact (and platform) before the verdict. A refusal always shows the whole tree.
+pub fn human_with(report: &VerifyReport, tree: bool) -> String {
+    let mut out = header(report);
+    if tree || !report.verified {
+        manifest_tree(&mut out, &report.artifact, "");
+    } else {
+        summary_lines(&mut out, &report.artifact, "");
+    }
+    out.push_str(&verdict(report));
+    out
+}
+
+fn header(report: &VerifyReport) -> String {
     let mut out = format!("{}\n", report.reference);
     out.push_str(&format!(
         "policy {}{}{}\n",
@@ -103,7 +164,11 @@ pub fn human(report: &VerifyReport) -> String {
     if let Some(origin) = &report.trusted_root {
         out.push_str(&origin.describe());
     }
-    manifest_tree(&mut out, &report.artifact, "");
+    out
+}
+
+fn verdict(report: &VerifyReport) -> String {
+    let mut out = String::new();
     let failures = report
         .failures()
         .iter()

@@ -91,6 +91,23 @@ pub enum KeyError {
     Exists { path: PathBuf },
 }
 
+impl crate::foundation::hint::Hint for KeyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            // Verification reads public keys, signing private ones: say which file to give.
+            KeyError::UnsupportedPemType { label } if label.contains("PRIVATE KEY") => Some(
+                "this is a private key; verification needs its public key (the .pub file keygen wrote next to it)"
+                    .to_owned(),
+            ),
+            KeyError::UnsupportedPemType { label } if label == "PUBLIC KEY" => Some(
+                "this is a public key; signing needs the private key (the .key file keygen wrote next to it)"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// A password for an encrypted key. `Debug` prints `Password(***)`; the bytes are wiped on drop.
 #[derive(Clone)]
 pub struct Password(Zeroizing<Vec<u8>>);

@@ -326,6 +326,10 @@ impl crate::foundation::hint::Hint for Error {
             Error::RetriesExhausted { .. } => {
                 Some("the registry kept failing; check that it is up and reachable".into())
             }
+            // The registry answered (NAME_UNKNOWN, MANIFEST_UNKNOWN): it is the name that is wrong.
+            Error::NotFound { .. } => Some(
+                "check the reference: no such repository, tag or digest in that store (a typo, or not pushed yet?)".into(),
+            ),
             _ => None,
         }
     }
@@ -404,6 +408,8 @@ pub trait Progress: Send + Sync {
     fn begin(&self, label: &str, total: u64);
     fn advance(&self, bytes: u64);
     fn end(&self);
+    /// One registry request answered with `status` (`url` without its query); for `-v`.
+    fn request(&self, _method: &str, _url: &str, _status: u16) {}
 }
 
 /// Blobs smaller than this are not worth a progress report.

@@ -512,6 +512,9 @@ impl RegistryStore {
                 }
             };
             let status = response.status();
+            if let Some(p) = &self.progress {
+                p.0.request(method.as_str(), &shown_url, status.as_u16());
+            }
             if status == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
                 auth_rounds += 1;
                 let challenge = response
