@@ -236,6 +236,14 @@ impl FromStr for Reference {
             _ => (DOCKER_HUB.to_owned(), name.clone()),
         };
         let registry = canonical_host(&registry).map_err(|e| malformed(&e.to_string()))?;
+        // The canonical spelling must still read as a host, or printing the reference would
+        // name another registry: `MyReg/app` and `myreg:443/app` would come back as
+        // `docker.io/myreg/app`.
+        if registry != DOCKER_HUB && !looks_like_host(&registry) {
+            return Err(malformed(
+                "a registry host without a '.' or a port reads as a Docker Hub namespace once written in lower case; write its full name or its port",
+            ));
+        }
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -513,6 +521,10 @@ mod tests {
             ("0x7f000001:5000/app", "dotted-quad"),
             ("127.000.000.001:5000/app", "dotted-quad"),
             ("localhost..:5000/app", "host[:port]"),
+            // Found by the reference fuzz target: upper case made the first part a host whose
+            // canonical spelling read back as a Docker Hub namespace.
+            ("MyReg/app", "Docker Hub namespace"),
+            ("myreg:443/app", "Docker Hub namespace"),
             ("oci:", "needs a folder"),
             ("ghcr.io/o/a..b", "separated by"),
             ("ghcr.io/o//b", "separated by"),

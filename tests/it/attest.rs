@@ -735,14 +735,9 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Every `pkg:cargo` purl (percent-decoded) in a CycloneDX document's components, nested ones
 /// included.
-/// The cargo purls an SBOM ships: cargo-cyclonedx leaves dev-dependencies out, custody lists
-/// them with `scope: excluded`, so those are not compared.
 fn cargo_purls(bom: &serde_json::Value) -> std::collections::BTreeSet<String> {
     fn walk(list: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
         for c in list.as_array().into_iter().flatten() {
-            if c["scope"] == "excluded" {
-                continue;
-            }
             if let Some(p) = c["purl"].as_str().filter(|p| p.starts_with("pkg:cargo/")) {
                 out.insert(percent_decode(p));
             }
@@ -817,7 +812,13 @@ fn cargo_purls_match_cargo_cyclonedx() {
         &SbomOptions::new(Timestamp::from_unix(0)),
     )
     .unwrap();
-    let ours = cargo_purls(&serde_json::to_value(&bom).unwrap());
+    // cargo-cyclonedx leaves dev-dependencies out; custody lists them with `scope: excluded`
+    // (cargo-cyclonedx marks build-dependencies so, and keeps them), so custody's are not compared.
+    let mut shipped = serde_json::to_value(&bom).unwrap();
+    if let Some(list) = shipped["components"].as_array_mut() {
+        list.retain(|c| c["scope"] != "excluded");
+    }
+    let ours = cargo_purls(&shipped);
 
     let everything = cargo_cyclonedx(
         project.path(),

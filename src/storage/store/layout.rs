@@ -299,13 +299,29 @@ impl LayoutStore {
     /// file whose real path is inside the layout folder is opened; anything else is refused
     /// naming the path, before an `open` that could block (a FIFO) or read outside the folder.
     fn open_regular(&self, path: &Path) -> Result<Option<File>, ReadError> {
+        // A writer replaces `index.json` and `oci-layout` by rename, so the file checked may be
+        // swapped for a newer one before it is opened: check again a few times before refusing.
+        for _ in 0..4 {
+            match self.open_regular_once(path)? {
+                Opened::File(file) => return Ok(Some(file)),
+                Opened::Missing => return Ok(None),
+                Opened::Changed => {}
+            }
+        }
+        Err(ReadError::Refused {
+            path: path.to_owned(),
+            reason: "changed while being opened, again and again; not read".into(),
+        })
+    }
+
+    fn open_regular_once(&self, path: &Path) -> Result<Opened, ReadError> {
         let refused = |reason: String| ReadError::Refused {
             path: path.to_owned(),
             reason,
         };
         let link = match fs::symlink_metadata(path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Missing),
             Err(e) => return Err(ReadError::Io(e)),
         };
         let real = if link.file_type().is_symlink() {
@@ -344,10 +360,10 @@ impl LayoutStore {
         {
             use std::os::unix::fs::MetadataExt as _;
             if !opened.is_file() || opened.dev() != meta.dev() || opened.ino() != meta.ino() {
-                return Err(refused("changed while being opened; not read".into()));
+                return Ok(Opened::Changed);
             }
         }
-        Ok(Some(file))
+        Ok(Opened::File(file))
     }
 
     /// The whole of a layout file of at most `limit` bytes; `None` when it does not exist.
@@ -551,6 +567,14 @@ impl Store for LayoutStore {
             Err(e) => Err(Error::io(format!("cannot delete manifest {digest}"))(e)),
         }
     }
+}
+
+/// One attempt at opening a layout file.
+enum Opened {
+    File(File),
+    Missing,
+    /// Another file took the path between the check and the open.
+    Changed,
 }
 
 #[cfg(test)]
