@@ -650,7 +650,8 @@ mod tests {
     use super::*;
     use crate::storage::store::layout::LayoutStore;
 
-    fn subject(store: &dyn Store) -> Descriptor {
+    /// An empty artifact to attach to; `attach::signing`'s tests use it too.
+    pub(super) fn subject(store: &dyn Store) -> Descriptor {
         let m = ImageManifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),

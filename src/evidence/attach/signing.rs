@@ -534,27 +534,10 @@ mod tests {
     use super::*;
     use crate::evidence::attach::{self, BUNDLE_MEDIA_TYPE_V03, LegacyKind};
     use crate::evidence::sign::{KeySigner, SigningKey, dsse};
-    use crate::foundation::oci::{self, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
-    use crate::storage::store::BlobSource;
+    use crate::foundation::oci;
     use crate::storage::store::layout::LayoutStore;
 
-    fn image(store: &dyn Store) -> Descriptor {
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some("application/x".into()),
-            config: Descriptor::empty_config(),
-            layers: vec![],
-            subject: None,
-            annotations: BTreeMap::new(),
-        };
-        store
-            .put_blob(&Descriptor::empty_config(), BlobSource::Bytes(b"{}"))
-            .unwrap();
-        store
-            .put_manifest(&oci::to_bytes(&m), MEDIA_TYPE_IMAGE_MANIFEST)
-            .unwrap()
-    }
+    use crate::evidence::attach::tests::subject as image;
 
     fn options(legacy: LegacyTags) -> AttachOptions {
         AttachOptions {
