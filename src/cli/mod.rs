@@ -14,6 +14,7 @@ pub mod promote_cmds;
 mod release_cmds;
 pub mod rescan_cmds;
 pub mod secops_cmds;
+mod serve_cmds;
 pub mod sign_cmds;
 mod stdio;
 mod store_cmds;
@@ -161,6 +162,9 @@ pub enum Command {
     Login(login_cmds::LoginArgs),
     /// Remove a registry credential stored by `login` (or docker login).
     Logout(login_cmds::LogoutArgs),
+    /// Serve verification over HTTPS: POST /v1/verify and Kubernetes admission webhooks that
+    /// verify every image of a pod and pin tags to the verified digests.
+    Serve(Box<serve_cmds::ServeArgs>),
     /// Print custody's version, git commit, build date and target.
     Version(meta_cmds::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
@@ -293,6 +297,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Verify(args) => return verify_cmds::verify(cli, args, printer),
         Command::Policy(args) => return verify_cmds::policy(args, printer),
         Command::Promote(args) => return promote_cmds::promote(cli, args, printer),
+        Command::Serve(args) => return serve_cmds::serve(cli, args, printer),
         Command::Sources(cmd) => return secops_cmds::run_sources(cmd, printer),
         Command::Audit(cmd) => return secops_cmds::run_audit(cmd, printer),
         Command::TufConformanceClient(args) => {
@@ -336,6 +341,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         | Command::Verify(_)
         | Command::Policy(_)
         | Command::Promote(_)
+        | Command::Serve(_)
         | Command::Sources(_)
         | Command::Audit(_)
         | Command::TufConformanceClient(_)

@@ -1,0 +1,452 @@
+//! `custody serve`: verification as an HTTPS service for clusters. `POST /v1/verify` answers
+//! with the verify report; `/admission/validate` and `/admission/mutate` are Kubernetes
+//! admission webhooks (`admission.k8s.io/v1`) that verify every image of a Pod or pod template
+//! and pin tags to the verified digests; `/healthz`, `/readyz` and `/metrics` serve operators.
+//!
+//! Verification is the library's blocking [`verify::artifact`], run on a bounded blocking pool;
+//! verdicts are cached by (repository, digest, policy digest, trusted root digest, vulnerability
+//! database digest). The policy, trusted root, database and TLS files are polled and reloaded
+//! when their content changes; a file that no longer loads leaves the last good one in place.
+
+pub mod admission;
+pub mod cache;
+mod http;
+pub mod metrics;
+mod sources;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::decisions::verify::{self, VerifyOptions, VerifyReport};
+use crate::foundation::reference::Reference;
+use crate::storage::store::{self, Store};
+use crate::storage::transfer;
+
+pub use self::cache::CacheSettings;
+use self::cache::{Key, VerdictCache};
+use self::metrics::Metrics;
+use self::sources::Watched;
+
+/// Largest `POST /v1/verify` body.
+pub const MAX_VERIFY_BODY: usize = 64 * 1024;
+/// Largest AdmissionReview body: the API server accepts objects up to 3 MiB, and an UPDATE
+/// carries the old object too.
+pub const MAX_REVIEW_BODY: usize = 7 * 1024 * 1024;
+/// Repositories whose registry connection (and tokens) are kept between requests.
+const MAX_STORES: usize = 1024;
+
+/// How to serve.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to listen on (port 0: any free port, see [`Server::local_addr`]).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key of the serving certificate; reloaded on change.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// The policy file; reloaded on change.
+    pub policy: PathBuf,
+    /// `trusted_root.json` for keyless signers and log checks; reloaded on change.
+    pub trusted_root: Option<PathBuf>,
+    /// OSV databases for the policy's `vulnerabilities:` gate; reloaded on change.
+    pub vulnerability_dbs: Vec<PathBuf>,
+    /// How registries are reached.
+    pub store: store::Options,
+    pub cache: CacheSettings,
+    /// Verifications that run at once (the blocking pool's size).
+    pub workers: usize,
+    /// How often the policy, trust, database and TLS files are checked for changes.
+    pub reload_interval: Duration,
+    /// Receives reloads and reload failures (the library does not print).
+    pub on_event: Option<EventSink>,
+}
+
+/// Where [`Event`]s go.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("policy", &self.policy)
+            .field("trusted_root", &self.trusted_root)
+            .field("vulnerability_dbs", &self.vulnerability_dbs)
+            .field("cache", &self.cache)
+            .field("workers", &self.workers)
+            .field("reload_interval", &self.reload_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something an operator wants to see in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A file changed and its new content is in use.
+    Reloaded { what: String },
+    /// A file changed but could not be used; the previous content stays in use.
+    ReloadFailed { what: String, error: String },
+}
+
+/// Why the server could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the server runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot use tls {what} {path}: {reason}")]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot load policy {path}")]
+    Policy {
+        path: PathBuf,
+        #[source]
+        source: crate::decisions::policy::PolicyError,
+    },
+    #[error("cannot load trusted root {path}")]
+    TrustedRoot {
+        path: PathBuf,
+        #[source]
+        source: crate::evidence::trust::TrustError,
+    },
+    #[error("cannot load the vulnerability database")]
+    Database(#[source] crate::decisions::vuln::DbError),
+    #[error("the listener failed")]
+    Accept(#[source] std::io::Error),
+}
+
+impl crate::foundation::hint::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Tls { .. } => Some(
+                "give --tls-cert a PEM certificate chain and --tls-key its PEM private key (PKCS#8, SEC1 or PKCS#1)".into(),
+            ),
+            Error::Policy { path, .. } => Some(format!(
+                "check the policy with `custody policy check {}`",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A verification that could not run (as opposed to a refusal, which is a report).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    #[error("{reference} is not a valid image reference: {reason}")]
+    Reference { reference: String, reason: String },
+    #[error("cannot reach the registry of {reference}: {reason}")]
+    Store { reference: String, reason: String },
+    #[error("could not verify {reference}: {reason}")]
+    Verify { reference: String, reason: String },
+    #[error("verification of {reference} did not finish within {seconds}s")]
+    Deadline { reference: String, seconds: u64 },
+    #[error("verification of {reference} stopped unexpectedly")]
+    Crashed { reference: String },
+}
+
+/// One verification's answer: the report (shared with the cache) and whether the cache gave it.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub report: Arc<VerifyReport>,
+    pub cached: bool,
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    sources: Watched,
+    cache: VerdictCache,
+    /// Misses being verified now, so concurrent requests for one key wait for one verification.
+    in_flight: Mutex<HashMap<Key, Arc<Flight>>>,
+    stores: Mutex<HashMap<String, Arc<dyn Store>>>,
+    store_options: store::Options,
+    pub(crate) metrics: Metrics,
+}
+
+/// A verification in progress and, once done, its result.
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Result<Arc<VerifyReport>, CheckError>>>,
+    done: Condvar,
+}
+
+/// Joined error messages of a chain, for answers that cross the wire.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+impl State {
+    fn store_for(&self, reference: &Reference) -> Result<Arc<dyn Store>, CheckError> {
+        let key = reference.repository();
+        let mut stores = self
+            .stores
+            .lock()
+            .expect("store map lock is never poisoned");
+        if let Some(s) = stores.get(&key) {
+            return Ok(s.clone());
+        }
+        let opened: Arc<dyn Store> = Arc::from(
+            store::open_existing(reference, &self.store_options).map_err(|e| {
+                CheckError::Store {
+                    reference: reference.to_string(),
+                    reason: chain(&e),
+                }
+            })?,
+        );
+        if stores.len() >= MAX_STORES {
+            stores.clear();
+        }
+        stores.insert(key, opened.clone());
+        Ok(opened)
+    }
+
+    /// The cached verdict for a reference that already names its digest, without blocking.
+    pub(crate) fn cached(&self, reference: &Reference, scope: Option<&str>) -> Option<Checked> {
+        let digest = reference.digest.clone()?;
+        let key = self.sources.current().key(reference, scope, digest);
+        let report = self.cache.get(&key)?;
+        self.metrics.cache_hit();
+        Some(Checked {
+            report,
+            cached: true,
+        })
+    }
+
+    /// Verifies `reference` (blocking): resolves a tag once, then answers from the cache or
+    /// runs the verification, one per key however many requests ask at once.
+    pub(crate) fn check(
+        &self,
+        reference: &Reference,
+        scope: Option<&str>,
+    ) -> Result<Checked, CheckError> {
+        let snapshot = self.sources.current();
+        let store = self.store_for(reference)?;
+        let digest = match &reference.digest {
+            Some(d) => d.clone(),
+            None => match transfer::resolve(store.as_ref(), reference) {
+                Ok(m) => m.descriptor.digest,
+                // The verification says what went wrong, as `custody verify` would.
+                Err(_) => {
+                    self.metrics.cache_miss();
+                    let report = self.verify_now(&snapshot, store.as_ref(), reference, scope)?;
+                    return Ok(Checked {
+                        report: Arc::new(report),
+                        cached: false,
+                    });
+                }
+            },
+        };
+        let key = snapshot.key(reference, scope, digest.clone());
+        if let Some(report) = self.cache.get(&key) {
+            self.metrics.cache_hit();
+            return Ok(Checked {
+                report,
+                cached: true,
+            });
+        }
+        self.metrics.cache_miss();
+        let (flight, leader) = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .expect("in-flight lock is never poisoned");
+            match in_flight.get(&key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    in_flight.insert(key.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            let mut result = flight.result.lock().expect("flight lock is never poisoned");
+            while result.is_none() {
+                result = flight
+                    .done
+                    .wait(result)
+                    .expect("flight lock is never poisoned");
+            }
+            let report = result
+                .clone()
+                .expect("the loop ends once a result is set")?;
+            return Ok(Checked {
+                report,
+                cached: true,
+            });
+        }
+        let mut pinned = reference.clone();
+        pinned.digest = Some(digest);
+        let result = self
+            .verify_now(&snapshot, store.as_ref(), &pinned, scope)
+            .map(Arc::new);
+        if let Ok(report) = &result {
+            self.cache.insert(key.clone(), report.clone());
+        }
+        *flight.result.lock().expect("flight lock is never poisoned") = Some(result.clone());
+        flight.done.notify_all();
+        self.in_flight
+            .lock()
+            .expect("in-flight lock is never poisoned")
+            .remove(&key);
+        Ok(Checked {
+            report: result?,
+            cached: false,
+        })
+    }
+
+    fn verify_now(
+        &self,
+        snapshot: &sources::Snapshot,
+        store: &dyn Store,
+        reference: &Reference,
+        scope: Option<&str>,
+    ) -> Result<VerifyReport, CheckError> {
+        let options = VerifyOptions {
+            trusted_root: snapshot.root.clone(),
+            platform: None,
+            now: None,
+            scope_repository: scope.map(str::to_owned),
+            vulnerability_db: snapshot.db.clone(),
+        };
+        let started = std::time::Instant::now();
+        let result = verify::artifact(store, reference, &snapshot.policy, &options);
+        self.metrics
+            .verification(started.elapsed(), result.as_ref());
+        let mut report = result.map_err(|e| CheckError::Verify {
+            reference: reference.to_string(),
+            reason: chain(&e),
+        })?;
+        report.trusted_root = snapshot.root_origin.clone();
+        Ok(report)
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: std::net::TcpListener,
+    state: Arc<State>,
+    tls: Arc<tls::CertFiles>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads the TLS pair, policy, trust and databases (any failure stops here) and binds.
+    pub fn bind(config: Config) -> Result<Server, Error> {
+        let tls = Arc::new(tls::CertFiles::load(&config.tls_cert, &config.tls_key)?);
+        let sources = Watched::load(sources::Paths {
+            policy: config.policy.clone(),
+            trusted_root: config.trusted_root.clone(),
+            vulnerability_dbs: config.vulnerability_dbs.clone(),
+        })?;
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let state = Arc::new(State {
+            sources,
+            cache: VerdictCache::new(config.cache.clone()),
+            in_flight: Mutex::new(HashMap::new()),
+            stores: Mutex::new(HashMap::new()),
+            store_options: config.store.clone(),
+            metrics: Metrics::default(),
+        });
+        Ok(Server {
+            listener,
+            state,
+            tls,
+            config,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.config.listen,
+            source,
+        })
+    }
+
+    /// Serves until the listener fails (the process is normally stopped by a signal).
+    pub fn run(self) -> Result<(), Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(self.config.workers.max(1))
+            .thread_name("custody-serve")
+            .build()
+            .map_err(Error::Runtime)?;
+        let Server {
+            listener,
+            state,
+            tls,
+            config,
+        } = self;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Accept)?;
+            tokio::spawn(reload_loop(state.clone(), tls.clone(), config.clone()));
+            http::serve(listener, state, tls).await
+        })
+    }
+}
+
+/// Polls the watched files and swaps in what changed.
+async fn reload_loop(state: Arc<State>, tls: Arc<tls::CertFiles>, config: Config) {
+    let mut interval =
+        tokio::time::interval(config.reload_interval.max(Duration::from_millis(100)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let (state, tls) = (state.clone(), tls.clone());
+        // Reading and parsing files blocks.
+        let events = tokio::task::spawn_blocking(move || {
+            let mut events = state.sources.poll();
+            events.extend(tls.poll());
+            for e in &events {
+                state.metrics.reload(e);
+            }
+            events
+        })
+        .await
+        .unwrap_or_default();
+        if let Some(sink) = &config.on_event {
+            events.iter().for_each(|e| sink(e));
+        }
+    }
+}
