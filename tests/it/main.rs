@@ -38,6 +38,7 @@ mod rescan;
 mod schemas;
 mod scopes;
 mod secops;
+mod serve;
 mod sign_cli;
 mod sigstore_stack;
 mod support;

@@ -255,7 +255,7 @@ impl State {
                 }
             },
         };
-        let key = snapshot.key(reference, scope, digest.clone());
+        let key = snapshot.key(reference, scope, digest);
         if let Some(report) = self.cache.get(&key) {
             self.metrics.cache_hit();
             return Ok(Checked {
@@ -294,12 +294,14 @@ impl State {
                 cached: true,
             });
         }
-        let mut pinned = reference.clone();
-        pinned.digest = Some(digest);
+        // The reference as given, so the report reads as `custody verify`'s would; it is
+        // cached only if the tag still named the digest the key was made for.
         let result = self
-            .verify_now(&snapshot, store.as_ref(), &pinned, scope)
+            .verify_now(&snapshot, store.as_ref(), reference, scope)
             .map(Arc::new);
-        if let Ok(report) = &result {
+        if let Ok(report) = &result
+            && report.digest.as_ref() == Some(&key.digest)
+        {
             self.cache.insert(key.clone(), report.clone());
         }
         *flight.result.lock().expect("flight lock is never poisoned") = Some(result.clone());
