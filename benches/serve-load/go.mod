@@ -1,0 +1,3 @@
+module custody.dev/benches/serve-load
+
+go 1.22
