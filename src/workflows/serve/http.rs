@@ -17,6 +17,8 @@ use super::admission::{self, ImageAt, ReviewResponse};
 use super::{CheckError, Checked, Error, MAX_REVIEW_BODY, MAX_VERIFY_BODY, State, tls};
 use crate::foundation::reference::Reference;
 
+/// Connections served at once: each may hold a review body of up to [`MAX_REVIEW_BODY`].
+const MAX_CONNECTIONS: usize = 256;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The webhook timeout when the API server names none (its default).
@@ -33,7 +35,14 @@ pub async fn serve(
     tls: Arc<tls::CertFiles>,
 ) -> Result<(), Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config()?));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the limit, new connections wait in the kernel's backlog until one closes.
+        let permit = connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
             // Out of file descriptors and the like: wait a moment rather than spin.
@@ -46,6 +55,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (acceptor, state) = (acceptor.clone(), state.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
