@@ -1186,3 +1186,29 @@ fn the_strict_manifest_check_refuses_a_misspelt_field() {
     let (result, _) = typed::<ValidatingWebhookConfiguration>(&doc);
     assert!(result.unwrap_err().contains("invalid type: string"));
 }
+
+/// A registry that never answers: the review is denied within the API server's `timeout`
+/// (less a margin), saying so, rather than left to the API server's own deadline.
+#[test]
+fn a_verification_slower_than_the_webhook_timeout_is_denied_in_time() {
+    let s = setup();
+    let silent = support::HostileServer::start(|_| support::Response {
+        pace: support::Pace::Silent,
+        ..support::Response::new(200)
+    });
+    let served = Served::start(s.dir.path(), &s.policy, &[]);
+    let client = Client::new(&s.ca, served.port);
+    let image = format!("{}/shop/app:v1", silent.host);
+    let body = review("u-1", "", "Pod", "pods", "CREATE", pod(&[&image], &[])).to_string();
+    let a = client.request("POST", "/admission/validate?timeout=1s", body.as_bytes());
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = a.json()["response"].clone();
+    assert_eq!(r["uid"], "u-1");
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"],
+        format!(
+            "image {image} could not be verified: verification of {image} did not finish within the webhook's 500 ms"
+        )
+    );
+}

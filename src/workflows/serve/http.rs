@@ -166,13 +166,12 @@ async fn check(
     state: &Arc<State>,
     reference: Reference,
     scope: Option<String>,
-    deadline: Instant,
+    (deadline, budget): (Instant, Duration),
 ) -> Result<Checked, CheckError> {
     if let Some(hit) = state.cached(&reference, scope.as_deref()) {
         return Ok(hit);
     }
     let name = reference.to_string();
-    let seconds = deadline.saturating_duration_since(Instant::now()).as_secs();
     let worker = state.clone();
     let task = tokio::task::spawn_blocking(move || worker.check(&reference, scope.as_deref()));
     match tokio::time::timeout_at(deadline.into(), task).await {
@@ -181,7 +180,7 @@ async fn check(
         // The verification goes on and fills the cache for the API server's retry.
         Err(_) => Err(CheckError::Deadline {
             reference: name,
-            seconds,
+            budget_ms: budget.as_millis(),
         }),
     }
 }
@@ -197,7 +196,8 @@ struct VerifyRequest {
 /// `POST /v1/verify`: 200 with the report (verified or refused), 400 for a bad request, 502
 /// when the registry could not be read (nothing was verified).
 async fn verify(state: &Arc<State>, req: Request<Incoming>) -> Answer {
-    let deadline = Instant::now() + budget(req.uri().query());
+    let budget = budget(req.uri().query());
+    let deadline = (Instant::now() + budget, budget);
     let bytes = match body(req, MAX_VERIFY_BODY).await {
         Ok(b) => b,
         Err(answer) => return answer,
@@ -277,7 +277,8 @@ enum Webhook {
 /// The admission webhooks: every image verified; the validating one allows or denies, the
 /// mutating one also pins tags to the digests it verified.
 async fn review(state: &Arc<State>, req: Request<Incoming>, webhook: Webhook) -> Answer {
-    let deadline = Instant::now() + budget(req.uri().query());
+    let budget = budget(req.uri().query());
+    let deadline = (Instant::now() + budget, budget);
     let bytes = match body(req, MAX_REVIEW_BODY).await {
         Ok(b) => b,
         Err(answer) => return answer,
@@ -295,7 +296,7 @@ async fn decide(
     state: &Arc<State>,
     request: &admission::AdmissionRequest,
     webhook: Webhook,
-    deadline: Instant,
+    deadline: (Instant, Duration),
 ) -> ReviewResponse {
     let uid = &request.uid;
     if !admission::needs_check(request) {

@@ -151,8 +151,8 @@ pub enum CheckError {
     Store { reference: String, reason: String },
     #[error("could not verify {reference}: {reason}")]
     Verify { reference: String, reason: String },
-    #[error("verification of {reference} did not finish within {seconds}s")]
-    Deadline { reference: String, seconds: u64 },
+    #[error("verification of {reference} did not finish within the webhook's {budget_ms} ms")]
+    Deadline { reference: String, budget_ms: u128 },
     #[error("verification of {reference} stopped unexpectedly")]
     Crashed { reference: String },
 }
