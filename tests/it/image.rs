@@ -631,7 +631,8 @@ C:Q1bbb=\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\n\n",
         got,
         vec![
             (
-                "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1".to_owned(),
+                "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1&upstream=openssl"
+                    .to_owned(),
                 vec!["openssl"]
             ),
             (
@@ -713,4 +714,177 @@ fn a_lying_registry_is_refused_naming_expected_and_found() {
     assert!(err.contains(&layer_digest), "{err}");
     assert!(err.contains(&sha(&lie)), "{err}");
     assert!(!out.exists());
+}
+
+/// Writes an advisory file into `dir`.
+fn advisory(dir: &Path, id: &str, record: serde_json::Value) {
+    std::fs::write(dir.join(format!("{id}.json")), record.to_string()).expect("advisory");
+}
+
+/// The mmdebstrap image's SBOM scanned against Debian advisories, as the OSV Debian data
+/// writes them (source package names, one entry per release). The records carry the facts of
+/// the real ones: DSA-5514-1 (glibc, CVE-2023-4911, fixed in bookworm by 2.36-9+deb12u3) and
+/// DEBIAN-CVE-2005-2541 (tar, never fixed in any release: Debian rates it unimportant).
+/// bookworm's glibc is past the fix, its tar is affected, and entries for other releases and
+/// for binary names do not match.
+#[test]
+fn a_debian_image_is_scanned_by_source_package_and_release() {
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let f = fixtures();
+    let bom = sbom_of(&base, &[]);
+    // The dpkg cataloger names each binary's source: util-linux for bsdutils (whose binary
+    // version has an epoch its source version lacks), glibc for libc6.
+    let oracle: BTreeSet<(String, String)> = sh(Command::new("dpkg-query")
+        .arg(format!("--admindir={}", f.admindir.display()))
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Package} ${source:Package}@${source:Version}\\n",
+        ]))
+    .lines()
+    .filter_map(|l| l.strip_prefix("installed "))
+    .filter_map(|l| l.split_once(' '))
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    let sources: BTreeSet<(String, String)> = components(&bom)
+        .iter()
+        .filter(|c| is_deb(c))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                prop(c, "custody:package:source")[0].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(sources, oracle);
+    let tar_purl = components(&bom)
+        .iter()
+        .find(|c| c["name"] == "tar")
+        .and_then(|c| c["purl"].as_str())
+        .expect("tar installed")
+        .to_owned();
+    let glibc_version = components(&bom)
+        .iter()
+        .find(|c| c["name"] == "libc6")
+        .and_then(|c| c["version"].as_str())
+        .expect("libc6 installed")
+        .to_owned();
+
+    let dir = tempdir();
+    let sbom = dir.path().join("sbom.json");
+    std::fs::write(&sbom, bom.to_string()).expect("sbom");
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).expect("db dir");
+    let range = |fixed: Option<&str>| {
+        let mut events = vec![serde_json::json!({"introduced": "0"})];
+        if let Some(f) = fixed {
+            events.push(serde_json::json!({"fixed": f}));
+        }
+        serde_json::json!([{"type": "ECOSYSTEM", "events": events}])
+    };
+    advisory(
+        &db,
+        "DSA-5514-1",
+        serde_json::json!({
+            "id": "DSA-5514-1", "modified": "2023-10-03T00:00:00Z", "published": "2023-10-03T00:00:00Z",
+            "upstream": ["CVE-2023-4911"], "summary": "glibc - security update",
+            "affected": [
+                {"package": {"ecosystem": "Debian:11", "name": "glibc"}, "ranges": range(Some("2.31-13+deb11u7"))},
+                {"package": {"ecosystem": "Debian:12", "name": "glibc"}, "ranges": range(Some("2.36-9+deb12u3"))},
+            ],
+        }),
+    );
+    advisory(
+        &db,
+        "DEBIAN-CVE-2005-2541",
+        serde_json::json!({
+            "id": "DEBIAN-CVE-2005-2541", "modified": "2025-01-01T00:00:00Z",
+            "upstream": ["CVE-2005-2541"],
+            "details": "Tar 1.15.1 does not properly warn the user when extracting setuid or setgid files.",
+            "affected": [
+                {"package": {"ecosystem": "Debian:11", "name": "tar"}, "ranges": range(None)},
+                {"package": {"ecosystem": "Debian:12", "name": "tar"}, "ranges": range(None)},
+                {"package": {"ecosystem": "Debian:13", "name": "tar"}, "ranges": range(None)},
+            ],
+        }),
+    );
+    // A bookworm fix for a glibc newer than the image's: glibc is affected through libc6's
+    // source, not its binary name. Bullseye-only and binary-named entries never match.
+    advisory(
+        &db,
+        "TEST-GLIBC-NEXT",
+        serde_json::json!({
+            "id": "TEST-GLIBC-NEXT", "modified": "2025-01-01T00:00:00Z",
+            "affected": [
+                {"package": {"ecosystem": "Debian:12", "name": "glibc"}, "ranges": range(Some(&format!("{glibc_version}+next1")))},
+                {"package": {"ecosystem": "Debian:12", "name": "libc6"}, "ranges": range(None)},
+                {"package": {"ecosystem": "Debian:11", "name": "coreutils"}, "ranges": range(None)},
+            ],
+        }),
+    );
+    let out = custody()
+        .args(["--output", "json", "scan"])
+        .arg(&sbom)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("custody scan runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("scan json ({e}): {}", stderr(&out)));
+    let mut found: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["package"].as_str().unwrap_or("").to_owned(),
+                f["id"].as_str().unwrap_or("").to_owned(),
+                f["purl"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .filter(|(_, _, purl)| {
+            purl.starts_with("pkg:deb/debian/tar@")
+                || purl.starts_with("pkg:deb/debian/libc6@")
+                || purl.starts_with("pkg:deb/debian/coreutils@")
+        })
+        .collect();
+    found.sort();
+    let libc6_purl = components(&bom)
+        .iter()
+        .find(|c| c["name"] == "libc6")
+        .and_then(|c| c["purl"].as_str())
+        .expect("libc6 purl")
+        .to_owned();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "glibc".to_owned(),
+                "TEST-GLIBC-NEXT".to_owned(),
+                libc6_purl.clone()
+            ),
+            (
+                "tar".to_owned(),
+                "DEBIAN-CVE-2005-2541".to_owned(),
+                tar_purl.clone()
+            ),
+        ]
+    );
+    assert!(
+        libc6_purl.contains("upstream=glibc"),
+        "the source is in the purl: {libc6_purl}"
+    );
+    // Every OS package was matched: none lacks a release or a readable version.
+    let unscanned_debs: Vec<&serde_json::Value> = report["notScanned"]
+        .as_array()
+        .expect("notScanned")
+        .iter()
+        .filter(|n| {
+            n["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:deb/"))
+        })
+        .collect();
+    assert!(unscanned_debs.is_empty(), "{unscanned_debs:?}");
 }

@@ -6,7 +6,6 @@
 //! of the image, only with the number of packages and binaries found.
 
 mod apk;
-pub mod debversion;
 mod dpkg;
 mod gobin;
 mod tarstream;
@@ -782,6 +781,12 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                     for p in packages {
                         let mut c = Component::new(ComponentType::Library, p.name.clone());
                         c.version = Some(p.version.clone());
+                        // The source package, as syft writes it: advisories name sources.
+                        let upstream = if p.source_version != p.version {
+                            Some(format!("{}@{}", p.source, p.source_version))
+                        } else {
+                            (p.source != p.name).then(|| p.source.clone())
+                        };
                         c.purl = os_purl(
                             "deb",
                             ns,
@@ -790,6 +795,7 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                             &[
                                 ("arch", p.architecture.as_deref()),
                                 ("distro", distro.as_deref()),
+                                ("upstream", upstream.as_deref()),
                             ],
                         );
                         c.properties.push(prop(
@@ -816,6 +822,10 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                             &[
                                 ("arch", p.architecture.as_deref()),
                                 ("distro", distro.as_deref()),
+                                (
+                                    "upstream",
+                                    (p.origin != p.name).then_some(p.origin.as_str()),
+                                ),
                             ],
                         );
                         c.properties
