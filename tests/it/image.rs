@@ -888,3 +888,157 @@ fn a_debian_image_is_scanned_by_source_package_and_release() {
         .collect();
     assert!(unscanned_debs.is_empty(), "{unscanned_debs:?}");
 }
+
+/// `release --image` attests the image with one SBOM: the source tree's lockfile components
+/// and what the image contains, each image component with the layer digest and path it was
+/// found at. cosign reads the attestation back; `scan` of the image reference reads the same
+/// SBOM from its referrer and finds the OS package advisory.
+#[test]
+fn release_image_merges_the_image_contents_into_the_source_sbom() {
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let layers = layer_digests(&base);
+    let dir = tempdir();
+    let repo = crate::release::work_tree(dir.path());
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vuln/Cargo.lock");
+    std::fs::copy(&lock, repo.join("Cargo.lock")).expect("lockfile");
+    for args in [&["add", "Cargo.lock"][..], &["commit", "-q", "-m", "lock"]] {
+        sh(Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com"));
+    }
+    let (key, public) = crate::release::keypair(dir.path());
+    let o = crate::release::release_in(&repo, &["--image", &base, "--key", &key]);
+    assert!(o.status.success(), "release --image: {}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("release json");
+    let digest = out["digest"].as_str().expect("digest").to_owned();
+    let pinned = format!("{}/debian@{digest}", registry.host);
+
+    // The SBOM as cosign reads it from the attestation.
+    let o = Command::new(tool("cosign"))
+        .args([
+            "verify-attestation",
+            "--type",
+            "cyclonedx",
+            "--key",
+            &public,
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &pinned,
+        ])
+        .output()
+        .expect("cosign runs");
+    assert!(
+        o.status.success(),
+        "cosign verify-attestation: {}",
+        stderr(&o)
+    );
+    let envelope: serde_json::Value = serde_json::from_slice(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| !l.is_empty())
+            .expect("an envelope"),
+    )
+    .expect("envelope json");
+    use base64::Engine as _;
+    let statement: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().expect("payload"))
+            .expect("base64"),
+    )
+    .expect("statement");
+    let bom = &statement["predicate"];
+    assert_eq!(
+        out["sbomComponents"].as_u64(),
+        Some(components(bom).len() as u64)
+    );
+    let cargo: Vec<&serde_json::Value> = components(bom)
+        .iter()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        })
+        .collect();
+    assert!(
+        cargo.iter().any(|c| c["name"] == "smallvec"),
+        "the lockfile's crates are in the SBOM"
+    );
+    assert!(
+        cargo
+            .iter()
+            .all(|c| prop(c, "custody:layer:digest").is_empty()),
+        "lockfile components were not found in a layer"
+    );
+    let debs: Vec<&serde_json::Value> = components(bom).iter().filter(|c| is_deb(c)).collect();
+    assert!(debs.len() > 20, "{}", debs.len());
+    for c in &debs {
+        assert_eq!(prop(c, "custody:layer:digest"), vec![layers[0].as_str()]);
+        assert_eq!(
+            prop(c, "custody:location:path"),
+            vec!["/var/lib/dpkg/status"]
+        );
+    }
+    let hello = components(bom)
+        .iter()
+        .find(|c| prop(c, "custody:go:module") == vec!["example.com/hello"])
+        .expect("the Go binary's main module");
+    assert_eq!(
+        prop(hello, "custody:layer:digest"),
+        vec![layers[1].as_str()]
+    );
+    assert_eq!(
+        prop(hello, "custody:location:path"),
+        vec!["/usr/local/bin/hello"]
+    );
+    assert_eq!(
+        prop(&bom["metadata"], "custody:image:digest"),
+        vec![digest.as_str()]
+    );
+
+    // scan reads that SBOM from the image's referrers: Rust and Debian findings together.
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).expect("db");
+    advisory(
+        &db,
+        "DEBIAN-CVE-2005-2541",
+        serde_json::json!({
+            "id": "DEBIAN-CVE-2005-2541", "modified": "2025-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "tar"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}],
+        }),
+    );
+    let rustsec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/osv/crates.io/RUSTSEC-2019-0009.json");
+    let o = custody()
+        .args(["--output", "json", "scan", &pinned, "--db"])
+        .arg(&db)
+        .arg("--db")
+        .arg(&rustsec)
+        .output()
+        .expect("custody scan runs");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("scan json ({e}): {}", stderr(&o)));
+    let ids: BTreeSet<(&str, &str)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["package"].as_str().unwrap_or(""),
+                f["id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            ("smallvec", "RUSTSEC-2019-0009"),
+            ("tar", "DEBIAN-CVE-2005-2541")
+        ])
+    );
+}
