@@ -1199,3 +1199,72 @@ License: MIT\nBuildArch: noarch\n%description\n{name}\n{extra}\n%files\n",
         let _ = rpmdb::read(&b);
     }
 }
+
+/// syft (the peer tool, `scripts/get-syft`; not built in CI, where it takes too long) reads
+/// the same image: the package sets agree purl for purl. The one difference, explained and
+/// normalised here: syft writes `distro=debian-12.15`, completing os-release's `VERSION_ID=12`
+/// from `/etc/debian_version` (syft 1.41 and later); custody writes os-release's own value, as
+/// the purl spec's `distro` examples and OSV's `Debian:12` ecosystem name do.
+#[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "a skipped oracle is worth a line in the test log"
+)]
+fn syft_finds_the_same_packages() {
+    let syft = crate::support::tools_bin().join("syft");
+    if !syft.is_file() {
+        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+        return;
+    }
+    let registry = Registry::start();
+    let (base, _) = push_images(&registry);
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    crane(&[
+        "pull",
+        "--insecure",
+        "--format=oci",
+        &base,
+        &layout.to_string_lossy(),
+    ]);
+    let syft_out = dir.path().join("syft.json");
+    sh(Command::new(&syft)
+        .arg("scan")
+        .arg(format!("oci-dir:{}", layout.display()))
+        .arg("-q")
+        .arg("-o")
+        .arg(format!("syft-json={}", syft_out.display()))
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
+    let syft_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&syft_out).expect("syft output")).expect("json");
+    // syft encodes `:` in versions (`1%3A…`), which the purl spec leaves as it is.
+    let theirs: BTreeSet<String> = syft_json["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .filter_map(|a| a["purl"].as_str())
+        .map(|p| {
+            let p = p.replace("%3A", ":");
+            // `distro=debian-12.N` → `distro=debian-12`.
+            match p.split_once("distro=debian-12.") {
+                Some((head, tail)) => {
+                    let rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+                    format!("{head}distro=debian-12{rest}")
+                }
+                None => p,
+            }
+        })
+        .collect();
+    let bom = sbom_of(&base, &[]);
+    let ours: BTreeSet<String> = components(&bom)
+        .iter()
+        .filter_map(|c| c["purl"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ours.len() > 60, "{}", ours.len());
+    let only_ours: Vec<&String> = ours.difference(&theirs).collect();
+    let only_theirs: Vec<&String> = theirs.difference(&ours).collect();
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "only custody: {only_ours:?}\nonly syft: {only_theirs:?}"
+    );
+}
