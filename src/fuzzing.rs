@@ -235,6 +235,9 @@ pub fn osv(data: &[u8]) {
         crate::decisions::vuln::version::Ecosystem::Npm,
         crate::decisions::vuln::version::Ecosystem::Go,
         crate::decisions::vuln::version::Ecosystem::PyPi,
+        crate::decisions::vuln::version::Ecosystem::Debian,
+        crate::decisions::vuln::version::Ecosystem::Alpine,
+        crate::decisions::vuln::version::Ecosystem::RedHat,
     ] {
         let _ = crate::decisions::vuln::version::Version::parse(ecosystem, &text(rest));
     }

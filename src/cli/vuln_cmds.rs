@@ -499,6 +499,7 @@ fn enum_word_reason(n: &vuln::NotScanned) -> String {
         }
         vuln::NotScanned::NoVersion { purl } => format!("{purl} (no version)"),
         vuln::NotScanned::BadVersion { purl, message } => format!("{purl} ({message})"),
+        vuln::NotScanned::NoRelease { purl } => format!("{purl} (no distro release)"),
     }
 }
 

@@ -87,6 +87,12 @@ pub enum Error {
     Attach(#[from] attach::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error("cannot catalog the contents of image {reference}")]
+    ImageSbom {
+        reference: String,
+        #[source]
+        source: Box<sbom::image::ImageError>,
+    },
     #[error(
         "{reference} is an image to attest in place; it cannot be released to another repository {destination}"
     )]
@@ -347,7 +353,7 @@ pub fn attach_evidence(
     let repository = request.destination.repository();
     let oci_subject = attest::oci_subject(repository.clone(), &subject.digest);
 
-    let (bom, lockfiles) = build_sbom(
+    let (mut bom, lockfiles) = build_sbom(
         &artifacts,
         &request.source_dir,
         &request.lockfiles,
@@ -355,6 +361,27 @@ pub fn attach_evidence(
         request.sbom_spec,
         request.now.clone(),
     )?;
+    if let Subject::Image(image) = &request.subject {
+        // What the image contains joins what its source declares, each component with the
+        // layer and path it was found at. The subject's digest pins what is read.
+        let pinned = Reference {
+            tag: None,
+            digest: Some(subject.digest.clone()),
+            ..image.clone()
+        };
+        let options = sbom::image::ImageSbomOptions {
+            spec_version: request.sbom_spec,
+            platform: sbom::image::PlatformChoice::All,
+            timestamp: request.now.clone(),
+            serial_number: None,
+        };
+        let contents =
+            sbom::image::sbom(store, &pinned, &options).map_err(|e| Error::ImageSbom {
+                reference: image.to_string(),
+                source: Box::new(e),
+            })?;
+        sbom::image::merge_into(&mut bom, contents);
+    }
     let bom_bytes = bom.to_json_bytes()?;
     let bom_value: serde_json::Value =
         serde_json::from_slice(&bom_bytes).expect("the SBOM was just serialised");

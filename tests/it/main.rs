@@ -28,6 +28,7 @@ mod layout;
 mod legacy;
 mod login;
 mod modes;
+mod os_versions;
 mod output;
 mod prune;
 mod readme;

@@ -139,6 +139,9 @@ pub struct Range {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Affected {
     pub ecosystem: Ecosystem,
+    /// An OS ecosystem's release (`Debian:12` → `12`), keyed by [`super::distro`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
     /// The name as the advisory writes it.
     pub name: String,
     pub ranges: Vec<Range>,
@@ -543,7 +546,8 @@ fn convert(raw: raw::Record, file: &str, limits: &Limits) -> Result<Option<Advis
     let mut affected = Vec::new();
     for a in affected_raw {
         let Some(package) = a.package else { continue };
-        let Some(ecosystem) = Ecosystem::from_osv(&package.ecosystem) else {
+        let Some((ecosystem, release)) = super::distro::parse_osv_ecosystem(&package.ecosystem)
+        else {
             continue;
         };
         if package.name.is_empty() {
@@ -581,6 +585,7 @@ fn convert(raw: raw::Record, file: &str, limits: &Limits) -> Result<Option<Advis
             .filter(|s| !s.is_empty());
         affected.push(Affected {
             ecosystem,
+            release,
             name: package.name,
             ranges,
             versions,
@@ -735,7 +740,7 @@ mod tests {
       "aliases":["CVE-2024-1"],"summary":"bad","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
       "affected":[{"package":{"ecosystem":"crates.io","name":"foo"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"},{"fixed":"1.2.3"}]}],
         "database_specific":{"informational":"unsound"}},
-        {"package":{"ecosystem":"Debian:12","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"}]}]}]}"#;
+        {"package":{"ecosystem":"Hex","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"}]}]}]}"#;
 
     fn load_one(bytes: &[u8]) -> Result<Database, DbError> {
         let dir = tempfile::tempdir().unwrap();

@@ -4,9 +4,13 @@
 //! carry; [`input`] reads the components of a CycloneDX SBOM, a lockfile or an OCI artifact's
 //! SBOM referrer; [`sarif`] writes SARIF 2.1.0.
 
+pub mod apkversion;
 pub mod db;
+pub mod debversion;
+pub mod distro;
 pub mod input;
 pub mod policy;
+pub mod rpmversion;
 pub mod sarif;
 pub mod version;
 
@@ -206,9 +210,15 @@ impl Severity {
 pub struct PackageRef {
     pub purl: String,
     pub ecosystem: Ecosystem,
-    /// The full name: `@scope/name` for npm, the module path for Go.
+    /// The full name: `@scope/name` for npm, the module path for Go, the source package for
+    /// Debian, Ubuntu and Alpine.
     pub name: String,
+    /// The version the ecosystem's advisories order (for Debian, the source version when the
+    /// purl gives it).
     pub version: String,
+    /// An OS package's distribution release, keyed as [`distro`] keys advisories' releases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// Why a component was not matched against the database.
@@ -225,6 +235,9 @@ pub enum NotScanned {
     NoVersion { purl: String },
     /// The version cannot be read in the ecosystem's scheme.
     BadVersion { purl: String, message: String },
+    /// An OS package whose purl names no distribution release (`distro=`): OS advisories are
+    /// per release.
+    NoRelease { purl: String },
 }
 
 /// Reads `pkg:type/namespace/name@version?qualifiers#subpath` for the types custody matches.
@@ -232,6 +245,9 @@ pub fn package_from_purl(purl: &str) -> Result<PackageRef, NotScanned> {
     let bad = || NotScanned::BadPurl {
         purl: purl.to_owned(),
     };
+    if let Some(os) = distro::package_from_os_purl(purl) {
+        return os;
+    }
     let rest = purl.strip_prefix("pkg:").ok_or_else(bad)?;
     let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
     let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
@@ -277,6 +293,7 @@ pub fn package_from_purl(purl: &str) -> Result<PackageRef, NotScanned> {
         ecosystem,
         name,
         version,
+        release: None,
     })
 }
 
@@ -515,7 +532,10 @@ pub fn scan<'a>(purls: impl IntoIterator<Item = &'a str>, db: &Database) -> Scan
         };
         result.scanned += 1;
         let mut matched: Vec<Matched> = Vec::new();
-        for (advisory, affected) in db.lookup(package.ecosystem, &package.name) {
+        for (advisory, affected) in db
+            .lookup(package.ecosystem, &package.name)
+            .filter(|(_, f)| f.release.is_none() || f.release == package.release)
+        {
             let mut warn = |message| {
                 warnings.insert(Warning {
                     advisory: advisory.id.clone(),
@@ -747,6 +767,7 @@ mod tests {
             database_severity: None,
             affected: vec![Affected {
                 ecosystem: eco,
+                release: None,
                 name: name.into(),
                 ranges,
                 versions: versions.iter().map(|v| v.to_string()).collect(),
@@ -1128,7 +1149,7 @@ mod tests {
             Err(NotScanned::NoVersion { .. })
         ));
         assert!(matches!(
-            package_from_purl("pkg:deb/debian/curl@7"),
+            package_from_purl("pkg:conan/curl@7"),
             Err(NotScanned::UnsupportedType { .. })
         ));
         assert!(matches!(

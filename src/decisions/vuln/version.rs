@@ -1,6 +1,7 @@
 //! Version order per ecosystem, as OSV `ECOSYSTEM` ranges need it: SemVer 2.0 for crates.io and
 //! npm (build metadata ignored), Go's semver (`v` prefix, `+incompatible`, pseudo-versions) and
-//! PEP 440 for PyPI (the order of Python's `packaging`, via `pep440_rs`).
+//! PEP 440 for PyPI (the order of Python's `packaging`, via `pep440_rs`); dpkg's order for
+//! Debian and Ubuntu, apk's for Alpine and rpm's for Red Hat (their own modules).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -19,6 +20,14 @@ pub enum Ecosystem {
     Go,
     #[serde(rename = "PyPI")]
     PyPi,
+    #[serde(rename = "Debian")]
+    Debian,
+    #[serde(rename = "Ubuntu")]
+    Ubuntu,
+    #[serde(rename = "Alpine")]
+    Alpine,
+    #[serde(rename = "Red Hat")]
+    RedHat,
 }
 
 impl Ecosystem {
@@ -29,10 +38,15 @@ impl Ecosystem {
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "Go",
             Ecosystem::PyPi => "PyPI",
+            Ecosystem::Debian => "Debian",
+            Ecosystem::Ubuntu => "Ubuntu",
+            Ecosystem::Alpine => "Alpine",
+            Ecosystem::RedHat => "Red Hat",
         }
     }
 
-    /// Reads an OSV ecosystem name; a `:suffix` (as in `Debian:12`) names another ecosystem.
+    /// Reads an OSV language ecosystem name; OS ecosystems carry a release (`Debian:12`) and
+    /// are read by [`super::distro::parse_osv_ecosystem`].
     pub fn from_osv(name: &str) -> Option<Ecosystem> {
         match name {
             "crates.io" => Some(Ecosystem::CratesIo),
@@ -50,6 +64,9 @@ impl Ecosystem {
             Ecosystem::CratesIo | Ecosystem::Npm => name.to_owned(),
             Ecosystem::Go => name.to_ascii_lowercase(),
             Ecosystem::PyPi => crate::evidence::sbom::purl::normalise_python_name(name),
+            Ecosystem::Debian | Ecosystem::Ubuntu | Ecosystem::Alpine | Ecosystem::RedHat => {
+                name.to_owned()
+            }
         }
     }
 }
@@ -74,6 +91,12 @@ pub enum Version {
     /// SemVer 2.0 with the build metadata cleared (it does not take part in precedence).
     Semver(semver::Version),
     Pep440(pep440_rs::Version),
+    /// A Debian or Ubuntu version, checked by [`super::debversion::parse`].
+    Dpkg(String),
+    /// An Alpine version that follows apk's grammar.
+    Apk(String),
+    /// An rpm `[epoch:]version[-release]`.
+    Rpm(String),
 }
 
 impl Version {
@@ -97,6 +120,27 @@ impl Version {
                     input: input.to_owned(),
                     scheme: "pep 440",
                 }),
+            Ecosystem::Debian | Ecosystem::Ubuntu => match super::debversion::parse(input) {
+                Ok(_) => Ok(Version::Dpkg(input.trim().to_owned())),
+                Err(_) => Err(VersionError {
+                    input: input.to_owned(),
+                    scheme: "dpkg",
+                }),
+            },
+            Ecosystem::Alpine if super::apkversion::is_valid(input) => {
+                Ok(Version::Apk(input.to_owned()))
+            }
+            Ecosystem::Alpine => Err(VersionError {
+                input: input.to_owned(),
+                scheme: "apk",
+            }),
+            Ecosystem::RedHat => match super::rpmversion::parse(input) {
+                Ok(_) => Ok(Version::Rpm(input.to_owned())),
+                Err(_) => Err(VersionError {
+                    input: input.to_owned(),
+                    scheme: "rpm",
+                }),
+            },
         }
     }
 
@@ -110,6 +154,9 @@ impl Version {
         match (self, other) {
             (Version::Semver(a), Version::Semver(b)) => Some(a.cmp_precedence(b)),
             (Version::Pep440(a), Version::Pep440(b)) => Some(a.cmp(b)),
+            (Version::Dpkg(a), Version::Dpkg(b)) => super::debversion::compare(a, b).ok(),
+            (Version::Apk(a), Version::Apk(b)) => Some(super::apkversion::compare(a, b)),
+            (Version::Rpm(a), Version::Rpm(b)) => super::rpmversion::compare(a, b).ok(),
             _ => None,
         }
     }

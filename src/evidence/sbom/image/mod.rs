@@ -6,9 +6,10 @@
 //! of the image, only with the number of packages and binaries found.
 
 mod apk;
-pub mod debversion;
 mod dpkg;
 mod gobin;
+pub mod rpmdb;
+mod sqlite;
 mod tarstream;
 
 use std::collections::{BTreeMap, HashSet};
@@ -112,6 +113,7 @@ pub struct ImageSbomOptions {
 enum Found {
     Deb(Vec<dpkg::DebPackage>),
     Apk(Vec<apk::ApkPackage>),
+    Rpm(Vec<rpmdb::RpmPackage>),
     OsRelease(BTreeMap<String, String>),
     Go(Box<gobin::BuildInfo>),
     /// A database custody does not read (yet), with why.
@@ -236,6 +238,16 @@ fn read_bounded(entry: &mut impl Read, size: u64, limit: u64) -> io::Result<Opti
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// Reads at most `limit` bytes; `None` when the entry is larger.
+fn read_bytes_bounded(entry: &mut impl Read, size: u64, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    if size > limit {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.take(limit).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 fn parse_os_release(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once('='))
@@ -278,7 +290,13 @@ fn catalog_entry(
             },
             Kind::RpmBdb => Found::Unread("rpm berkeley db database is not read".to_owned()),
             Kind::RpmNdb => Found::Unread("rpm ndb database is not read".to_owned()),
-            Kind::RpmSqlite => Found::Unread("rpm sqlite database is not read yet".to_owned()),
+            Kind::RpmSqlite => match read_bytes_bounded(entry, size, MAX_DB_BYTES)? {
+                Some(bytes) => match rpmdb::read(&bytes) {
+                    Ok(packages) => Found::Rpm(packages),
+                    Err(e) => Found::Unread(format!("rpm sqlite database: {e}")),
+                },
+                None => too_large("rpm database"),
+            },
         };
         return Ok(Some(found));
     }
@@ -666,10 +684,16 @@ fn os_purl(
     version: &str,
     qualifiers: &[(&str, Option<&str>)],
 ) -> Option<Purl> {
+    // rpm names are case-sensitive (purl spec, `rpm` type); deb and apk names are lowercase.
+    let name = if ty == "rpm" {
+        name.to_owned()
+    } else {
+        name.to_ascii_lowercase()
+    };
     let mut out = format!(
         "pkg:{ty}/{}/{}@{}",
         purl_encode(&namespace.to_ascii_lowercase()),
-        purl_encode(&name.to_ascii_lowercase()),
+        purl_encode(&name),
         purl_encode(version)
     );
     let mut sep = '?';
@@ -782,6 +806,12 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                     for p in packages {
                         let mut c = Component::new(ComponentType::Library, p.name.clone());
                         c.version = Some(p.version.clone());
+                        // The source package, as syft writes it: advisories name sources.
+                        let upstream = if p.source_version != p.version {
+                            Some(format!("{}@{}", p.source, p.source_version))
+                        } else {
+                            (p.source != p.name).then(|| p.source.clone())
+                        };
                         c.purl = os_purl(
                             "deb",
                             ns,
@@ -790,6 +820,7 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                             &[
                                 ("arch", p.architecture.as_deref()),
                                 ("distro", distro.as_deref()),
+                                ("upstream", upstream.as_deref()),
                             ],
                         );
                         c.properties.push(prop(
@@ -816,10 +847,47 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                             &[
                                 ("arch", p.architecture.as_deref()),
                                 ("distro", distro.as_deref()),
+                                (
+                                    "upstream",
+                                    (p.origin != p.name).then_some(p.origin.as_str()),
+                                ),
                             ],
                         );
                         c.properties
                             .push(prop("custody:package:source", p.origin.clone()));
+                        add(&mut components, c, image, &located.layer, path);
+                    }
+                }
+                Found::Rpm(packages) => {
+                    // syft's namespaces: the os-release ID, `rhel` written `redhat`.
+                    let ns = match id {
+                        Some("rhel") | None => "redhat",
+                        Some(other) => other,
+                    };
+                    for p in packages {
+                        let mut c = Component::new(ComponentType::Library, p.name.clone());
+                        let version = format!("{}-{}", p.version, p.release);
+                        c.version = Some(match p.epoch {
+                            Some(e) => format!("{e}:{version}"),
+                            None => version.clone(),
+                        });
+                        let epoch = p.epoch.map(|e| e.to_string());
+                        c.purl = os_purl(
+                            "rpm",
+                            ns,
+                            &p.name,
+                            &version,
+                            &[
+                                ("arch", p.arch.as_deref()),
+                                ("distro", distro.as_deref()),
+                                ("epoch", epoch.as_deref()),
+                                ("upstream", p.source_rpm.as_deref()),
+                            ],
+                        );
+                        if let Some(src) = &p.source_rpm {
+                            c.properties
+                                .push(prop("custody:package:source", src.clone()));
+                        }
                         add(&mut components, c, image, &located.layer, path);
                     }
                 }
