@@ -16,6 +16,7 @@ pub mod gates;
 pub mod render;
 pub mod report;
 pub mod rules;
+mod verdict;
 pub mod vsa;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +44,7 @@ pub use report::{
     Check, CheckKind, IgnoredReferrer, ManifestReport, PolicyRef, ReferrerKind, ReferrerReport,
     Status, VerifyReport,
 };
+pub use verdict::{Verdict, Verified};
 
 /// Largest in-toto statement read (the bundle holding it is bounded too).
 pub const MAX_STATEMENT_SIZE: usize = 16 * 1024 * 1024;
@@ -150,6 +152,17 @@ struct Trusted {
     /// predicate type the scope names as one): only these count toward the threshold. An
     /// attestation is a claim about the artifact, not a signature of it.
     signature: bool,
+}
+
+/// Verifies the artifact `reference` names in `store` against `policy`, and says whether a
+/// workflow may act on it: the only way to a [`Verified`].
+pub fn verdict(
+    store: &dyn Store,
+    reference: &Reference,
+    policy: &Policy,
+    options: &VerifyOptions,
+) -> Result<Verdict, Error> {
+    artifact(store, reference, policy, options).map(Verdict::of)
 }
 
 /// Verifies the artifact `reference` names in `store` against `policy`.
