@@ -293,6 +293,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Verify(args) => return verify_cmds::verify(cli, args, printer),
         Command::Policy(args) => return verify_cmds::policy(args, printer),
         Command::Promote(args) => return promote_cmds::promote(cli, args, printer),
+        Command::Tree(args) => return tree_cmds::run(cli, args, printer),
         Command::Sources(cmd) => return secops_cmds::run_sources(cmd, printer),
         Command::Audit(cmd) => return secops_cmds::run_audit(cmd, printer),
         Command::TufConformanceClient(args) => {
@@ -325,7 +326,6 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Sign(args) => attach_cmds::sign(cli, args),
         Command::Attest(args) => attach_cmds::attest(cli, args),
         Command::Prune(args) => secops_cmds::prune(cli, args),
-        Command::Tree(args) => tree_cmds::tree(cli, args),
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),
@@ -336,6 +336,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         | Command::Verify(_)
         | Command::Policy(_)
         | Command::Promote(_)
+        | Command::Tree(_)
         | Command::Sources(_)
         | Command::Audit(_)
         | Command::TufConformanceClient(_)
