@@ -9,6 +9,8 @@
 //! budgets against alias bombs and deep nesting, and errors that carry the line. (`serde_yaml`
 //! is archived, `serde_yml` was archived after soundness reports.)
 
+pub mod overrides;
+
 /// The glob patterns moved down to [`crate::foundation::glob`]; this path stays for existing callers.
 pub use crate::foundation::glob as pattern;
 
@@ -21,6 +23,7 @@ use crate::evidence::sign::keys::PublicKey;
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement};
 use crate::foundation::digest::Digest;
 pub use crate::foundation::glob::Pattern;
+pub use overrides::{OverrideError, Overrides};
 
 /// The only policy format version.
 pub const POLICY_VERSION: u32 = 1;
