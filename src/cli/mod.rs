@@ -313,19 +313,21 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Provenance(args) => {
             attest_cmds::provenance_cmd::run(args.clone()).map_err(Failure::from)
         }
-        Command::Push(args) => store_cmds::push(cli, args),
+        Command::Push(args) => secops_cmds::audited(&cli.command, store_cmds::push(cli, args)),
         Command::Pull(args) => store_cmds::pull(cli, args),
         Command::Resolve(args) => store_cmds::resolve(cli, args),
-        Command::Copy(args) => store_cmds::copy(cli, args),
+        Command::Copy(args) => secops_cmds::audited(&cli.command, store_cmds::copy(cli, args)),
         Command::Discover(args) => store_cmds::discover(cli, args),
         Command::Digest(args) => store_cmds::digest(args),
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args, printer),
         Command::VerifyBundle(args) => verify_bundle(args),
-        Command::Release(args) => release_cmds::release(cli, args, printer),
-        Command::Sign(args) => attach_cmds::sign(cli, args),
-        Command::Attest(args) => attach_cmds::attest(cli, args),
-        Command::Prune(args) => secops_cmds::prune(cli, args),
+        Command::Release(args) => {
+            secops_cmds::audited(&cli.command, release_cmds::release(cli, args, printer))
+        }
+        Command::Sign(args) => secops_cmds::audited(&cli.command, attach_cmds::sign(cli, args)),
+        Command::Attest(args) => secops_cmds::audited(&cli.command, attach_cmds::attest(cli, args)),
+        Command::Prune(args) => secops_cmds::audited(&cli.command, secops_cmds::prune(cli, args)),
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),
@@ -344,7 +346,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
             unreachable!("handled above")
         }
     };
-    match secops_cmds::audited(&cli.command, result) {
+    match result {
         // A document written to standard output (`sbom -o -`) leaves stdout to the document:
         // the summary goes to stderr.
         Ok(report) if writes_document_to_stdout(&cli.command) => {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::attest_cmds::process_env;
+use super::secops_cmds::Audited;
 use super::{Cli, ExitStatus, Failure, Printer, Report, sign_cmds, store_options};
 use custody::decisions::verify;
 use custody::evidence::attach::LegacyTags;
@@ -20,6 +21,7 @@ use custody::foundation::hint::Hint as _;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 use custody::storage::transfer::{self, TagPolicy};
+use custody::workflows::audit;
 use custody::workflows::release::{self, ReleaseRequest, SourceMode, Subject};
 
 #[derive(clap::Args, Debug)]
@@ -165,7 +167,7 @@ fn default_destination(source_dir: &Path) -> anyhow::Result<Reference> {
     Ok(Reference::layout(dir.join("store")))
 }
 
-pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Report, Failure> {
+pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audited, Failure> {
     let env = process_env();
     let ci = ci::detect(&env).context("cannot tell which CI runs custody")?;
     let image = args
@@ -348,7 +350,13 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
     json["signingKey"] = serde_json::json!(key_note);
     json["verified"] = serde_json::json!(report.verified);
     json["verification"] = serde_json::to_value(&report).expect("serialisable");
-    Ok(Report { human, json })
+    Ok(Audited {
+        report: Report { human, json },
+        done: audit::Done::Released {
+            outcome: Box::new(outcome),
+            verified: report.verified,
+        },
+    })
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible builds), when set.

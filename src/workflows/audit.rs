@@ -16,9 +16,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::attach::SignedAttachment;
 use crate::evidence::attest::Timestamp;
 use crate::evidence::sign::{PublicKey, SigningKey};
 use crate::foundation::digest::Digest;
+use crate::storage::transfer::{CopyOutcome, PushOutcome};
+use crate::workflows::prune::Deletion;
+use crate::workflows::release::ReleaseOutcome;
 
 /// Longest line a record may take; longer lines are refused when written and when read.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -66,6 +70,97 @@ impl Record {
             outcome,
             details: serde_json::Value::Null,
         }
+    }
+}
+
+/// What an audited action did, from its typed outcome: a record's artifact and details are
+/// read from these, never from what was printed.
+#[derive(Clone, Debug)]
+pub enum Done {
+    Pushed(Box<PushOutcome>),
+    Copied(Box<CopyOutcome>),
+    /// `sign` or `attest`: the referrer written about `subject`.
+    Attached {
+        subject: Digest,
+        pinned: String,
+        predicate_type: String,
+        referrer: Digest,
+    },
+    Pruned(Vec<Deletion>),
+    /// A release, and whether what it published verified before the tag.
+    Released {
+        outcome: Box<ReleaseOutcome>,
+        verified: bool,
+    },
+}
+
+impl Done {
+    /// A signature or attestation written by `sign` or `attest`; `pinned` names the subject.
+    pub fn attached(pinned: String, attachment: &SignedAttachment) -> Done {
+        Done::Attached {
+            subject: attachment.subject.digest.clone(),
+            pinned,
+            predicate_type: attachment.predicate_type.clone(),
+            referrer: attachment.referrer.digest.clone(),
+        }
+    }
+}
+
+impl Record {
+    /// The record of `action` on `reference` that ended as `done` says.
+    pub fn done(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        reference: impl Into<String>,
+        done: &Done,
+    ) -> Record {
+        let mut record = Record::new(actor, action, Outcome::Ok);
+        record.reference = Some(reference.into());
+        let (artifact, details) = match done {
+            Done::Pushed(o) => (
+                Some(o.digest.clone()),
+                serde_json::json!({
+                    "pinned": o.pinned,
+                    "tag": o.tag,
+                    "tagOutcome": o.tag_outcome,
+                }),
+            ),
+            Done::Copied(o) => (
+                o.digest.clone(),
+                serde_json::json!({
+                    "pinned": o.pinned,
+                    "tag": o.tag,
+                    "tagOutcome": o.tag_outcome,
+                }),
+            ),
+            Done::Attached {
+                subject,
+                pinned,
+                predicate_type,
+                referrer,
+            } => (
+                Some(subject.clone()),
+                serde_json::json!({
+                    "pinned": pinned,
+                    "predicateType": predicate_type,
+                    "referrer": referrer,
+                }),
+            ),
+            Done::Pruned(deletions) => (None, serde_json::json!({ "deletions": deletions })),
+            Done::Released { outcome, verified } => (
+                Some(outcome.digest.clone()),
+                serde_json::json!({
+                    "pinned": outcome.pinned,
+                    "tag": outcome.tag,
+                    "tagOutcome": outcome.tag_outcome,
+                    "builderId": outcome.builder_id,
+                    "verified": verified,
+                }),
+            ),
+        };
+        record.artifact = artifact;
+        record.details = details;
+        record
     }
 }
 
