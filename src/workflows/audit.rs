@@ -1003,6 +1003,63 @@ pub fn show(bytes: &[u8], filter: &Filter) -> Vec<Entry> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn records_are_built_from_typed_outcomes() {
+        let digest = Digest::of(b"artifact");
+        let outcome = ReleaseOutcome {
+            digest: digest.clone(),
+            pinned: format!("registry.example/app@{digest}"),
+            tag: Some("v1".into()),
+            tag_outcome: Some(crate::storage::transfer::TagOutcome::Created),
+            source: None,
+            builder_id: "https://custody.dev/local".into(),
+            local_build: true,
+            sbom_components: 0,
+            lockfiles: Vec::new(),
+            referrers: Vec::new(),
+            legacy_tags: Vec::new(),
+            already_released: false,
+        };
+        let done = Done::Released {
+            outcome: Box::new(outcome),
+            verified: true,
+        };
+        let r = Record::done("local:tester", "release", "registry.example/app:v1", &done);
+        assert_eq!(r.outcome, Outcome::Ok);
+        assert_eq!(r.artifact, Some(digest.clone()));
+        assert_eq!(r.reference.as_deref(), Some("registry.example/app:v1"));
+        assert_eq!(
+            r.details,
+            serde_json::json!({
+                "pinned": format!("registry.example/app@{digest}"),
+                "tag": "v1",
+                "tagOutcome": { "result": "created" },
+                "builderId": "https://custody.dev/local",
+                "verified": true,
+            })
+        );
+
+        let referrer = Digest::of(b"bundle");
+        let done = Done::Attached {
+            subject: digest.clone(),
+            pinned: "oci:store@x".into(),
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+            referrer: referrer.clone(),
+        };
+        let r = Record::done("local:tester", "attest", "oci:store:v1", &done);
+        assert_eq!(r.artifact, Some(digest));
+        assert_eq!(r.details["referrer"], referrer.to_string());
+        assert_eq!(r.details["predicateType"], "https://slsa.dev/provenance/v1");
+        let r = Record::done(
+            "local:tester",
+            "prune",
+            "oci:store",
+            &Done::Pruned(Vec::new()),
+        );
+        assert_eq!(r.artifact, None);
+        assert_eq!(r.details, serde_json::json!({ "deletions": [] }));
+    }
+
     fn key() -> SigningKey {
         SigningKey::generate_p256().unwrap()
     }

@@ -53,8 +53,9 @@ pub enum Subject {
     Image(Reference),
 }
 
-/// The manifest annotation retention (`prune --keep-last`) orders releases by.
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// The manifest annotation retention (`prune --keep-last`) orders releases by (defined once,
+/// in `oci`).
+pub use crate::foundation::oci::ANNOTATION_CREATED;
 
 /// Whether a release records the git commit it was built from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

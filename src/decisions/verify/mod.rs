@@ -1724,7 +1724,7 @@ mod tests {
         assert!(!refusable(&down));
         let bad = attach::Error::BadLegacyImage {
             tag: "t".into(),
-            reason: "index".into(),
+            problem: attach::LegacyImageProblem::Index,
         };
         assert!(refusable(&bad));
     }
