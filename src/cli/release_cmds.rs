@@ -170,6 +170,48 @@ fn default_destination(source_dir: &Path) -> anyhow::Result<Reference> {
 pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audited, Failure> {
     let env = process_env();
     let ci = ci::detect(&env).context("cannot tell which CI runs custody")?;
+    let (image, destination) = destination(args)?;
+    let (signer, key_note) = signer(args, printer)?;
+    let store = store::open(&destination, &store_options(cli))
+        .with_context(|| format!("cannot open {}", destination.repository()))?;
+    let request = request(args, &image, &destination)?;
+    release::check_request(&request).map_err(|e| release_failure(e, &destination))?;
+    let (outcome, report) = match release::release(store.as_ref(), &signer, &ci, &request)
+        .map_err(|e| release_failure(e, &destination))?
+    {
+        release::Released::Verified { outcome, verified } => (*outcome, verified.into_report()),
+        release::Released::Refused { outcome, report } => {
+            let json = serde_json::to_value(&report).expect("serialisable");
+            return Err(Failure {
+                error: anyhow::anyhow!(
+                    "what was just published at {} does not verify:\n{}",
+                    outcome.pinned,
+                    serde_json::to_string_pretty(&json).expect("json")
+                ),
+                status: ExitStatus::Failure,
+                hint: Some(
+                    "the artifact was not tagged; fix the cause and run the release again".into(),
+                ),
+            });
+        }
+    };
+
+    let human = human(&outcome, &report, key_note.as_deref());
+    let mut json = serde_json::to_value(&outcome).expect("serialisable");
+    json["signingKey"] = serde_json::json!(key_note);
+    json["verified"] = serde_json::json!(report.verified);
+    json["verification"] = serde_json::to_value(&report).expect("serialisable");
+    Ok(Audited {
+        report: Report { human, json },
+        done: audit::Done::Released {
+            outcome: Box::new(outcome),
+            verified: report.verified,
+        },
+    })
+}
+
+/// The image to attest in place (if any) and the destination reference.
+fn destination(args: &ReleaseArgs) -> Result<(Option<Reference>, Reference), Failure> {
     let image = args
         .image
         .as_deref()
@@ -191,36 +233,49 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
         )
         .into());
     }
+    Ok((image, destination))
+}
+
+/// The signer: --key, else keyless with a token, else (outside CI) the development key; the
+/// public key to name when the development key signed.
+fn signer(
+    args: &ReleaseArgs,
+    printer: &Printer,
+) -> Result<(ChosenSigner, Option<PathBuf>), Failure> {
     let options = sign_cmds::signer_options(args.signer.key.as_deref(), &args.signer.keyless)?;
-    let (signer, key_note) = match sign::choose_signer(&options, &sign_cmds::token_env()) {
-        Ok(chosen) => (chosen, None),
+    match sign::choose_signer(&options, &sign_cmds::token_env()) {
+        Ok(chosen) => Ok((chosen, None)),
         // On a hosted CI runner a development key would sign a provenance naming the CI
         // builder with a key nobody can trust: refuse and say how to get a token.
-        Err(SignerSetupError::NoSigner) if running_in_ci() => {
-            return Err(Failure {
-                error: anyhow::anyhow!(
-                    "no key and no identity token in CI; a development key is only made outside CI"
-                ),
-                status: super::ExitStatus::Error,
-                hint: Some(CI_NO_SIGNER_HINT.into()),
-            });
-        }
+        Err(SignerSetupError::NoSigner) if running_in_ci() => Err(Failure {
+            error: anyhow::anyhow!(
+                "no key and no identity token in CI; a development key is only made outside CI"
+            ),
+            status: super::ExitStatus::Error,
+            hint: Some(CI_NO_SIGNER_HINT.into()),
+        }),
         Err(SignerSetupError::NoSigner) => {
             let (key, public) = development_key(printer)?;
-            (ChosenSigner::Key(KeySigner::new(key)), Some(public))
+            Ok((ChosenSigner::Key(KeySigner::new(key)), Some(public)))
         }
         Err(e) => {
             let hint = e.hint();
-            return Err(Failure {
+            Err(Failure {
                 error: anyhow::Error::new(e).context("cannot set up signing"),
                 status: ExitStatus::Error,
                 hint,
-            });
+            })
         }
-    };
-    let store = store::open(&destination, &store_options(cli))
-        .with_context(|| format!("cannot open {}", destination.repository()))?;
-    let request = ReleaseRequest {
+    }
+}
+
+/// The library's request from the flags.
+fn request(
+    args: &ReleaseArgs,
+    image: &Option<Reference>,
+    destination: &Reference,
+) -> Result<ReleaseRequest, Failure> {
+    Ok(ReleaseRequest {
         subject: match &image {
             Some(i) => Subject::Image(i.clone()),
             None => Subject::Files(args.files.clone()),
@@ -253,28 +308,15 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
         },
         artifact_type: args.artifact_type.clone(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
-    };
-    release::check_request(&request).map_err(|e| release_failure(e, &destination))?;
-    let (outcome, report) = match release::release(store.as_ref(), &signer, &ci, &request)
-        .map_err(|e| release_failure(e, &destination))?
-    {
-        release::Released::Verified { outcome, verified } => (*outcome, verified.into_report()),
-        release::Released::Refused { outcome, report } => {
-            let json = serde_json::to_value(&report).expect("serialisable");
-            return Err(Failure {
-                error: anyhow::anyhow!(
-                    "what was just published at {} does not verify:\n{}",
-                    outcome.pinned,
-                    serde_json::to_string_pretty(&json).expect("json")
-                ),
-                status: ExitStatus::Failure,
-                hint: Some(
-                    "the artifact was not tagged; fix the cause and run the release again".into(),
-                ),
-            });
-        }
-    };
+    })
+}
 
+/// The human report of a release that verified and was tagged.
+fn human(
+    outcome: &release::ReleaseOutcome,
+    report: &verify::VerifyReport,
+    key_note: Option<&Path>,
+) -> String {
     let mut human = String::new();
     if outcome.already_released {
         let _ = writeln!(
@@ -329,7 +371,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
     if let (Some(tag), Some(result)) = (&outcome.tag, &outcome.tag_outcome) {
         let _ = writeln!(human, "  tag      {tag} ({result:?})");
     }
-    if let Some(public) = &key_note {
+    if let Some(public) = key_note {
         let _ = writeln!(
             human,
             "  signed with the local development key; verify with --key {}",
@@ -346,17 +388,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
             .filter(|c| c.status == verify::report::Status::Pass)
             .count()
     );
-    let mut json = serde_json::to_value(&outcome).expect("serialisable");
-    json["signingKey"] = serde_json::json!(key_note);
-    json["verified"] = serde_json::json!(report.verified);
-    json["verification"] = serde_json::to_value(&report).expect("serialisable");
-    Ok(Audited {
-        report: Report { human, json },
-        done: audit::Done::Released {
-            outcome: Box::new(outcome),
-            verified: report.verified,
-        },
-    })
+    human
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible builds), when set.
