@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use super::secops_cmds::Audited;
 use super::{Cli, ExitStatus, Failure, Report, store_options};
 use custody::evidence::attach::{
     self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
@@ -20,6 +21,7 @@ use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
 use custody::storage::store::{self, Store};
 use custody::storage::transfer;
+use custody::workflows::audit;
 
 /// Predicate files larger than this are refused.
 pub const MAX_PREDICATE_SIZE: u64 = attach::MAX_STATEMENT_SIZE as u64;
@@ -300,8 +302,21 @@ fn report(
     Report { human, json }
 }
 
+/// The report of a signature or attestation, with the record of what was written.
+fn audited(
+    verb: &str,
+    reference: &Reference,
+    attachment: &SignedAttachment,
+    bundle: &Option<PathBuf>,
+) -> Audited {
+    Audited {
+        report: report(verb, reference, attachment, bundle),
+        done: audit::Done::attached(reference.pinned(&attachment.subject.digest), attachment),
+    }
+}
+
 /// `custody sign`.
-pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
+pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Audited, Failure> {
     refuse_dash_bundle(&args.bundle)?;
     let annotations = transfer::parse_annotations(&args.annotations)?;
     let signer = signer_from_args(&args.signer)?;
@@ -320,11 +335,11 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Report, Failure> {
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(report("signed", &reference, &attachment, &args.bundle))
+    Ok(audited("signed", &reference, &attachment, &args.bundle))
 }
 
 /// `custody attest`.
-pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
+pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
     refuse_dash_bundle(&args.bundle)?;
     let predicate_type = predicate_type_of(&args.predicate_type)?;
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
@@ -349,7 +364,7 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Report, Failure> {
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(report("attested", &reference, &attachment, &args.bundle))
+    Ok(audited("attested", &reference, &attachment, &args.bundle))
 }
 
 #[cfg(test)]

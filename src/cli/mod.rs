@@ -298,6 +298,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Policy(args) => return verify_cmds::policy(args, printer),
         Command::Promote(args) => return promote_cmds::promote(cli, args, printer),
         Command::Serve(args) => return serve_cmds::serve(cli, args, printer),
+        Command::Tree(args) => return tree_cmds::run(cli, args, printer),
         Command::Sources(cmd) => return secops_cmds::run_sources(cmd, printer),
         Command::Audit(cmd) => return secops_cmds::run_audit(cmd, printer),
         Command::TufConformanceClient(args) => {
@@ -317,20 +318,21 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Provenance(args) => {
             attest_cmds::provenance_cmd::run(args.clone()).map_err(Failure::from)
         }
-        Command::Push(args) => store_cmds::push(cli, args),
+        Command::Push(args) => secops_cmds::audited(&cli.command, store_cmds::push(cli, args)),
         Command::Pull(args) => store_cmds::pull(cli, args),
         Command::Resolve(args) => store_cmds::resolve(cli, args),
-        Command::Copy(args) => store_cmds::copy(cli, args),
+        Command::Copy(args) => secops_cmds::audited(&cli.command, store_cmds::copy(cli, args)),
         Command::Discover(args) => store_cmds::discover(cli, args),
         Command::Digest(args) => store_cmds::digest(args),
         Command::Keygen(args) => keygen(args),
         Command::SignBlob(args) => sign_blob(args, printer),
         Command::VerifyBundle(args) => verify_bundle(args),
-        Command::Release(args) => release_cmds::release(cli, args, printer),
-        Command::Sign(args) => attach_cmds::sign(cli, args),
-        Command::Attest(args) => attach_cmds::attest(cli, args),
-        Command::Prune(args) => secops_cmds::prune(cli, args),
-        Command::Tree(args) => tree_cmds::tree(cli, args),
+        Command::Release(args) => {
+            secops_cmds::audited(&cli.command, release_cmds::release(cli, args, printer))
+        }
+        Command::Sign(args) => secops_cmds::audited(&cli.command, attach_cmds::sign(cli, args)),
+        Command::Attest(args) => secops_cmds::audited(&cli.command, attach_cmds::attest(cli, args)),
+        Command::Prune(args) => secops_cmds::audited(&cli.command, secops_cmds::prune(cli, args)),
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),
@@ -342,6 +344,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         | Command::Policy(_)
         | Command::Promote(_)
         | Command::Serve(_)
+        | Command::Tree(_)
         | Command::Sources(_)
         | Command::Audit(_)
         | Command::TufConformanceClient(_)
@@ -349,7 +352,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
             unreachable!("handled above")
         }
     };
-    match secops_cmds::audited(&cli.command, result) {
+    match result {
         // A document written to standard output (`sbom -o -`) leaves stdout to the document:
         // the summary goes to stderr.
         Ok(report) if writes_document_to_stdout(&cli.command) => {

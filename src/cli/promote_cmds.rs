@@ -11,7 +11,7 @@ use super::attach_cmds::{SignerArgs, signer_from_args};
 use super::diagnostics::render;
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
 use super::{Cli, ExitStatus, Failure, Printer, secops_cmds, store_options};
-use custody::decisions::verify::{self, VerifyOptions, VerifyReport};
+use custody::decisions::verify::{self, Verdict, VerifyOptions, VerifyReport};
 use custody::evidence::attest::Timestamp;
 use custody::evidence::sign::Signer;
 use custody::foundation::reference::Reference;
@@ -145,28 +145,28 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
         .map_err(|e| could_not(e, None))?,
         ..VerifyOptions::default()
     };
-    let report = verify::artifact(src.as_ref(), &pinned_src, &policy, &options).map_err(|e| {
-        let own =
-            Failure::from(anyhow::Error::new(e).context(format!("could not verify {pinned_src}")));
-        let hint = own.hint.unwrap_or_else(|| {
-            "the source registry could not be read; nothing was verified or copied".into()
-        });
-        could_not(own.error, Some(&hint))
-    })?;
-    if !report.verified {
-        return Ok(Promotion::Refused(Box::new(report)));
-    }
+    let verified = match verify::verdict(src.as_ref(), &pinned_src, &policy, &options) {
+        Ok(Verdict::Verified(verified)) => verified,
+        Ok(Verdict::Refused(report)) => return Ok(Promotion::Refused(report)),
+        Err(e) => {
+            let own = Failure::from(
+                anyhow::Error::new(e).context(format!("could not verify {pinned_src}")),
+            );
+            let hint = own.hint.unwrap_or_else(|| {
+                "the source registry could not be read; nothing was verified or copied".into()
+            });
+            return Err(could_not(own.error, Some(&hint)));
+        }
+    };
 
     let dst = store::open(&dst_ref, &store_options(cli))
         .with_context(|| format!("cannot open {}", dst_ref.repository()))?;
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let record = match &signer {
-        Some(_) => Some(PromotionRecord {
-            actor: secops_cmds::actor(),
-            summary: verify::vsa::summary(&report, now.clone())
-                .context("cannot describe the verification")?
-                .predicate,
-        }),
+        Some(_) => Some(
+            PromotionRecord::of(&verified, secops_cmds::actor(), now.clone())
+                .context("cannot describe the verification")?,
+        ),
         None => None,
     };
     let copy_options = CopyOptions {
@@ -182,7 +182,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
         &src_ref,
         dst.as_ref(),
         &dst_ref,
-        &digest,
+        &verified,
         &copy_options,
         record
             .as_ref()
@@ -191,7 +191,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
     )
     .map_err(|e| promote_failure(e, &pinned_src, &dst_ref))?;
     Ok(Promotion::Promoted {
-        report: Box::new(report),
+        report: Box::new(verified.into_report()),
         outcome: Box::new(outcome),
     })
 }

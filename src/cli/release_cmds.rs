@@ -8,21 +8,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::attest_cmds::process_env;
+use super::secops_cmds::Audited;
 use super::{Cli, ExitStatus, Failure, Printer, Report, sign_cmds, store_options};
-use custody::decisions::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
-use custody::decisions::verify::report::{CheckKind, ReferrerKind};
-use custody::decisions::verify::{self, VerifyOptions};
+use custody::decisions::verify;
 use custody::evidence::attach::LegacyTags;
 use custody::evidence::attest::Timestamp;
 use custody::evidence::ci;
 use custody::evidence::sbom::SpecVersion;
-use custody::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
 use custody::evidence::sign::{self, ChosenSigner, KeySigner, SignerSetupError, SigningKey, keys};
-use custody::evidence::source::{DirtyPolicy, SourceError, SourceRecord};
+use custody::evidence::source::{DirtyPolicy, SourceError};
 use custody::foundation::hint::Hint as _;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 use custody::storage::transfer::{self, TagPolicy};
+use custody::workflows::audit;
 use custody::workflows::release::{self, ReleaseRequest, SourceMode, Subject};
 
 #[derive(clap::Args, Debug)]
@@ -168,9 +167,51 @@ fn default_destination(source_dir: &Path) -> anyhow::Result<Reference> {
     Ok(Reference::layout(dir.join("store")))
 }
 
-pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Report, Failure> {
+pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audited, Failure> {
     let env = process_env();
     let ci = ci::detect(&env).context("cannot tell which CI runs custody")?;
+    let (image, destination) = destination(args)?;
+    let (signer, key_note) = signer(args, printer)?;
+    let store = store::open(&destination, &store_options(cli))
+        .with_context(|| format!("cannot open {}", destination.repository()))?;
+    let request = request(args, &image, &destination)?;
+    release::check_request(&request).map_err(|e| release_failure(e, &destination))?;
+    let (outcome, report) = match release::release(store.as_ref(), &signer, &ci, &request)
+        .map_err(|e| release_failure(e, &destination))?
+    {
+        release::Released::Verified { outcome, verified } => (*outcome, verified.into_report()),
+        release::Released::Refused { outcome, report } => {
+            let json = serde_json::to_value(&report).expect("serialisable");
+            return Err(Failure {
+                error: anyhow::anyhow!(
+                    "what was just published at {} does not verify:\n{}",
+                    outcome.pinned,
+                    serde_json::to_string_pretty(&json).expect("json")
+                ),
+                status: ExitStatus::Failure,
+                hint: Some(
+                    "the artifact was not tagged; fix the cause and run the release again".into(),
+                ),
+            });
+        }
+    };
+
+    let human = human(&outcome, &report, key_note.as_deref());
+    let mut json = serde_json::to_value(&outcome).expect("serialisable");
+    json["signingKey"] = serde_json::json!(key_note);
+    json["verified"] = serde_json::json!(report.verified);
+    json["verification"] = serde_json::to_value(&report).expect("serialisable");
+    Ok(Audited {
+        report: Report { human, json },
+        done: audit::Done::Released {
+            outcome: Box::new(outcome),
+            verified: report.verified,
+        },
+    })
+}
+
+/// The image to attest in place (if any) and the destination reference.
+fn destination(args: &ReleaseArgs) -> Result<(Option<Reference>, Reference), Failure> {
     let image = args
         .image
         .as_deref()
@@ -179,7 +220,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
                 .with_context(|| format!("cannot use {i:?} as a reference"))
         })
         .transpose()?;
-    let mut destination = match (&args.to, &image) {
+    let destination = match (&args.to, &image) {
         (Some(to), _) => to
             .parse::<Reference>()
             .with_context(|| format!("cannot use {to:?} as a destination"))?,
@@ -192,36 +233,49 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         )
         .into());
     }
+    Ok((image, destination))
+}
+
+/// The signer: --key, else keyless with a token, else (outside CI) the development key; the
+/// public key to name when the development key signed.
+fn signer(
+    args: &ReleaseArgs,
+    printer: &Printer,
+) -> Result<(ChosenSigner, Option<PathBuf>), Failure> {
     let options = sign_cmds::signer_options(args.signer.key.as_deref(), &args.signer.keyless)?;
-    let (signer, key_note) = match sign::choose_signer(&options, &sign_cmds::token_env()) {
-        Ok(chosen) => (chosen, None),
+    match sign::choose_signer(&options, &sign_cmds::token_env()) {
+        Ok(chosen) => Ok((chosen, None)),
         // On a hosted CI runner a development key would sign a provenance naming the CI
         // builder with a key nobody can trust: refuse and say how to get a token.
-        Err(SignerSetupError::NoSigner) if running_in_ci() => {
-            return Err(Failure {
-                error: anyhow::anyhow!(
-                    "no key and no identity token in CI; a development key is only made outside CI"
-                ),
-                status: super::ExitStatus::Error,
-                hint: Some(CI_NO_SIGNER_HINT.into()),
-            });
-        }
+        Err(SignerSetupError::NoSigner) if running_in_ci() => Err(Failure {
+            error: anyhow::anyhow!(
+                "no key and no identity token in CI; a development key is only made outside CI"
+            ),
+            status: super::ExitStatus::Error,
+            hint: Some(CI_NO_SIGNER_HINT.into()),
+        }),
         Err(SignerSetupError::NoSigner) => {
             let (key, public) = development_key(printer)?;
-            (ChosenSigner::Key(KeySigner::new(key)), Some(public))
+            Ok((ChosenSigner::Key(KeySigner::new(key)), Some(public)))
         }
         Err(e) => {
             let hint = e.hint();
-            return Err(Failure {
+            Err(Failure {
                 error: anyhow::Error::new(e).context("cannot set up signing"),
                 status: ExitStatus::Error,
                 hint,
-            });
+            })
         }
-    };
-    let store = store::open(&destination, &store_options(cli))
-        .with_context(|| format!("cannot open {}", destination.repository()))?;
-    let request = ReleaseRequest {
+    }
+}
+
+/// The library's request from the flags.
+fn request(
+    args: &ReleaseArgs,
+    image: &Option<Reference>,
+    destination: &Reference,
+) -> Result<ReleaseRequest, Failure> {
+    Ok(ReleaseRequest {
         subject: match &image {
             Some(i) => Subject::Image(i.clone()),
             None => Subject::Files(args.files.clone()),
@@ -254,75 +308,15 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         },
         artifact_type: args.artifact_type.clone(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
-    };
-    if args.no_source && image.is_none() && destination.tag.is_none() {
-        return Err(Failure {
-            error: anyhow::anyhow!(
-                "a release with --no-source needs a tag in --to: there is no commit to name it after"
-            ),
-            status: super::ExitStatus::Error,
-            hint: Some("pass --to REPOSITORY:TAG".into()),
-        });
-    }
-    let prepared = release::prepare(store.as_ref(), &ci, &request)
-        .map_err(|e| release_failure(e, &destination))?;
-    let (policy, trusted_root) = self_check_policy(&signer, &ci, &request)?;
-    // A re-run of a finished release: the artifact already carries the verified set from this
-    // signer for this commit, so attaching another would only add copies.
-    let previous = verify::artifact(
-        store.as_ref(),
-        &destination.with_digest(prepared.subject.digest.clone()),
-        &policy,
-        &VerifyOptions {
-            trusted_root: trusted_root.clone(),
-            ..VerifyOptions::default()
-        },
-    )
-    .ok()
-    .filter(|r| r.verified && same_commit(r, prepared.source.as_ref()));
-    let mut outcome = match previous {
-        Some(previous) => {
-            let found = verified_referrers(&previous);
-            release::already_released(&ci, &request, prepared, found)
-        }
-        None => release::attach_evidence(store.as_ref(), &signer, &ci, &request, prepared)
-            .map_err(|e| release_failure(e, &destination))?,
-    };
-    // Verify what was just published with the checks a consumer runs, before the tag.
-    let report = verify::artifact(
-        store.as_ref(),
-        &destination.with_digest(outcome.digest.clone()),
-        &policy,
-        &VerifyOptions {
-            trusted_root,
-            ..VerifyOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot verify what was released at {}", outcome.pinned))?;
-    if !report.verified {
-        let json = serde_json::to_value(&report).expect("serialisable");
-        return Err(Failure {
-            error: anyhow::anyhow!(
-                "what was just published at {} does not verify:\n{}",
-                outcome.pinned,
-                serde_json::to_string_pretty(&json).expect("json")
-            ),
-            status: ExitStatus::Failure,
-            hint: Some(
-                "the artifact was not tagged; fix the cause and run the release again".into(),
-            ),
-        });
-    }
-    if image.is_none() {
-        let tag = match (destination.tag.take(), &outcome.source) {
-            (Some(t), _) => t,
-            (None, Some(source)) => release::default_tag(source),
-            (None, None) => unreachable!("--no-source without a tag was refused above"),
-        };
-        release::finish(store.as_ref(), &mut outcome, &tag, request.tag_policy)
-            .with_context(|| format!("cannot tag {}", outcome.pinned))?;
-    }
+    })
+}
 
+/// The human report of a release that verified and was tagged.
+fn human(
+    outcome: &release::ReleaseOutcome,
+    report: &verify::VerifyReport,
+    key_note: Option<&Path>,
+) -> String {
     let mut human = String::new();
     if outcome.already_released {
         let _ = writeln!(
@@ -377,7 +371,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
     if let (Some(tag), Some(result)) = (&outcome.tag, &outcome.tag_outcome) {
         let _ = writeln!(human, "  tag      {tag} ({result:?})");
     }
-    if let Some(public) = &key_note {
+    if let Some(public) = key_note {
         let _ = writeln!(
             human,
             "  signed with the local development key; verify with --key {}",
@@ -394,11 +388,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
             .filter(|c| c.status == verify::report::Status::Pass)
             .count()
     );
-    let mut json = serde_json::to_value(&outcome).expect("serialisable");
-    json["signingKey"] = serde_json::json!(key_note);
-    json["verified"] = serde_json::json!(report.verified);
-    json["verification"] = serde_json::to_value(&report).expect("serialisable");
-    Ok(Report { human, json })
+    human
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible builds), when set.
@@ -426,119 +416,18 @@ fn release_failure(error: release::Error, destination: &Reference) -> Failure {
         ),
         _ => None,
     };
-    let mut failure = Failure::from(
-        anyhow::Error::new(error).context(format!("cannot release to {destination}")),
-    );
+    let mut failure = match error {
+        // These name what they are about themselves, as their own first line.
+        release::Error::UntrackedWithoutTag
+        | release::Error::NoTrustedRoot
+        | release::Error::Verify { .. }
+        | release::Error::Tag { .. } => Failure::from(error),
+        _ => Failure::from(
+            anyhow::Error::new(error).context(format!("cannot release to {destination}")),
+        ),
+    };
     if hint.is_some() {
         failure.hint = hint;
     }
     failure
-}
-
-/// Whether a verified report's provenance names the commit being released (or, without a
-/// source, no commit).
-fn same_commit(report: &verify::VerifyReport, source: Option<&SourceRecord>) -> bool {
-    let expected = source.map_or_else(|| "none".to_owned(), |s| s.commit.to_string());
-    report
-        .artifact
-        .referrers
-        .iter()
-        .filter(|r| r.trusted)
-        .flat_map(|r| &r.checks)
-        .chain(&report.artifact.checks)
-        .any(|c| c.kind == CheckKind::Commit && c.found.as_deref() == Some(expected.as_str()))
-}
-
-/// The trusted signature, provenance and SBOM referrers a report found, in the order a
-/// release attaches them.
-fn verified_referrers(report: &verify::VerifyReport) -> Vec<release::Attached> {
-    let mut found: Vec<release::Attached> = report
-        .artifact
-        .referrers
-        .iter()
-        .filter(|r| r.trusted && r.kind == ReferrerKind::Bundle)
-        .filter_map(|r| {
-            let predicate = r.predicate_type.clone();
-            let kind = match predicate.as_deref() {
-                None => release::AttachedKind::Signature,
-                Some(p) if p.contains("cosign/sign") => release::AttachedKind::Signature,
-                Some(p) if p.contains("slsa.dev/provenance") => release::AttachedKind::Provenance,
-                Some(p) if p.contains("cyclonedx") => release::AttachedKind::Sbom,
-                Some(_) => return None,
-            };
-            Some(release::Attached {
-                kind,
-                digest: r.manifest.clone(),
-                predicate_type: predicate.unwrap_or_default(),
-            })
-        })
-        .collect();
-    found.sort_by_key(|a| match a.kind {
-        release::AttachedKind::Signature => 0,
-        release::AttachedKind::Provenance => 1,
-        release::AttachedKind::Sbom => 2,
-    });
-    found
-}
-
-/// The policy a release checks itself against: the signer that released it, a provenance from
-/// this builder with the commit, and an SBOM. A keyless release trusts its token's issuer;
-/// consumers pin the exact identity in their own policy.
-fn self_check_policy(
-    signer: &ChosenSigner,
-    ci: &ci::CiContext,
-    request: &ReleaseRequest,
-) -> anyhow::Result<(Policy, TrustedRoot)> {
-    let (kind, root) = match signer {
-        ChosenSigner::Key(k) => (SignerKind::Key(k.public_key()), TrustedRoot::empty()),
-        ChosenSigner::Keyless { claims, .. } => (
-            SignerKind::Identity {
-                issuer: claims.issuer.clone(),
-                subject: SubjectMatcher::Regex(regex::Regex::new("^.+$").expect("valid")),
-            },
-            signer.trusted_root().cloned().context(
-                "keyless release needs --trusted-root (or a signing config) to check what it published",
-            )?,
-        ),
-    };
-    let scope = Scope {
-        name: "release self-check".into(),
-        repositories: vec![Pattern::parse("**").map_err(anyhow::Error::msg)?],
-        signers: vec![TrustedSigner {
-            name: "release signer".into(),
-            kind,
-        }],
-        threshold: 1,
-        key_tlog: TlogRequirement::Skip,
-        attestations: Vec::new(),
-        signature_predicate_types: Vec::new(),
-        provenance: Some(policy::ProvenanceRules {
-            required: true,
-            builders: vec![policy::BuilderRule {
-                // Builder ids are URIs without `*`, so the pattern matches exactly this one.
-                id: Pattern::parse(&ci.builder_id).map_err(anyhow::Error::msg)?,
-                level: None,
-            }],
-            require_commit: request.source_mode == SourceMode::Git,
-            allow_dirty: request.dirty == DirtyPolicy::Allow,
-            ..Default::default()
-        }),
-        sbom: Some(policy::SbomRules {
-            required: true,
-            signers: None,
-        }),
-        // The consumer's policy decides on vulnerabilities and sources; the self-check is
-        // about the chain of custody.
-        vulnerabilities: None,
-        sources: None,
-        trust: None,
-    };
-    Ok((
-        Policy {
-            scopes: vec![scope],
-            source: "release self-check".into(),
-            digest: None,
-        },
-        root,
-    ))
 }

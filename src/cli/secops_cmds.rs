@@ -140,7 +140,7 @@ pub struct PruneArgs {
     pub yes: bool,
 }
 
-pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
+pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Audited, Failure> {
     let reference: Reference = args
         .repository
         .parse()
@@ -215,9 +215,12 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
             human,
             "dry run: nothing deleted; pass --yes to delete {deleting} artifact(s) with their signatures and attestations"
         );
-        return Ok(Report {
-            human,
-            json: serde_json::json!({ "plan": plan, "executed": false }),
+        return Ok(Audited {
+            report: Report {
+                human,
+                json: serde_json::json!({ "plan": plan, "executed": false }),
+            },
+            done: audit::Done::Pruned(Vec::new()),
         });
     }
     let done = prune::execute(store.as_ref(), &plan);
@@ -249,7 +252,10 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<Report, Failure> {
     }
     let json = serde_json::json!({ "plan": plan, "executed": true, "deletions": done.deletions });
     if done.complete() {
-        return Ok(Report { human, json });
+        return Ok(Audited {
+            report: Report { human, json },
+            done: audit::Done::Pruned(done.deletions),
+        });
     }
     let failed = done.deletions.iter().filter(|d| d.error.is_some()).count();
     let unsupported = done.deletions.iter().any(|d| d.unsupported);
@@ -622,15 +628,21 @@ pub(crate) fn failure_record(action: &str, reference: &str, failure: &Failure) -
     record
 }
 
-/// Appends the audit record of a finished command (push, copy, prune, sign, attest, release);
-/// other commands pass through. When the record cannot be written the command fails: an action
+/// A report with what the command did, for the audit log.
+pub struct Audited {
+    pub report: Report,
+    pub done: audit::Done,
+}
+
+/// Appends the audit record of a finished command (push, copy, prune, sign, attest, release),
+/// built from its typed outcome. When the record cannot be written the command fails: an action
 /// that leaves no trace is not acceptable where an audit log is configured.
-pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Report, Failure> {
+pub fn audited(command: &Command, result: Result<Audited, Failure>) -> Result<Report, Failure> {
     let (action, reference) = match command {
         Command::Push(a) => ("push", a.to.clone()),
-        Command::Copy(a) if a.dry_run => return result,
+        Command::Copy(a) if a.dry_run => return result.map(|a| a.report),
         Command::Copy(a) => ("copy", format!("{} -> {}", a.source, a.destination)),
-        Command::Prune(a) if !a.yes => return result,
+        Command::Prune(a) if !a.yes => return result.map(|a| a.report),
         Command::Prune(a) => ("prune", a.repository.clone()),
         Command::Sign(a) => ("sign", a.reference.clone()),
         Command::Attest(a) => ("attest", a.reference.clone()),
@@ -640,43 +652,13 @@ pub fn audited(command: &Command, result: Result<Report, Failure>) -> Result<Rep
                 .or_else(|| a.image.clone())
                 .unwrap_or_else(|| "the embedded store".into()),
         ),
-        _ => return result,
+        _ => return result.map(|a| a.report),
     };
     let record = match &result {
-        Ok(report) => {
-            let json = &report.json;
-            let mut record = audit::Record::new(actor(), action, Outcome::Ok);
-            record.reference = Some(reference);
-            record.artifact = json
-                .get("digest")
-                .or_else(|| json.get("subject").and_then(|s| s.get("digest")))
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.parse::<Digest>().ok());
-            record.details = match action {
-                "prune" => serde_json::json!({ "deletions": json["deletions"] }),
-                "sign" | "attest" => serde_json::json!({
-                    "pinned": json["pinned"],
-                    "predicateType": json["predicateType"],
-                    "referrer": json["referrer"],
-                }),
-                "release" => serde_json::json!({
-                    "pinned": json["pinned"],
-                    "tag": json["tag"],
-                    "tagOutcome": json["tagOutcome"],
-                    "builderId": json["builderId"],
-                    "verified": json["verified"],
-                }),
-                _ => serde_json::json!({
-                    "pinned": json["pinned"],
-                    "tag": json["tag"],
-                    "tagOutcome": json["tagOutcome"],
-                }),
-            };
-            record
-        }
+        Ok(a) => audit::Record::done(actor(), action, reference, &a.done),
         Err(f) => failure_record(action, &reference, f),
     };
-    with_audit(action, result, append_audit(record))
+    with_audit(action, result.map(|a| a.report), append_audit(record))
 }
 
 /// Combines a command's result with the outcome of writing its audit record.

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use super::secops_cmds::Audited;
 use super::{Cli, Failure, Report, store_options};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 use custody::storage::transfer::{
     self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy,
 };
+use custody::workflows::audit;
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
@@ -100,7 +102,7 @@ fn describe_tag(tag: &Option<String>, outcome: &Option<TagOutcome>) -> String {
     }
 }
 
-pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
+pub fn push(cli: &Cli, args: &PushArgs) -> Result<Audited, Failure> {
     let reference = parse_ref(&args.to)?;
     if reference.digest.is_some() {
         return Err(anyhow::anyhow!(
@@ -140,9 +142,12 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Result<Report, Failure> {
     let _ = writeln!(human, "digest: {}", outcome.digest);
     human.push_str(&describe_tag(&outcome.tag, &outcome.tag_outcome));
     let _ = writeln!(human, "{}", outcome.pinned);
-    Ok(Report {
-        human,
-        json: serde_json::to_value(&outcome).expect("serialisable"),
+    Ok(Audited {
+        report: Report {
+            human,
+            json: serde_json::to_value(&outcome).expect("serialisable"),
+        },
+        done: audit::Done::Pushed(Box::new(outcome)),
     })
 }
 
@@ -194,7 +199,7 @@ pub fn resolve(cli: &Cli, args: &ResolveArgs) -> Result<Report, Failure> {
     })
 }
 
-pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Report, Failure> {
+pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Audited, Failure> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
     let src = open_existing(cli, &src_ref)?;
@@ -238,9 +243,12 @@ pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Report, Failure> {
     if let Some(p) = &outcome.pinned {
         let _ = writeln!(human, "{p}");
     }
-    Ok(Report {
-        human,
-        json: serde_json::to_value(&outcome).expect("serialisable"),
+    Ok(Audited {
+        report: Report {
+            human,
+            json: serde_json::to_value(&outcome).expect("serialisable"),
+        },
+        done: audit::Done::Copied(Box::new(outcome)),
     })
 }
 

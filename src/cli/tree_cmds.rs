@@ -1,7 +1,7 @@
 //! `custody tree`: an artifact and everything attached to it, with each referrer's claimed
 //! signer and, when a policy or trust flags are given, the verdict `verify` reaches on it.
-//! Exit 0 whenever the tree could be read (the verdict is in the output; `custody verify` is
-//! the gate), 2 when it could not.
+//! Exit 0 when the tree could be read (and, with a policy, verified), 1 when the policy
+//! refuses it (as `custody verify` does), 2 when it could not be read.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::verify_cmds::{TrustArgs, could_not, policy_and_root};
-use super::{Cli, ExitStatus, Failure, Report, store_options};
+use super::{Cli, ExitStatus, Failure, Printer, Report, store_options};
 use custody::decisions::verify::{self, Status, VerifyOptions};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
@@ -29,7 +29,30 @@ pub struct TreeArgs {
     pub trusted_root: Option<PathBuf>,
 }
 
-pub fn tree(cli: &Cli, args: &TreeArgs) -> Result<Report, Failure> {
+/// `custody tree`: prints the tree (human, JSON or Markdown) and returns 0, or 1 when a policy
+/// was given and refuses the artifact.
+pub fn run(cli: &Cli, args: &TreeArgs, printer: &Printer) -> ExitStatus {
+    match read(cli, args) {
+        Ok(read) => {
+            let verified = read.verification.as_ref().is_none_or(|v| v.verified);
+            let report = Report {
+                human: human(&read),
+                json: serde_json::to_value(&read).expect("serialisable"),
+            };
+            if !super::ci_output::print_report_markdown(cli, printer, &report) {
+                printer.report(&report.human, &report.json);
+            }
+            ExitStatus::refused_unless(verified)
+        }
+        Err(failure) => {
+            printer.failure(&failure);
+            failure.status
+        }
+    }
+}
+
+/// Reads the tree, with the policy's verdicts when trust was given.
+fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
     let reference: Reference = args
         .reference
         .parse()
@@ -80,10 +103,7 @@ pub fn tree(cli: &Cli, args: &TreeArgs) -> Result<Report, Failure> {
         })?;
         read = read.with_report(&report);
     }
-    Ok(Report {
-        human: human(&read),
-        json: serde_json::to_value(&read).expect("serialisable"),
-    })
+    Ok(read)
 }
 
 fn node_line(out: &mut String, node: &Node, branch: &str, next: &str) {

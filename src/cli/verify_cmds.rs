@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::{Cli, ExitStatus, Failure, Printer};
-use custody::decisions::policy::{
-    self, BuilderRule, Pattern, Policy, ProvenanceRules, RequiredAttestation, SbomRules, Scope,
-    SignerKind, TrustedSigner,
-};
+use custody::decisions::policy::{self, Overrides, Policy};
 use custody::decisions::verify::{self, VerifyOptions, VerifyReport};
 use custody::evidence::attach::{self, BundleContent};
 use custody::evidence::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
 use custody::evidence::sign::keys::PublicKey;
-use custody::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use custody::evidence::sign::verify::TrustedRoot;
 use custody::evidence::sign::{KeySigner, sign_statement};
 use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
@@ -202,170 +199,46 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(reference).with_context(|| format!("cannot read key {reference}"))
 }
 
-/// Applies the flags to every scope (one scope applies per run) or makes a policy from flags.
+/// The policy file (if any) with the trust flags applied ([`Overrides`]).
 pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Policy> {
-    let mut policy = match &args.policy {
-        Some(path) => Policy::load(path)
-            .with_context(|| format!("policy {} cannot be used", path.display()))?,
-        None => Policy {
-            scopes: vec![Scope {
-                name: "flags".into(),
-                repositories: vec![Pattern::parse("**").expect("valid pattern")],
-                signers: Vec::new(),
-                threshold: 1,
-                key_tlog: TlogRequirement::Skip,
-                attestations: Vec::new(),
-                signature_predicate_types: Vec::new(),
-                provenance: None,
-                sbom: None,
-                vulnerabilities: None,
-                sources: None,
-                trust: None,
-            }],
-            source: "flags".into(),
-            digest: None,
-        },
+    let policy = match &args.policy {
+        Some(path) => Some(
+            Policy::load(path)
+                .with_context(|| format!("policy {} cannot be used", path.display()))?,
+        ),
+        None => None,
     };
-    let mut signers = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
+    let mut public_keys = Vec::new();
+    for k in keys {
         let pem = key_text(k)?;
         if pem.contains("CERTIFICATE") {
             bail!(
                 "--key {k} is a certificate; trust certificates with --certificate-identity and --certificate-oidc-issuer"
             );
         }
-        let key =
-            PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {k}"))?;
-        signers.push(TrustedSigner {
-            name: if keys.len() == 1 {
-                "key".into()
-            } else {
-                format!("key {}", i + 1)
-            },
-            kind: SignerKind::Key(key),
-        });
-    }
-    match (
-        &args.certificate_identity,
-        &args.certificate_identity_regexp,
-        &args.certificate_oidc_issuer,
-    ) {
-        (None, None, None) => {}
-        (_, _, None) => bail!("--certificate-identity needs --certificate-oidc-issuer"),
-        (None, None, Some(_)) => {
-            bail!(
-                "--certificate-oidc-issuer needs --certificate-identity or --certificate-identity-regexp"
-            )
-        }
-        (exact, regexp, Some(issuer)) => signers.push(TrustedSigner {
-            name: "identity".into(),
-            kind: SignerKind::Identity {
-                issuer: issuer.clone(),
-                subject: match (exact, regexp) {
-                    (Some(e), _) => SubjectMatcher::Exact(e.clone()),
-                    (None, Some(r)) => SubjectMatcher::Regex(
-                        regex::Regex::new(r)
-                            .with_context(|| format!("invalid regular expression {r:?}"))?,
-                    ),
-                    (None, None) => unreachable!("matched above"),
-                },
-            },
-        }),
-    }
-    let patterns = |list: &[String]| -> anyhow::Result<Vec<Pattern>> {
-        list.iter()
-            .map(|p| Pattern::parse(p).with_context(|| format!("bad pattern {p:?}")))
-            .collect()
-    };
-    let max_age = match &args.max_age {
-        Some(s) => Some(custody::foundation::time::parse_duration(s).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    let provenance_flags = args.require_provenance
-        || !args.builder_id.is_empty()
-        || !args.source_repository.is_empty()
-        || !args.source_ref.is_empty()
-        || !args.build_type.is_empty()
-        || args.min_build_level.is_some()
-        || max_age.is_some();
-    for scope in &mut policy.scopes {
-        if !signers.is_empty() {
-            scope.signers = signers.clone();
-            // The policy's signer names no longer exist; any trusted signer may sign.
-            scope.attestations.iter_mut().for_each(|a| a.signers = None);
-            if let Some(p) = &mut scope.provenance {
-                p.signers = None;
-            }
-            if let Some(s) = &mut scope.sbom {
-                s.signers = None;
-            }
-        }
-        if let Some(t) = args.threshold {
-            if t == 0 {
-                bail!("--threshold 0 would trust anything");
-            }
-            scope.threshold = t;
-        }
-        if args.require_tlog {
-            scope.key_tlog = TlogRequirement::Required;
-        }
-        for a in &args.require_attestation {
-            scope.attestations.push(RequiredAttestation {
-                predicate_type: a.clone(),
-                signers: None,
-                vsa: policy::VsaExpectation::default(),
-            });
-        }
-        if provenance_flags {
-            let p = scope.provenance.get_or_insert_with(|| ProvenanceRules {
-                required: true,
-                require_commit: true,
-                ..ProvenanceRules::default()
-            });
-            p.required = true;
-            if !args.builder_id.is_empty() {
-                p.builders = patterns(&args.builder_id)?
-                    .into_iter()
-                    .map(|id| BuilderRule { id, level: None })
-                    .collect();
-            }
-            if !args.source_repository.is_empty() {
-                p.source_repositories = patterns(&args.source_repository)?;
-            }
-            if !args.source_ref.is_empty() {
-                p.refs = patterns(&args.source_ref)?;
-            }
-            if !args.build_type.is_empty() {
-                p.build_types = patterns(&args.build_type)?;
-            }
-            if let Some(l) = args.min_build_level {
-                p.min_build_level = l;
-            }
-            if max_age.is_some() {
-                p.max_age = max_age;
-            }
-        }
-        if args.allow_dirty
-            && let Some(p) = &mut scope.provenance
-        {
-            p.allow_dirty = true;
-        }
-        if args.require_sbom {
-            scope
-                .sbom
-                .get_or_insert(SbomRules {
-                    required: true,
-                    signers: None,
-                })
-                .required = true;
-        }
-    }
-    if policy.scopes.iter().all(|s| s.signers.is_empty()) {
-        bail!(
-            "no trusted signers: give --policy, a public key (--key; --trust-key in promote), or --certificate-identity with --certificate-oidc-issuer"
+        public_keys.push(
+            PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {k}"))?,
         );
     }
-    Ok(policy)
+    let overrides = Overrides {
+        keys: public_keys,
+        certificate_identity: args.certificate_identity.clone(),
+        certificate_identity_regexp: args.certificate_identity_regexp.clone(),
+        certificate_oidc_issuer: args.certificate_oidc_issuer.clone(),
+        threshold: args.threshold,
+        require_tlog: args.require_tlog,
+        require_attestation: args.require_attestation.clone(),
+        require_provenance: args.require_provenance,
+        builder_id: args.builder_id.clone(),
+        source_repository: args.source_repository.clone(),
+        source_ref: args.source_ref.clone(),
+        build_type: args.build_type.clone(),
+        min_build_level: args.min_build_level,
+        max_age: args.max_age.clone(),
+        allow_dirty: args.allow_dirty,
+        require_sbom: args.require_sbom,
+    };
+    Ok(overrides.apply(policy)?)
 }
 
 pub(crate) fn load_root(path: Option<&Path>) -> anyhow::Result<TrustedRoot> {

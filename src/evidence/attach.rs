@@ -74,8 +74,20 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Transfer(#[from] transfer::Error),
-    #[error("legacy signature image {tag}: {reason}")]
-    BadLegacyImage { tag: String, reason: String },
+    #[error("legacy signature image {tag}: {problem}")]
+    BadLegacyImage {
+        tag: String,
+        problem: LegacyImageProblem,
+    },
+}
+
+/// Why a legacy `.sig`/`.att` image cannot be read or extended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyImageProblem {
+    #[error("it is an index, not a signature image")]
+    Index,
+    #[error("{layers} layers; the limit is {limit}")]
+    TooManyLayers { layers: usize, limit: usize },
 }
 
 impl crate::foundation::hint::Hint for Error {
@@ -251,7 +263,7 @@ pub fn append_legacy(
             Manifest::Index(_) => {
                 return Err(Error::BadLegacyImage {
                     tag: tag.to_string(),
-                    reason: "it is an index, not a signature image".into(),
+                    problem: LegacyImageProblem::Index,
                 });
             }
         },
@@ -613,10 +625,10 @@ pub fn discover_each(
         if m.layers.len() > MAX_LEGACY_LAYERS {
             return Err(Error::BadLegacyImage {
                 tag: tag.to_string(),
-                reason: format!(
-                    "{} layers; the limit is {MAX_LEGACY_LAYERS}",
-                    m.layers.len()
-                ),
+                problem: LegacyImageProblem::TooManyLayers {
+                    layers: m.layers.len(),
+                    limit: MAX_LEGACY_LAYERS,
+                },
             });
         }
         for (i, layer) in m.layers.iter().enumerate() {

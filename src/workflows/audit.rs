@@ -16,9 +16,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::attach::SignedAttachment;
 use crate::evidence::attest::Timestamp;
 use crate::evidence::sign::{PublicKey, SigningKey};
 use crate::foundation::digest::Digest;
+use crate::storage::transfer::{CopyOutcome, PushOutcome};
+use crate::workflows::prune::Deletion;
+use crate::workflows::release::ReleaseOutcome;
 
 /// Longest line a record may take; longer lines are refused when written and when read.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -66,6 +70,97 @@ impl Record {
             outcome,
             details: serde_json::Value::Null,
         }
+    }
+}
+
+/// What an audited action did, from its typed outcome: a record's artifact and details are
+/// read from these, never from what was printed.
+#[derive(Clone, Debug)]
+pub enum Done {
+    Pushed(Box<PushOutcome>),
+    Copied(Box<CopyOutcome>),
+    /// `sign` or `attest`: the referrer written about `subject`.
+    Attached {
+        subject: Digest,
+        pinned: String,
+        predicate_type: String,
+        referrer: Digest,
+    },
+    Pruned(Vec<Deletion>),
+    /// A release, and whether what it published verified before the tag.
+    Released {
+        outcome: Box<ReleaseOutcome>,
+        verified: bool,
+    },
+}
+
+impl Done {
+    /// A signature or attestation written by `sign` or `attest`; `pinned` names the subject.
+    pub fn attached(pinned: String, attachment: &SignedAttachment) -> Done {
+        Done::Attached {
+            subject: attachment.subject.digest.clone(),
+            pinned,
+            predicate_type: attachment.predicate_type.clone(),
+            referrer: attachment.referrer.digest.clone(),
+        }
+    }
+}
+
+impl Record {
+    /// The record of `action` on `reference` that ended as `done` says.
+    pub fn done(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        reference: impl Into<String>,
+        done: &Done,
+    ) -> Record {
+        let mut record = Record::new(actor, action, Outcome::Ok);
+        record.reference = Some(reference.into());
+        let (artifact, details) = match done {
+            Done::Pushed(o) => (
+                Some(o.digest.clone()),
+                serde_json::json!({
+                    "pinned": o.pinned,
+                    "tag": o.tag,
+                    "tagOutcome": o.tag_outcome,
+                }),
+            ),
+            Done::Copied(o) => (
+                o.digest.clone(),
+                serde_json::json!({
+                    "pinned": o.pinned,
+                    "tag": o.tag,
+                    "tagOutcome": o.tag_outcome,
+                }),
+            ),
+            Done::Attached {
+                subject,
+                pinned,
+                predicate_type,
+                referrer,
+            } => (
+                Some(subject.clone()),
+                serde_json::json!({
+                    "pinned": pinned,
+                    "predicateType": predicate_type,
+                    "referrer": referrer,
+                }),
+            ),
+            Done::Pruned(deletions) => (None, serde_json::json!({ "deletions": deletions })),
+            Done::Released { outcome, verified } => (
+                Some(outcome.digest.clone()),
+                serde_json::json!({
+                    "pinned": outcome.pinned,
+                    "tag": outcome.tag,
+                    "tagOutcome": outcome.tag_outcome,
+                    "builderId": outcome.builder_id,
+                    "verified": verified,
+                }),
+            ),
+        };
+        record.artifact = artifact;
+        record.details = details;
+        record
     }
 }
 
@@ -907,6 +1002,63 @@ pub fn show(bytes: &[u8], filter: &Filter) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_built_from_typed_outcomes() {
+        let digest = Digest::of(b"artifact");
+        let outcome = ReleaseOutcome {
+            digest: digest.clone(),
+            pinned: format!("registry.example/app@{digest}"),
+            tag: Some("v1".into()),
+            tag_outcome: Some(crate::storage::transfer::TagOutcome::Created),
+            source: None,
+            builder_id: "https://custody.dev/local".into(),
+            local_build: true,
+            sbom_components: 0,
+            lockfiles: Vec::new(),
+            referrers: Vec::new(),
+            legacy_tags: Vec::new(),
+            already_released: false,
+        };
+        let done = Done::Released {
+            outcome: Box::new(outcome),
+            verified: true,
+        };
+        let r = Record::done("local:tester", "release", "registry.example/app:v1", &done);
+        assert_eq!(r.outcome, Outcome::Ok);
+        assert_eq!(r.artifact, Some(digest.clone()));
+        assert_eq!(r.reference.as_deref(), Some("registry.example/app:v1"));
+        assert_eq!(
+            r.details,
+            serde_json::json!({
+                "pinned": format!("registry.example/app@{digest}"),
+                "tag": "v1",
+                "tagOutcome": { "result": "created" },
+                "builderId": "https://custody.dev/local",
+                "verified": true,
+            })
+        );
+
+        let referrer = Digest::of(b"bundle");
+        let done = Done::Attached {
+            subject: digest.clone(),
+            pinned: "oci:store@x".into(),
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+            referrer: referrer.clone(),
+        };
+        let r = Record::done("local:tester", "attest", "oci:store:v1", &done);
+        assert_eq!(r.artifact, Some(digest));
+        assert_eq!(r.details["referrer"], referrer.to_string());
+        assert_eq!(r.details["predicateType"], "https://slsa.dev/provenance/v1");
+        let r = Record::done(
+            "local:tester",
+            "prune",
+            "oci:store",
+            &Done::Pruned(Vec::new()),
+        );
+        assert_eq!(r.artifact, None);
+        assert_eq!(r.details, serde_json::json!({ "deletions": [] }));
+    }
 
     fn key() -> SigningKey {
         SigningKey::generate_p256().unwrap()

@@ -5,10 +5,24 @@
 //! where to where.
 //!
 //! The digest verified is the digest copied: the caller resolves the source once, verifies that
-//! digest, and hands it here.
+//! digest with [`verify::verdict`], and hands the [`Verified`] here; [`promote`] takes nothing
+//! else, so what was not verified cannot be copied.
+//!
+//! ```compile_fail
+//! // A digest is not a verification: promote needs the `Verified` value.
+//! use custody::storage::store::Store;
+//! use custody::foundation::{digest::Digest, reference::Reference};
+//! fn promote_unverified(src: &dyn Store, r: &Reference, dst: &dyn Store, digest: &Digest) {
+//!     let now = custody::evidence::attest::Timestamp::from_unix(0);
+//!     let _ = custody::workflows::promote::promote(
+//!         src, r, dst, r, digest, &Default::default(), None, &now,
+//!     );
+//! }
+//! ```
 
 use serde::Serialize;
 
+use crate::decisions::verify::{self, Verified};
 use crate::evidence::attach::{self, BundleContent};
 use crate::evidence::attest::{self, ResourceDescriptor, Timestamp, VerificationSummary};
 use crate::evidence::sign::{self, Signer};
@@ -27,6 +41,11 @@ pub enum Error {
     Attest(#[from] attest::AttestError),
     #[error("cannot sign the promotion attestation")]
     Sign(#[from] sign::SignError),
+    #[error("{source_pinned} is not what was verified ({verified}); nothing was copied")]
+    NotVerified {
+        source_pinned: String,
+        verified: String,
+    },
 }
 
 /// Who promoted, and what the verification said.
@@ -36,6 +55,20 @@ pub struct PromotionRecord {
     pub actor: String,
     /// The VSA predicate describing the verification that allowed the promotion.
     pub summary: VerificationSummary,
+}
+
+impl PromotionRecord {
+    /// The record of `actor` promoting what `verified` describes, at `now`.
+    pub fn of(
+        verified: &Verified,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<PromotionRecord, attest::AttestError> {
+        Ok(PromotionRecord {
+            actor,
+            summary: verify::vsa::summary(verified.report(), now)?.predicate,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +89,7 @@ pub struct PromoteOutcome {
     pub dry_run: bool,
 }
 
-/// Copies the verified `digest` from `src` to `dst` with every referrer, attaches the
+/// Copies the digest that `verified` names from `src` to `dst` with every referrer, attaches the
 /// promotion record when a signer is given, and writes the destination tag last (immutable
 /// unless `options.tag_policy` forces it). A tag that would be refused is refused before
 /// anything is copied, and checked again when written. A run that stops half way (a registry
@@ -67,13 +100,21 @@ pub fn promote(
     src_ref: &Reference,
     dst: &dyn Store,
     dst_ref: &Reference,
-    digest: &Digest,
+    verified: &Verified,
     options: &CopyOptions,
     record: Option<(&PromotionRecord, &dyn Signer)>,
     now: &Timestamp,
 ) -> Result<PromoteOutcome, Error> {
-    // Copy exactly the digest that verified, never the tag again.
+    // Copy exactly the digest that verified, from the repository it verified in, never the
+    // tag again.
+    let digest = verified.digest();
     let pinned_src = src_ref.with_digest(digest.clone());
+    if verified.pinned() != src_ref.pinned(digest) {
+        return Err(Error::NotVerified {
+            source_pinned: src_ref.pinned(digest),
+            verified: verified.pinned().to_owned(),
+        });
+    }
     let tag = match (&dst_ref.tag, &dst_ref.digest) {
         (Some(t), _) => Some(t.clone()),
         (None, None) => src_ref.tag.clone(),
@@ -155,9 +196,14 @@ pub fn policy_descriptor(uri: &str, bytes: &[u8]) -> ResourceDescriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decisions::policy::{Pattern, Policy, Scope, SignerKind, TrustedSigner};
+    use crate::decisions::verify::{Verdict, VerifyOptions};
+    use crate::evidence::attach::AttachOptions;
     use crate::evidence::attest::{VerificationResult, Verifier};
     use crate::evidence::sign::KeySigner;
     use crate::evidence::sign::keys::SigningKey;
+    use crate::evidence::sign::verify::TlogRequirement;
+    use crate::foundation::oci::Descriptor;
     use crate::storage::store::layout::LayoutStore;
     use crate::storage::transfer::{PushOptions, TagOutcome, TagPolicy};
 
@@ -169,6 +215,51 @@ mod tests {
         dst_ref: Reference,
         digest: Digest,
         root: std::path::PathBuf,
+        /// The key that signed the artifact in staging.
+        key: KeySigner,
+    }
+
+    /// A policy that trusts `signer`'s key for every repository, and asks nothing else.
+    fn trusting(signer: &KeySigner) -> Policy {
+        Policy {
+            scopes: vec![Scope {
+                name: "test".into(),
+                repositories: vec![Pattern::parse("**").unwrap()],
+                signers: vec![TrustedSigner {
+                    name: "staging key".into(),
+                    kind: SignerKind::Key(signer.public_key()),
+                }],
+                threshold: 1,
+                key_tlog: TlogRequirement::Skip,
+                attestations: Vec::new(),
+                signature_predicate_types: Vec::new(),
+                provenance: None,
+                sbom: None,
+                vulnerabilities: None,
+                sources: None,
+                trust: None,
+            }],
+            source: "test".into(),
+            digest: None,
+        }
+    }
+
+    fn verdict(f: &Fixture, policy: &Policy) -> Verdict {
+        verify::verdict(
+            &f.src,
+            &f.src_ref.with_digest(f.digest.clone()),
+            policy,
+            &VerifyOptions::default(),
+        )
+        .unwrap()
+    }
+
+    /// The staging artifact, verified against a policy that trusts the key that signed it.
+    fn verified(f: &Fixture) -> Verified {
+        match verdict(f, &trusting(&f.key)) {
+            Verdict::Verified(v) => *v,
+            Verdict::Refused(report) => panic!("refused: {:?}", report.failures()),
+        }
     }
 
     fn fixture() -> Fixture {
@@ -188,7 +279,11 @@ mod tests {
         let (dst, dst_ref) = layout("production", "1.0.0");
         let pushed =
             transfer::push_files(&src, &src_ref, &[file], &PushOptions::default()).unwrap();
+        let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+        let subject = Descriptor::new(pushed.media_type, pushed.digest.clone(), pushed.size);
+        attach::sign_artifact(&src, &subject, &key, &AttachOptions::default()).unwrap();
         Fixture {
+            key,
             root: dir.path().to_owned(),
             _dir: dir,
             src,
@@ -236,7 +331,7 @@ mod tests {
             &f.src_ref,
             &f.dst,
             &f.dst_ref,
-            &f.digest,
+            &verified(&f),
             &CopyOptions::default(),
             Some((&r, &signer)),
             &now(),
@@ -252,9 +347,15 @@ mod tests {
             .unwrap();
         assert_eq!(tagged.descriptor.digest, f.digest);
 
+        // The staging signature was copied along; the promotion record is the VSA.
         let found = attach::discover(&f.dst, &f.digest).unwrap();
-        assert_eq!(found.bundles.len(), 1);
-        let bundle = sign::bundle::Bundle::from_json(&found.bundles[0].bundle).unwrap();
+        assert_eq!(found.bundles.len(), 2);
+        let vsa = found
+            .bundles
+            .iter()
+            .find(|b| b.claimed_predicate_type.as_deref() == Some(attest::PREDICATE_SLSA_VSA_V1))
+            .expect("the promotion attestation");
+        let bundle = sign::bundle::Bundle::from_json(&vsa.bundle).unwrap();
         let sign::bundle::Content::Dsse(env) = bundle.content() else {
             panic!("a DSSE envelope");
         };
@@ -274,10 +375,45 @@ mod tests {
             subject["annotations"]["custody.dev/promotion/actor"],
             "local:tester"
         );
-        assert_eq!(
-            found.bundles[0].claimed_predicate_type.as_deref(),
-            Some(attest::PREDICATE_SLSA_VSA_V1)
+    }
+
+    #[test]
+    fn a_source_signed_by_an_untrusted_key_gives_nothing_to_promote() {
+        let f = fixture();
+        let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
+        let Verdict::Refused(report) = verdict(&f, &trusting(&stranger)) else {
+            panic!("a signature by an untrusted key verified");
+        };
+        assert!(
+            report
+                .failures()
+                .iter()
+                .any(|c| c.kind == verify::CheckKind::Threshold)
         );
+    }
+
+    #[test]
+    fn a_verification_of_another_repository_copies_nothing() {
+        let f = fixture();
+        let elsewhere: Reference = format!("oci:{}:1.0.0", f.root.join("elsewhere").display())
+            .parse()
+            .unwrap();
+        let err = promote(
+            &f.src,
+            &elsewhere,
+            &f.dst,
+            &f.dst_ref,
+            &verified(&f),
+            &CopyOptions::default(),
+            None,
+            &now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::NotVerified { .. }), "{err}");
+        assert!(matches!(
+            f.dst.get_manifest(&f.digest),
+            Err(crate::storage::store::Error::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -288,7 +424,7 @@ mod tests {
             &f.src_ref,
             &f.dst,
             &f.dst_ref,
-            &f.digest,
+            &verified(&f),
             &CopyOptions {
                 dry_run: true,
                 ..CopyOptions::default()
@@ -299,7 +435,8 @@ mod tests {
         .unwrap();
         assert!(out.dry_run);
         assert_eq!(out.copy.tag_outcome, None);
-        assert_eq!(out.copy.manifests.len(), 1);
+        // The artifact and the staging signature.
+        assert_eq!(out.copy.manifests.len(), 2);
         assert!(matches!(
             f.dst.get_manifest(&f.digest),
             Err(crate::storage::store::Error::NotFound { .. })
@@ -324,7 +461,7 @@ mod tests {
             &f.src_ref,
             &f.dst,
             &f.dst_ref,
-            &f.digest,
+            &verified(&f),
             &CopyOptions::default(),
             None,
             &now(),
@@ -351,7 +488,7 @@ mod tests {
             &f.src_ref,
             &f.dst,
             &f.dst_ref,
-            &f.digest,
+            &verified(&f),
             &CopyOptions {
                 tag_policy: TagPolicy::Force,
                 dry_run: false,

@@ -5,19 +5,40 @@
 //! attestations are attached, and only then is the tag written. A run that dies half-way leaves
 //! nothing that looks finished (no tag), and running it again finishes the job: the push is
 //! deterministic, so it finds what is already there and the tag lands on the same digest.
+//!
+//! "Verify, then tag" is in the types: [`tag`] takes the [`Verified`] that only
+//! [`verify::verdict`] makes, so what is tagged is always the digest that verified.
+//!
+//! ```compile_fail
+//! // A report is not a verification: tagging needs the `Verified` value.
+//! use custody::workflows::release::{self, ReleaseOutcome};
+//! fn tag_unverified(
+//!     store: &dyn custody::storage::store::Store,
+//!     outcome: &mut ReleaseOutcome,
+//!     report: &custody::decisions::verify::VerifyReport,
+//!     tag: &custody::foundation::reference::Tag,
+//! ) {
+//!     let _ = release::tag(store, report, outcome, tag, Default::default());
+//! }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::decisions::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
+use crate::decisions::verify::report::{CheckKind, ReferrerKind};
+use crate::decisions::verify::{self, Verdict, Verified, VerifyOptions, VerifyReport};
 use crate::evidence::attach::{self, AttachOptions, AttestInput, LegacyTags, SignArtifactError};
 use crate::evidence::attest::{self, AttestError, ProvenanceInput, ResourceDescriptor, Timestamp};
 use crate::evidence::ci::{self, CiContext};
 use crate::evidence::sbom::{self, Artifact, SbomOptions, SpecVersion};
-use crate::evidence::sign::Signer;
+use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
+use crate::evidence::sign::{ChosenSigner, Signer};
 use crate::evidence::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
 use crate::foundation::digest::Digest;
+use crate::foundation::glob::PatternError;
 use crate::foundation::oci::Descriptor;
 use crate::foundation::reference::{Reference, Tag};
 use crate::storage::store::{self, Store};
@@ -32,8 +53,9 @@ pub enum Subject {
     Image(Reference),
 }
 
-/// The manifest annotation retention (`prune --keep-last`) orders releases by.
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// The manifest annotation retention (`prune --keep-last`) orders releases by (defined once,
+/// in `oci`).
+pub use crate::foundation::oci::ANNOTATION_CREATED;
 
 /// Whether a release records the git commit it was built from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,6 +122,32 @@ pub enum Error {
         reference: String,
         destination: String,
     },
+    #[error("a release with --no-source needs a tag in --to: there is no commit to name it after")]
+    UntrackedWithoutTag,
+    #[error(
+        "keyless release needs --trusted-root (or a signing config) to check what it published"
+    )]
+    NoTrustedRoot,
+    #[error("cannot use the builder id {builder_id:?} as a pattern")]
+    BuilderId {
+        builder_id: String,
+        #[source]
+        source: PatternError,
+    },
+    #[error("cannot verify what was released at {pinned}")]
+    Verify {
+        pinned: String,
+        #[source]
+        source: verify::Error,
+    },
+    #[error("{pinned} is not what was verified ({verified}); it is not tagged")]
+    NotVerified { pinned: String, verified: String },
+    #[error("cannot tag {pinned}")]
+    Tag {
+        pinned: String,
+        #[source]
+        source: transfer::Error,
+    },
 }
 
 impl crate::foundation::hint::Hint for Error {
@@ -109,6 +157,9 @@ impl crate::foundation::hint::Hint for Error {
             Error::Transfer(e) => e.hint(),
             Error::Attach(e) => e.hint(),
             Error::Store(e) => e.hint(),
+            Error::Verify { source, .. } => source.hint(),
+            Error::Tag { source, .. } => source.hint(),
+            Error::UntrackedWithoutTag => Some("pass --to REPOSITORY:TAG".into()),
             _ => None,
         }
     }
@@ -119,6 +170,8 @@ impl crate::foundation::hint::Hint for Error {
             Error::Transfer(e) => e.is_refusal(),
             Error::Attach(e) => e.is_refusal(),
             Error::Store(e) => e.is_refusal(),
+            Error::Verify { source, .. } => source.is_refusal(),
+            Error::Tag { source, .. } => source.is_refusal(),
             _ => false,
         }
     }
@@ -223,23 +276,11 @@ pub fn default_tag(source: &SourceRecord) -> Tag {
 
 /// The subject of a release, pushed (or found) by digest, before anything is attached.
 #[derive(Clone, Debug)]
-pub struct Prepared {
-    pub source: Option<SourceRecord>,
-    pub subject: Descriptor,
+struct Prepared {
+    source: Option<SourceRecord>,
+    subject: Descriptor,
     artifacts: Vec<Artifact>,
     file_subjects: Vec<ResourceDescriptor>,
-}
-
-/// Runs the pipeline up to (not including) the tag: everything is attached by digest. The
-/// caller verifies what was published, then calls [`finish`] to write the tag.
-pub fn publish(
-    store: &dyn Store,
-    signer: &dyn Signer,
-    ci: &CiContext,
-    request: &ReleaseRequest,
-) -> Result<ReleaseOutcome, Error> {
-    let prepared = prepare(store, ci, request)?;
-    attach_evidence(store, signer, ci, request, prepared)
 }
 
 /// The `created` annotation of a release: the request's, else the commit's time, else the
@@ -266,11 +307,7 @@ pub fn newest_mtime(files: &[PathBuf]) -> Option<Timestamp> {
 }
 
 /// Records the source and pushes the files by digest (no tag), or resolves the image.
-pub fn prepare(
-    store: &dyn Store,
-    ci: &CiContext,
-    request: &ReleaseRequest,
-) -> Result<Prepared, Error> {
+fn prepare(store: &dyn Store, ci: &CiContext, request: &ReleaseRequest) -> Result<Prepared, Error> {
     let excluded = match &request.subject {
         Subject::Files(files) => files.clone(),
         Subject::Image(_) => Vec::new(),
@@ -337,7 +374,7 @@ pub fn prepare(
 
 /// Builds the SBOM and provenance of a prepared subject, signs them and attaches them with a
 /// signature of the subject.
-pub fn attach_evidence(
+fn attach_evidence(
     store: &dyn Store,
     signer: &dyn Signer,
     ci: &CiContext,
@@ -459,7 +496,7 @@ pub fn attach_evidence(
 
 /// The outcome of a release whose subject already carried the verified set: `referrers` are
 /// the ones found, nothing was attached.
-pub fn already_released(
+fn already_released(
     ci: &CiContext,
     request: &ReleaseRequest,
     prepared: Prepared,
@@ -481,22 +518,388 @@ pub fn already_released(
     }
 }
 
-/// Writes the release tag, last, once the caller has verified what was published.
-pub fn finish(
+/// The policy and trusted root a release checks itself against before the tag.
+#[derive(Clone, Debug)]
+pub struct SelfCheck {
+    pub policy: Policy,
+    pub trusted_root: TrustedRoot,
+}
+
+/// How a release ended, short of an error.
+#[derive(Debug)]
+#[must_use]
+pub enum Released {
+    /// Published, verified with the checks a consumer runs, and (files) tagged.
+    Verified {
+        outcome: Box<ReleaseOutcome>,
+        verified: Box<Verified>,
+    },
+    /// Published by digest, but what was published does not verify: nothing was tagged.
+    Refused {
+        outcome: Box<ReleaseOutcome>,
+        report: Box<VerifyReport>,
+    },
+}
+
+/// Refuses a request that could never be tagged, before anything is pushed: files without a
+/// source record have no commit to name the tag after, so the destination must carry one.
+pub fn check_request(request: &ReleaseRequest) -> Result<(), Error> {
+    match (
+        &request.subject,
+        request.source_mode,
+        &request.destination.tag,
+    ) {
+        (Subject::Files(_), SourceMode::Untracked, None) => Err(Error::UntrackedWithoutTag),
+        _ => Ok(()),
+    }
+}
+
+/// Releases `request` signed by `signer`: publishes by digest, verifies what was published
+/// against the signer that released it ([`self_check`]), and only then writes the tag.
+pub fn release(
     store: &dyn Store,
+    signer: &ChosenSigner,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+) -> Result<Released, Error> {
+    check_request(request)?;
+    let check = self_check(signer, ci, request)?;
+    release_checked(store, signer, ci, request, &check)
+}
+
+/// [`release`] against a given self-check: publish, verify, then tag what verified.
+pub fn release_checked(
+    store: &dyn Store,
+    signer: &dyn Signer,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+    check: &SelfCheck,
+) -> Result<Released, Error> {
+    check_request(request)?;
+    let prepared = prepare(store, ci, request)?;
+    let options = VerifyOptions {
+        trusted_root: check.trusted_root.clone(),
+        ..VerifyOptions::default()
+    };
+    // A re-run of a finished release: the artifact already carries the verified set from this
+    // signer for this commit, so attaching another would only add copies.
+    let previous = verify::artifact(
+        store,
+        &request
+            .destination
+            .with_digest(prepared.subject.digest.clone()),
+        &check.policy,
+        &options,
+    )
+    .ok()
+    .filter(|r| r.verified && same_commit(r, prepared.source.as_ref()));
+    let mut outcome = match previous {
+        Some(previous) => already_released(ci, request, prepared, verified_referrers(&previous)),
+        None => attach_evidence(store, signer, ci, request, prepared)?,
+    };
+    // Verify what was just published with the checks a consumer runs, before the tag.
+    let published = request.destination.with_digest(outcome.digest.clone());
+    let verified = match verify::verdict(store, &published, &check.policy, &options) {
+        Ok(Verdict::Verified(verified)) => verified,
+        Ok(Verdict::Refused(report)) => {
+            return Ok(Released::Refused {
+                outcome: Box::new(outcome),
+                report,
+            });
+        }
+        Err(source) => {
+            return Err(Error::Verify {
+                pinned: outcome.pinned,
+                source,
+            });
+        }
+    };
+    if let Subject::Files(_) = request.subject {
+        let name = match (&request.destination.tag, &outcome.source) {
+            (Some(t), _) => t.clone(),
+            (None, Some(source)) => default_tag(source),
+            (None, None) => return Err(Error::UntrackedWithoutTag),
+        };
+        tag(store, &verified, &mut outcome, &name, request.tag_policy)?;
+    }
+    Ok(Released::Verified {
+        outcome: Box::new(outcome),
+        verified,
+    })
+}
+
+/// Writes the release tag, last, on the digest that verified. `verified` must be the
+/// verification of the outcome's own repository and digest.
+pub fn tag(
+    store: &dyn Store,
+    verified: &Verified,
     outcome: &mut ReleaseOutcome,
     tag: &Tag,
     policy: TagPolicy,
 ) -> Result<(), Error> {
-    let fetched = store.get_manifest(&outcome.digest)?;
-    outcome.tag_outcome = Some(transfer::write_tag(store, tag, &fetched, policy)?);
+    if verified.pinned() != outcome.pinned {
+        return Err(Error::NotVerified {
+            pinned: outcome.pinned.clone(),
+            verified: verified.pinned().to_owned(),
+        });
+    }
+    let failed = |source| Error::Tag {
+        pinned: outcome.pinned.clone(),
+        source,
+    };
+    let fetched = store
+        .get_manifest(verified.digest())
+        .map_err(|e| failed(e.into()))?;
+    let written = transfer::write_tag(store, tag, &fetched, policy).map_err(failed)?;
+    outcome.tag_outcome = Some(written);
     outcome.tag = Some(tag.to_string());
     Ok(())
+}
+
+/// The policy a release checks itself against: the signer that released it, a provenance from
+/// this builder with the commit, and an SBOM. A keyless release trusts its token's issuer;
+/// consumers pin the exact identity in their own policy.
+pub fn self_check(
+    signer: &ChosenSigner,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+) -> Result<SelfCheck, Error> {
+    let (kind, trusted_root) = match signer {
+        ChosenSigner::Key(k) => (SignerKind::Key(k.public_key()), TrustedRoot::empty()),
+        ChosenSigner::Keyless { claims, .. } => (
+            SignerKind::Identity {
+                issuer: claims.issuer.clone(),
+                subject: SubjectMatcher::Regex(regex::Regex::new("^.+$").expect("valid")),
+            },
+            signer.trusted_root().cloned().ok_or(Error::NoTrustedRoot)?,
+        ),
+    };
+    // Builder ids are URIs without `*`, so the pattern matches exactly this one.
+    let builder = Pattern::parse(&ci.builder_id).map_err(|source| Error::BuilderId {
+        builder_id: ci.builder_id.clone(),
+        source,
+    })?;
+    let scope = Scope {
+        name: "release self-check".into(),
+        repositories: vec![Pattern::parse("**").expect("a valid pattern")],
+        signers: vec![TrustedSigner {
+            name: "release signer".into(),
+            kind,
+        }],
+        threshold: 1,
+        key_tlog: TlogRequirement::Skip,
+        attestations: Vec::new(),
+        signature_predicate_types: Vec::new(),
+        provenance: Some(policy::ProvenanceRules {
+            required: true,
+            builders: vec![policy::BuilderRule {
+                id: builder,
+                level: None,
+            }],
+            require_commit: request.source_mode == SourceMode::Git,
+            allow_dirty: request.dirty == DirtyPolicy::Allow,
+            ..Default::default()
+        }),
+        sbom: Some(policy::SbomRules {
+            required: true,
+            signers: None,
+        }),
+        // The consumer's policy decides on vulnerabilities and sources; the self-check is
+        // about the chain of custody.
+        vulnerabilities: None,
+        sources: None,
+        trust: None,
+    };
+    Ok(SelfCheck {
+        policy: Policy {
+            scopes: vec![scope],
+            source: "release self-check".into(),
+            digest: None,
+        },
+        trusted_root,
+    })
+}
+
+/// Whether a verified report's provenance names the commit being released (or, without a
+/// source, no commit).
+fn same_commit(report: &VerifyReport, source: Option<&SourceRecord>) -> bool {
+    let expected = source.map_or_else(|| "none".to_owned(), |s| s.commit.to_string());
+    report
+        .artifact
+        .referrers
+        .iter()
+        .filter(|r| r.trusted)
+        .flat_map(|r| &r.checks)
+        .chain(&report.artifact.checks)
+        .any(|c| c.kind == CheckKind::Commit && c.found.as_deref() == Some(expected.as_str()))
+}
+
+/// The trusted signature, provenance and SBOM referrers a report found, in the order a
+/// release attaches them.
+fn verified_referrers(report: &VerifyReport) -> Vec<Attached> {
+    let mut found: Vec<Attached> = report
+        .artifact
+        .referrers
+        .iter()
+        .filter(|r| r.trusted && r.kind == ReferrerKind::Bundle)
+        .filter_map(|r| {
+            let predicate = r.predicate_type.clone();
+            let kind = match predicate.as_deref() {
+                None => AttachedKind::Signature,
+                Some(p) if p.contains("cosign/sign") => AttachedKind::Signature,
+                Some(p) if p.contains("slsa.dev/provenance") => AttachedKind::Provenance,
+                Some(p) if p.contains("cyclonedx") => AttachedKind::Sbom,
+                Some(_) => return None,
+            };
+            Some(Attached {
+                kind,
+                digest: r.manifest.clone(),
+                predicate_type: predicate.unwrap_or_default(),
+            })
+        })
+        .collect();
+    found.sort_by_key(|a| match a.kind {
+        AttachedKind::Signature => 0,
+        AttachedKind::Provenance => 1,
+        AttachedKind::Sbom => 2,
+    });
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::sign::KeySigner;
+    use crate::evidence::sign::keys::SigningKey;
+    use crate::storage::store::layout::LayoutStore;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: LayoutStore,
+        request: ReleaseRequest,
+        signer: ChosenSigner,
+    }
+
+    /// One file released without a source record to `oci:<dir>:v1`, signed with a new key.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.bin");
+        std::fs::write(&file, b"the artifact").unwrap();
+        let destination: Reference = format!("oci:{}:v1", dir.path().join("store").display())
+            .parse()
+            .unwrap();
+        let store = LayoutStore::open_or_create(destination.layout_path().unwrap()).unwrap();
+        let now = Timestamp::parse("2026-01-02T03:04:05Z").unwrap();
+        let request = ReleaseRequest {
+            subject: Subject::Files(vec![file]),
+            destination,
+            source_dir: dir.path().to_owned(),
+            lockfiles: Vec::new(),
+            dirty: DirtyPolicy::Refuse,
+            source_mode: SourceMode::Untracked,
+            annotations: BTreeMap::new(),
+            created: Some(now.clone()),
+            sbom_spec: SpecVersion::V1_6,
+            legacy_tags: LegacyTags::Skip,
+            tag_policy: TagPolicy::Immutable,
+            artifact_type: None,
+            now,
+        };
+        let signer = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
+        Fixture {
+            _dir: dir,
+            store,
+            request,
+            signer,
+        }
+    }
+
+    fn v1(store: &LayoutStore) -> Option<Digest> {
+        store
+            .get_tagged(&"v1".parse().unwrap())
+            .unwrap()
+            .map(|m| m.descriptor.digest)
+    }
+
+    #[test]
+    fn a_release_that_verifies_is_tagged_last() {
+        let f = fixture();
+        let ci = ci::local();
+        let Released::Verified { outcome, verified } =
+            release(&f.store, &f.signer, &ci, &f.request).unwrap()
+        else {
+            panic!("the release did not verify against its own signer");
+        };
+        assert_eq!(outcome.tag.as_deref(), Some("v1"));
+        assert_eq!(outcome.tag_outcome, Some(TagOutcome::Created));
+        assert_eq!(verified.digest(), &outcome.digest);
+        assert_eq!(v1(&f.store).as_ref(), Some(verified.digest()));
+        assert_eq!(outcome.referrers.len(), 3);
+    }
+
+    #[test]
+    fn a_release_that_does_not_verify_is_published_by_digest_and_not_tagged() {
+        let f = fixture();
+        let ci = ci::local();
+        // The self-check trusts another key than the one that signs.
+        let stranger = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
+        let check = self_check(&stranger, &ci, &f.request).unwrap();
+        let Released::Refused { outcome, report } =
+            release_checked(&f.store, &f.signer, &ci, &f.request, &check).unwrap()
+        else {
+            panic!("a release signed by an untrusted key verified");
+        };
+        assert!(!report.verified);
+        assert!(
+            report
+                .failures()
+                .iter()
+                .any(|c| c.kind == CheckKind::Threshold),
+            "{:?}",
+            report.failures()
+        );
+        assert_eq!(outcome.tag, None);
+        assert_eq!(v1(&f.store), None, "nothing was tagged");
+        // Everything else went up by digest: a fixed re-run finishes the job.
+        assert!(f.store.get_manifest(&outcome.digest).is_ok());
+    }
+
+    #[test]
+    fn a_verification_of_something_else_tags_nothing() {
+        let f = fixture();
+        let ci = ci::local();
+        let Released::Verified {
+            mut outcome,
+            verified,
+        } = release(&f.store, &f.signer, &ci, &f.request).unwrap()
+        else {
+            panic!("the release did not verify");
+        };
+        outcome.pinned = "oci:elsewhere@sha256:00".into();
+        let err = tag(
+            &f.store,
+            &verified,
+            &mut outcome,
+            &"v2".parse().unwrap(),
+            TagPolicy::Immutable,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::NotVerified { .. }), "{err}");
+        assert!(
+            f.store
+                .get_tagged(&"v2".parse().unwrap())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn files_without_a_source_need_a_tag_before_anything_is_pushed() {
+        let mut f = fixture();
+        f.request.destination.tag = None;
+        let err = release(&f.store, &f.signer, &ci::local(), &f.request).unwrap_err();
+        assert!(matches!(err, Error::UntrackedWithoutTag), "{err}");
+    }
 
     #[test]
     fn versions_from_tags() {

@@ -683,3 +683,32 @@ fn scan_writes_a_markdown_table_of_findings_and_a_refusal_exits_1() {
     );
     assert!(markdown.contains("\n| Fail on | critical |"), "{markdown}");
 }
+
+#[test]
+fn tree_exits_1_when_its_policy_refuses_as_verify_does() {
+    let dir = support::tempdir();
+    let repo = crate::release::work_tree(dir.path());
+    let (key, _) = crate::release::keypair(dir.path());
+    let stranger = dir.path().join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let (_, untrusted) = crate::release::keypair(&stranger);
+    let to = format!("oci:{}:v1", dir.path().join("layout").display());
+    let out = release_markdown_in(&repo, &["dist/app.bin", "--to", &to, "--key", &key]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+
+    // Signed by a key the flags do not trust: the tree is printed, and the exit code is 1.
+    let out = support::run(&["--output", "markdown", "tree", &to, "--key", &untrusted]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let markdown = support::stdout(&out);
+    assert!(
+        markdown.starts_with("### ❌ custody tree: refused\n"),
+        "{markdown}"
+    );
+    let out = support::run(&["--output", "json", "tree", &to, "--key", &untrusted]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verification"]["verified"], false);
+    // Without trust there is no verdict to refuse with.
+    let out = support::run(&["tree", &to]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+}

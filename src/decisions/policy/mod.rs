@@ -9,6 +9,8 @@
 //! budgets against alias bombs and deep nesting, and errors that carry the line. (`serde_yaml`
 //! is archived, `serde_yml` was archived after soundness reports.)
 
+pub mod overrides;
+
 /// The glob patterns moved down to [`crate::foundation::glob`]; this path stays for existing callers.
 pub use crate::foundation::glob as pattern;
 
@@ -21,6 +23,7 @@ use crate::evidence::sign::keys::PublicKey;
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement};
 use crate::foundation::digest::Digest;
 pub use crate::foundation::glob::Pattern;
+pub use overrides::{OverrideError, Overrides};
 
 /// The only policy format version.
 pub const POLICY_VERSION: u32 = 1;
@@ -619,237 +622,53 @@ fn check_scope(
         .name
         .clone()
         .unwrap_or_else(|| format!("scope {}", index + 1));
-    let invalid = |needle: &str, message: String| PolicyError::Invalid {
-        line: line_of(text, needle),
-        message: format!("scope {name:?}: {message}"),
+    let mut at = ScopeCheck {
+        name: &name,
+        text,
+        names: BTreeSet::new(),
     };
     if s.repositories.is_empty() {
-        return Err(invalid(
+        return Err(at.invalid(
             "repositories",
             "`repositories` is empty; use [\"**\"] to match everything".into(),
         ));
     }
     let repositories = patterns_with(&s.repositories, text, "repositories", Pattern::repository)?;
-    if s.signers.len() > MAX_ITEMS {
-        return Err(invalid("signers", format!("more than {MAX_ITEMS} signers")));
-    }
-    let mut signers = Vec::new();
-    let mut names = BTreeSet::new();
-    for signer in s.signers {
-        if !names.insert(signer.name.clone()) {
-            return Err(invalid(
-                &signer.name,
-                format!("signer name {:?} is used twice", signer.name),
-            ));
-        }
-        signers.push(
-            check_signer(signer, text, keys).map_err(|m| PolicyError::Invalid {
-                line: m.0,
-                message: format!("scope {name:?}: {}", m.1),
-            })?,
-        );
-    }
+    let signers = at.signers(s.signers, keys)?;
     let threshold = s.threshold.unwrap_or(1);
     if threshold == 0 {
-        return Err(invalid(
+        return Err(at.invalid(
             "threshold",
             "threshold is 0; at least one trusted signature is always required".into(),
         ));
     }
-    let known = |list: &Option<Vec<String>>, what: &str| -> Result<(), PolicyError> {
-        for n in list.iter().flatten() {
-            if !names.contains(n) {
-                return Err(invalid(
-                    n,
-                    format!(
-                        "{what} names signer {n:?}, which is not among this scope's signers {:?}",
-                        names
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    };
-    let mut attestations = Vec::new();
-    for a in s.attestations {
-        known(&a.signers, "attestations.signers")?;
-        if a.predicate_type.is_empty() {
-            return Err(invalid("predicate_type", "predicate_type is empty".into()));
-        }
-        let expects = a.policy_uri.is_some() || a.resource_uri.is_some();
-        if expects && !crate::evidence::attest::is_vsa(&a.predicate_type) {
-            return Err(invalid(
-                &a.predicate_type,
-                format!(
-                    "attestation {:?}: policy_uri and resource_uri apply to a verification summary ({}) only",
-                    a.predicate_type,
-                    crate::evidence::attest::VSA_PREDICATE_TYPES.join(" or ")
-                ),
-            ));
-        }
-        let resource_uri = match &a.resource_uri {
-            Some(p) => Some(Pattern::parse(p).map_err(|e| invalid(p, e.to_string()))?),
-            None => None,
-        };
-        attestations.push(RequiredAttestation {
-            predicate_type: a.predicate_type,
-            signers: a.signers,
-            vsa: VsaExpectation {
-                policy_uri: a.policy_uri,
-                resource_uri,
-            },
-        });
-    }
-    if s.signature_predicate_types.len() > MAX_ITEMS {
-        return Err(invalid(
-            "signature_predicate_types",
-            format!("more than {MAX_ITEMS} signature_predicate_types"),
-        ));
-    }
-    for t in &s.signature_predicate_types {
-        if t.is_empty() {
-            return Err(invalid(
-                "signature_predicate_types",
-                "signature_predicate_types lists an empty predicate type".into(),
-            ));
-        }
-        if crate::evidence::attest::is_vsa(t) {
-            return Err(invalid(
-                t,
-                format!(
-                    "signature_predicate_types lists {t:?}: a verification summary says whether something else verified, it is not a signature"
-                ),
-            ));
-        }
-    }
-    let provenance = match s.provenance {
-        None => None,
-        Some(p) => {
-            known(&p.signers, "provenance.signers")?;
-            let mut builders = Vec::new();
-            for b in &p.builders {
-                if b.level.is_some_and(|l| l > 3) {
-                    return Err(invalid(
-                        &b.id,
-                        format!("builder {:?}: level must be 0 to 3", b.id),
-                    ));
-                }
-                builders.push(BuilderRule {
-                    id: Pattern::parse(&b.id).map_err(|e| invalid(&b.id, e.to_string()))?,
-                    level: b.level,
-                });
-            }
-            let min_build_level = p.min_build_level.unwrap_or(0);
-            if min_build_level > 3 {
-                return Err(invalid(
-                    "min_build_level",
-                    format!("min_build_level is {min_build_level}; SLSA build levels are 0 to 3"),
-                ));
-            }
-            let max_age = match &p.max_age {
-                None => None,
-                Some(text_age) => Some(
-                    crate::foundation::time::parse_duration(text_age)
-                        .map_err(|e| invalid(text_age, format!("max_age: {e}")))?,
-                ),
-            };
-            Some(ProvenanceRules {
-                required: p.required.unwrap_or(true),
-                signers: p.signers,
-                builders,
-                source_repositories: patterns(&p.source_repositories, text, "source_repositories")?,
-                refs: patterns(&p.refs, text, "refs")?,
-                build_types: patterns(&p.build_types, text, "build_types")?,
-                require_commit: p.require_commit.unwrap_or(true),
-                allow_dirty: p.allow_dirty.unwrap_or(false),
-                min_build_level,
-                max_age,
-            })
-        }
-    };
+    let attestations = at.attestations(s.attestations)?;
+    at.signature_predicate_types(&s.signature_predicate_types)?;
+    let provenance = s.provenance.map(|p| at.provenance(p)).transpose()?;
     let sbom = match s.sbom {
         None => None,
         Some(b) => {
-            known(&b.signers, "sbom.signers")?;
+            at.known(&b.signers, "sbom.signers")?;
             Some(SbomRules {
                 required: b.required.unwrap_or(true),
                 signers: b.signers,
             })
         }
     };
-    let vulnerabilities = match s.vulnerabilities {
-        None => None,
-        Some(v) => {
-            known(&v.vex_signers, "vulnerabilities.vex_signers")?;
-            if v.exceptions.len() > MAX_ITEMS || v.databases.len() > MAX_ITEMS {
-                return Err(invalid(
-                    "vulnerabilities",
-                    format!("vulnerabilities: more than {MAX_ITEMS} exceptions or databases"),
-                ));
-            }
-            for e in &v.exceptions {
-                if e.reason.trim().is_empty() {
-                    return Err(invalid(
-                        e.id.as_str(),
-                        format!(
-                            "exception {}: the reason is empty; say why it is accepted",
-                            e.id
-                        ),
-                    ));
-                }
-            }
-            let defaults = crate::decisions::vuln::policy::VulnerabilityRules::default();
-            Some(VulnerabilityGate {
-                rules: crate::decisions::vuln::policy::VulnerabilityRules {
-                    max_severity: v.max_severity.unwrap_or(defaults.max_severity),
-                    unknown_severity_as: v
-                        .unknown_severity_as
-                        .unwrap_or(defaults.unknown_severity_as),
-                    grace_period_days: v.grace_period_days,
-                    exceptions: v.exceptions,
-                },
-                databases: v.databases.iter().map(PathBuf::from).collect(),
-                vex_signers: v.vex_signers,
-            })
-        }
-    };
+    let vulnerabilities = s
+        .vulnerabilities
+        .map(|v| at.vulnerabilities(v))
+        .transpose()?;
     let sources = match s.sources {
         None => None,
         Some(rules) => {
             rules
                 .check()
-                .map_err(|e| invalid("sources", e.to_string()))?;
+                .map_err(|e| at.invalid("sources", e.to_string()))?;
             Some(rules)
         }
     };
-    let trust = match s.trust {
-        None => None,
-        Some(file::TrustFile {
-            trusted_root: Some(path),
-            tuf: None,
-        }) => Some(ScopeTrust::TrustedRoot(PathBuf::from(path))),
-        Some(file::TrustFile {
-            trusted_root: None,
-            tuf: Some(t),
-        }) => {
-            if !(t.mirror.starts_with("https://") || t.mirror.starts_with("http://")) {
-                return Err(invalid(
-                    "mirror",
-                    format!("trust.tuf.mirror {:?} is not an http(s) URL", t.mirror),
-                ));
-            }
-            Some(ScopeTrust::Tuf {
-                mirror: t.mirror,
-                root: PathBuf::from(t.root),
-            })
-        }
-        Some(_) => {
-            return Err(invalid(
-                "trust",
-                "trust: give exactly one of trusted_root or tuf".into(),
-            ));
-        }
-    };
+    let trust = s.trust.map(|t| at.trust(t)).transpose()?;
     Ok(Scope {
         name,
         repositories,
@@ -867,6 +686,237 @@ fn check_scope(
         sources,
         trust,
     })
+}
+
+/// Checking one scope of a policy file: its name for messages, the file's text for lines, and
+/// the signer names read so far (which the rules may refer to).
+struct ScopeCheck<'a> {
+    name: &'a str,
+    text: &'a str,
+    names: BTreeSet<String>,
+}
+
+impl ScopeCheck<'_> {
+    /// An error at the line of `needle`, naming the scope.
+    fn invalid(&self, needle: &str, message: String) -> PolicyError {
+        PolicyError::Invalid {
+            line: line_of(self.text, needle),
+            message: format!("scope {:?}: {message}", self.name),
+        }
+    }
+
+    /// Every signer a rule names must be one of the scope's signers.
+    fn known(&self, list: &Option<Vec<String>>, what: &str) -> Result<(), PolicyError> {
+        for n in list.iter().flatten() {
+            if !self.names.contains(n) {
+                return Err(self.invalid(
+                    n,
+                    format!(
+                        "{what} names signer {n:?}, which is not among this scope's signers {:?}",
+                        self.names
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn signers(
+        &mut self,
+        list: Vec<file::SignerFile>,
+        keys: &KeySource<'_>,
+    ) -> Result<Vec<TrustedSigner>, PolicyError> {
+        if list.len() > MAX_ITEMS {
+            return Err(self.invalid("signers", format!("more than {MAX_ITEMS} signers")));
+        }
+        let mut signers = Vec::new();
+        for signer in list {
+            if !self.names.insert(signer.name.clone()) {
+                return Err(self.invalid(
+                    &signer.name,
+                    format!("signer name {:?} is used twice", signer.name),
+                ));
+            }
+            signers.push(check_signer(signer, self.text, keys).map_err(|m| {
+                PolicyError::Invalid {
+                    line: m.0,
+                    message: format!("scope {:?}: {}", self.name, m.1),
+                }
+            })?);
+        }
+        Ok(signers)
+    }
+
+    fn attestations(
+        &self,
+        list: Vec<file::AttestationFile>,
+    ) -> Result<Vec<RequiredAttestation>, PolicyError> {
+        let mut attestations = Vec::new();
+        for a in list {
+            self.known(&a.signers, "attestations.signers")?;
+            if a.predicate_type.is_empty() {
+                return Err(self.invalid("predicate_type", "predicate_type is empty".into()));
+            }
+            let expects = a.policy_uri.is_some() || a.resource_uri.is_some();
+            if expects && !crate::evidence::attest::is_vsa(&a.predicate_type) {
+                return Err(self.invalid(
+                    &a.predicate_type,
+                    format!(
+                        "attestation {:?}: policy_uri and resource_uri apply to a verification summary ({}) only",
+                        a.predicate_type,
+                        crate::evidence::attest::VSA_PREDICATE_TYPES.join(" or ")
+                    ),
+                ));
+            }
+            let resource_uri = match &a.resource_uri {
+                Some(p) => Some(Pattern::parse(p).map_err(|e| self.invalid(p, e.to_string()))?),
+                None => None,
+            };
+            attestations.push(RequiredAttestation {
+                predicate_type: a.predicate_type,
+                signers: a.signers,
+                vsa: VsaExpectation {
+                    policy_uri: a.policy_uri,
+                    resource_uri,
+                },
+            });
+        }
+        Ok(attestations)
+    }
+
+    fn signature_predicate_types(&self, list: &[String]) -> Result<(), PolicyError> {
+        if list.len() > MAX_ITEMS {
+            return Err(self.invalid(
+                "signature_predicate_types",
+                format!("more than {MAX_ITEMS} signature_predicate_types"),
+            ));
+        }
+        for t in list {
+            if t.is_empty() {
+                return Err(self.invalid(
+                    "signature_predicate_types",
+                    "signature_predicate_types lists an empty predicate type".into(),
+                ));
+            }
+            if crate::evidence::attest::is_vsa(t) {
+                return Err(self.invalid(
+                    t,
+                    format!(
+                        "signature_predicate_types lists {t:?}: a verification summary says whether something else verified, it is not a signature"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn provenance(&self, p: file::ProvenanceFile) -> Result<ProvenanceRules, PolicyError> {
+        self.known(&p.signers, "provenance.signers")?;
+        let mut builders = Vec::new();
+        for b in &p.builders {
+            if b.level.is_some_and(|l| l > 3) {
+                return Err(
+                    self.invalid(&b.id, format!("builder {:?}: level must be 0 to 3", b.id))
+                );
+            }
+            builders.push(BuilderRule {
+                id: Pattern::parse(&b.id).map_err(|e| self.invalid(&b.id, e.to_string()))?,
+                level: b.level,
+            });
+        }
+        let min_build_level = p.min_build_level.unwrap_or(0);
+        if min_build_level > 3 {
+            return Err(self.invalid(
+                "min_build_level",
+                format!("min_build_level is {min_build_level}; SLSA build levels are 0 to 3"),
+            ));
+        }
+        let max_age = match &p.max_age {
+            None => None,
+            Some(text_age) => Some(
+                crate::foundation::time::parse_duration(text_age)
+                    .map_err(|e| self.invalid(text_age, format!("max_age: {e}")))?,
+            ),
+        };
+        let text = self.text;
+        Ok(ProvenanceRules {
+            required: p.required.unwrap_or(true),
+            signers: p.signers,
+            builders,
+            source_repositories: patterns(&p.source_repositories, text, "source_repositories")?,
+            refs: patterns(&p.refs, text, "refs")?,
+            build_types: patterns(&p.build_types, text, "build_types")?,
+            require_commit: p.require_commit.unwrap_or(true),
+            allow_dirty: p.allow_dirty.unwrap_or(false),
+            min_build_level,
+            max_age,
+        })
+    }
+
+    fn vulnerabilities(
+        &self,
+        v: file::VulnerabilitiesFile,
+    ) -> Result<VulnerabilityGate, PolicyError> {
+        self.known(&v.vex_signers, "vulnerabilities.vex_signers")?;
+        if v.exceptions.len() > MAX_ITEMS || v.databases.len() > MAX_ITEMS {
+            return Err(self.invalid(
+                "vulnerabilities",
+                format!("vulnerabilities: more than {MAX_ITEMS} exceptions or databases"),
+            ));
+        }
+        for e in &v.exceptions {
+            if e.reason.trim().is_empty() {
+                return Err(self.invalid(
+                    e.id.as_str(),
+                    format!(
+                        "exception {}: the reason is empty; say why it is accepted",
+                        e.id
+                    ),
+                ));
+            }
+        }
+        let defaults = crate::decisions::vuln::policy::VulnerabilityRules::default();
+        Ok(VulnerabilityGate {
+            rules: crate::decisions::vuln::policy::VulnerabilityRules {
+                max_severity: v.max_severity.unwrap_or(defaults.max_severity),
+                unknown_severity_as: v
+                    .unknown_severity_as
+                    .unwrap_or(defaults.unknown_severity_as),
+                grace_period_days: v.grace_period_days,
+                exceptions: v.exceptions,
+            },
+            databases: v.databases.iter().map(PathBuf::from).collect(),
+            vex_signers: v.vex_signers,
+        })
+    }
+
+    fn trust(&self, t: file::TrustFile) -> Result<ScopeTrust, PolicyError> {
+        match t {
+            file::TrustFile {
+                trusted_root: Some(path),
+                tuf: None,
+            } => Ok(ScopeTrust::TrustedRoot(PathBuf::from(path))),
+            file::TrustFile {
+                trusted_root: None,
+                tuf: Some(t),
+            } => {
+                if !(t.mirror.starts_with("https://") || t.mirror.starts_with("http://")) {
+                    return Err(self.invalid(
+                        "mirror",
+                        format!("trust.tuf.mirror {:?} is not an http(s) URL", t.mirror),
+                    ));
+                }
+                Ok(ScopeTrust::Tuf {
+                    mirror: t.mirror,
+                    root: PathBuf::from(t.root),
+                })
+            }
+            _ => Err(self.invalid(
+                "trust",
+                "trust: give exactly one of trusted_root or tuf".into(),
+            )),
+        }
+    }
 }
 
 /// Checks one signer; the error carries its line.

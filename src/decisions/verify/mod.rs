@@ -16,6 +16,7 @@ pub mod gates;
 pub mod render;
 pub mod report;
 pub mod rules;
+mod verdict;
 pub mod vsa;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use self::rules::SignerEvidence;
-use crate::decisions::policy::{Policy, Scope, SignerKind, TrustedSigner};
+use crate::decisions::policy::{
+    Policy, ProvenanceRules, SbomRules, Scope, SignerKind, TrustedSigner,
+};
 use crate::evidence::attach::{self, FoundBundle, FoundLegacy, LegacyKind};
 use crate::evidence::attest::{
     PREDICATE_COSIGN_SIGN_V1, PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1,
@@ -35,7 +38,7 @@ use crate::evidence::sign::verify::{
     VerifiedSigner, VerifyError, verify_bundle,
 };
 use crate::foundation::digest::Digest;
-use crate::foundation::oci::Manifest;
+use crate::foundation::oci::{Descriptor, ImageIndex, Manifest};
 use crate::foundation::reference::Reference;
 use crate::storage::store::{self, Store};
 use crate::storage::transfer;
@@ -43,6 +46,7 @@ pub use report::{
     Check, CheckKind, IgnoredReferrer, ManifestReport, PolicyRef, ReferrerKind, ReferrerReport,
     Status, VerifyReport,
 };
+pub use verdict::{Verdict, Verified};
 
 /// Largest in-toto statement read (the bundle holding it is bounded too).
 pub const MAX_STATEMENT_SIZE: usize = 16 * 1024 * 1024;
@@ -152,6 +156,17 @@ struct Trusted {
     signature: bool,
 }
 
+/// Verifies the artifact `reference` names in `store` against `policy`, and says whether a
+/// workflow may act on it: the only way to a [`Verified`].
+pub fn verdict(
+    store: &dyn Store,
+    reference: &Reference,
+    policy: &Policy,
+    options: &VerifyOptions,
+) -> Result<Verdict, Error> {
+    artifact(store, reference, policy, options).map(Verdict::of)
+}
+
 /// Verifies the artifact `reference` names in `store` against `policy`.
 pub fn artifact(
     store: &dyn Store,
@@ -169,30 +184,95 @@ pub fn artifact(
         digest: policy.digest.clone(),
     };
     let mut checks = Vec::new();
+    let (fetched, scope) = match locate(store, reference, policy, options, &mut checks) {
+        Ok(located) => located,
+        Err(Halt::Error(e)) => return Err(e),
+        Err(Halt::Refused { digest, media_type }) => {
+            let mut report = refused(reference, digest, policy_ref, checks);
+            report.artifact.media_type = media_type;
+            return Ok(report);
+        }
+    };
+    let digest = fetched.descriptor.digest.clone();
+    let ctx = Ctx {
+        store,
+        scope,
+        options,
+        now,
+    };
+    let mut artifact = ctx.manifest(&fetched)?;
+    checks.append(&mut artifact.checks);
+    artifact.checks = checks;
+    if let Manifest::Index(index) = &fetched.manifest {
+        ctx.platforms(index, &digest, &mut artifact)?;
+    }
+    Ok(VerifyReport {
+        reference: reference.to_string(),
+        pinned: reference.pinned(&digest),
+        digest: Some(digest),
+        scope: Some(scope.name.clone()),
+        policy: policy_ref,
+        verified: artifact.verified,
+        artifact,
+        trusted_root: None,
+    })
+}
 
-    // 1. Resolve once.
+/// Why [`locate`] stopped before the referrers: a refusal (the report is built from the checks
+/// so far) or an error.
+enum Halt {
+    Refused {
+        digest: Option<Digest>,
+        media_type: String,
+    },
+    Error(Error),
+}
+
+/// Resolve once, fetch by digest, pick the scope: the first three steps of the chain, each
+/// adding its check.
+fn locate<'p>(
+    store: &dyn Store,
+    reference: &Reference,
+    policy: &'p Policy,
+    options: &VerifyOptions,
+    checks: &mut Vec<Check>,
+) -> Result<(store::FetchedManifest, &'p Scope), Halt> {
+    let digest = resolve_once(store, reference, checks)?;
+    let fetched = fetch(store, digest, checks)?;
+    let scope = pick_scope(policy, options, reference, &fetched, checks)?;
+    Ok((fetched, scope))
+}
+
+/// Step 1: resolve a tag once; every later step uses the digest.
+fn resolve_once(
+    store: &dyn Store,
+    reference: &Reference,
+    checks: &mut Vec<Check>,
+) -> Result<Digest, Halt> {
     let resolved = match transfer::resolve(store, reference) {
         Ok(m) => m,
         Err(transfer::Error::Store(e)) if e.is_integrity_failure() => {
             // Nothing was resolved: the report names the digest the reference pinned, if any,
             // never a made-up one.
-            let digest = reference.digest.clone();
             checks.push(
                 Check::fail(CheckKind::Resolve, "resolve")
                     .expected(reference.to_string())
                     .found(e.to_string())
                     .hint("the registry served content that does not match its digest; do not trust it"),
             );
-            return Ok(refused(reference, digest, policy_ref, checks));
-        }
-        Err(source) => {
-            return Err(Error::Resolve {
-                reference: reference.to_string(),
-                source: Box::new(source),
+            return Err(Halt::Refused {
+                digest: reference.digest.clone(),
+                media_type: String::new(),
             });
         }
+        Err(source) => {
+            return Err(Halt::Error(Error::Resolve {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            }));
+        }
     };
-    let digest = resolved.descriptor.digest.clone();
+    let digest = resolved.descriptor.digest;
     checks.push(match (&reference.digest, &reference.tag) {
         (Some(_), _) => Check::pass(CheckKind::Resolve, "resolve")
             .expected("the digest given")
@@ -204,8 +284,15 @@ pub fn artifact(
             ))
             .found(digest.to_string()),
     });
+    Ok(digest)
+}
 
-    // 2. Fetch by digest and check.
+/// Step 2: fetch the manifest by digest and check it.
+fn fetch(
+    store: &dyn Store,
+    digest: Digest,
+    checks: &mut Vec<Check>,
+) -> Result<store::FetchedManifest, Halt> {
     let fetched = match store.get_manifest(&digest) {
         Ok(f) => f,
         Err(e) if e.is_integrity_failure() => {
@@ -215,13 +302,16 @@ pub fn artifact(
                     .found(e.to_string())
                     .hint("the registry served a manifest that does not match the digest"),
             );
-            return Ok(refused(reference, Some(digest), policy_ref, checks));
+            return Err(Halt::Refused {
+                digest: Some(digest),
+                media_type: String::new(),
+            });
         }
         Err(source) => {
-            return Err(Error::Fetch {
+            return Err(Halt::Error(Error::Fetch {
                 digest,
                 source: Box::new(source),
-            });
+            }));
         }
     };
     checks.push(
@@ -229,8 +319,17 @@ pub fn artifact(
             .expected(digest.to_string())
             .found(fetched.descriptor.digest.to_string()),
     );
+    Ok(fetched)
+}
 
-    // 3. Scope.
+/// Step 3: the policy scope for the repository (or the one `scope_repository` stands for).
+fn pick_scope<'p>(
+    policy: &'p Policy,
+    options: &VerifyOptions,
+    reference: &Reference,
+    fetched: &store::FetchedManifest,
+    checks: &mut Vec<Check>,
+) -> Result<&'p Scope, Halt> {
     let repository = options
         .scope_repository
         .clone()
@@ -259,9 +358,10 @@ pub fn artifact(
                     "add a scope for this repository to the policy; nothing is trusted by default",
                 ),
         );
-        let mut report = refused(reference, Some(digest), policy_ref, checks);
-        report.artifact.media_type = fetched.descriptor.media_type;
-        return Ok(report);
+        return Err(Halt::Refused {
+            digest: Some(fetched.descriptor.digest.clone()),
+            media_type: fetched.descriptor.media_type.clone(),
+        });
     };
     checks.push(
         Check::pass(CheckKind::Scope, "policy scope")
@@ -269,49 +369,80 @@ pub fn artifact(
             .found(scope.name.clone()),
     );
     if scope.vulnerabilities.is_some() && options.vulnerability_db.is_none() {
-        return Err(Error::NoVulnerabilityDatabase {
+        return Err(Halt::Error(Error::NoVulnerabilityDatabase {
             scope: scope.name.clone(),
-        });
+        }));
     }
+    Ok(scope)
+}
 
-    let ctx = Ctx {
-        store,
-        scope,
-        options,
-        now,
-    };
-    let mut artifact = ctx.manifest(&fetched)?;
-    let mut all = checks;
-    all.append(&mut artifact.checks);
-    artifact.checks = all;
+/// `os/arch[/variant]` of an index entry.
+fn platform_name(child: &Descriptor) -> Option<String> {
+    child.platform.as_ref().map(|p| {
+        let mut s = format!("{}/{}", p.os, p.architecture);
+        if let Some(v) = &p.variant {
+            s.push('/');
+            s.push_str(v);
+        }
+        s
+    })
+}
 
-    // An index: every platform (or the one asked for).
-    if let Manifest::Index(index) = &fetched.manifest {
-        let wanted = options.platform.as_deref();
-        let mut matched = 0;
-        // An index with no SBOM of its own, otherwise verified: the SBOM checks move to its
-        // platforms (each image has its own SBOM), everything else is still covered by the index.
-        // Only the absence of an SBOM moves: a finding in the index's own verified SBOM refuses.
-        let sbom_deferred = !artifact.verified
-            && artifact
-                .checks
-                .iter()
-                .filter(|c| c.failed())
-                .all(sbom_absent)
-            && !artifact
-                .checks
-                .iter()
-                .any(|c| c.kind == CheckKind::GateSbom && c.status == Status::Pass);
+/// An index with no SBOM of its own, otherwise verified: the SBOM checks move to its platforms
+/// (each image has its own SBOM), everything else is still covered by the index. Only the
+/// absence of an SBOM moves: a finding in the index's own verified SBOM refuses.
+fn sbom_deferrable(index: &ManifestReport) -> bool {
+    !index.verified
+        && index.checks.iter().filter(|c| c.failed()).all(sbom_absent)
+        && !index
+            .checks
+            .iter()
+            .any(|c| c.kind == CheckKind::GateSbom && c.status == Status::Pass)
+}
+
+/// A platform the verified index lists: its own failed policy checks become skips (the
+/// index's signature covers the digests it lists), except a finding in its own verified SBOM,
+/// and a missing SBOM when the index has none either.
+fn cover_by_index(platform: &mut ManifestReport, index: &Digest, sbom_deferred: bool) {
+    for c in &mut platform.checks {
+        let kept = matches!(
+            c.kind,
+            CheckKind::Manifest | CheckKind::Vulnerability | CheckKind::Sources
+        ) || (sbom_deferred && is_sbom_kind(c.kind));
+        if c.failed() && !kept {
+            c.status = Status::Skip;
+            c.hint = None;
+        }
+    }
+    platform.checks.push(
+        Check::pass(CheckKind::Platform, "covered by the index")
+            .expected("signed itself, or listed by a verified index")
+            .found(format!("listed by verified index {index}")),
+    );
+    platform.verified = !platform.checks.iter().any(Check::failed);
+}
+
+/// A platform manifest as read: checked, or unreadable (refused without its own checks).
+enum PlatformRead {
+    Checked(ManifestReport),
+    Unreadable(ManifestReport),
+}
+
+impl Ctx<'_> {
+    /// Step 4, for an index: every platform (or the one asked for), each verified itself or
+    /// covered by the verified index.
+    fn platforms(
+        &self,
+        index: &ImageIndex,
+        digest: &Digest,
+        artifact: &mut ManifestReport,
+    ) -> Result<(), Error> {
+        let wanted = self.options.platform.as_deref();
+        let sbom_deferred = sbom_deferrable(artifact);
         let covered = artifact.verified || sbom_deferred;
+        let mut matched = 0;
         for child in &index.manifests {
-            let platform = child.platform.as_ref().map(|p| {
-                let mut s = format!("{}/{}", p.os, p.architecture);
-                if let Some(v) = &p.variant {
-                    s.push('/');
-                    s.push_str(v);
-                }
-                s
-            });
+            let platform = platform_name(child);
             if let Some(w) = wanted
                 && platform.as_deref() != Some(w)
             {
@@ -321,60 +452,15 @@ pub fn artifact(
                 continue;
             }
             matched += 1;
-            let child_manifest = match store.get_manifest(&child.digest) {
-                Ok(m) => m,
-                Err(e)
-                    if e.is_integrity_failure() || matches!(e, store::Error::NotFound { .. }) =>
-                {
-                    let mut r = empty_manifest(child.digest.clone(), child.media_type.clone());
-                    r.platform = platform;
-                    r.checks.push(
-                        Check::fail(CheckKind::Manifest, "platform manifest")
-                            .expected(child.digest.to_string())
-                            .found(e.to_string())
-                            .hint("the index names a manifest the store cannot serve intact"),
-                    );
-                    artifact.platforms.push(r);
-                    continue;
-                }
-                Err(source) => {
-                    return Err(Error::Fetch {
-                        digest: child.digest.clone(),
-                        source: Box::new(source),
-                    });
-                }
-            };
-            let mut r = ctx.manifest(&child_manifest)?;
-            r.platform = platform;
-            r.checks.insert(
-                0,
-                Check::pass(CheckKind::Manifest, "platform manifest digest")
-                    .expected(child.digest.to_string())
-                    .found(child_manifest.descriptor.digest.to_string()),
-            );
-            if !r.verified && covered {
-                // The index's signature covers the digests it lists: this platform is verified
-                // through it. Its own policy checks are not needed.
-                for c in &mut r.checks {
-                    // A finding in the platform's own verified SBOM still refuses, and so does
-                    // a missing SBOM when the index has none either.
-                    let kept = matches!(
-                        c.kind,
-                        CheckKind::Manifest | CheckKind::Vulnerability | CheckKind::Sources
-                    ) || (sbom_deferred && is_sbom_kind(c.kind));
-                    if c.failed() && !kept {
-                        c.status = Status::Skip;
-                        c.hint = None;
+            match self.platform(child, platform)? {
+                PlatformRead::Unreadable(r) => artifact.platforms.push(r),
+                PlatformRead::Checked(mut r) => {
+                    if !r.verified && covered {
+                        cover_by_index(&mut r, digest, sbom_deferred);
                     }
+                    artifact.platforms.push(r);
                 }
-                r.checks.push(
-                    Check::pass(CheckKind::Platform, "covered by the index")
-                        .expected("signed itself, or listed by a verified index")
-                        .found(format!("listed by verified index {digest}")),
-                );
-                r.verified = !r.checks.iter().any(Check::failed);
             }
-            artifact.platforms.push(r);
         }
         if let Some(w) = wanted
             && matched == 0
@@ -397,21 +483,48 @@ pub fn artifact(
             artifact.verified = false;
         }
         if sbom_deferred && matched > 0 {
-            defer_sbom_to_platforms(&mut artifact);
+            defer_sbom_to_platforms(artifact);
         }
         artifact.verified = artifact.verified && artifact.platforms.iter().all(|p| p.verified);
+        Ok(())
     }
 
-    Ok(VerifyReport {
-        reference: reference.to_string(),
-        pinned: reference.pinned(&digest),
-        digest: Some(digest),
-        scope: Some(scope.name.clone()),
-        policy: policy_ref,
-        verified: artifact.verified,
-        artifact,
-        trusted_root: None,
-    })
+    /// One platform manifest of an index, fetched by the digest the index lists and checked.
+    fn platform(
+        &self,
+        child: &Descriptor,
+        platform: Option<String>,
+    ) -> Result<PlatformRead, Error> {
+        let child_manifest = match self.store.get_manifest(&child.digest) {
+            Ok(m) => m,
+            Err(e) if e.is_integrity_failure() || matches!(e, store::Error::NotFound { .. }) => {
+                let mut r = empty_manifest(child.digest.clone(), child.media_type.clone());
+                r.platform = platform;
+                r.checks.push(
+                    Check::fail(CheckKind::Manifest, "platform manifest")
+                        .expected(child.digest.to_string())
+                        .found(e.to_string())
+                        .hint("the index names a manifest the store cannot serve intact"),
+                );
+                return Ok(PlatformRead::Unreadable(r));
+            }
+            Err(source) => {
+                return Err(Error::Fetch {
+                    digest: child.digest.clone(),
+                    source: Box::new(source),
+                });
+            }
+        };
+        let mut r = self.manifest(&child_manifest)?;
+        r.platform = platform;
+        r.checks.insert(
+            0,
+            Check::pass(CheckKind::Manifest, "platform manifest digest")
+                .expected(child.digest.to_string())
+                .found(child_manifest.descriptor.digest.to_string()),
+        );
+        Ok(PlatformRead::Checked(r))
+    }
 }
 
 /// Checks about the SBOM and the gates that read it.
@@ -955,65 +1068,96 @@ fn evaluate_signed(
     report: &mut ReferrerReport,
 ) -> Option<Trusted> {
     let on = report.manifest.clone();
-    let mut ok = true;
-
     // Payload type and statement (read before the signature so the report can say what the
     // referrer claims; nothing from it is trusted until the signature verifies).
-    let mut statement = None;
-    if let Content::Dsse(env) = bundle.content() {
-        let type_ok = env.payload_type == dsse::IN_TOTO_PAYLOAD_TYPE;
-        ok &= type_ok;
-        report.checks.push(
-            Check::of(type_ok, CheckKind::PayloadType, "dsse payload type")
-                .expected(dsse::IN_TOTO_PAYLOAD_TYPE)
-                .found(env.payload_type.clone())
-                .hint("only in-toto statements are accepted as attestations")
-                .on(&on),
-        );
-        match parse_statement(&env.payload) {
-            Ok(s) => {
-                report.predicate_type = Some(s.predicate_type.clone());
-                report.checks.push(
-                    Check::pass(CheckKind::Statement, "in-toto statement")
-                        .found(s.predicate_type.clone())
-                        .on(&on),
-                );
-                statement = Some(s);
-            }
-            Err(e) => {
-                ok = false;
-                report.checks.push(
-                    Check::fail(CheckKind::Statement, "in-toto statement")
-                        .expected(format!(
-                            "an in-toto statement within {MAX_STATEMENT_SIZE} bytes and {MAX_STATEMENT_DEPTH} levels"
-                        ))
-                        .found(e)
-                        .hint("the attestation cannot be read; it is ignored")
-                        .on(&on),
-                );
-            }
-        }
-    }
+    let (statement, readable) = read_statement(bundle, report, &on);
 
     // What the signature is checked over: the statement's own subject (binding is a separate
     // check below), the simple-signing payload, or the artifact digest.
-    let sig_digest;
-    let sig_artifact = match (&binding, &statement) {
-        (Binding::Statement, Some(s)) => {
-            let pick = if s.subjects.iter().any(|d| d == artifact.hex()) {
-                Some(artifact.clone())
-            } else {
-                s.subjects.first().and_then(|h| Digest::from_hex(h).ok())
-            };
-            sig_digest = pick.unwrap_or_else(|| artifact.clone());
-            Artifact::Digest(&sig_digest)
-        }
-        (Binding::Statement, None) => Artifact::Digest(artifact),
-        (Binding::SimpleSigning(payload), _) => Artifact::Bytes(payload),
-        (Binding::Message, _) => Artifact::Digest(artifact),
+    let subject = match (&binding, &statement) {
+        (Binding::Statement, Some(s)) => signed_subject(s, artifact),
+        _ => artifact.clone(),
     };
+    let signed_over = match &binding {
+        Binding::SimpleSigning(payload) => Artifact::Bytes(payload),
+        Binding::Statement | Binding::Message => Artifact::Digest(&subject),
+    };
+    let verified = check_signature(bundle, signed_over, scope, root, report, &on);
+    let bound = check_binding(&binding, statement.as_ref(), artifact, report, &on);
 
-    // Signature against each trusted signer whose kind fits the bundle's material.
+    let signed = verified?;
+    if !(readable && bound) {
+        return None;
+    }
+    trust(bundle, &binding, statement, signed, scope, report)
+}
+
+/// The DSSE payload type and the in-toto statement of an envelope, with their checks; `false`
+/// when either is unusable. A message signature has neither.
+fn read_statement(
+    bundle: &Bundle,
+    report: &mut ReferrerReport,
+    on: &Digest,
+) -> (Option<Statement>, bool) {
+    let Content::Dsse(env) = bundle.content() else {
+        return (None, true);
+    };
+    let type_ok = env.payload_type == dsse::IN_TOTO_PAYLOAD_TYPE;
+    report.checks.push(
+        Check::of(type_ok, CheckKind::PayloadType, "dsse payload type")
+            .expected(dsse::IN_TOTO_PAYLOAD_TYPE)
+            .found(env.payload_type.clone())
+            .hint("only in-toto statements are accepted as attestations")
+            .on(on),
+    );
+    match parse_statement(&env.payload) {
+        Ok(s) => {
+            report.predicate_type = Some(s.predicate_type.clone());
+            report.checks.push(
+                Check::pass(CheckKind::Statement, "in-toto statement")
+                    .found(s.predicate_type.clone())
+                    .on(on),
+            );
+            (Some(s), type_ok)
+        }
+        Err(e) => {
+            report.checks.push(
+                Check::fail(CheckKind::Statement, "in-toto statement")
+                    .expected(format!(
+                        "an in-toto statement within {MAX_STATEMENT_SIZE} bytes and {MAX_STATEMENT_DEPTH} levels"
+                    ))
+                    .found(e)
+                    .hint("the attestation cannot be read; it is ignored")
+                    .on(on),
+            );
+            (None, false)
+        }
+    }
+}
+
+/// The subject a statement's signature is checked over: the artifact when the statement names
+/// it, else its first subject (the binding check then refuses it).
+fn signed_subject(statement: &Statement, artifact: &Digest) -> Digest {
+    if statement.subjects.iter().any(|d| d == artifact.hex()) {
+        return artifact.clone();
+    }
+    statement
+        .subjects
+        .first()
+        .and_then(|h| Digest::from_hex(h).ok())
+        .unwrap_or_else(|| artifact.clone())
+}
+
+/// The signature against each trusted signer whose kind fits the bundle's material (a key, or
+/// a certificate for identities), with the check that says which one signed, or why none did.
+fn check_signature<'s>(
+    bundle: &Bundle,
+    signed_over: Artifact<'_>,
+    scope: &'s Scope,
+    root: &TrustedRoot,
+    report: &mut ReferrerReport,
+    on: &Digest,
+) -> Option<(&'s TrustedSigner, VerifiedBundle)> {
     let is_cert = !matches!(bundle.material(), Material::PublicKey { .. });
     let candidates: Vec<&TrustedSigner> = scope
         .signers
@@ -1033,7 +1177,7 @@ fn evaluate_signed(
                 issuer: issuer.clone(),
             }),
         };
-        match verify_bundle(bundle, sig_artifact, &policy, root) {
+        match verify_bundle(bundle, signed_over, &policy, root) {
             Ok(v) => {
                 verified = Some((*signer, v));
                 break;
@@ -1042,7 +1186,7 @@ fn evaluate_signed(
         }
     }
     let material = if is_cert { "certificate" } else { "key" };
-    let expected_signers = if candidates.is_empty() {
+    let expected = if candidates.is_empty() {
         format!("a trusted {material} signer (the scope has none)")
     } else {
         candidates
@@ -1062,69 +1206,92 @@ fn evaluate_signed(
                     Check::pass(CheckKind::Identity, "certificate identity and issuer")
                         .expected(signer.describe())
                         .found(shown.clone())
-                        .on(&on),
+                        .on(on),
                 );
             }
             report.checks.push(
                 Check::pass(CheckKind::Signature, "signature")
-                    .expected(expected_signers)
+                    .expected(expected)
                     .found(format!("signed by {shown}{}", evidence_note(&v.checks)))
-                    .on(&on),
+                    .on(on),
             );
         }
-        None => {
-            ok = false;
-            let identity_errors: Vec<String> = errors
-                .iter()
-                .filter_map(|(_, e)| match e {
-                    VerifyError::IdentityMismatch { found, .. } => {
-                        Some(format!("identity {}", found.as_deref().unwrap_or("none")))
-                    }
-                    VerifyError::IssuerMismatch { found, .. } => {
-                        Some(format!("issuer {}", found.as_deref().unwrap_or("none")))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if !identity_errors.is_empty() {
-                report.checks.push(
-                    Check::fail(CheckKind::Identity, "certificate identity and issuer")
-                        .expected(expected_signers.clone())
-                        .found(identity_errors.join("; "))
-                        .hint(
-                            "the certificate is valid but names someone this policy does not trust",
-                        )
-                        .on(&on),
-                );
-            }
-            let found = if candidates.is_empty() {
-                format!("a bundle signed with a {material}")
-            } else {
-                errors
-                    .iter()
-                    .map(|(s, e)| format!("{}: {e}", s.name))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            report.checks.push(
-                Check::fail(CheckKind::Signature, "signature")
-                    .expected(expected_signers)
-                    .found(found)
-                    .hint(if is_cert {
-                        "not signed by a trusted identity, or the certificate, log entry or timestamp does not verify against the trusted root"
-                    } else {
-                        "not signed by a trusted key: anyone with push access can attach signatures, only trusted ones count"
-                    })
-                    .on(&on),
-            );
+        None if candidates.is_empty() => {
+            let found = format!("a bundle signed with a {material}");
+            report
+                .checks
+                .push(signature_failure(is_cert, expected, found, on));
         }
+        None => report_unsigned(&errors, is_cert, expected, report, on),
     }
+    verified
+}
 
-    // Binding.
-    match (&binding, &statement) {
+/// The checks of a bundle no candidate signer verified: the identities its certificate named
+/// instead, if that was the reason, and each signer's error.
+fn report_unsigned(
+    errors: &[(&TrustedSigner, VerifyError)],
+    is_cert: bool,
+    expected: String,
+    report: &mut ReferrerReport,
+    on: &Digest,
+) {
+    let identity_errors: Vec<String> = errors
+        .iter()
+        .filter_map(|(_, e)| match e {
+            VerifyError::IdentityMismatch { found, .. } => {
+                Some(format!("identity {}", found.as_deref().unwrap_or("none")))
+            }
+            VerifyError::IssuerMismatch { found, .. } => {
+                Some(format!("issuer {}", found.as_deref().unwrap_or("none")))
+            }
+            _ => None,
+        })
+        .collect();
+    if !identity_errors.is_empty() {
+        report.checks.push(
+            Check::fail(CheckKind::Identity, "certificate identity and issuer")
+                .expected(expected.clone())
+                .found(identity_errors.join("; "))
+                .hint("the certificate is valid but names someone this policy does not trust")
+                .on(on),
+        );
+    }
+    let found = errors
+        .iter()
+        .map(|(s, e)| format!("{}: {e}", s.name))
+        .collect::<Vec<_>>()
+        .join("; ");
+    report
+        .checks
+        .push(signature_failure(is_cert, expected, found, on));
+}
+
+fn signature_failure(is_cert: bool, expected: String, found: String, on: &Digest) -> Check {
+    Check::fail(CheckKind::Signature, "signature")
+        .expected(expected)
+        .found(found)
+        .hint(if is_cert {
+            "not signed by a trusted identity, or the certificate, log entry or timestamp does not verify against the trusted root"
+        } else {
+            "not signed by a trusted key: anyone with push access can attach signatures, only trusted ones count"
+        })
+        .on(on)
+}
+
+/// Whether what was signed is about the artifact: a statement's subjects, or a simple-signing
+/// payload's `docker-manifest-digest`. A message signature was checked over the artifact
+/// digest itself.
+fn check_binding(
+    binding: &Binding,
+    statement: Option<&Statement>,
+    artifact: &Digest,
+    report: &mut ReferrerReport,
+    on: &Digest,
+) -> bool {
+    match (binding, statement) {
         (Binding::Statement, Some(s)) => {
             let bound = s.subjects.iter().any(|d| d == artifact.hex());
-            ok &= bound;
             report.checks.push(
                 Check::of(bound, CheckKind::Subject, "statement subject")
                     .expected(artifact.to_string())
@@ -1140,13 +1307,13 @@ fn evaluate_signed(
                     .hint(
                         "this attestation is about another artifact; it was moved or replayed here",
                     )
-                    .on(&on),
+                    .on(on),
             );
+            bound
         }
         (Binding::SimpleSigning(payload), _) => {
             let named = attach::simple_signing_digest(payload);
             let bound = named.as_ref() == Some(artifact);
-            ok &= bound;
             report.checks.push(
                 Check::of(bound, CheckKind::Subject, "signed manifest digest")
                     .expected(artifact.to_string())
@@ -1156,19 +1323,25 @@ fn evaluate_signed(
                             .unwrap_or_else(|| "no docker-manifest-digest".into()),
                     )
                     .hint("this signature is for another artifact; it was moved or replayed here")
-                    .on(&on),
+                    .on(on),
             );
+            bound
         }
-        (Binding::Message, _) => {
-            // The signature was checked over the artifact digest itself.
-        }
-        (Binding::Statement, None) => {}
+        (Binding::Message, _) | (Binding::Statement, None) => true,
     }
+}
 
-    let (signer, v) = verified?;
-    if !ok {
-        return None;
-    }
+/// A referrer whose signature verified, which is readable and bound to the artifact, as the
+/// policy counts it: refused when its predicate carries a failed verdict, else trusted.
+fn trust(
+    bundle: &Bundle,
+    binding: &Binding,
+    statement: Option<Statement>,
+    (signer, verified): (&TrustedSigner, VerifiedBundle),
+    scope: &Scope,
+    report: &mut ReferrerReport,
+) -> Option<Trusted> {
+    let on = report.manifest.clone();
     // A predicate that carries a verdict counts only when it passed: a signed summary of a
     // failed verification is evidence against the artifact.
     if let Some(s) = &statement
@@ -1184,7 +1357,7 @@ fn evaluate_signed(
         return None;
     }
     report.trusted = true;
-    let (fingerprint, mut evidence, _) = identity_of(&v);
+    let (fingerprint, mut evidence, _) = identity_of(&verified);
     if let SignerEvidence::Certificate {
         source_repository, ..
     } = &mut evidence
@@ -1194,7 +1367,7 @@ fn evaluate_signed(
             .leaf_certificate()
             .and_then(certificate_source_repository);
     }
-    let signature = match (&binding, &statement) {
+    let signature = match (binding, &statement) {
         (Binding::SimpleSigning(_) | Binding::Message, _) => true,
         (Binding::Statement, Some(s)) => {
             s.predicate_type == PREDICATE_COSIGN_SIGN_V1
@@ -1271,7 +1444,20 @@ fn policy_checks(
     referrers: &[ReferrerReport],
     now: i64,
 ) -> (Vec<Check>, Option<u8>) {
-    let mut checks = Vec::new();
+    let mut checks = vec![threshold_check(scope, trusted)];
+    checks.extend(required_attestation_checks(scope, trusted, referrers));
+    let level = match &scope.provenance {
+        Some(rules) => provenance_checks(rules, trusted, referrers, now, &mut checks),
+        None => None,
+    };
+    if let Some(rules) = &scope.sbom {
+        checks.push(sbom_check(rules, trusted, referrers));
+    }
+    (checks, level)
+}
+
+/// Distinct trusted signers against the scope's threshold; attestations do not count.
+fn threshold_check(scope: &Scope, trusted: &[Trusted]) -> Check {
     let mut distinct: BTreeMap<&str, &str> = BTreeMap::new();
     let signatures: Vec<&Trusted> = trusted.iter().filter(|t| t.signature).collect();
     for t in &signatures {
@@ -1279,46 +1465,52 @@ fn policy_checks(
     }
     let attestations_only = signatures.is_empty() && !trusted.is_empty();
     let signer_names: BTreeSet<&str> = distinct.values().copied().collect();
-    checks.push(
-        Check::of(
-            distinct.len() >= scope.threshold as usize,
-            CheckKind::Threshold,
-            "trusted signers",
-        )
-        .expected(format!(
-            "at least {} distinct trusted signer(s)",
-            scope.threshold
-        ))
-        .found(format!(
-            "{} distinct ({} trusted signature(s)){}{}",
-            distinct.len(),
-            signatures.len(),
-            if signer_names.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ": {}",
-                    signer_names.iter().copied().collect::<Vec<_>>().join(", ")
-                )
-            },
-            if trusted.len() > signatures.len() {
-                format!(
-                    "; {} trusted attestation(s) are not signatures",
-                    trusted.len() - signatures.len()
-                )
-            } else {
-                String::new()
-            }
-        ))
-        .hint(if attestations_only {
-            "attestations do not count as signatures: sign the artifact itself (custody sign), or name the predicate type in the scope's signature_predicate_types"
-        } else if trusted.is_empty() {
-            "nothing attached to this artifact is signed by a signer this policy trusts"
+    Check::of(
+        distinct.len() >= scope.threshold as usize,
+        CheckKind::Threshold,
+        "trusted signers",
+    )
+    .expected(format!(
+        "at least {} distinct trusted signer(s)",
+        scope.threshold
+    ))
+    .found(format!(
+        "{} distinct ({} trusted signature(s)){}{}",
+        distinct.len(),
+        signatures.len(),
+        if signer_names.is_empty() {
+            String::new()
         } else {
-            "one key or identity counts once however many signatures it made; more distinct signers are needed"
-        }),
-    );
+            format!(
+                ": {}",
+                signer_names.iter().copied().collect::<Vec<_>>().join(", ")
+            )
+        },
+        if trusted.len() > signatures.len() {
+            format!(
+                "; {} trusted attestation(s) are not signatures",
+                trusted.len() - signatures.len()
+            )
+        } else {
+            String::new()
+        }
+    ))
+    .hint(if attestations_only {
+        "attestations do not count as signatures: sign the artifact itself (custody sign), or name the predicate type in the scope's signature_predicate_types"
+    } else if trusted.is_empty() {
+        "nothing attached to this artifact is signed by a signer this policy trusts"
+    } else {
+        "one key or identity counts once however many signatures it made; more distinct signers are needed"
+    })
+}
 
+/// One check per attestation the scope requires.
+fn required_attestation_checks(
+    scope: &Scope,
+    trusted: &[Trusted],
+    referrers: &[ReferrerReport],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     for req in &scope.attestations {
         let candidates: Vec<&Trusted> = trusted
             .iter()
@@ -1354,89 +1546,99 @@ fn policy_checks(
             .hint("attach the attestation, signed by a signer the policy names"),
         );
     }
+    checks
+}
 
+/// The provenance rules: a trusted provenance, then the rules of the best candidate, and the
+/// build level it reached.
+fn provenance_checks(
+    rules: &ProvenanceRules,
+    trusted: &[Trusted],
+    referrers: &[ReferrerReport],
+    now: i64,
+    checks: &mut Vec<Check>,
+) -> Option<u8> {
     let mut level = None;
-    if let Some(rules) = &scope.provenance {
-        let candidates: Vec<&Trusted> = trusted
-            .iter()
-            .filter(|t| {
-                t.predicate_type.as_deref() == Some(PREDICATE_SLSA_PROVENANCE_V1)
-                    && allowed(&rules.signers, &t.signer)
-            })
-            .collect();
-        if candidates.is_empty() {
-            checks.push(if rules.required {
-                Check::fail(CheckKind::ProvenancePresent, "slsa provenance")
-                    .expected(format!(
-                        "a {PREDICATE_SLSA_PROVENANCE_V1} attestation signed by {}",
-                        rules
-                            .signers
-                            .as_ref()
-                            .map_or("a trusted signer".to_string(), |s| s.join(" or "))
-                    ))
-                    .found(untrusted_note(referrers, &[PREDICATE_SLSA_PROVENANCE_V1]))
-                    .hint("attest the build's provenance (custody attest) with a trusted signer")
-            } else {
-                Check::skip(CheckKind::ProvenancePresent, "slsa provenance").found("none")
-            });
-        } else {
-            // The first provenance that meets every rule; else the one with the fewest failures.
-            let mut best: Option<(Vec<Check>, u8, &Trusted)> = None;
-            for t in candidates {
-                let facts = rules::provenance_facts(t.predicate.as_ref().unwrap_or(&Value::Null));
-                let (cs, l) = rules::evaluate_provenance(rules, &facts, &t.evidence, now);
-                let fails = cs.iter().filter(|c| c.failed()).count();
-                if best
-                    .as_ref()
-                    .is_none_or(|(b, _, _)| fails < b.iter().filter(|c| c.failed()).count())
-                {
-                    best = Some((cs, l, t));
-                }
-                if fails == 0 {
-                    break;
-                }
-            }
-            let (cs, l, t) = best.expect("at least one candidate");
-            checks.push(
-                Check::pass(CheckKind::ProvenancePresent, "slsa provenance")
-                    .found(format!("signed by {}", t.signer))
-                    .on(&t.referrer),
-            );
-            checks.extend(cs.into_iter().map(|c| c.on(&t.referrer)));
-            level = Some(l);
-        }
-    }
-
-    if let Some(rules) = &scope.sbom {
-        let hit = trusted.iter().find(|t| {
-            t.predicate_type
-                .as_deref()
-                .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p))
+    let candidates: Vec<&Trusted> = trusted
+        .iter()
+        .filter(|t| {
+            t.predicate_type.as_deref() == Some(PREDICATE_SLSA_PROVENANCE_V1)
                 && allowed(&rules.signers, &t.signer)
-        });
-        checks.push(match (hit, rules.required) {
-            (Some(t), _) => Check::pass(CheckKind::SbomPresent, "sbom")
-                .found(format!(
-                    "{} signed by {}",
-                    t.predicate_type.as_deref().unwrap_or_default(),
-                    t.signer
-                ))
-                .on(&t.referrer),
-            (None, true) => Check::fail(CheckKind::SbomPresent, "sbom")
+        })
+        .collect();
+    if candidates.is_empty() {
+        checks.push(if rules.required {
+            Check::fail(CheckKind::ProvenancePresent, "slsa provenance")
                 .expected(format!(
-                    "an SBOM attestation ({}) signed by {}",
-                    SBOM_PREDICATE_TYPES.join(" or "),
+                    "a {PREDICATE_SLSA_PROVENANCE_V1} attestation signed by {}",
                     rules
                         .signers
                         .as_ref()
                         .map_or("a trusted signer".to_string(), |s| s.join(" or "))
                 ))
-                .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
-                .hint("attest the SBOM (custody attest --sbom) with a trusted signer"),
-            (None, false) => Check::skip(CheckKind::SbomPresent, "sbom").found("none"),
+                .found(untrusted_note(referrers, &[PREDICATE_SLSA_PROVENANCE_V1]))
+                .hint("attest the build's provenance (custody attest) with a trusted signer")
+        } else {
+            Check::skip(CheckKind::ProvenancePresent, "slsa provenance").found("none")
         });
+    } else {
+        // The first provenance that meets every rule; else the one with the fewest failures.
+        let mut best: Option<(Vec<Check>, u8, &Trusted)> = None;
+        for t in candidates {
+            let facts = rules::provenance_facts(t.predicate.as_ref().unwrap_or(&Value::Null));
+            let (cs, l) = rules::evaluate_provenance(rules, &facts, &t.evidence, now);
+            let fails = cs.iter().filter(|c| c.failed()).count();
+            if best
+                .as_ref()
+                .is_none_or(|(b, _, _)| fails < b.iter().filter(|c| c.failed()).count())
+            {
+                best = Some((cs, l, t));
+            }
+            if fails == 0 {
+                break;
+            }
+        }
+        let (cs, l, t) = best.expect("at least one candidate");
+        checks.push(
+            Check::pass(CheckKind::ProvenancePresent, "slsa provenance")
+                .found(format!("signed by {}", t.signer))
+                .on(&t.referrer),
+        );
+        checks.extend(cs.into_iter().map(|c| c.on(&t.referrer)));
+        level = Some(l);
     }
-    (checks, level)
+    level
+}
+
+/// The SBOM rule: a trusted SBOM attestation from an allowed signer.
+fn sbom_check(rules: &SbomRules, trusted: &[Trusted], referrers: &[ReferrerReport]) -> Check {
+    let hit = trusted.iter().find(|t| {
+        t.predicate_type
+            .as_deref()
+            .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p))
+            && allowed(&rules.signers, &t.signer)
+    });
+    match (hit, rules.required) {
+        (Some(t), _) => Check::pass(CheckKind::SbomPresent, "sbom")
+            .found(format!(
+                "{} signed by {}",
+                t.predicate_type.as_deref().unwrap_or_default(),
+                t.signer
+            ))
+            .on(&t.referrer),
+        (None, true) => Check::fail(CheckKind::SbomPresent, "sbom")
+            .expected(format!(
+                "an SBOM attestation ({}) signed by {}",
+                SBOM_PREDICATE_TYPES.join(" or "),
+                rules
+                    .signers
+                    .as_ref()
+                    .map_or("a trusted signer".to_string(), |s| s.join(" or "))
+            ))
+            .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
+            .hint("attest the SBOM (custody attest --sbom) with a trusted signer"),
+        (None, false) => Check::skip(CheckKind::SbomPresent, "sbom").found("none"),
+    }
 }
 
 #[cfg(test)]
@@ -1522,7 +1724,7 @@ mod tests {
         assert!(!refusable(&down));
         let bad = attach::Error::BadLegacyImage {
             tag: "t".into(),
-            reason: "index".into(),
+            problem: attach::LegacyImageProblem::Index,
         };
         assert!(refusable(&bad));
     }
