@@ -498,14 +498,14 @@ fn a_promote_cut_by_a_dying_registry_completes_when_run_again() {
 
 #[test]
 fn audit_records_sign_attest_release_and_verify_verdicts() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let d = dir.path();
     let repo = work_tree(d);
     let (key, public) = keypair(d);
     let other = support::tempdir();
     let (_, other_public) = keypair(other.path());
-    let to = format!("{}/acme/app:1.0.0", registry.host);
+    let to = format!("{}/acme/app:1.0.0", registry.base);
     let o = support::custody()
         .args(["release", "dist/app.bin", "--to", &to, "--key", &key])
         .current_dir(&repo)
@@ -541,7 +541,7 @@ fn audit_records_sign_attest_release_and_verify_verdicts() {
         d,
         &[
             "verify",
-            &format!("{}/acme/missing:1", registry.host),
+            &format!("{}/acme/missing:1", registry.base),
             "--key",
             &public,
         ],

@@ -50,14 +50,14 @@ fn open(reference: &str) -> Box<dyn Store> {
 
 #[test]
 fn push_pull_resolve_on_a_real_registry() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let small = dir.path().join("small.txt");
     let big = dir.path().join("big.bin");
     std::fs::write(&small, b"small file\n").unwrap();
     // Larger than the monolithic limit and one chunk: exercises the chunked upload.
     support::write_data(&big, 40 * 1024 * 1024 + 123, 7);
-    let to = format!("{}/team/app:v1", registry.host);
+    let to = format!("{}/team/app:v1", registry.base);
 
     let pushed = ok_json(&[
         "push",
@@ -69,7 +69,7 @@ fn push_pull_resolve_on_a_real_registry() {
     let digest = pushed["digest"].as_str().unwrap().to_owned();
     assert_eq!(
         pushed["pinned"],
-        format!("{}/team/app@{digest}", registry.host)
+        format!("{}/team/app@{digest}", registry.base)
     );
     assert_eq!(pushed["tagOutcome"]["result"], "created");
 
@@ -78,7 +78,7 @@ fn push_pull_resolve_on_a_real_registry() {
     let out = dir.path().join("out");
     ok(&[
         "pull",
-        &format!("{}/team/app@{digest}", registry.host),
+        &format!("{}/team/app@{digest}", registry.base),
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -349,11 +349,12 @@ fn bad_input_gives_clear_errors_and_exit_2() {
         .collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("data.txt")]);
 
-    // A registry that is not there: exit 2 after retries, naming the URL.
-    let port = support::free_port();
-    let o = run(&["resolve", &format!("127.0.0.1:{port}/x/y:z")]);
+    // A registry that is not there: exit 2 after retries, naming the URL. Port 1 (tcpmux) is
+    // privileged and served by nothing, so unlike a probed free port no other process can
+    // start answering on it meanwhile.
+    let o = run(&["resolve", "127.0.0.1:1/x/y:z"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains(&port.to_string()), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1/"), "{}", stderr(&o));
 
     // Plain HTTP to a non-loopback host is not attempted silently: it is HTTPS by default.
     let o = run(&["resolve", "registry.invalid/x/y:z"]);
