@@ -78,6 +78,7 @@ fn custody_pulls_what_oras_pushes() {
 
 #[test]
 fn crane_and_oras_see_the_same_digest_and_referrers_after_copy() {
+    // Two registries of their own: the copy crosses hosts, as crane and oras see it.
     let registry = Registry::start();
     let other = Registry::start();
     let dir = support::tempdir();

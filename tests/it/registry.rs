@@ -116,6 +116,7 @@ fn push_pull_resolve_on_a_real_registry() {
 
 #[test]
 fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
+    // Its own registry: the air-gap path restores into a second, separate registry.
     let registry = Registry::start();
     let dir = support::tempdir();
     let file = dir.path().join("a.txt");
@@ -193,6 +194,7 @@ fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
     assert_eq!(ok(&["resolve", &dst]).trim(), digest);
 
     // The air-gap path: registry to layout and back to a second registry.
+    // A second registry: the air-gap copy must cross hosts.
     let other = Registry::start();
     let layout = format!("oci:{}:v1", dir.path().join("airgap").display());
     ok(&["copy", &src, &layout]);
@@ -368,6 +370,8 @@ fn bad_input_gives_clear_errors_and_exit_2() {
 
 #[test]
 fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() {
+    // Registries of their own: the copy crosses from the referrers API to the tag-schema fallback,
+    // host to host.
     let api = ReferrersRegistry::start();
     let fallback = Registry::start();
     let dir = support::tempdir();
@@ -419,6 +423,7 @@ fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() 
 fn bench_verify_peak_rss_with_60_referrers_of_16_mib() {
     use custody::evidence::sign::keys::SigningKey;
     use custody::evidence::sign::{KeySigner, sign_statement};
+    // Its own registry: a benchmark of about 1 GiB, measured alone.
     let registry = Registry::start();
     let repo = format!("{}/bench/rss", registry.host);
     let store = open(&repo);

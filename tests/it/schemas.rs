@@ -71,6 +71,7 @@ const BAD_DIGEST: &str = "sha256:NOT-A-DIGEST";
 
 #[test]
 fn release_store_promote_tree_policy_and_audit_outputs_follow_their_schemas() {
+    // Two registries of their own: promotion crosses hosts (staging to production).
     let staging = Registry::start();
     let production = Registry::start();
     let dir = support::tempdir();

@@ -430,6 +430,7 @@ fn prune_on_an_oci_layout() {
 
 #[test]
 fn a_registry_that_refuses_deletes_is_reported() {
+    // Its own registry: manifest deletion is off, which the shared one allows.
     let registry = Registry::start_with_delete(false);
     let dir = support::tempdir();
     let s = scene(dir.path(), format!("{}/team/app", registry.host));
