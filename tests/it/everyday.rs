@@ -74,6 +74,10 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
     // Above the progress threshold (16 MiB), so a transfer would be reported.
     support::write_data(&file, 17 * 1024 * 1024, 7);
     let reference = format!("{}/team/app:v1", registry.base);
+    let manifests = format!(
+        "/v2/{}/team/app/manifests/",
+        &registry.base[registry.host.len() + 1..]
+    );
 
     let o = support::run(&["push", file.to_str().unwrap(), "--to", &reference]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -97,7 +101,7 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
     assert!(!err.contains("MiB"), "no progress: {err}");
     assert!(
         err.lines().any(|l| l.starts_with("request: PUT http://")
-            && l.contains("/v2/team/app/manifests/")
+            && l.contains(&manifests)
             && l.ends_with("-> 201")),
         "{err}"
     );
