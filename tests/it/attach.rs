@@ -17,21 +17,22 @@ use custody::foundation::digest::Digest;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 
-use crate::support::{self, ReferrersRegistry, Registry, stderr, stdout, tool};
+use crate::support::{self, SharedRegistry, stderr, stdout, tool};
 
 const PASSWORD: &str = "attach-test-password";
 
-/// One registry of each kind; both must behave the same for every reader.
+/// One registry of each kind (this test's namespace on the shared ones); both must behave the
+/// same for every reader.
 enum Running {
-    Distribution(Registry),
-    Referrers(ReferrersRegistry),
+    Distribution(SharedRegistry),
+    Referrers(SharedRegistry),
 }
 
 impl Running {
+    /// Where this test's repositories go: `HOST:PORT/NAMESPACE`.
     fn host(&self) -> &str {
         match self {
-            Running::Distribution(r) => &r.host,
-            Running::Referrers(r) => &r.host,
+            Running::Distribution(r) | Running::Referrers(r) => &r.base,
         }
     }
 
@@ -42,8 +43,8 @@ impl Running {
 
 fn both() -> [Running; 2] {
     [
-        Running::Distribution(Registry::start()),
-        Running::Referrers(ReferrersRegistry::start()),
+        Running::Distribution(support::shared_registry()),
+        Running::Referrers(support::shared_referrers_registry()),
     ]
 }
 
@@ -467,12 +468,12 @@ fn signing_twice_stores_once_and_a_tag_signs_the_digest_it_names() {
 
 #[test]
 fn custody_finds_and_verifies_what_cosign_signs_with_a_custody_key() {
-    let registry = ReferrersRegistry::start();
+    let registry = support::shared_referrers_registry();
     let dir = support::tempdir();
     let d = dir.path();
     let (key, public) = keygen(d, "custody");
-    let (_, digest) = push(d, &registry.host, "team/app");
-    let pinned = format!("{}/team/app@{digest}", registry.host);
+    let (_, digest) = push(d, &registry.base, "team/app");
+    let pinned = format!("{}/team/app@{digest}", registry.base);
     let o = cosign(
         d,
         &[
@@ -656,12 +657,12 @@ fn an_index_is_signed_as_an_index_in_a_registry_and_in_a_layout() {
     use custody::storage::store::BlobSource;
     use std::collections::BTreeMap;
 
-    let registry = ReferrersRegistry::start();
+    let registry = support::shared_referrers_registry();
     let dir = support::tempdir();
     let d = dir.path();
     let (key, public) = keygen(d, "signer");
     let layout = format!("oci:{}", d.join("layout").display());
-    for repo in [format!("{}/team/multi", registry.host), layout.clone()] {
+    for repo in [format!("{}/team/multi", registry.base), layout.clone()] {
         let reference: Reference = format!("{repo}:v1").parse().unwrap();
         let st = store::open(&reference, &store::Options::default()).unwrap();
         st.put_blob(

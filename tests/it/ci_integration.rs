@@ -16,21 +16,7 @@ fn root() -> PathBuf {
 
 /// Every YAML document in a file, as JSON, parsed by PyYAML (not by custody's own code).
 fn yaml_documents(path: &Path) -> Vec<Value> {
-    let out = Command::new(support::venv_python())
-        .args([
-            "-c",
-            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
-        ])
-        .arg(path)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{} is not valid YAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json from python")
+    support::yaml_documents(path)
 }
 
 /// The long flags `custody <command> --help` documents.
@@ -484,16 +470,7 @@ fn verify_writes_markdown_and_junit_reports_of_a_refusal() {
     assert!(xml.contains("<failure message=\""), "{xml}");
     assert!(!xml.contains(" failures=\"0\""), "{xml}");
     // The JUnit file is well-formed XML (read by Python's parser, not custody's code).
-    let parsed = Command::new(support::venv_python())
-        .args([
-            "-c",
-            "import sys, xml.etree.ElementTree as t; r = t.parse(sys.argv[1]).getroot(); print(sum(1 for _ in r.iter('failure')))",
-        ])
-        .arg(&junit)
-        .output()
-        .unwrap();
-    assert!(parsed.status.success(), "{}", support::stderr(&parsed));
-    assert_ne!(support::stdout(&parsed).trim(), "0");
+    assert_ne!(support::junit_failures(&junit), 0);
 }
 
 #[test]

@@ -139,6 +139,8 @@ include:
 /// its path), verify (JUnit report) and promote, in a tag pipeline, against a local registry.
 #[test]
 fn gitlab_components_run_under_gitlab_ci_local() {
+    // Its own registry (not yet the shared one): the CI files under test are given a bare registry
+    // host and lay out `{registry}/acme/app` themselves.
     let registry = Registry::start();
     let dir = support::tempdir();
     let (key, public) = keypair(dir.path());
@@ -214,6 +216,7 @@ fn gitlab_components_run_under_gitlab_ci_local() {
 /// failed check; the JUnit report carries the failure.
 #[test]
 fn a_refused_verify_fails_the_gitlab_job_with_its_reason() {
+    // Its own registry: the GitLab job is given a bare registry host, as CI_REGISTRY is.
     let registry = Registry::start();
     let dir = support::tempdir();
     let (_, public) = keypair(dir.path());
@@ -492,6 +495,8 @@ fn github_project(dir: &Path, public: &str) -> PathBuf {
 /// log in nowhere they should not, and write outputs and job summaries.
 #[test]
 fn readme_workflow_runs_under_act() {
+    // Its own registry: the workflow is given a bare registry host and lays out its repositories
+    // itself.
     let registry = Registry::start();
     let dir = support::tempdir();
     let (key, public) = keypair(dir.path());
@@ -550,6 +555,8 @@ fn readme_workflow_runs_under_act() {
 /// check, and the summary says refused.
 #[test]
 fn an_unsigned_artifact_fails_the_verify_job_under_act() {
+    // Its own registry: the workflow is given a bare registry host and lays out its repositories
+    // itself.
     let registry = Registry::start();
     let dir = support::tempdir();
     let (_, public) = keypair(dir.path());

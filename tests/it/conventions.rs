@@ -11,7 +11,7 @@ use custody::foundation::reference::Reference;
 use custody::storage::store::{self, Store};
 
 use crate::release::keypair;
-use crate::support::{self, Registry, stderr, stdout};
+use crate::support::{self, stderr, stdout};
 
 fn git(repo: &Path, args: &[&str], date: &str) {
     let o = Command::new("git")
@@ -234,11 +234,11 @@ fn push_and_release_write_the_created_annotation() {
 
 #[test]
 fn prune_keep_last_deletes_custodys_own_old_releases() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let repo = plain_repo(dir.path());
     let (key, _) = keypair(dir.path());
-    let repository = format!("{}/acme/app", registry.host);
+    let repository = format!("{}/acme/app", registry.base);
     std::fs::write(repo.join("app.tar"), "x\n").unwrap();
     let mut released = Vec::new();
     for (i, date) in [
@@ -298,12 +298,12 @@ fn prune_keep_last_deletes_custodys_own_old_releases() {
 
 #[test]
 fn a_rerun_of_a_finished_release_attaches_nothing_new() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let repo = plain_repo(dir.path());
     let (key, _) = keypair(dir.path());
     std::fs::write(repo.join("app.tar"), "x\n").unwrap();
-    let to = format!("{}/acme/app:v1", registry.host);
+    let to = format!("{}/acme/app:v1", registry.base);
     let args = [
         "--output", "json", "release", "app.tar", "--to", &to, "--key", &key,
     ];

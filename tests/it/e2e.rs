@@ -95,6 +95,8 @@ fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn release_verify_promote_verify_tree() {
+    // Two registries of their own: promotion crosses hosts (staging to production), so blobs are
+    // copied, never mounted within one registry.
     let staging = Registry::start();
     let production = Registry::start();
     let dir = support::tempdir();
@@ -272,6 +274,8 @@ fn release_verify_promote_verify_tree() {
 
 #[test]
 fn promote_refuses_an_untrusted_source_and_copies_nothing() {
+    // Two registries of their own: promotion crosses hosts, and the test checks nothing reached
+    // production.
     let staging = Registry::start();
     let production = Registry::start();
     let dir = support::tempdir();
@@ -368,6 +372,7 @@ fn promote_refuses_an_untrusted_source_and_copies_nothing() {
 
 #[test]
 fn promote_refuses_to_move_an_existing_destination_tag() {
+    // Two registries of their own: promotion crosses hosts (staging to production).
     let staging = Registry::start();
     let production = Registry::start();
     let dir = support::tempdir();
@@ -421,6 +426,7 @@ fn promote_refuses_to_move_an_existing_destination_tag() {
 
 #[test]
 fn a_promote_cut_by_a_dying_registry_completes_when_run_again() {
+    // Registries of their own: production is killed and restarted in the middle of the promote.
     let staging = Registry::start();
     let mut production = Registry::start();
     let dir = support::tempdir();
@@ -498,14 +504,14 @@ fn a_promote_cut_by_a_dying_registry_completes_when_run_again() {
 
 #[test]
 fn audit_records_sign_attest_release_and_verify_verdicts() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let d = dir.path();
     let repo = work_tree(d);
     let (key, public) = keypair(d);
     let other = support::tempdir();
     let (_, other_public) = keypair(other.path());
-    let to = format!("{}/acme/app:1.0.0", registry.host);
+    let to = format!("{}/acme/app:1.0.0", registry.base);
     let o = support::custody()
         .args(["release", "dist/app.bin", "--to", &to, "--key", &key])
         .current_dir(&repo)
@@ -541,7 +547,7 @@ fn audit_records_sign_attest_release_and_verify_verdicts() {
         d,
         &[
             "verify",
-            &format!("{}/acme/missing:1", registry.host),
+            &format!("{}/acme/missing:1", registry.base),
             "--key",
             &public,
         ],

@@ -1,7 +1,7 @@
 //! The everyday flags of issue 12, item 10: `custody version`, `-V` consistent with it,
 //! completion scripts, `-q`, `-v` and `--no-progress`.
 
-use crate::support::{self, Registry, stderr, stdout};
+use crate::support::{self, stderr, stdout};
 
 #[test]
 fn version_names_commit_date_and_target_and_agrees_with_dash_v() {
@@ -68,12 +68,16 @@ fn quiet_prints_nothing_but_errors_and_keeps_the_exit_code() {
 
 #[test]
 fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let file = dir.path().join("big.bin");
     // Above the progress threshold (16 MiB), so a transfer would be reported.
     support::write_data(&file, 17 * 1024 * 1024, 7);
-    let reference = format!("{}/team/app:v1", registry.host);
+    let reference = format!("{}/team/app:v1", registry.base);
+    let manifests = format!(
+        "/v2/{}/team/app/manifests/",
+        &registry.base[registry.host.len() + 1..]
+    );
 
     let o = support::run(&["push", file.to_str().unwrap(), "--to", &reference]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -97,7 +101,7 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
     assert!(!err.contains("MiB"), "no progress: {err}");
     assert!(
         err.lines().any(|l| l.starts_with("request: PUT http://")
-            && l.contains("/v2/team/app/manifests/")
+            && l.contains(&manifests)
             && l.ends_with("-> 201")),
         "{err}"
     );

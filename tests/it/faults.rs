@@ -423,6 +423,7 @@ pub struct Bench {
 
 impl Bench {
     pub fn start() -> Bench {
+        // Its own registry: behind a fault proxy that injects and counts per request.
         let registry = Registry::start();
         let proxy = FaultProxy::start(&registry.host);
         let dir = support::tempdir();
@@ -858,6 +859,7 @@ fn fault_matrix() {
 
 #[test]
 fn the_proxy_faults_exactly_the_request_it_is_armed_for() {
+    // Its own registry: behind a fault proxy that injects and counts per request.
     let registry = Registry::start();
     let proxy = FaultProxy::start(&registry.host);
     let get = |proxy: &FaultProxy| support::http_status(&proxy.host, "/v2/");

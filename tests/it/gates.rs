@@ -20,7 +20,7 @@ use custody::foundation::reference::Reference;
 use custody::storage::store::{self, Store};
 use serde_json::{Value, json};
 
-use crate::support::{self, Registry};
+use crate::support;
 
 pub const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 pub const OPENVEX_V020: &str = "https://openvex.dev/ns/v0.2.0";
@@ -180,11 +180,11 @@ const SMALLVEC: &str = "pkg:cargo/smallvec@0.6.9";
 fn vulnerability_gate_outcomes_on_a_signed_sbom() {
     let dir = support::tempdir();
     let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
-    let store = open(&format!("{}/gates/app", registry.host));
-    let at = |tag: &str| format!("{}/gates/app:{tag}", registry.host);
+    let store = open(&format!("{}/gates/app", registry.base));
+    let at = |tag: &str| format!("{}/gates/app:{tag}", registry.base);
 
     // v1: signed, with a signed SBOM with a critical finding.
     let d = put_artifact(store.as_ref(), b"v1", "v1");
@@ -336,12 +336,12 @@ fn vulnerability_gate_outcomes_on_a_signed_sbom() {
 fn an_unsigned_sbom_is_never_gated_and_no_section_is_said() {
     let dir = support::tempdir();
     let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
-    let store = open(&format!("{}/gates/other", registry.host));
+    let store = open(&format!("{}/gates/other", registry.base));
     let d = put_artifact(store.as_ref(), b"v2", "v2");
-    let r = format!("{}/gates/other:v2", registry.host);
+    let r = format!("{}/gates/other:v2", registry.base);
     attest(
         store.as_ref(),
         &d,
@@ -405,9 +405,9 @@ fn an_unsigned_sbom_is_never_gated_and_no_section_is_said() {
 fn a_sources_violation_names_both_locations() {
     let dir = support::tempdir();
     let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
-    let store = open(&format!("{}/gates/web", registry.host));
+    let store = open(&format!("{}/gates/web", registry.base));
     let d = put_artifact(store.as_ref(), b"web", "v1");
     attest(
         store.as_ref(),
@@ -432,7 +432,7 @@ fn a_sources_violation_names_both_locations() {
     let rules = "    sources:\n      internal:\n        - packages: [\"pkg:npm/@acme/*\"]\n          registries: [https://npm.acme.internal/]\n";
     let report = verify_with(
         store.as_ref(),
-        &format!("{}/gates/web:v1", registry.host),
+        &format!("{}/gates/web:v1", registry.base),
         &policy(&key.public_key(), rules),
         &db,
     );
@@ -467,9 +467,9 @@ fn a_sources_violation_names_both_locations() {
 fn custody_verify_applies_the_policy_gates_with_db_from_flag_or_policy() {
     let dir = support::tempdir();
     small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
-    let store = open(&format!("{}/gates/cli", registry.host));
+    let store = open(&format!("{}/gates/cli", registry.base));
     let d = put_artifact(store.as_ref(), b"cli", "v1");
     sign(store.as_ref(), &d, &key);
     attest(
@@ -479,7 +479,7 @@ fn custody_verify_applies_the_policy_gates_with_db_from_flag_or_policy() {
         PREDICATE_CYCLONEDX,
         bom(&[(SMALLVEC, None)]),
     );
-    let r = format!("{}/gates/cli:v1", registry.host);
+    let r = format!("{}/gates/cli:v1", registry.base);
     let file = dir.path().join("policy.yaml");
     // `databases` is relative to the policy file.
     std::fs::write(
@@ -544,8 +544,8 @@ fn a_policy_with_both_gates_is_valid_against_the_schema_and_the_verify_report_to
 
     // A refused report with every gate check kind validates against the report schema.
     let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
-    let store = open(&format!("{}/gates/schema", registry.host));
+    let registry = support::shared_registry();
+    let store = open(&format!("{}/gates/schema", registry.base));
     let d = put_artifact(store.as_ref(), b"schema", "v1");
     attest(
         store.as_ref(),
@@ -573,7 +573,7 @@ fn a_policy_with_both_gates_is_valid_against_the_schema_and_the_verify_report_to
         "--output",
         "json",
         "verify",
-        &format!("{}/gates/schema:v1", registry.host),
+        &format!("{}/gates/schema:v1", registry.base),
         "--policy",
         file.to_str().unwrap(),
         "--db",
@@ -606,9 +606,9 @@ fn a_policy_with_both_gates_is_valid_against_the_schema_and_the_verify_report_to
 fn a_vulnerable_index_sbom_is_not_deferred_to_the_platforms() {
     let dir = support::tempdir();
     let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
-    let repo = format!("{}/gates/multi", registry.host);
+    let repo = format!("{}/gates/multi", registry.base);
     let store = open(&repo);
     let sign = |d: &Descriptor| {
         attest(

@@ -265,6 +265,7 @@ fn gh_accepts_a_github_identity_release(host: &str) {
 /// The OCI 1.1 referrers API (go-containerregistry's registry).
 #[test]
 fn gh_attestation_verify_accepts_custody_release_via_referrers_api() {
+    // Its own registry: the image is `{host}/acme/app`, the repository the GitHub identity names.
     let registry = ReferrersRegistry::start();
     gh_accepts_a_github_identity_release(&registry.host);
 }
@@ -272,6 +273,7 @@ fn gh_attestation_verify_accepts_custody_release_via_referrers_api() {
 /// Distribution 2.8: gh finds the bundles through the `sha256-<hex>` tag-schema fallback index.
 #[test]
 fn gh_attestation_verify_accepts_custody_release_via_tag_schema_fallback() {
+    // Its own registry: the image is `{host}/acme/app`, the repository the GitHub identity names.
     let registry = Registry::start();
     gh_accepts_a_github_identity_release(&registry.host);
 }
@@ -281,6 +283,7 @@ fn gh_attestation_verify_accepts_custody_release_via_tag_schema_fallback() {
 #[test]
 fn gh_refuses_a_release_signed_by_an_email_identity() {
     let stack = SigstoreStack::shared();
+    // Its own registry: the image is `{host}/acme/app`, the repository the GitHub identity names.
     let registry = ReferrersRegistry::start();
     let dir = support::tempdir();
     let repo = work_tree(dir.path());

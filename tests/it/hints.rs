@@ -70,14 +70,14 @@ fn verify_without_trust_flags_names_the_flags_to_give() {
 
 #[test]
 fn an_unknown_tag_or_repository_says_so_and_points_at_the_reference() {
-    let registry = support::Registry::start();
+    let registry = support::shared_registry();
     let (_dir, store, prefix) = artifact_and_keys();
-    let pushed = format!("{}/team/app:v1", registry.host);
+    let pushed = format!("{}/team/app:v1", registry.base);
     support::ok(&["copy", &store, &pushed]);
     let public = format!("{prefix}.pub");
     for (reference, what) in [
-        (format!("{}/team/nosuch:v1", registry.host), "repository"),
-        (format!("{}/team/app:v9", registry.host), "tag"),
+        (format!("{}/team/nosuch:v1", registry.base), "repository"),
+        (format!("{}/team/app:v9", registry.base), "tag"),
     ] {
         let o = support::run(&["verify", &reference, "--key", &public]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

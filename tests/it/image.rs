@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::{Registry, custody, stderr, tempdir, tool, venv_python};
+use crate::support::{self, custody, stderr, tempdir, tool};
 
 struct Fixtures {
     /// The root file system tar (mmdebstrap, or this machine's dpkg database as the fallback).
@@ -161,15 +161,9 @@ fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
         .expect("custody runs");
     assert!(o.status.success(), "sbom --image failed: {}", stderr(&o));
     // CycloneDX's own strict schema (cyclonedx-python-lib) accepts it.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/validate.py");
-    let v = Command::new(venv_python())
-        .arg(script)
-        .arg("sbom")
-        .arg(&out)
-        .arg("1.6")
-        .output()
-        .expect("validator runs");
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    if let Some(why) = crate::support::sbom_violations(&out, "1.6") {
+        panic!("{why}");
+    }
     serde_json::from_slice(&std::fs::read(&out).expect("sbom written")).expect("sbom json")
 }
 
@@ -206,9 +200,9 @@ fn layer_digests(image: &str) -> Vec<String> {
 }
 
 /// Pushes rootfs + Go layer, and the same with a whiteout layer on top.
-fn push_images(registry: &Registry) -> (String, String) {
+fn push_images(host: &str) -> (String, String) {
     let f = fixtures();
-    let base = format!("{}/debian:1", registry.host);
+    let base = format!("{host}/debian:1");
     let rootfs = f.rootfs.to_string_lossy().into_owned();
     let go_layer = f.go_layer.to_string_lossy().into_owned();
     crane(&[
@@ -222,7 +216,7 @@ fn push_images(registry: &Registry) -> (String, String) {
         "-t",
         &base,
     ]);
-    let upper = format!("{}/debian:wh", registry.host);
+    let upper = format!("{host}/debian:wh");
     let wh = f.whiteout_layer.to_string_lossy().into_owned();
     crane(&["append", "--insecure", "-b", &base, "-f", &wh, "-t", &upper]);
     (base, upper)
@@ -230,8 +224,8 @@ fn push_images(registry: &Registry) -> (String, String) {
 
 #[test]
 fn debian_packages_match_dpkg_query_and_go_modules_match_go_version() {
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let f = fixtures();
     let bom = sbom_of(&base, &[]);
     let layers = layer_digests(&base);
@@ -332,8 +326,8 @@ fn debian_packages_match_dpkg_query_and_go_modules_match_go_version() {
 
 #[test]
 fn whiteouts_in_an_upper_layer_remove_packages_and_binaries() {
-    let registry = Registry::start();
-    let (_, upper) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (_, upper) = push_images(&registry.base);
     let bom = sbom_of(&upper, &[]);
     let names: Vec<&str> = components(&bom)
         .iter()
@@ -350,8 +344,8 @@ fn whiteouts_in_an_upper_layer_remove_packages_and_binaries() {
 
 #[test]
 fn oci_layout_image_with_a_tampered_layer_names_expected_and_found() {
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let dir = tempdir();
     let layout = dir.path().join("layout");
     crane(&[
@@ -403,10 +397,10 @@ fn oci_layout_image_with_a_tampered_layer_names_expected_and_found() {
 
 #[test]
 fn index_is_read_per_platform_and_platform_selects_one() {
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let f = fixtures();
-    let host = &registry.host;
+    let host = &registry.base;
     let amd64 = format!("{host}/multi:amd64");
     let arm64 = format!("{host}/multi:arm64");
     let index = format!("{host}/multi:index");
@@ -491,7 +485,7 @@ fn index_is_read_per_platform_and_platform_selects_one() {
 /// in an upper layer hides the lower ones, whatever its place in the tar.
 #[test]
 fn distroless_status_d_and_an_opaque_directory() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = tempdir();
     let lower = dir.path().join("lower");
     let upper = dir.path().join("upper");
@@ -533,8 +527,8 @@ fn distroless_status_d_and_an_opaque_directory() {
             "var/lib/dpkg/status.d/.wh..wh..opq",
         ],
     );
-    let one = format!("{}/distroless:one", registry.host);
-    let two = format!("{}/distroless:two", registry.host);
+    let one = format!("{}/distroless:one", registry.base);
+    let two = format!("{}/distroless:two", registry.base);
     let lower_s = lower_tar.to_string_lossy().into_owned();
     let upper_s = upper_tar.to_string_lossy().into_owned();
     crane(&[
@@ -585,7 +579,7 @@ fn distroless_status_d_and_an_opaque_directory() {
 /// apk's own format), `etc/os-release` a symlink to `../usr/lib/os-release` as on Alpine.
 #[test]
 fn alpine_packages_with_origin_and_distro() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = tempdir();
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("lib/apk/db")).expect("dir");
@@ -606,7 +600,7 @@ C:Q1bbb=\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\n\n",
     .expect("installed");
     let layer = dir.path().join("alpine.tar");
     tar_create(&layer, &root, &["etc", "lib", "usr"]);
-    let image = format!("{}/alpine:1", registry.host);
+    let image = format!("{}/alpine:1", registry.base);
     let layer_s = layer.to_string_lossy().into_owned();
     crane(&[
         "append",

@@ -26,13 +26,13 @@ fn peer(name: &str, args: &[&str], cwd: &std::path::Path) -> String {
 
 #[test]
 fn oras_pulls_what_custody_pushes_byte_identical() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let a = dir.path().join("a.txt");
     let b = dir.path().join("b.bin");
     std::fs::write(&a, b"alpha\n").unwrap();
     support::write_data(&b, 9 * 1024 * 1024 + 5, 3);
-    let r = format!("{}/interop/custody:v1", registry.host);
+    let r = format!("{}/interop/custody:v1", registry.base);
     ok(&["push", a.to_str().unwrap(), b.to_str().unwrap(), "--to", &r]);
     let out = dir.path().join("oras-out");
     std::fs::create_dir_all(&out).unwrap();
@@ -53,10 +53,10 @@ fn oras_pulls_what_custody_pushes_byte_identical() {
 
 #[test]
 fn custody_pulls_what_oras_pushes() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     std::fs::write(dir.path().join("notes.md"), b"# notes\n").unwrap();
-    let r = format!("{}/interop/oras:v1", registry.host);
+    let r = format!("{}/interop/oras:v1", registry.base);
     peer(
         "oras",
         &[
@@ -78,6 +78,7 @@ fn custody_pulls_what_oras_pushes() {
 
 #[test]
 fn crane_and_oras_see_the_same_digest_and_referrers_after_copy() {
+    // Two registries of their own: the copy crosses hosts, as crane and oras see it.
     let registry = Registry::start();
     let other = Registry::start();
     let dir = support::tempdir();

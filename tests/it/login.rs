@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, free_port, http_status, stderr, stdout};
+use crate::support::{self, http_status, stderr, stdout};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-pa55";
@@ -27,13 +27,14 @@ impl AuthRegistry {
         let storage = support::tempdir();
         let htpasswd = storage.path().join("htpasswd");
         std::fs::write(&htpasswd, HTPASSWD).unwrap();
-        for _ in 0..5 {
-            let port = free_port();
+        {
+            // Port 0: the registry picks a free one and logs it (level info), so no other
+            // process can take it between a probe and the bind.
             let config = storage.path().join("config.yml");
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nauth:\n  htpasswd:\n    realm: custody-test\n    path: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nauth:\n  htpasswd:\n    realm: custody-test\n    path: {}\nhttp:\n  addr: 127.0.0.1:0\n",
                     storage.path().join("data").display(),
                     htpasswd.display()
                 ),
@@ -43,10 +44,11 @@ impl AuthRegistry {
                 .arg("serve")
                 .arg(&config)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("start docker-registry");
-            let host = format!("127.0.0.1:{port}");
+            let stderr = child.stderr.take().expect("piped");
+            let host = support::announced_address(stderr, "listening on ").unwrap_or_default();
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {

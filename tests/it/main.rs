@@ -20,6 +20,7 @@ mod gates;
 mod gh;
 mod hints;
 mod hostile;
+mod human_output;
 mod image;
 mod interop;
 mod keyless;

@@ -13,7 +13,7 @@ use custody::foundation::reference::Reference;
 use custody::storage::store::{self, BlobSource, Store};
 
 use crate::registry::attach_referrer;
-use crate::support::{Registry, ok, ok_json, validate_against_schema};
+use crate::support::{self, ok, ok_json, validate_against_schema};
 
 fn open(reference: &str) -> Box<dyn Store> {
     store::open(
@@ -95,8 +95,8 @@ fn digests(v: &serde_json::Value) -> Vec<String> {
 /// (with that manifest's signature), and leaves the kept release whole.
 #[test]
 fn prune_keeps_a_platform_manifest_a_kept_release_shares() {
-    let registry = Registry::start_with_delete(true);
-    let repo = format!("{}/team/multi", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/team/multi", registry.base);
     let store = open(&repo);
     let s = store.as_ref();
     let amd64 = image(s, "amd64", None);
@@ -206,8 +206,8 @@ fn prune_keeps_a_platform_manifest_a_kept_release_shares() {
 /// its subjects at any depth: nothing of that chain is deleted.
 #[test]
 fn prune_keeps_the_subjects_of_a_protected_artifact_at_any_depth() {
-    let registry = Registry::start_with_delete(true);
-    let repo = format!("{}/team/app", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/team/app", registry.base);
     let store = open(&repo);
     let s = store.as_ref();
     let old = image(s, "old", Some("2024-01-01T00:00:00Z"));

@@ -172,6 +172,8 @@ fn first_command_leaves_a_verifiable_artifact_in_the_default_store() {
 /// the staging and production hosts the README names, and the air-gap example offline.
 #[test]
 fn registry_promote_and_air_gap_examples_run_as_written() {
+    // Two registries of their own: they stand in for the README's two hosts, replaced by bare
+    // host:port.
     let staging = Registry::start();
     let prod = Registry::start();
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

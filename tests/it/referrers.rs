@@ -7,7 +7,7 @@ use custody::evidence::attach::{self, BundleContent};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 
-use crate::support::{self, Registry, stderr, stdout};
+use crate::support::{self, stderr, stdout};
 
 const REFERRERS: usize = 40;
 
@@ -34,14 +34,14 @@ fn digests<'a>(values: impl Iterator<Item = &'a serde_json::Value>) -> BTreeSet<
 
 #[test]
 fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_size() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let file = dir.path().join("app.txt");
     std::fs::write(&file, "many referrers\n").unwrap();
-    let tagged = format!("{}/team/app:v1", registry.host);
+    let tagged = format!("{}/team/app:v1", registry.base);
     let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
     let digest = pushed["digest"].as_str().unwrap().to_owned();
-    let pinned = format!("{}/team/app@{digest}", registry.host);
+    let pinned = format!("{}/team/app@{digest}", registry.base);
 
     // Many bundle referrers, each different; they are not valid signatures, which is fine: every
     // reader lists what is attached, and verify reports each as untrusted.
@@ -111,11 +111,11 @@ fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_s
         );
         assert_eq!(seen, attached, "discover with {jobs} job(s)");
 
-        let copied = format!("{}/copies/app{jobs}:v1", registry.host);
+        let copied = format!("{}/copies/app{jobs}:v1", registry.base);
         let (code, _, c) = json(jobs, &["copy", &pinned, &copied]);
         assert_eq!(code, Some(0), "{c}");
         assert_eq!(c["referrers"], REFERRERS, "copy with {jobs} job(s)");
-        let copied_pinned = format!("{}/copies/app{jobs}@{digest}", registry.host);
+        let copied_pinned = format!("{}/copies/app{jobs}@{digest}", registry.base);
         let (_, _, d) = json(jobs, &["discover", &copied_pinned]);
         let seen = digests(
             d["referrers"]

@@ -50,14 +50,14 @@ fn open(reference: &str) -> Box<dyn Store> {
 
 #[test]
 fn push_pull_resolve_on_a_real_registry() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let small = dir.path().join("small.txt");
     let big = dir.path().join("big.bin");
     std::fs::write(&small, b"small file\n").unwrap();
     // Larger than the monolithic limit and one chunk: exercises the chunked upload.
     support::write_data(&big, 40 * 1024 * 1024 + 123, 7);
-    let to = format!("{}/team/app:v1", registry.host);
+    let to = format!("{}/team/app:v1", registry.base);
 
     let pushed = ok_json(&[
         "push",
@@ -69,7 +69,7 @@ fn push_pull_resolve_on_a_real_registry() {
     let digest = pushed["digest"].as_str().unwrap().to_owned();
     assert_eq!(
         pushed["pinned"],
-        format!("{}/team/app@{digest}", registry.host)
+        format!("{}/team/app@{digest}", registry.base)
     );
     assert_eq!(pushed["tagOutcome"]["result"], "created");
 
@@ -78,7 +78,7 @@ fn push_pull_resolve_on_a_real_registry() {
     let out = dir.path().join("out");
     ok(&[
         "pull",
-        &format!("{}/team/app@{digest}", registry.host),
+        &format!("{}/team/app@{digest}", registry.base),
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -116,6 +116,7 @@ fn push_pull_resolve_on_a_real_registry() {
 
 #[test]
 fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
+    // Its own registry: the air-gap path restores into a second, separate registry.
     let registry = Registry::start();
     let dir = support::tempdir();
     let file = dir.path().join("a.txt");
@@ -193,6 +194,7 @@ fn referrers_use_the_tag_schema_fallback_and_copy_keeps_them() {
     assert_eq!(ok(&["resolve", &dst]).trim(), digest);
 
     // The air-gap path: registry to layout and back to a second registry.
+    // A second registry: the air-gap copy must cross hosts.
     let other = Registry::start();
     let layout = format!("oci:{}:v1", dir.path().join("airgap").display());
     ok(&["copy", &src, &layout]);
@@ -349,11 +351,12 @@ fn bad_input_gives_clear_errors_and_exit_2() {
         .collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("data.txt")]);
 
-    // A registry that is not there: exit 2 after retries, naming the URL.
-    let port = support::free_port();
-    let o = run(&["resolve", &format!("127.0.0.1:{port}/x/y:z")]);
+    // A registry that is not there: exit 2 after retries, naming the URL. Port 1 (tcpmux) is
+    // privileged and served by nothing, so unlike a probed free port no other process can
+    // start answering on it meanwhile.
+    let o = run(&["resolve", "127.0.0.1:1/x/y:z"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains(&port.to_string()), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1/"), "{}", stderr(&o));
 
     // Plain HTTP to a non-loopback host is not attempted silently: it is HTTPS by default.
     let o = run(&["resolve", "registry.invalid/x/y:z"]);
@@ -367,6 +370,8 @@ fn bad_input_gives_clear_errors_and_exit_2() {
 
 #[test]
 fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() {
+    // Registries of their own: the copy crosses from the referrers API to the tag-schema fallback,
+    // host to host.
     let api = ReferrersRegistry::start();
     let fallback = Registry::start();
     let dir = support::tempdir();
@@ -418,6 +423,7 @@ fn referrers_api_is_used_when_the_registry_has_it_and_copies_cross_both_paths() 
 fn bench_verify_peak_rss_with_60_referrers_of_16_mib() {
     use custody::evidence::sign::keys::SigningKey;
     use custody::evidence::sign::{KeySigner, sign_statement};
+    // Its own registry: a benchmark of about 1 GiB, measured alone.
     let registry = Registry::start();
     let repo = format!("{}/bench/rss", registry.host);
     let store = open(&repo);

@@ -7,7 +7,7 @@ use std::process::Command;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 
-use crate::support::{self, Registry, stderr, tool};
+use crate::support::{self, stderr, tool};
 
 /// A git work tree with one committed source file and an ignored `dist/` artifact.
 pub fn work_tree(dir: &Path) -> std::path::PathBuf {
@@ -75,11 +75,11 @@ fn cosign(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn release_to_a_registry_is_accepted_by_cosign() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let repo = work_tree(dir.path());
     let (key, public) = keypair(dir.path());
-    let to = format!("{}/acme/app:1.0.0", registry.host);
+    let to = format!("{}/acme/app:1.0.0", registry.base);
     let o = release_in(
         &repo,
         &[
@@ -113,7 +113,7 @@ fn release_to_a_registry_is_accepted_by_cosign() {
     assert_eq!(kinds, ["signature", "provenance", "sbom"]);
 
     // cosign v3 reads the bundles from the referrers (tag-schema fallback here).
-    let pinned = format!("{}/acme/app@{digest}", registry.host);
+    let pinned = format!("{}/acme/app@{digest}", registry.base);
     let common = [
         "--key",
         &public,
@@ -175,7 +175,7 @@ fn release_to_a_registry_is_accepted_by_cosign() {
 
 #[test]
 fn a_failed_release_leaves_no_tag_and_a_rerun_completes() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let repo = work_tree(dir.path());
     let (key, _) = keypair(dir.path());
@@ -185,7 +185,7 @@ fn a_failed_release_leaves_no_tag_and_a_rerun_completes() {
         "push",
         repo.join("dist/app.bin").to_str().unwrap(),
         "--to",
-        &format!("{}/probe/app:x", registry.host),
+        &format!("{}/probe/app:x", registry.base),
         "--annotation",
         "org.opencontainers.image.created=2026-01-01T00:00:00Z",
     ]);
@@ -194,10 +194,10 @@ fn a_failed_release_leaves_no_tag_and_a_rerun_completes() {
     // Sabotage: something that is not an index under the subject's referrers fallback tag.
     let junk = dir.path().join("junk.txt");
     std::fs::write(&junk, b"junk").unwrap();
-    let fallback = format!("{}/acme/app:{}", registry.host, digest.fallback_tag());
+    let fallback = format!("{}/acme/app:{}", registry.base, digest.fallback_tag());
     support::ok(&["push", junk.to_str().unwrap(), "--to", &fallback]);
 
-    let to = format!("{}/acme/app:2.0.0", registry.host);
+    let to = format!("{}/acme/app:2.0.0", registry.base);
     let o = release_in(&repo, &["dist/app.bin", "--to", &to, "--key", &key]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not an image index"), "{}", stderr(&o));
@@ -267,10 +267,10 @@ fn release_refuses_a_dirty_tree_unless_told() {
 fn keyless_release_verifies_for_its_identity_only() {
     use crate::sigstore_stack::{EMAIL, SigstoreStack};
     let stack = SigstoreStack::shared();
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let repo = work_tree(dir.path());
-    let to = format!("{}/acme/keyless:1.0.0", registry.host);
+    let to = format!("{}/acme/keyless:1.0.0", registry.base);
     let token = stack.oidc.token();
     let o = release_in(
         &repo,

@@ -13,7 +13,7 @@ use custody::storage::store::Store;
 use serde_json::{Value, json};
 
 use super::gates::{bom, open, policy_text, put_artifact, small_db};
-use crate::support::{self, HostileServer, Registry, Response};
+use crate::support::{self, HostileServer, Response};
 
 fn attest_sbom(store: &dyn Store, tag: &str, signer: &KeySigner, purls: &[&str]) {
     let d = put_artifact(store, tag.as_bytes(), tag);
@@ -231,8 +231,8 @@ fn check_repository(repo: &str, dir: &Path) {
 #[test]
 fn rescan_reports_impact_on_a_registry() {
     let dir = support::tempdir();
-    let registry = Registry::start();
-    check_repository(&format!("{}/rescan/app", registry.host), dir.path());
+    let registry = support::shared_registry();
+    check_repository(&format!("{}/rescan/app", registry.base), dir.path());
 }
 
 #[test]
@@ -279,8 +279,8 @@ fn rescan_backs_off_when_the_registry_says_429_while_listing_tags() {
 #[test]
 fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
     let dir = support::tempdir();
-    let registry = Registry::start();
-    let repo = format!("{}/scan/app", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/scan/app", registry.base);
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
     let store = open(&repo);
@@ -418,8 +418,8 @@ fn scan_verifies_the_sbom_against_a_policy_and_attests_the_result() {
 #[test]
 fn a_decoy_sbom_does_not_silence_rescan() {
     let dir = support::tempdir();
-    let registry = Registry::start();
-    let repo = format!("{}/decoy/app", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/decoy/app", registry.base);
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
     let store = open(&repo);

@@ -71,6 +71,7 @@ const BAD_DIGEST: &str = "sha256:NOT-A-DIGEST";
 
 #[test]
 fn release_store_promote_tree_policy_and_audit_outputs_follow_their_schemas() {
+    // Two registries of their own: promotion crosses hosts (staging to production).
     let staging = Registry::start();
     let production = Registry::start();
     let dir = support::tempdir();
@@ -672,10 +673,10 @@ fn osv_db() -> PathBuf {
 
 #[test]
 fn scan_rescan_and_rescan_state_follow_their_schemas() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
     let d = dir.path();
-    let repo = format!("{}/acme/service", registry.host);
+    let repo = format!("{}/acme/service", registry.base);
     let store = crate::gates::open(&repo);
     let key = KeySigner::new(SigningKey::generate_p256().unwrap());
     let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());

@@ -75,6 +75,7 @@ fn verify(reference: &str, host: &str, policy: &str) -> (Option<i32>, String, bo
 /// it another way; only the catch-all would have accepted it.
 #[test]
 fn every_spelling_of_the_host_picks_the_same_scope() {
+    // Its own registry: the test spells its bare host several ways in `repositories:` scopes.
     let registry = Registry::start();
     let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
     let dir = support::tempdir();

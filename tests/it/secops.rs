@@ -11,7 +11,7 @@ use custody::foundation::reference::Reference;
 use custody::storage::store::{self, Store};
 
 use crate::registry::attach_referrer;
-use crate::support::{self, ReferrersRegistry, Registry, ok, ok_json, run, stderr, stdout};
+use crate::support::{self, Registry, ok, ok_json, run, stderr, stdout};
 
 fn fixture(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -365,9 +365,9 @@ fn check_pruned(s: &Scene) {
 
 #[test]
 fn prune_on_a_real_registry_deletes_artifacts_with_their_referrers() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
-    let s = scene(dir.path(), format!("{}/team/app", registry.host));
+    let s = scene(dir.path(), format!("{}/team/app", registry.base));
 
     // Without --yes: a plan, nothing deleted.
     let args = prune_args(&s.repo, false);
@@ -406,9 +406,9 @@ fn prune_on_a_real_registry_deletes_artifacts_with_their_referrers() {
 
 #[test]
 fn prune_on_a_referrers_api_registry() {
-    let registry = ReferrersRegistry::start();
+    let registry = support::shared_referrers_registry();
     let dir = support::tempdir();
-    let s = scene(dir.path(), format!("{}/team/app", registry.host));
+    let s = scene(dir.path(), format!("{}/team/app", registry.base));
     let args = prune_args(&s.repo, true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&args);
@@ -430,6 +430,7 @@ fn prune_on_an_oci_layout() {
 
 #[test]
 fn a_registry_that_refuses_deletes_is_reported() {
+    // Its own registry: manifest deletion is off, which the shared one allows.
     let registry = Registry::start_with_delete(false);
     let dir = support::tempdir();
     let s = scene(dir.path(), format!("{}/team/app", registry.host));

@@ -5,8 +5,11 @@
 //! free ports and its own temp folder; `trusted_root.json` and `signing_config.json` are written
 //! by cosign (`trusted-root create`, `signing-config create`). Everything stops on drop.
 //!
-//! The timestamp authority binds its metrics on a fixed `:2112`, so one stack is shared by the
-//! tests of a run ([`SigstoreStack::shared`]) and started again only when none is alive.
+//! The timestamp authority binds its metrics on `:2112`, fixed in its code (v2.1.3 has no flag
+//! for it), so one stack is shared by the tests of a run ([`SigstoreStack::shared`]), started
+//! again only when none is alive, and a file lock keeps a second test process on this machine
+//! waiting instead of failing. The other services get free ports; a start that loses a port
+//! to another process (the service exits) is retried with fresh ones.
 
 #![allow(dead_code)]
 
@@ -194,7 +197,12 @@ pub struct SigstoreStack {
     pub tuf_root: PathBuf,
     services: Mutex<Vec<Service>>,
     dir: tempfile::TempDir,
+    /// Held while the stack runs: the machine-wide lock on the TSA's fixed metrics port.
+    _port_2112: std::fs::File,
 }
+
+/// How many times a stack start is tried before its failure is the test's.
+const START_ATTEMPTS: usize = 3;
 
 static SHARED: Mutex<Weak<SigstoreStack>> = Mutex::new(Weak::new());
 
@@ -205,7 +213,20 @@ impl SigstoreStack {
         if let Some(stack) = slot.upgrade() {
             return stack;
         }
-        let stack = Arc::new(SigstoreStack::start());
+        // Released when the stack is dropped; a stack of another test process holds it meanwhile.
+        let lock_path = std::env::temp_dir().join("custody-test-tsa-metrics-2112.lock");
+        let mut attempt = 1;
+        let stack = loop {
+            let lock = std::fs::File::create(&lock_path).expect("lock file");
+            lock.lock().expect("lock the TSA metrics port");
+            match std::panic::catch_unwind(|| SigstoreStack::start(lock)) {
+                Ok(stack) => break Arc::new(stack),
+                // A service lost its port to another process between the probe and its bind:
+                // everything started so far was stopped on unwind; try again with fresh ports.
+                Err(_) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        };
         *slot = Arc::downgrade(&stack);
         stack
     }
@@ -214,7 +235,7 @@ impl SigstoreStack {
         self.dir.path()
     }
 
-    fn start() -> SigstoreStack {
+    fn start(port_2112: std::fs::File) -> SigstoreStack {
         let fulcio_bin = stack_bin("fulcio", "fulcio");
         let tsa_bin = stack_bin("tsa", "timestamp-server");
         let rekor_bin = stack_bin("rekor-v2", "posix");
@@ -291,6 +312,7 @@ impl SigstoreStack {
             tuf_root: w.join("tuf"),
             services: Mutex::new(stack_services),
             dir,
+            _port_2112: port_2112,
         };
         let fulcio_root =
             stack.wait_get("fulcio", &format!("{}/api/v1/rootCert", stack.fulcio_url));
@@ -502,6 +524,13 @@ fn spawn(name: &'static str, dir: &Path, cmd: &mut Command) -> Service {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     Service { name, child, log }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for SigstoreStack {

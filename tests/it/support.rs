@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{ChildStdin, ChildStdout};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Where scripts/install-tools puts peer tools.
@@ -128,45 +130,7 @@ impl Registry {
 
     /// A registry with manifest deletion on or off (off: DELETE answers 405 UNSUPPORTED).
     pub fn start_with_delete(delete: bool) -> Registry {
-        let storage = tempfile::tempdir().expect("tempdir");
-        for _ in 0..5 {
-            let port = free_port();
-            let config = storage.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    storage.path().join("data").display()
-                ),
-            )
-            .expect("write registry config");
-            let mut child = Command::new(registry_binary())
-                .arg("serve")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start docker-registry");
-            let host = format!("127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if http_status(&host, "/v2/") == Some(200) {
-                    return Registry {
-                        child,
-                        host,
-                        config,
-                        _storage: storage,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not come up on a loopback port");
+        Registry::isolated(delete)
     }
 
     pub fn kill(&mut self) {
@@ -221,29 +185,7 @@ pub struct ReferrersRegistry {
 
 impl ReferrersRegistry {
     pub fn start() -> ReferrersRegistry {
-        let binary = tool("ocireg");
-        for _ in 0..5 {
-            let host = format!("127.0.0.1:{}", free_port());
-            let mut child = Command::new(&binary)
-                .args(["-addr", &host])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start ocireg");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if http_status(&host, "/v2/") == Some(200) {
-                    return ReferrersRegistry { child, host };
-                }
-                std::thread::sleep(Duration::from_millis(30));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("ocireg did not come up on a loopback port");
+        ReferrersRegistry::isolated()
     }
 }
 
@@ -527,51 +469,13 @@ pub fn validate_against_schema(schema: &str, instance: &serde_json::Value) {
 /// does. Every file of `schemas/` is loaded, so `$ref`s between them resolve offline by `$id`;
 /// formats (date-time, …) are checked. A schema that is not valid draft 2020-12 panics.
 pub fn schema_violations(schema: &str, instance: &serde_json::Value) -> Option<String> {
-    const CHECK: &str = r##"
-import json, pathlib, sys
-import jsonschema, referencing
-from referencing.jsonschema import DRAFT202012
-folder, target, instance = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-V = jsonschema.Draft202012Validator
-ids, resources = {}, []
-for path in sorted(folder.glob("*.json")):
-    schema = json.loads(path.read_text())
-    V.check_schema(schema)
-    ids[path.name] = schema["$id"]
-    resources.append((schema["$id"], DRAFT202012.create_resource(schema)))
-registry = referencing.Registry().with_resources(resources)
-name, _, pointer = target.partition("#")
-root = {"$ref": ids[name] + ("#" + pointer if pointer else "")}
-validator = V(root, registry=registry, format_checker=V.FORMAT_CHECKER)
-errors = sorted(validator.iter_errors(json.load(open(instance))), key=lambda e: list(e.absolute_path))
-def show(e, indent):
-    print(indent + "/" + "/".join(map(str, e.absolute_path)) + ": " + e.message)
-    for sub in e.context:
-        show(sub, indent + "  ")
-for e in errors:
-    show(e, "")
-sys.exit(3 if errors else 0)
-"##;
-    let dir = tempdir();
-    let file = dir.path().join("instance.json");
-    std::fs::write(&file, serde_json::to_vec(instance).expect("json")).expect("write instance");
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(CHECK)
-        .arg(&folder)
-        .arg(schema)
-        .arg(&file)
-        .output()
-        .expect("python runs");
-    match out.status.code() {
-        Some(0) => None,
-        Some(3) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        _ => panic!(
-            "the schema check of {schema} could not run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    check(serde_json::json!({
+        "check": "schema",
+        "folder": folder,
+        "schema": schema,
+        "instance": instance,
+    }))
 }
 
 /// A TCP proxy in front of a registry that, while armed, holds every connection still once
@@ -691,4 +595,376 @@ fn pump_down(mut server: TcpStream, mut client: TcpStream) {
     let _ = std::io::copy(&mut server, &mut client);
     let _ = client.shutdown(std::net::Shutdown::Both);
     let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+/// How long a service started by a test may take to say where it listens.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// The `docker-registry` configuration: storage under `storage/data`, manifest deletion on or
+/// off, loopback on `port` (0: the registry picks a free one and logs it).
+fn registry_config(storage: &Path, delete: bool, port: u16) -> PathBuf {
+    let config = storage.join("config.yml");
+    // Level info, so the registry logs "listening on ADDR"; the access log stays off.
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.join("data").display()
+        ),
+    )
+    .expect("write registry config");
+    config
+}
+
+/// Reads `output` on a thread until a line contains `marker` followed by a loopback address
+/// (`127.0.0.1:PORT`), then keeps draining it so the service never blocks on a full pipe.
+/// Returns the address, or None when the output ends first or after [`STARTUP`].
+pub fn announced_address(
+    output: impl Read + Send + 'static,
+    marker: &'static str,
+) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if sent {
+                continue;
+            }
+            if let Some(rest) = line.split(marker).nth(1) {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                if addr.starts_with("127.0.0.1:") {
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(STARTUP).ok()
+}
+
+/// Waits until `host` answers `GET /v2/` with 200 while `child` runs.
+fn wait_v2(child: &mut Child, host: &str) -> bool {
+    let deadline = Instant::now() + STARTUP;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if http_status(host, "/v2/") == Some(200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    false
+}
+
+impl Registry {
+    /// A registry of its own on a port the registry picked itself (no free-port race), with
+    /// manifest deletion on or off. For tests that need isolation: they stop or restart it,
+    /// log in to it, count on its catalog, or turn deletion off. Everything else uses
+    /// [`shared_registry`].
+    pub fn isolated(delete: bool) -> Registry {
+        let storage = tempfile::tempdir().expect("tempdir");
+        let config = registry_config(storage.path(), delete, 0);
+        let mut child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-registry");
+        let stderr = child.stderr.take().expect("piped");
+        let host = announced_address(stderr, "listening on ");
+        match host {
+            Some(host) if wait_v2(&mut child, &host) => {
+                // A restart comes back on the same port.
+                let port = host.rsplit(':').next().and_then(|p| p.parse().ok());
+                registry_config(storage.path(), delete, port.expect("port"));
+                Registry {
+                    child,
+                    host,
+                    config,
+                    _storage: storage,
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("docker-registry did not come up on a loopback port");
+            }
+        }
+    }
+}
+
+impl ReferrersRegistry {
+    /// An OCI 1.1 registry of its own on a port it picked itself (no free-port race); ocireg
+    /// prints where it listens. For tests that count its requests or need an empty registry;
+    /// everything else uses [`shared_referrers_registry`].
+    pub fn isolated() -> ReferrersRegistry {
+        let mut child = Command::new(tool("ocireg"))
+            .args(["-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ocireg");
+        let stdout = child.stdout.take().expect("piped");
+        match announced_address(stdout, "listening on ") {
+            Some(host) if wait_v2(&mut child, &host) => ReferrersRegistry { child, host },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ocireg did not say where it listens: run scripts/install-tools to rebuild it"
+                );
+            }
+        }
+    }
+}
+
+/// A registry process shared by the tests of this binary. It runs under a small `sh` that
+/// holds the read end of a pipe whose write end only this process has: when the test binary
+/// exits, however it exits, the pipe closes and the shell stops the registry by its pid and
+/// removes its storage.
+struct SharedProcess {
+    host: String,
+    _keeper: Mutex<ChildStdin>,
+}
+
+impl SharedProcess {
+    fn start(program: &Path, args: &[&str], storage: Option<&Path>) -> SharedProcess {
+        // $0 program, $1 storage to remove ("" for none), then the program's arguments.
+        const KEEPER: &str = r#"p="$0"; s="$1"; shift; "$p" "$@" </dev/null & pid=$!; cat >/dev/null; kill "$pid"; wait "$pid"; [ -n "$s" ] && rm -rf "$s"; exit 0"#;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(KEEPER)
+            .arg(program)
+            .arg(storage.map(Path::as_os_str).unwrap_or_default())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let keeper = child.stdin.take().expect("piped");
+        // docker-registry logs its address on stderr, ocireg on stdout.
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        for output in [
+            Box::new(stdout) as Box<dyn Read + Send>,
+            Box::new(stderr) as Box<dyn Read + Send>,
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                if let Some(addr) = announced_address(output, "listening on ") {
+                    let _ = tx.send(addr);
+                }
+            });
+        }
+        let host = rx.recv_timeout(STARTUP).unwrap_or_else(|_| {
+            panic!(
+                "{} did not say where it listens (ocireg: run scripts/install-tools to rebuild it)",
+                program.display()
+            )
+        });
+        assert!(
+            wait_v2(&mut child, &host),
+            "{} did not answer on {host}",
+            program.display()
+        );
+        // The shell is not waited for: it ends after this process, with the registry.
+        std::mem::forget(child);
+        SharedProcess {
+            host,
+            _keeper: Mutex::new(keeper),
+        }
+    }
+}
+
+/// A repository namespace on a registry shared by the tests of this binary, for tests that do
+/// not need a registry of their own (no fault injection, no credentials, no outage, no request
+/// counting, no catalog). `base` is `HOST:PORT/NAMESPACE`, where the namespace is made from the
+/// test's name, so `format!("{}/app:v1", r.base)` is a repository no other test uses; `host` is
+/// the bare `HOST:PORT` for what needs the registry itself (a `repos:` scope, `--registry`).
+pub struct SharedRegistry {
+    pub host: String,
+    pub base: String,
+}
+
+/// The distribution registry shared by this test binary (started by the first test that asks),
+/// with a namespace of the calling test's own.
+pub fn shared_registry() -> SharedRegistry {
+    static REGISTRY: OnceLock<SharedProcess> = OnceLock::new();
+    let process = REGISTRY.get_or_init(|| {
+        // Kept (not deleted on drop): the keeper shell removes it when the registry stops.
+        let storage = tempfile::Builder::new()
+            .prefix("custody-shared-registry")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let config = registry_config(&storage, true, 0);
+        SharedProcess::start(
+            &registry_binary(),
+            &["serve", config.to_str().expect("utf-8 temp path")],
+            Some(&storage),
+        )
+    });
+    scoped(&process.host)
+}
+
+/// The OCI 1.1 referrers-API registry (ocireg) shared by this test binary, with a namespace of
+/// the calling test's own; see [`shared_registry`].
+pub fn shared_referrers_registry() -> SharedRegistry {
+    static REGISTRY: OnceLock<SharedProcess> = OnceLock::new();
+    let process = REGISTRY
+        .get_or_init(|| SharedProcess::start(&tool("ocireg"), &["-addr", "127.0.0.1:0"], None));
+    scoped(&process.host)
+}
+
+/// `host` with a namespace made from the current test's name (libtest names each test's
+/// thread after it): `verify::a_tag_moved` becomes `verify/a-tag-moved`. A second call from
+/// the same test gets `-2`, and so on, so each call is a fresh namespace.
+fn scoped(host: &str) -> SharedRegistry {
+    static SEEN: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("test");
+    let mut namespace = name
+        .split("::")
+        .map(|part| {
+            let part: String = part
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let part = part
+                .split('-')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>();
+            if part.is_empty() {
+                "x".to_owned()
+            } else {
+                part.join("-")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    match seen.iter_mut().find(|(n, _)| *n == namespace) {
+        Some((_, count)) => {
+            *count += 1;
+            namespace = format!("{namespace}-{count}");
+        }
+        None => seen.push((namespace.clone(), 1)),
+    }
+    SharedRegistry {
+        host: host.to_owned(),
+        base: format!("{host}/{namespace}"),
+    }
+}
+
+/// The validators of `tests/it/validate.py`, as one long-running process per test binary
+/// (`validate.py serve`, one JSON line in, one out), started by the first test that asks and
+/// used by one test at a time. It ends when this process does (its stdin closes).
+struct Validator {
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    _child: Child,
+}
+
+impl Validator {
+    fn start() -> Validator {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/validate.py");
+        let mut child = Command::new(venv_python())
+            .arg(script)
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        Validator {
+            input: child.stdin.take().expect("piped"),
+            output: BufReader::new(child.stdout.take().expect("piped")),
+            _child: child,
+        }
+    }
+
+    fn ask(&mut self, request: &serde_json::Value) -> std::io::Result<serde_json::Value> {
+        writeln!(self.input, "{request}")?;
+        self.input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    }
+}
+
+/// Sends one request to the validator process and returns its answer; panics when the
+/// validator could not run (its `error`).
+fn validator(request: serde_json::Value) -> serde_json::Value {
+    static VALIDATOR: Mutex<Option<Validator>> = Mutex::new(None);
+    let mut slot = VALIDATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let validator = slot.get_or_insert_with(Validator::start);
+    let answer = match validator.ask(&request) {
+        Ok(answer) => answer,
+        Err(e) => {
+            // A dead validator is started again by the next request.
+            *slot = None;
+            panic!("the validator did not answer {request}: {e}");
+        }
+    };
+    drop(slot);
+    if let Some(error) = answer.get("error") {
+        panic!(
+            "the validator could not run {request}: {}",
+            error.as_str().unwrap_or_default()
+        );
+    }
+    answer
+}
+
+/// The validator's message when `request` (a `check`) does not validate, None when it does.
+fn check(request: serde_json::Value) -> Option<String> {
+    let answer = validator(request);
+    if answer["valid"] == true {
+        None
+    } else {
+        Some(answer["message"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// Why the CycloneDX file at `path` is not valid CycloneDX `version` (1.5 or 1.6) by
+/// cyclonedx-python-lib's strict schema, or None when it is.
+pub fn sbom_violations(path: &Path, version: &str) -> Option<String> {
+    check(serde_json::json!({"check": "sbom", "path": path, "version": version}))
+}
+
+/// Why the file at `path` is not a valid in-toto Statement v1 (with its SLSA provenance or VSA
+/// predicate) by the in-toto-attestation library, or None when it is.
+pub fn statement_violations(path: &Path) -> Option<String> {
+    check(serde_json::json!({"check": "statement", "path": path}))
+}
+
+/// YAML text as JSON, read by PyYAML (an independent reader).
+pub fn yaml_to_json(text: &str) -> serde_json::Value {
+    validator(serde_json::json!({"read": "yaml", "text": text}))["value"].take()
+}
+
+/// Every YAML document of a file as JSON, read by PyYAML.
+pub fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    match validator(serde_json::json!({"read": "yaml_all", "path": path}))["value"].take() {
+        serde_json::Value::Array(documents) => documents,
+        other => panic!("{}: not a list of YAML documents: {other}", path.display()),
+    }
+}
+
+/// How many `<failure>` elements a JUnit XML file has, read by Python's XML parser; panics
+/// when it is not well-formed XML.
+pub fn junit_failures(path: &Path) -> u64 {
+    validator(serde_json::json!({"read": "junit_failures", "path": path}))["value"]
+        .as_u64()
+        .expect("a count")
 }

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
-use crate::support::{custody, free_port, stderr, stdout, tempdir, venv_python};
+use crate::support::{self, custody, stderr, stdout, tempdir, venv_python};
 
 const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -49,26 +49,26 @@ impl TufRepo {
         let dir = tempdir();
         let repo = TufRepo::script(dir.path(), &["init", target.to_str().expect("utf-8")]);
         assert!(repo.status.success(), "init: {}", stderr(&repo));
-        let port = free_port();
+        // Port 0: the server picks a free one and prints it ("Serving HTTP on 127.0.0.1 port
+        // N (http://127.0.0.1:N/)"; -u so the line is not buffered).
         let mut server = Command::new(venv_python())
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
             .arg("--directory")
             .arg(dir.path().join("repo"))
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("http.server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return TufRepo { dir, server, url };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        let stdout = server.stdout.take().expect("piped");
+        if let Some(host) = support::announced_address(stdout, "(http://")
+            && TcpStream::connect(&host).is_ok()
+        {
+            let url = format!("http://{host}");
+            return TufRepo { dir, server, url };
         }
         let _ = server.kill();
         let _ = server.wait();
-        panic!("http.server did not listen on {port}");
+        panic!("http.server did not say where it listens");
     }
 
     fn script(dir: &Path, args: &[&str]) -> Output {

@@ -4,6 +4,10 @@ scripts/install-python-tools makes).
   validate.py sbom <file> <1.5|1.6>   CycloneDX strict JSON schema (cyclonedx-python-lib)
   validate.py statement <file>        in-toto Statement v1 (in-toto-attestation), and for
                                       SLSA provenance v1 / VSA v1 the predicate proto as well
+  validate.py serve                   the same checks, plus custody's own JSON schemas
+                                      (jsonschema, draft 2020-12) and YAML/XML reading, as one
+                                      long-running process: one JSON request per stdin line,
+                                      one JSON answer per stdout line (see serve below)
 
 Exit 0 when valid, 1 with the reason on stderr when not.
 """
@@ -14,9 +18,12 @@ import sys
 from google.protobuf import json_format
 
 
+class Invalid(Exception):
+    """The document does not validate; the message says why."""
+
+
 def fail(message):
-    print(message, file=sys.stderr)
-    sys.exit(1)
+    raise Invalid(message)
 
 
 def check_sbom(path, version):
@@ -90,13 +97,109 @@ def check_statement(path):
             fail(f"{path}: not a valid VSA v1 predicate: {e}")
 
 
+_schema_validators = {}
+
+
+def schema_violations(folder, target, instance):
+    """The messages of every violation of `instance` against `<folder>/<file>[#pointer]`, one per
+    line with its JSON path (nested under the `anyOf`/`oneOf` branch that failed). Every file of
+    the folder is loaded once, so `$ref`s between them resolve offline by `$id`; formats are
+    checked. A schema that is not valid draft 2020-12 raises."""
+    import pathlib
+
+    import jsonschema
+    import referencing
+    from referencing.jsonschema import DRAFT202012
+
+    V = jsonschema.Draft202012Validator
+    if folder not in _schema_validators:
+        ids, resources = {}, []
+        for path in sorted(pathlib.Path(folder).glob("*.json")):
+            schema = json.loads(path.read_text())
+            V.check_schema(schema)
+            ids[path.name] = schema["$id"]
+            resources.append((schema["$id"], DRAFT202012.create_resource(schema)))
+        _schema_validators[folder] = (ids, referencing.Registry().with_resources(resources))
+    ids, registry = _schema_validators[folder]
+    name, _, pointer = target.partition("#")
+    root = {"$ref": ids[name] + ("#" + pointer if pointer else "")}
+    validator = V(root, registry=registry, format_checker=V.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    lines = []
+
+    def show(e, indent):
+        lines.append(indent + "/" + "/".join(map(str, e.absolute_path)) + ": " + e.message)
+        for sub in e.context:
+            show(sub, indent + "  ")
+
+    for e in errors:
+        show(e, "")
+    return "".join(line + "\n" for line in lines)
+
+
+def answer(request):
+    """One request of `serve`: {"check": "sbom", "path", "version"}, {"check": "statement",
+    "path"} or {"check": "schema", "folder", "schema", "instance"} answer {"valid": true} or
+    {"valid": false, "message"}; {"read": "yaml", "text"}, {"read": "yaml_all", "path"} and
+    {"read": "junit_failures", "path"} answer {"value"}. Anything that could not run answers
+    {"error"}."""
+    check = request.get("check")
+    try:
+        if check == "sbom":
+            check_sbom(request["path"], request["version"])
+        elif check == "statement":
+            check_statement(request["path"])
+        elif check == "schema":
+            message = schema_violations(request["folder"], request["schema"], request["instance"])
+            if message:
+                return {"valid": False, "message": message}
+        elif request.get("read") == "yaml":
+            import yaml
+
+            return {"value": yaml.safe_load(request["text"])}
+        elif request.get("read") == "yaml_all":
+            import yaml
+
+            with open(request["path"], encoding="utf-8") as f:
+                return {"value": list(yaml.safe_load_all(f))}
+        elif request.get("read") == "junit_failures":
+            import xml.etree.ElementTree as t
+
+            root = t.parse(request["path"]).getroot()
+            return {"value": sum(1 for _ in root.iter("failure"))}
+        else:
+            return {"error": f"unknown request {request!r}"}
+    except Invalid as e:
+        return {"valid": False, "message": str(e)}
+    return {"valid": True}
+
+
+def serve():
+    """Answers requests until stdin closes (the test process ended)."""
+    import traceback
+
+    for line in sys.stdin:
+        try:
+            reply = answer(json.loads(line))
+        except Exception:  # noqa: BLE001 - the test reports it as "could not run"
+            reply = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "sbom":
-        check_sbom(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) == 3 and sys.argv[1] == "statement":
-        check_statement(sys.argv[2])
-    else:
-        fail(__doc__)
+    try:
+        if len(sys.argv) == 4 and sys.argv[1] == "sbom":
+            check_sbom(sys.argv[2], sys.argv[3])
+        elif len(sys.argv) == 3 and sys.argv[1] == "statement":
+            check_statement(sys.argv[2])
+        elif len(sys.argv) == 2 and sys.argv[1] == "serve":
+            serve()
+        else:
+            fail(__doc__)
+    except Invalid as e:
+        print(e, file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ use custody::foundation::oci::{
 use custody::foundation::reference::{Reference, Tag};
 use custody::storage::store::{self, BlobSource, FetchedManifest, Store};
 
-use crate::support::{self, ReferrersRegistry, Registry};
+use crate::support;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -258,11 +258,11 @@ fn gitlab_ctx() -> ci::CiContext {
 
 #[test]
 fn honest_artifacts_from_each_ci_identity_verify_on_both_referrer_paths() {
-    let tag_schema = Registry::start();
-    let api = ReferrersRegistry::start();
+    let tag_schema = support::shared_registry();
+    let api = support::shared_referrers_registry();
     let key = signer();
     let pk = key.public_key();
-    for host in [&tag_schema.host, &api.host] {
+    for host in [&tag_schema.base, &api.base] {
         let repo = format!("{host}/octo/hello");
         let store = open(&repo);
         let p = policy(&format!("{host}/octo/**"), &[("release", &pk)], FULL_RULES);
@@ -289,8 +289,8 @@ fn honest_artifacts_from_each_ci_identity_verify_on_both_referrer_paths() {
 
 #[test]
 fn tag_moved_to_another_digest_after_signing_is_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/moved", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/moved", registry.base);
     let store = open(&repo);
     let key = signer();
     let signed = honest(store.as_ref(), &key, &ci::local(), "v1");
@@ -314,8 +314,8 @@ fn tag_moved_to_another_digest_after_signing_is_refused() {
 
 #[test]
 fn a_signature_replayed_from_another_digest_is_refused_by_subject() {
-    let registry = ReferrersRegistry::start();
-    let repo = format!("{}/app/replay", registry.host);
+    let registry = support::shared_referrers_registry();
+    let repo = format!("{}/app/replay", registry.base);
     let store = open(&repo);
     let key = signer();
     let a = put_artifact(store.as_ref(), b"a", "a");
@@ -351,8 +351,8 @@ fn a_signature_replayed_from_another_digest_is_refused_by_subject() {
 
 #[test]
 fn an_attestation_about_another_artifact_is_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/other-subject", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/other-subject", registry.base);
     let store = open(&repo);
     let key = signer();
     let d = put_artifact(store.as_ref(), b"x", "x");
@@ -390,8 +390,8 @@ fn an_attestation_about_another_artifact_is_refused() {
 
 #[test]
 fn provenance_from_another_repository_ref_or_builder_is_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/prov", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/prov", registry.base);
     let store = open(&repo);
     let key = signer();
     let pk = key.public_key();
@@ -482,8 +482,8 @@ fn provenance_from_another_repository_ref_or_builder_is_refused() {
 
 #[test]
 fn untrusted_keys_and_injected_referrers_are_refused() {
-    let registry = ReferrersRegistry::start();
-    let repo = format!("{}/app/inject", registry.host);
+    let registry = support::shared_referrers_registry();
+    let repo = format!("{}/app/inject", registry.base);
     let store = open(&repo);
     let trusted = signer();
     let mallory = signer();
@@ -567,8 +567,8 @@ fn tamper(bundle: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
 
 #[test]
 fn tampered_payloads_sboms_and_payload_types_are_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/tamper", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/tamper", registry.base);
     let store = open(&repo);
     let key = signer();
     let p = policy(
@@ -639,8 +639,8 @@ fn tampered_payloads_sboms_and_payload_types_are_refused() {
 
 #[test]
 fn one_key_counts_once_toward_a_threshold() {
-    let registry = ReferrersRegistry::start();
-    let repo = format!("{}/app/threshold", registry.host);
+    let registry = support::shared_referrers_registry();
+    let repo = format!("{}/app/threshold", registry.base);
     let store = open(&repo);
     let a = signer();
     let b = signer();
@@ -695,13 +695,13 @@ fn one_key_counts_once_toward_a_threshold() {
 
 #[test]
 fn a_scope_that_does_not_match_the_repository_is_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/staging/app", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/staging/app", registry.base);
     let store = open(&repo);
     let key = signer();
     honest(store.as_ref(), &key, &ci::local(), "s");
     let p = policy(
-        &format!("{}/prod/**", registry.host),
+        &format!("{}/prod/**", registry.base),
         &[("k", &key.public_key())],
         "",
     );
@@ -713,8 +713,8 @@ fn a_scope_that_does_not_match_the_repository_is_refused() {
 
 #[test]
 fn oversized_and_deeply_nested_bundles_and_statements_are_refused() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/big", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/big", registry.base);
     let store = open(&repo);
     let key = signer();
     let p = policy("**", &[("k", &key.public_key())], "");
@@ -874,8 +874,8 @@ fn keyless_identity_issuer_and_certificate_validity_are_checked() {
 
 #[test]
 fn legacy_sig_and_att_layers_verify_and_a_certificate_is_never_a_key() {
-    let registry = Registry::start();
-    let repo = format!("{}/app/legacy", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/app/legacy", registry.base);
     let store = open(&repo);
     let key = signer();
     let d = put_artifact(store.as_ref(), b"legacy", "l");
@@ -1031,8 +1031,8 @@ pub fn put_index(
 
 #[test]
 fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
-    let registry = ReferrersRegistry::start();
-    let repo = format!("{}/app/multi", registry.host);
+    let registry = support::shared_referrers_registry();
+    let repo = format!("{}/app/multi", registry.base);
     let store = open(&repo);
     let key = signer();
     let amd = put_artifact(store.as_ref(), b"amd64", "amd64");
@@ -1128,8 +1128,8 @@ fn an_index_is_verified_with_each_platform_or_the_one_asked_for() {
 
 #[test]
 fn an_index_without_its_own_sbom_is_accepted_when_every_platform_has_one() {
-    let registry = ReferrersRegistry::start();
-    let repo = format!("{}/app/sbom-multi", registry.host);
+    let registry = support::shared_referrers_registry();
+    let repo = format!("{}/app/sbom-multi", registry.base);
     let store = open(&repo);
     let key = signer();
     let amd = put_artifact(store.as_ref(), b"amd64 sbom", "amd64");
@@ -1356,14 +1356,14 @@ fn cosign_keypair(dir: &Path) -> (PathBuf, PublicKey) {
 
 #[test]
 fn custody_verifies_cosign_signatures_and_attestations_in_both_formats() {
-    let registry = ReferrersRegistry::start();
+    let registry = support::shared_referrers_registry();
     let dir = support::tempdir();
     let (private, pk) = cosign_keypair(dir.path());
     let key = private.to_str().unwrap();
     let predicate = dir.path().join("prov.json");
-    let store = open(&format!("{}/interop/cosign", registry.host));
+    let store = open(&format!("{}/interop/cosign", registry.base));
     for (tag, new_format) in [("bundle", "true"), ("legacy", "false")] {
-        let repo = format!("{}/interop/cosign", registry.host);
+        let repo = format!("{}/interop/cosign", registry.base);
         let d = put_artifact(store.as_ref(), tag.as_bytes(), tag);
         let pinned = format!("{repo}@{}", d.digest);
         let prov = provenance(
@@ -1447,9 +1447,9 @@ fn write_pub(dir: &Path, key: &KeySigner) -> PathBuf {
 
 #[test]
 fn cli_exit_codes_json_report_and_vsa() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
-    let repo = format!("{}/cli/app", registry.host);
+    let repo = format!("{}/cli/app", registry.base);
     let store = open(&repo);
     let key = signer();
     let d = honest(store.as_ref(), &key, &ci::local(), "v1");
@@ -1457,7 +1457,7 @@ fn cli_exit_codes_json_report_and_vsa() {
     let policy_path = dir.path().join("policy.yaml");
     std::fs::write(
         &policy_path,
-        format!("version: 1\nscopes:\n  - name: cli\n    repositories: [\"{}/cli/**\"]\n    signers:\n      - name: release\n        key: trusted.pub\n    provenance:\n      refs: [\"refs/tags/v*\"]\n    sbom:\n      required: true\n", registry.host),
+        format!("version: 1\nscopes:\n  - name: cli\n    repositories: [\"{}/cli/**\"]\n    signers:\n      - name: release\n        key: trusted.pub\n    provenance:\n      refs: [\"refs/tags/v*\"]\n    sbom:\n      required: true\n", registry.base),
     )
     .unwrap();
     let r = format!("{repo}:v1");
@@ -1619,22 +1619,7 @@ fn policy_init_writes_a_policy_that_policy_check_accepts_and_check_points_at_lin
 /// YAML → JSON with the venv's PyYAML, an independent reader, so the schema is checked against
 /// the starter policy as YAML tools see it.
 pub fn yaml_to_json(text: &str) -> serde_json::Value {
-    let out = Command::new(support::venv_python())
-        .args(["-c", "import sys, json\ntry:\n import yaml\nexcept ImportError:\n sys.exit(3)\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(text.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "PyYAML is missing from the venv: run scripts/install-verify-tools"
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::yaml_to_json(text)
 }
 
 /// Validates `instance` (JSON bytes) against `schemas/<schema>` with the shared independent
@@ -1652,9 +1637,9 @@ fn offline_verification_of_a_layout_copy_opens_no_socket() {
         strace.is_file(),
         "strace is missing: run scripts/install-verify-tools"
     );
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
-    let repo = format!("{}/air/gap", registry.host);
+    let repo = format!("{}/air/gap", registry.base);
     let store = open(&repo);
     let key = signer();
     let d = honest(store.as_ref(), &key, &ci::local(), "v1");
@@ -1723,9 +1708,9 @@ fn offline_verification_of_a_layout_copy_opens_no_socket() {
 /// still unsigned; a FAILED VSA never satisfies `--require-attestation`, a PASSED one does.
 #[test]
 fn attestations_and_failed_vsas_never_make_an_artifact_signed() {
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = support::tempdir();
-    let repo = format!("{}/gate/app", registry.host);
+    let repo = format!("{}/gate/app", registry.base);
     let store = open(&repo);
     let (private, public) = super::release::keypair(dir.path());
     let d = put_artifact(store.as_ref(), b"never signed", "v1");
@@ -1937,8 +1922,8 @@ fn a_refused_resolve_reports_no_digest() {
 /// required VSA must say PASSED and name the policy and resource the scope expects.
 #[test]
 fn signature_predicate_types_and_vsa_expectations_are_applied() {
-    let registry = Registry::start();
-    let repo = format!("{}/attested/app", registry.host);
+    let registry = support::shared_registry();
+    let repo = format!("{}/attested/app", registry.base);
     let store = open(&repo);
     let key = signer();
     let d = put_artifact(store.as_ref(), b"attested only", "v1");

@@ -13,7 +13,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -26,7 +28,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
 	flag.Parse()
 	handler := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(nopWriter{}, "", 0)))
-	log.Fatal(http.ListenAndServe(*addr, referrersArtifactType(handler)))
+	// With port 0 the kernel picks a free port; saying which one lets a test use it without
+	// the race of probing for a free port first.
+	listener, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("listening on %s\n", listener.Addr())
+	log.Fatal(http.Serve(listener, referrersArtifactType(handler)))
 }
 
 func referrersArtifactType(next http.Handler) http.Handler {
