@@ -421,14 +421,14 @@ impl Names {
 
     /// The same names in byte order, whatever order the store listed them in.
     fn sorted(self) -> Names {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_unstable_by_key(|&i| self.get(i));
+        let mut order: Vec<u32> = (0..self.ends.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.get(i as usize));
         let mut sorted = Names {
             text: String::with_capacity(self.text.len()),
             ends: Vec::with_capacity(self.len()),
         };
         for i in order {
-            sorted.push(self.get(i));
+            sorted.push(self.get(i as usize));
         }
         sorted
     }
@@ -490,16 +490,13 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
         })?;
     // In name order, so that a tag's index orders artifacts by their first tag.
     let names = names.sorted();
-    let indices: Vec<u32> = (0..names.len())
-        .map(|i| u32::try_from(i).expect("fewer than 4 billion tags"))
-        .collect();
     let mut resolved = Vec::with_capacity(names.len());
     let mut unresolved = Vec::new();
-    referrers::ordered(
+    referrers::ordered_indices(
         options.concurrency,
-        &indices,
+        names.len(),
         |i| {
-            let tag = names.get(*i as usize);
+            let tag = names.get(i);
             let reference: Reference = format!("{r}:{tag}")
                 .parse()
                 .map_err(|e| format!("{tag}: {e}"))?;
@@ -509,13 +506,12 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
         },
         |i, digest| {
             match digest {
-                Ok(d) => resolved.push((d, indices[i])),
+                Ok(d) => resolved.push((d, u32::try_from(i).expect("fewer than 4 billion tags"))),
                 Err(e) => unresolved.push(e),
             }
             ControlFlow::Continue(())
         },
     );
-    drop(indices);
     resolved.sort_unstable();
     let mut artifacts: Vec<u32> = (0..resolved.len())
         .filter(|&i| i == 0 || resolved[i - 1].0 != resolved[i].0)

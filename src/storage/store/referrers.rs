@@ -260,15 +260,27 @@ pub fn ordered<T, R>(
     jobs: usize,
     items: &[T],
     work: impl Fn(&T) -> R + Sync,
-    mut visit: impl FnMut(usize, R) -> ControlFlow<()>,
+    visit: impl FnMut(usize, R) -> ControlFlow<()>,
 ) where
     T: Sync,
     R: Send,
 {
-    let jobs = jobs.clamp(1, MAX_JOBS).min(items.len());
+    ordered_indices(jobs, items.len(), |i| work(&items[i]), visit);
+}
+
+/// [`ordered`] over the indices `0..count`, for a caller whose items are not a slice.
+pub fn ordered_indices<R>(
+    jobs: usize,
+    count: usize,
+    work: impl Fn(usize) -> R + Sync,
+    mut visit: impl FnMut(usize, R) -> ControlFlow<()>,
+) where
+    R: Send,
+{
+    let jobs = jobs.clamp(1, MAX_JOBS).min(count);
     if jobs <= 1 {
-        for (i, item) in items.iter().enumerate() {
-            if visit(i, work(item)).is_break() {
+        for i in 0..count {
+            if visit(i, work(i)).is_break() {
                 return;
             }
         }
@@ -295,16 +307,16 @@ pub fn ordered<T, R>(
                 loop {
                     let i = {
                         let mut w = lock();
-                        while !w.stop && w.next < items.len() && w.next >= w.visited + jobs {
+                        while !w.stop && w.next < count && w.next >= w.visited + jobs {
                             w = moved.wait(w).unwrap_or_else(PoisonError::into_inner);
                         }
-                        if w.stop || w.next >= items.len() {
+                        if w.stop || w.next >= count {
                             return;
                         }
                         w.next += 1;
                         w.next - 1
                     };
-                    if tx.send((i, work(&items[i]))).is_err() {
+                    if tx.send((i, work(i))).is_err() {
                         return;
                     }
                 }
