@@ -275,6 +275,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         &policy,
         &VerifyOptions {
             trusted_root: trusted_root.clone(),
+            jobs: super::jobs(cli),
             ..VerifyOptions::default()
         },
     )
@@ -295,6 +296,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Repor
         &policy,
         &VerifyOptions {
             trusted_root,
+            jobs: super::jobs(cli),
             ..VerifyOptions::default()
         },
     )

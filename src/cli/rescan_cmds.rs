@@ -224,6 +224,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs, out: &mut Stream<'_>) -> Result<Exit
         &rescan::Options {
             concurrency: usize::from(args.concurrency),
             advisory: args.advisory.clone(),
+            jobs: super::jobs(cli),
         },
         &mut |a| out.artifact(a),
     )?;

@@ -412,9 +412,18 @@ fn read_blob(store: &dyn Store, d: &Descriptor) -> Result<Vec<u8>, Error> {
 /// Finds every bundle and legacy signature attached to `subject`, by every path, deduplicated
 /// by content, and collects them. Referrers that are not bundles are listed in `ignored`.
 pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Error> {
+    discover_within(store, subject, &Limits::DEFAULT)
+}
+
+/// [`discover`] within `limits`.
+pub fn discover_within(
+    store: &dyn Store,
+    subject: &Digest,
+    limits: &Limits,
+) -> Result<Attachments, Error> {
     let mut bundles = Vec::new();
     let mut legacy = Vec::new();
-    let summary = discover_each(store, subject, &Limits::DEFAULT, &mut |found| match found {
+    let summary = discover_each(store, subject, limits, &mut |found| match found {
         Found::Bundle(b) => bundles.push(b),
         Found::Legacy(l) => legacy.push(l),
     })?;

@@ -354,7 +354,7 @@ mod tests {
             &f.digest,
             &CopyOptions {
                 tag_policy: TagPolicy::Force,
-                dry_run: false,
+                ..CopyOptions::default()
             },
             None,
             &now(),

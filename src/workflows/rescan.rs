@@ -42,6 +42,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Only this advisory (any of its ids or aliases).
     pub advisory: Option<AdvisoryId>,
+    /// Referrer manifests of one artifact fetched at once (0: the default pool).
+    pub jobs: usize,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
         Options {
             concurrency: 4,
             advisory: None,
+            jobs: referrers::DEFAULT_JOBS,
         }
     }
 }
@@ -556,7 +559,7 @@ fn scan(
         &listed.artifacts,
         |&start| {
             let digest = Digest::from_raw(listed.resolved[start as usize].0);
-            scan_one(listed, &digest, sbom, db)
+            scan_one(listed, &digest, sbom, db, options.jobs)
         },
         |i, (status, findings)| {
             let (digest, tags) = listed.artifact(listed.artifacts[i]);
@@ -585,6 +588,7 @@ fn scan_one(
     digest: &Digest,
     sbom: &Sbom<'_>,
     db: &Database,
+    jobs: usize,
 ) -> (SbomStatus, Vec<Finding>) {
     let unreadable = |reason: String| (SbomStatus::Unreadable { reason }, Vec::new());
     let verifier = match sbom {
@@ -599,7 +603,11 @@ fn scan_one(
         Ok(r) => r,
         Err(e) => return unreadable(e.to_string()),
     };
-    match input::from_oci(listed.target.store.as_ref(), &reference, verifier) {
+    let limits = referrers::Limits {
+        jobs,
+        ..referrers::Limits::DEFAULT
+    };
+    match input::from_oci(listed.target.store.as_ref(), &reference, verifier, &limits) {
         Ok(components) => {
             let status = match components.verification {
                 SbomVerification::Verified { signer } => SbomStatus::Verified { signer },

@@ -533,6 +533,8 @@ fn the_rescan_report_is_streamed_one_artifact_per_line() {
     let out = support::run(&[
         "--output",
         "json",
+        "--jobs",
+        "2",
         "rescan",
         &layout,
         "--db",

@@ -73,6 +73,8 @@ pub struct VerifyOptions {
     /// The OSV database the `vulnerabilities:` gate matches the verified SBOM against; a scope
     /// with that section and no database cannot be verified ([`Error::NoVulnerabilityDatabase`]).
     pub vulnerability_db: Option<std::sync::Arc<crate::decisions::vuln::Database>>,
+    /// Referrer manifests and bundles fetched and verified at once (0: the default pool).
+    pub jobs: usize,
 }
 
 impl Default for VerifyOptions {
@@ -83,6 +85,7 @@ impl Default for VerifyOptions {
             now: None,
             scope_repository: None,
             vulnerability_db: None,
+            jobs: attach::Limits::DEFAULT.jobs,
         }
     }
 }
@@ -568,6 +571,7 @@ impl Ctx<'_> {
         // stays flat whatever others attach.
         let limits = attach::Limits {
             referrers: MAX_REFERRERS,
+            jobs: self.options.jobs,
             ..attach::Limits::DEFAULT
         };
         let mut trusted = Vec::new();
