@@ -567,8 +567,8 @@ impl Ctx<'_> {
     fn manifest(&self, fetched: &store::FetchedManifest) -> Result<ManifestReport, Error> {
         let digest = &fetched.descriptor.digest;
         let mut report = empty_manifest(digest.clone(), fetched.descriptor.media_type.clone());
-        // Each bundle is verified as soon as it is read and only the verdict is kept, so memory
-        // stays flat whatever others attach.
+        // Each bundle is verified on the pool as soon as it is read and only the verdict is
+        // kept, so memory stays flat whatever others attach.
         let limits = attach::Limits {
             referrers: MAX_REFERRERS,
             jobs: self.options.jobs,
@@ -576,18 +576,19 @@ impl Ctx<'_> {
         };
         let mut trusted = Vec::new();
         let mut referrers = Vec::new();
-        let discovered = attach::discover_each(self.store, digest, &limits, &mut |found| {
-            let (r, t) = match &found {
-                attach::Found::Bundle(b) => {
-                    evaluate_bundle(b, digest, self.scope, &self.options.trusted_root)
-                }
-                attach::Found::Legacy(l) => {
-                    evaluate_legacy(l, digest, self.scope, &self.options.trusted_root)
-                }
-            };
-            referrers.push(r);
-            trusted.extend(t);
-        });
+        let evaluate = |found: attach::Found| match &found {
+            attach::Found::Bundle(b) => {
+                evaluate_bundle(b, digest, self.scope, &self.options.trusted_root)
+            }
+            attach::Found::Legacy(l) => {
+                evaluate_legacy(l, digest, self.scope, &self.options.trusted_root)
+            }
+        };
+        let discovered =
+            attach::discover_map(self.store, digest, &limits, &evaluate, &mut |(r, t)| {
+                referrers.push(r);
+                trusted.extend(t);
+            });
         let found = match discovered {
             Ok(f) => f,
             Err(e) if refusable(&e) => {
