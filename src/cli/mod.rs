@@ -181,6 +181,11 @@ pub struct Report {
 }
 
 /// Store options from flags and the environment.
+/// `--jobs`: referrer fetches a walk runs at once, handed to each library call that walks.
+pub(crate) fn jobs(cli: &Cli) -> usize {
+    cli.jobs.unwrap_or(store::referrers::DEFAULT_JOBS)
+}
+
 pub(crate) fn store_options(cli: &Cli) -> store::Options {
     let mut insecure = cli.insecure_registries.clone();
     if let Ok(list) = std::env::var("CUSTODY_INSECURE_REGISTRIES") {
@@ -238,9 +243,6 @@ pub fn run() -> ExitCode {
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
         printer.failure(&failure);
         return printer.exit(failure.status);
-    }
-    if let Some(jobs) = cli.jobs {
-        store::referrers::set_default_jobs(jobs);
     }
     let status = dispatch(&cli, &printer);
     printer.exit(status)

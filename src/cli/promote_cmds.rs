@@ -143,6 +143,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
             &args.trust.db,
         )
         .map_err(|e| could_not(e, None))?,
+        jobs: super::jobs(cli),
         ..VerifyOptions::default()
     };
     let verified = match verify::verdict(src.as_ref(), &pinned_src, &policy, &options) {
@@ -176,6 +177,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
             TagPolicy::Immutable
         },
         dry_run: args.dry_run,
+        jobs: super::jobs(cli),
     };
     let outcome = promote::promote(
         src.as_ref(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::{Cli, ExitStatus, Failure, OutputFormat, Printer, Report};
+use super::{Cli, ExitStatus, Failure, OutputFormat, Printer};
 use custody::decisions::vuln::{AdvisoryId, Database, Limits};
 use custody::evidence::sign::verify::TrustedRoot;
 use custody::foundation::reference::Reference;
@@ -54,19 +54,132 @@ fn parse_advisory(s: &str) -> Result<AdvisoryId, String> {
 }
 
 pub fn run(cli: &Cli, args: &RescanArgs, printer: &Printer) -> ExitStatus {
-    match rescan_cmd(cli, args) {
-        Ok((report, status)) => {
-            printer.report(&report.human, &report.json);
-            status
-        }
+    let mut out = Stream::new(printer, cli.output);
+    match rescan_cmd(cli, args, &mut out) {
+        Ok(status) => status,
         Err(failure) => {
+            out.abandon();
             printer.failure(&failure);
             failure.status
         }
     }
 }
 
-fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Failure> {
+/// The report as it is written: each artifact without a usable SBOM as soon as it is known
+/// (one line each; in JSON, one compact element of `withoutSbom` per line), the rest at the
+/// end. With 100,000 tags the report is never held whole.
+struct Stream<'a> {
+    printer: &'a Printer,
+    format: OutputFormat,
+    buf: String,
+    /// Something was written: the human heading, or JSON's opening `{"withoutSbom": [`.
+    started: bool,
+    /// The human heading, written before the first line.
+    heading: String,
+}
+
+impl<'a> Stream<'a> {
+    /// Written in pieces of about this many bytes.
+    const CHUNK: usize = 64 * 1024;
+
+    fn new(printer: &'a Printer, format: OutputFormat) -> Stream<'a> {
+        Stream {
+            printer,
+            format,
+            buf: String::new(),
+            started: false,
+            heading: String::new(),
+        }
+    }
+
+    fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            match self.format {
+                OutputFormat::Human => self.buf.push_str(&std::mem::take(&mut self.heading)),
+                OutputFormat::Json => self.buf.push_str("{\n  \"withoutSbom\": ["),
+            }
+        } else if self.format == OutputFormat::Json {
+            self.buf.push(',');
+        }
+    }
+
+    fn artifact(&mut self, a: &rescan::Artifact) -> std::io::Result<()> {
+        self.start();
+        match self.format {
+            OutputFormat::Human => {
+                let why = match &a.sbom {
+                    SbomStatus::Missing => "no SBOM".to_string(),
+                    SbomStatus::Refused { reason } => format!("SBOM refused: {reason}"),
+                    SbomStatus::Unreadable { reason } => format!("cannot read: {reason}"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(self.buf, "{} [{}] — {why}", a.pinned(), a.tags.join(", "));
+            }
+            OutputFormat::Json => {
+                self.buf.push_str("\n    ");
+                self.buf
+                    .push_str(&serde_json::to_string(a).expect("reports serialise"));
+            }
+        }
+        if self.buf.len() >= Self::CHUNK {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let text = std::mem::take(&mut self.buf);
+        match self.format {
+            OutputFormat::Human => self.printer.report(&text, &serde_json::Value::Null),
+            OutputFormat::Json => self.printer.stdout(&text),
+        }
+    }
+
+    /// The end of the report: `human`, or the JSON fields besides `withoutSbom`.
+    fn finish(&mut self, human: &str, json: serde_json::Value) {
+        match self.format {
+            OutputFormat::Human => {
+                if !self.started {
+                    self.buf.push_str(&std::mem::take(&mut self.heading));
+                }
+                self.buf.push_str(human);
+            }
+            OutputFormat::Json => {
+                if !self.started {
+                    self.buf.push_str("{\n  \"withoutSbom\": [");
+                } else {
+                    self.buf.push_str("\n  ");
+                }
+                self.buf.push(']');
+                if let serde_json::Value::Object(fields) = json {
+                    for (key, value) in fields {
+                        let value =
+                            serde_json::to_string_pretty(&value).expect("reports serialise");
+                        // JSON strings hold no raw newline: this only indents the structure.
+                        let value = value.replace('\n', "\n  ");
+                        let key = serde_json::to_string(&key).expect("keys serialise");
+                        let _ = write!(self.buf, ",\n  {key}: {value}");
+                    }
+                }
+                self.buf.push_str("\n}\n");
+            }
+        }
+        self.started = true;
+        self.flush();
+    }
+
+    /// A failure after output began: JSON's open document is closed, so that what was written
+    /// still parses, before the error document follows.
+    fn abandon(&mut self) {
+        if self.started && self.format == OutputFormat::Json && !self.buf.ends_with("}\n") {
+            self.buf.push_str("\n  ]\n}\n");
+        }
+        self.flush();
+    }
+}
+
+fn rescan_cmd(cli: &Cli, args: &RescanArgs, out: &mut Stream<'_>) -> Result<ExitStatus, Failure> {
     let mut options = super::store_options(cli);
     options.progress = None;
     let mut targets = Vec::new();
@@ -101,6 +214,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
     };
     let db = Database::load(&args.db, &Limits::default())
         .context("could not load the vulnerability database")?;
+    out.heading = database_line(db.identity());
     let (report, state) = rescan::rescan(
         &targets,
         &db,
@@ -110,7 +224,9 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
         &rescan::Options {
             concurrency: usize::from(args.concurrency),
             advisory: args.advisory.clone(),
+            jobs: super::jobs(cli),
         },
+        &mut |a| out.artifact(a),
     )?;
     let mut state_written = None;
     if let Some(path) = &args.state
@@ -119,11 +235,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
         state.write(path)?;
         state_written = Some(path.clone());
     }
-    let unreadable = report
-        .without_sbom
-        .iter()
-        .filter(|a| matches!(a.sbom, SbomStatus::Unreadable { .. }))
-        .count()
+    let unreadable = report.unreadable
         + report
             .repositories
             .iter()
@@ -138,33 +250,34 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs) -> Result<(Report, ExitStatus), Fail
     } else {
         ExitStatus::Success
     };
-    // Only the format asked for is built: with 10,000 tags each copy of the report is megabytes.
-    let (human, json) = match cli.output {
-        OutputFormat::Human => (
-            human(&report, state_written.as_ref(), unreadable),
+    // Only the format asked for is built.
+    match cli.output {
+        OutputFormat::Human => out.finish(
+            &human(&report, state_written.as_ref(), unreadable),
             serde_json::Value::Null,
         ),
         OutputFormat::Json => {
             let mut json = serde_json::to_value(&report).expect("reports serialise");
             json["stateWritten"] = serde_json::to_value(&state_written).expect("serialises");
-            (String::new(), json)
+            out.finish("", json);
         }
-    };
-    Ok((Report { human, json }, status))
+    }
+    Ok(status)
 }
 
-fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) -> String {
-    let mut out = String::new();
-    let db = &report.database;
-    let _ = writeln!(
-        out,
-        "database: {} advisories, newest modified {}, content {}",
+fn database_line(db: &custody::decisions::vuln::DbIdentity) -> String {
+    format!(
+        "database: {} advisories, newest modified {}, content {}\n",
         db.advisories,
         db.newest_modified.as_deref().unwrap_or("-"),
         db.content_digest
             .as_ref()
             .map_or_else(|| "-".to_owned(), |d| d.to_string())
-    );
+    )
+}
+
+fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) -> String {
+    let mut out = String::new();
     if let Some(a) = &report.advisory {
         let _ = writeln!(
             out,
@@ -197,7 +310,7 @@ fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) ->
             out,
             "no scanned artifact is affected{}",
             if report.without_verified_sbom > 0 {
-                "; some artifacts could not be scanned (below)"
+                "; some artifacts could not be scanned (above)"
             } else {
                 ""
             }
@@ -244,15 +357,6 @@ fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) ->
             );
         }
     }
-    for a in &report.without_sbom {
-        let why = match &a.sbom {
-            SbomStatus::Missing => "no SBOM".to_string(),
-            SbomStatus::Refused { reason } => format!("SBOM refused: {reason}"),
-            SbomStatus::Unreadable { reason } => format!("cannot read: {reason}"),
-            _ => String::new(),
-        };
-        let _ = writeln!(out, "{} [{}] — {why}", a.pinned(), a.tags.join(", "));
-    }
     let _ = writeln!(
         out,
         "{} artifact(s) scanned ({} with an unverified SBOM), {} affected, {} new finding(s){}, {} without a usable SBOM",
@@ -265,7 +369,7 @@ fn human(report: &rescan::Report, state: Option<&PathBuf>, unreadable: usize) ->
         } else {
             " (no previous state)"
         },
-        report.without_sbom.len()
+        report.without_sbom
     );
     if report.without_verified_sbom > 0 {
         let _ = writeln!(

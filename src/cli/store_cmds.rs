@@ -207,6 +207,7 @@ pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Audited, Failure> {
     let options = CopyOptions {
         tag_policy: tag_policy(args.force_tag),
         dry_run: args.dry_run,
+        jobs: super::jobs(cli),
     };
     let outcome = transfer::copy(src.as_ref(), &src_ref, dst.as_ref(), &dst_ref, &options)
         .with_context(|| format!("cannot copy {src_ref} to {dst_ref}"))?;
@@ -277,7 +278,11 @@ fn tree(out: &mut String, nodes: &[ReferrerNode], prefix: &str) {
 pub fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<Report, Failure> {
     let reference = parse_ref(&args.reference)?;
     let store = open_existing(cli, &reference)?;
-    let discovery = transfer::discover(store.as_ref(), &reference)
+    let limits = store::referrers::Limits {
+        jobs: super::jobs(cli),
+        ..store::referrers::Limits::DEFAULT
+    };
+    let discovery = transfer::discover(store.as_ref(), &reference, &limits)
         .with_context(|| format!("cannot list the referrers of {reference}"))?;
     let mut human = format!("{}\n", discovery.pinned);
     tree(&mut human, &discovery.referrers, "");

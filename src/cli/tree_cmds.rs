@@ -71,7 +71,7 @@ fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
     options.progress = None;
     let store = store::open_existing(&reference, &options)
         .with_context(|| format!("cannot open {}", reference.repository()))?;
-    let mut read = tree::read(store.as_ref(), &reference).map_err(|e| {
+    let mut read = tree::read(store.as_ref(), &reference, super::jobs(cli)).map_err(|e| {
         // A store that serves content other than its digests is a refusal, as everywhere.
         let lying = e
             .store_error()
@@ -93,6 +93,7 @@ fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
                 &args.trust.db,
             )
             .map_err(|e| could_not(e, None))?,
+            jobs: super::jobs(cli),
             ..VerifyOptions::default()
         };
         let report = verify::artifact(store.as_ref(), &pinned, &policy, &options).map_err(|e| {

@@ -405,6 +405,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         scope_repository: scope_as,
         vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
+        jobs: super::jobs(cli),
     };
     let mut report =
         verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {

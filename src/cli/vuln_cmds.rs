@@ -238,6 +238,10 @@ fn read_input(cli: &Cli, args: &ScanArgs) -> Result<input::Components, Failure> 
         store.as_ref(),
         &reference,
         verifier.as_ref().map(|v| v as &dyn input::SbomVerifier),
+        &custody::storage::store::referrers::Limits {
+            jobs: super::jobs(cli),
+            ..custody::storage::store::referrers::Limits::DEFAULT
+        },
     ) {
         Ok(c) => Ok(c),
         Err(e @ input::InputError::Verification { .. }) => Err(Failure {

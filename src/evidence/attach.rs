@@ -424,9 +424,18 @@ fn read_blob(store: &dyn Store, d: &Descriptor) -> Result<Vec<u8>, Error> {
 /// Finds every bundle and legacy signature attached to `subject`, by every path, deduplicated
 /// by content, and collects them. Referrers that are not bundles are listed in `ignored`.
 pub fn discover(store: &dyn Store, subject: &Digest) -> Result<Attachments, Error> {
+    discover_within(store, subject, &Limits::DEFAULT)
+}
+
+/// [`discover`] within `limits`.
+pub fn discover_within(
+    store: &dyn Store,
+    subject: &Digest,
+    limits: &Limits,
+) -> Result<Attachments, Error> {
     let mut bundles = Vec::new();
     let mut legacy = Vec::new();
-    let summary = discover_each(store, subject, &Limits::DEFAULT, &mut |found| match found {
+    let summary = discover_each(store, subject, limits, &mut |found| match found {
         Found::Bundle(b) => bundles.push(b),
         Found::Legacy(l) => legacy.push(l),
     })?;
@@ -508,6 +517,19 @@ pub fn discover_each(
     limits: &Limits,
     visit: &mut dyn FnMut(Found),
 ) -> Result<Summary, Error> {
+    discover_map(store, subject, limits, &|found| found, visit)
+}
+
+/// [`discover_each`] with `map` run on the pool as each bundle arrives (verifying it, say), so
+/// that checking 50 bundles takes the time of 50 / jobs; `visit` gets what `map` made in listing
+/// order. At most one bundle per job is held at once.
+pub fn discover_map<R: Send>(
+    store: &dyn Store,
+    subject: &Digest,
+    limits: &Limits,
+    map: &(dyn Fn(Found) -> R + Sync),
+    visit: &mut dyn FnMut(R),
+) -> Result<Summary, Error> {
     let mut out = Summary::default();
     let mut budget = Budget {
         limits: *limits,
@@ -578,17 +600,14 @@ pub fn discover_each(
     if let Some(e) = failed {
         return Err(e);
     }
-    // Bundles are read on the pool and handed over in listing order as they arrive: at most
-    // one per job is held at once.
+    // Bundles are read and mapped on the pool and handed over in listing order as they
+    // arrive: at most one per job is held at once.
     referrers::ordered(
         limits.jobs(),
         &admitted,
-        |b| read_blob(store, &b.layer),
-        |i, bundle| match bundle {
-            Ok(bundle) => {
-                let b = &admitted[i];
-                out.bundles += 1;
-                visit(Found::Bundle(FoundBundle {
+        |b| {
+            read_blob(store, &b.layer).map(|bundle| {
+                map(Found::Bundle(FoundBundle {
                     origin: Origin::Referrer {
                         path,
                         manifest: b.manifest.clone(),
@@ -597,7 +616,13 @@ pub fn discover_each(
                     bundle,
                     claimed_predicate_type: b.predicate_type.clone(),
                     created: b.created.clone(),
-                }));
+                }))
+            })
+        },
+        |_, mapped| match mapped {
+            Ok(mapped) => {
+                out.bundles += 1;
+                visit(mapped);
                 std::ops::ControlFlow::Continue(())
             }
             Err(e) => {
@@ -642,7 +667,7 @@ pub fn discover_each(
             seen.insert(layer.digest.clone());
             let payload = read_blob(store, layer)?;
             out.legacy += 1;
-            visit(Found::Legacy(FoundLegacy {
+            visit(map(Found::Legacy(FoundLegacy {
                 origin: Origin::Legacy {
                     tag: tag.to_string(),
                     manifest: image.descriptor.digest.clone(),
@@ -651,7 +676,7 @@ pub fn discover_each(
                 kind,
                 payload,
                 annotations: layer.annotations.clone(),
-            }));
+            })));
         }
     }
     Ok(out)

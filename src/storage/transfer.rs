@@ -433,6 +433,8 @@ pub struct CopyOptions {
     pub tag_policy: TagPolicy,
     /// Only say what would be copied.
     pub dry_run: bool,
+    /// Referrer manifests fetched at once (0: [`referrers::DEFAULT_JOBS`]).
+    pub jobs: usize,
 }
 
 /// What a copy moved.
@@ -553,14 +555,14 @@ impl Copier<'_> {
 }
 
 /// The referrers of `subject` whose manifests really name it as their subject, fetched on the
-/// pool within [`Limits::DEFAULT`]; more listed than its cap is refused. A fallback index can
-/// list anything; what does not point back is ignored.
+/// pool within `limits`; more listed than its cap is refused. A fallback index can list
+/// anything; what does not point back is ignored.
 pub fn checked_referrers(
     store: &dyn Store,
     subject: &Digest,
+    limits: &Limits,
 ) -> Result<Vec<FetchedManifest>, Error> {
-    let limits = Limits::DEFAULT;
-    let found = referrers::checked(store, subject, &limits)?;
+    let found = referrers::checked(store, subject, limits)?;
     if found.skipped > 0 {
         return Err(store::Error::Refused {
             what: format!("referrers of {subject}"),
@@ -612,7 +614,10 @@ pub fn copy(
         mount_from: dst.mount_source(src),
         dry_run: options.dry_run,
         done: BTreeSet::new(),
-        limits: Limits::DEFAULT,
+        limits: Limits {
+            jobs: options.jobs,
+            ..Limits::DEFAULT
+        },
         outcome: CopyOutcome {
             dry_run: options.dry_run,
             ..Default::default()
@@ -656,13 +661,16 @@ pub struct Discovery {
     pub referrers: Vec<ReferrerNode>,
 }
 
-/// The referrers of the artifact `reference` names, as a tree within [`Limits::DEFAULT`]; more
-/// listed below one manifest than its cap is refused.
-pub fn discover(store: &dyn Store, reference: &Reference) -> Result<Discovery, Error> {
+/// The referrers of the artifact `reference` names, as a tree within `limits`; more listed
+/// below one manifest than its cap is refused.
+pub fn discover(
+    store: &dyn Store,
+    reference: &Reference,
+    limits: &Limits,
+) -> Result<Discovery, Error> {
     let root = resolve(store, reference)?;
     let path = store.referrers(&root.descriptor.digest)?.path;
-    let limits = Limits::DEFAULT;
-    let (referrers, skipped) = referrers::tree(store, &root.descriptor.digest, &limits)?;
+    let (referrers, skipped) = referrers::tree(store, &root.descriptor.digest, limits)?;
     if skipped > 0 {
         return Err(store::Error::Refused {
             what: format!("referrers of {}", root.descriptor.digest),

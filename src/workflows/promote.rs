@@ -491,7 +491,7 @@ mod tests {
             &verified(&f),
             &CopyOptions {
                 tag_policy: TagPolicy::Force,
-                dry_run: false,
+                ..CopyOptions::default()
             },
             None,
             &now(),

@@ -665,7 +665,8 @@ fn collect_attached(
     if depth >= MAX_DEPTH {
         return Ok(());
     }
-    for referrer in transfer::checked_referrers(store, subject)? {
+    let limits = crate::storage::store::referrers::Limits::DEFAULT;
+    for referrer in transfer::checked_referrers(store, subject, &limits)? {
         let d = referrer.descriptor.digest.clone();
         if kept.contains(&d) || !seen.insert(d.clone()) {
             continue;

@@ -5,14 +5,16 @@
 //! since the previous rescan (a [`State`] file: digest → finding keys, written atomically), and
 //! which artifacts have no SBOM or one that cannot be trusted.
 //!
-//! Memory stays bounded by the number of artifacts, never by SBOM sizes: each SBOM is read,
-//! scanned and dropped by one worker of a small pool ([`Options::concurrency`]); the registry
-//! client backs off on 429 with `Retry-After`.
+//! It runs in three phases: [`list`] resolves every tag on a small pool
+//! ([`Options::concurrency`]) and keeps only each tag's name and digest; [`scan`] reads,
+//! verifies and scans each artifact's SBOM on the pool and drops it; the [`Tally`] counts the
+//! results as they arrive, keeps the affected artifacts and hands the others to the caller's
+//! visitor, so the report never holds them. The registry client backs off on 429 with
+//! `Retry-After`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +25,15 @@ use crate::decisions::vuln::{self, AdvisoryId, Database, DbIdentity, Finding, Ra
 use crate::evidence::sign::verify::TrustedRoot;
 use crate::foundation::digest::Digest;
 use crate::foundation::reference::Reference;
-use crate::storage::store::{self, Store};
+use crate::storage::store::{self, Store, referrers};
+use crate::storage::transfer;
 
 /// The state file format version.
 pub const STATE_VERSION: u32 = 1;
 /// Largest state file read.
 pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 /// Most concurrent requests a rescan makes.
-pub const MAX_CONCURRENCY: usize = 64;
+pub const MAX_CONCURRENCY: usize = referrers::MAX_JOBS;
 
 /// How to rescan.
 #[derive(Clone, Debug)]
@@ -39,6 +42,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Only this advisory (any of its ids or aliases).
     pub advisory: Option<AdvisoryId>,
+    /// Referrer manifests of one artifact fetched at once (0: the default pool).
+    pub jobs: usize,
 }
 
 impl Default for Options {
@@ -46,6 +51,7 @@ impl Default for Options {
         Options {
             concurrency: 4,
             advisory: None,
+            jobs: referrers::DEFAULT_JOBS,
         }
     }
 }
@@ -73,6 +79,11 @@ pub enum Error {
     },
     #[error("state file {path} is not a custody rescan state: {reason}")]
     BadState { path: PathBuf, reason: String },
+    #[error("cannot write the report")]
+    Write {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write state file {path}")]
     WriteState {
         path: PathBuf,
@@ -192,8 +203,12 @@ pub struct Report {
     pub new_findings: usize,
     /// Whether a previous state was read.
     pub previous_state: bool,
-    /// Artifacts with no SBOM, or one that was refused or could not be read.
-    pub without_sbom: Vec<Artifact>,
+    /// Artifacts with no SBOM, or one that was refused or could not be read: each was handed
+    /// to the visitor of [`rescan`] as it was scanned, and only counted here.
+    #[serde(rename = "withoutSbomCount")]
+    pub without_sbom: usize,
+    /// Of those, artifacts whose SBOM or manifest could not be read.
+    pub unreadable: usize,
     /// Artifacts whose SBOM was scanned unverified (no policy given).
     pub unverified: usize,
     /// With a policy: artifacts left without an SBOM that verified against it (missing, every
@@ -302,32 +317,17 @@ pub fn select_advisories(db: &Database, id: &AdvisoryId) -> Vec<vuln::Advisory> 
         .collect()
 }
 
-/// Runs `f` over `items` on `workers` threads; results in input order.
-fn pool<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, MAX_CONCURRENCY).min(items.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    results.lock().expect("no worker panics holding the lock")[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("no worker panics holding the lock")
-        .into_iter()
-        .map(|r| r.expect("every item was processed"))
-        .collect()
-}
+/// Receives each artifact left without a usable SBOM as soon as it is known; the report only
+/// counts them. An error (a closed output) stops the rescan.
+pub type Visit<'a> = dyn FnMut(&Artifact) -> std::io::Result<()> + 'a;
 
 /// Rescans `targets` against `db`. `policy` verifies SBOMs (with `root` for keyless signers);
-/// `previous` is the last state. Returns the report and the new state.
+/// `previous` is the last state. Artifacts without a usable SBOM go to `visit` one by one as
+/// they are scanned, ordered by repository and first tag; the report keeps their count and the
+/// affected artifacts. Returns the report and the new state.
+///
+/// Memory grows with the tags (their names and one digest each), not with the report: a
+/// repository of 100,000 tags holds about 5 MB more than one of 1,000.
 pub fn rescan(
     targets: &[Target],
     db: &Database,
@@ -335,217 +335,384 @@ pub fn rescan(
     root: &TrustedRoot,
     previous: Option<&State>,
     options: &Options,
+    visit: &mut Visit<'_>,
 ) -> Result<(Report, State), Error> {
-    let filtered;
-    let (db, advisory) = match &options.advisory {
-        None => (db, None),
-        Some(id) => {
-            let selected = select_advisories(db, id);
-            if selected.is_empty() {
-                return Err(Error::UnknownAdvisory {
-                    id: id.clone(),
-                    advisories: db.advisories().len(),
-                });
-            }
-            let matched = selected.iter().map(|a| a.id.clone()).collect();
-            filtered = Database::from_advisories(selected);
-            (
-                &filtered,
-                Some(AdvisoryFilter {
-                    id: id.clone(),
-                    matched,
-                }),
-            )
-        }
-    };
-    let identity = if advisory.is_some() {
-        // The full database's identity: the filter is reported beside it.
-        DbIdentity::clone(db.identity())
-    } else {
-        db.identity().clone()
-    };
-
-    // 1. Tags to digests, per repository, deduplicated.
-    struct Work<'a> {
-        target: &'a Target,
-        repository: String,
-        digest: Digest,
-        tags: Vec<String>,
-        verifier: Option<PolicySbomVerifier<'a>>,
-        no_scope: bool,
-    }
-    let mut repositories = Vec::new();
-    let mut work: Vec<Work> = Vec::new();
-    for target in targets {
-        let r = &target.reference;
-        if r.tag.is_some() || r.digest.is_some() {
-            return Err(Error::NotARepository {
-                reference: r.to_string(),
-            });
-        }
-        let repository = r.repository();
-        let tags: Vec<String> = target
-            .store
-            .tags()
-            .map_err(|source| Error::Tags {
-                repository: repository.clone(),
-                source,
-            })?
-            .into_iter()
-            .map(|t| t.as_str().to_owned())
-            .filter(|t| !is_attachment_tag(t))
-            .collect();
-        let resolved = pool(&tags, options.concurrency, |tag| {
-            let reference: Result<Reference, _> = format!("{r}:{tag}").parse();
-            match reference {
-                Ok(reference) => {
-                    crate::storage::transfer::resolve(target.store.as_ref(), &reference)
-                        .map(|m| m.descriptor.digest)
-                        .map_err(|e| format!("{tag}: {e}"))
-                }
-                Err(e) => Err(format!("{tag}: {e}")),
-            }
+    let (filtered, advisory) = select(db, options.advisory.as_ref())?;
+    // With --advisory the full database's identity is reported, and the filter beside it.
+    let identity = db.identity().clone();
+    let db = filtered.as_ref().unwrap_or(db);
+    if let Some(r) = targets
+        .iter()
+        .map(|t| &t.reference)
+        .find(|r| r.tag.is_some() || r.digest.is_some())
+    {
+        return Err(Error::NotARepository {
+            reference: r.to_string(),
         });
-        let mut by_digest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-        let mut unresolved = Vec::new();
-        for (tag, d) in tags.iter().zip(resolved) {
-            match d {
-                Ok(d) => by_digest.entry(d).or_default().push(tag.clone()),
-                Err(e) => unresolved.push(e),
-            }
-        }
-        let scope = policy.and_then(|p| p.scope_for(&repository));
-        repositories.push(RepositorySummary {
-            repository: repository.clone(),
-            tags: tags.len(),
-            artifacts: by_digest.len(),
-            unresolved,
+    }
+    let listed = targets
+        .iter()
+        .map(|target| list(target, options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tally = Tally::new(identity, advisory, previous, policy.is_some());
+    for repository in &listed {
+        let scope = policy.and_then(|p| p.scope_for(&repository.name));
+        tally.report.repositories.push(RepositorySummary {
+            repository: repository.name.clone(),
+            tags: repository.tags,
+            artifacts: repository.artifacts.len(),
+            unresolved: repository.unresolved.clone(),
             scope: scope.map(|s| s.name.clone()),
         });
-        for (digest, mut tags) in by_digest {
-            tags.sort();
-            work.push(Work {
-                target,
-                repository: repository.clone(),
+        let sbom = match (policy, scope) {
+            (Some(_), None) => Sbom::NoScope,
+            (_, Some(scope)) => Sbom::Verify(PolicySbomVerifier {
+                scope,
+                trusted_root: root,
+            }),
+            (None, None) => Sbom::Unverified,
+        };
+        scan(repository, &sbom, db, options, &mut tally, visit)?;
+    }
+    Ok(tally.finish())
+}
+
+/// The database `--advisory` narrows the scan to (`None`: the whole one), and the filter to
+/// report.
+fn select(
+    db: &Database,
+    advisory: Option<&AdvisoryId>,
+) -> Result<(Option<Database>, Option<AdvisoryFilter>), Error> {
+    let Some(id) = advisory else {
+        return Ok((None, None));
+    };
+    let selected = select_advisories(db, id);
+    if selected.is_empty() {
+        return Err(Error::UnknownAdvisory {
+            id: id.clone(),
+            advisories: db.advisories().len(),
+        });
+    }
+    let matched = selected.iter().map(|a| a.id.clone()).collect();
+    Ok((
+        Some(Database::from_advisories(selected)),
+        Some(AdvisoryFilter {
+            id: id.clone(),
+            matched,
+        }),
+    ))
+}
+
+/// Tag names packed in one buffer: 100,000 tags cost their bytes, not 100,000 allocations.
+#[derive(Default)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        // A registry lists at most 1,000 pages of 1,000 tags of 128 bytes: far below 4 GiB.
+        self.ends
+            .push(u32::try_from(self.text.len()).expect("tag names fit in 4 GiB"));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The same names in byte order, whatever order the store listed them in.
+    fn sorted(self) -> Names {
+        let mut order: Vec<u32> = (0..self.ends.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.get(i as usize));
+        let mut sorted = Names {
+            text: String::with_capacity(self.text.len()),
+            ends: Vec::with_capacity(self.len()),
+        };
+        for i in order {
+            sorted.push(self.get(i as usize));
+        }
+        sorted
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
+/// One repository's tags resolved and grouped by digest: each group is one artifact.
+struct Listed<'a> {
+    target: &'a Target,
+    name: String,
+    /// Tags listed (attachment tags left out).
+    tags: usize,
+    names: Names,
+    /// (digest, tag index) of every resolved tag, sorted: the tags of one artifact are a run,
+    /// in name order.
+    resolved: Vec<([u8; 32], u32)>,
+    /// Where each artifact's run starts in `resolved`, in the order of its first tag.
+    artifacts: Vec<u32>,
+    /// Tags that could not be resolved, with why.
+    unresolved: Vec<String>,
+}
+
+impl Listed<'_> {
+    /// The digest and sorted tags of the artifact whose run starts at `start`.
+    fn artifact(&self, start: u32) -> (Digest, Vec<String>) {
+        let run = &self.resolved[start as usize..];
+        let raw = run[0].0;
+        let tags = run
+            .iter()
+            .take_while(|(d, _)| *d == raw)
+            .map(|(_, i)| self.names.get(*i as usize).to_owned())
+            .collect();
+        (Digest::from_raw(raw), tags)
+    }
+}
+
+/// Phase 1: lists a repository's tags and resolves each to its digest on the pool.
+fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> {
+    let r = &target.reference;
+    let name = r.repository();
+    let mut names = Names::default();
+    target
+        .store
+        .each_tag(&mut |t| {
+            if !is_attachment_tag(t.as_str()) {
+                names.push(t.as_str());
+            }
+        })
+        .map_err(|source| Error::Tags {
+            repository: name.clone(),
+            source,
+        })?;
+    // In name order, so that a tag's index orders artifacts by their first tag.
+    let names = names.sorted();
+    let mut resolved = Vec::with_capacity(names.len());
+    let mut unresolved = Vec::new();
+    referrers::ordered_indices(
+        options.concurrency,
+        names.len(),
+        |i| {
+            let tag = names.get(i);
+            let reference: Reference = format!("{r}:{tag}")
+                .parse()
+                .map_err(|e| format!("{tag}: {e}"))?;
+            transfer::resolve(target.store.as_ref(), &reference)
+                .map(|m| m.descriptor.digest.raw())
+                .map_err(|e| format!("{tag}: {e}"))
+        },
+        |i, digest| {
+            match digest {
+                Ok(d) => resolved.push((d, u32::try_from(i).expect("fewer than 4 billion tags"))),
+                Err(e) => unresolved.push(e),
+            }
+            ControlFlow::Continue(())
+        },
+    );
+    resolved.sort_unstable();
+    let mut artifacts: Vec<u32> = (0..resolved.len())
+        .filter(|&i| i == 0 || resolved[i - 1].0 != resolved[i].0)
+        .map(|i| u32::try_from(i).expect("fewer than 4 billion tags"))
+        .collect();
+    // A run is sorted by tag index, so its first entry is the artifact's first tag.
+    artifacts.sort_unstable_by_key(|&start| resolved[start as usize].1);
+    Ok(Listed {
+        target,
+        tags: names.len(),
+        name,
+        names,
+        resolved,
+        artifacts,
+        unresolved,
+    })
+}
+
+/// How the SBOMs of one repository are read.
+enum Sbom<'a> {
+    /// No policy: read without checking signatures.
+    Unverified,
+    /// Verified against the policy scope of the repository.
+    Verify(PolicySbomVerifier<'a>),
+    /// A policy was given and no scope of it matches the repository: nothing is read.
+    NoScope,
+}
+
+/// Phase 2: reads each artifact's SBOM on the pool, scans it and drops it; results are handed
+/// to the tally in order, so at most `concurrency` are held at once.
+fn scan(
+    listed: &Listed<'_>,
+    sbom: &Sbom<'_>,
+    db: &Database,
+    options: &Options,
+    tally: &mut Tally<'_>,
+    visit: &mut Visit<'_>,
+) -> Result<(), Error> {
+    let mut failed = None;
+    referrers::ordered(
+        options.concurrency,
+        &listed.artifacts,
+        |&start| {
+            let digest = Digest::from_raw(listed.resolved[start as usize].0);
+            scan_one(listed, &digest, sbom, db, options.jobs)
+        },
+        |i, (status, findings)| {
+            let (digest, tags) = listed.artifact(listed.artifacts[i]);
+            let artifact = Artifact {
+                repository: listed.name.clone(),
                 digest,
                 tags,
-                verifier: scope.map(|scope| PolicySbomVerifier {
-                    scope,
-                    trusted_root: root,
-                }),
-                no_scope: policy.is_some() && scope.is_none(),
-            });
+                sbom: status,
+                findings: Vec::new(),
+            };
+            match tally.add(artifact, &findings, visit) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(source) => {
+                    failed = Some(Error::Write { source });
+                    ControlFlow::Break(())
+                }
+            }
+        },
+    );
+    failed.map_or(Ok(()), Err)
+}
+
+/// Reads, verifies and scans one artifact's SBOM.
+fn scan_one(
+    listed: &Listed<'_>,
+    digest: &Digest,
+    sbom: &Sbom<'_>,
+    db: &Database,
+    jobs: usize,
+) -> (SbomStatus, Vec<Finding>) {
+    let unreadable = |reason: String| (SbomStatus::Unreadable { reason }, Vec::new());
+    let verifier = match sbom {
+        Sbom::NoScope => {
+            let reason = format!("no scope of the policy matches {}", listed.name);
+            return (SbomStatus::Refused { reason }, Vec::new());
+        }
+        Sbom::Verify(v) => Some(v as &dyn input::SbomVerifier),
+        Sbom::Unverified => None,
+    };
+    let reference: Reference = match format!("{}@{digest}", listed.target.reference).parse() {
+        Ok(r) => r,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let limits = referrers::Limits {
+        jobs,
+        ..referrers::Limits::DEFAULT
+    };
+    match input::from_oci(listed.target.store.as_ref(), &reference, verifier, &limits) {
+        Ok(components) => {
+            let status = match components.verification {
+                SbomVerification::Verified { signer } => SbomStatus::Verified { signer },
+                SbomVerification::Unverified { reason } => SbomStatus::Unverified { reason },
+                SbomVerification::NotApplicable => SbomStatus::Unverified {
+                    reason: "not signed".into(),
+                },
+            };
+            let result = vuln::scan(components.purls.iter().map(String::as_str), db);
+            (status, result.findings)
+        }
+        Err(InputError::NoSbomReferrer { .. }) => (SbomStatus::Missing, Vec::new()),
+        Err(InputError::Verification { reason, .. }) => {
+            (SbomStatus::Refused { reason }, Vec::new())
+        }
+        Err(e) => unreadable(error_chain(&e)),
+    }
+}
+
+/// Phase 3: the report and the new state, built as artifacts are scanned.
+struct Tally<'a> {
+    report: Report,
+    state: State,
+    previous: Option<&'a State>,
+    with_policy: bool,
+}
+
+impl<'a> Tally<'a> {
+    fn new(
+        database: DbIdentity,
+        advisory: Option<AdvisoryFilter>,
+        previous: Option<&'a State>,
+        with_policy: bool,
+    ) -> Tally<'a> {
+        let state = State {
+            version: STATE_VERSION,
+            database: database.content_digest.as_ref().map(Digest::to_string),
+            findings: BTreeMap::new(),
+        };
+        Tally {
+            report: Report {
+                database,
+                advisory,
+                repositories: Vec::new(),
+                scanned: 0,
+                affected: Vec::new(),
+                new_findings: 0,
+                previous_state: previous.is_some(),
+                without_sbom: 0,
+                unreadable: 0,
+                unverified: 0,
+                without_verified_sbom: 0,
+            },
+            state,
+            previous,
+            with_policy,
         }
     }
 
-    // 2. Each artifact's SBOM, scanned and dropped.
-    let scanned = pool(&work, options.concurrency, |w| {
-        if w.no_scope {
-            return (
-                SbomStatus::Refused {
-                    reason: format!("no scope of the policy matches {}", w.repository),
-                },
-                Vec::new(),
-            );
-        }
-        let reference: Reference = match format!("{}@{}", w.target.reference, w.digest).parse() {
-            Ok(r) => r,
-            Err(e) => {
-                return (
-                    SbomStatus::Unreadable {
-                        reason: e.to_string(),
-                    },
-                    Vec::new(),
-                );
-            }
-        };
-        let verifier = w.verifier.as_ref().map(|v| v as &dyn input::SbomVerifier);
-        match input::from_oci(w.target.store.as_ref(), &reference, verifier) {
-            Ok(components) => {
-                let status = match components.verification {
-                    SbomVerification::Verified { signer } => SbomStatus::Verified { signer },
-                    SbomVerification::Unverified { reason } => SbomStatus::Unverified { reason },
-                    SbomVerification::NotApplicable => SbomStatus::Unverified {
-                        reason: "not signed".into(),
-                    },
-                };
-                let result = vuln::scan(components.purls.iter().map(String::as_str), db);
-                (status, result.findings)
-            }
-            Err(InputError::NoSbomReferrer { .. }) => (SbomStatus::Missing, Vec::new()),
-            Err(InputError::Verification { reason, .. }) => {
-                (SbomStatus::Refused { reason }, Vec::new())
-            }
-            Err(e) => (
-                SbomStatus::Unreadable {
-                    reason: error_chain(&e),
-                },
-                Vec::new(),
-            ),
-        }
-    });
-
-    // 3. The report and the new state.
-    let mut report = Report {
-        database: identity,
-        advisory,
-        repositories,
-        scanned: 0,
-        affected: Vec::new(),
-        new_findings: 0,
-        previous_state: previous.is_some(),
-        without_sbom: Vec::new(),
-        unverified: 0,
-        without_verified_sbom: 0,
-    };
-    let mut state = State {
-        version: STATE_VERSION,
-        database: report
-            .database
-            .content_digest
-            .as_ref()
-            .map(Digest::to_string),
-        findings: BTreeMap::new(),
-    };
-    for (w, (status, findings)) in work.into_iter().zip(scanned) {
-        let before = previous.and_then(|p| p.findings.get(&w.digest));
-        let impacts: Vec<Impact> = findings
-            .iter()
-            .map(|f| Impact::of(f, before.is_none_or(|b| !b.contains(&key(f)))))
-            .collect();
-        let artifact = Artifact {
-            repository: w.repository,
-            digest: w.digest.clone(),
-            tags: w.tags,
-            sbom: status,
-            findings: impacts,
-        };
-        if policy.is_some() && !matches!(artifact.sbom, SbomStatus::Verified { .. }) {
+    /// Counts `artifact`; keeps it when affected, hands it to `visit` when it has no usable SBOM.
+    fn add(
+        &mut self,
+        mut artifact: Artifact,
+        findings: &[Finding],
+        visit: &mut Visit<'_>,
+    ) -> std::io::Result<()> {
+        let report = &mut self.report;
+        if self.with_policy && !matches!(artifact.sbom, SbomStatus::Verified { .. }) {
             report.without_verified_sbom += 1;
         }
-        match &artifact.sbom {
+        match artifact.sbom {
             SbomStatus::Verified { .. } | SbomStatus::Unverified { .. } => {
                 report.scanned += 1;
                 if matches!(artifact.sbom, SbomStatus::Unverified { .. }) {
                     report.unverified += 1;
                 }
-                state
-                    .findings
-                    .insert(w.digest, findings.iter().map(key).collect());
+                let before = self.previous.and_then(|p| p.findings.get(&artifact.digest));
+                artifact.findings = findings
+                    .iter()
+                    .map(|f| Impact::of(f, before.is_none_or(|b| !b.contains(&key(f)))))
+                    .collect();
                 report.new_findings += artifact.findings.iter().filter(|i| i.new).count();
+                self.state
+                    .findings
+                    .insert(artifact.digest.clone(), findings.iter().map(key).collect());
                 if !artifact.findings.is_empty() {
                     report.affected.push(artifact);
                 }
+                Ok(())
             }
-            _ => report.without_sbom.push(artifact),
+            SbomStatus::Unreadable { .. } => {
+                report.without_sbom += 1;
+                report.unreadable += 1;
+                visit(&artifact)
+            }
+            SbomStatus::Missing | SbomStatus::Refused { .. } => {
+                report.without_sbom += 1;
+                visit(&artifact)
+            }
         }
     }
-    let order = |a: &Artifact, b: &Artifact| {
-        (&a.repository, a.tags.first()).cmp(&(&b.repository, b.tags.first()))
-    };
-    report.affected.sort_by(order);
-    report.without_sbom.sort_by(order);
-    Ok((report, state))
+
+    fn finish(self) -> (Report, State) {
+        (self.report, self.state)
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -618,14 +785,16 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_keeps_order_and_runs_everything() {
-        let items: Vec<usize> = (0..100).collect();
-        for workers in [1, 4, 200] {
-            assert_eq!(
-                pool(&items, workers, |i| i * 2),
-                (0..100).map(|i| i * 2).collect::<Vec<_>>()
-            );
+    fn packed_names_read_back_as_pushed() {
+        let mut names = Names::default();
+        for n in ["v1", "", "latest", "v1.0.0-rc.1"] {
+            names.push(n);
         }
-        assert!(pool(&Vec::<u8>::new(), 4, |i| *i).is_empty());
+        assert_eq!(names.len(), 4);
+        let back: Vec<&str> = (0..names.len()).map(|i| names.get(i)).collect();
+        assert_eq!(back, ["v1", "", "latest", "v1.0.0-rc.1"]);
+        let names = names.sorted();
+        let back: Vec<&str> = (0..names.len()).map(|i| names.get(i)).collect();
+        assert_eq!(back, ["", "latest", "v1", "v1.0.0-rc.1"]);
     }
 }

@@ -216,13 +216,18 @@ pub struct TreeVerification {
 }
 
 /// Resolves `reference` once and lists everything attached to that digest.
-pub fn read(store: &dyn Store, reference: &Reference) -> Result<Tree, Error> {
+/// `jobs` referrers are fetched at once (0: the default pool).
+pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tree, Error> {
+    let limits = attach::Limits {
+        jobs,
+        ..attach::Limits::DEFAULT
+    };
     let root = transfer::resolve(store, reference).map_err(|source| Error::Resolve {
         reference: reference.to_string(),
         source: Box::new(source),
     })?;
     let digest = root.descriptor.digest.clone();
-    let nodes = nodes_of(store, &digest)?;
+    let nodes = nodes_of(store, &digest, &limits)?;
     let mut platforms = Vec::new();
     if let Manifest::Index(index) = &root.manifest {
         for child in index.manifests.iter().filter(|c| c.is_manifest_like()) {
@@ -234,7 +239,7 @@ pub fn read(store: &dyn Store, reference: &Reference) -> Result<Tree, Error> {
                 note: None,
                 verification: None,
             };
-            match nodes_of(store, &child.digest) {
+            match nodes_of(store, &child.digest, &limits) {
                 Ok(nodes) => p.nodes = nodes,
                 // A broken platform is shown as such; the rest of the tree still is.
                 Err(Error::Discover { source, .. }) if listable_failure(&source) => {
@@ -268,11 +273,16 @@ fn listable_failure(e: &attach::Error) -> bool {
 }
 
 /// Everything attached to `digest`, as nodes.
-fn nodes_of(store: &dyn Store, digest: &Digest) -> Result<Vec<Node>, Error> {
-    let found = attach::discover(store, digest).map_err(|source| Error::Discover {
-        digest: digest.clone(),
-        source: Box::new(source),
-    })?;
+fn nodes_of(
+    store: &dyn Store,
+    digest: &Digest,
+    limits: &attach::Limits,
+) -> Result<Vec<Node>, Error> {
+    let found =
+        attach::discover_within(store, digest, limits).map_err(|source| Error::Discover {
+            digest: digest.clone(),
+            source: Box::new(source),
+        })?;
     let mut nodes: Vec<Node> = found.bundles.iter().map(bundle_node).collect();
     nodes.extend(found.legacy.iter().map(legacy_node));
     nodes.extend(found.ignored.iter().map(|i| Node {

@@ -503,3 +503,118 @@ fn a_decoy_sbom_does_not_silence_rescan() {
         "{human}"
     );
 }
+
+/// Issue 16: the report is streamed. Each artifact without a usable SBOM is written as one
+/// compact JSON element on its own line as soon as it is scanned; the whole still parses as one
+/// document that matches its schema, with the right counts and the affected artifacts listed.
+/// The library hands those artifacts to the caller's visitor in tag order and keeps only their
+/// count; a visitor that cannot write stops the rescan.
+#[test]
+fn the_rescan_report_is_streamed_one_artifact_per_line() {
+    use custody::decisions::vuln::{Database, Limits};
+    use custody::evidence::sign::verify::TrustedRoot;
+    use custody::workflows::rescan::{self, Options, Target};
+
+    let dir = support::tempdir();
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let store = open(&layout);
+    populate(store.as_ref(), &key, &stranger);
+    for i in 0..7 {
+        put_artifact(
+            store.as_ref(),
+            format!("bare {i}").as_bytes(),
+            &format!("w{i}"),
+        );
+    }
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+
+    let out = support::run(&[
+        "--output",
+        "json",
+        "--jobs",
+        "2",
+        "rescan",
+        &layout,
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let text = support::stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["{", r#"  "withoutSbom": ["#], "{text}");
+    let end = lines.iter().position(|l| *l == "  ],").unwrap();
+    let streamed: Vec<Value> = lines[2..end]
+        .iter()
+        .map(|l| serde_json::from_str(l.trim().trim_end_matches(',')).unwrap())
+        .collect();
+    let tags: Vec<&str> = streamed
+        .iter()
+        .map(|a| a["tags"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["v3", "w0", "w1", "w2", "w3", "w4", "w5", "w6"]);
+    assert!(streamed.iter().all(|a| a["sbom"]["status"] == "missing"));
+
+    let report: Value = serde_json::from_str(&text).unwrap();
+    support::validate_against_schema("rescan-report.schema.json", &report);
+    assert_eq!(report["withoutSbom"].as_array().unwrap(), &streamed);
+    assert_eq!(report["withoutSbomCount"], 8);
+    assert_eq!(report["unreadable"], 0);
+    assert_eq!(report["repositories"][0]["tags"], 12);
+    assert_eq!(report["repositories"][0]["artifacts"], 11);
+    assert_eq!(report["scanned"], 3);
+    assert_eq!(report["newFindings"], 2);
+    assert_eq!(
+        affected(&report),
+        vec![
+            (
+                vec![s("v1"), s("v1-again")],
+                vec![(s("RUSTSEC-2019-0009"), true)]
+            ),
+            (vec![s("v4")], vec![(s("RUSTSEC-2019-0009"), true)]),
+        ]
+    );
+
+    // The library: the visitor sees each artifact without an SBOM once, in tag order.
+    let db = Database::load(&[db], &Limits::default()).unwrap();
+    let targets = [Target {
+        reference: layout.parse().unwrap(),
+        store: open(&layout),
+    }];
+    let root = TrustedRoot::empty();
+    let mut seen = Vec::new();
+    let (summary, state) = rescan::rescan(
+        &targets,
+        &db,
+        None,
+        &root,
+        None,
+        &Options::default(),
+        &mut |a| {
+            seen.push(a.tags.join(","));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, ["v3", "w0", "w1", "w2", "w3", "w4", "w5", "w6"]);
+    assert_eq!(summary.without_sbom, 8);
+    assert_eq!(summary.affected.len(), 2);
+    assert_eq!(state.findings.len(), 3);
+
+    // A closed output stops the rescan with the write error.
+    let err = rescan::rescan(
+        &targets,
+        &db,
+        None,
+        &root,
+        None,
+        &Options::default(),
+        &mut |_| Err(std::io::ErrorKind::BrokenPipe.into()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, rescan::Error::Write { source } if source.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+}

@@ -347,19 +347,25 @@ fn check_pruned(s: &Scene) {
     }
     assert!(!remaining.iter().any(|r| r == "build-1"), "{remaining:?}");
     // Kept artifacts keep their signatures.
-    let found: Vec<Digest> =
-        custody::storage::transfer::checked_referrers(store.as_ref(), &s.recent)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.descriptor.digest)
-            .collect();
+    let found: Vec<Digest> = custody::storage::transfer::checked_referrers(
+        store.as_ref(),
+        &s.recent,
+        &Default::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|f| f.descriptor.digest)
+    .collect();
     assert_eq!(found, vec![s.recent_sig.clone()]);
-    let found: Vec<Digest> =
-        custody::storage::transfer::checked_referrers(store.as_ref(), &s.old_release)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.descriptor.digest)
-            .collect();
+    let found: Vec<Digest> = custody::storage::transfer::checked_referrers(
+        store.as_ref(),
+        &s.old_release,
+        &Default::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|f| f.descriptor.digest)
+    .collect();
     assert_eq!(found, vec![s.release_sig.clone()]);
 }
 

@@ -77,6 +77,8 @@ pub struct VerifyOptions {
     /// The OSV database the `vulnerabilities:` gate matches the verified SBOM against; a scope
     /// with that section and no database cannot be verified ([`Error::NoVulnerabilityDatabase`]).
     pub vulnerability_db: Option<std::sync::Arc<crate::decisions::vuln::Database>>,
+    /// Referrer manifests and bundles fetched and verified at once (0: the default pool).
+    pub jobs: usize,
 }
 
 impl Default for VerifyOptions {
@@ -87,6 +89,7 @@ impl Default for VerifyOptions {
             now: None,
             scope_repository: None,
             vulnerability_db: None,
+            jobs: attach::Limits::DEFAULT.jobs,
         }
     }
 }
@@ -677,26 +680,28 @@ impl Ctx<'_> {
     fn manifest(&self, fetched: &store::FetchedManifest) -> Result<ManifestReport, Error> {
         let digest = &fetched.descriptor.digest;
         let mut report = empty_manifest(digest.clone(), fetched.descriptor.media_type.clone());
-        // Each bundle is verified as soon as it is read and only the verdict is kept, so memory
-        // stays flat whatever others attach.
+        // Each bundle is verified on the pool as soon as it is read and only the verdict is
+        // kept, so memory stays flat whatever others attach.
         let limits = attach::Limits {
             referrers: MAX_REFERRERS,
+            jobs: self.options.jobs,
             ..attach::Limits::DEFAULT
         };
         let mut trusted = Vec::new();
         let mut referrers = Vec::new();
-        let discovered = attach::discover_each(self.store, digest, &limits, &mut |found| {
-            let (r, t) = match &found {
-                attach::Found::Bundle(b) => {
-                    evaluate_bundle(b, digest, self.scope, &self.options.trusted_root)
-                }
-                attach::Found::Legacy(l) => {
-                    evaluate_legacy(l, digest, self.scope, &self.options.trusted_root)
-                }
-            };
-            referrers.push(r);
-            trusted.extend(t);
-        });
+        let evaluate = |found: attach::Found| match &found {
+            attach::Found::Bundle(b) => {
+                evaluate_bundle(b, digest, self.scope, &self.options.trusted_root)
+            }
+            attach::Found::Legacy(l) => {
+                evaluate_legacy(l, digest, self.scope, &self.options.trusted_root)
+            }
+        };
+        let discovered =
+            attach::discover_map(self.store, digest, &limits, &evaluate, &mut |(r, t)| {
+                referrers.push(r);
+                trusted.extend(t);
+            });
         let found = match discovered {
             Ok(f) => f,
             Err(e) if refusable(&e) => {

@@ -17,6 +17,7 @@ use crate::evidence::sbom;
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
 use crate::foundation::reference::Reference;
+use crate::storage::store::referrers::Limits;
 use crate::storage::store::{self, Store};
 use crate::storage::transfer;
 
@@ -244,13 +245,14 @@ pub fn from_oci(
     store: &dyn Store,
     reference: &Reference,
     verifier: Option<&dyn SbomVerifier>,
+    limits: &Limits,
 ) -> Result<Components, InputError> {
     let root = transfer::resolve(store, reference).map_err(|source| InputError::Transfer {
         reference: reference.to_string(),
         source,
     })?;
     let subject = root.descriptor.digest.clone();
-    let mut reads = read_sbom_of(store, reference, &subject, None, verifier)?;
+    let mut reads = read_sbom_of(store, reference, &subject, None, verifier, limits)?;
     if reads.is_empty()
         && let Manifest::Index(index) = &root.manifest
     {
@@ -269,6 +271,7 @@ pub fn from_oci(
                 &child.digest,
                 platform,
                 verifier,
+                limits,
             )?);
         }
     }
@@ -327,12 +330,14 @@ fn read_sbom_of(
     subject: &Digest,
     platform: Option<String>,
     verifier: Option<&dyn SbomVerifier>,
+    limits: &Limits,
 ) -> Result<Vec<ReadSbom>, InputError> {
-    let referrers =
-        transfer::checked_referrers(store, subject).map_err(|source| InputError::Transfer {
+    let referrers = transfer::checked_referrers(store, subject, limits).map_err(|source| {
+        InputError::Transfer {
             reference: reference.to_string(),
             source,
-        })?;
+        }
+    })?;
     let mut candidates: Vec<(u8, Digest, &Manifest)> = referrers
         .iter()
         .filter_map(|r| {

@@ -374,6 +374,13 @@ pub trait Store: Send + Sync {
     /// Every tag of the repository.
     fn tags(&self) -> Result<Vec<Tag>, Error>;
 
+    /// Every tag of the repository, handed to `visit` as it is read (a registry's page at a
+    /// time), so that a caller keeping less than the whole list never holds it.
+    fn each_tag(&self, visit: &mut dyn FnMut(Tag)) -> Result<(), Error> {
+        self.tags()?.into_iter().for_each(visit);
+        Ok(())
+    }
+
     /// Deletes a manifest (not the blobs it points at).
     fn delete_manifest(&self, digest: &Digest) -> Result<(), Error>;
 

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError, mpsc};
 
 use super::{Error, FetchedManifest, ReferrersPath, Store};
@@ -19,13 +18,6 @@ use crate::foundation::oci::{self, Descriptor};
 pub const DEFAULT_JOBS: usize = 4;
 /// More fetches at once than this are not started, whatever is asked.
 pub const MAX_JOBS: usize = 32;
-
-static JOBS: AtomicUsize = AtomicUsize::new(DEFAULT_JOBS);
-
-/// Sets how many fetches a walk whose [`Limits::jobs`] is 0 runs at once (the CLI's `--jobs`).
-pub fn set_default_jobs(jobs: usize) {
-    JOBS.store(jobs.clamp(1, MAX_JOBS), Ordering::Relaxed);
-}
 
 /// How much of what others attach one walk reads. Whoever can push to a repository can attach
 /// anything to an artifact in it, so these bound the requests, bytes, memory and threads a walk
@@ -43,8 +35,8 @@ pub struct Limits {
     /// Bundle and legacy layer bytes one discovery reads in all; layers that no longer fit are
     /// counted, not read.
     pub total_bytes: u64,
-    /// Fetches run at once, which is also how many bundles are held at once; 0 means the process
-    /// default ([`set_default_jobs`], 4 unless set).
+    /// Fetches run at once, which is also how many bundles are held at once (the CLI's
+    /// `--jobs`); 0 means [`DEFAULT_JOBS`], and more than [`MAX_JOBS`] means that many.
     pub jobs: usize,
 }
 
@@ -54,13 +46,13 @@ impl Limits {
         depth: 8,
         blob_bytes: 16 * 1024 * 1024,
         total_bytes: 256 * 1024 * 1024,
-        jobs: 0,
+        jobs: DEFAULT_JOBS,
     };
 
     /// The number of fetches to run at once.
     pub fn jobs(&self) -> usize {
         match self.jobs {
-            0 => JOBS.load(Ordering::Relaxed),
+            0 => DEFAULT_JOBS,
             n => n.min(MAX_JOBS),
         }
     }
@@ -260,15 +252,27 @@ pub fn ordered<T, R>(
     jobs: usize,
     items: &[T],
     work: impl Fn(&T) -> R + Sync,
-    mut visit: impl FnMut(usize, R) -> ControlFlow<()>,
+    visit: impl FnMut(usize, R) -> ControlFlow<()>,
 ) where
     T: Sync,
     R: Send,
 {
-    let jobs = jobs.clamp(1, MAX_JOBS).min(items.len());
+    ordered_indices(jobs, items.len(), |i| work(&items[i]), visit);
+}
+
+/// [`ordered`] over the indices `0..count`, for a caller whose items are not a slice.
+pub fn ordered_indices<R>(
+    jobs: usize,
+    count: usize,
+    work: impl Fn(usize) -> R + Sync,
+    mut visit: impl FnMut(usize, R) -> ControlFlow<()>,
+) where
+    R: Send,
+{
+    let jobs = jobs.clamp(1, MAX_JOBS).min(count);
     if jobs <= 1 {
-        for (i, item) in items.iter().enumerate() {
-            if visit(i, work(item)).is_break() {
+        for i in 0..count {
+            if visit(i, work(i)).is_break() {
                 return;
             }
         }
@@ -295,16 +299,16 @@ pub fn ordered<T, R>(
                 loop {
                     let i = {
                         let mut w = lock();
-                        while !w.stop && w.next < items.len() && w.next >= w.visited + jobs {
+                        while !w.stop && w.next < count && w.next >= w.visited + jobs {
                             w = moved.wait(w).unwrap_or_else(PoisonError::into_inner);
                         }
-                        if w.stop || w.next >= items.len() {
+                        if w.stop || w.next >= count {
                             return;
                         }
                         w.next += 1;
                         w.next - 1
                     };
-                    if tx.send((i, work(&items[i]))).is_err() {
+                    if tx.send((i, work(i))).is_err() {
                         return;
                     }
                 }
@@ -343,7 +347,7 @@ mod tests {
     use crate::storage::store::layout::LayoutStore;
     use crate::storage::store::{BlobSource, Referrers};
     use std::collections::BTreeMap;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A layout whose manifests in `broken` fail to fetch, and whose listing can name extra
     /// digests that are not there.
@@ -351,6 +355,43 @@ mod tests {
         inner: LayoutStore,
         broken: BTreeSet<Digest>,
         extra: Vec<Descriptor>,
+        gate: Gate,
+    }
+
+    /// Holds each manifest fetch until `want` run at once (or two seconds pass, so that a
+    /// pool smaller than `want` cannot hang the test), then lets every fetch straight through;
+    /// records the most that ran at once.
+    #[derive(Default)]
+    struct Gate {
+        want: usize,
+        running: Mutex<usize>,
+        arrived: Condvar,
+        open: std::sync::atomic::AtomicBool,
+        most: AtomicUsize,
+    }
+
+    impl Gate {
+        fn pass(&self) {
+            let mut running = self.running.lock().unwrap();
+            *running += 1;
+            self.most.fetch_max(*running, Ordering::SeqCst);
+            self.arrived.notify_all();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while *running < self.want && !self.open.load(Ordering::SeqCst) {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                running = self
+                    .arrived
+                    .wait_timeout(running, deadline - now)
+                    .unwrap()
+                    .0;
+            }
+            self.open.store(true, Ordering::SeqCst);
+            self.arrived.notify_all();
+            *running -= 1;
+        }
     }
 
     impl Store for Faulty {
@@ -373,6 +414,9 @@ mod tests {
             self.inner.tag(t, m)
         }
         fn get_manifest(&self, d: &Digest) -> Result<FetchedManifest, Error> {
+            if self.gate.want > 0 {
+                self.gate.pass();
+            }
             if self.broken.contains(d) {
                 return Err(Error::Refused {
                     what: format!("manifest {d}"),
@@ -430,6 +474,7 @@ mod tests {
             inner,
             broken: BTreeSet::new(),
             extra: Vec::new(),
+            gate: Gate::default(),
         };
         (dir, store, subject, order)
     }
@@ -616,12 +661,31 @@ mod tests {
     }
 
     #[test]
-    fn jobs_zero_means_the_process_default_and_is_capped() {
-        let limits = Limits {
-            jobs: 500,
+    fn jobs_zero_means_the_default_and_is_capped() {
+        let limits = |jobs| Limits {
+            jobs,
             ..Limits::DEFAULT
         };
-        assert_eq!(limits.jobs(), MAX_JOBS);
-        assert!(Limits::DEFAULT.jobs() >= 1);
+        assert_eq!(limits(500).jobs(), MAX_JOBS);
+        assert_eq!(limits(0).jobs(), DEFAULT_JOBS);
+        assert_eq!(Limits::DEFAULT.jobs(), DEFAULT_JOBS);
+        assert_eq!(limits(3).jobs(), 3);
+    }
+
+    /// The pool size is what the caller hands in `Limits`, nothing process-wide: one job
+    /// fetches one manifest at a time, three fetch three at once.
+    #[test]
+    fn the_jobs_handed_in_bound_the_fetches_at_once() {
+        for jobs in [1, 3] {
+            let (_dir, mut store, subject, order) = with_referrers(9);
+            store.gate.want = 3;
+            let limits = Limits {
+                jobs,
+                ..Limits::DEFAULT
+            };
+            let found = checked(&store, &subject.digest, &limits).unwrap();
+            assert_eq!(found.manifests.len(), order.len());
+            assert_eq!(store.gate.most.load(Ordering::SeqCst), jobs, "jobs {jobs}");
+        }
     }
 }

@@ -1308,13 +1308,18 @@ impl Store for RegistryStore {
     }
 
     fn tags(&self) -> Result<Vec<Tag>, Error> {
+        let mut tags = Vec::new();
+        self.each_tag(&mut |t| tags.push(t))?;
+        Ok(tags)
+    }
+
+    fn each_tag(&self, visit: &mut dyn FnMut(Tag)) -> Result<(), Error> {
         let first = self.url("tags/list?n=1000");
         let mut url = first.clone();
-        let mut tags = Vec::new();
         for _ in 0..MAX_LIST_PAGES {
             let r = self.get(&url, &HeaderMap::new(), &Access::Pull)?;
             if r.status() == StatusCode::NOT_FOUND {
-                return Ok(tags);
+                return Ok(());
             }
             if !r.status().is_success() {
                 return Err(self.unexpected("GET", &url, r));
@@ -1336,18 +1341,17 @@ impl Store for RegistryStore {
                 what: format!("tag list of {}", self.name()),
                 reason: format!("not valid JSON: {e}"),
             })?;
-            tags.extend(
-                list.tags
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| t.parse().ok()),
-            );
+            list.tags
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .for_each(&mut *visit);
             match link {
                 Some(l) => url = l,
                 None => break,
             }
         }
-        Ok(tags)
+        Ok(())
     }
 
     fn delete_manifest(&self, digest: &Digest) -> Result<(), Error> {
