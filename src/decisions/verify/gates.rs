@@ -22,7 +22,7 @@ use crate::decisions::vuln::input::SbomVerifier;
 use crate::decisions::vuln::policy::{self as vpolicy, Note, Verdict, VexDocument};
 use crate::decisions::vuln::{self, Database, Date, Finding};
 use crate::evidence::attach;
-use crate::evidence::attest::PREDICATE_CYCLONEDX;
+use crate::evidence::attest::{PREDICATE_CYCLONEDX, PREDICATE_SPDX};
 use crate::evidence::sign::bundle::Bundle;
 use crate::evidence::sign::verify::TrustedRoot;
 use crate::foundation::digest::Digest;
@@ -31,15 +31,31 @@ use crate::storage::store::ReferrersPath;
 /// Predicate types of OpenVEX attestations (cosign's `--type openvex`, and the versioned URI).
 pub const VEX_PREDICATE_PREFIX: &str = "https://openvex.dev/ns";
 
-/// Whether a predicate type names a CycloneDX SBOM (the only SBOM format the gates read).
+/// Whether a predicate type names a CycloneDX SBOM.
 pub fn is_cyclonedx(predicate_type: &str) -> bool {
-    predicate_type == PREDICATE_CYCLONEDX
-        || predicate_type.starts_with("https://cyclonedx.org/bom/")
+    crate::evidence::attest::is_cyclonedx_predicate(predicate_type)
+}
+
+/// Whether a predicate type names an SBOM the gates read: CycloneDX or SPDX 2.
+pub fn is_sbom(predicate_type: &str) -> bool {
+    crate::evidence::attest::is_sbom_predicate(predicate_type)
 }
 
 /// Whether a predicate type names an OpenVEX document.
 pub fn is_openvex(predicate_type: &str) -> bool {
     predicate_type == VEX_PREDICATE_PREFIX || predicate_type.starts_with("https://openvex.dev/ns/")
+}
+
+/// A CycloneDX document that lists vulnerabilities and no components is a VEX, not an SBOM:
+/// taken as the SBOM it would let the gates pass over nothing.
+fn is_vex_only_bom(predicate: Option<&Value>) -> bool {
+    let Some(p) = predicate else { return false };
+    let listed = |field: &str| {
+        p.get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    p.get("bomFormat").is_some() && listed("vulnerabilities") && !listed("components")
 }
 
 /// The gate checks for one manifest, after the SBOM rules.
@@ -63,7 +79,8 @@ pub(super) fn checks(
     let sbom_signers = scope.sbom.as_ref().and_then(|s| s.signers.clone());
     let sboms: Vec<&Trusted> = trusted
         .iter()
-        .filter(|t| t.predicate_type.as_deref().is_some_and(is_cyclonedx))
+        .filter(|t| t.predicate_type.as_deref().is_some_and(is_sbom))
+        .filter(|t| !is_vex_only_bom(t.predicate.as_ref()))
         .filter(|t| allowed(&sbom_signers, &t.signer))
         .collect();
     if sboms.is_empty() {
@@ -78,7 +95,7 @@ pub(super) fn checks(
         out.push(
             Check::fail(CheckKind::GateSbom, "sbom for the security gates")
                 .expected(format!(
-                    "a CycloneDX SBOM attestation ({PREDICATE_CYCLONEDX}) signed by {} and bound to the artifact, for the {gates} rules",
+                    "a CycloneDX ({PREDICATE_CYCLONEDX}) or SPDX ({PREDICATE_SPDX}) SBOM attestation signed by {} and bound to the artifact, for the {gates} rules",
                     sbom_signers
                         .as_ref()
                         .map_or("a trusted signer".to_string(), |s| s.join(" or "))
@@ -99,7 +116,7 @@ pub(super) fn checks(
             Err(e) => {
                 out.push(
                     Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX SBOM whose components can be read")
+                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
                         .found(e.to_string())
                         .hint("the signed SBOM cannot be read; nothing can be said about its components")
                         .on(&t.referrer),
@@ -113,7 +130,7 @@ pub(super) fn checks(
             Err(e) => {
                 out.push(
                     Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX SBOM whose components can be read")
+                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
                         .found(e.to_string())
                         .hint("the signed SBOM cannot be read; nothing can be said about its components")
                         .on(&t.referrer),
@@ -425,9 +442,9 @@ impl SbomVerifier for PolicySbomVerifier<'_> {
                 why
             });
         };
-        if !t.predicate_type.as_deref().is_some_and(is_cyclonedx) {
+        if !t.predicate_type.as_deref().is_some_and(is_sbom) {
             return Err(format!(
-                "the signed statement's predicate type is {:?}, not CycloneDX",
+                "the signed statement's predicate type is {:?}, not CycloneDX or SPDX",
                 t.predicate_type.unwrap_or_default()
             ));
         }

@@ -1411,7 +1411,7 @@ fn policy_checks(
         let hit = trusted.iter().find(|t| {
             t.predicate_type
                 .as_deref()
-                .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p))
+                .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p) || gates::is_sbom(p))
                 && allowed(&rules.signers, &t.signer)
         });
         checks.push(match (hit, rules.required) {

@@ -1,0 +1,353 @@
+//! The other formats custody writes and reads, checked by their owners' validators: SPDX 2.3
+//! (spdx-tools) with the same packages, findings and origins as the CycloneDX twin of the same
+//! run; CycloneDX 1.7 (cyclonedx-python-lib); SPDX SBOM attestations in the gates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use custody::decisions::policy::{Format, Policy};
+use custody::decisions::verify::{self, CheckKind, Status, VerifyOptions, VerifyReport};
+use custody::decisions::vuln::{Database, Limits};
+use custody::evidence::attest::PREDICATE_SPDX;
+use custody::evidence::sign::KeySigner;
+use custody::evidence::sign::keys::SigningKey;
+use custody::foundation::reference::Reference;
+use custody::storage::store::Store;
+use serde_json::{Value, json};
+
+use crate::gates::{T0, attest, open, policy_text, put_artifact, sign, small_db};
+use crate::support::{self, Registry, stderr, stdout};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn shared_osv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/osv/crates.io")
+}
+
+/// Runs `tests/it/validate.py` with the venv's python; `Err(stderr)` when it refuses.
+pub fn validator(args: &[&str]) -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/validate.py");
+    let out = Command::new(support::venv_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn run_json(args: &[&str]) -> (Value, i32) {
+    let out = support::custody()
+        .args(["--output", "json"])
+        .args(args)
+        .output()
+        .expect("custody runs");
+    let json = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{args:?} printed no json ({e}): {}", stderr(&out)));
+    (json, out.status.code().expect("exit code"))
+}
+
+/// `custody sbom` of one file and `lockfiles` in `format` (and CycloneDX `spec`).
+fn sbom(dir: &Path, lockfiles: &[PathBuf], format: &str, spec: &str, out: &str) -> PathBuf {
+    let artifact = dir.join("app");
+    std::fs::write(&artifact, b"the artifact").unwrap();
+    let path = dir.join(out);
+    let mut args = vec![
+        "sbom".to_owned(),
+        artifact.display().to_string(),
+        "--format".to_owned(),
+        format.to_owned(),
+        "--spec-version".to_owned(),
+        spec.to_owned(),
+        "--source".to_owned(),
+        dir.display().to_string(),
+        "-o".to_owned(),
+        path.display().to_string(),
+    ];
+    for l in lockfiles {
+        args.push("--lockfile".to_owned());
+        args.push(l.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (report, code) = run_json(&args);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["format"], format);
+    path
+}
+
+fn every_lockfile_fixture() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(fixtures().join("lockfiles")).unwrap() {
+        for file in std::fs::read_dir(entry.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if custody::evidence::sbom::LOCKFILE_NAMES.contains(&name.as_str())
+                || (name.starts_with("requirements") && name.ends_with(".txt"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn spdx_of_every_lockfile_validates_with_spdx_tools() {
+    let dir = support::tempdir();
+    let locks = every_lockfile_fixture();
+    assert!(locks.len() >= 6, "{locks:?}");
+    let all = sbom(dir.path(), &locks, "spdx-json", "1.6", "all.spdx.json");
+    validator(&["spdx", all.to_str().unwrap()]).unwrap();
+    for (i, lock) in locks.iter().enumerate() {
+        let one = sbom(
+            dir.path(),
+            std::slice::from_ref(lock),
+            "spdx-json",
+            "1.6",
+            &format!("{i}.spdx.json"),
+        );
+        validator(&["spdx", one.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
+    }
+
+    // The validator is not vacuous: a namespace with a fragment, or two packages with one id.
+    let doc: Value = serde_json::from_slice(&std::fs::read(&all).unwrap()).unwrap();
+    let broken = dir.path().join("broken.spdx.json");
+    let mut fragment = doc.clone();
+    fragment["documentNamespace"] = json!("https://example.org/spdx#x");
+    std::fs::write(&broken, serde_json::to_vec(&fragment).unwrap()).unwrap();
+    let err = validator(&["spdx", broken.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("documentNamespace") || err.contains("fragment"),
+        "{err}"
+    );
+    let mut duplicate = doc;
+    duplicate["packages"][2]["SPDXID"] = duplicate["packages"][3]["SPDXID"].clone();
+    std::fs::write(&broken, serde_json::to_vec(&duplicate).unwrap()).unwrap();
+    let err = validator(&["spdx", broken.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("unique"), "{err}");
+}
+
+#[test]
+fn spdx_carries_what_the_cyclonedx_twin_carries() {
+    let dir = support::tempdir();
+    let mut locks = every_lockfile_fixture();
+    locks.push(fixtures().join("vuln/Cargo.lock"));
+    let spdx = sbom(dir.path(), &locks, "spdx-json", "1.6", "all.spdx.json");
+    let cdx = sbom(dir.path(), &locks, "cyclonedx-json", "1.6", "all.cdx.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    let bom: Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
+
+    // Every component, by purl, once; the dependency edges the same.
+    let purl_of = |p: &Value| {
+        p["externalRefs"]
+            .as_array()
+            .and_then(|r| r.first())
+            .map(|r| r["referenceLocator"].as_str().unwrap().to_owned())
+    };
+    let packages = doc["packages"].as_array().unwrap();
+    let mut spdx_purls: Vec<String> = packages.iter().skip(1).filter_map(purl_of).collect();
+    spdx_purls.sort();
+    let mut cdx_purls: Vec<String> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap().to_owned())
+        .collect();
+    cdx_purls.sort();
+    assert_eq!(spdx_purls, cdx_purls);
+    // The described package is the artifact, CycloneDX's metadata.component.
+    let mut id_to_purl: std::collections::BTreeMap<&str, String> = packages
+        .iter()
+        .filter_map(|p| Some((p["SPDXID"].as_str().unwrap(), purl_of(p)?)))
+        .collect();
+    id_to_purl.insert(
+        packages[0]["SPDXID"].as_str().unwrap(),
+        bom["metadata"]["component"]["bom-ref"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let mut spdx_edges: Vec<(String, String)> = doc["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["relationshipType"] == "DEPENDS_ON" && r["relatedSpdxElement"] != "NONE")
+        .map(|r| {
+            (
+                id_to_purl[r["spdxElementId"].as_str().unwrap()].clone(),
+                id_to_purl[r["relatedSpdxElement"].as_str().unwrap()].clone(),
+            )
+        })
+        .collect();
+    spdx_edges.sort();
+    let mut cdx_edges: Vec<(String, String)> = bom["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            let from = d["ref"].as_str().unwrap().to_owned();
+            d["dependsOn"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |t| (from.clone(), t.as_str().unwrap().to_owned()))
+        })
+        .collect();
+    cdx_edges.sort();
+    assert_eq!(spdx_edges, cdx_edges);
+    assert!(!cdx_edges.is_empty());
+
+    // scan reads both to the same findings.
+    let db = shared_osv().display().to_string();
+    let (a, _) = run_json(&["scan", spdx.to_str().unwrap(), "--db", &db]);
+    let (b, _) = run_json(&["scan", cdx.to_str().unwrap(), "--db", &db]);
+    assert_eq!(a["input"]["envelope"], "plain");
+    assert!(!a["findings"].as_array().unwrap().is_empty(), "{a}");
+    for field in ["scanned", "findings", "notScanned", "componentsWithoutPurl"] {
+        assert_eq!(a[field], b[field], "{field}");
+    }
+
+    // sources check reads both to the same origins and violations.
+    let sources = fixtures().join("sources");
+    let policy = sources.join("policy.json").display().to_string();
+    let locks = [
+        sources.join("cargo/Cargo.lock"),
+        sources.join("npm/package-lock.json"),
+    ];
+    let spdx = sbom(dir.path(), &locks, "spdx-json", "1.6", "s.spdx.json");
+    let cdx = sbom(dir.path(), &locks, "cyclonedx-json", "1.6", "s.cdx.json");
+    let (a, code_a) = run_json(&[
+        "sources",
+        "check",
+        spdx.to_str().unwrap(),
+        "--policy",
+        &policy,
+    ]);
+    let (b, code_b) = run_json(&[
+        "sources",
+        "check",
+        cdx.to_str().unwrap(),
+        "--policy",
+        &policy,
+    ]);
+    assert_eq!((code_a, code_b), (1, 1));
+    for field in ["checked", "internal", "violations"] {
+        assert_eq!(a[field], b[field], "{field}");
+    }
+    assert_eq!(
+        a["violations"][0]["resolved"]["location"],
+        "registry+https://github.com/rust-lang/crates.io-index"
+    );
+}
+
+#[test]
+fn cyclonedx_1_7_validates_with_cyclonedx_python_lib() {
+    let dir = support::tempdir();
+    let path = sbom(
+        dir.path(),
+        &every_lockfile_fixture(),
+        "cyclonedx-json",
+        "1.7",
+        "all.cdx.json",
+    );
+    let bom: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(bom["specVersion"], "1.7");
+    assert_eq!(
+        bom["$schema"],
+        "http://cyclonedx.org/schema/bom-1.7.schema.json"
+    );
+    validator(&["sbom", path.to_str().unwrap(), "1.7"]).unwrap();
+}
+
+fn policy(key: &KeySigner, rules: &str) -> Policy {
+    let text = policy_text(&key.public_key(), rules);
+    Policy::parse(
+        text.as_bytes(),
+        Format::Yaml,
+        Path::new("."),
+        "formats.yaml",
+    )
+    .unwrap()
+}
+
+pub fn verify_with(store: &dyn Store, r: &str, policy: &Policy, db: &Path) -> VerifyReport {
+    let db = Database::load(&[db.to_owned()], &Limits::default()).unwrap();
+    let options = VerifyOptions {
+        now: Some(T0),
+        vulnerability_db: Some(Arc::new(db)),
+        ..VerifyOptions::default()
+    };
+    verify::artifact(store, &r.parse::<Reference>().unwrap(), policy, &options).unwrap()
+}
+
+pub fn checks(report: &VerifyReport, kind: CheckKind) -> Vec<verify::Check> {
+    report
+        .artifact
+        .checks
+        .iter()
+        .filter(|c| c.kind == kind)
+        .cloned()
+        .collect()
+}
+
+/// An SPDX 2.3 document with one package per purl, described by a root package.
+pub fn spdx_doc(purls: &[&str]) -> Value {
+    let mut packages = vec![json!({"SPDXID": "SPDXRef-root", "name": "app",
+        "downloadLocation": "NOASSERTION"})];
+    let mut relationships = vec![json!({"spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-root"})];
+    for (i, purl) in purls.iter().enumerate() {
+        packages.push(json!({"SPDXID": format!("SPDXRef-p{i}"), "name": purl,
+            "downloadLocation": "NOASSERTION",
+            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                              "referenceLocator": purl}]}));
+        relationships.push(json!({"spdxElementId": "SPDXRef-root",
+            "relationshipType": "DEPENDS_ON", "relatedSpdxElement": format!("SPDXRef-p{i}")}));
+    }
+    json!({"spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
+        "name": "app", "documentNamespace": "https://example.org/spdx/app-1",
+        "creationInfo": {"created": "2026-01-01T00:00:00Z", "creators": ["Tool: test"]},
+        "packages": packages, "relationships": relationships})
+}
+
+#[test]
+fn the_gates_read_a_signed_spdx_sbom() {
+    let dir = support::tempdir();
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let registry = Registry::start();
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let store = open(&format!("{}/formats/spdx", registry.host));
+    let d = put_artifact(store.as_ref(), b"v1", "v1");
+    sign(store.as_ref(), &d, &key);
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        PREDICATE_SPDX,
+        spdx_doc(&["pkg:cargo/smallvec@0.6.9"]),
+    );
+    let strict = policy(&key, "    vulnerabilities:\n      max_severity: medium\n");
+    let at = format!("{}/formats/spdx:v1", registry.host);
+    let report = verify_with(store.as_ref(), &at, &strict, &db);
+    assert!(!report.verified);
+    let sbom = &checks(&report, CheckKind::GateSbom)[0];
+    assert_eq!(sbom.status, Status::Pass);
+    assert!(
+        sbom.found
+            .as_deref()
+            .unwrap()
+            .starts_with("1 component purl(s)")
+    );
+    let v = checks(&report, CheckKind::Vulnerability);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].status, Status::Fail);
+    assert_eq!(v[0].name, "RUSTSEC-2019-0009 in smallvec 0.6.9");
+}
