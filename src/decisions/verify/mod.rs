@@ -648,6 +648,7 @@ impl Ctx<'_> {
             policy_checks(self.scope, &trusted, &report.referrers, self.now);
         report.checks.append(&mut policy_checks);
         report.checks.extend(gates::checks(
+            digest,
             self.scope,
             &trusted,
             &report.referrers,
