@@ -12,6 +12,7 @@ use custody::decisions::vuln::{Database, Limits};
 use custody::evidence::attest::PREDICATE_SPDX;
 use custody::evidence::sign::KeySigner;
 use custody::evidence::sign::keys::SigningKey;
+use custody::foundation::digest::Digest;
 use custody::foundation::reference::Reference;
 use custody::storage::store::Store;
 use serde_json::{Value, json};
@@ -350,4 +351,314 @@ fn the_gates_read_a_signed_spdx_sbom() {
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].status, Status::Fail);
     assert_eq!(v[0].name, "RUSTSEC-2019-0009 in smallvec 0.6.9");
+}
+
+// ------------------------------------------------------------------------------------ VEX
+
+const SMALLVEC: &str = "pkg:cargo/smallvec@0.6.9";
+
+/// OpenVEX: not_affected for the artifact by digest, the package as its subcomponent.
+pub fn openvex_doc(artifact: &Digest) -> Value {
+    json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/app-1",
+        "author": "security@example.com",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "version": 1,
+        "statements": [{
+            "vulnerability": {"name": "CVE-2019-15551"},
+            "products": [{"@id": format!("pkg:oci/app@sha256%3A{}", artifact.hex()),
+                          "hashes": {"sha-256": artifact.hex()},
+                          "subcomponents": [{"@id": SMALLVEC}]}],
+            "status": "not_affected",
+            "justification": "vulnerable_code_not_in_execute_path",
+        }],
+    })
+}
+
+/// CSAF 2.0 VEX: smallvec as a component of the artifact (by its SHA-256) is known not
+/// affected, with a VEX flag and an impact threat.
+pub fn csaf_doc(artifact: &Digest) -> Value {
+    json!({
+        "document": {
+            "category": "csaf_vex",
+            "csaf_version": "2.0",
+            "title": "smallvec double free does not affect app",
+            "publisher": {"category": "vendor", "name": "Example", "namespace": "https://example.com"},
+            "tracking": {
+                "id": "EXAMPLE-VEX-2026-0001", "status": "final", "version": "1",
+                "initial_release_date": "2026-01-01T00:00:00.000Z",
+                "current_release_date": "2026-01-01T00:00:00.000Z",
+                "generator": {"engine": {"name": "custody tests"}},
+                "revision_history": [{"date": "2026-01-01T00:00:00.000Z", "number": "1", "summary": "Initial version."}],
+            },
+        },
+        "product_tree": {
+            "branches": [{"category": "vendor", "name": "Example", "branches": [
+                {"category": "product_name", "name": "app", "product": {
+                    "product_id": "APP", "name": "Example app",
+                    "product_identification_helper": {"hashes": [{"filename": "app",
+                        "file_hashes": [{"algorithm": "sha256", "value": artifact.hex()}]}]}}},
+                {"category": "product_name", "name": "smallvec", "branches": [
+                    {"category": "product_version", "name": "0.6.9", "product": {
+                        "product_id": "SMALLVEC-0.6.9", "name": "smallvec 0.6.9",
+                        "product_identification_helper": {"purl": SMALLVEC}}}]}],
+            }],
+            "relationships": [{"category": "default_component_of",
+                "product_reference": "SMALLVEC-0.6.9", "relates_to_product_reference": "APP",
+                "full_product_name": {"product_id": "APP:SMALLVEC-0.6.9", "name": "smallvec 0.6.9 in app"}}],
+        },
+        "vulnerabilities": [{
+            "cve": "CVE-2019-15551",
+            "notes": [{"category": "description", "text": "Double free in SmallVec::grow."}],
+            "product_status": {"known_not_affected": ["APP:SMALLVEC-0.6.9"]},
+            "flags": [{"label": "vulnerable_code_not_in_execute_path", "product_ids": ["APP:SMALLVEC-0.6.9"]}],
+            "threats": [{"category": "impact", "details": "app never grows a SmallVec from input.",
+                         "product_ids": ["APP:SMALLVEC-0.6.9"]}],
+        }],
+    })
+}
+
+/// CycloneDX 1.6 VEX: the smallvec component not affected, with the advisory's id.
+pub fn cyclonedx_vex_doc(artifact: &Digest) -> Value {
+    json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
+        "serialNumber": "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
+        "metadata": {"timestamp": "2026-01-01T00:00:00Z",
+            "component": {"type": "application", "name": "app", "bom-ref": "app",
+                "hashes": [{"alg": "SHA-256", "content": artifact.hex()}]}},
+        "components": [{"type": "library", "name": "smallvec", "version": "0.6.9",
+            "bom-ref": SMALLVEC, "purl": SMALLVEC}],
+        "vulnerabilities": [{
+            "bom-ref": "vex-1", "id": "RUSTSEC-2019-0009",
+            "source": {"name": "RustSec", "url": "https://rustsec.org/advisories/RUSTSEC-2019-0009"},
+            "references": [{"id": "CVE-2019-15551", "source": {"name": "NVD"}}],
+            "analysis": {"state": "not_affected", "justification": "code_not_reachable",
+                "detail": "app never grows a SmallVec from input."},
+            "affects": [{"ref": SMALLVEC}],
+        }],
+    })
+}
+
+type VexCase = (&'static str, &'static str, fn(&Digest) -> Value);
+
+fn vex_cases() -> [VexCase; 3] {
+    [
+        ("openvex", "https://openvex.dev/ns/v0.2.0", openvex_doc),
+        ("csaf vex", custody::evidence::vex::PREDICATE_CSAF, csaf_doc),
+        (
+            "cyclonedx vex",
+            custody::evidence::vex::PREDICATE_CYCLONEDX_VEX,
+            cyclonedx_vex_doc,
+        ),
+    ]
+}
+
+#[test]
+fn each_vex_format_signed_suppresses_and_an_unsigned_one_is_listed_not_applied() {
+    let dir = support::tempdir();
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let registry = Registry::start();
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let stranger = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let store = open(&format!("{}/formats/vex", registry.host));
+    let strict = policy(&key, "    vulnerabilities:\n      max_severity: medium\n");
+    for (i, (label, predicate_type, doc)) in vex_cases().into_iter().enumerate() {
+        let tag = format!("v{i}");
+        let at = format!("{}/formats/vex:{tag}", registry.host);
+        let d = put_artifact(store.as_ref(), tag.as_bytes(), &tag);
+        sign(store.as_ref(), &d, &key);
+        attest(
+            store.as_ref(),
+            &d,
+            &key,
+            custody::evidence::attest::PREDICATE_CYCLONEDX,
+            crate::gates::bom(&[(SMALLVEC, None)]),
+        );
+        // Unsigned by a trusted key: listed, never applied.
+        attest(
+            store.as_ref(),
+            &d,
+            &stranger,
+            predicate_type,
+            doc(&d.digest),
+        );
+        let report = verify_with(store.as_ref(), &at, &strict, &db);
+        assert!(!report.verified, "{label}");
+        let vex = checks(&report, CheckKind::Vex);
+        assert_eq!(vex.len(), 1, "{label}: {vex:?}");
+        assert_eq!(vex[0].status, Status::Skip);
+        assert_eq!(vex[0].name, format!("{label} attestation"));
+        assert!(
+            vex[0]
+                .found
+                .as_deref()
+                .unwrap()
+                .ends_with("ignored, not signed by a trusted signer"),
+            "{vex:?}"
+        );
+        assert_eq!(
+            checks(&report, CheckKind::Vulnerability)[0].status,
+            Status::Fail
+        );
+
+        // Signed by the release key and bound to the artifact: the finding is suppressed, with
+        // the justification shown.
+        attest(store.as_ref(), &d, &key, predicate_type, doc(&d.digest));
+        let report = verify_with(store.as_ref(), &at, &strict, &db);
+        assert!(report.verified, "{label}");
+        let v = &checks(&report, CheckKind::Vulnerability)[0];
+        assert_eq!(v.status, Status::Pass);
+        let found = v.found.as_deref().unwrap();
+        assert!(
+            found.contains("allowed: not affected per signed VEX")
+                && (found.contains("vulnerable_code_not_in_execute_path")
+                    || found.contains("code_not_reachable")),
+            "{label}: {found}"
+        );
+        let used = checks(&report, CheckKind::Vex);
+        assert!(
+            used.iter().any(|c| c.status == Status::Pass
+                && c.found.as_deref().unwrap().ends_with("1 statement(s)")),
+            "{label}: {used:?}"
+        );
+    }
+
+    // The same statement about another artifact's digest does not apply here.
+    let d = put_artifact(store.as_ref(), b"elsewhere", "elsewhere");
+    sign(store.as_ref(), &d, &key);
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        custody::evidence::attest::PREDICATE_CYCLONEDX,
+        crate::gates::bom(&[(SMALLVEC, None)]),
+    );
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        custody::evidence::vex::PREDICATE_CSAF,
+        csaf_doc(&Digest::of(b"another artifact")),
+    );
+    let at = format!("{}/formats/vex:elsewhere", registry.host);
+    assert!(!verify_with(store.as_ref(), &at, &strict, &db).verified);
+}
+
+#[test]
+fn malformed_signed_vex_is_refused_with_the_reason() {
+    let dir = support::tempdir();
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let registry = Registry::start();
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let store = open(&format!("{}/formats/badvex", registry.host));
+    let strict = policy(&key, "    vulnerabilities:\n      max_severity: medium\n");
+    let d = put_artifact(store.as_ref(), b"bad", "bad");
+    sign(store.as_ref(), &d, &key);
+    attest(
+        store.as_ref(),
+        &d,
+        &key,
+        custody::evidence::attest::PREDICATE_CYCLONEDX,
+        crate::gates::bom(&[(SMALLVEC, None)]),
+    );
+    let mut advisory = csaf_doc(&d.digest);
+    advisory["document"]["category"] = json!("csaf_security_advisory");
+    let mut openvex = openvex_doc(&d.digest);
+    openvex["statements"][0]["status"] = json!("probably_fine");
+    let mut cdx = cyclonedx_vex_doc(&d.digest);
+    cdx["vulnerabilities"][0]["affects"] = json!([]);
+    for (predicate_type, doc) in [
+        (custody::evidence::vex::PREDICATE_CSAF, advisory),
+        ("https://openvex.dev/ns", openvex),
+        (custody::evidence::vex::PREDICATE_CYCLONEDX_VEX, cdx),
+    ] {
+        attest(store.as_ref(), &d, &key, predicate_type, doc);
+    }
+    let at = format!("{}/formats/badvex:bad", registry.host);
+    let report = verify_with(store.as_ref(), &at, &strict, &db);
+    assert!(!report.verified);
+    let mut found: Vec<String> = checks(&report, CheckKind::Vex)
+        .into_iter()
+        .map(|c| {
+            assert_eq!(c.status, Status::Skip);
+            c.found.unwrap()
+        })
+        .collect();
+    found.sort();
+    let needles = [
+        "not usable csaf: document.category is Some(\"csaf_security_advisory\"), not csaf_vex",
+        "not usable cyclonedx: vulnerabilities[0] (RUSTSEC-2019-0009) affects nothing",
+        "not usable openvex: status \"probably_fine\"",
+    ];
+    assert_eq!(found.len(), 3, "{found:?}");
+    for needle in needles {
+        assert!(
+            found.iter().any(|f| f.contains(needle)),
+            "{needle}: {found:?}"
+        );
+    }
+}
+
+fn node_validate_csaf(path: &Path) -> Result<(), String> {
+    let home = std::env::var_os("CUSTODY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/custody/tools")
+        });
+    let lib = home.join("npm-csaf/node_modules/@secvisogram/csaf-validator-lib");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/csaf_validate.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(lib)
+        .arg(path)
+        .output()
+        .expect("node runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn openvex_schema() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/external")
+        .join("openvex_json_schema.json")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn vex_documents_validate_against_their_owners_schemas() {
+    let dir = support::tempdir();
+    let artifact = Digest::of(b"app");
+    let write = |name: &str, v: &Value| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        p
+    };
+    let schema = openvex_schema();
+    let openvex = write("o.json", &openvex_doc(&artifact));
+    validator(&["schema", &schema, openvex.to_str().unwrap()]).unwrap();
+    let csaf = write("c.json", &csaf_doc(&artifact));
+    node_validate_csaf(&csaf).unwrap();
+    let cdx = write("x.json", &cyclonedx_vex_doc(&artifact));
+    validator(&["sbom", cdx.to_str().unwrap(), "1.6"]).unwrap();
+
+    // The validators are not vacuous.
+    let mut bad = openvex_doc(&artifact);
+    bad["statements"][0]["status"] = json!("probably_fine");
+    let p = write("o-bad.json", &bad);
+    let err = validator(&["schema", &schema, p.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("status"), "{err}");
+    let mut bad = csaf_doc(&artifact);
+    bad["vulnerabilities"][0]["product_status"]["known_not_affected"] = json!(["NOT-IN-TREE"]);
+    let p = write("c-bad.json", &bad);
+    let err = node_validate_csaf(&p).unwrap_err();
+    assert!(err.contains("mandatoryTest_6_1_1"), "{err}");
+    let mut bad = cyclonedx_vex_doc(&artifact);
+    bad["vulnerabilities"][0]["analysis"]["state"] = json!("fine");
+    let p = write("x-bad.json", &bad);
+    assert!(validator(&["sbom", p.to_str().unwrap(), "1.6"]).is_err());
 }
