@@ -662,3 +662,115 @@ fn vex_documents_validate_against_their_owners_schemas() {
     let p = write("x-bad.json", &bad);
     assert!(validator(&["sbom", p.to_str().unwrap(), "1.6"]).is_err());
 }
+
+fn custody_with_key(args: &[&str]) -> std::process::Output {
+    support::custody()
+        .args(["--output", "json"])
+        .args(args)
+        .env("COSIGN_PASSWORD", "release-pw")
+        .output()
+        .expect("custody runs")
+}
+
+#[test]
+fn custody_vex_signs_an_openvex_statement_that_verify_applies() {
+    let dir = support::tempdir();
+    let db = small_db(dir.path(), &["RUSTSEC-2019-0009"]);
+    let (key, public) = crate::release::keypair(dir.path());
+    let public = custody::evidence::sign::keys::PublicKey::from_pem(
+        &std::fs::read_to_string(&public).unwrap(),
+    )
+    .unwrap();
+    let registry = Registry::start();
+    let store = open(&format!("{}/formats/cli", registry.host));
+    let d = put_artifact(store.as_ref(), b"cli", "v1");
+    let at = format!("{}/formats/cli:v1", registry.host);
+    let bom = dir.path().join("bom.json");
+    std::fs::write(
+        &bom,
+        serde_json::to_vec(&crate::gates::bom(&[(SMALLVEC, None)])).unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec!["sign", &at, "--key", &key],
+        vec![
+            "attest",
+            &at,
+            "--type",
+            "cyclonedx",
+            "--predicate",
+            bom.to_str().unwrap(),
+            "--key",
+            &key,
+        ],
+    ] {
+        let out = custody_with_key(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let text = policy_text(
+        &public,
+        "    vulnerabilities:\n      max_severity: medium\n",
+    );
+    let strict = Policy::parse(text.as_bytes(), Format::Yaml, Path::new("."), "p.yaml").unwrap();
+    assert!(!verify_with(store.as_ref(), &at, &strict, &db).verified);
+
+    // A not_affected statement without a reason is refused before anything is signed.
+    let out = custody_with_key(&[
+        "vex",
+        &at,
+        "--vulnerability",
+        "CVE-2019-15551",
+        "--status",
+        "not_affected",
+        "--key",
+        &key,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("needs --justification"),
+        "{}",
+        stderr(&out)
+    );
+
+    let doc = dir.path().join("vex.json");
+    let out = custody_with_key(&[
+        "vex",
+        &at,
+        "--vulnerability",
+        "CVE-2019-15551",
+        "--status",
+        "not_affected",
+        "--justification",
+        "vulnerable_code_not_in_execute_path",
+        "--subcomponent",
+        SMALLVEC,
+        "--author",
+        "security@example.com",
+        "--key",
+        &key,
+        "-o",
+        doc.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["predicateType"], "https://openvex.dev/ns");
+    assert_eq!(report["subject"]["digest"], d.digest.to_string());
+    assert_eq!(report["vex"]["status"], "not_affected");
+    validator(&["schema", &openvex_schema(), doc.to_str().unwrap()]).unwrap();
+    let written: Value = serde_json::from_slice(&std::fs::read(&doc).unwrap()).unwrap();
+    assert_eq!(
+        written["statements"][0]["products"][0]["hashes"]["sha-256"],
+        d.digest.hex()
+    );
+
+    let report = verify_with(store.as_ref(), &at, &strict, &db);
+    assert!(report.verified);
+    let v = &checks(&report, CheckKind::Vulnerability)[0];
+    assert!(
+        v.found
+            .as_deref()
+            .unwrap()
+            .contains("allowed: not affected per signed VEX"),
+        "{v:?}"
+    );
+}
