@@ -243,7 +243,7 @@ pub fn osv(data: &[u8]) {
     }
 }
 
-/// OpenVEX documents.
+/// VEX documents: OpenVEX, CSAF 2.0 and CycloneDX, told apart by their marker fields.
 pub fn openvex(data: &[u8]) {
     let _ = crate::decisions::vuln::policy::VexDocument::parse(data, "fuzz");
 }

@@ -16,6 +16,7 @@ use custody::evidence::attach::{
     self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
 };
 use custody::evidence::attest::Timestamp;
+use custody::evidence::vex::VexStatus;
 use custody::foundation::hint::Hint as _;
 use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
@@ -365,6 +366,132 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
         })?;
     write_bundle(&args.bundle, &attachment)?;
     Ok(audited("attested", &reference, &attachment, &args.bundle))
+}
+
+/// The statuses `custody vex --status` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum VexStatusArg {
+    NotAffected,
+    Affected,
+    Fixed,
+    UnderInvestigation,
+}
+
+impl From<VexStatusArg> for VexStatus {
+    fn from(s: VexStatusArg) -> VexStatus {
+        match s {
+            VexStatusArg::NotAffected => VexStatus::NotAffected,
+            VexStatusArg::Affected => VexStatus::Affected,
+            VexStatusArg::Fixed => VexStatus::Fixed,
+            VexStatusArg::UnderInvestigation => VexStatus::UnderInvestigation,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VexArgs {
+    /// The artifact: registry/repo[:tag][@digest] or oci:<dir>[:tag][@digest]. The statement
+    /// names it by digest.
+    pub reference: String,
+    /// The vulnerability (CVE, GHSA, RUSTSEC, ... id).
+    #[arg(long)]
+    pub vulnerability: String,
+    #[arg(long, value_enum)]
+    pub status: VexStatusArg,
+    /// With not_affected: component_not_present, vulnerable_code_not_present,
+    /// vulnerable_code_not_in_execute_path, vulnerable_code_cannot_be_controlled_by_adversary
+    /// or inline_mitigations_already_exist.
+    #[arg(long)]
+    pub justification: Option<String>,
+    /// With not_affected: why, in words.
+    #[arg(long)]
+    pub impact_statement: Option<String>,
+    /// With affected: what users should do.
+    #[arg(long)]
+    pub action_statement: Option<String>,
+    /// A package inside the artifact the statement is about, by purl (repeatable); none: the
+    /// whole artifact.
+    #[arg(long = "subcomponent", value_name = "PURL")]
+    pub subcomponents: Vec<String>,
+    /// Who makes the statement.
+    #[arg(long, default_value = "custody")]
+    pub author: String,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+    /// Also write the OpenVEX document to this file.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also write the Sigstore bundle to this file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// `custody vex`: the OpenVEX document for one statement, signed as an attestation
+/// (predicate type `https://openvex.dev/ns`, as cosign's `--type openvex`) and attached.
+pub fn vex(cli: &Cli, args: &VexArgs) -> Result<Report, Failure> {
+    use custody::evidence::vex::{PREDICATE_OPENVEX, openvex};
+    refuse_dash_bundle(&args.bundle)?;
+    if let Some(path) = &args.out {
+        super::stdio::refuse_dash(path, "--out", "the report is standard output; give a file")?;
+    }
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let signer = signer_from_args(&args.signer)?;
+    let (reference, store, subject) = resolve_subject(cli, &args.reference)?;
+    let statement = openvex::NewStatement {
+        repository: reference.repository(),
+        digest: subject.digest.clone(),
+        vulnerability: args.vulnerability.clone(),
+        status: args.status.into(),
+        justification: args.justification.clone(),
+        impact_statement: args.impact_statement.clone(),
+        action_statement: args.action_statement.clone(),
+        subcomponents: args.subcomponents.clone(),
+        author: args.author.clone(),
+        timestamp: now.clone(),
+    };
+    let document = openvex::document(&statement).map_err(|e| Failure {
+        error: anyhow::Error::new(e).context("cannot write the vex statement"),
+        status: ExitStatus::Error,
+        hint: None,
+    })?;
+    let predicate = serde_json::to_value(&document).expect("json values serialise");
+    if let Some(path) = &args.out {
+        let mut bytes = serde_json::to_vec_pretty(&predicate).expect("json values serialise");
+        bytes.push(b'\n');
+        super::stdio::write(path, &bytes)?;
+    }
+    let options = AttachOptions {
+        repository: Some(reference.repository()),
+        created: Some(now),
+        ..AttachOptions::default()
+    };
+    let input = AttestInput::Predicate {
+        predicate_type: PREDICATE_OPENVEX.to_owned(),
+        predicate,
+    };
+    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+        .map_err(|e| {
+            signing_failure(
+                e,
+                format!("cannot attach vex to {}", reference.pinned(&subject.digest)),
+            )
+        })?;
+    write_bundle(&args.bundle, &attachment)?;
+    let mut report = report("vex attested on", &reference, &attachment, &args.bundle);
+    let _ = writeln!(
+        report.human,
+        "statement: {} is {} in {}",
+        args.vulnerability,
+        VexStatus::from(args.status).as_str(),
+        reference.pinned(&subject.digest)
+    );
+    report.json["vex"] = serde_json::json!({
+        "id": document.id,
+        "vulnerability": args.vulnerability,
+        "status": VexStatus::from(args.status).as_str(),
+    });
+    Ok(report)
 }
 
 #[cfg(test)]

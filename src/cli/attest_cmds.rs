@@ -144,9 +144,13 @@ pub struct SbomArgs {
     /// Lockfile to read (repeatable); default: the lockfiles at the top of the work tree.
     #[arg(long = "lockfile")]
     pub lockfiles: Vec<PathBuf>,
-    /// CycloneDX version: 1.6 (default) or 1.5.
+    /// CycloneDX version: 1.6 (default), 1.5 or 1.7.
     #[arg(long, default_value = "1.6", value_parser = parse_spec_version)]
     pub spec_version: SpecVersion,
+    /// Document format: cyclonedx-json (default) or spdx-json (SPDX 2.3, the same packages,
+    /// graph and origins).
+    #[arg(long, value_enum, default_value_t = SbomFormat::CyclonedxJson)]
+    pub format: SbomFormat,
     /// Any folder inside the source work tree.
     #[arg(long, default_value = ".")]
     pub source: PathBuf,
@@ -158,11 +162,34 @@ pub struct SbomArgs {
     pub artifact_version: Option<String>,
 }
 
+/// The format `custody sbom` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SbomFormat {
+    CyclonedxJson,
+    SpdxJson,
+}
+
+/// The bytes of `bom` in `format`, and how the summary names the format.
+fn sbom_bytes(bom: &sbom::Bom, format: SbomFormat) -> anyhow::Result<(Vec<u8>, String)> {
+    Ok(match format {
+        SbomFormat::CyclonedxJson => (
+            bom.to_json_bytes()?,
+            format!("CycloneDX {}", bom.spec_version),
+        ),
+        SbomFormat::SpdxJson => (
+            sbom::spdx::from_bom(bom).to_json_bytes()?,
+            sbom::spdx::SPDX_VERSION.to_owned(),
+        ),
+    })
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SbomReport {
     pub path: PathBuf,
     pub digest: Digest,
+    pub format: SbomFormat,
     pub spec_version: SpecVersion,
     pub components: usize,
     pub lockfiles: Vec<PathBuf>,
@@ -195,19 +222,19 @@ pub mod sbom_cmd {
                 serial_number: None,
             },
         )?;
-        let bytes = bom.to_json_bytes()?;
+        let (bytes, format) = sbom_bytes(&bom, args.format)?;
         crate::cli::stdio::write(&args.out, &bytes)?;
         let sbom = SbomReport {
             path: args.out.clone(),
             digest: Digest::of(&bytes),
+            format: args.format,
             spec_version: args.spec_version,
             components: bom.components.len(),
             lockfiles: Vec::new(),
         };
         let human = format!(
-            "wrote {} (CycloneDX {}, {} components from image {image}, {})\n",
+            "wrote {} ({format}, {} components from image {image}, {})\n",
             written_to(&sbom.path),
-            sbom.spec_version,
             sbom.components,
             sbom.digest
         );
@@ -255,19 +282,19 @@ pub mod sbom_cmd {
         });
         options.source = source;
         let bom = sbom::generate(&artifacts, &locks, &options)?;
-        let bytes = bom.to_json_bytes()?;
+        let (bytes, format) = sbom_bytes(&bom, args.format)?;
         crate::cli::stdio::write(&args.out, &bytes)?;
         let sbom = SbomReport {
             path: args.out,
             digest: Digest::of(&bytes),
+            format: args.format,
             spec_version: args.spec_version,
             components: bom.components.len(),
             lockfiles,
         };
         let human = format!(
-            "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
+            "wrote {} ({format}, {} components from {} lockfiles, {})\n",
             written_to(&sbom.path),
-            sbom.spec_version,
             sbom.components,
             sbom.lockfiles.len(),
             sbom.digest

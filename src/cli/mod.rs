@@ -111,6 +111,8 @@ pub enum Command {
     Sign(attach_cmds::SignArgs),
     /// Sign an attestation (a predicate about an artifact) and attach it as a referrer.
     Attest(attach_cmds::AttestArgs),
+    /// Sign an OpenVEX statement about an artifact (by digest) and attach it, as vexctl does.
+    Vex(attach_cmds::VexArgs),
     /// Sign a file into a Sigstore bundle, with a key or keyless (Fulcio, Rekor, TSA).
     SignBlob(sign_cmds::SignBlobArgs),
     /// Verify a Sigstore bundle against a file or digest, offline.
@@ -335,6 +337,7 @@ fn dispatch(cli: &Cli, printer: &Printer) -> ExitStatus {
         Command::Sign(args) => secops_cmds::audited(&cli.command, attach_cmds::sign(cli, args)),
         Command::Attest(args) => secops_cmds::audited(&cli.command, attach_cmds::attest(cli, args)),
         Command::Prune(args) => secops_cmds::audited(&cli.command, secops_cmds::prune(cli, args)),
+        Command::Vex(args) => attach_cmds::vex(cli, args),
         Command::Login(args) => login_cmds::login(args, printer),
         Command::Logout(args) => login_cmds::logout(args),
         Command::Trust(cmd) => trust_cmds::run(cmd),

@@ -35,8 +35,9 @@ pub struct ScanArgs {
     /// Also write the findings as SARIF 2.1.0 to this file.
     #[arg(long, value_name = "FILE")]
     pub sarif: Option<PathBuf>,
-    /// OpenVEX document (repeatable): findings it marks `not_affected` (with a justification)
-    /// are listed apart and do not count for --fail-on.
+    /// VEX document, OpenVEX, CSAF 2.0 or CycloneDX (repeatable): findings it marks
+    /// `not_affected` (with a justification) or `fixed` are listed apart and do not count for
+    /// --fail-on.
     #[arg(long = "vex", value_name = "FILE")]
     pub vex: Vec<PathBuf>,
     /// Verify an OCI artifact's SBOM bundle against this policy (the scope for its

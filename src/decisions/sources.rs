@@ -390,7 +390,14 @@ pub fn read_components(path: &Path) -> Result<Vec<Located>, Error> {
 
 /// Parses SBOM bytes (see [`read_components`]); `path` only names the input in errors.
 pub fn parse_sbom(path: &Path, bytes: &[u8]) -> Result<Vec<Located>, Error> {
-    let doc: SbomDoc = serde_json::from_slice(bytes).map_err(|e| Error::NotAnSbom {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::NotAnSbom {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if crate::evidence::sbom::spdx::is_spdx(&value) {
+        return parse_spdx(path, &value);
+    }
+    let doc = SbomDoc::deserialize(&value).map_err(|e| Error::NotAnSbom {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
@@ -418,6 +425,47 @@ pub fn parse_sbom(path: &Path, bytes: &[u8]) -> Result<Vec<Located>, Error> {
             purl: purl.clone(),
             resolved: component_origin(c, purl),
         });
+    }
+    out.sort_by(|a, b| a.purl.cmp(&b.purl));
+    Ok(out)
+}
+
+/// The packages of an SPDX 2 document, resolved as [`component_origin`] resolves CycloneDX
+/// components: custody's annotations, then `downloadLocation`, then the purl's qualifiers.
+fn parse_spdx(path: &Path, value: &serde_json::Value) -> Result<Vec<Located>, Error> {
+    use crate::evidence::sbom::spdx;
+    let packages =
+        spdx::read(value, &path.display().to_string()).map_err(|e| Error::NotAnSbom {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if packages.len() > MAX_COMPONENTS {
+        return Err(Error::TooManyComponents {
+            path: path.to_owned(),
+            limit: MAX_COMPONENTS,
+        });
+    }
+    let mut out = Vec::new();
+    for p in packages.iter().filter(|p| !p.is_subject && !p.is_file) {
+        let property = |name: &str| p.properties.get(name).cloned();
+        for purl in &p.purls {
+            let resolved = match (
+                property("custody:resolved-from"),
+                property("custody:source-kind").as_deref(),
+            ) {
+                (Some(v), Some("path")) => Resolved::Path(v),
+                (Some(v), _) => Resolved::Url(v),
+                (None, Some("path")) => Resolved::Path("(local)".into()),
+                (None, _) => match &p.download_location {
+                    Some(url) => Resolved::Url(url.clone()),
+                    None => purl_origin(purl),
+                },
+            };
+            out.push(Located {
+                purl: purl.clone(),
+                resolved,
+            });
+        }
     }
     out.sort_by(|a, b| a.purl.cmp(&b.purl));
     Ok(out)
@@ -451,6 +499,11 @@ fn component_origin(c: &SbomComponent, purl: &str) -> Resolved {
             return Resolved::Url(url);
         }
     }
+    purl_origin(purl)
+}
+
+/// The purl's `repository_url`, `download_url` or `vcs_url` qualifier.
+fn purl_origin(purl: &str) -> Resolved {
     if let Some((_, qualifiers)) = purl.split('#').next().and_then(|p| p.split_once('?')) {
         for key in ["repository_url", "download_url", "vcs_url"] {
             if let Some(v) = qualifiers

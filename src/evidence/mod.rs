@@ -1,5 +1,5 @@
 //! Evidence: what is said about an artifact and by whom. The source record, CI identity, SBOMs,
-//! in-toto statements, signatures (keys, DSSE, bundles, keyless), trusted roots (TUF) and the
+//! VEX documents, in-toto statements, signatures (keys, DSSE, bundles, keyless), trusted roots (TUF) and the
 //! referrers that carry them.
 
 pub mod attach;
@@ -9,3 +9,4 @@ pub mod sbom;
 pub mod sign;
 pub mod source;
 pub mod trust;
+pub mod vex;

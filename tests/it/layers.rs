@@ -16,7 +16,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store", "transfer"]),
     (
         "evidence",
-        &["source", "ci", "sbom", "attest", "sign", "attach", "trust"],
+        &[
+            "source", "ci", "sbom", "attest", "sign", "attach", "trust", "vex",
+        ],
     ),
     ("decisions", &["sources", "vuln", "policy", "verify"]),
     (

@@ -16,6 +16,7 @@ mod cosign_blob;
 mod e2e;
 mod everyday;
 mod faults;
+mod formats;
 mod gates;
 mod gh;
 mod hints;

@@ -1,7 +1,11 @@
 """Independent validators for custody's attestation tests (run from the venv that
 scripts/install-python-tools makes).
 
-  validate.py sbom <file> <1.5|1.6>   CycloneDX strict JSON schema (cyclonedx-python-lib)
+  validate.py sbom <file> <1.5|1.6|1.7>  CycloneDX strict JSON schema (cyclonedx-python-lib)
+  validate.py spdx <file>             SPDX 2.3 JSON, parsed and validated by spdx-tools
+  validate.py schema <schema> <file> [<referenced schema>...]
+                                      a JSON document against a draft 2020-12 schema (and
+                                      the schemas it references, by $id), formats checked
   validate.py statement <file>        in-toto Statement v1 (in-toto-attestation), and for
                                       SLSA provenance v1 / VSA v1 the predicate proto as well
   validate.py serve                   the same checks, plus custody's own JSON schemas
@@ -30,7 +34,9 @@ def check_sbom(path, version):
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
-    schema = {"1.5": SchemaVersion.V1_5, "1.6": SchemaVersion.V1_6}[version]
+    schema = {"1.5": SchemaVersion.V1_5, "1.6": SchemaVersion.V1_6, "1.7": SchemaVersion.V1_7}[
+        version
+    ]
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if json.loads(text).get("specVersion") != version:
@@ -38,6 +44,51 @@ def check_sbom(path, version):
     error = JsonStrictValidator(schema).validate_str(text)
     if error is not None:
         fail(f"{path}: not valid CycloneDX {version}: {error}")
+
+
+def check_spdx(path):
+    """SPDX's own tools: parse (a missing required field fails here), then the full
+    validation (ids, namespace, relationships, purl locators, ...)."""
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    try:
+        document = parse_file(path)
+    except Exception as e:  # noqa: BLE001 - report whatever the parser rejects
+        fail(f"{path}: not parseable as SPDX: {e}")
+    messages = validate_full_spdx_document(document, "SPDX-2.3")
+    if messages:
+        fail(f"{path}: not valid SPDX 2.3:\n" + "\n".join(m.validation_message for m in messages))
+
+
+def check_schema(schema_path, path, *referenced):
+    """A document against a JSON schema of its format's owner (OpenVEX, CSAF, ...); the
+    schemas it references are given as files, so nothing is fetched."""
+    import jsonschema
+    import referencing
+    from referencing.jsonschema import DRAFT202012
+
+    def load(p):
+        with open(p, encoding="utf-8") as f:
+            return json.load(f)
+
+    resources = []
+    for p in referenced:
+        s = load(p)
+        resources.append((s["$id"], referencing.jsonschema.specification_with(
+            s.get("$schema", DRAFT202012.id), default=DRAFT202012).create_resource(s)))
+    schema = load(schema_path)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(
+        schema,
+        registry=referencing.Registry().with_resources(resources),
+        format_checker=validator_class.FORMAT_CHECKER,
+    )
+    errors = sorted(validator.iter_errors(load(path)), key=lambda e: list(e.absolute_path))
+    if errors:
+        fail(f"{path}: not valid against {schema_path}:\n" + "\n".join(
+            "/" + "/".join(map(str, e.absolute_path)) + ": " + e.message for e in errors))
 
 
 def check_statement(path):
@@ -149,6 +200,8 @@ def answer(request):
             check_sbom(request["path"], request["version"])
         elif check == "statement":
             check_statement(request["path"])
+        elif check == "spdx":
+            check_spdx(request["path"])
         elif check == "schema":
             message = schema_violations(request["folder"], request["schema"], request["instance"])
             if message:
@@ -193,6 +246,10 @@ def main():
             check_sbom(sys.argv[2], sys.argv[3])
         elif len(sys.argv) == 3 and sys.argv[1] == "statement":
             check_statement(sys.argv[2])
+        elif len(sys.argv) == 3 and sys.argv[1] == "spdx":
+            check_spdx(sys.argv[2])
+        elif len(sys.argv) >= 4 and sys.argv[1] == "schema":
+            check_schema(sys.argv[2], sys.argv[3], *sys.argv[4:])
         elif len(sys.argv) == 2 and sys.argv[1] == "serve":
             serve()
         else:

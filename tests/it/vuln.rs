@@ -1113,6 +1113,7 @@ fn vex_not_affected_findings_do_not_fail_the_scan() {
             "document": vex_arg,
             "vulnerability": "CVE-2019-15551",
             "justification": "vulnerable_code_not_in_execute_path",
+            "status": "not_affected",
             "purl": "pkg:cargo/smallvec@0.6.9",
             "id": "RUSTSEC-2019-0009",
         }])

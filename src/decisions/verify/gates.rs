@@ -1,6 +1,7 @@
 //! The security gates over the verified SBOM: its components matched against an OSV database
 //! and judged by the scope's `vulnerabilities:` rules (severity maximum, grace period,
-//! exceptions, OpenVEX `not_affected` from *signed* attestations), and its components' origins
+//! exceptions, VEX `not_affected` or `fixed` from *signed* OpenVEX, CSAF or CycloneDX
+//! attestations), and its components' origins
 //! checked against the `sources:` dependency-confusion rules.
 //!
 //! Only an SBOM attestation that verified against a trusted signer and is bound to the artifact
@@ -19,10 +20,10 @@ use crate::decisions::policy::Scope;
 use crate::decisions::sources;
 use crate::decisions::verify::Check;
 use crate::decisions::vuln::input::SbomVerifier;
-use crate::decisions::vuln::policy::{self as vpolicy, Note, Verdict, VexDocument};
+use crate::decisions::vuln::policy::{self as vpolicy, Note, Verdict, VexDocument, VexFormat};
 use crate::decisions::vuln::{self, Database, Date, Finding};
 use crate::evidence::attach;
-use crate::evidence::attest::PREDICATE_CYCLONEDX;
+use crate::evidence::attest::{PREDICATE_CYCLONEDX, PREDICATE_SPDX};
 use crate::evidence::sign::bundle::Bundle;
 use crate::evidence::sign::verify::TrustedRoot;
 use crate::foundation::digest::Digest;
@@ -31,10 +32,14 @@ use crate::storage::store::ReferrersPath;
 /// Predicate types of OpenVEX attestations (cosign's `--type openvex`, and the versioned URI).
 pub const VEX_PREDICATE_PREFIX: &str = "https://openvex.dev/ns";
 
-/// Whether a predicate type names a CycloneDX SBOM (the only SBOM format the gates read).
+/// Whether a predicate type names a CycloneDX SBOM.
 pub fn is_cyclonedx(predicate_type: &str) -> bool {
-    predicate_type == PREDICATE_CYCLONEDX
-        || predicate_type.starts_with("https://cyclonedx.org/bom/")
+    crate::evidence::attest::is_cyclonedx_predicate(predicate_type)
+}
+
+/// Whether a predicate type names an SBOM the gates read: CycloneDX or SPDX 2.
+pub fn is_sbom(predicate_type: &str) -> bool {
+    crate::evidence::attest::is_sbom_predicate(predicate_type)
 }
 
 /// Whether a predicate type names an OpenVEX document.
@@ -42,8 +47,21 @@ pub fn is_openvex(predicate_type: &str) -> bool {
     predicate_type == VEX_PREDICATE_PREFIX || predicate_type.starts_with("https://openvex.dev/ns/")
 }
 
+/// A CycloneDX document that lists vulnerabilities and no components is a VEX, not an SBOM:
+/// taken as the SBOM it would let the gates pass over nothing.
+fn is_vex_only_bom(predicate: Option<&Value>) -> bool {
+    let Some(p) = predicate else { return false };
+    let listed = |field: &str| {
+        p.get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    p.get("bomFormat").is_some() && listed("vulnerabilities") && !listed("components")
+}
+
 /// The gate checks for one manifest, after the SBOM rules.
 pub(super) fn checks(
+    subject: &Digest,
     scope: &Scope,
     trusted: &[Trusted],
     referrers: &[ReferrerReport],
@@ -63,7 +81,8 @@ pub(super) fn checks(
     let sbom_signers = scope.sbom.as_ref().and_then(|s| s.signers.clone());
     let sboms: Vec<&Trusted> = trusted
         .iter()
-        .filter(|t| t.predicate_type.as_deref().is_some_and(is_cyclonedx))
+        .filter(|t| t.predicate_type.as_deref().is_some_and(is_sbom))
+        .filter(|t| !is_vex_only_bom(t.predicate.as_ref()))
         .filter(|t| allowed(&sbom_signers, &t.signer))
         .collect();
     if sboms.is_empty() {
@@ -78,7 +97,7 @@ pub(super) fn checks(
         out.push(
             Check::fail(CheckKind::GateSbom, "sbom for the security gates")
                 .expected(format!(
-                    "a CycloneDX SBOM attestation ({PREDICATE_CYCLONEDX}) signed by {} and bound to the artifact, for the {gates} rules",
+                    "a CycloneDX ({PREDICATE_CYCLONEDX}) or SPDX ({PREDICATE_SPDX}) SBOM attestation signed by {} and bound to the artifact, for the {gates} rules",
                     sbom_signers
                         .as_ref()
                         .map_or("a trusted signer".to_string(), |s| s.join(" or "))
@@ -99,7 +118,7 @@ pub(super) fn checks(
             Err(e) => {
                 out.push(
                     Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX SBOM whose components can be read")
+                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
                         .found(e.to_string())
                         .hint("the signed SBOM cannot be read; nothing can be said about its components")
                         .on(&t.referrer),
@@ -113,7 +132,7 @@ pub(super) fn checks(
             Err(e) => {
                 out.push(
                     Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX SBOM whose components can be read")
+                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
                         .found(e.to_string())
                         .hint("the signed SBOM cannot be read; nothing can be said about its components")
                         .on(&t.referrer),
@@ -151,7 +170,7 @@ pub(super) fn checks(
         ),
         (Some(gate), Some(db)) => {
             let result = vuln::scan(purls.iter().map(String::as_str), db);
-            let (vex, vex_checks) = vex_documents(trusted, referrers, &gate.vex_signers);
+            let (vex, vex_checks) = vex_documents(trusted, referrers, &gate.vex_signers, subject);
             let report = vpolicy::check(&result.findings, &gate.rules, &vex, today);
             let id = db.identity();
             out.push(
@@ -235,23 +254,30 @@ pub(super) fn checks(
     out
 }
 
-/// The OpenVEX documents signed by a trusted (and allowed) signer, and checks that say which
-/// VEX attestations were used and which were ignored.
+/// The VEX documents (OpenVEX, CSAF, CycloneDX) signed by a trusted (and allowed) signer and
+/// bound to `subject`, and checks that say which VEX attestations were used and which were
+/// ignored, unsigned ones included.
 fn vex_documents(
     trusted: &[Trusted],
     referrers: &[ReferrerReport],
     signers: &Option<Vec<String>>,
+    subject: &Digest,
 ) -> (Vec<VexDocument>, Vec<Check>) {
     let mut docs = Vec::new();
     let mut checks = Vec::new();
     for t in trusted {
-        if !t.predicate_type.as_deref().is_some_and(is_openvex) {
+        let Some(format) = t
+            .predicate_type
+            .as_deref()
+            .and_then(|p| VexFormat::of_predicate(p, t.predicate.as_ref()))
+        else {
             continue;
-        }
+        };
+        let what = format!("{} attestation", format.label());
         let name = format!("{} signed by {}", t.referrer.short(), t.signer);
         if !allowed(signers, &t.signer) {
             checks.push(
-                Check::skip(CheckKind::Vex, "openvex attestation")
+                Check::skip(CheckKind::Vex, what)
                     .found(format!(
                         "{name}: ignored, {} is not among vulnerabilities.vex_signers",
                         t.signer
@@ -260,28 +286,33 @@ fn vex_documents(
             );
             continue;
         }
-        let bytes = serde_json::to_vec(t.predicate.as_ref().unwrap_or(&Value::Null))
-            .expect("json values serialise");
-        match VexDocument::parse(&bytes, &name) {
-            Ok(doc) => {
+        let predicate = t.predicate.as_ref().unwrap_or(&Value::Null);
+        match VexDocument::from_value(format, predicate, &name) {
+            Ok(mut doc) => {
+                // The attestation is bound to this artifact: its statements speak of it.
+                doc.subject = Some(subject.clone());
                 checks.push(
-                    Check::pass(CheckKind::Vex, "openvex attestation")
+                    Check::pass(CheckKind::Vex, what)
                         .found(format!("{name}: {} statement(s)", doc.statements.len()))
                         .on(&t.referrer),
                 );
                 docs.push(doc);
             }
             Err(e) => checks.push(
-                Check::skip(CheckKind::Vex, "openvex attestation")
+                Check::skip(CheckKind::Vex, what)
                     .found(format!("{name}: ignored, {e}"))
                     .on(&t.referrer),
             ),
         }
     }
     for r in referrers.iter().filter(|r| !r.trusted) {
-        if r.predicate_type.as_deref().is_some_and(is_openvex) {
+        if let Some(format) = r
+            .predicate_type
+            .as_deref()
+            .and_then(|p| VexFormat::of_predicate(p, None))
+        {
             checks.push(
-                Check::skip(CheckKind::Vex, "openvex attestation")
+                Check::skip(CheckKind::Vex, format!("{} attestation", format.label()))
                     .found(format!(
                         "{}: ignored, not signed by a trusted signer",
                         r.manifest.short()
@@ -314,8 +345,14 @@ fn decision_check(f: &Finding, verdict: &Verdict, expected: &str) -> Check {
         Verdict::NotAffectedByVex {
             document,
             justification,
+            status,
             ..
-        } => format!("allowed: not affected per signed VEX {document} ({justification})"),
+        } => match status {
+            vpolicy::VexStatus::Fixed => {
+                format!("allowed: fixed in this artifact per signed VEX {document}")
+            }
+            _ => format!("allowed: not affected per signed VEX {document} ({justification})"),
+        },
         Verdict::AllowedByException {
             id,
             reason,
@@ -425,9 +462,9 @@ impl SbomVerifier for PolicySbomVerifier<'_> {
                 why
             });
         };
-        if !t.predicate_type.as_deref().is_some_and(is_cyclonedx) {
+        if !t.predicate_type.as_deref().is_some_and(is_sbom) {
             return Err(format!(
-                "the signed statement's predicate type is {:?}, not CycloneDX",
+                "the signed statement's predicate type is {:?}, not CycloneDX or SPDX",
                 t.predicate_type.unwrap_or_default()
             ));
         }

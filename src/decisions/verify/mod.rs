@@ -766,6 +766,7 @@ impl Ctx<'_> {
             policy_checks(self.scope, &trusted, &report.referrers, self.now);
         report.checks.append(&mut policy_checks);
         report.checks.extend(gates::checks(
+            digest,
             self.scope,
             &trusted,
             &report.referrers,
@@ -1620,7 +1621,7 @@ fn sbom_check(rules: &SbomRules, trusted: &[Trusted], referrers: &[ReferrerRepor
     let hit = trusted.iter().find(|t| {
         t.predicate_type
             .as_deref()
-            .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p))
+            .is_some_and(|p| SBOM_PREDICATE_TYPES.contains(&p) || gates::is_sbom(p))
             && allowed(&rules.signers, &t.signer)
     });
     match (hit, rules.required) {

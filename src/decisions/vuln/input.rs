@@ -1,6 +1,6 @@
-//! What a scan reads: the purls of a CycloneDX JSON SBOM (bare, as an in-toto statement's
-//! predicate, or inside a Sigstore bundle's DSSE envelope), of a lockfile custody parses, or of
-//! the SBOM attached to an OCI artifact as a referrer.
+//! What a scan reads: the purls of a CycloneDX or SPDX 2.x JSON SBOM (bare, as an in-toto
+//! statement's predicate, or inside a Sigstore bundle's DSSE envelope), of a lockfile custody
+//! parses, or of the SBOM attached to an OCI artifact as a referrer.
 //!
 //! An SBOM read out of a Sigstore bundle here is **not verified**: checking the bundle's
 //! signature belongs to `verify`. The seam is [`SbomVerifier`]: until a verifier is passed,
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::attest::{MEDIA_TYPE_CYCLONEDX_JSON, PREDICATE_CYCLONEDX};
-use crate::evidence::sbom;
+use crate::evidence::attest::{MEDIA_TYPE_CYCLONEDX_JSON, MEDIA_TYPE_SPDX_JSON, is_sbom_predicate};
+use crate::evidence::sbom::{self, spdx};
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
 use crate::foundation::reference::Reference;
@@ -36,7 +36,7 @@ use crate::evidence::sign::dsse::IN_TOTO_PAYLOAD_TYPE;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SbomEnvelope {
-    /// A bare CycloneDX document.
+    /// A bare CycloneDX or SPDX document.
     Plain,
     /// The predicate of an unsigned in-toto statement.
     InTotoStatement,
@@ -133,10 +133,12 @@ pub enum InputError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{what} is not a cyclonedx sbom: {reason}")]
+    #[error("{what} is not a cyclonedx or spdx sbom: {reason}")]
     NotCycloneDx { what: String, reason: String },
     #[error("{what} lists more than {limit} components")]
     TooManyComponents { what: String, limit: usize },
+    #[error(transparent)]
+    Spdx(#[from] spdx::SpdxError),
     #[error(transparent)]
     Lock(#[from] sbom::LockError),
     #[error("could not read artifact {reference}")]
@@ -238,8 +240,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
 }
 
 /// The SBOM referrer of an OCI artifact: a Sigstore bundle whose predicate type is CycloneDX
-/// (preferred; lowest digest among equals, for a stable choice), else a plain CycloneDX
-/// artifact. An index with no SBOM of its own is read through its platform manifests' SBOMs
+/// or SPDX (preferred; lowest digest among equals, for a stable choice), else a plain CycloneDX
+/// or SPDX artifact. An index with no SBOM of its own is read through its platform manifests' SBOMs
 /// (as BuildKit attaches them), and their components are scanned together.
 pub fn from_oci(
     store: &dyn Store,
@@ -423,7 +425,11 @@ fn read_referrer(
     // The layer whose media type says SBOM or bundle, else the first one.
     let layer = layers(manifest)
         .iter()
-        .find(|l| l.media_type == MEDIA_TYPE_CYCLONEDX_JSON || l.media_type == SIGSTORE_BUNDLE_V03)
+        .find(|l| {
+            l.media_type == MEDIA_TYPE_CYCLONEDX_JSON
+                || l.media_type == MEDIA_TYPE_SPDX_JSON
+                || l.media_type == SIGSTORE_BUNDLE_V03
+        })
         .or_else(|| layers(manifest).first())
         .ok_or_else(|| InputError::NoLayer {
             digest: digest.clone(),
@@ -469,21 +475,19 @@ fn layers(manifest: &Manifest) -> &[Descriptor] {
     }
 }
 
-/// 0: a CycloneDX Sigstore bundle; 1: a plain CycloneDX artifact; `None`: not an SBOM.
+/// 0: a CycloneDX or SPDX Sigstore bundle; 1: a plain CycloneDX or SPDX artifact; `None`: not
+/// an SBOM.
 fn sbom_kind(manifest: &Manifest) -> Option<u8> {
     let artifact_type = manifest.artifact_type();
     let predicate = manifest.annotations().get(ANNOTATION_PREDICATE_TYPE);
-    let is_cdx_predicate =
-        |p: &str| p == PREDICATE_CYCLONEDX || p.starts_with("https://cyclonedx.org/bom/");
     if artifact_type.as_deref() == Some(SIGSTORE_BUNDLE_V03)
-        && predicate.is_some_and(|p| is_cdx_predicate(p))
+        && predicate.is_some_and(|p| is_sbom_predicate(p))
     {
         return Some(0);
     }
-    let cdx_layer = layers(manifest)
-        .iter()
-        .any(|l| l.media_type == MEDIA_TYPE_CYCLONEDX_JSON);
-    if artifact_type.as_deref() == Some(MEDIA_TYPE_CYCLONEDX_JSON) || cdx_layer {
+    let is_sbom_type = |t: &str| t == MEDIA_TYPE_CYCLONEDX_JSON || t == MEDIA_TYPE_SPDX_JSON;
+    let sbom_layer = layers(manifest).iter().any(|l| is_sbom_type(&l.media_type));
+    if artifact_type.as_deref().is_some_and(is_sbom_type) || sbom_layer {
         return Some(1);
     }
     None
@@ -495,7 +499,8 @@ fn fetch_blob(store: &dyn Store, layer: &Descriptor) -> Result<Vec<u8>, store::E
     Ok(bytes)
 }
 
-/// Finds the CycloneDX document in a bare SBOM, an in-toto statement or a Sigstore bundle.
+/// Finds the CycloneDX or SPDX document in a bare SBOM, an in-toto statement or a Sigstore
+/// bundle.
 pub fn unwrap_sbom(
     bytes: &[u8],
     what: &str,
@@ -509,7 +514,7 @@ pub fn unwrap_sbom(
         source,
     };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json)?;
-    if value.get("bomFormat").is_some() {
+    if value.get("bomFormat").is_some() || spdx::is_spdx(&value) {
         return Ok((SbomEnvelope::Plain, check_cdx(value, what)?));
     }
     if value.get("predicateType").is_some() {
@@ -547,9 +552,7 @@ fn predicate_of(statement: serde_json::Value, what: &str) -> Result<serde_json::
         .get("predicateType")
         .and_then(|p| p.as_str())
         .unwrap_or_default();
-    if predicate_type != PREDICATE_CYCLONEDX
-        && !predicate_type.starts_with("https://cyclonedx.org/bom/")
-    {
+    if !is_sbom_predicate(predicate_type) {
         return Err(not_cdx(format!(
             "the statement's predicate type is {predicate_type:?}"
         )));
@@ -562,7 +565,11 @@ fn predicate_of(statement: serde_json::Value, what: &str) -> Result<serde_json::
     check_cdx(predicate, what)
 }
 
+/// A CycloneDX document, or an SPDX one (whose version [`purls_of`] checks).
 fn check_cdx(value: serde_json::Value, what: &str) -> Result<serde_json::Value, InputError> {
+    if spdx::is_spdx(&value) {
+        return Ok(value);
+    }
     match value.get("bomFormat").and_then(|b| b.as_str()) {
         Some("CycloneDX") => Ok(value),
         other => Err(InputError::NotCycloneDx {
@@ -573,11 +580,29 @@ fn check_cdx(value: serde_json::Value, what: &str) -> Result<serde_json::Value, 
 }
 
 /// The purls of every component, nested ones included (not `metadata.component`: that is the
-/// artifact itself), and the names of components without one.
+/// artifact itself), and the names of components without one. For SPDX: every package's purls,
+/// except the package the document describes (the artifact) and custody's artifact files.
 pub fn purls_of(
     bom: &serde_json::Value,
     what: &str,
 ) -> Result<(Vec<String>, Vec<String>), InputError> {
+    if spdx::is_spdx(bom) {
+        let mut purls = Vec::new();
+        let mut without = Vec::new();
+        for p in spdx::read(bom, what)? {
+            if p.is_subject || p.is_file {
+                continue;
+            }
+            if p.purls.is_empty() {
+                without.push(p.name);
+            }
+            purls.extend(p.purls);
+        }
+        purls.sort();
+        purls.dedup();
+        without.sort();
+        return Ok((purls, without));
+    }
     #[derive(Deserialize)]
     struct Bom {
         #[serde(default)]
@@ -653,6 +678,42 @@ mod tests {
             );
             assert_eq!(without, vec!["nopurl"]);
         }
+    }
+
+    #[test]
+    fn reads_spdx_bare_and_as_a_statement() {
+        let spdx = r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT",
+            "documentDescribes":["SPDXRef-app"],"packages":[
+            {"SPDXID":"SPDXRef-app","name":"app","externalRefs":[{"referenceCategory":"PACKAGE-MANAGER",
+              "referenceType":"purl","referenceLocator":"pkg:cargo/app@1.0.0"}]},
+            {"SPDXID":"SPDXRef-a","name":"smallvec","externalRefs":[{"referenceCategory":"PACKAGE-MANAGER",
+              "referenceType":"purl","referenceLocator":"pkg:cargo/smallvec@0.6.9"}]},
+            {"SPDXID":"SPDXRef-b","name":"nopurl"}]}"#;
+        let statement = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"https://spdx.dev/Document/v2.3","predicate":{spdx}}}"#
+        );
+        for (bytes, envelope) in [
+            (spdx.to_owned(), SbomEnvelope::Plain),
+            (statement, SbomEnvelope::InTotoStatement),
+        ] {
+            let (got, doc) = unwrap_sbom(bytes.as_bytes(), "x").unwrap();
+            assert_eq!(got, envelope);
+            let (purls, without) = purls_of(&doc, "x").unwrap();
+            // The described package is the artifact, as CycloneDX's metadata.component.
+            assert_eq!(purls, vec!["pkg:cargo/smallvec@0.6.9"]);
+            assert_eq!(without, vec!["nopurl"]);
+        }
+        let old = r#"{"spdxVersion":"SPDX-2.1","packages":[]}"#;
+        let (_, doc) = unwrap_sbom(old.as_bytes(), "x").unwrap();
+        assert!(matches!(
+            purls_of(&doc, "x"),
+            Err(InputError::Spdx(spdx::SpdxError::UnsupportedVersion { version, .. })) if version == "SPDX-2.1"
+        ));
+        let spdx3 = r#"{"predicateType":"https://spdx.dev/Document/v3","predicate":{}}"#;
+        assert!(matches!(
+            unwrap_sbom(spdx3.as_bytes(), "x"),
+            Err(InputError::NotCycloneDx { reason, .. }) if reason.contains("Document/v3")
+        ));
     }
 
     #[test]

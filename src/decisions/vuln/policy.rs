@@ -1,14 +1,13 @@
 //! Which findings a release may carry: a maximum severity, a grace period from an advisory's
 //! publication, exceptions with a reason and an expiry date, and OpenVEX `not_affected`
-//! statements. [`VulnerabilityRules`] is the serde model a policy file embeds under
+//! statements (or CSAF and CycloneDX VEX ones). [`VulnerabilityRules`] is the serde model a policy file embeds under
 //! `vulnerabilities:`; [`evaluate`] gives one typed [`Decision`] per finding.
-
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::db::AdvisoryId;
 use super::{Finding, Rating};
+use crate::foundation::digest::Digest;
 use crate::foundation::time::Date;
 
 /// The vulnerability rules of a policy.
@@ -67,12 +66,14 @@ pub struct Exception {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Verdict {
-    /// An OpenVEX statement says the product is not affected.
+    /// A VEX statement (OpenVEX, CSAF or CycloneDX) says the product is not affected, or has
+    /// the fix (`status`).
     #[serde(rename_all = "camelCase")]
     NotAffectedByVex {
         document: String,
         vulnerability: String,
         justification: String,
+        status: VexStatus,
     },
     /// An unexpired exception accepts it.
     AllowedByException {
@@ -194,13 +195,18 @@ pub fn check(
     }
 }
 
-/// The first VEX document whose statements say the finding's product is `not_affected`.
+/// The first VEX document whose statements say the finding's product is `not_affected` (or
+/// `fixed`).
 pub fn vex_not_affected(f: &Finding, vex: &[VexDocument]) -> Option<Verdict> {
     vex.iter().find_map(|doc| {
-        doc.not_affected(f).map(|s| Verdict::NotAffectedByVex {
+        suppressing(doc, f).map(|s| Verdict::NotAffectedByVex {
             document: doc.name.clone(),
             vulnerability: s.vulnerability.name.clone(),
-            justification: s.justification_text(),
+            justification: match s.status {
+                VexStatus::Fixed => "fixed".to_owned(),
+                _ => s.justification_text(),
+            },
+            status: s.status,
         })
     })
 }
@@ -325,244 +331,59 @@ fn purl_base(p: &str) -> (String, Option<String>) {
     (format!("{head}/{rest}"), version)
 }
 
-// ------------------------------------------------------------------------------- OpenVEX
+// ---------------------------------------------------------------------------------- VEX
 
-/// An OpenVEX document (v0.2.0; the v0.0.1 string forms are read too).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VexDocument {
-    /// The file (or `@id`) it came from, for reports.
-    pub name: String,
-    pub statements: Vec<VexStatement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VexVulnerability {
-    pub name: String,
-    pub aliases: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VexProduct {
-    pub id: String,
-    pub subcomponents: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VexStatement {
-    pub vulnerability: VexVulnerability,
-    pub products: Vec<VexProduct>,
-    pub status: String,
-    pub justification: Option<String>,
-    pub impact_statement: Option<String>,
-}
+pub use crate::evidence::vex::{
+    VexDocument, VexError, VexFormat, VexProduct, VexStatement, VexStatus, VexVulnerability,
+};
 
 impl VexStatement {
-    fn justification_text(&self) -> String {
-        match (&self.justification, &self.impact_statement) {
-            (Some(j), Some(i)) => format!("{j}: {i}"),
-            (Some(j), None) => j.clone(),
-            (None, Some(i)) => i.clone(),
-            (None, None) => String::new(),
-        }
-    }
-
     fn names(&self, f: &Finding) -> bool {
         std::iter::once(&self.vulnerability.name)
             .chain(&self.vulnerability.aliases)
             .any(|n| f.ids().chain(&f.advisories).any(|id| id.as_str() == n))
     }
 
-    /// The statement names the finding's package as a product, or as a subcomponent of a
-    /// product (the product is then the artifact the VEX speaks for).
-    fn covers(&self, purl: &str) -> bool {
+    /// The statement speaks of the finding's package: as a product (its id or purl), as a
+    /// subcomponent of a product (the product is then the artifact the VEX speaks for; a product
+    /// naming another digest than `subject` does not), or, with a `subject`, through a product
+    /// that is the artifact by digest or through no products at all (OpenVEX: they are the
+    /// attestation's subject).
+    fn covers(&self, purl: &str, subject: Option<&Digest>) -> bool {
+        if self.products.is_empty() {
+            return subject.is_some();
+        }
         self.products.iter().any(|p| {
+            let digests = p.digests();
+            let is_subject = subject.is_some_and(|d| digests.iter().any(|h| h == d.hex()));
             if p.subcomponents.is_empty() {
-                purl_matches(&p.id, purl)
+                std::iter::once(&p.id)
+                    .chain(&p.purls)
+                    .any(|id| purl_matches(id, purl))
+                    || is_subject
             } else {
-                p.subcomponents.iter().any(|s| purl_matches(s, purl))
+                let other_artifact = subject.is_some() && !digests.is_empty() && !is_subject;
+                !other_artifact && p.subcomponents.iter().any(|s| purl_matches(s, purl))
             }
         })
     }
 }
 
-impl VexDocument {
-    /// The last statement (document order is time order in OpenVEX) about this finding, if it
-    /// says `not_affected` with a justification or impact statement, as the spec requires.
-    fn not_affected(&self, f: &Finding) -> Option<&VexStatement> {
-        let last = self
-            .statements
-            .iter()
-            .rev()
-            .find(|s| s.names(f) && s.covers(&f.purl))?;
-        (last.status == "not_affected"
-            && (last.justification.is_some() || last.impact_statement.is_some()))
-        .then_some(last)
-    }
-
-    /// Parses an OpenVEX JSON document.
-    pub fn parse(bytes: &[u8], name: &str) -> Result<VexDocument, VexError> {
-        let doc: raw::Document =
-            serde_json::from_slice(bytes).map_err(|source| VexError::Json {
-                name: name.to_owned(),
-                source,
-            })?;
-        if !doc.context.starts_with("https://openvex.dev/ns") {
-            return Err(VexError::NotOpenVex {
-                name: name.to_owned(),
-                context: doc.context,
-            });
-        }
-        if doc.statements.len() > MAX_VEX_STATEMENTS {
-            return Err(VexError::TooManyStatements {
-                name: name.to_owned(),
-                limit: MAX_VEX_STATEMENTS,
-            });
-        }
-        let statements = doc
-            .statements
-            .into_iter()
-            .map(|s| VexStatement {
-                vulnerability: match s.vulnerability {
-                    raw::Vulnerability::Name(name) => VexVulnerability {
-                        name,
-                        aliases: Vec::new(),
-                    },
-                    raw::Vulnerability::Object { name, aliases } => VexVulnerability {
-                        name,
-                        aliases: aliases.unwrap_or_default(),
-                    },
-                },
-                products: s
-                    .products
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| match p {
-                        raw::Product::Id(id) => VexProduct {
-                            id,
-                            subcomponents: Vec::new(),
-                        },
-                        raw::Product::Object { id, subcomponents } => VexProduct {
-                            id,
-                            subcomponents: subcomponents
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|c| match c {
-                                    raw::Subcomponent::Id(id)
-                                    | raw::Subcomponent::Object { id } => id,
-                                })
-                                .collect(),
-                        },
-                    })
-                    .collect(),
-                status: s.status,
-                justification: s.justification.filter(|j| !j.is_empty()),
-                impact_statement: s.impact_statement.filter(|i| !i.is_empty()),
-            })
-            .collect();
-        Ok(VexDocument {
-            name: name.to_owned(),
-            statements,
-        })
-    }
-
-    /// Reads and parses an OpenVEX file (at most 16 MiB).
-    pub fn read(path: &Path) -> Result<VexDocument, VexError> {
-        use std::io::Read;
-        let name = path.display().to_string();
-        let io = |source| VexError::Io {
-            name: name.clone(),
-            source,
-        };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io)?
-            .take(MAX_VEX_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() as u64 > MAX_VEX_BYTES {
-            return Err(VexError::TooLarge {
-                name,
-                limit: MAX_VEX_BYTES,
-            });
-        }
-        VexDocument::parse(&bytes, &name)
-    }
-}
-
-const MAX_VEX_BYTES: u64 = 16 * 1024 * 1024;
-const MAX_VEX_STATEMENTS: usize = 100_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum VexError {
-    #[error("could not read vex document {name}")]
-    Io {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("vex document {name} is larger than {limit} bytes")]
-    TooLarge { name: String, limit: u64 },
-    #[error("vex document {name} is not valid openvex json")]
-    Json {
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("vex document {name} has @context {context:?}, not an openvex one")]
-    NotOpenVex { name: String, context: String },
-    #[error("vex document {name} has more than {limit} statements")]
-    TooManyStatements { name: String, limit: usize },
-}
-
-mod raw {
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub struct Document {
-        #[serde(rename = "@context")]
-        pub context: String,
-        pub statements: Vec<Statement>,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Statement {
-        pub vulnerability: Vulnerability,
-        pub products: Option<Vec<Product>>,
-        pub status: String,
-        pub justification: Option<String>,
-        pub impact_statement: Option<String>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum Vulnerability {
-        Name(String),
-        Object {
-            name: String,
-            aliases: Option<Vec<String>>,
-        },
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum Product {
-        Id(String),
-        Object {
-            #[serde(rename = "@id")]
-            id: String,
-            subcomponents: Option<Vec<Subcomponent>>,
-        },
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum Subcomponent {
-        Id(String),
-        Object {
-            #[serde(rename = "@id")]
-            id: String,
-        },
-    }
+/// The last statement (document order is time order in OpenVEX) about a finding, if it
+/// suppresses it: `fixed`, or `not_affected` with a justification or impact statement, as the
+/// spec requires.
+fn suppressing<'a>(doc: &'a VexDocument, f: &Finding) -> Option<&'a VexStatement> {
+    let last = doc
+        .statements
+        .iter()
+        .rev()
+        .find(|s| s.names(f) && s.covers(&f.purl, doc.subject.as_ref()))?;
+    let honoured = match last.status {
+        VexStatus::Fixed => true,
+        VexStatus::NotAffected => last.justification.is_some() || last.impact_statement.is_some(),
+        VexStatus::Affected | VexStatus::UnderInvestigation => false,
+    };
+    honoured.then_some(last)
 }
 
 #[cfg(test)]
@@ -838,6 +659,102 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn vex_of_an_attached_artifact_covers_it_by_digest() {
+        let f = finding(Rating::Critical, None);
+        let r = rules(Rating::None);
+        let artifact = Digest::of(b"artifact");
+        let other = Digest::of(b"other");
+        let on = |statement: &str, subject: Option<&Digest>| {
+            let mut doc = vex(statement);
+            doc.subject = subject.cloned();
+            verdict(&f, &r, &[doc], "2026-01-01")
+        };
+        let by_digest = |d: &Digest, sub: &str| {
+            format!(
+                r#"{{"vulnerability":{{"name":"CVE-2019-15551"}},"products":[{{"@id":"pkg:oci/app@sha256%3A{}"{sub}}}],"status":"not_affected","justification":"component_not_present"}}"#,
+                d.hex()
+            )
+        };
+        let sub = r#","subcomponents":[{"@id":"pkg:cargo/smallvec"}]"#;
+        let table: Vec<(String, Option<&Digest>, bool)> = vec![
+            // The artifact by digest, whole or through the package.
+            (by_digest(&artifact, ""), Some(&artifact), false),
+            (by_digest(&artifact, sub), Some(&artifact), false),
+            // Another artifact's digest does not speak for this one.
+            (by_digest(&other, ""), Some(&artifact), true),
+            (by_digest(&other, sub), Some(&artifact), true),
+            // Without a subject (a local --vex file) a digest product cannot be checked.
+            (by_digest(&artifact, ""), None, true),
+            // No products: the attestation's subject, only when there is one.
+            (
+                r#"{"vulnerability":{"name":"CVE-2019-15551"},"status":"fixed"}"#.into(),
+                Some(&artifact),
+                false,
+            ),
+            (
+                r#"{"vulnerability":{"name":"CVE-2019-15551"},"status":"fixed"}"#.into(),
+                None,
+                true,
+            ),
+            // under_investigation never suppresses.
+            (
+                r#"{"vulnerability":{"name":"CVE-2019-15551"},"status":"under_investigation"}"#
+                    .into(),
+                Some(&artifact),
+                true,
+            ),
+        ];
+        for (statement, subject, violates) in table {
+            let v = on(&statement, subject);
+            assert_eq!(v.is_violation(), violates, "{statement} {subject:?}: {v:?}");
+        }
+        let v = on(
+            r#"{"vulnerability":{"name":"CVE-2019-15551"},"status":"fixed"}"#,
+            Some(&artifact),
+        );
+        assert!(
+            matches!(&v, Verdict::NotAffectedByVex { status: VexStatus::Fixed, justification, .. } if justification == "fixed"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn csaf_and_cyclonedx_vex_suppress_like_openvex() {
+        let f = finding(Rating::Critical, None);
+        let r = rules(Rating::None);
+        let csaf = br#"{"document":{"category":"csaf_vex","csaf_version":"2.0"},
+            "product_tree":{"full_product_names":[{"product_id":"SV","name":"smallvec",
+              "product_identification_helper":{"purl":"pkg:cargo/smallvec@0.6.9"}}]},
+            "vulnerabilities":[{"cve":"CVE-2019-15551","product_status":{"known_not_affected":["SV"]},
+              "flags":[{"label":"vulnerable_code_not_present","product_ids":["SV"]}]}]}"#;
+        let cdx = br#"{"bomFormat":"CycloneDX","specVersion":"1.6",
+            "components":[{"type":"library","name":"smallvec","bom-ref":"sv","purl":"pkg:cargo/smallvec@0.6.9"}],
+            "vulnerabilities":[{"id":"RUSTSEC-2019-0009","analysis":{"state":"not_affected","justification":"code_not_reachable"},
+              "affects":[{"ref":"sv"}]}]}"#;
+        for (bytes, format) in [
+            (&csaf[..], VexFormat::Csaf),
+            (&cdx[..], VexFormat::CycloneDx),
+        ] {
+            let doc = VexDocument::parse(bytes, "v.json").unwrap();
+            assert_eq!(doc.format, format);
+            let v = verdict(&f, &r, &[doc], "2026-01-01");
+            assert!(
+                matches!(v, Verdict::NotAffectedByVex { .. }),
+                "{format:?}: {v:?}"
+            );
+        }
+        // A CSAF not_affected without a flag or impact threat is not honoured.
+        let mut bare: serde_json::Value = serde_json::from_slice(csaf).unwrap();
+        bare["vulnerabilities"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("flags");
+        let bare = serde_json::to_vec(&bare).unwrap();
+        let doc = VexDocument::parse(&bare, "v.json").unwrap();
+        assert!(verdict(&f, &r, &[doc], "2026-01-01").is_violation());
     }
 
     #[test]

@@ -42,6 +42,30 @@ pub const PREDICATE_COSIGN_SIGN_V1: &str = "https://sigstore.dev/cosign/sign/v1"
 pub use crate::evidence::sign::dsse::IN_TOTO_PAYLOAD_TYPE as PAYLOAD_TYPE_IN_TOTO;
 /// Media type recorded for a CycloneDX JSON byproduct.
 pub const MEDIA_TYPE_CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
+/// An SPDX 2 document as predicate (BuildKit, cosign `--type spdxjson`, in-toto's spdx2).
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+/// Media type of an SPDX JSON document.
+pub const MEDIA_TYPE_SPDX_JSON: &str = "application/spdx+json";
+
+/// Whether a predicate type names a CycloneDX BOM (any version suffix).
+pub fn is_cyclonedx_predicate(predicate_type: &str) -> bool {
+    predicate_type == PREDICATE_CYCLONEDX
+        || predicate_type.starts_with("https://cyclonedx.org/bom/")
+}
+
+/// Whether a predicate type names an SPDX 2 document (`https://spdx.dev/Document`, or with a
+/// `/v2.x` suffix); SPDX 3 (`/v3`) is another format.
+pub fn is_spdx_predicate(predicate_type: &str) -> bool {
+    predicate_type == PREDICATE_SPDX
+        || predicate_type
+            .strip_prefix("https://spdx.dev/Document/v2")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// Whether a predicate type names an SBOM custody reads (CycloneDX or SPDX 2).
+pub fn is_sbom_predicate(predicate_type: &str) -> bool {
+    is_cyclonedx_predicate(predicate_type) || is_spdx_predicate(predicate_type)
+}
 
 /// `{"sha256": "<hex>", "gitCommit": "<hex>", ...}`: algorithm name → lowercase hex.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! CycloneDX 1.6 (or 1.5) JSON SBOMs: the artifact files with their SHA-256 as
+//! CycloneDX 1.6 (or 1.5, 1.7) JSON SBOMs: the artifact files with their SHA-256 as
 //! `metadata.component`, and the components read from lockfiles with purls, hashes, scope,
 //! where each was resolved from, and the dependency graph.
 //!
@@ -12,6 +12,7 @@ pub mod lockfile;
 pub(crate) mod npm;
 pub mod purl;
 pub(crate) mod python;
+pub mod spdx;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +36,10 @@ pub enum SpecVersion {
     #[default]
     #[serde(rename = "1.6")]
     V1_6,
+    /// ECMA-424 2nd edition; custody writes nothing 1.7 added, so the document differs from 1.6
+    /// only in its version and schema.
+    #[serde(rename = "1.7")]
+    V1_7,
 }
 
 impl SpecVersion {
@@ -42,6 +47,7 @@ impl SpecVersion {
         match self {
             SpecVersion::V1_5 => "1.5",
             SpecVersion::V1_6 => "1.6",
+            SpecVersion::V1_7 => "1.7",
         }
     }
 }
@@ -52,6 +58,7 @@ impl FromStr for SpecVersion {
         match s {
             "1.5" => Ok(SpecVersion::V1_5),
             "1.6" => Ok(SpecVersion::V1_6),
+            "1.7" => Ok(SpecVersion::V1_7),
             other => Err(SbomError::UnsupportedSpecVersion {
                 version: other.to_owned(),
             }),
@@ -273,7 +280,7 @@ pub enum SbomError {
     NoFileName { path: PathBuf },
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("cyclonedx spec version {version:?} is not supported; use 1.5 or 1.6")]
+    #[error("cyclonedx spec version {version:?} is not supported; use 1.5, 1.6 or 1.7")]
     UnsupportedSpecVersion { version: String },
     #[error("could not serialize sbom")]
     Serialize {
