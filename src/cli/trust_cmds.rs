@@ -80,6 +80,25 @@ pub fn default_root(offline: bool) -> anyhow::Result<Obtained> {
     trust::obtain(&mirror, &options).context("no trusted root for keyless verification")
 }
 
+/// `--signing-config tuf`: the signing config and trusted root the default mirror publishes
+/// (public-good, or the one `custody trust update --mirror` chose), through TUF, on-line.
+pub fn published_instance() -> anyhow::Result<custody::evidence::sign::PublishedInstance> {
+    let options = options(Network::Online, Refresh::Always)?;
+    let mirror = Mirror::from_cache(&options.cache, &trust::default_mirror_url(&options.cache))?;
+    let (signing_config, obtained) =
+        trust::signing_material(&mirror, &options).with_context(|| {
+            format!(
+                "cannot read {} from the tuf mirror {}",
+                trust::SIGNING_CONFIG_TARGET,
+                mirror.url
+            )
+        })?;
+    Ok(custody::evidence::sign::PublishedInstance {
+        signing_config,
+        trusted_root: obtained.root,
+    })
+}
+
 /// The trusted root a policy scope names: a file, or a TUF mirror with its initial root.
 pub fn scope_root(
     trust_rule: &custody::decisions::policy::ScopeTrust,
