@@ -205,7 +205,7 @@ pub mod sbom_cmd {
             lockfiles: Vec::new(),
         };
         let human = format!(
-            "wrote {} (CycloneDX {}, {} components from image {image}, {})\n",
+            "sbom written to {} (CycloneDX {}, {} components from image {image}, {})\n",
             written_to(&sbom.path),
             sbom.spec_version,
             sbom.components,
@@ -265,7 +265,7 @@ pub mod sbom_cmd {
             lockfiles,
         };
         let human = format!(
-            "wrote {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
+            "sbom written to {} (CycloneDX {}, {} components from {} lockfiles, {})\n",
             written_to(&sbom.path),
             sbom.spec_version,
             sbom.components,
@@ -387,7 +387,7 @@ pub mod provenance_cmd {
         let mut human = String::new();
         let _ = writeln!(
             human,
-            "wrote {} ({} subjects, {})",
+            "provenance written to {} ({} subjects, {})",
             written_to(&provenance.path),
             provenance.subjects,
             provenance.digest

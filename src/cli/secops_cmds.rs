@@ -338,6 +338,7 @@ pub enum AuditCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct AuditVerifyArgs {
+    /// The audit log (`CUSTODY_AUDIT_LOG` of the commands that wrote it).
     pub log: PathBuf,
     /// Public key (PEM) that signs the checkpoints; without it signatures are not checked.
     #[arg(long)]
@@ -352,6 +353,7 @@ pub struct AuditVerifyArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AuditShowArgs {
+    /// The audit log (`CUSTODY_AUDIT_LOG` of the commands that wrote it).
     pub log: PathBuf,
     /// A digest, or part of a reference.
     #[arg(long)]

@@ -28,6 +28,7 @@ pub enum TrustCommand {
     },
     /// Write the trusted root to FILE (a trusted_root.json for an air gap: --trusted-root FILE).
     Export {
+        /// Where to write the `trusted_root.json` (`--trusted-root FILE` on the air-gapped side).
         file: PathBuf,
         /// Use the cache (or the built-in root) only.
         #[arg(long)]
