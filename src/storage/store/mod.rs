@@ -173,8 +173,13 @@ pub enum Error {
         attempts: u32,
         last: String,
     },
-    #[error("could not resolve host {host}: {reason}")]
-    UnknownHost { host: String, reason: String },
+    #[error("could not resolve host {host} ({url}): {reason}")]
+    UnknownHost {
+        host: String,
+        /// The request's URL (without its query): says whether HTTPS or HTTP was tried.
+        url: String,
+        reason: String,
+    },
     #[error("{method} {url}: connection failed")]
     Transport {
         method: String,

@@ -508,6 +508,7 @@ impl RegistryStore {
                 Err(e) if dns_failure(&e).is_some() => {
                     return Err(Error::UnknownHost {
                         host: self.registry.clone(),
+                        url: shown_url,
                         reason: dns_failure(&e).unwrap_or_default(),
                     });
                 }
