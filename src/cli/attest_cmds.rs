@@ -233,7 +233,7 @@ pub mod sbom_cmd {
             lockfiles: Vec::new(),
         };
         let human = format!(
-            "wrote {} ({format}, {} components from image {image}, {})\n",
+            "sbom written to {} ({format}, {} components from image {image}, {})\n",
             written_to(&sbom.path),
             sbom.components,
             sbom.digest
@@ -293,7 +293,7 @@ pub mod sbom_cmd {
             lockfiles,
         };
         let human = format!(
-            "wrote {} ({format}, {} components from {} lockfiles, {})\n",
+            "sbom written to {} ({format}, {} components from {} lockfiles, {})\n",
             written_to(&sbom.path),
             sbom.components,
             sbom.lockfiles.len(),
@@ -414,7 +414,7 @@ pub mod provenance_cmd {
         let mut human = String::new();
         let _ = writeln!(
             human,
-            "wrote {} ({} subjects, {})",
+            "provenance written to {} ({} subjects, {})",
             written_to(&provenance.path),
             provenance.subjects,
             provenance.digest

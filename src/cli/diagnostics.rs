@@ -93,6 +93,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         sign::keys::KeyError,
         custody::decisions::verify::Error,
         custody::decisions::policy::PolicyError,
+        custody::decisions::policy::SourcesScopeError,
         custody::evidence::trust::TrustError,
     );
     None

@@ -64,8 +64,9 @@ pub struct Cli {
     #[arg(skip)]
     pub output: OutputFormat,
 
-    /// Allow plain HTTP to this registry host (loopback addresses always may). Repeatable;
-    /// also CUSTODY_INSECURE_REGISTRIES (comma separated).
+    /// Allow plain HTTP to this registry host (loopback addresses always may); only for
+    /// commands that talk to a registry. Repeatable; also CUSTODY_INSECURE_REGISTRIES (comma
+    /// separated).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 
@@ -232,6 +233,43 @@ fn progress_handle(cli: &Cli) -> Option<store::ProgressHandle> {
     })
 }
 
+/// Commands that never talk to a registry: `--insecure-registry` is refused on their command
+/// line (clap shows global flags on every command; hiding one after the build corrupts the
+/// parser, so the help says where it applies instead).
+pub const NO_REGISTRY_COMMANDS: &[&str] = &[
+    "sign-blob",
+    "verify-bundle",
+    "trust",
+    "keygen",
+    "policy",
+    "source",
+    "provenance",
+    "sources",
+    "audit",
+    "digest",
+    "logout",
+    "version",
+    "completion",
+];
+
+/// `--insecure-registry` given to a command that talks to no registry: a usage error.
+fn misplaced_insecure_registry(cli: &Cli) -> Option<Failure> {
+    use clap::CommandFactory as _;
+    if cli.insecure_registries.is_empty() {
+        return None;
+    }
+    let name = Cli::command()
+        .try_get_matches_from(std::env::args_os())
+        .ok()?
+        .subcommand_name()
+        .map(str::to_owned)?;
+    NO_REGISTRY_COMMANDS.contains(&name.as_str()).then(|| Failure {
+        error: anyhow::anyhow!("--insecure-registry: `custody {name}` talks to no registry"),
+        status: ExitStatus::Error,
+        hint: Some("give --insecure-registry only to commands that read or write a registry (push, pull, copy, verify, release, ...)".into()),
+    })
+}
+
 pub fn run() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -242,6 +280,10 @@ pub fn run() -> ExitCode {
         OutputChoice::Human | OutputChoice::Markdown => OutputFormat::Human,
     };
     let printer = Printer::new(cli.output).quiet(cli.quiet);
+    if let Some(failure) = misplaced_insecure_registry(&cli) {
+        printer.failure(&failure);
+        return printer.exit(failure.status);
+    }
     if let Err(failure) = ci_output::check_markdown_support(&cli) {
         printer.failure(&failure);
         return printer.exit(failure.status);

@@ -107,3 +107,52 @@ impl Printer {
         status.into()
     }
 }
+
+/// A size as people read it: `512 B`, `1.5 KiB`, `12.3 MiB`, `1.2 GiB` (powers of 1024, one
+/// decimal). JSON output keeps exact byte counts.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A duration for progress lines: `45s`, `3m 20s`, `2h 05m`.
+pub fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_as_people_write_them() {
+        let rows = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (12 * 1024 * 1024 + 300 * 1024, "12.3 MiB"),
+            (5 * 1024 * 1024 * 1024, "5.0 GiB"),
+            (u64::MAX, "16384.0 PiB"),
+        ];
+        for (bytes, text) in rows {
+            assert_eq!(size(bytes), text, "{bytes}");
+        }
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(200), "3m 20s");
+        assert_eq!(duration(7500), "2h 05m");
+    }
+}

@@ -280,11 +280,11 @@ fn human_promoted(report: &VerifyReport, outcome: &PromoteOutcome) -> String {
     };
     let _ = writeln!(
         out,
-        "{verb} {} manifest(s) ({} referrer(s)), {} blob(s) / {} bytes; {} mounted, {} already present",
+        "{verb} {} manifest(s) ({} referrer(s)), {} blob(s) / {}; {} mounted, {} already present",
         c.manifests.len(),
         c.referrers,
         c.blobs_copied,
-        c.bytes_copied,
+        super::printer::size(c.bytes_copied),
         c.blobs_mounted,
         c.blobs_present
     );

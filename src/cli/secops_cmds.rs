@@ -29,9 +29,17 @@ pub enum SourcesCommand {
 pub struct SourcesCheckArgs {
     /// A CycloneDX JSON SBOM, or a lockfile (Cargo.lock, package-lock.json, …).
     pub input: PathBuf,
-    /// Policy file (JSON, or TOML by extension) with a `sources` section.
-    #[arg(long)]
+    /// The verification policy (YAML or JSON, schemas/policy.schema.json): the `sources:`
+    /// section of one scope applies. The old sources-only JSON/TOML file is still read, with a
+    /// note.
+    #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
+    /// The scope whose `sources:` rules apply, by name (default: the only scope that has one).
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
+    pub scope: Option<String>,
+    /// The scope that applies to an artifact in this repository, as `verify` chooses it.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub repository: Option<String>,
 }
 
 /// How `sources check` and `audit verify` end: their report, and when they refuse, the error
@@ -68,7 +76,7 @@ pub fn print_checked(printer: &Printer, result: Result<Checked, Failure>) -> Exi
 
 /// `custody sources check`: prints the report; exit 1 after it when a violation is found.
 pub fn run_sources(cmd: &SourcesCommand, printer: &Printer) -> ExitStatus {
-    print_checked(printer, sources(cmd))
+    print_checked(printer, sources(cmd, printer))
 }
 
 /// `custody audit verify | show`: prints the report; exit 1 after it when the log is tampered.
@@ -76,10 +84,51 @@ pub fn run_audit(cmd: &AuditCommand, printer: &Printer) -> ExitStatus {
     print_checked(printer, audit(cmd, printer))
 }
 
-pub fn sources(cmd: &SourcesCommand) -> Result<Checked, Failure> {
+/// The `sources:` rules `sources check` applies, from the verification policy (or the old
+/// sources-only file, with a note saying where its rules now go).
+fn sources_rules(
+    args: &SourcesCheckArgs,
+    printer: &Printer,
+) -> Result<sources::SourcesRules, Failure> {
+    use custody::decisions::policy::{Policy, ScopeChoice};
+    let path = &args.policy;
+    if sources::is_sources_only_file(path) {
+        if args.scope.is_some() || args.repository.is_some() {
+            return Err(Failure {
+                error: anyhow::anyhow!(
+                    "{} is a sources-only file; it has no scopes to choose from",
+                    path.display()
+                ),
+                status: ExitStatus::Error,
+                hint: Some(SOURCES_MOVE_HINT.into()),
+            });
+        }
+        let rules = sources::read_rules(path)
+            .with_context(|| format!("cannot use policy {}", path.display()))?;
+        printer.stderr(&format!(
+            "note: {} is the old sources-only format; {SOURCES_MOVE_HINT}\n",
+            path.display()
+        ));
+        return Ok(rules);
+    }
+    let policy =
+        Policy::load(path).with_context(|| format!("cannot use policy {}", path.display()))?;
+    let choice = match (&args.scope, &args.repository) {
+        (Some(name), _) => ScopeChoice::Named(name.clone()),
+        (None, Some(repository)) => ScopeChoice::Repository(repository.clone()),
+        (None, None) => ScopeChoice::Only,
+    };
+    let (_, rules) = policy
+        .sources_rules(&choice)
+        .with_context(|| format!("cannot use policy {}", path.display()))?;
+    Ok(rules.clone())
+}
+
+const SOURCES_MOVE_HINT: &str = "put its rules under the `sources:` of a scope in the verification policy (YAML or JSON, `custody policy init` writes one) and pass that file";
+
+pub fn sources(cmd: &SourcesCommand, printer: &Printer) -> Result<Checked, Failure> {
     let SourcesCommand::Check(args) = cmd;
-    let rules = sources::read_rules(&args.policy)
-        .with_context(|| format!("cannot use policy {}", args.policy.display()))?;
+    let rules = sources_rules(args, printer)?;
     let components = sources::read_components(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let report = rules.evaluate(&components);
@@ -295,6 +344,7 @@ pub enum AuditCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct AuditVerifyArgs {
+    /// The audit log (`CUSTODY_AUDIT_LOG` of the commands that wrote it).
     pub log: PathBuf,
     /// Public key (PEM) that signs the checkpoints; without it signatures are not checked.
     #[arg(long)]
@@ -309,6 +359,7 @@ pub struct AuditVerifyArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AuditShowArgs {
+    /// The audit log (`CUSTODY_AUDIT_LOG` of the commands that wrote it).
     pub log: PathBuf,
     /// A digest, or part of a reference.
     #[arg(long)]

@@ -54,9 +54,10 @@ pub struct KeylessArgs {
     /// then the GitHub Actions token (audience sigstore).
     #[arg(long, value_name = "TOKEN|FILE")]
     pub identity_token: Option<String>,
-    /// Sigstore signing config (signingconfig v0.2 JSON): Fulcio, Rekor and TSA urls.
+    /// Sigstore signing config (signingconfig v0.2 JSON): Fulcio, Rekor and TSA urls. `tuf`:
+    /// the one the TUF mirror of `custody trust update` publishes, with its trusted root.
     /// Default: public-good Sigstore.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE|tuf")]
     pub signing_config: Option<PathBuf>,
     /// trusted_root.json the new bundle must verify against before it is written.
     #[arg(long, value_name = "FILE")]
@@ -193,12 +194,25 @@ pub fn token_env() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `--signing-config tuf`: the signing config the trust mirror publishes.
+pub const SIGNING_CONFIG_FROM_TUF: &str = "tuf";
+
 /// Signer options from a `--key` and the keyless flags; loads (and unlocks) the key.
 pub fn signer_options(key: Option<&str>, keyless: &KeylessArgs) -> anyhow::Result<SignerOptions> {
+    let from_tuf = keyless
+        .signing_config
+        .as_deref()
+        .is_some_and(|p| p == Path::new(SIGNING_CONFIG_FROM_TUF));
     Ok(SignerOptions {
+        // Read only when signing keyless: a key needs no services.
+        published: if from_tuf && key.is_none() {
+            Some(super::trust_cmds::published_instance()?)
+        } else {
+            None
+        },
         key: key.map(load_signing_key).transpose()?,
         identity_token: keyless.identity_token.clone().map(SecretText::new),
-        signing_config: keyless.signing_config.clone(),
+        signing_config: keyless.signing_config.clone().filter(|_| !from_tuf),
         trusted_root: keyless.trusted_root.clone(),
         fulcio_url: keyless.fulcio_url.clone(),
         rekor_url: keyless.rekor_url.clone(),

@@ -44,12 +44,15 @@ pub struct PullArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ResolveArgs {
+    /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
     pub reference: String,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct CopyArgs {
+    /// What to copy: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
     pub source: String,
+    /// Where to: `registry/repo[:tag]` or `oci:<dir>[:tag]`; the digest stays the same.
     pub destination: String,
     /// Move the destination tag even if it names another digest.
     #[arg(long)]
@@ -61,6 +64,7 @@ pub struct CopyArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DiscoverArgs {
+    /// The artifact: `registry/repo[:tag][@digest]` or `oci:<dir>[:tag][@digest]`.
     pub reference: String,
 }
 
@@ -166,10 +170,10 @@ pub fn pull(cli: &Cli, args: &PullArgs) -> Result<Report, Failure> {
     for f in &outcome.files {
         let _ = writeln!(
             human,
-            "  {}  {}  {} bytes",
+            "  {}  {}  {}",
             f.digest.short(),
             f.path.display(),
-            f.size
+            super::printer::size(f.size)
         );
     }
     for d in &outcome.skipped {
@@ -219,11 +223,11 @@ pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Audited, Failure> {
     };
     let _ = writeln!(
         human,
-        "{verb} {} manifest(s) ({} referrer(s)), {} blob(s) / {} bytes; {} mounted, {} already present",
+        "{verb} {} manifest(s) ({} referrer(s)), {} blob(s) / {}; {} mounted, {} already present",
         outcome.manifests.len(),
         outcome.referrers,
         outcome.blobs_copied,
-        outcome.bytes_copied,
+        super::printer::size(outcome.bytes_copied),
         outcome.blobs_mounted,
         outcome.blobs_present
     );

@@ -28,6 +28,7 @@ pub enum TrustCommand {
     },
     /// Write the trusted root to FILE (a trusted_root.json for an air gap: --trusted-root FILE).
     Export {
+        /// Where to write the `trusted_root.json` (`--trusted-root FILE` on the air-gapped side).
         file: PathBuf,
         /// Use the cache (or the built-in root) only.
         #[arg(long)]
@@ -78,6 +79,25 @@ pub fn default_root(offline: bool) -> anyhow::Result<Obtained> {
     let options = options(network(offline), Refresh::WhenStale)?;
     let mirror = Mirror::from_cache(&options.cache, &trust::default_mirror_url(&options.cache))?;
     trust::obtain(&mirror, &options).context("no trusted root for keyless verification")
+}
+
+/// `--signing-config tuf`: the signing config and trusted root the default mirror publishes
+/// (public-good, or the one `custody trust update --mirror` chose), through TUF, on-line.
+pub fn published_instance() -> anyhow::Result<custody::evidence::sign::PublishedInstance> {
+    let options = options(Network::Online, Refresh::Always)?;
+    let mirror = Mirror::from_cache(&options.cache, &trust::default_mirror_url(&options.cache))?;
+    let (signing_config, obtained) =
+        trust::signing_material(&mirror, &options).with_context(|| {
+            format!(
+                "cannot read {} from the tuf mirror {}",
+                trust::SIGNING_CONFIG_TARGET,
+                mirror.url
+            )
+        })?;
+    Ok(custody::evidence::sign::PublishedInstance {
+        signing_config,
+        trusted_root: obtained.root,
+    })
 }
 
 /// The trusted root a policy scope names: a file, or a TUF mirror with its initial root.

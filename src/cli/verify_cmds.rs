@@ -2,6 +2,8 @@
 //! into policy overrides, printing the verification tree, and exit codes (0 verified, 1 refused,
 //! 2 could not verify).
 
+mod file;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -62,6 +64,15 @@ pub struct VerifyArgs {
     /// artifact; it records the refusal).
     #[arg(long, requires = "attach_vsa")]
     pub attach_failed_vsa: bool,
+    /// The artifact is a local file and this is a detached Sigstore bundle for it (from
+    /// `custody sign-blob`, `cosign sign-blob --bundle`, ...). Repeatable; the policy applies as
+    /// to a stored artifact, with the file's sha256 as the subject.
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    pub bundle: Vec<PathBuf>,
+    /// The artifact is a local file downloaded from this stored artifact: verify that one,
+    /// then check the file is one of its files (a layer, or a subject of its provenance).
+    #[arg(long, value_name = "REFERENCE")]
+    pub from: Option<String>,
 }
 
 /// What to trust and what to require: the policy file and the flags that override it. Shared
@@ -271,7 +282,11 @@ pub fn verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> ExitStatus {
             return failure.status;
         }
     }
-    let result = run_verify(cli, args, printer);
+    let result = if file::wanted(args) {
+        file::run(cli, args, printer)
+    } else {
+        run_verify(cli, args, printer)
+    };
     // The verdict (or why there is none) goes to the audit log before anything is printed.
     let record = match &result {
         Ok(report) => super::secops_cmds::verdict_record("verify", &args.reference, report),
@@ -356,7 +371,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         .reference
         .parse()
         .with_context(|| format!("bad reference {:?}", args.reference))
-        .map_err(|e| could_not(e, None))?;
+        .map_err(|e| could_not(e, file::hint_for(&args.reference)))?;
     let policy = effective_policy(&args.trust, &args.key)
         .map_err(|e| policy_failure(e, &args.trust, &args.key))?;
     let (root, trusted_root) = super::trust_cmds::root_for(

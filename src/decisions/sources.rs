@@ -548,6 +548,28 @@ pub fn read_rules(path: &Path) -> Result<SourcesRules, Error> {
     parse_rules(&text, toml).map_err(|reason| Error::BadRule { index: 0, reason })
 }
 
+/// True for the sources-only file `sources check --policy` read before it read the
+/// verification policy: TOML, or a JSON object with `sources` or `internal` at the top and no
+/// `scopes`. Anything unreadable is left to the policy loader to report.
+pub fn is_sources_only_file(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "toml") {
+        return true;
+    }
+    let Ok(text) = std::fs::read(path) else {
+        return false;
+    };
+    if text.len() > 1024 * 1024 {
+        return false;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(top)) => {
+            !top.contains_key("scopes")
+                && (top.contains_key("sources") || top.contains_key("internal"))
+        }
+        _ => false,
+    }
+}
+
 /// Parses a policy document (JSON, or TOML when `toml`) and returns its checked `sources`.
 pub fn parse_rules(text: &str, toml: bool) -> Result<SourcesRules, String> {
     #[derive(Deserialize)]

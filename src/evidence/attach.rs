@@ -314,6 +314,9 @@ pub enum Origin {
         manifest: Digest,
         layer: usize,
     },
+    /// A bundle given beside a local file (`verify FILE --bundle B`); `manifest` is the
+    /// bundle's own digest.
+    Detached { file: String, manifest: Digest },
 }
 
 /// A Sigstore bundle found attached to an artifact (not yet verified).

@@ -291,12 +291,27 @@ pub fn resolve(store: &dyn Store, reference: &Reference) -> Result<FetchedManife
             reference: reference.to_string(),
         });
     }
-    store.get_tagged(&tag)?.ok_or_else(|| {
-        store::Error::NotFound {
-            what: format!("tag {tag} in {}", store.name()),
-        }
-        .into()
-    })
+    match store.get_tagged(&tag)? {
+        Some(m) => Ok(m),
+        None => Err(missing_tag(store, reference, &tag).into()),
+    }
+}
+
+/// Why a tag is not there: a registry answers 404 both for an unknown repository
+/// (NAME_UNKNOWN) and for an unknown tag (MANIFEST_UNKNOWN); its tag list tells them apart
+/// (a repository with no tag at all reads as unknown: nothing can be resolved there either).
+fn missing_tag(store: &dyn Store, reference: &Reference, tag: &Tag) -> store::Error {
+    let repository = store.name();
+    let known = store.tags().unwrap_or_default();
+    if known.is_empty() && reference.layout_path().is_none() {
+        return store::Error::NoRepository { repository };
+    }
+    store::Error::NoTag {
+        tag: tag.to_string(),
+        repository,
+        known: known.iter().take(5).map(|t| t.to_string()).collect(),
+        more: known.len().saturating_sub(5),
+    }
 }
 
 /// A file written by [`pull`].

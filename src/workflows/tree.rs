@@ -351,7 +351,9 @@ fn judge(nodes: &mut [Node], referrers: &[ReferrerReport]) {
 
 fn origin_manifest(origin: &Origin) -> Digest {
     match origin {
-        Origin::Referrer { manifest, .. } | Origin::Legacy { manifest, .. } => manifest.clone(),
+        Origin::Referrer { manifest, .. }
+        | Origin::Legacy { manifest, .. }
+        | Origin::Detached { manifest, .. } => manifest.clone(),
     }
 }
 

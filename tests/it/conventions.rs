@@ -427,3 +427,95 @@ fn audit_verify_with_a_key_but_no_checkpoint_warns_or_refuses() {
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     assert!(stdout(&o).ends_with("intact\n"), "{}", stdout(&o));
 }
+
+fn sources_fixture(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sources")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn sources_check_reads_the_verification_policy_and_chooses_a_scope() {
+    let lock = sources_fixture("npm/package-lock.json");
+    let policy = sources_fixture("policy.yaml");
+    // The only scope with a `sources:` section, by name, or the one that applies to a
+    // repository: the same rules, the same violation.
+    for extra in [
+        &[][..],
+        &["--scope", "internal"][..],
+        &["--repository", "registry.acme.internal/web/app"][..],
+    ] {
+        let mut args = vec!["sources", "check", &lock, "--policy", &policy];
+        args.extend_from_slice(extra);
+        let o = support::run(&args);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("VIOLATION pkg:npm/%40acme/utils@99.0.0"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+    }
+    // A scope without rules, or a repository only such a scope covers: exit 2, what to add.
+    for extra in [["--scope", "public"], ["--repository", "ghcr.io/acme/app"]] {
+        let mut args = vec!["sources", "check", &lock, "--policy", &policy];
+        args.extend_from_slice(&extra);
+        let o = support::run(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        assert!(
+            stderr(&o).contains("scope public of policy")
+                && stderr(&o).contains("has no sources: section")
+                && stderr(&o).contains("hint: add `sources: {internal:"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = support::run(&[
+        "sources", "check", &lock, "--policy", &policy, "--scope", "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has no scope named \"nope\" (scopes: internal, public)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_old_sources_only_file_is_still_read_with_a_note_pointing_to_the_policy() {
+    let lock = sources_fixture("npm/package-lock.json");
+    for old in ["policy.json", "policy.toml"] {
+        let o = support::run(&["sources", "check", &lock, "--policy", &sources_fixture(old)]);
+        assert_eq!(o.status.code(), Some(1), "{old}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("VIOLATION pkg:npm/%40acme/utils@99.0.0"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(
+            stderr(&o).starts_with("note: ")
+                && stderr(&o).contains(
+                    "is the old sources-only format; put its rules under the `sources:` of a scope"
+                ),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = support::run(&[
+        "sources",
+        "check",
+        &lock,
+        "--policy",
+        &sources_fixture("policy.json"),
+        "--scope",
+        "internal",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("it has no scopes to choose from"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -86,6 +86,12 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
         "progress shown by default: {}",
         stderr(&o)
     );
+    // In a log: the size in human units, and at the end how long it took.
+    assert!(
+        stderr(&o).contains(": 17.0 MiB\n") && stderr(&o).contains(": done (17.0 MiB in "),
+        "{}",
+        stderr(&o)
+    );
     assert!(!stderr(&o).contains("request: "), "{}", stderr(&o));
 
     let o = support::run(&[
@@ -178,4 +184,117 @@ fn man_pages_are_generated_from_the_command_definition() {
     assert!(verify.contains(".TH custody-verify"), "{verify:.300}");
     assert!(verify.contains("\\-\\-tree"), "{verify:.2000}");
     assert!(!out.join("custody-__man.1").exists());
+}
+
+/// Every positional argument of every command (and subcommand) says what it is in `--help`.
+#[test]
+fn every_positional_argument_has_a_description() {
+    fn commands(args: &[&str]) -> Vec<String> {
+        let mut all = args.to_vec();
+        all.push("--help");
+        let help = stdout(&support::run(&all));
+        help.split("\nCommands:\n")
+            .nth(1)
+            .map(|rest| {
+                rest.lines()
+                    .take_while(|l| !l.is_empty())
+                    .filter_map(|l| l.split_whitespace().next())
+                    .filter(|c| *c != "help")
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    let mut undescribed = Vec::new();
+    let mut checked = 0;
+    for command in commands(&[]) {
+        let mut paths = vec![vec![command.clone()]];
+        for sub in commands(&[&command]) {
+            paths.push(vec![command.clone(), sub]);
+        }
+        for path in paths {
+            let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+            args.push("--help");
+            let help = stdout(&support::run(&args));
+            let Some(section) = help.split("\nArguments:\n").nth(1) else {
+                continue;
+            };
+            for line in section.lines().take_while(|l| !l.is_empty()) {
+                checked += 1;
+                if line.split_whitespace().count() < 2 {
+                    undescribed.push(format!("{}: {}", path.join(" "), line.trim()));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} positional arguments found");
+    assert!(undescribed.is_empty(), "{undescribed:#?}");
+}
+
+/// `--insecure-registry` belongs to commands that talk to a registry; elsewhere it is a
+/// usage error that says so, not silently ignored.
+#[test]
+fn insecure_registry_is_refused_where_no_registry_is_talked_to() {
+    let dir = support::tempdir();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "a\n").unwrap();
+    let o = support::run(&[
+        "digest",
+        file.to_str().unwrap(),
+        "--insecure-registry",
+        "registry.internal:5000",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: --insecure-registry: `custody digest` talks to no registry"),
+        "{}",
+        stderr(&o)
+    );
+    // A command that does talk to one takes it.
+    let store = format!("oci:{}:v1", dir.path().join("layout").display());
+    let o = support::run(&[
+        "push",
+        file.to_str().unwrap(),
+        "--to",
+        &store,
+        "--insecure-registry",
+        "registry.internal:5000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// What custody writes to a file is reported with one phrase, `<what> written to <path>`.
+#[test]
+fn files_written_are_reported_the_same_way() {
+    let dir = support::tempdir();
+    let d = dir.path();
+    let file = d.join("app.bin");
+    std::fs::write(&file, "app\n").unwrap();
+    let run_in = |args: &[&str]| {
+        let o = support::custody()
+            .args(args)
+            .current_dir(d)
+            .env("COSIGN_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let outputs = [
+        run_in(&["keygen"]),
+        run_in(&["sbom", "app.bin", "-o", "sbom.json", "--source", "."]),
+        run_in(&[
+            "sign-blob",
+            "app.bin",
+            "--key",
+            "cosign.key",
+            "--bundle",
+            "b.json",
+        ]),
+        run_in(&["policy", "init", "policy.yaml"]),
+    ];
+    for out in &outputs {
+        assert!(out.contains(" written to "), "{out}");
+        assert!(!out.contains("wrote "), "{out}");
+    }
 }

@@ -47,4 +47,5 @@ mod sigstore_stack;
 mod support;
 mod trust;
 mod verify;
+mod verify_file;
 mod vuln;

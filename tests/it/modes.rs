@@ -316,7 +316,7 @@ fn dash_means_standard_input_or_output() {
     let sbom: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the SBOM");
     assert_eq!(sbom["bomFormat"], "CycloneDX");
     assert!(
-        stderr(&o).contains("wrote standard output"),
+        stderr(&o).contains("sbom written to standard output"),
         "{}",
         stderr(&o)
     );

@@ -34,7 +34,7 @@ fn npm_dependency_confusion_is_reported_with_both_locations() {
         "check",
         &fixture("npm/package-lock.json"),
         "--policy",
-        &fixture("policy.json"),
+        &fixture("policy.yaml"),
     ]);
     assert_eq!(code(&o), Some(1), "{}", stderr(&o));
     // The report on stdout, as when nothing is wrong; the refusal after it on stderr.
@@ -88,7 +88,7 @@ fn cargo_dependency_confusion_through_the_sbom() {
         "check",
         sbom.to_str().unwrap(),
         "--policy",
-        &fixture("policy.toml"),
+        &fixture("policy.yaml"),
     ]);
     assert_eq!(code(&o), Some(1), "{}", stderr(&o));
     // `--output json`: the report itself, exit 1; the error on stderr.

@@ -784,3 +784,76 @@ fn a_local_stack_published_through_tuf_verifies_without_a_flag() {
         stdout(&o)
     );
 }
+
+/// `--signing-config tuf`: keyless signing takes its services (Fulcio, Rekor, TSA) from the
+/// `signing_config.v0.2.json` the TUF mirror publishes, and checks the new bundle against the
+/// same repository's trusted root; a mirror that publishes none is named, with the way out.
+#[test]
+fn keyless_signing_reads_the_signing_config_from_the_tuf_mirror() {
+    use crate::sigstore_stack::{EMAIL, SigstoreStack};
+    let stack = SigstoreStack::shared();
+    let repo = TufRepo::new(&stack.trusted_root);
+    let cache = tempdir();
+    first_update(cache.path(), &repo);
+    let dir = tempdir();
+    let file = dir.path().join("release.tar");
+    fs::write(&file, b"a release signed with services from tuf\n").expect("write");
+    let bundle = dir.path().join("release.tar.sigstore.json");
+    let token = dir.path().join("token");
+    fs::write(&token, stack.oidc.token()).expect("token");
+    let sign = || {
+        let mut c = custody();
+        for var in custody::evidence::sign::oidc::TOKEN_ENV_VARS {
+            c.env_remove(var);
+        }
+        c.env("XDG_CACHE_HOME", cache.path())
+            .arg("sign-blob")
+            .arg(&file)
+            .arg("--bundle")
+            .arg(&bundle)
+            .args(["--signing-config", "tuf", "--identity-token"])
+            .arg(&token)
+            .output()
+            .expect("custody runs")
+    };
+
+    // Not published yet: exit 2, the target and the mirror named, and the flags to use instead.
+    let o = sign();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "cannot read signing_config.v0.2.json from the tuf mirror {}",
+            repo.url
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ")
+            && err.contains("publishes no signing_config.v0.2.json; give --signing-config FILE"),
+        "{err}"
+    );
+    assert!(!bundle.exists());
+
+    repo.run(&[
+        "publish-signing-config",
+        stack.signing_config.to_str().expect("utf-8"),
+    ]);
+    let o = sign();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = custody_in(
+        cache.path(),
+        &[
+            "verify-bundle",
+            file.to_str().expect("utf-8"),
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--certificate-identity",
+            EMAIL,
+            "--certificate-oidc-issuer",
+            &stack.oidc.url,
+            "--offline",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

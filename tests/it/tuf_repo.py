@@ -147,6 +147,23 @@ def main():
         r.publish_targets(st, (r.repo / "targets" / f"{digest}.trusted_root.json").read_bytes())
         r.snapshot_and_timestamp(st)
         r.save_state(st)
+    elif command == "publish-signing-config":
+        # A new targets version that keeps trusted_root.json and adds the signing config.
+        st = r.load_state()
+        targets = Metadata.from_file(str(r.repo / f"{st['targets']}.targets.json")).signed
+        data = Path(arg).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        (r.repo / "targets" / f"{digest}.signing_config.v0.2.json").write_bytes(data)
+        st["targets"] += 1
+        targets.version = st["targets"]
+        targets.targets["signing_config.v0.2.json"] = TargetFile.from_data(
+            "signing_config.v0.2.json", data, ["sha256"]
+        )
+        md = Metadata(targets)
+        md.sign(r.signer(f"root{st['root_key']}"))
+        r.write(md, f"{st['targets']}.targets.json")
+        r.snapshot_and_timestamp(st)
+        r.save_state(st)
     elif command == "expire-timestamp":
         st = r.load_state()
         r.snapshot_and_timestamp(st, snapshot_version=st["snapshot"], timestamp_expires=days(-1))

@@ -1002,5 +1002,8 @@ fn read_key_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+mod sources_scope;
+pub use sources_scope::{ScopeChoice, SourcesScopeError};
+
 #[cfg(test)]
 mod tests;

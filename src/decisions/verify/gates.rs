@@ -103,7 +103,7 @@ pub(super) fn checks(
                         .map_or("a trusted signer".to_string(), |s| s.join(" or "))
                 ))
                 .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
-                .hint("the gates read only a verified SBOM: an unsigned one proves nothing about what shipped; attest it (custody attest --type cyclonedx) with a trusted signer"),
+                .hint(format!("the gates read only a verified SBOM: an unsigned one proves nothing about what shipped; {}", super::SBOM_HINT)),
         );
         return out;
     }

@@ -12,6 +12,7 @@
 //! [`Error`] means custody could not verify (exit 2); a report with `verified == false` means
 //! the artifact was refused (exit 1).
 
+pub mod file;
 pub mod gates;
 pub mod render;
 pub mod report;
@@ -54,6 +55,10 @@ pub const MAX_STATEMENT_SIZE: usize = 16 * 1024 * 1024;
 pub const MAX_STATEMENT_DEPTH: usize = 64;
 /// At most this many signatures and attestations are verified per manifest.
 pub const MAX_REFERRERS: usize = 1000;
+/// What to run when no trusted SBOM is there: a command line that works as given.
+pub const SBOM_HINT: &str = "attest an SBOM with a signer the policy trusts: custody sbom FILES -o sbom.cdx.json, then custody attest REF --type cyclonedx --predicate sbom.cdx.json --key KEY (or keyless)";
+/// What to run when no trusted provenance is there.
+pub const PROVENANCE_HINT: &str = "attest the build's provenance with a signer the policy trusts: custody release does it, or custody attest REF --type slsaprovenance1 --predicate PREDICATE.json --key KEY (or keyless)";
 /// Predicate types that count as an SBOM.
 pub const SBOM_PREDICATE_TYPES: &[&str] = &[PREDICATE_CYCLONEDX, "https://spdx.dev/Document"];
 /// in-toto statement `_type` values accepted (cosign attest still writes v0.1).
@@ -128,7 +133,9 @@ impl crate::foundation::hint::Hint for Error {
             Error::Resolve { source, .. } => source.hint(),
             Error::Fetch { source, .. } => source.hint(),
             Error::Discover { source, .. } => source.hint(),
-            Error::NoVulnerabilityDatabase { .. } => None,
+            Error::NoVulnerabilityDatabase { .. } => Some(
+                "give --db PATH (a folder of OSV JSON files or osv.dev's all.zip), or list it under the scope's vulnerabilities.databases".into(),
+            ),
         }
     }
 
@@ -811,9 +818,9 @@ fn evaluate_bundle(
     root: &TrustedRoot,
 ) -> (ReferrerReport, Option<Trusted>) {
     let manifest = match &found.origin {
-        attach::Origin::Referrer { manifest, .. } | attach::Origin::Legacy { manifest, .. } => {
-            manifest.clone()
-        }
+        attach::Origin::Referrer { manifest, .. }
+        | attach::Origin::Legacy { manifest, .. }
+        | attach::Origin::Detached { manifest, .. } => manifest.clone(),
     };
     let mut report = ReferrerReport {
         kind: ReferrerKind::Bundle,
@@ -859,9 +866,9 @@ fn evaluate_legacy(
     root: &TrustedRoot,
 ) -> (ReferrerReport, Option<Trusted>) {
     let manifest = match &found.origin {
-        attach::Origin::Referrer { manifest, .. } | attach::Origin::Legacy { manifest, .. } => {
-            manifest.clone()
-        }
+        attach::Origin::Referrer { manifest, .. }
+        | attach::Origin::Legacy { manifest, .. }
+        | attach::Origin::Detached { manifest, .. } => manifest.clone(),
     };
     let mut report = ReferrerReport {
         kind: match found.kind {
@@ -1583,7 +1590,7 @@ fn provenance_checks(
                         .map_or("a trusted signer".to_string(), |s| s.join(" or "))
                 ))
                 .found(untrusted_note(referrers, &[PREDICATE_SLSA_PROVENANCE_V1]))
-                .hint("attest the build's provenance (custody attest) with a trusted signer")
+                .hint(PROVENANCE_HINT)
         } else {
             Check::skip(CheckKind::ProvenancePresent, "slsa provenance").found("none")
         });
@@ -1642,7 +1649,7 @@ fn sbom_check(rules: &SbomRules, trusted: &[Trusted], referrers: &[ReferrerRepor
                     .map_or("a trusted signer".to_string(), |s| s.join(" or "))
             ))
             .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
-            .hint("attest the SBOM (custody attest --sbom) with a trusted signer"),
+            .hint(SBOM_HINT),
         (None, false) => Check::skip(CheckKind::SbomPresent, "sbom").found("none"),
     }
 }

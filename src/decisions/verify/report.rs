@@ -55,6 +55,9 @@ pub enum CheckKind {
     Sources,
     /// The verdict a signed predicate carries (a VSA's `verificationResult`).
     Verdict,
+    /// A local file: its digest (`verify FILE --bundle`), or that it is one of the verified
+    /// artifact's files (`verify FILE --from`).
+    File,
 }
 
 /// One check. `expected` and `found` are set whenever there is something to compare.

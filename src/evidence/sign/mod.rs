@@ -106,6 +106,17 @@ pub struct SignerOptions {
     pub rekor_url: Option<String>,
     /// Full timestamp endpoint, e.g. `https://tsa.example/api/v1/timestamp`.
     pub tsa_url: Option<String>,
+    /// A signing config and trusted root the caller read from a TUF repository
+    /// (`--signing-config tuf`); the `signing_config` and `trusted_root` files win over it.
+    pub published: Option<PublishedInstance>,
+}
+
+/// A Sigstore instance as its TUF repository publishes it: `signing_config.v0.2.json` (the
+/// services) and the trusted root new bundles are checked against.
+#[derive(Clone, Debug)]
+pub struct PublishedInstance {
+    pub signing_config: Vec<u8>,
+    pub trusted_root: TrustedRoot,
 }
 
 /// Why no signer could be set up.
@@ -178,9 +189,16 @@ impl Signer for ChosenSigner {
 
 /// The Sigstore deployment `options` describe.
 pub fn keyless_instance(options: &SignerOptions) -> Result<SigstoreInstance, KeylessError> {
-    let mut instance = match &options.signing_config {
-        Some(path) => SigstoreInstance::from_files(path, options.trusted_root.as_deref())?,
-        None => {
+    let mut instance = match (&options.signing_config, &options.published) {
+        (Some(path), _) => SigstoreInstance::from_files(path, options.trusted_root.as_deref())?,
+        (None, Some(published)) => {
+            let root = match options.trusted_root.as_deref() {
+                Some(path) => keyless::load_trusted_root(path)?,
+                None => published.trusted_root.clone(),
+            };
+            SigstoreInstance::from_signing_config(&published.signing_config, Some(root))?
+        }
+        (None, None) => {
             // The shipped public-good root is a snapshot that may predate a key rotation: a
             // new bundle is checked only against a root the caller names.
             let mut i = SigstoreInstance::public_good()?;

@@ -33,6 +33,8 @@ pub const PUBLIC_GOOD_TUF_ROOT: &[u8] = include_bytes!("public-good-root.json");
 pub const PUBLIC_GOOD_TRUSTED_ROOT: &str = sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
 /// The target that carries the trust material.
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
+/// The target that names the signing services (Fulcio, Rekor, TSA) of the same instance.
+pub const SIGNING_CONFIG_TARGET: &str = "signing_config.v0.2.json";
 /// A verified cache younger than this is used without asking the mirror.
 pub const REFRESH_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// Largest initial `root.json` read (python-tuf's root cap).
@@ -46,7 +48,15 @@ pub const NO_ROOT_HINT: &str = "keyless signatures need a trusted root: run `cus
 
 impl crate::foundation::hint::Hint for TrustError {
     fn hint(&self) -> Option<String> {
-        Some(NO_ROOT_HINT.into())
+        match self {
+            TrustError::Update {
+                source: sigstore_tuf::Error::TargetNotFound(name),
+                mirror,
+            } if name == SIGNING_CONFIG_TARGET => Some(format!(
+                "{mirror} publishes no {SIGNING_CONFIG_TARGET}; give --signing-config FILE (and --trusted-root FILE) instead"
+            )),
+            _ => Some(NO_ROOT_HINT.into()),
+        }
     }
 }
 
@@ -488,7 +498,29 @@ fn from_cache(
     finish(mirror, &updater, json, RootSource::TufCache, state, now)
 }
 
+/// What keyless signing needs from `mirror`, in one TUF update over the network (signing is
+/// on-line anyway): its `signing_config.v0.2.json`, and its trusted root to check the new
+/// bundle against. The cache is updated as by [`obtain`].
+pub fn signing_material(
+    mirror: &Mirror,
+    options: &Options,
+) -> Result<(Vec<u8>, Obtained), TrustError> {
+    let dir = mirror_dir(&options.cache, &mirror.url);
+    let (obtained, config) = update_with(mirror, &dir, options, Some(SIGNING_CONFIG_TARGET))?;
+    Ok((config.unwrap_or_default(), obtained))
+}
+
 fn update(mirror: &Mirror, dir: &Path, options: &Options) -> Result<Obtained, TrustError> {
+    update_with(mirror, dir, options, None).map(|(obtained, _)| obtained)
+}
+
+/// A TUF update, the trusted root, and `extra` (another target) when asked for.
+fn update_with(
+    mirror: &Mirror,
+    dir: &Path,
+    options: &Options,
+    extra: Option<&str>,
+) -> Result<(Obtained, Option<Vec<u8>>), TrustError> {
     let err = |source| TrustError::Update {
         mirror: mirror.url.clone(),
         source,
@@ -500,6 +532,10 @@ fn update(mirror: &Mirror, dir: &Path, options: &Options) -> Result<Obtained, Tr
         .with_store(FileStore::new(dir));
     block_on(updater.refresh(options.now)).map_err(err)?;
     let json = block_on(updater.get_target(TRUSTED_ROOT_TARGET, options.now)).map_err(err)?;
+    let extra = match extra {
+        Some(name) => Some(block_on(updater.get_target(name, options.now)).map_err(err)?),
+        None => None,
+    };
     let state = State {
         mirror: mirror.url.clone(),
         fetched: options.now,
@@ -511,14 +547,15 @@ fn update(mirror: &Mirror, dir: &Path, options: &Options) -> Result<Obtained, Tr
             path: dir.join(STATE_FILE),
             source: std::io::Error::other(e.to_string()),
         })?;
-    finish(
+    let obtained = finish(
         mirror,
         &updater,
         json,
         RootSource::Tuf,
         Some(&state),
         options.now,
-    )
+    )?;
+    Ok((obtained, extra))
 }
 
 fn finish(

@@ -136,6 +136,18 @@ pub enum Error {
     },
     #[error("{what}: not found")]
     NotFound { what: String },
+    /// The registry knows no repository of this name (NAME_UNKNOWN), or nothing in it is tagged.
+    #[error("no repository {repository}")]
+    NoRepository { repository: String },
+    /// The repository exists, the tag does not (MANIFEST_UNKNOWN).
+    #[error("no tag {tag} in {repository}")]
+    NoTag {
+        tag: String,
+        repository: String,
+        /// The first few tags it has, for the hint.
+        known: Vec<String>,
+        more: usize,
+    },
     #[error(
         "tag {tag} in {repository} already names {existing}; refusing to move it to {new} (use --force-tag to move it)"
     )]
@@ -160,6 +172,13 @@ pub enum Error {
         url: String,
         attempts: u32,
         last: String,
+    },
+    #[error("could not resolve host {host} ({url}): {reason}")]
+    UnknownHost {
+        host: String,
+        /// The request's URL (without its query): says whether HTTPS or HTTP was tried.
+        url: String,
+        reason: String,
     },
     #[error("{method} {url}: connection failed")]
     Transport {
@@ -326,6 +345,30 @@ impl crate::foundation::hint::Hint for Error {
             Error::RetriesExhausted { .. } => {
                 Some("the registry kept failing; check that it is up and reachable".into())
             }
+            Error::UnknownHost { host, .. } => Some(format!(
+                "check the registry name {host} (a typo?) and that this machine can resolve it (DNS, /etc/hosts, a proxy)"
+            )),
+            Error::NoRepository { repository } => Some(format!(
+                "check the repository name: the registry has no {repository} with a tag in it (a typo, or not pushed yet?)"
+            )),
+            Error::NoTag {
+                repository,
+                known,
+                more,
+                ..
+            } => Some(if known.is_empty() {
+                format!("check the tag; {repository} has no tags yet")
+            } else {
+                format!(
+                    "check the tag; {repository} has {}{}",
+                    known.join(", "),
+                    if *more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            }),
             // The registry answered (NAME_UNKNOWN, MANIFEST_UNKNOWN): it is the name that is wrong.
             Error::NotFound { .. } => Some(
                 "check the reference: no such repository, tag or digest in that store (a typo, or not pushed yet?)".into(),

@@ -504,6 +504,14 @@ impl RegistryStore {
                         .send_failed(method.as_str(), url, &e)
                         .expect("a timeout maps to a timeout error"));
                 }
+                // A name that does not resolve will not resolve on the next attempt either.
+                Err(e) if dns_failure(&e).is_some() => {
+                    return Err(Error::UnknownHost {
+                        host: self.registry.clone(),
+                        url: shown_url,
+                        reason: dns_failure(&e).unwrap_or_default(),
+                    });
+                }
                 Err(e) => {
                     last = format!("connection error: {}", e.without_url());
                     attempt += 1;
@@ -1438,6 +1446,23 @@ pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] = [
     MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_DOCKER_MANIFEST_LIST,
 ];
+
+/// The resolver's own words when `e` failed on name resolution (hyper's connector reports it
+/// as "dns error: ..."), else `None`.
+fn dns_failure(e: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.to_string().starts_with("dns error") {
+            let mut inner = c;
+            while let Some(next) = inner.source() {
+                inner = next;
+            }
+            return Some(inner.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
 
 #[cfg(test)]
 mod tests {

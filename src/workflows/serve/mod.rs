@@ -329,6 +329,7 @@ impl State {
             now: None,
             scope_repository: scope.map(str::to_owned),
             vulnerability_db: snapshot.db.clone(),
+            jobs: 0,
         };
         let started = std::time::Instant::now();
         let result = verify::artifact(store, reference, &snapshot.policy, &options);
