@@ -723,8 +723,8 @@ fn advisory(dir: &Path, id: &str, record: serde_json::Value) {
 /// for binary names do not match.
 #[test]
 fn a_debian_image_is_scanned_by_source_package_and_release() {
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let f = fixtures();
     let bom = sbom_of(&base, &[]);
     // The dpkg cataloger names each binary's source: util-linux for bsdutils (whose binary
@@ -889,8 +889,8 @@ fn a_debian_image_is_scanned_by_source_package_and_release() {
 /// SBOM from its referrer and finds the OS package advisory.
 #[test]
 fn release_image_merges_the_image_contents_into_the_source_sbom() {
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let layers = layer_digests(&base);
     let dir = tempdir();
     let repo = crate::release::work_tree(dir.path());
@@ -910,7 +910,7 @@ fn release_image_merges_the_image_contents_into_the_source_sbom() {
     assert!(o.status.success(), "release --image: {}", stderr(&o));
     let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("release json");
     let digest = out["digest"].as_str().expect("digest").to_owned();
-    let pinned = format!("{}/debian@{digest}", registry.host);
+    let pinned = format!("{}/debian@{digest}", registry.base);
 
     // The SBOM as cosign reads it from the attestation.
     let o = Command::new(tool("cosign"))
@@ -1045,7 +1045,7 @@ fn release_image_merges_the_image_contents_into_the_source_sbom() {
 fn rpm_sqlite_packages_match_rpm_query() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-image-tools");
     sh(&mut Command::new(script));
-    let registry = Registry::start();
+    let registry = support::shared_registry();
     let dir = tempdir();
     let top = dir.path().join("top");
     let long = "A long description line for an rpm header that spills over pages.\n".repeat(400);
@@ -1112,7 +1112,7 @@ License: MIT\nBuildArch: noarch\n%description\n{name}\n{extra}\n%files\n",
 
     let layer = dir.path().join("rpm.tar");
     tar_create(&layer, &root, &["etc", "var/lib/rpm/rpmdb.sqlite", "usr"]);
-    let image = format!("{}/ubi:1", registry.host);
+    let image = format!("{}/ubi:1", registry.base);
     let layer_s = layer.to_string_lossy().into_owned();
     crane(&[
         "append",
@@ -1210,8 +1210,8 @@ fn syft_finds_the_same_packages() {
         eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
         return;
     }
-    let registry = Registry::start();
-    let (base, _) = push_images(&registry);
+    let registry = support::shared_registry();
+    let (base, _) = push_images(&registry.base);
     let dir = tempdir();
     let layout = dir.path().join("layout");
     crane(&[

@@ -82,6 +82,7 @@ fn detached(args: &VerifyArgs, local: &LocalFile) -> Result<VerifyReport, Failur
         platform: None,
         now: None,
         scope_repository: scope_as,
+        jobs: 0,
         vulnerability_db: load_vulnerability_db(
             &policy,
             repository.as_deref().unwrap_or_default(),

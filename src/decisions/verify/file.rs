@@ -140,6 +140,7 @@ pub fn detached(
     let (mut policy_checks, level) = policy_checks(scope, &trusted, &referrers, now);
     checks.append(&mut policy_checks);
     checks.extend(gates::checks(
+        &file.digest,
         scope,
         &trusted,
         &referrers,
