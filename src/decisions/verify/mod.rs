@@ -303,7 +303,13 @@ pub fn artifact(
                 .iter()
                 .any(|c| c.kind == CheckKind::GateSbom && c.status == Status::Pass);
         let covered = artifact.verified || sbom_deferred;
-        for child in &index.manifests {
+        let attestations = crate::evidence::buildkit::read(store, index);
+        // BuildKit's attestation manifests are unsigned evidence about a platform, not a platform.
+        for child in index
+            .manifests
+            .iter()
+            .filter(|c| !crate::evidence::buildkit::is_attestation_manifest(c))
+        {
             let platform = child.platform.as_ref().map(|p| {
                 let mut s = format!("{}/{}", p.os, p.architecture);
                 if let Some(v) = &p.variant {
@@ -346,6 +352,9 @@ pub fn artifact(
             };
             let mut r = ctx.manifest(&child_manifest)?;
             r.platform = platform;
+            r.unsigned = crate::evidence::buildkit::for_platform(&attestations, &child.digest)
+                .cloned()
+                .collect();
             r.checks.insert(
                 0,
                 Check::pass(CheckKind::Manifest, "platform manifest digest")
@@ -387,6 +396,7 @@ pub fn artifact(
                         index
                             .manifests
                             .iter()
+                            .filter(|m| !crate::evidence::buildkit::is_attestation_manifest(m))
                             .filter_map(|m| m.platform.as_ref())
                             .map(|p| format!("{}/{}", p.os, p.architecture))
                             .collect::<Vec<_>>()
@@ -517,6 +527,7 @@ fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
         ignored: Vec::new(),
         build_level: None,
         platforms: Vec::new(),
+        unsigned: Vec::new(),
     }
 }
 
@@ -536,6 +547,7 @@ fn refused(
         ignored: Vec::new(),
         build_level: None,
         platforms: Vec::new(),
+        unsigned: Vec::new(),
     };
     VerifyReport {
         reference: reference.to_string(),
