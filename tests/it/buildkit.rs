@@ -252,6 +252,7 @@ fn buildkit_attestations_are_shown_per_platform_as_unsigned_and_never_count() {
     assert_eq!(seen, [(Some(SLSA_V02), true), (Some(SPDX), true)]);
     assert!(text.contains("unsigned buildkit attestations"), "{text}");
     let json = serde_json::to_value(&report).unwrap();
+    support::validate_against_schema("verify-report.schema.json", &json);
     assert_eq!(
         json["artifact"]["platforms"][0]["unsigned"][0]["signed"],
         serde_json::json!(false)
