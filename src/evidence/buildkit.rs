@@ -130,7 +130,7 @@ fn read_one(store: &dyn Store, entry: &Descriptor, describes: Digest) -> Unsigne
     out
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StatementHead {
     #[serde(rename = "_type")]
@@ -140,7 +140,7 @@ struct StatementHead {
     subject: Vec<SubjectHead>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct SubjectHead {
     #[serde(default)]
     digest: std::collections::BTreeMap<String, String>,
