@@ -153,6 +153,35 @@ fn node_line(out: &mut String, node: &Node, branch: &str, next: &str) {
     }
 }
 
+/// A BuildKit attestation manifest under its platform: unsigned, so never marked trusted.
+fn unsigned_lines(
+    out: &mut String,
+    a: &custody::evidence::buildkit::UnsignedAttestations,
+    next: &str,
+) {
+    let _ = writeln!(
+        out,
+        "{next}· {} attestation manifest {} (unsigned, not trusted)",
+        a.source, a.manifest
+    );
+    if let Some(note) = &a.note {
+        let _ = writeln!(out, "{next}    {note}");
+    }
+    for s in &a.statements {
+        let _ = writeln!(
+            out,
+            "{next}    {}{}",
+            s.predicate_type
+                .as_deref()
+                .unwrap_or("(unknown predicate type)"),
+            s.note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
 /// One platform of an index: its manifest, its verdict, then its referrers under it.
 fn platform_lines(out: &mut String, p: &tree::PlatformTree, branch: &str, next: &str) {
     let _ = writeln!(
@@ -185,8 +214,11 @@ fn platform_lines(out: &mut String, p: &tree::PlatformTree, branch: &str, next: 
     if let Some(note) = &p.note {
         let _ = writeln!(out, "{next}cannot list: {note}");
     }
-    if p.nodes.is_empty() && p.note.is_none() {
+    if p.nodes.is_empty() && p.note.is_none() && p.unsigned.is_empty() {
         let _ = writeln!(out, "{next}(nothing attached)");
+    }
+    for a in &p.unsigned {
+        unsigned_lines(out, a, next);
     }
     for (i, node) in p.nodes.iter().enumerate() {
         let (b, n) = if i + 1 == p.nodes.len() {

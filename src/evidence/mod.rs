@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod attest;
+pub mod buildkit;
 pub mod ci;
 pub mod sbom;
 pub mod sign;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::decisions::verify::{Check, PolicyRef, ReferrerReport, VerifyReport};
 use crate::evidence::attach::{self, FoundBundle, FoundLegacy, LegacyKind, Origin};
+use crate::evidence::buildkit::{self, UnsignedAttestations};
 use crate::evidence::sign::bundle::{Bundle, Content, Material};
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
@@ -188,6 +189,9 @@ pub struct PlatformTree {
     /// Present when checked against a policy: the verdict on this platform and its checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<PlatformVerification>,
+    /// BuildKit attestation manifests the index lists for this platform: unsigned, shown only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsigned: Vec<UnsignedAttestations>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -230,7 +234,14 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
     let nodes = nodes_of(store, &digest, &limits)?;
     let mut platforms = Vec::new();
     if let Manifest::Index(index) = &root.manifest {
-        for child in index.manifests.iter().filter(|c| c.is_manifest_like()) {
+        let attestations = buildkit::read(store, index);
+        // BuildKit's attestation manifests are shown under the platform they describe, not as
+        // platforms of their own.
+        for child in index
+            .manifests
+            .iter()
+            .filter(|c| c.is_manifest_like() && !buildkit::is_attestation_manifest(c))
+        {
             let mut p = PlatformTree {
                 digest: child.digest.clone(),
                 media_type: child.media_type.clone(),
@@ -238,6 +249,9 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
                 nodes: Vec::new(),
                 note: None,
                 verification: None,
+                unsigned: buildkit::for_platform(&attestations, &child.digest)
+                    .cloned()
+                    .collect(),
             };
             match nodes_of(store, &child.digest, &limits) {
                 Ok(nodes) => p.nodes = nodes,

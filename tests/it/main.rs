@@ -7,6 +7,7 @@
 
 mod attach;
 mod attest;
+mod buildkit;
 mod ci_install;
 mod ci_integration;
 mod ci_runners;

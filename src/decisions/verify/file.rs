@@ -180,6 +180,7 @@ fn report(
             ignored: Vec::new(),
             build_level: None,
             platforms: Vec::new(),
+            unsigned: Vec::new(),
         },
         trusted_root: None,
     }

@@ -451,7 +451,13 @@ impl Ctx<'_> {
         let sbom_deferred = sbom_deferrable(artifact);
         let covered = artifact.verified || sbom_deferred;
         let mut matched = 0;
-        for child in &index.manifests {
+        let attestations = crate::evidence::buildkit::read(self.store, index);
+        // BuildKit's attestation manifests are unsigned evidence about a platform, not a platform.
+        for child in index
+            .manifests
+            .iter()
+            .filter(|c| !crate::evidence::buildkit::is_attestation_manifest(c))
+        {
             let platform = platform_name(child);
             if let Some(w) = wanted
                 && platform.as_deref() != Some(w)
@@ -465,6 +471,10 @@ impl Ctx<'_> {
             match self.platform(child, platform)? {
                 PlatformRead::Unreadable(r) => artifact.platforms.push(r),
                 PlatformRead::Checked(mut r) => {
+                    r.unsigned =
+                        crate::evidence::buildkit::for_platform(&attestations, &child.digest)
+                            .cloned()
+                            .collect();
                     if !r.verified && covered {
                         cover_by_index(&mut r, digest, sbom_deferred);
                     }
@@ -483,6 +493,7 @@ impl Ctx<'_> {
                         index
                             .manifests
                             .iter()
+                            .filter(|m| !crate::evidence::buildkit::is_attestation_manifest(m))
                             .filter_map(|m| m.platform.as_ref())
                             .map(|p| format!("{}/{}", p.os, p.architecture))
                             .collect::<Vec<_>>()
@@ -640,6 +651,7 @@ fn empty_manifest(digest: Digest, media_type: String) -> ManifestReport {
         ignored: Vec::new(),
         build_level: None,
         platforms: Vec::new(),
+        unsigned: Vec::new(),
     }
 }
 
@@ -659,6 +671,7 @@ fn refused(
         ignored: Vec::new(),
         build_level: None,
         platforms: Vec::new(),
+        unsigned: Vec::new(),
     };
     VerifyReport {
         reference: reference.to_string(),

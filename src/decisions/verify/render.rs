@@ -69,6 +69,23 @@ fn manifest_tree(out: &mut String, m: &ManifestReport, indent: &str) {
         }
         check_lines(out, c, indent);
     }
+    for a in &m.unsigned {
+        let types: Vec<&str> = a
+            .statements
+            .iter()
+            .filter_map(|s| s.predicate_type.as_deref())
+            .collect();
+        out.push_str(&format!(
+            "{indent}├─ unsigned {} attestations {} (not trusted, not counted): {}\n",
+            a.source,
+            a.manifest.short(),
+            if types.is_empty() {
+                "none readable".to_string()
+            } else {
+                types.join(", ")
+            }
+        ));
+    }
     for p in &m.platforms {
         out.push_str(&format!(
             "{indent}platform {} {} — {}\n",

@@ -147,6 +147,7 @@ mod tests {
                 ignored: Vec::new(),
                 build_level: None,
                 platforms: Vec::new(),
+                unsigned: Vec::new(),
             },
             trusted_root: None,
         })

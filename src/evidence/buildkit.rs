@@ -1,0 +1,252 @@
+//! BuildKit's attestations, read as unsigned evidence.
+//!
+//! `docker buildx build --provenance --sbom` stores in-toto statements in the image index
+//! itself: one attestation manifest per platform manifest, listed with platform
+//! `unknown/unknown` and the annotations `vnd.docker.reference.type: attestation-manifest` and
+//! `vnd.docker.reference.digest: <platform manifest digest>`. Each layer of that manifest is one
+//! statement (`application/vnd.in-toto+json`, annotated `in-toto.io/predicate-type`).
+//!
+//! Nothing signs these statements, so they are listed for people to see and never count as
+//! signed evidence or satisfy a policy requirement.
+
+use serde::{Deserialize, Serialize};
+
+use crate::foundation::digest::Digest;
+use crate::foundation::oci::{Descriptor, ImageIndex, Manifest};
+use crate::storage::store::Store;
+
+/// The index annotation that says what a manifest entry is.
+pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+/// The index annotation naming the platform manifest an attestation manifest describes.
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+/// The value of [`REFERENCE_TYPE`] for an attestation manifest.
+pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+/// The only attestation layer media type BuildKit defines.
+pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
+/// The layer annotation carrying the statement's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "in-toto.io/predicate-type";
+/// Statements larger than this are listed but not read (BuildKit caps its own at 40 MiB
+/// before wrapping; provenance and SBOMs worth showing are far smaller).
+pub const MAX_STATEMENT_SIZE: u64 = 16 * 1024 * 1024;
+/// At most this many statements are listed per attestation manifest.
+pub const MAX_STATEMENTS: usize = 64;
+
+/// Whether an index entry is a BuildKit attestation manifest rather than a runnable image.
+pub fn is_attestation_manifest(d: &Descriptor) -> bool {
+    d.annotations.get(REFERENCE_TYPE).map(String::as_str) == Some(ATTESTATION_MANIFEST)
+}
+
+/// One BuildKit attestation manifest and its statements. Unsigned: shown, never trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsignedAttestations {
+    /// Always `buildkit`: who wrote the layout (not who vouches for it: nobody does).
+    pub source: &'static str,
+    /// Always false: these statements carry no signature.
+    pub signed: bool,
+    /// The attestation manifest.
+    pub manifest: Digest,
+    /// The platform manifest the index says it describes.
+    pub describes: Digest,
+    pub statements: Vec<UnsignedStatement>,
+    /// Why the manifest or some of its statements could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One in-toto statement of an attestation manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsignedStatement {
+    pub layer: Digest,
+    /// The statement's own predicate type, or the layer annotation when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    /// Whether the statement's subject names the platform manifest it is listed for.
+    pub subject_matches: bool,
+    /// Why the statement could not be read, or does not describe its platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Every attestation manifest `index` lists, with its statements read from `store`. A missing
+/// or malformed manifest or statement becomes a note; reading never fails as a whole.
+pub fn read(store: &dyn Store, index: &ImageIndex) -> Vec<UnsignedAttestations> {
+    index
+        .manifests
+        .iter()
+        .filter(|d| is_attestation_manifest(d))
+        .filter_map(|d| {
+            // An entry that does not name a valid digest describes nothing we can show it under.
+            let describes: Digest = d.annotations.get(REFERENCE_DIGEST)?.parse().ok()?;
+            Some(read_one(store, d, describes))
+        })
+        .collect()
+}
+
+/// The attestations of `index` that describe `platform`.
+pub fn for_platform<'a>(
+    all: &'a [UnsignedAttestations],
+    platform: &'a Digest,
+) -> impl Iterator<Item = &'a UnsignedAttestations> + 'a {
+    all.iter().filter(move |a| &a.describes == platform)
+}
+
+fn read_one(store: &dyn Store, entry: &Descriptor, describes: Digest) -> UnsignedAttestations {
+    let mut out = UnsignedAttestations {
+        source: "buildkit",
+        signed: false,
+        manifest: entry.digest.clone(),
+        describes,
+        statements: Vec::new(),
+        note: None,
+    };
+    let manifest = match store.get_manifest(&entry.digest) {
+        Ok(m) => m,
+        Err(e) => {
+            out.note = Some(format!("cannot read attestation manifest: {e}"));
+            return out;
+        }
+    };
+    let Manifest::Image(image) = manifest.manifest else {
+        out.note = Some("attestation manifest is an index, not an image manifest".into());
+        return out;
+    };
+    let layers: Vec<&Descriptor> = image
+        .layers
+        .iter()
+        .filter(|l| l.media_type == IN_TOTO_MEDIA_TYPE)
+        .collect();
+    if layers.len() > MAX_STATEMENTS {
+        out.note = Some(format!(
+            "lists {} statements; only the first {MAX_STATEMENTS} are shown",
+            layers.len()
+        ));
+    }
+    for layer in layers.into_iter().take(MAX_STATEMENTS) {
+        out.statements
+            .push(read_statement(store, layer, &out.describes));
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatementHead {
+    #[serde(rename = "_type")]
+    statement_type: String,
+    predicate_type: String,
+    #[serde(default)]
+    subject: Vec<SubjectHead>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubjectHead {
+    #[serde(default)]
+    digest: std::collections::BTreeMap<String, String>,
+}
+
+fn read_statement(store: &dyn Store, layer: &Descriptor, describes: &Digest) -> UnsignedStatement {
+    let annotated = layer.annotations.get(PREDICATE_TYPE_ANNOTATION).cloned();
+    let unread = |note: String| UnsignedStatement {
+        layer: layer.digest.clone(),
+        predicate_type: annotated.clone(),
+        subject_matches: false,
+        note: Some(note),
+    };
+    if layer.size > MAX_STATEMENT_SIZE {
+        return unread(format!(
+            "statement is {} bytes; the limit is {MAX_STATEMENT_SIZE}",
+            layer.size
+        ));
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = store.get_blob(layer, &mut bytes) {
+        return unread(format!("cannot read statement: {e}"));
+    }
+    match parse_head(&bytes) {
+        Ok(head) => {
+            let subject_matches = head.subject.iter().any(|s| {
+                s.digest.get(describes.algorithm()).map(String::as_str) == Some(describes.hex())
+            });
+            let mut note = None;
+            if !subject_matches {
+                note = Some(format!("statement's subject does not name {describes}"));
+            } else if annotated
+                .as_deref()
+                .is_some_and(|a| a != head.predicate_type)
+            {
+                note = Some("layer annotation names another predicate type".into());
+            }
+            UnsignedStatement {
+                layer: layer.digest.clone(),
+                predicate_type: Some(head.predicate_type),
+                subject_matches,
+                note,
+            }
+        }
+        Err(reason) => unread(reason),
+    }
+}
+
+fn parse_head(bytes: &[u8]) -> Result<StatementHead, String> {
+    if bytes.len() as u64 > MAX_STATEMENT_SIZE {
+        return Err(format!(
+            "statement is {} bytes; the limit is {MAX_STATEMENT_SIZE}",
+            bytes.len()
+        ));
+    }
+    let head: StatementHead = serde_json::from_slice(bytes)
+        .map_err(|e| format!("statement is not an in-toto statement: {e}"))?;
+    if !head
+        .statement_type
+        .starts_with("https://in-toto.io/Statement/")
+    {
+        return Err(format!(
+            "statement _type is {:?}, not an in-toto statement",
+            head.statement_type
+        ));
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_heads_are_parsed_within_bounds_and_never_panic() {
+        let ok = br#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v0.2","subject":[{"name":"_","digest":{"sha256":"ab"}}],"predicate":{}}"#;
+        let head = parse_head(ok).unwrap();
+        assert_eq!(head.predicate_type, "https://slsa.dev/provenance/v0.2");
+        assert_eq!(head.subject[0].digest["sha256"], "ab");
+
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for bad in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[]",
+            br#"{"_type":"x","predicateType":"p"}"#,
+            br#"{"_type":"https://in-toto.io/Statement/v1"}"#,
+            br#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"p","subject":7}"#,
+            deep.as_bytes(),
+        ] {
+            let err = parse_head(bad).unwrap_err();
+            assert!(err.starts_with("statement"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_annotated_entries_are_attestation_manifests() {
+        let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", digest, 1);
+        assert!(!is_attestation_manifest(&d));
+        d.annotations
+            .insert(REFERENCE_TYPE.into(), "something-else".into());
+        assert!(!is_attestation_manifest(&d));
+        d.annotations
+            .insert(REFERENCE_TYPE.into(), ATTESTATION_MANIFEST.into());
+        assert!(is_attestation_manifest(&d));
+    }
+}
