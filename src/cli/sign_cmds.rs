@@ -14,7 +14,8 @@ use custody::evidence::sign::verify::{
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
 use custody::evidence::sign::{
-    Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
+    Bundle, ChosenSigner, KeyEnv, KeyRef, KeySigner, SecretText, SignerOptions, choose_signer, kms,
+    oidc, sign_blob,
 };
 use custody::foundation::digest::Digest;
 
@@ -185,6 +186,40 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
+/// The variables the key backends read (credentials, endpoints, PINs), from this process.
+pub fn key_env() -> KeyEnv {
+    KeyEnv::new(
+        kms::ENV_VARS
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v))),
+    )
+}
+
+/// Opens the key a `--key` (or `--vsa-key`, `CUSTODY_AUDIT_KEY`) names: a key file or
+/// `env://VAR` (unlocked with a password when encrypted), or a KMS/HSM reference in cosign's
+/// syntax (`awskms://`, `gcpkms://`, `azurekms://`, `hashivault://`, `pkcs11:`).
+pub fn open_signing_key(reference: &str) -> anyhow::Result<KeySigner> {
+    let parsed = KeyRef::parse(reference).context("cannot parse the key reference")?;
+    if parsed.is_remote() {
+        let backend =
+            kms::open(&parsed, &key_env()).with_context(|| format!("cannot open key {parsed}"))?;
+        return Ok(KeySigner::from_backend(backend));
+    }
+    Ok(KeySigner::new(load_signing_key(reference)?))
+}
+
+/// Loads a public key for verification: a PEM file, `env://VAR`, or the public half of a
+/// KMS/HSM key.
+pub fn load_public_key(reference: &str) -> anyhow::Result<PublicKey> {
+    let parsed = KeyRef::parse(reference).context("cannot parse the key reference")?;
+    if parsed.is_remote() {
+        return kms::public_key(&parsed, &key_env())
+            .with_context(|| format!("cannot read the public key of {parsed}"));
+    }
+    let pem = read_key_text(reference)?;
+    PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {reference}"))
+}
+
 /// The token variables of this process, for [`custody::evidence::sign::choose_signer`].
 pub fn token_env() -> BTreeMap<String, String> {
     oidc::TOKEN_ENV_VARS
@@ -196,7 +231,7 @@ pub fn token_env() -> BTreeMap<String, String> {
 /// Signer options from a `--key` and the keyless flags; loads (and unlocks) the key.
 pub fn signer_options(key: Option<&str>, keyless: &KeylessArgs) -> anyhow::Result<SignerOptions> {
     Ok(SignerOptions {
-        key: key.map(load_signing_key).transpose()?,
+        key: key.map(open_signing_key).transpose()?,
         identity_token: keyless.identity_token.clone().map(SecretText::new),
         signing_config: keyless.signing_config.clone(),
         trusted_root: keyless.trusted_root.clone(),
@@ -349,9 +384,7 @@ pub fn run_verify_bundle(
         &args.certificate_identity_regexp,
     ) {
         (Some(key), None, None) => {
-            let pem = read_key_text(key)?;
-            let key = PublicKey::from_pem(&pem)
-                .with_context(|| format!("cannot load public key {key}"))?;
+            let key = load_public_key(key)?;
             let tlog = if args.trusted_root.is_none() || args.insecure_ignore_tlog {
                 TlogRequirement::Skip
             } else {

@@ -16,7 +16,7 @@ use custody::evidence::attach::{self, BundleContent};
 use custody::evidence::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
 use custody::evidence::sign::keys::PublicKey;
 use custody::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
-use custody::evidence::sign::{KeySigner, sign_statement};
+use custody::evidence::sign::{KeyRef, sign_statement};
 use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
@@ -194,6 +194,10 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
         return std::env::var(var)
             .with_context(|| format!("environment variable {var} is not set"));
     }
+    if KeyRef::parse(reference).is_ok_and(|r| r.is_remote()) {
+        // A KMS/HSM key: its public half, as PEM.
+        return Ok(super::sign_cmds::load_public_key(reference)?.to_pem());
+    }
     let meta =
         std::fs::metadata(reference).with_context(|| format!("cannot read key {reference}"))?;
     if meta.len() > 64 * 1024 {
@@ -205,7 +209,7 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
 /// Applies the flags to every scope (one scope applies per run) or makes a policy from flags.
 pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Policy> {
     let mut policy = match &args.policy {
-        Some(path) => Policy::load(path)
+        Some(path) => Policy::load_with_keys(path, &super::sign_cmds::key_env())
             .with_context(|| format!("policy {} cannot be used", path.display()))?,
         None => Policy {
             scopes: vec![Scope {
@@ -607,8 +611,8 @@ fn write_vsa(
         std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(());
     };
-    let key = super::sign_cmds::load_signing_key(key)?;
-    let bundle = sign_statement(&bytes, &KeySigner::new(key)).context("cannot sign the vsa")?;
+    let key = super::sign_cmds::open_signing_key(key)?;
+    let bundle = sign_statement(&bytes, &key).context("cannot sign the vsa")?;
     let json = bundle.to_json();
     std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     if args.attach_vsa && !report.verified && !args.attach_failed_vsa {
@@ -736,7 +740,7 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
 fn load_policy_argument(file: &Path) -> Result<Policy, policy::PolicyError> {
     use std::io::Read as _;
     if !super::stdio::is_dash(file) {
-        return Policy::load(file);
+        return Policy::load_with_keys(file, &super::sign_cmds::key_env());
     }
     let mut bytes = Vec::new();
     std::io::stdin()

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::sign::keys::PublicKey;
+use crate::evidence::sign::kms::{KeyEnv, KeyRef};
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement};
 use crate::foundation::digest::Digest;
 pub use crate::foundation::glob::Pattern;
@@ -412,6 +413,11 @@ pub const STARTER_POLICY: &str = include_str!("starter.yaml");
 impl Policy {
     /// Loads a policy file; key paths are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        Policy::load_with_keys(path, &KeyEnv::default())
+    }
+
+    /// [`Policy::load`], opening KMS/HSM signer keys (`awskms://`, `pkcs11:`, …) with `env`.
+    pub fn load_with_keys(path: &Path, env: &KeyEnv) -> Result<Policy, PolicyError> {
         let read_err = |source| PolicyError::Read {
             path: path.to_owned(),
             source,
@@ -429,7 +435,7 @@ impl Policy {
             Format::Yaml
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        Policy::parse(&bytes, format, base, &path.display().to_string())
+        Policy::parse_with_keys(&bytes, format, base, &path.display().to_string(), env)
     }
 
     /// Parses policy text. `base` is the folder key paths are relative to.
@@ -438,6 +444,17 @@ impl Policy {
         format: Format,
         base: &Path,
         source: &str,
+    ) -> Result<Policy, PolicyError> {
+        Policy::parse_with_keys(bytes, format, base, source, &KeyEnv::default())
+    }
+
+    /// [`Policy::parse`], opening KMS/HSM signer keys with `env`.
+    pub fn parse_with_keys(
+        bytes: &[u8],
+        format: Format,
+        base: &Path,
+        source: &str,
+        env: &KeyEnv,
     ) -> Result<Policy, PolicyError> {
         if bytes.len() > MAX_POLICY_SIZE {
             return Err(PolicyError::TooLarge { size: bytes.len() });
@@ -467,7 +484,7 @@ impl Policy {
                 }
             })?,
         };
-        let mut policy = check(raw, text, &KeySource::Files(base))?;
+        let mut policy = check(raw, text, &KeySource::Files(base, env))?;
         for scope in &mut policy.scopes {
             if let Some(v) = &mut scope.vulnerabilities {
                 for db in &mut v.databases {
@@ -525,8 +542,8 @@ pub enum Format {
 
 /// Where a signer's `key:` value is read from.
 pub enum KeySource<'a> {
-    /// A path relative to this folder, or inline PEM.
-    Files(&'a Path),
+    /// A path relative to this folder, inline PEM, or a KMS/HSM key opened with the env.
+    Files(&'a Path, &'a KeyEnv),
     /// Inline PEM only (no file access).
     InlineOnly,
 }
@@ -884,7 +901,17 @@ pub fn check_signer(
     }
     let kind = match (&s.key, &s.issuer, &s.subject, &s.subject_regexp) {
         (Some(key), None, None, None) => {
-            let pem = if key.trim_start().starts_with("-----BEGIN") {
+            let remote = KeyRef::parse(key).ok().filter(KeyRef::is_remote);
+            let pem = if let Some(remote) = remote {
+                let KeySource::Files(_, env) = keys else {
+                    return Err(err(format!(
+                        "key {remote} is a KMS/HSM key, but only inline PEM keys are allowed here"
+                    )));
+                };
+                crate::evidence::sign::kms::public_key(&remote, env)
+                    .map_err(|e| err(format!("key {remote} cannot be read: {e}")))?
+                    .to_pem()
+            } else if key.trim_start().starts_with("-----BEGIN") {
                 key.clone()
             } else {
                 match keys {
@@ -893,7 +920,7 @@ pub fn check_signer(
                             "key {key:?} is a path, but only inline PEM keys are allowed here"
                         )));
                     }
-                    KeySource::Files(base) => read_key_file(&base.join(key)).map_err(&err)?,
+                    KeySource::Files(base, _) => read_key_file(&base.join(key)).map_err(&err)?,
                 }
             };
             if pem.contains("CERTIFICATE") {
