@@ -23,6 +23,7 @@ mod hostile;
 mod image;
 mod interop;
 mod keyless;
+mod keys;
 mod layers;
 mod layout;
 mod legacy;
