@@ -639,3 +639,317 @@ fn policy_signers_take_kms_keys() {
     let err = Policy::parse(text.as_bytes(), Format::Yaml, dir.path(), "inline").unwrap_err();
     assert!(err.to_string().contains("hashivault://release"), "{err}");
 }
+
+/// A root, an intermediate and leaves made with openssl (P-256, the leaf with the codeSigning
+/// EKU and an email SAN), current CRLs from both CAs (`root.crl`, `int-empty.crl`,
+/// `int-revoked.crl` revoking `leaf`), and another root that signed nothing here.
+/// `CRL_URL`, when set, becomes the leaf's CRL distribution point.
+fn openssl_pki(dir: &Path, crl_url: Option<&str>) {
+    let dp = crl_url
+        .map(|u| format!("crlDistributionPoints=URI:{u}\\n"))
+        .unwrap_or_default();
+    let script = format!(
+        r#"set -eu
+ec() {{ openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out "$1"; }}
+ec root.key; ec int.key; ec leaf.key; ec other.key
+printf '[req]\ndistinguished_name=dn\n[dn]\n[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' > root.cnf
+openssl req -x509 -new -key root.key -subj "/O=Acme/CN=Acme Root" -days 30 -sha256 -extensions v3 -config root.cnf -out root.pem
+openssl req -x509 -new -key other.key -subj "/O=Other/CN=Other Root" -days 30 -sha256 -extensions v3 -config root.cnf -out other-root.pem
+printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n' > int.ext
+openssl req -new -key int.key -subj "/O=Acme/CN=Acme Intermediate" -out int.csr
+openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 20 -sha256 -extfile int.ext -out int.pem
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:release@acme.example\n{dp}' > leaf.ext
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' > tls.ext
+openssl req -new -key leaf.key -subj "/O=Acme/CN=release" -out leaf.csr
+openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 10 -sha256 -extfile leaf.ext -out leaf.pem
+openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 10 -sha256 -extfile tls.ext -out tls-leaf.pem
+cat int.pem root.pem > chain.pem
+crl() {{ # NAME KEY CERT [REVOKE]
+  mkdir -p "$1.db"; : > "$1.db/index.txt"; echo 01 > "$1.db/crlnumber"
+  printf '[ca]\ndefault_ca=c\n[c]\ndatabase=%s.db/index.txt\ncrlnumber=%s.db/crlnumber\ndefault_md=sha256\ndefault_crl_days=5\n' "$1" "$1" > "$1.cnf"
+  if [ $# -gt 3 ]; then openssl ca -config "$1.cnf" -revoke "$4" -keyfile "$2" -cert "$3" 2>/dev/null; fi
+  openssl ca -config "$1.cnf" -gencrl -keyfile "$2" -cert "$3" -out "$1.crl" 2>/dev/null
+}}
+crl root root.key root.pem
+crl int-empty int.key int.pem
+crl int-revoked int.key int.pem leaf.pem
+"#
+    );
+    std::fs::write(dir.join("pki.sh"), script).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("pki.sh")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_ok(&out, "making the test pki with openssl");
+}
+
+fn openssl_verify(dir: &Path, extra: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .arg("verify")
+        .args(extra)
+        .args(["-CAfile", "root.pem", "-untrusted", "int.pem", "leaf.pem"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn x509_chain_signs_into_the_bundle_and_verifies_against_the_roots() {
+    let dir = support::tempdir();
+    let d = dir.path();
+    openssl_pki(d, None);
+    std::fs::write(d.join("artifact.txt"), b"pki artifact\n").unwrap();
+    let run = |args: &[&str]| custody_with(&[], args, d);
+    let out = run(&[
+        "sign-blob",
+        "--key",
+        "leaf.key",
+        "--certificate",
+        "leaf.pem",
+        "--certificate-chain",
+        "chain.pem",
+        "--bundle",
+        "b.json",
+        "artifact.txt",
+    ]);
+    assert_ok(&out, "sign-blob with a certificate chain");
+    // The chain is in the bundle as cosign writes it: leaf and intermediate, never the root.
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("b.json")).unwrap()).unwrap();
+    let certs = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
+        .as_array()
+        .unwrap();
+    let der = |f: &str| {
+        let pem = std::fs::read_to_string(d.join(f)).unwrap();
+        STANDARD.encode(pem_rfc7468::decode_vec(pem.as_bytes()).unwrap().1)
+    };
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0]["rawBytes"], der("leaf.pem"));
+    assert_eq!(certs[1]["rawBytes"], der("int.pem"));
+    // openssl agrees about the chain and the revocation states used below.
+    assert!(openssl_verify(d, &[]));
+    assert!(openssl_verify(
+        d,
+        &[
+            "-crl_check_all",
+            "-CRLfile",
+            "root.crl",
+            "-CRLfile",
+            "int-empty.crl"
+        ]
+    ));
+    assert!(!openssl_verify(
+        d,
+        &["-crl_check", "-CRLfile", "int-revoked.crl"]
+    ));
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify-bundle",
+            "artifact.txt",
+            "--bundle",
+            "b.json",
+            "--ca-roots",
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let good_crls = ["--crl", "root.crl", "--crl", "int-empty.crl"];
+    let out = verify(
+        &[
+            &[
+                "root.pem",
+                "--certificate-identity",
+                "release@acme.example",
+                "--certificate-subject",
+                "CN=release,O=Acme",
+            ][..],
+            &good_crls,
+        ]
+        .concat(),
+    );
+    assert_ok(&out, "verify against the root with current crls");
+    assert!(
+        text(&out).contains("signed by release@acme.example (issuer CN=Acme Root,O=Acme)"),
+        "{}",
+        text(&out)
+    );
+
+    let refusals: &[(&[&str], &str)] = &[
+        (
+            &["other-root.pem", "--crl", "root.crl"],
+            "no chain from \"CN=release,O=Acme\" to a trusted root",
+        ),
+        (
+            &["root.pem", "--crl", "root.crl", "--crl", "int-revoked.crl"],
+            "is revoked by its issuer's crl",
+        ),
+        (
+            &["root.pem", "--crl", "root.crl"],
+            "revocation status of \"CN=release,O=Acme\" is unknown",
+        ),
+        (
+            &[
+                "root.pem",
+                "--certificate-identity",
+                "other@acme.example",
+                "--revocation-unknown",
+                "allow",
+            ],
+            "no subject alternative name \"other@acme.example\"",
+        ),
+        (
+            &[
+                "root.pem",
+                "--certificate-subject",
+                "CN=other,O=Acme",
+                "--revocation-unknown",
+                "allow",
+            ],
+            "the leaf subject is \"CN=release,O=Acme\"",
+        ),
+        (
+            &[
+                "root.pem",
+                "--certificate-eku",
+                "1.3.6.1.5.5.7.3.1",
+                "--revocation-unknown",
+                "allow",
+            ],
+            "lacks extended key usage 1.3.6.1.5.5.7.3.1",
+        ),
+    ];
+    for (extra, why) in refusals {
+        let out = verify(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", text(&out));
+        assert!(text(&out).contains(why), "{extra:?}: {}", text(&out));
+    }
+    // Unknown revocation is the policy's choice.
+    let out = verify(&["root.pem", "--revocation-unknown", "allow"]);
+    assert_ok(&out, "verify with unknown revocation allowed");
+
+    // A leaf without the code-signing EKU is refused, though openssl would chain it.
+    let out = run(&[
+        "sign-blob",
+        "--key",
+        "leaf.key",
+        "--certificate",
+        "tls-leaf.pem",
+        "--certificate-chain",
+        "chain.pem",
+        "--bundle",
+        "tls.json",
+        "artifact.txt",
+    ]);
+    assert_ok(&out, "sign-blob with a tls certificate");
+    let out = run(&[
+        "verify-bundle",
+        "artifact.txt",
+        "--bundle",
+        "tls.json",
+        "--ca-roots",
+        "root.pem",
+        "--revocation-unknown",
+        "allow",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("lacks extended key usage 1.3.6.1.5.5.7.3.3"),
+        "{}",
+        text(&out)
+    );
+
+    // A certificate for another key is refused at signing.
+    let out = run(&[
+        "sign-blob",
+        "--key",
+        "root.key",
+        "--certificate",
+        "leaf.pem",
+        "--bundle",
+        "x.json",
+        "artifact.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("not the signing key's"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn x509_crl_from_the_distribution_point_is_cached_for_offline_use() {
+    let dir = support::tempdir();
+    let d = dir.path();
+    let crl: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
+    let served = crl.clone();
+    let server = HostileServer::start(move |_r: &Request| {
+        Response::new(200).body(served.lock().unwrap().clone())
+    });
+    let url = format!("http://{}/int.crl", server.host);
+    openssl_pki(d, Some(&url));
+    *crl.lock().unwrap() = std::fs::read(d.join("int-empty.crl")).unwrap();
+    std::fs::write(d.join("artifact.txt"), b"pki artifact\n").unwrap();
+    let cache = d.join("cache");
+    let cache_env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    let run = |args: &[&str]| custody_with(&cache_env, args, d);
+    assert_ok(
+        &run(&[
+            "sign-blob",
+            "--key",
+            "leaf.key",
+            "--certificate",
+            "leaf.pem",
+            "--certificate-chain",
+            "chain.pem",
+            "--bundle",
+            "b.json",
+            "artifact.txt",
+        ]),
+        "sign-blob",
+    );
+    let verify = |offline: bool| {
+        let mut args = vec![
+            "verify-bundle",
+            "artifact.txt",
+            "--bundle",
+            "b.json",
+            "--ca-roots",
+            "root.pem",
+            "--crl",
+            "root.crl",
+        ];
+        if offline {
+            args.push("--offline");
+        }
+        run(&args)
+    };
+    // Offline before anything was fetched: unknown, refused.
+    let out = verify(true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("revocation status of \"CN=release,O=Acme\" is unknown"));
+    assert_eq!(
+        server.count("GET", "/int.crl"),
+        0,
+        "--offline fetched a crl"
+    );
+    // Online: fetched from the distribution point and cached.
+    assert_ok(&verify(false), "verify fetching the crl");
+    assert_eq!(server.count("GET", "/int.crl"), 1);
+    // Offline again: the cached CRL answers, and nothing is fetched.
+    assert_ok(&verify(true), "verify offline from the cache");
+    assert_eq!(server.count("GET", "/int.crl"), 1);
+    // The CA revokes the leaf; online verification sees it at once.
+    *crl.lock().unwrap() = std::fs::read(d.join("int-revoked.crl")).unwrap();
+    let out = verify(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("is revoked by its issuer's crl"),
+        "{}",
+        text(&out)
+    );
+}

@@ -12,6 +12,7 @@ pub mod keyless;
 pub mod keys;
 pub mod kms;
 pub mod oidc;
+pub mod pki;
 pub mod verify;
 
 pub use bundle::{Bundle, BundleError, Content, Material};
@@ -162,6 +163,13 @@ impl KeySigner {
 
     pub fn backend(&self) -> &Arc<dyn KeyBackend> {
         &self.key
+    }
+
+    /// Carries these DER certificates (leaf first, no root) in the bundle instead of the key
+    /// hint. [`pki::attach_certificates`] checks them first.
+    pub fn with_certificates(mut self, certificates: Vec<Vec<u8>>) -> KeySigner {
+        self.certificates = certificates;
+        self
     }
 }
 
