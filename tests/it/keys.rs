@@ -881,6 +881,128 @@ fn x509_chain_signs_into_the_bundle_and_verifies_against_the_roots() {
     );
 }
 
+/// cosign v3.1.2 (the pinned one) predates chains in v0.3 bundles (sigstore/cosign#4614): it
+/// writes and reads the leaf-only `certificate` form, with the CA chain in a trusted root.
+#[test]
+fn x509_leaf_bundles_cross_check_with_cosign_both_ways() {
+    let dir = support::tempdir();
+    let d = dir.path();
+    openssl_pki(d, None);
+    std::fs::write(d.join("artifact.txt"), b"pki artifact\n").unwrap();
+    std::fs::write(
+        d.join("ca-chain.pem"),
+        [
+            std::fs::read(d.join("int.pem")).unwrap(),
+            std::fs::read(d.join("root.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let cosign = |args: &[&str]| {
+        std::process::Command::new(support::tool("cosign"))
+            .args(args)
+            .current_dir(d)
+            .env("HOME", d)
+            .env("TUF_ROOT", d.join("tuf"))
+            .env("COSIGN_PASSWORD", "pki")
+            .output()
+            .unwrap()
+    };
+    assert_ok(
+        &cosign(&["import-key-pair", "--key", "leaf.key", "-y"]),
+        "cosign import-key-pair",
+    );
+    assert_ok(
+        &cosign(&[
+            "trusted-root",
+            "create",
+            "--fulcio",
+            "url=https://ca.acme.example,certificate-chain=ca-chain.pem",
+            "--no-default-ctfe",
+            "--no-default-fulcio",
+            "--no-default-rekor",
+            "--no-default-tsa",
+            "--out",
+            "tr.json",
+        ]),
+        "cosign trusted-root create",
+    );
+    // custody signs (leaf only), cosign verifies against the same CA.
+    assert_ok(
+        &custody_with(
+            &[],
+            &[
+                "sign-blob",
+                "--key",
+                "leaf.key",
+                "--certificate",
+                "leaf.pem",
+                "--bundle",
+                "custody.json",
+                "artifact.txt",
+            ],
+            d,
+        ),
+        "custody sign-blob with the leaf",
+    );
+    let out = cosign(&[
+        "verify-blob",
+        "--bundle",
+        "custody.json",
+        "--trusted-root",
+        "tr.json",
+        "--certificate-identity",
+        "release@acme.example",
+        "--certificate-oidc-issuer-regexp",
+        ".*",
+        "--insecure-ignore-sct",
+        "--insecure-ignore-tlog",
+        "artifact.txt",
+    ]);
+    assert_ok(&out, "cosign verify-blob of custody's certificate bundle");
+    // cosign signs with the same key and certificate, custody verifies through the intermediate.
+    assert_ok(
+        &cosign(&[
+            "sign-blob",
+            "--key",
+            "import-cosign.key",
+            "--certificate",
+            "leaf.pem",
+            "--certificate-chain",
+            "chain.pem",
+            "--bundle",
+            "cosign.json",
+            "--new-bundle-format",
+            "--use-signing-config=false",
+            "--tlog-upload=false",
+            "--yes",
+            "artifact.txt",
+        ]),
+        "cosign sign-blob with the certificate",
+    );
+    let out = custody_with(
+        &[],
+        &[
+            "verify-bundle",
+            "artifact.txt",
+            "--bundle",
+            "cosign.json",
+            "--ca-roots",
+            "root.pem",
+            "--ca-intermediates",
+            "int.pem",
+            "--certificate-identity",
+            "release@acme.example",
+            "--crl",
+            "root.crl",
+            "--crl",
+            "int-empty.crl",
+        ],
+        d,
+    );
+    assert_ok(&out, "custody verify-bundle of cosign's certificate bundle");
+}
+
 #[test]
 fn x509_crl_from_the_distribution_point_is_cached_for_offline_use() {
     let dir = support::tempdir();
