@@ -1075,3 +1075,42 @@ fn x509_crl_from_the_distribution_point_is_cached_for_offline_use() {
         text(&out)
     );
 }
+
+/// A policy signer that names CA roots, SAN and CRLs: `custody verify` of an image signed with
+/// a certificate chain, on a real registry; the revoked CRL turns the verdict.
+#[test]
+fn policy_signers_name_ca_roots_and_crls() {
+    let dir = support::tempdir();
+    let d = dir.path();
+    openssl_pki(d, None);
+    let registry = support::Registry::start();
+    std::fs::write(d.join("app.txt"), b"app\n").unwrap();
+    let reference = format!("{}/team/app:v1", registry.host);
+    let run = |args: &[&str]| custody_with(&[], args, d);
+    assert_ok(&run(&["push", "app.txt", "--to", &reference]), "push");
+    assert_ok(
+        &run(&[
+            "sign",
+            &reference,
+            "--key",
+            "leaf.key",
+            "--certificate",
+            "leaf.pem",
+            "--certificate-chain",
+            "chain.pem",
+        ]),
+        "sign with a certificate chain",
+    );
+    let policy = |int_crl: &str| {
+        format!(
+            "version: 1\nscopes:\n  - name: all\n    repositories: [\"**\"]\n    signers:\n      - name: acme-pki\n        ca_roots: root.pem\n        san: release@acme.example\n        certificate_subject: CN=release,O=Acme\n        crls: [root.crl, {int_crl}]\n"
+        )
+    };
+    std::fs::write(d.join("good.yaml"), policy("int-empty.crl")).unwrap();
+    std::fs::write(d.join("revoked.yaml"), policy("int-revoked.crl")).unwrap();
+    let out = run(&["verify", &reference, "--policy", "good.yaml"]);
+    assert_ok(&out, "verify with a pki policy signer");
+    let out = run(&["verify", &reference, "--policy", "revoked.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+}

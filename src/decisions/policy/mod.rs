@@ -218,6 +218,26 @@ pub mod file {
         pub subject: Option<String>,
         #[serde(default)]
         pub subject_regexp: Option<String>,
+        /// Bring your own PKI: CA roots (path or inline PEM) the certificate must chain to.
+        #[serde(default)]
+        pub ca_roots: Option<String>,
+        #[serde(default)]
+        pub ca_intermediates: Option<String>,
+        /// The leaf's exact RFC 4514 subject.
+        #[serde(default)]
+        pub certificate_subject: Option<String>,
+        /// A SAN the leaf must carry.
+        #[serde(default)]
+        pub san: Option<String>,
+        /// The EKU OID the leaf must carry (default code signing).
+        #[serde(default)]
+        pub eku: Option<String>,
+        /// CRL files (PEM or DER), relative to the policy file.
+        #[serde(default)]
+        pub crls: Vec<String>,
+        /// `fail` (default) or `allow` when no current CRL covers a certificate.
+        #[serde(default)]
+        pub revocation_unknown: Option<String>,
     }
 
     #[derive(Debug, Clone, Default, Deserialize)]
@@ -339,6 +359,8 @@ pub struct TrustedSigner {
 #[derive(Clone, Debug)]
 pub enum SignerKind {
     Key(PublicKey),
+    /// A certificate from a private PKI: chain, subject/SAN, EKU and CRLs.
+    Pki(Box<crate::evidence::sign::pki::PkiPolicy>),
     /// A Fulcio certificate for this identity from this OIDC issuer.
     Identity {
         issuer: String,
@@ -351,6 +373,16 @@ impl TrustedSigner {
     pub fn describe(&self) -> String {
         match &self.kind {
             SignerKind::Key(k) => format!("{} (key {})", self.name, k.hint()),
+            SignerKind::Pki(p) => format!(
+                "{} (certificate from {} ca root(s){})",
+                self.name,
+                p.roots.len(),
+                p.san
+                    .as_deref()
+                    .or(p.subject.as_deref())
+                    .map(|w| format!(" for {w}"))
+                    .unwrap_or_default()
+            ),
             SignerKind::Identity { issuer, subject } => {
                 format!("{} (identity {subject} from {issuer:?})", self.name)
             }
@@ -899,6 +931,26 @@ pub fn check_signer(
     if s.name.is_empty() {
         return Err((line_of(text, "name"), "a signer needs a name".into()));
     }
+    if let Some(roots) = &s.ca_roots {
+        return check_pki_signer(&s, roots, keys)
+            .map(|p| TrustedSigner {
+                name: s.name.clone(),
+                kind: SignerKind::Pki(Box::new(p)),
+            })
+            .map_err(err);
+    }
+    if s.ca_intermediates.is_some()
+        || s.certificate_subject.is_some()
+        || s.san.is_some()
+        || s.eku.is_some()
+        || !s.crls.is_empty()
+        || s.revocation_unknown.is_some()
+    {
+        return Err(err(
+            "ca_intermediates, certificate_subject, san, eku, crls and revocation_unknown need ca_roots"
+                .into(),
+        ));
+    }
     let kind = match (&s.key, &s.issuer, &s.subject, &s.subject_regexp) {
         (Some(key), None, None, None) => {
             let remote = KeyRef::parse(key).ok().filter(KeyRef::is_remote);
@@ -964,6 +1016,63 @@ pub fn check_signer(
         }
     };
     Ok(TrustedSigner { name: s.name, kind })
+}
+
+/// A PKI signer: roots and intermediates (path or inline PEM), CRL files.
+fn check_pki_signer(
+    s: &file::SignerFile,
+    roots: &str,
+    keys: &KeySource<'_>,
+) -> Result<crate::evidence::sign::pki::PkiPolicy, String> {
+    use crate::evidence::sign::pki;
+    if s.key.is_some() || s.issuer.is_some() || s.subject.is_some() || s.subject_regexp.is_some() {
+        return Err("a ca_roots signer takes no key, issuer, subject or subject_regexp".into());
+    }
+    let read = |value: &str| -> Result<Vec<u8>, String> {
+        if value.trim_start().starts_with("-----BEGIN") {
+            return Ok(value.as_bytes().to_vec());
+        }
+        match keys {
+            KeySource::InlineOnly => Err(format!(
+                "{value:?} is a path, but only inline PEM is allowed here"
+            )),
+            KeySource::Files(base, _) => {
+                let path = base.join(value);
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if meta.len() > pki::MAX_PKI_FILE as u64 {
+                    return Err(format!("{} is too large", path.display()));
+                }
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
+        }
+    };
+    let certs =
+        |value: &str| pki::parse_certificates(&read(value)?, value).map_err(|e| e.to_string());
+    let mut crls = Vec::new();
+    for c in &s.crls {
+        crls.extend(pki::parse_crls(&read(c)?, c).map_err(|e| e.to_string())?);
+    }
+    Ok(pki::PkiPolicy {
+        roots: certs(roots)?,
+        intermediates: match &s.ca_intermediates {
+            Some(i) => certs(i)?,
+            None => Vec::new(),
+        },
+        subject: s.certificate_subject.clone(),
+        san: s.san.clone(),
+        eku: s.eku.clone(),
+        crls,
+        unknown_revocation: match s.revocation_unknown.as_deref() {
+            None | Some("fail") => pki::UnknownRevocation::Fail,
+            Some("allow") => pki::UnknownRevocation::Allow,
+            Some(other) => {
+                return Err(format!(
+                    "revocation_unknown is {other:?}; expected \"fail\" or \"allow\""
+                ));
+            }
+        },
+    })
 }
 
 fn read_key_file(path: &Path) -> Result<String, String> {

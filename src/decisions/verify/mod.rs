@@ -1018,7 +1018,7 @@ fn evaluate_signed(
     let candidates: Vec<&TrustedSigner> = scope
         .signers
         .iter()
-        .filter(|s| matches!(s.kind, SignerKind::Identity { .. }) == is_cert)
+        .filter(|s| !matches!(s.kind, SignerKind::Key(_)) == is_cert)
         .collect();
     let mut verified = None;
     let mut errors: Vec<(&TrustedSigner, VerifyError)> = Vec::new();
@@ -1032,6 +1032,26 @@ fn evaluate_signed(
                 subject: subject.clone(),
                 issuer: issuer.clone(),
             }),
+            // A private PKI's chain, identity and revocation; no trusted root involved.
+            SignerKind::Pki(pki_policy) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                match crate::evidence::sign::pki::verify_bundle(
+                    bundle,
+                    sig_artifact,
+                    pki_policy,
+                    now,
+                ) {
+                    Ok((v, _)) => {
+                        verified = Some((*signer, v));
+                        break;
+                    }
+                    Err(e) => errors.push((signer, e)),
+                }
+                continue;
+            }
         };
         match verify_bundle(bundle, sig_artifact, &policy, root) {
             Ok(v) => {
