@@ -48,7 +48,7 @@ openssl ec -in ec.pem -pubout -out ec.pub 2>/dev/null
 KMS_DATA_PATH="{dir}/kms-data" KMS_SEED_PATH="{dir}/seed.yaml" PORT=4599 "{kms}" > kms.log 2>&1 &
 kms=$!
 trap 'kill $kms' EXIT
-for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/4599) 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/4599) 2>/dev/null && break; sleep 0.1; done
 export AWS_ACCESS_KEY_ID=AKIDCUSTODYTEST AWS_SECRET_ACCESS_KEY={SECRET} AWS_REGION=eu-west-2
 export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:4599
 export HOME="{dir}" TUF_ROOT="{dir}/tuf"
