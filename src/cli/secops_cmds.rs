@@ -617,7 +617,7 @@ pub fn audit_log() -> anyhow::Result<Option<audit::Log>> {
     }
     if let Ok(key) = std::env::var("CUSTODY_AUDIT_KEY") {
         config.checkpoint_key = Some(
-            super::sign_cmds::load_signing_key(&key).context("cannot load CUSTODY_AUDIT_KEY")?,
+            super::sign_cmds::open_signing_key(&key).context("cannot load CUSTODY_AUDIT_KEY")?,
         );
     }
     Ok(Some(audit::Log::open(config)?))

@@ -14,7 +14,8 @@ use custody::evidence::sign::verify::{
     VerifiedBundle, VerifiedSigner, verify_bundle,
 };
 use custody::evidence::sign::{
-    Bundle, ChosenSigner, SecretText, SignerOptions, choose_signer, oidc, sign_blob,
+    Bundle, ChosenSigner, KeyEnv, KeyRef, KeySigner, SecretText, SignerOptions, choose_signer, kms,
+    oidc, sign_blob,
 };
 use custody::foundation::digest::Digest;
 
@@ -71,6 +72,13 @@ pub struct KeylessArgs {
     /// RFC 3161 timestamp endpoint (…/api/v1/timestamp), overriding the signing config.
     #[arg(long, value_name = "URL")]
     pub tsa_url: Option<String>,
+    /// With --key: the key's X.509 certificate (PEM), carried in the bundle instead of the key
+    /// hint (bring your own PKI).
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+    /// With --certificate: the chain above it (PEM), parent first; roots are left out.
+    #[arg(long, value_name = "FILE", requires = "certificate")]
+    pub certificate_chain: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,9 +111,29 @@ pub struct VerifyBundleArgs {
     #[arg(long, value_name = "URI")]
     pub predicate_type: Option<String>,
     /// Never use the network: the default trusted root comes from the TUF cache (or the
-    /// built-in public-good root).
+    /// built-in public-good root); with --ca-roots, only cached CRLs are used.
     #[arg(long)]
     pub offline: bool,
+    /// Bring your own PKI: the bundle's certificate must chain to one of these CA roots (PEM).
+    /// --certificate-identity then names a SAN the leaf must carry.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "certificate_identity_regexp", "certificate_oidc_issuer"])]
+    pub ca_roots: Option<PathBuf>,
+    /// With --ca-roots: intermediates (PEM) to build the chain through.
+    #[arg(long, value_name = "FILE", requires = "ca_roots")]
+    pub ca_intermediates: Option<PathBuf>,
+    /// With --ca-roots: the leaf's exact subject (RFC 4514, e.g. CN=release,O=Acme).
+    #[arg(long, value_name = "DN", requires = "ca_roots")]
+    pub certificate_subject: Option<String>,
+    /// With --ca-roots: the extended key usage the leaf must carry (default code signing).
+    #[arg(long, value_name = "OID", requires = "ca_roots")]
+    pub certificate_eku: Option<String>,
+    /// With --ca-roots: a CRL file (PEM or DER). Repeatable. CRLs named by the certificates'
+    /// distribution points are fetched and cached as well (only the cache with --offline).
+    #[arg(long, value_name = "FILE", requires = "ca_roots")]
+    pub crl: Vec<PathBuf>,
+    /// With --ca-roots: when no current CRL covers a certificate, fail (default) or allow.
+    #[arg(long, value_name = "WHAT", value_parser = ["fail", "allow"], default_value = "fail")]
+    pub revocation_unknown: String,
 }
 
 /// The outcome of `verify-bundle`: exit 0 when verified, 1 when refused.
@@ -186,6 +214,40 @@ pub fn load_signing_key(reference: &str) -> anyhow::Result<SigningKey> {
     }
 }
 
+/// The variables the key backends read (credentials, endpoints, PINs), from this process.
+pub fn key_env() -> KeyEnv {
+    KeyEnv::new(
+        kms::ENV_VARS
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v))),
+    )
+}
+
+/// Opens the key a `--key` (or `--vsa-key`, `CUSTODY_AUDIT_KEY`) names: a key file or
+/// `env://VAR` (unlocked with a password when encrypted), or a KMS/HSM reference in cosign's
+/// syntax (`awskms://`, `gcpkms://`, `azurekms://`, `hashivault://`, `pkcs11:`).
+pub fn open_signing_key(reference: &str) -> anyhow::Result<KeySigner> {
+    let parsed = KeyRef::parse(reference).context("cannot parse the key reference")?;
+    if parsed.is_remote() {
+        let backend =
+            kms::open(&parsed, &key_env()).with_context(|| format!("cannot open key {parsed}"))?;
+        return Ok(KeySigner::from_backend(backend));
+    }
+    Ok(KeySigner::new(load_signing_key(reference)?))
+}
+
+/// Loads a public key for verification: a PEM file, `env://VAR`, or the public half of a
+/// KMS/HSM key.
+pub fn load_public_key(reference: &str) -> anyhow::Result<PublicKey> {
+    let parsed = KeyRef::parse(reference).context("cannot parse the key reference")?;
+    if parsed.is_remote() {
+        return kms::public_key(&parsed, &key_env())
+            .with_context(|| format!("cannot read the public key of {parsed}"));
+    }
+    let pem = read_key_text(reference)?;
+    PublicKey::from_pem(&pem).with_context(|| format!("cannot load public key {reference}"))
+}
+
 /// The token variables of this process, for [`custody::evidence::sign::choose_signer`].
 pub fn token_env() -> BTreeMap<String, String> {
     oidc::TOKEN_ENV_VARS
@@ -199,6 +261,26 @@ pub const SIGNING_CONFIG_FROM_TUF: &str = "tuf";
 
 /// Signer options from a `--key` and the keyless flags; loads (and unlocks) the key.
 pub fn signer_options(key: Option<&str>, keyless: &KeylessArgs) -> anyhow::Result<SignerOptions> {
+    let mut key = key.map(open_signing_key).transpose()?;
+    if let Some(path) = &keyless.certificate {
+        let Some(signer) = key.take() else {
+            bail!("--certificate needs --key: the certificate names the key that signs");
+        };
+        let read = |p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
+            let bytes = read_bounded(p, custody::evidence::sign::pki::MAX_PKI_FILE as u64)?;
+            custody::evidence::sign::pki::parse_certificates(&bytes, &p.display().to_string())
+                .with_context(|| format!("cannot use {}", p.display()))
+        };
+        let leaf = read(path)?.remove(0);
+        let chain = match &keyless.certificate_chain {
+            Some(p) => read(p)?,
+            None => Vec::new(),
+        };
+        key = Some(
+            custody::evidence::sign::pki::attach_certificates(signer, &leaf, &chain)
+                .with_context(|| format!("cannot sign with {}", path.display()))?,
+        );
+    }
     let from_tuf = keyless
         .signing_config
         .as_deref()
@@ -210,7 +292,7 @@ pub fn signer_options(key: Option<&str>, keyless: &KeylessArgs) -> anyhow::Resul
         } else {
             None
         },
-        key: key.map(load_signing_key).transpose()?,
+        key,
         identity_token: keyless.identity_token.clone().map(SecretText::new),
         signing_config: keyless.signing_config.clone().filter(|_| !from_tuf),
         trusted_root: keyless.trusted_root.clone(),
@@ -336,6 +418,9 @@ pub fn run_verify_bundle(
             custody::evidence::sign::bundle::MAX_BUNDLE_SIZE as u64,
         )?
     };
+    if let Some(roots) = &args.ca_roots {
+        return run_verify_pki(args, roots, &bundle_bytes).map(|o| (o, None));
+    }
     let (root, origin) = match &args.trusted_root {
         Some(path) => {
             let bytes = read_bounded(
@@ -363,9 +448,7 @@ pub fn run_verify_bundle(
         &args.certificate_identity_regexp,
     ) {
         (Some(key), None, None) => {
-            let pem = read_key_text(key)?;
-            let key = PublicKey::from_pem(&pem)
-                .with_context(|| format!("cannot load public key {key}"))?;
+            let key = load_public_key(key)?;
             let tlog = if args.trusted_root.is_none() || args.insecure_ignore_tlog {
                 TlogRequirement::Skip
             } else {
@@ -428,6 +511,93 @@ pub fn run_verify_bundle(
             Err(e).context("cannot read the artifact")
         }
         Err(e) => Ok((VerifyOutcome::Refused(e), origin)),
+    }
+}
+
+/// Where fetched CRLs are cached (`$XDG_CACHE_HOME/custody/crl`, else `~/.cache/custody/crl`).
+fn crl_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("custody/crl")
+}
+
+/// `verify-bundle --ca-roots`: the bundle's certificate chain against the given PKI.
+fn run_verify_pki(
+    args: &VerifyBundleArgs,
+    roots: &Path,
+    bundle_bytes: &[u8],
+) -> anyhow::Result<VerifyOutcome> {
+    use custody::evidence::sign::pki;
+    let certs = |p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
+        let bytes = read_bounded(p, pki::MAX_PKI_FILE as u64)?;
+        pki::parse_certificates(&bytes, &p.display().to_string())
+            .with_context(|| format!("cannot use {}", p.display()))
+    };
+    let mut policy = pki::PkiPolicy {
+        roots: certs(roots)?,
+        intermediates: match &args.ca_intermediates {
+            Some(p) => certs(p)?,
+            None => Vec::new(),
+        },
+        subject: args.certificate_subject.clone(),
+        san: args.certificate_identity.clone(),
+        eku: args.certificate_eku.clone(),
+        crls: Vec::new(),
+        unknown_revocation: match args.revocation_unknown.as_str() {
+            "allow" => pki::UnknownRevocation::Allow,
+            _ => pki::UnknownRevocation::Fail,
+        },
+    };
+    for path in &args.crl {
+        let bytes = read_bounded(path, pki::MAX_PKI_FILE as u64)?;
+        policy.crls.extend(
+            pki::parse_crls(&bytes, &path.display().to_string())
+                .with_context(|| format!("cannot use crl {}", path.display()))?,
+        );
+    }
+    let bundle = match Bundle::from_json(bundle_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(VerifyOutcome::Refused(
+                custody::evidence::sign::VerifyError::Bundle {
+                    detail: e.to_string(),
+                },
+            ));
+        }
+    };
+    let mut carried: Vec<Vec<u8>> = match bundle.material() {
+        custody::evidence::sign::Material::CertificateChain(c) => c.clone(),
+        custody::evidence::sign::Material::Certificate(c) => vec![c.clone()],
+        custody::evidence::sign::Material::PublicKey { .. } => Vec::new(),
+    };
+    carried.extend(policy.intermediates.iter().cloned());
+    let urls = pki::crl_urls(&carried);
+    policy
+        .crls
+        .extend(pki::cached_crls(&urls, &crl_cache_dir(), args.offline));
+    let digest;
+    let artifact = if args.artifact.starts_with("sha256:") {
+        digest = args
+            .artifact
+            .parse::<Digest>()
+            .with_context(|| format!("invalid digest {}", args.artifact))?;
+        Artifact::Digest(&digest)
+    } else {
+        Artifact::File(Path::new(&args.artifact))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    match pki::verify_bundle(&bundle, artifact, &policy, now) {
+        Ok((verified, _)) => Ok(VerifyOutcome::Verified(verified)),
+        Err(custody::evidence::sign::VerifyError::Read(e)) => {
+            Err(e).context("cannot read the artifact")
+        }
+        Err(e) => Ok(VerifyOutcome::Refused(e)),
     }
 }
 
@@ -546,6 +716,12 @@ mod tests {
             insecure_ignore_tlog: false,
             predicate_type: predicate_type.map(str::to_owned),
             offline: false,
+            ca_roots: None,
+            ca_intermediates: None,
+            certificate_subject: None,
+            certificate_eku: None,
+            crl: Vec::new(),
+            revocation_unknown: "fail".into(),
         };
         let signature = bundle_of(
             "sig.json",

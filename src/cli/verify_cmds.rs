@@ -15,7 +15,7 @@ use custody::evidence::attach::{self, BundleContent};
 use custody::evidence::attest::{PREDICATE_SLSA_VSA_V1, Timestamp};
 use custody::evidence::sign::keys::PublicKey;
 use custody::evidence::sign::verify::TrustedRoot;
-use custody::evidence::sign::{KeySigner, sign_statement};
+use custody::evidence::sign::{KeyRef, sign_statement};
 use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
@@ -202,6 +202,10 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
         return std::env::var(var)
             .with_context(|| format!("environment variable {var} is not set"));
     }
+    if KeyRef::parse(reference).is_ok_and(|r| r.is_remote()) {
+        // A KMS/HSM key: its public half, as PEM.
+        return Ok(super::sign_cmds::load_public_key(reference)?.to_pem());
+    }
     let meta =
         std::fs::metadata(reference).with_context(|| format!("cannot read key {reference}"))?;
     if meta.len() > 64 * 1024 {
@@ -214,7 +218,7 @@ fn key_text(reference: &str) -> anyhow::Result<String> {
 pub fn effective_policy(args: &TrustArgs, keys: &[String]) -> anyhow::Result<Policy> {
     let policy = match &args.policy {
         Some(path) => Some(
-            Policy::load(path)
+            Policy::load_with_keys(path, &super::sign_cmds::key_env())
                 .with_context(|| format!("policy {} cannot be used", path.display()))?,
         ),
         None => None,
@@ -496,8 +500,8 @@ fn write_vsa(
         std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(());
     };
-    let key = super::sign_cmds::load_signing_key(key)?;
-    let bundle = sign_statement(&bytes, &KeySigner::new(key)).context("cannot sign the vsa")?;
+    let key = super::sign_cmds::open_signing_key(key)?;
+    let bundle = sign_statement(&bytes, &key).context("cannot sign the vsa")?;
     let json = bundle.to_json();
     std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     if args.attach_vsa && !report.verified && !args.attach_failed_vsa {
@@ -625,7 +629,7 @@ pub fn policy(args: &PolicyArgs, printer: &Printer) -> ExitStatus {
 fn load_policy_argument(file: &Path) -> Result<Policy, policy::PolicyError> {
     use std::io::Read as _;
     if !super::stdio::is_dash(file) {
-        return Policy::load(file);
+        return Policy::load_with_keys(file, &super::sign_cmds::key_env());
     }
     let mut bytes = Vec::new();
     std::io::stdin()

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::evidence::attach::SignedAttachment;
 use crate::evidence::attest::Timestamp;
-use crate::evidence::sign::{PublicKey, SigningKey};
+#[cfg(test)]
+use crate::evidence::sign::SigningKey;
+use crate::evidence::sign::{KeySigner, PublicKey, SignError};
 use crate::foundation::digest::Digest;
 use crate::storage::transfer::{CopyOutcome, PushOutcome};
 use crate::workflows::prune::Deletion;
@@ -184,13 +186,14 @@ impl Checkpoint {
         format!("{CHECKPOINT_CONTEXT}\n{seq}\n{head}\n").into_bytes()
     }
 
-    fn sign(seq: u64, head: &Digest, key: &SigningKey) -> Checkpoint {
-        Checkpoint {
+    fn sign(seq: u64, head: &Digest, key: &KeySigner) -> Result<Checkpoint, SignError> {
+        let message = Checkpoint::message(seq, head);
+        Ok(Checkpoint {
             seq,
             head: head.clone(),
             key_hint: key.public_key().hint(),
-            signature: STANDARD.encode(key.sign(&Checkpoint::message(seq, head))),
-        }
+            signature: STANDARD.encode(key.backend().sign_message(&message)?),
+        })
     }
 
     fn verify(&self, key: &PublicKey) -> bool {
@@ -251,8 +254,8 @@ pub struct Config {
     pub destination: Destination,
     /// A checkpoint is written whenever the next seq is a multiple of this (0: never).
     pub checkpoint_every: u64,
-    /// Signs checkpoints. Without it no checkpoints are written.
-    pub checkpoint_key: Option<SigningKey>,
+    /// Signs checkpoints (any key kind). Without it no checkpoints are written.
+    pub checkpoint_key: Option<KeySigner>,
 }
 
 impl Config {
@@ -285,6 +288,9 @@ pub enum Error {
     LogTooLarge { path: PathBuf, limit: u64 },
     #[error("checkpoint file {path} is not valid: {reason}")]
     BadCheckpointFile { path: PathBuf, reason: String },
+    /// The record before it was written; the checkpoint was not.
+    #[error("the checkpoint key could not sign")]
+    CheckpointKey(#[from] SignError),
 }
 
 /// An open audit log.
@@ -459,7 +465,7 @@ impl Log {
                 reference: None,
                 outcome: Outcome::Ok,
                 details: serde_json::Value::Null,
-                checkpoint: Some(Checkpoint::sign(seq, &head.1, key)),
+                checkpoint: Some(Checkpoint::sign(seq, &head.1, key)?),
                 prev: head.1.clone(),
             };
             let line = encode(&cp)?;
@@ -1075,7 +1081,7 @@ mod tests {
         let path = dir.join("audit.log");
         let mut config = Config::new(Destination::File(path.clone()));
         config.checkpoint_every = every;
-        config.checkpoint_key = key;
+        config.checkpoint_key = key.map(KeySigner::new);
         let mut log = Log::open(config).unwrap();
         for i in 0..n {
             log.append_at(record(i), Timestamp::from_unix(1_700_000_000 + i as u64))
@@ -1294,7 +1300,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut config = Config::new(Destination::File(path));
                     config.checkpoint_every = 10;
-                    config.checkpoint_key = Some(SigningKey::from_pkcs8_der(&der).unwrap());
+                    config.checkpoint_key =
+                        Some(KeySigner::new(SigningKey::from_pkcs8_der(&der).unwrap()));
                     let mut log = Log::open(config).unwrap();
                     for i in 0..25 {
                         log.append(record(t * 100 + i)).unwrap();

@@ -26,6 +26,7 @@ mod human_output;
 mod image;
 mod interop;
 mod keyless;
+mod keys;
 mod layers;
 mod layout;
 mod legacy;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::sign::keys::PublicKey;
+use crate::evidence::sign::kms::{KeyEnv, KeyRef};
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement};
 use crate::foundation::digest::Digest;
 pub use crate::foundation::glob::Pattern;
@@ -220,6 +221,26 @@ pub mod file {
         pub subject: Option<String>,
         #[serde(default)]
         pub subject_regexp: Option<String>,
+        /// Bring your own PKI: CA roots (path or inline PEM) the certificate must chain to.
+        #[serde(default)]
+        pub ca_roots: Option<String>,
+        #[serde(default)]
+        pub ca_intermediates: Option<String>,
+        /// The leaf's exact RFC 4514 subject.
+        #[serde(default)]
+        pub certificate_subject: Option<String>,
+        /// A SAN the leaf must carry.
+        #[serde(default)]
+        pub san: Option<String>,
+        /// The EKU OID the leaf must carry (default code signing).
+        #[serde(default)]
+        pub eku: Option<String>,
+        /// CRL files (PEM or DER), relative to the policy file.
+        #[serde(default)]
+        pub crls: Vec<String>,
+        /// `fail` (default) or `allow` when no current CRL covers a certificate.
+        #[serde(default)]
+        pub revocation_unknown: Option<String>,
     }
 
     #[derive(Debug, Clone, Default, Deserialize)]
@@ -341,6 +362,8 @@ pub struct TrustedSigner {
 #[derive(Clone, Debug)]
 pub enum SignerKind {
     Key(PublicKey),
+    /// A certificate from a private PKI: chain, subject/SAN, EKU and CRLs.
+    Pki(Box<crate::evidence::sign::pki::PkiPolicy>),
     /// A Fulcio certificate for this identity from this OIDC issuer.
     Identity {
         issuer: String,
@@ -353,6 +376,16 @@ impl TrustedSigner {
     pub fn describe(&self) -> String {
         match &self.kind {
             SignerKind::Key(k) => format!("{} (key {})", self.name, k.hint()),
+            SignerKind::Pki(p) => format!(
+                "{} (certificate from {} ca root(s){})",
+                self.name,
+                p.roots.len(),
+                p.san
+                    .as_deref()
+                    .or(p.subject.as_deref())
+                    .map(|w| format!(" for {w}"))
+                    .unwrap_or_default()
+            ),
             SignerKind::Identity { issuer, subject } => {
                 format!("{} (identity {subject} from {issuer:?})", self.name)
             }
@@ -415,6 +448,11 @@ pub const STARTER_POLICY: &str = include_str!("starter.yaml");
 impl Policy {
     /// Loads a policy file; key paths are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        Policy::load_with_keys(path, &KeyEnv::default())
+    }
+
+    /// [`Policy::load`], opening KMS/HSM signer keys (`awskms://`, `pkcs11:`, …) with `env`.
+    pub fn load_with_keys(path: &Path, env: &KeyEnv) -> Result<Policy, PolicyError> {
         let read_err = |source| PolicyError::Read {
             path: path.to_owned(),
             source,
@@ -432,7 +470,7 @@ impl Policy {
             Format::Yaml
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        Policy::parse(&bytes, format, base, &path.display().to_string())
+        Policy::parse_with_keys(&bytes, format, base, &path.display().to_string(), env)
     }
 
     /// Parses policy text. `base` is the folder key paths are relative to.
@@ -441,6 +479,17 @@ impl Policy {
         format: Format,
         base: &Path,
         source: &str,
+    ) -> Result<Policy, PolicyError> {
+        Policy::parse_with_keys(bytes, format, base, source, &KeyEnv::default())
+    }
+
+    /// [`Policy::parse`], opening KMS/HSM signer keys with `env`.
+    pub fn parse_with_keys(
+        bytes: &[u8],
+        format: Format,
+        base: &Path,
+        source: &str,
+        env: &KeyEnv,
     ) -> Result<Policy, PolicyError> {
         if bytes.len() > MAX_POLICY_SIZE {
             return Err(PolicyError::TooLarge { size: bytes.len() });
@@ -470,7 +519,7 @@ impl Policy {
                 }
             })?,
         };
-        let mut policy = check(raw, text, &KeySource::Files(base))?;
+        let mut policy = check(raw, text, &KeySource::Files(base, env))?;
         for scope in &mut policy.scopes {
             if let Some(v) = &mut scope.vulnerabilities {
                 for db in &mut v.databases {
@@ -528,8 +577,8 @@ pub enum Format {
 
 /// Where a signer's `key:` value is read from.
 pub enum KeySource<'a> {
-    /// A path relative to this folder, or inline PEM.
-    Files(&'a Path),
+    /// A path relative to this folder, inline PEM, or a KMS/HSM key opened with the env.
+    Files(&'a Path, &'a KeyEnv),
     /// Inline PEM only (no file access).
     InlineOnly,
 }
@@ -932,9 +981,39 @@ pub fn check_signer(
     if s.name.is_empty() {
         return Err((line_of(text, "name"), "a signer needs a name".into()));
     }
+    if let Some(roots) = &s.ca_roots {
+        return check_pki_signer(&s, roots, keys)
+            .map(|p| TrustedSigner {
+                name: s.name.clone(),
+                kind: SignerKind::Pki(Box::new(p)),
+            })
+            .map_err(err);
+    }
+    if s.ca_intermediates.is_some()
+        || s.certificate_subject.is_some()
+        || s.san.is_some()
+        || s.eku.is_some()
+        || !s.crls.is_empty()
+        || s.revocation_unknown.is_some()
+    {
+        return Err(err(
+            "ca_intermediates, certificate_subject, san, eku, crls and revocation_unknown need ca_roots"
+                .into(),
+        ));
+    }
     let kind = match (&s.key, &s.issuer, &s.subject, &s.subject_regexp) {
         (Some(key), None, None, None) => {
-            let pem = if key.trim_start().starts_with("-----BEGIN") {
+            let remote = KeyRef::parse(key).ok().filter(KeyRef::is_remote);
+            let pem = if let Some(remote) = remote {
+                let KeySource::Files(_, env) = keys else {
+                    return Err(err(format!(
+                        "key {remote} is a KMS/HSM key, but only inline PEM keys are allowed here"
+                    )));
+                };
+                crate::evidence::sign::kms::public_key(&remote, env)
+                    .map_err(|e| err(format!("key {remote} cannot be read: {e}")))?
+                    .to_pem()
+            } else if key.trim_start().starts_with("-----BEGIN") {
                 key.clone()
             } else {
                 match keys {
@@ -943,7 +1022,7 @@ pub fn check_signer(
                             "key {key:?} is a path, but only inline PEM keys are allowed here"
                         )));
                     }
-                    KeySource::Files(base) => read_key_file(&base.join(key)).map_err(&err)?,
+                    KeySource::Files(base, _) => read_key_file(&base.join(key)).map_err(&err)?,
                 }
             };
             if pem.contains("CERTIFICATE") {
@@ -987,6 +1066,63 @@ pub fn check_signer(
         }
     };
     Ok(TrustedSigner { name: s.name, kind })
+}
+
+/// A PKI signer: roots and intermediates (path or inline PEM), CRL files.
+fn check_pki_signer(
+    s: &file::SignerFile,
+    roots: &str,
+    keys: &KeySource<'_>,
+) -> Result<crate::evidence::sign::pki::PkiPolicy, String> {
+    use crate::evidence::sign::pki;
+    if s.key.is_some() || s.issuer.is_some() || s.subject.is_some() || s.subject_regexp.is_some() {
+        return Err("a ca_roots signer takes no key, issuer, subject or subject_regexp".into());
+    }
+    let read = |value: &str| -> Result<Vec<u8>, String> {
+        if value.trim_start().starts_with("-----BEGIN") {
+            return Ok(value.as_bytes().to_vec());
+        }
+        match keys {
+            KeySource::InlineOnly => Err(format!(
+                "{value:?} is a path, but only inline PEM is allowed here"
+            )),
+            KeySource::Files(base, _) => {
+                let path = base.join(value);
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if meta.len() > pki::MAX_PKI_FILE as u64 {
+                    return Err(format!("{} is too large", path.display()));
+                }
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
+        }
+    };
+    let certs =
+        |value: &str| pki::parse_certificates(&read(value)?, value).map_err(|e| e.to_string());
+    let mut crls = Vec::new();
+    for c in &s.crls {
+        crls.extend(pki::parse_crls(&read(c)?, c).map_err(|e| e.to_string())?);
+    }
+    Ok(pki::PkiPolicy {
+        roots: certs(roots)?,
+        intermediates: match &s.ca_intermediates {
+            Some(i) => certs(i)?,
+            None => Vec::new(),
+        },
+        subject: s.certificate_subject.clone(),
+        san: s.san.clone(),
+        eku: s.eku.clone(),
+        crls,
+        unknown_revocation: match s.revocation_unknown.as_deref() {
+            None | Some("fail") => pki::UnknownRevocation::Fail,
+            Some("allow") => pki::UnknownRevocation::Allow,
+            Some(other) => {
+                return Err(format!(
+                    "revocation_unknown is {other:?}; expected \"fail\" or \"allow\""
+                ));
+            }
+        },
+    })
 }
 
 fn read_key_file(path: &Path) -> Result<String, String> {

@@ -1188,7 +1188,7 @@ fn check_signature<'s>(
     let candidates: Vec<&TrustedSigner> = scope
         .signers
         .iter()
-        .filter(|s| matches!(s.kind, SignerKind::Identity { .. }) == is_cert)
+        .filter(|s| !matches!(s.kind, SignerKind::Key(_)) == is_cert)
         .collect();
     let mut verified = None;
     let mut errors: Vec<(&TrustedSigner, VerifyError)> = Vec::new();
@@ -1202,6 +1202,26 @@ fn check_signature<'s>(
                 subject: subject.clone(),
                 issuer: issuer.clone(),
             }),
+            // A private PKI's chain, identity and revocation; no trusted root involved.
+            SignerKind::Pki(pki_policy) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                match crate::evidence::sign::pki::verify_bundle(
+                    bundle,
+                    signed_over,
+                    pki_policy,
+                    now,
+                ) {
+                    Ok((v, _)) => {
+                        verified = Some((*signer, v));
+                        break;
+                    }
+                    Err(e) => errors.push((signer, e)),
+                }
+                continue;
+            }
         };
         match verify_bundle(bundle, signed_over, &policy, root) {
             Ok(v) => {

@@ -44,7 +44,8 @@ pub enum BundleError {
     MissingVerificationMaterial,
     #[error("bundle has more than one verification material form: {found:?}")]
     ConflictingVerificationMaterial { found: Vec<&'static str> },
-    #[error("bundle v0.3 must not carry x509CertificateChain; use certificate")]
+    /// Keyless (Fulcio) bundles v0.3 carry the leaf only; a chain there is private PKI.
+    #[error("bundle v0.3 must not carry x509CertificateChain for keyless signing; use certificate")]
     ChainForbidden,
     #[error("certificate chain is empty")]
     EmptyCertificateChain,
@@ -638,14 +639,14 @@ fn check_content(content: &Content) -> Result<(), BundleError> {
     }
 }
 
-fn check_material(material: &Material, version: BundleVersion) -> Result<(), BundleError> {
+/// A chain is allowed in every version: v0.1/v0.2 keyless bundles need one, and v0.3 bundles
+/// signed with a private PKI carry one as cosign writes them (sigstore/cosign#4614); keyless
+/// verification refuses a v0.3 chain itself.
+fn check_material(material: &Material, _version: BundleVersion) -> Result<(), BundleError> {
     match material {
         Material::PublicKey { .. } => Ok(()),
         Material::Certificate(der) if der.is_empty() => Err(BundleError::EmptyCertificate),
         Material::Certificate(_) => Ok(()),
-        Material::CertificateChain(_) if version >= BundleVersion::V0_3 => {
-            Err(BundleError::ChainForbidden)
-        }
         Material::CertificateChain(certs) if certs.is_empty() => {
             Err(BundleError::EmptyCertificateChain)
         }
@@ -911,14 +912,14 @@ mod tests {
             digest: None,
             signature: vec![1],
         };
-        assert_eq!(
+        assert!(
             Bundle::v0_3(
                 Material::CertificateChain(vec![vec![1]]),
                 sig.clone(),
                 vec![],
                 vec![]
-            ),
-            Err(BundleError::ChainForbidden)
+            )
+            .is_ok()
         );
         let b = Bundle::v0_3(key, sig, vec![], vec![]).unwrap();
         assert_eq!(b.media_type(), MEDIA_TYPE_V0_3);
@@ -982,7 +983,9 @@ mod tests {
         let chain = json!({"certificates": [{"rawBytes": "AAAA"}]});
         let mut v = dsse_bundle();
         v["verificationMaterial"] = json!({"x509CertificateChain": chain});
-        assert_eq!(parse(&v), Err(BundleError::ChainForbidden));
+        assert!(
+            matches!(parse(&v).unwrap().material(), Material::CertificateChain(c) if c.len() == 1)
+        );
         v["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2".into();
         assert!(
             matches!(parse(&v).unwrap().material(), Material::CertificateChain(c) if c.len() == 1)

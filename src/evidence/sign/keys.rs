@@ -238,6 +238,18 @@ impl SigningKey {
         }
     }
 
+    /// Signs a SHA-256 digest (ECDSA P-256, DER). Ed25519 signs messages, not digests: `None`.
+    pub fn sign_prehash(&self, digest: &[u8; 32]) -> Option<Vec<u8>> {
+        use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+        match self {
+            SigningKey::EcdsaP256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).ok()?;
+                Some(sig.to_der().as_bytes().to_vec())
+            }
+            SigningKey::Ed25519(_) => None,
+        }
+    }
+
     /// PKCS#8 DER of the key, wiped on drop.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let doc = match self {

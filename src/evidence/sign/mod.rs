@@ -10,7 +10,9 @@ pub mod bundle;
 pub mod dsse;
 pub mod keyless;
 pub mod keys;
+pub mod kms;
 pub mod oidc;
+pub mod pki;
 pub mod verify;
 
 pub use bundle::{Bundle, BundleError, Content, Material};
@@ -19,11 +21,14 @@ pub use verify::{
     Artifact, IdentityPolicy, KeyPolicy, Policy, TrustedRoot, VerifiedBundle, VerifyError,
 };
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::foundation::digest::Digest;
 pub use keyless::{KeylessError, KeylessSigner, RekorVersion, SigstoreInstance};
 pub use keys::SecretText;
+pub use kms::{KeyEnv, KeyRef, KmsError};
 
 /// Why signing failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,17 @@ pub enum SignError {
     Evidence { reason: String },
     #[error("the signer produced an invalid bundle")]
     InvalidBundle(#[from] BundleError),
+    #[error("key {key} could not sign")]
+    Key {
+        key: String,
+        #[source]
+        source: KmsError,
+    },
+    #[error("key {key} is {algorithm}, which signs messages, not digests")]
+    DigestUnsupported {
+        key: String,
+        algorithm: &'static str,
+    },
 }
 
 /// Proof gathered after signing: transparency-log entries and RFC 3161 timestamps. A key signer
@@ -60,30 +76,115 @@ pub trait Signer {
     }
 }
 
-/// Signs with a private key held in memory; the bundle names the key by its hint.
+/// One key, wherever it is kept: in memory (a key file or `env://`), in a cloud KMS, in Vault's
+/// transit engine, or on a PKCS#11 token. Every key kind implements this; [`KeySigner`] turns
+/// any of them into a bundle [`Signer`], and [`kms::open`] opens one from a cosign-style
+/// reference. The private key of a remote kind never leaves its service.
+pub trait KeyBackend: fmt::Debug + Send + Sync {
+    /// Signs a SHA-256 digest: ECDSA, DER encoded.
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError>;
+    /// Signs a message: ECDSA over SHA-256(message), DER encoded. Ed25519 keys sign the
+    /// message itself and override this.
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_digest(&Digest::of(message).raw())
+    }
+    /// The public half, as the service reports it (checked when the backend is opened).
+    fn public_key(&self) -> &PublicKey;
+    /// How reports name the key: its reference, never a secret.
+    fn key_id(&self) -> String;
+}
+
+/// A private key held in memory.
 #[derive(Debug)]
-pub struct KeySigner {
+pub struct LocalKey {
     key: SigningKey,
+    public: PublicKey,
+}
+
+impl LocalKey {
+    pub fn new(key: SigningKey) -> LocalKey {
+        let public = key.public_key();
+        LocalKey { key, public }
+    }
+}
+
+impl KeyBackend for LocalKey {
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        self.key
+            .sign_prehash(digest)
+            .ok_or(SignError::DigestUnsupported {
+                key: self.key_id(),
+                algorithm: self.public.algorithm(),
+            })
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(self.key.sign(message))
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn key_id(&self) -> String {
+        format!("{} key {}", self.public.algorithm(), self.public.hint())
+    }
+}
+
+/// Signs with any [`KeyBackend`]; the bundle names the key by its hint, or carries the
+/// signing certificate (and chain) when one was attached with
+/// [`KeySigner::with_certificates`].
+#[derive(Clone, Debug)]
+pub struct KeySigner {
+    key: Arc<dyn KeyBackend>,
+    /// DER certificates, leaf first, never a self-signed root.
+    certificates: Vec<Vec<u8>>,
 }
 
 impl KeySigner {
     pub fn new(key: SigningKey) -> KeySigner {
-        KeySigner { key }
+        KeySigner::from_backend(Arc::new(LocalKey::new(key)))
+    }
+
+    pub fn from_backend(key: Arc<dyn KeyBackend>) -> KeySigner {
+        KeySigner {
+            key,
+            certificates: Vec::new(),
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
-        self.key.public_key()
+        self.key.public_key().clone()
+    }
+
+    pub fn key_id(&self) -> String {
+        self.key.key_id()
+    }
+
+    pub fn backend(&self) -> &Arc<dyn KeyBackend> {
+        &self.key
+    }
+
+    /// Carries these DER certificates (leaf first, no root) in the bundle instead of the key
+    /// hint. [`pki::attach_certificates`] checks them first.
+    pub fn with_certificates(mut self, certificates: Vec<Vec<u8>>) -> KeySigner {
+        self.certificates = certificates;
+        self
     }
 }
 
 impl Signer for KeySigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        Ok(self.key.sign(message))
+        self.key.sign_message(message)
     }
 
     fn verification_material(&self) -> Material {
-        Material::PublicKey {
-            hint: Some(self.key.public_key().hint()),
+        match self.certificates.as_slice() {
+            [] => Material::PublicKey {
+                hint: Some(self.key.public_key().hint()),
+            },
+            [leaf] => Material::Certificate(leaf.clone()),
+            chain => Material::CertificateChain(chain.to_vec()),
         }
     }
 }
@@ -94,8 +195,8 @@ impl Signer for KeySigner {
 /// single-URL overrides; `--rekor-url` keeps the API version of the log it replaces.
 #[derive(Debug, Default)]
 pub struct SignerOptions {
-    /// A private key, already loaded (reading passwords is the caller's business).
-    pub key: Option<SigningKey>,
+    /// A key, already opened (reading passwords is the caller's business).
+    pub key: Option<KeySigner>,
     /// `--identity-token`: the token, or the path of a file holding it.
     pub identity_token: Option<SecretText>,
     /// A signing config (`signingconfig.v0.2`) file.
@@ -230,7 +331,7 @@ pub fn choose_signer(
     env: &(impl crate::evidence::ci::Environment + ?Sized),
 ) -> Result<ChosenSigner, SignerSetupError> {
     if let Some(key) = &options.key {
-        return Ok(ChosenSigner::Key(KeySigner::new(key.clone())));
+        return Ok(ChosenSigner::Key(key.clone()));
     }
     let http = crate::foundation::http::client().map_err(|source| KeylessError::Http {
         service: "oidc",

@@ -297,6 +297,13 @@ pub fn verify_bundle(
                 found: "certificate",
             });
         }
+        (Policy::Identity(_), Material::CertificateChain(_))
+            if bundle.version() >= super::bundle::BundleVersion::V0_3 =>
+        {
+            return Err(VerifyError::Bundle {
+                detail: super::BundleError::ChainForbidden.to_string(),
+            });
+        }
         (Policy::Identity(_), Material::PublicKey { .. }) => {
             return Err(VerifyError::MaterialMismatch {
                 expected: "certificate",
@@ -402,7 +409,7 @@ fn self_issued_certificate(material: &Material) -> Option<usize> {
 
 /// Key-mode verification without any log or timestamp (cosign `--insecure-ignore-tlog`): the
 /// signature over the content and the content's binding to the artifact.
-fn verify_key_offline(
+pub(crate) fn verify_key_offline(
     bundle: &Bundle,
     artifact: Artifact<'_>,
     kp: &KeyPolicy,
@@ -665,6 +672,30 @@ mod tests {
                 found: "public key"
             }
         ));
+    }
+
+    #[test]
+    fn keyless_verification_still_refuses_a_chain_in_a_v0_3_bundle() {
+        // Private-PKI bundles may carry a chain (pki::verify_bundle checks it); a keyless
+        // (Fulcio) bundle v0.3 never does, as before.
+        let signer = KeySigner::new(SigningKey::generate_p256().unwrap())
+            .with_certificates(vec![vec![0x30, 0x00], vec![0x30, 0x00]]);
+        let bundle = sign_blob(b"x", &signer).unwrap();
+        let policy = Policy::Identity(IdentityPolicy {
+            subject: SubjectMatcher::Exact("me".into()),
+            issuer: "https://issuer".into(),
+        });
+        let err = verify_bundle(
+            &bundle,
+            Artifact::Bytes(b"x"),
+            &policy,
+            &TrustedRoot::empty(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::Bundle { detail } if detail.contains("x509CertificateChain for keyless")),
+            "{err:?}"
+        );
     }
 
     #[test]
