@@ -272,3 +272,73 @@ pub fn auth_challenge(data: &[u8]) {
 pub fn rescan_state(data: &[u8]) {
     let _ = crate::workflows::rescan::State::parse(data, Path::new("state.json"));
 }
+
+/// The package databases read from image layers: dpkg's status (and distroless status.d
+/// entries), apk's installed database, and rpm's SQLite database with its header blobs.
+pub fn image_db(data: &[u8]) {
+    let input = text(data);
+    let _ = crate::evidence::sbom::image::dpkg::parse(&input, true);
+    let _ = crate::evidence::sbom::image::dpkg::parse(&input, false);
+    let _ = crate::evidence::sbom::image::apk::parse(&input);
+    let _ = crate::evidence::sbom::image::rpmdb::read(data);
+    let _ = crate::evidence::sbom::image::rpmdb::header(0, data);
+}
+
+/// OS package version orders (dpkg, apk, rpm): never panic, and comparing both ways agrees.
+pub fn os_versions(data: &[u8]) {
+    use crate::decisions::vuln::{apkversion, debversion, rpmversion};
+    let input = text(data);
+    let (a, b) = input.split_once('\n').unwrap_or((&input, ""));
+    if let (Ok(x), Ok(y)) = (debversion::compare(a, b), debversion::compare(b, a)) {
+        assert_eq!(
+            x,
+            y.reverse(),
+            "dpkg order of {a:?} and {b:?} is not antisymmetric"
+        );
+    }
+    assert_eq!(
+        apkversion::compare(a, b),
+        apkversion::compare(b, a).reverse(),
+        "apk order of {a:?} and {b:?} is not antisymmetric"
+    );
+    let _ = apkversion::is_valid(a);
+    if let (Ok(x), Ok(y)) = (rpmversion::compare(a, b), rpmversion::compare(b, a)) {
+        assert_eq!(
+            x,
+            y.reverse(),
+            "rpm order of {a:?} and {b:?} is not antisymmetric"
+        );
+    }
+    let _ = rpmversion::vercmp(a, b);
+}
+
+/// Kubernetes AdmissionReview bodies as the API server sends them to `custody serve`, and the
+/// images read from the object they carry.
+pub fn admission_review(data: &[u8]) {
+    use crate::workflows::serve::admission;
+    if let Ok(request) = admission::parse(data) {
+        let _ = admission::needs_check(&request);
+        if let Some(object) = &request.object {
+            let _ = admission::images(&request.kind, object);
+        }
+    }
+}
+
+/// Key references as given to `--key` and in policy signers (cosign's URI syntax, pkcs11:).
+pub fn key_ref(data: &[u8]) {
+    let input = text(data);
+    if let Ok(key) = crate::evidence::sign::kms::keyref::KeyRef::parse(&input) {
+        // Display hides secrets but must not panic.
+        let _ = key.to_string();
+        let _ = format!("{key:?}");
+    }
+}
+
+/// Certificates and CRLs given for a private PKI (PEM or DER), and SPDX documents.
+pub fn pki_and_spdx(data: &[u8]) {
+    let _ = crate::evidence::sign::pki::parse_certificates(data, "fuzz");
+    let _ = crate::evidence::sign::pki::parse_crls(data, "fuzz");
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = crate::evidence::sbom::spdx::read(&value, "fuzz");
+    }
+}

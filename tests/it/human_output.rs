@@ -21,6 +21,7 @@ fn filters(tmp: &Path) -> Vec<(String, String)> {
         (r"key [A-Za-z0-9+/]{43}=", "key [KEYID]"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]"),
         (r"\b\d+ bytes\b", "[N] bytes"),
+        (r"\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "[SIZE]"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
         (r"\b\d+(\.\d+)?m?s\b", "[DURATION]"),
     ] {

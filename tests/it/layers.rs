@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "evidence",
         &[
-            "source", "ci", "sbom", "attest", "sign", "attach", "trust", "vex",
+            "source", "ci", "sbom", "attest", "sign", "attach", "trust", "vex", "buildkit",
         ],
     ),
     ("decisions", &["sources", "vuln", "policy", "verify"]),

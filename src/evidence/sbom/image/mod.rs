@@ -5,8 +5,8 @@
 //! put there, so only files in the final file system count. Memory does not grow with the size
 //! of the image, only with the number of packages and binaries found.
 
-mod apk;
-mod dpkg;
+pub(crate) mod apk;
+pub(crate) mod dpkg;
 mod gobin;
 pub mod rpmdb;
 mod sqlite;

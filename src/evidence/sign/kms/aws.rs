@@ -17,18 +17,7 @@ const SERVICE: &str = "aws kms";
 /// Shared config and credentials files are small; more is not one.
 const MAX_PROFILE_FILE: u64 = 256 * 1024;
 
-/// AWS credentials. `Debug` shows only the access key id.
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: SecretText,
-    pub session_token: Option<SecretText>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, ***)", self.access_key_id)
-    }
-}
+pub use super::sigv4::Credentials;
 
 /// An AWS KMS key: signs digests remotely, verifies each signature with its public key.
 #[derive(Debug)]

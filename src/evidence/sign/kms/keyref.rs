@@ -118,7 +118,9 @@ impl KeyRef {
             }
         }
         if reference.starts_with("pkcs11:") {
-            return Pkcs11Uri::parse(reference).map(KeyRef::Pkcs11);
+            return Pkcs11Uri::parse(reference)
+                .map(KeyRef::Pkcs11)
+                .map_err(|e| KeyRefError::Pkcs11 { reason: e.reason });
         }
         Ok(KeyRef::File(PathBuf::from(reference)))
     }

@@ -5,7 +5,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::keyref::KeyRefError;
 use crate::evidence::sign::keys::SecretText;
 
 /// Longest attribute value kept (labels and ids are short).
@@ -115,14 +114,21 @@ fn encode(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn bad(reason: impl Into<String>) -> KeyRefError {
-    KeyRefError::Pkcs11 {
+/// Why a `pkcs11:` URI does not parse. Never carries a PIN.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("pkcs11 uri is malformed: {reason}")]
+pub struct Pkcs11UriError {
+    pub reason: String,
+}
+
+fn bad(reason: impl Into<String>) -> Pkcs11UriError {
+    Pkcs11UriError {
         reason: reason.into(),
     }
 }
 
 /// Percent-decodes `value` (RFC 3986 §2.1); a stray `%` is an error.
-fn decode(name: &str, value: &str) -> Result<Vec<u8>, KeyRefError> {
+fn decode(name: &str, value: &str) -> Result<Vec<u8>, Pkcs11UriError> {
     if value.len() > MAX_VALUE {
         return Err(bad(format!("{name} is longer than {MAX_VALUE} bytes")));
     }
@@ -146,7 +152,7 @@ fn decode(name: &str, value: &str) -> Result<Vec<u8>, KeyRefError> {
     Ok(out)
 }
 
-fn decode_text(name: &str, value: &str) -> Result<String, KeyRefError> {
+fn decode_text(name: &str, value: &str) -> Result<String, Pkcs11UriError> {
     String::from_utf8(decode(name, value)?).map_err(|_| bad(format!("{name} is not utf-8")))
 }
 
@@ -154,7 +160,7 @@ impl Pkcs11Uri {
     /// Parses `pkcs11:PATH[?QUERY]`. Needs a token (`token` or `slot-id`) and a key (`object`
     /// or `id`), as cosign does; refuses both `pin-value` and `pin-source` (RFC 7512 §2.4), a
     /// relative `module-path`, and repeated attributes.
-    pub fn parse(uri: &str) -> Result<Pkcs11Uri, KeyRefError> {
+    pub fn parse(uri: &str) -> Result<Pkcs11Uri, Pkcs11UriError> {
         let rest = uri
             .strip_prefix("pkcs11:")
             .ok_or_else(|| bad("does not start with pkcs11:"))?;
@@ -286,7 +292,7 @@ mod tests {
         ];
         for (uri, why) in table {
             match Pkcs11Uri::parse(uri) {
-                Err(KeyRefError::Pkcs11 { reason }) => {
+                Err(Pkcs11UriError { reason }) => {
                     assert!(reason.contains(why), "{uri}: {reason}")
                 }
                 other => panic!("{uri}: {other:?}"),

@@ -5,9 +5,22 @@
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::{Digest as _, Sha256};
 
-use super::aws::Credentials;
+use crate::evidence::sign::keys::SecretText;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// AWS credentials. `Debug` shows only the access key id.
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretText,
+    pub session_token: Option<SecretText>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.access_key_id)
+    }
+}
 
 /// Where a signature is valid: a day, a region and a service.
 #[derive(Clone, Debug)]
