@@ -174,7 +174,10 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
     let (signer, key_note) = signer(args, printer)?;
     let store = store::open(&destination, &store_options(cli))
         .with_context(|| format!("cannot open {}", destination.repository()))?;
-    let request = request(args, &image, &destination)?;
+    let request = ReleaseRequest {
+        jobs: super::jobs(cli),
+        ..request(args, &image, &destination)?
+    };
     release::check_request(&request).map_err(|e| release_failure(e, &destination))?;
     let (outcome, report) = match release::release(store.as_ref(), &signer, &ci, &request)
         .map_err(|e| release_failure(e, &destination))?
@@ -308,6 +311,7 @@ fn request(
         },
         artifact_type: args.artifact_type.clone(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
+        jobs: 0,
     })
 }
 

@@ -91,6 +91,8 @@ pub struct ReleaseRequest {
     pub tag_policy: TagPolicy,
     pub artifact_type: Option<String>,
     pub now: Timestamp,
+    /// Referrers fetched and verified at once by the self-check (0: the default pool).
+    pub jobs: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -579,6 +581,7 @@ pub fn release_checked(
     let prepared = prepare(store, ci, request)?;
     let options = VerifyOptions {
         trusted_root: check.trusted_root.clone(),
+        jobs: request.jobs,
         ..VerifyOptions::default()
     };
     // A re-run of a finished release: the artifact already carries the verified set from this
@@ -804,6 +807,7 @@ mod tests {
             tag_policy: TagPolicy::Immutable,
             artifact_type: None,
             now,
+            jobs: 0,
         };
         let signer = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
         Fixture {
