@@ -17,15 +17,11 @@ use custody::foundation::reference::Reference;
 use custody::storage::store::Store;
 use serde_json::{Value, json};
 
-use crate::gates::{T0, attest, open, policy_text, put_artifact, sign, small_db};
+use crate::gates::{T0, attest, open, policy_text, put_artifact, shared_osv, sign, small_db};
 use crate::support::{self, Registry, stderr, stdout};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn shared_osv() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/osv/crates.io")
 }
 
 /// Runs `tests/it/validate.py` with the venv's python; `Err(stderr)` when it refuses.
