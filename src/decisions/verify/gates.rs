@@ -16,7 +16,7 @@ use super::{
     Binding, CheckKind, ReferrerKind, ReferrerReport, SBOM_PREDICATE_TYPES, Trusted, allowed,
     evaluate_signed, untrusted_note,
 };
-use crate::decisions::policy::Scope;
+use crate::decisions::policy::{Scope, VulnerabilityGate};
 use crate::decisions::sources;
 use crate::decisions::verify::Check;
 use crate::decisions::vuln::input::SbomVerifier;
@@ -68,100 +68,16 @@ pub(super) fn checks(
     db: Option<&Database>,
     today: Date,
 ) -> Vec<Check> {
-    let mut out = Vec::new();
     if scope.vulnerabilities.is_none() && scope.sources.is_none() {
-        out.push(
-            Check::skip(CheckKind::Vulnerabilities, "known vulnerabilities").found(format!(
-                "not checked: scope {} has no vulnerabilities: section",
-                scope.name
-            )),
-        );
-        return out;
+        return vec![not_checked(scope)];
     }
-    let sbom_signers = scope.sbom.as_ref().and_then(|s| s.signers.clone());
-    let sboms: Vec<&Trusted> = trusted
-        .iter()
-        .filter(|t| t.predicate_type.as_deref().is_some_and(is_sbom))
-        .filter(|t| !is_vex_only_bom(t.predicate.as_ref()))
-        .filter(|t| allowed(&sbom_signers, &t.signer))
-        .collect();
-    if sboms.is_empty() {
-        let gates = [
-            scope.vulnerabilities.as_ref().map(|_| "vulnerabilities"),
-            scope.sources.as_ref().map(|_| "sources"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" and ");
-        out.push(
-            Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                .expected(format!(
-                    "a CycloneDX ({PREDICATE_CYCLONEDX}) or SPDX ({PREDICATE_SPDX}) SBOM attestation signed by {} and bound to the artifact, for the {gates} rules",
-                    sbom_signers
-                        .as_ref()
-                        .map_or("a trusted signer".to_string(), |s| s.join(" or "))
-                ))
-                .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
-                .hint(format!("the gates read only a verified SBOM: an unsigned one proves nothing about what shipped; {}", super::SBOM_HINT)),
-        );
-        return out;
-    }
-    let mut purls = Vec::new();
-    let mut located = Vec::new();
-    let mut names = Vec::new();
-    for t in &sboms {
-        let predicate = t.predicate.as_ref().unwrap_or(&Value::Null);
-        let what = format!("sbom referrer {}", t.referrer);
-        match vuln::input::purls_of(predicate, &what) {
-            Ok((p, _)) => purls.extend(p),
-            Err(e) => {
-                out.push(
-                    Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
-                        .found(e.to_string())
-                        .hint("the signed SBOM cannot be read; nothing can be said about its components")
-                        .on(&t.referrer),
-                );
-                return out;
-            }
-        }
-        let bytes = serde_json::to_vec(predicate).expect("json values serialise");
-        match sources::parse_sbom(Path::new(&what), &bytes) {
-            Ok(l) => located.extend(l),
-            Err(e) => {
-                out.push(
-                    Check::fail(CheckKind::GateSbom, "sbom for the security gates")
-                        .expected("a CycloneDX or SPDX SBOM whose components can be read")
-                        .found(e.to_string())
-                        .hint("the signed SBOM cannot be read; nothing can be said about its components")
-                        .on(&t.referrer),
-                );
-                return out;
-            }
-        }
-        names.push(format!("{} signed by {}", t.referrer.short(), t.signer));
-    }
-    purls.sort();
-    purls.dedup();
-    let on = sboms[0].referrer.clone();
-    out.push(
-        Check::pass(CheckKind::GateSbom, "sbom for the security gates")
-            .found(format!(
-                "{} component purl(s) from {}",
-                purls.len(),
-                names.join(", ")
-            ))
-            .on(&on),
-    );
-
+    let input = match GateInput::read(scope, trusted, referrers) {
+        Ok(input) => input,
+        Err(refused) => return vec![*refused],
+    };
+    let mut out = vec![input.check()];
     match (&scope.vulnerabilities, db) {
-        (None, _) => out.push(
-            Check::skip(CheckKind::Vulnerabilities, "known vulnerabilities").found(format!(
-                "not checked: scope {} has no vulnerabilities: section",
-                scope.name
-            )),
-        ),
+        (None, _) => out.push(not_checked(scope)),
         (Some(_), None) => out.push(
             Check::fail(CheckKind::Vulnerabilities, "known vulnerabilities")
                 .expected("an OSV database to match the SBOM against")
@@ -169,87 +85,212 @@ pub(super) fn checks(
                 .hint("pass --db PATH or list vulnerabilities.databases in the policy"),
         ),
         (Some(gate), Some(db)) => {
-            let result = vuln::scan(purls.iter().map(String::as_str), db);
-            let (vex, vex_checks) = vex_documents(trusted, referrers, &gate.vex_signers, subject);
-            let report = vpolicy::check(&result.findings, &gate.rules, &vex, today);
-            let id = db.identity();
-            out.push(
-                Check::pass(CheckKind::Vulnerabilities, "known vulnerabilities")
-                    .found(format!(
-                        "{} package(s) matched against {} advisories (database {}, newest modified {}): {} finding(s), {} violation(s){}",
-                        result.scanned,
-                        id.advisories,
-                        id.content_digest.as_ref().map_or("-".into(), |d| d.short()),
-                        id.newest_modified.as_deref().unwrap_or("-"),
-                        result.findings.len(),
-                        report.violations,
-                        if result.not_scanned.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", {} component(s) not matchable", result.not_scanned.len())
-                        }
-                    ))
-                    .on(&on),
-            );
-            out.extend(vex_checks);
-            let expected = format!(
-                "severity at most {} (unscored counts as {}){}, an unexpired exception, or a signed OpenVEX not_affected",
-                gate.rules.max_severity,
-                gate.rules.unknown_severity_as,
-                gate.rules
-                    .grace_period_days
-                    .map_or(String::new(), |d| format!(
-                        ", or published less than {d} day(s) ago"
-                    ))
-            );
-            for (f, d) in result.findings.iter().zip(&report.decisions) {
-                out.push(decision_check(f, &d.verdict, &expected).on(&on));
-            }
+            out.extend(vulnerability_checks(
+                gate, db, &input, trusted, referrers, subject, today,
+            ));
         }
     }
+    if let Some(rules) = &scope.sources {
+        out.extend(source_checks(rules, &input));
+    }
+    out
+}
 
-    match &scope.sources {
-        None => {}
-        Some(rules) => {
-            let report = rules.evaluate(&located);
-            out.push(
-                Check::of(
-                    report.violations.is_empty(),
-                    CheckKind::Sources,
-                    "package sources",
-                )
-                .expected(format!(
-                    "internal packages from their registries ({} rule(s))",
-                    rules.internal.len()
-                ))
-                .found(format!(
-                    "{} component(s) checked, {} internal, {} from elsewhere",
-                    report.checked,
-                    report.internal,
-                    report.violations.len()
-                ))
-                .hint("see the violations below")
-                .on(&on),
-            );
-            for v in &report.violations {
-                out.push(
-                    Check::fail(CheckKind::Sources, format!("source of {}", v.purl))
-                        .expected(format!(
-                            "{} (internal namespace {}) from {}",
-                            v.purl,
-                            v.pattern,
-                            if v.allowed.is_empty() {
-                                "a local path".to_string()
-                            } else {
-                                v.allowed.join(" or ")
-                            }
-                        ))
-                        .found(format!("resolved from {}", v.resolved))
-                        .hint("an internal package name came from another registry: dependency confusion, or a missing registry pin; rebuild resolving it from the internal registry")
-                        .on(&on),
-                );
-            }
+fn not_checked(scope: &Scope) -> Check {
+    Check::skip(CheckKind::Vulnerabilities, "known vulnerabilities").found(format!(
+        "not checked: scope {} has no vulnerabilities: section",
+        scope.name
+    ))
+}
+
+/// What the gates read from the trusted SBOM attestations: their component purls and where
+/// each component was resolved from.
+struct GateInput {
+    purls: Vec<String>,
+    located: Vec<sources::Located>,
+    /// The SBOM attestations read, as `<referrer> signed by <signer>`.
+    names: Vec<String>,
+    /// The referrer the gate checks are reported on (the first SBOM).
+    on: Digest,
+}
+
+impl GateInput {
+    /// Reads every SBOM attestation that a signer the scope allows signed; a failed check when
+    /// there is none or one cannot be read.
+    fn read(
+        scope: &Scope,
+        trusted: &[Trusted],
+        referrers: &[ReferrerReport],
+    ) -> Result<GateInput, Box<Check>> {
+        let sbom_signers = scope.sbom.as_ref().and_then(|s| s.signers.clone());
+        let sboms: Vec<&Trusted> = trusted
+            .iter()
+            .filter(|t| t.predicate_type.as_deref().is_some_and(is_sbom))
+            .filter(|t| !is_vex_only_bom(t.predicate.as_ref()))
+            .filter(|t| allowed(&sbom_signers, &t.signer))
+            .collect();
+        let Some(first) = sboms.first() else {
+            return Err(Box::new(missing_sbom(scope, &sbom_signers, referrers)));
+        };
+        let unreadable =
+            |t: &Trusted, e: String| {
+                Box::new(Check::fail(CheckKind::GateSbom, "sbom for the security gates")
+                .expected("a CycloneDX or SPDX SBOM whose components can be read")
+                .found(e)
+                .hint("the signed SBOM cannot be read; nothing can be said about its components")
+                .on(&t.referrer))
+            };
+        let mut input = GateInput {
+            purls: Vec::new(),
+            located: Vec::new(),
+            names: Vec::new(),
+            on: first.referrer.clone(),
+        };
+        for t in &sboms {
+            let predicate = t.predicate.as_ref().unwrap_or(&Value::Null);
+            let what = format!("sbom referrer {}", t.referrer);
+            let (purls, _) = vuln::input::purls_of(predicate, &what)
+                .map_err(|e| unreadable(t, e.to_string()))?;
+            input.purls.extend(purls);
+            let bytes = serde_json::to_vec(predicate).map_err(|e| unreadable(t, e.to_string()))?;
+            let located = sources::parse_sbom(Path::new(&what), &bytes)
+                .map_err(|e| unreadable(t, e.to_string()))?;
+            input.located.extend(located);
+            input
+                .names
+                .push(format!("{} signed by {}", t.referrer.short(), t.signer));
         }
+        input.purls.sort();
+        input.purls.dedup();
+        Ok(input)
+    }
+
+    fn check(&self) -> Check {
+        Check::pass(CheckKind::GateSbom, "sbom for the security gates")
+            .found(format!(
+                "{} component purl(s) from {}",
+                self.purls.len(),
+                self.names.join(", ")
+            ))
+            .on(&self.on)
+    }
+}
+
+/// The failed check when no SBOM attestation the gates may read is there.
+fn missing_sbom(
+    scope: &Scope,
+    signers: &Option<Vec<String>>,
+    referrers: &[ReferrerReport],
+) -> Check {
+    let gates = [
+        scope.vulnerabilities.as_ref().map(|_| "vulnerabilities"),
+        scope.sources.as_ref().map(|_| "sources"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
+    Check::fail(CheckKind::GateSbom, "sbom for the security gates")
+        .expected(format!(
+            "a CycloneDX ({PREDICATE_CYCLONEDX}) or SPDX ({PREDICATE_SPDX}) SBOM attestation signed by {} and bound to the artifact, for the {gates} rules",
+            signers
+                .as_ref()
+                .map_or("a trusted signer".to_string(), |s| s.join(" or "))
+        ))
+        .found(untrusted_note(referrers, SBOM_PREDICATE_TYPES))
+        .hint(format!("the gates read only a verified SBOM: an unsigned one proves nothing about what shipped; {}", super::SBOM_HINT))
+}
+
+/// The SBOM's components matched against `db` and judged by the scope's rules: a summary
+/// check, the VEX checks, then one check per finding.
+fn vulnerability_checks(
+    gate: &VulnerabilityGate,
+    db: &Database,
+    input: &GateInput,
+    trusted: &[Trusted],
+    referrers: &[ReferrerReport],
+    subject: &Digest,
+    today: Date,
+) -> Vec<Check> {
+    let result = vuln::scan(input.purls.iter().map(String::as_str), db);
+    let (vex, vex_checks) = vex_documents(trusted, referrers, &gate.vex_signers, subject);
+    let report = vpolicy::check(&result.findings, &gate.rules, &vex, today);
+    let id = db.identity();
+    let mut out = vec![
+        Check::pass(CheckKind::Vulnerabilities, "known vulnerabilities")
+            .found(format!(
+                "{} package(s) matched against {} advisories (database {}, newest modified {}): {} finding(s), {} violation(s){}",
+                result.scanned,
+                id.advisories,
+                id.content_digest.as_ref().map_or("-".into(), |d| d.short()),
+                id.newest_modified.as_deref().unwrap_or("-"),
+                result.findings.len(),
+                report.violations,
+                if result.not_scanned.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} component(s) not matchable", result.not_scanned.len())
+                }
+            ))
+            .on(&input.on),
+    ];
+    out.extend(vex_checks);
+    let expected = format!(
+        "severity at most {} (unscored counts as {}){}, an unexpired exception, or a signed OpenVEX not_affected",
+        gate.rules.max_severity,
+        gate.rules.unknown_severity_as,
+        gate.rules
+            .grace_period_days
+            .map_or(String::new(), |d| format!(
+                ", or published less than {d} day(s) ago"
+            ))
+    );
+    for (f, d) in result.findings.iter().zip(&report.decisions) {
+        out.push(decision_check(f, &d.verdict, &expected).on(&input.on));
+    }
+    out
+}
+
+/// The `sources:` dependency-confusion rules over where each component was resolved from: a
+/// summary check and one failed check per violation.
+fn source_checks(rules: &sources::SourcesRules, input: &GateInput) -> Vec<Check> {
+    let report = rules.evaluate(&input.located);
+    let mut out = vec![
+        Check::of(
+            report.violations.is_empty(),
+            CheckKind::Sources,
+            "package sources",
+        )
+        .expected(format!(
+            "internal packages from their registries ({} rule(s))",
+            rules.internal.len()
+        ))
+        .found(format!(
+            "{} component(s) checked, {} internal, {} from elsewhere",
+            report.checked,
+            report.internal,
+            report.violations.len()
+        ))
+        .hint("see the violations below")
+        .on(&input.on),
+    ];
+    for v in &report.violations {
+        out.push(
+            Check::fail(CheckKind::Sources, format!("source of {}", v.purl))
+                .expected(format!(
+                    "{} (internal namespace {}) from {}",
+                    v.purl,
+                    v.pattern,
+                    if v.allowed.is_empty() {
+                        "a local path".to_string()
+                    } else {
+                        v.allowed.join(" or ")
+                    }
+                ))
+                .found(format!("resolved from {}", v.resolved))
+                .hint("an internal package name came from another registry: dependency confusion, or a missing registry pin; rebuild resolving it from the internal registry")
+                .on(&input.on),
+        );
     }
     out
 }
