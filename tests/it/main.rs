@@ -24,6 +24,7 @@ mod hints;
 mod hostile;
 mod human_output;
 mod image;
+mod image_distros;
 mod interop;
 mod keyless;
 mod keys;

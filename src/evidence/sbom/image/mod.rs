@@ -806,7 +806,8 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
     for image in images {
         let os = os_release(&image.catalog);
         let id = os.get("ID").map(String::as_str);
-        let distro = match (id, os.get("VERSION_ID")) {
+        // syft's `distro=`: `ID-VERSION_ID`, else `ID-BUILD_ID` (rolling distributions).
+        let distro = match (id, os.get("VERSION_ID").or_else(|| os.get("BUILD_ID"))) {
             (Some(id), Some(v)) => Some(format!("{id}-{v}")),
             _ => None,
         };
@@ -861,7 +862,7 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                     }
                 }
                 Found::Apk(packages) => {
-                    let ns = if like("alpine") {
+                    let ns = if like("alpine") || like("wolfi") {
                         id.unwrap_or("alpine")
                     } else {
                         "alpine"
