@@ -25,6 +25,7 @@ mod hostile;
 mod human_output;
 mod image;
 mod image_distros;
+mod image_lang;
 mod interop;
 mod keyless;
 mod keys;
