@@ -291,3 +291,74 @@ fn syft_writes_the_same_wolfi_rocky_and_alma_purls() {
         assert_eq!(ours, theirs, "{image}");
     }
 }
+
+/// `rescan` reads each artifact's signed SBOM and matches it the same way: the Wolfi, Rocky and
+/// AlmaLinux SBOMs (syft's purls) are affected by their own families' advisories only.
+#[test]
+fn rescan_matches_wolfi_rocky_and_alma_sboms() {
+    use custody::evidence::attach::{self, AttachOptions, AttestInput};
+    use custody::evidence::attest::PREDICATE_CYCLONEDX;
+    use custody::evidence::sign::KeySigner;
+    use custody::evidence::sign::keys::SigningKey;
+
+    let dir = tempdir();
+    let repo = format!("oci:{}", dir.path().join("layout").display());
+    let store = super::gates::open(&repo);
+    let key = KeySigner::new(SigningKey::generate_p256().expect("key"));
+    for (tag, purls) in [
+        ("wolfi", WOLFI_PURLS),
+        ("rocky", ROCKY_PURLS),
+        ("alma", ALMA_PURLS),
+    ] {
+        let d = super::verify::put_artifact(store.as_ref(), tag.as_bytes(), tag);
+        let components: Vec<(&str, Option<&str>)> = purls.iter().map(|p| (*p, None)).collect();
+        attach::attest_artifact(
+            store.as_ref(),
+            &d,
+            AttestInput::Predicate {
+                predicate_type: PREDICATE_CYCLONEDX.into(),
+                predicate: super::gates::bom(&components),
+            },
+            &key,
+            &AttachOptions::default(),
+        )
+        .expect("attest");
+    }
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).expect("db");
+    write_advisories(&db);
+    let out = support::run(&[
+        "--output",
+        "json",
+        "rescan",
+        &repo,
+        "--db",
+        &db.to_string_lossy(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", support::stderr(&out)));
+    let affected: BTreeSet<(String, String)> = report["affected"]
+        .as_array()
+        .expect("affected")
+        .iter()
+        .flat_map(|a| {
+            let tag = a["tags"][0].as_str().unwrap_or("").to_owned();
+            a["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |f| (tag.clone(), f["id"].as_str().unwrap_or("").to_owned()))
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("alma", "ALSA-TEST-1"),
+        ("rocky", "RLSA-TEST-1"),
+        ("wolfi", "CGA-TEST-1"),
+        ("wolfi", "CGA-TEST-2"),
+    ]
+    .into_iter()
+    .map(|(t, i)| (t.to_owned(), i.to_owned()))
+    .collect();
+    assert_eq!(affected, want, "{report:#}");
+    assert_eq!(report["scanned"], 3, "{report:#}");
+}
