@@ -362,3 +362,59 @@ fn rescan_matches_wolfi_rocky_and_alma_sboms() {
     assert_eq!(affected, want, "{report:#}");
     assert_eq!(report["scanned"], 3, "{report:#}");
 }
+
+/// The policy's vulnerability gate at `custody verify` matches the same way: a signed Rocky
+/// Linux SBOM with an affected openssl-libs is refused naming the advisory; an AlmaLinux SBOM
+/// whose openssl-libs is past Alma's fix (Rocky's entry does not apply to it) passes.
+#[test]
+fn the_vulnerability_gate_matches_rocky_and_alma_sboms() {
+    use custody::evidence::attest::PREDICATE_CYCLONEDX;
+    use custody::evidence::sign::KeySigner;
+    use custody::evidence::sign::keys::SigningKey;
+
+    let dir = tempdir();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).expect("db");
+    write_advisories(&db);
+    let file = dir.path().join("policy.yaml");
+    let key = KeySigner::new(SigningKey::generate_p256().expect("key"));
+    std::fs::write(
+        &file,
+        super::gates::policy_text(
+            &key.public_key(),
+            "    vulnerabilities:\n      databases: [db]\n",
+        ),
+    )
+    .expect("policy");
+    let registry = support::shared_registry();
+    let repo = format!("{}/gates/distros", registry.base);
+    let store = super::gates::open(&repo);
+    for (tag, purls) in [("rocky", &ROCKY_PURLS[..]), ("alma", &ALMA_PURLS[1..])] {
+        let d = super::verify::put_artifact(store.as_ref(), tag.as_bytes(), tag);
+        super::gates::sign(store.as_ref(), &d, &key);
+        let components: Vec<(&str, Option<&str>)> = purls.iter().map(|p| (*p, None)).collect();
+        super::gates::attest(
+            store.as_ref(),
+            &d,
+            &key,
+            PREDICATE_CYCLONEDX,
+            super::gates::bom(&components),
+        );
+    }
+    let policy = file.to_string_lossy().into_owned();
+    let out = support::run(&["verify", &format!("{repo}:rocky"), "--policy", &policy]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+    let text = support::stdout(&out);
+    assert!(
+        text.contains("RLSA-TEST-1") && text.contains("openssl-libs"),
+        "{text}"
+    );
+    let out = support::run(&["verify", &format!("{repo}:alma"), "--policy", &policy]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        support::stdout(&out),
+        support::stderr(&out)
+    );
+}
