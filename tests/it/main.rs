@@ -24,6 +24,8 @@ mod hints;
 mod hostile;
 mod human_output;
 mod image;
+mod image_distros;
+mod image_lang;
 mod interop;
 mod keyless;
 mod keys;

@@ -1,9 +1,12 @@
-//! OS packages (`pkg:deb`, `pkg:apk`, `pkg:rpm`) against OSV's Debian, Ubuntu, Alpine and
-//! Red Hat ecosystems. Their advisories are per distribution release (`Debian:12`,
-//! `Ubuntu:22.04:LTS`, `Alpine:v3.19`, `Red Hat:enterprise_linux:9::baseos`), so a package
-//! matches only entries of its own release, read from the purl's `distro=` qualifier. Debian,
-//! Ubuntu and Alpine advisories name source packages: a purl's `upstream=` qualifier (as syft
-//! and custody write it) gives the source name, and for Debian the source version too.
+//! OS packages (`pkg:deb`, `pkg:apk`, `pkg:rpm`) against OSV's Debian, Ubuntu, Alpine, Wolfi,
+//! Red Hat, Rocky Linux and AlmaLinux ecosystems. Their advisories are per distribution release
+//! (`Debian:12`, `Ubuntu:22.04:LTS`, `Alpine:v3.19`, `Red Hat:enterprise_linux:9::baseos`,
+//! `Rocky Linux:9`, `AlmaLinux:8`), so a package matches only entries of its own release, read
+//! from the purl's `distro=` qualifier; Wolfi is a rolling distribution with one ecosystem and
+//! no releases. Debian, Ubuntu, Alpine and Wolfi advisories name source (origin) packages: a
+//! purl's `upstream=` qualifier (as syft and custody write it) gives the source name, and for
+//! Debian the source version too. The rpm families' advisories name binary packages, as
+//! osv-scanner matches them.
 
 use super::version::Ecosystem;
 use super::{NotScanned, PackageRef};
@@ -14,12 +17,21 @@ pub fn parse_osv_ecosystem(name: &str) -> Option<(Ecosystem, Option<String>)> {
     if let Some(e) = Ecosystem::from_osv(name) {
         return Some((e, None));
     }
+    match name {
+        "Wolfi" => return Some((Ecosystem::Wolfi, None)),
+        // The schema allows the family without a release: every release.
+        "Rocky Linux" => return Some((Ecosystem::RockyLinux, None)),
+        "AlmaLinux" => return Some((Ecosystem::AlmaLinux, None)),
+        _ => {}
+    }
     let (family, release) = name.split_once(':')?;
     let ecosystem = match family {
         "Debian" => Ecosystem::Debian,
         "Ubuntu" => Ecosystem::Ubuntu,
         "Alpine" => Ecosystem::Alpine,
         "Red Hat" => Ecosystem::RedHat,
+        "Rocky Linux" => Ecosystem::RockyLinux,
+        "AlmaLinux" => Ecosystem::AlmaLinux,
         _ => return None,
     };
     let key = match ecosystem {
@@ -33,6 +45,8 @@ pub fn parse_osv_ecosystem(name: &str) -> Option<(Ecosystem, Option<String>)> {
             Some(rest) => major(rest.split(':').next().unwrap_or(rest)).to_owned(),
             None => release.to_owned(),
         },
+        // `Rocky Linux:9`, `AlmaLinux:8`; a point release, should one appear, is its major's.
+        Ecosystem::RockyLinux | Ecosystem::AlmaLinux => major(release).to_owned(),
         _ => release.to_owned(),
     };
     Some((ecosystem, Some(key).filter(|k| !k.is_empty())))
@@ -43,7 +57,8 @@ fn major(version: &str) -> &str {
 }
 
 /// The release key of a purl's `distro=` value (`debian-12`, `debian-12.5`, `bookworm`,
-/// `ubuntu-22.04`, `alpine-3.19.1`, `3.19.1`, `rhel-9.4`), as [`parse_osv_ecosystem`] keys
+/// `ubuntu-22.04`, `alpine-3.19.1`, `3.19.1`, `rhel-9.4`, `rocky-9.3`, `almalinux-8.9`), as
+/// [`parse_osv_ecosystem`] keys
 /// the advisories' releases.
 pub fn release_of_distro(ecosystem: Ecosystem, distro: &str) -> Option<String> {
     let value = distro.rsplit_once('-').map_or(distro, |(_, v)| v).trim();
@@ -69,7 +84,7 @@ pub fn release_of_distro(ecosystem: Ecosystem, distro: &str) -> Option<String> {
         }
         .to_owned(),
         Ecosystem::Alpine => value.split('.').take(2).collect::<Vec<_>>().join("."),
-        Ecosystem::RedHat => major(value).to_owned(),
+        Ecosystem::RedHat | Ecosystem::RockyLinux | Ecosystem::AlmaLinux => major(value).to_owned(),
         _ => return None,
     };
     (!key.is_empty()).then_some(key)
@@ -91,9 +106,9 @@ fn qualifiers(purl: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// Reads a `pkg:deb`, `pkg:apk` or `pkg:rpm` purl; `None` for any other type. The package
-/// is named as its ecosystem's advisories name it (the source package for Debian, Ubuntu and
-/// Alpine, the binary for Red Hat) and its version is the one they order: the source
-/// version when `upstream=` gives one, rpm's `epoch:version-release`.
+/// is named as its ecosystem's advisories name it (the source package for Debian, Ubuntu,
+/// Alpine and Wolfi, the binary for the rpm families) and its version is the one they order:
+/// the source version when `upstream=` gives one, rpm's `epoch:version-release`.
 pub fn package_from_os_purl(purl: &str) -> Option<Result<PackageRef, NotScanned>> {
     let rest = purl.strip_prefix("pkg:")?;
     let (ty, after) = rest.split_once('/')?;
@@ -129,6 +144,9 @@ fn read(purl: &str, ty: &str, after: &str) -> Result<PackageRef, NotScanned> {
         ("deb", "ubuntu") => Ecosystem::Ubuntu,
         ("apk", "alpine") => Ecosystem::Alpine,
         ("rpm", "redhat" | "rhel") => Ecosystem::RedHat,
+        ("apk", "wolfi") => Ecosystem::Wolfi,
+        ("rpm", "rocky") => Ecosystem::RockyLinux,
+        ("rpm", "almalinux") => Ecosystem::AlmaLinux,
         _ => return Err(unsupported()),
     };
     if version.is_empty() {
@@ -144,21 +162,30 @@ fn read(purl: &str, ty: &str, after: &str) -> Result<PackageRef, NotScanned> {
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
     };
-    let release = get("distro")
-        .and_then(|d| release_of_distro(ecosystem, d))
-        .ok_or_else(|| NotScanned::NoRelease {
-            purl: purl.to_owned(),
-        })?;
+    // Wolfi has no releases: its `distro=wolfi-20230201` names a base build, not a stream.
+    let release = if ecosystem == Ecosystem::Wolfi {
+        None
+    } else {
+        Some(
+            get("distro")
+                .and_then(|d| release_of_distro(ecosystem, d))
+                .ok_or_else(|| NotScanned::NoRelease {
+                    purl: purl.to_owned(),
+                })?,
+        )
+    };
     let (name, version) = match ecosystem {
-        Ecosystem::Debian | Ecosystem::Ubuntu | Ecosystem::Alpine => match get("upstream") {
-            Some(up) => match up.split_once('@') {
-                Some((src, v)) if !src.is_empty() && !v.is_empty() => {
-                    (src.to_owned(), v.to_owned())
-                }
-                _ => (up.trim_end_matches('@').to_owned(), version),
-            },
-            None => (name, version),
-        },
+        Ecosystem::Debian | Ecosystem::Ubuntu | Ecosystem::Alpine | Ecosystem::Wolfi => {
+            match get("upstream") {
+                Some(up) => match up.split_once('@') {
+                    Some((src, v)) if !src.is_empty() && !v.is_empty() => {
+                        (src.to_owned(), v.to_owned())
+                    }
+                    _ => (up.trim_end_matches('@').to_owned(), version),
+                },
+                None => (name, version),
+            }
+        }
         _ => match get("epoch") {
             Some(epoch) => (name, format!("{epoch}:{version}")),
             None => (name, version),
@@ -169,7 +196,7 @@ fn read(purl: &str, ty: &str, after: &str) -> Result<PackageRef, NotScanned> {
         ecosystem,
         name,
         version,
-        release: Some(release),
+        release,
     })
 }
 
@@ -199,8 +226,15 @@ mod tests {
             ),
             ("crates.io", Some((Ecosystem::CratesIo, None))),
             ("Debian", None),
-            ("Wolfi", None),
-            ("Rocky Linux:9", None),
+            ("Wolfi", Some((Ecosystem::Wolfi, None))),
+            ("Rocky Linux:9", Some((Ecosystem::RockyLinux, Some("9")))),
+            ("Rocky Linux", Some((Ecosystem::RockyLinux, None))),
+            ("AlmaLinux:8", Some((Ecosystem::AlmaLinux, Some("8")))),
+            ("AlmaLinux:9.4", Some((Ecosystem::AlmaLinux, Some("9")))),
+            ("AlmaLinux", Some((Ecosystem::AlmaLinux, None))),
+            ("Wolfi:2023", None),
+            ("Rocky", None),
+            ("Alma Linux:9", None),
         ];
         for (input, want) in table {
             let got = parse_osv_ecosystem(input);
@@ -220,6 +254,8 @@ mod tests {
             (Ecosystem::Alpine, "alpine-3.19.1", "3.19"),
             (Ecosystem::Alpine, "3.14.2", "3.14"),
             (Ecosystem::RedHat, "rhel-9.4", "9"),
+            (Ecosystem::RockyLinux, "rocky-9.3", "9"),
+            (Ecosystem::AlmaLinux, "almalinux-8.9", "8"),
         ];
         for (eco, distro, want) in table {
             assert_eq!(
@@ -268,6 +304,43 @@ mod tests {
             (p.ecosystem, p.name.as_str(), p.version.as_str()),
             (Ecosystem::RedHat, "bash", "1:5.1.8-6.el9_1")
         );
+        // syft's purls for Wolfi, Rocky Linux and AlmaLinux images.
+        let p = read_ok(
+            "pkg:apk/wolfi/libcrypto3@3.3.0-r8?arch=x86_64&distro=wolfi-20230201&upstream=openssl",
+        );
+        assert_eq!(
+            (
+                p.ecosystem,
+                p.name.as_str(),
+                p.version.as_str(),
+                p.release.as_deref()
+            ),
+            (Ecosystem::Wolfi, "openssl", "3.3.0-r8", None)
+        );
+        let p = read_ok("pkg:apk/wolfi/busybox@1.36.1-r2?arch=x86_64");
+        assert_eq!((p.ecosystem, p.release), (Ecosystem::Wolfi, None));
+        let p = read_ok(
+            "pkg:rpm/rocky/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rocky-9.3&epoch=1&upstream=openssl-3.0.7-25.el9_3.src.rpm",
+        );
+        assert_eq!(
+            (
+                p.ecosystem,
+                p.name.as_str(),
+                p.version.as_str(),
+                p.release.as_deref()
+            ),
+            (
+                Ecosystem::RockyLinux,
+                "openssl-libs",
+                "1:3.0.7-25.el9_3",
+                Some("9")
+            )
+        );
+        let p = read_ok("pkg:rpm/almalinux/bash@4.4.20-4.el8_6?arch=x86_64&distro=almalinux-8.9");
+        assert_eq!(
+            (p.ecosystem, p.version.as_str(), p.release.as_deref()),
+            (Ecosystem::AlmaLinux, "4.4.20-4.el8_6", Some("8"))
+        );
     }
 
     #[test]
@@ -277,7 +350,9 @@ mod tests {
             ("pkg:deb/debian/x@1", "no-release"),
             ("pkg:deb/debian/x?distro=debian-12", "no-version"),
             ("pkg:deb/kali/x@1?distro=kali-2024", "unsupported"),
-            ("pkg:apk/wolfi/x@1?distro=wolfi", "unsupported"),
+            ("pkg:apk/chainguard/x@1?distro=chainguard", "unsupported"),
+            ("pkg:rpm/rocky/x@1-1", "no-release"),
+            ("pkg:rpm/almalinux/x?distro=almalinux-9", "no-version"),
             ("pkg:deb/x@1", "unsupported"),
             ("pkg:deb/debian/x@1%zz", "bad"),
             ("pkg:deb/debian/x@1?distro=%zz", "bad"),
@@ -363,5 +438,51 @@ mod tests {
                 purl: "pkg:deb/debian/x@1?arch=amd64".to_owned()
             }]
         );
+    }
+
+    /// Wolfi by origin package in apk's order (no releases); Rocky Linux and AlmaLinux by
+    /// binary package and major release in rpm's order; no family matches another's entries.
+    #[test]
+    fn wolfi_rocky_and_alma_match_in_their_own_orders() {
+        let db = super::super::Database::from_advisories(vec![
+            os_advisory("CGA-1", "Wolfi", "openssl", "3.3.0-r9"),
+            // apk: `_p1` comes after the release (rpm's order would put it before `-r2`).
+            os_advisory("CGA-2", "Wolfi", "busybox", "1.36.1_p1-r0"),
+            os_advisory("ALP-1", "Alpine:v3.19", "openssl", "9.9.9-r0"),
+            // rpm: the epoch counts, `-27` is past `-25`.
+            os_advisory("RLSA-1", "Rocky Linux:9", "openssl-libs", "1:3.0.7-27.el9"),
+            os_advisory("RLSA-2", "Rocky Linux:8", "openssl-libs", "1:9.9-1.el8"),
+            os_advisory("RLSA-3", "Rocky Linux:9", "bash", "9.9-1.el9"),
+            // rpm: `el9_1.1` is past `el9_1`.
+            os_advisory("ALSA-1", "AlmaLinux:9", "bash", "5.1.8-6.el9_1.1"),
+            os_advisory("ALSA-2", "AlmaLinux:9", "openssl-libs", "1:9.9-1.el9"),
+            os_advisory("ALSA-3", "AlmaLinux", "zlib", "1.2.11-41.el9"),
+        ]);
+        let purls = [
+            "pkg:apk/wolfi/libcrypto3@3.3.0-r8?arch=x86_64&distro=wolfi-20230201&upstream=openssl",
+            "pkg:apk/wolfi/busybox@1.36.1-r2?arch=x86_64&distro=wolfi-20230201",
+            "pkg:rpm/rocky/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rocky-9.3&epoch=1",
+            "pkg:rpm/almalinux/bash@5.1.8-6.el9_1?arch=x86_64&distro=almalinux-9.4",
+            "pkg:rpm/almalinux/zlib@1.2.11-40.el9?arch=x86_64&distro=almalinux-9.4",
+        ];
+        let result = super::super::scan(purls, &db);
+        let mut found: Vec<(&str, &str)> = result
+            .findings
+            .iter()
+            .map(|f| (f.id.as_str(), f.package.as_str()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                ("ALSA-1", "bash"),
+                ("ALSA-3", "zlib"),
+                ("CGA-1", "openssl"),
+                ("CGA-2", "busybox"),
+                ("RLSA-1", "openssl-libs"),
+            ]
+        );
+        assert_eq!(result.scanned, 5);
+        assert!(result.not_scanned.is_empty(), "{:?}", result.not_scanned);
     }
 }

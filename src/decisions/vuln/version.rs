@@ -1,7 +1,8 @@
 //! Version order per ecosystem, as OSV `ECOSYSTEM` ranges need it: SemVer 2.0 for crates.io and
 //! npm (build metadata ignored), Go's semver (`v` prefix, `+incompatible`, pseudo-versions) and
 //! PEP 440 for PyPI (the order of Python's `packaging`, via `pep440_rs`); dpkg's order for
-//! Debian and Ubuntu, apk's for Alpine and rpm's for Red Hat (their own modules).
+//! Debian and Ubuntu, apk's for Alpine and Wolfi, rpm's for Red Hat, Rocky Linux and AlmaLinux
+//! (their own modules).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -28,6 +29,12 @@ pub enum Ecosystem {
     Alpine,
     #[serde(rename = "Red Hat")]
     RedHat,
+    #[serde(rename = "Wolfi")]
+    Wolfi,
+    #[serde(rename = "Rocky Linux")]
+    RockyLinux,
+    #[serde(rename = "AlmaLinux")]
+    AlmaLinux,
 }
 
 impl Ecosystem {
@@ -42,6 +49,9 @@ impl Ecosystem {
             Ecosystem::Ubuntu => "Ubuntu",
             Ecosystem::Alpine => "Alpine",
             Ecosystem::RedHat => "Red Hat",
+            Ecosystem::Wolfi => "Wolfi",
+            Ecosystem::RockyLinux => "Rocky Linux",
+            Ecosystem::AlmaLinux => "AlmaLinux",
         }
     }
 
@@ -64,9 +74,13 @@ impl Ecosystem {
             Ecosystem::CratesIo | Ecosystem::Npm => name.to_owned(),
             Ecosystem::Go => name.to_ascii_lowercase(),
             Ecosystem::PyPi => crate::evidence::sbom::purl::normalise_python_name(name),
-            Ecosystem::Debian | Ecosystem::Ubuntu | Ecosystem::Alpine | Ecosystem::RedHat => {
-                name.to_owned()
-            }
+            Ecosystem::Debian
+            | Ecosystem::Ubuntu
+            | Ecosystem::Alpine
+            | Ecosystem::RedHat
+            | Ecosystem::Wolfi
+            | Ecosystem::RockyLinux
+            | Ecosystem::AlmaLinux => name.to_owned(),
         }
     }
 }
@@ -127,20 +141,22 @@ impl Version {
                     scheme: "dpkg",
                 }),
             },
-            Ecosystem::Alpine if super::apkversion::is_valid(input) => {
+            Ecosystem::Alpine | Ecosystem::Wolfi if super::apkversion::is_valid(input) => {
                 Ok(Version::Apk(input.to_owned()))
             }
-            Ecosystem::Alpine => Err(VersionError {
+            Ecosystem::Alpine | Ecosystem::Wolfi => Err(VersionError {
                 input: input.to_owned(),
                 scheme: "apk",
             }),
-            Ecosystem::RedHat => match super::rpmversion::parse(input) {
-                Ok(_) => Ok(Version::Rpm(input.to_owned())),
-                Err(_) => Err(VersionError {
-                    input: input.to_owned(),
-                    scheme: "rpm",
-                }),
-            },
+            Ecosystem::RedHat | Ecosystem::RockyLinux | Ecosystem::AlmaLinux => {
+                match super::rpmversion::parse(input) {
+                    Ok(_) => Ok(Version::Rpm(input.to_owned())),
+                    Err(_) => Err(VersionError {
+                        input: input.to_owned(),
+                        scheme: "rpm",
+                    }),
+                }
+            }
         }
     }
 

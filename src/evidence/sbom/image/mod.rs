@@ -8,6 +8,8 @@
 pub(crate) mod apk;
 pub(crate) mod dpkg;
 mod gobin;
+mod npm;
+mod python;
 pub mod rpmdb;
 mod sqlite;
 mod tarstream;
@@ -116,6 +118,8 @@ enum Found {
     Rpm(Vec<rpmdb::RpmPackage>),
     OsRelease(BTreeMap<String, String>),
     Go(Box<gobin::BuildInfo>),
+    Python(python::PythonPackage),
+    Npm(npm::NpmPackage),
     /// A database custody does not read (yet), with why.
     Unread(String),
 }
@@ -272,6 +276,9 @@ fn catalog_entry(
 ) -> io::Result<Option<Found>> {
     let size = header.size;
     let too_large = |what: &str| Found::Unread(format!("{what} larger than {MAX_DB_BYTES} bytes"));
+    if let Some(found) = language_entry(path, size, entry)? {
+        return Ok(found);
+    }
     if let Some(kind) = kind_of(path) {
         let found = match kind {
             Kind::DpkgStatus | Kind::DpkgStatusD => {
@@ -321,6 +328,29 @@ fn catalog_entry(
         scanner.feed(&buf[..n]);
     }
     Ok(scanner.finish().map(|info| Found::Go(Box::new(info))))
+}
+
+/// Language packages: Python distributions' metadata and npm `package.json` files. `Some` when
+/// the path is one (with what it yielded, if anything).
+fn language_entry(
+    path: &str,
+    size: u64,
+    entry: &mut impl Read,
+) -> io::Result<Option<Option<Found>>> {
+    if python::is_metadata(path) {
+        return Ok(Some(python::read(entry)?.map(Found::Python)));
+    }
+    if npm::is_package_json(path) {
+        return Ok(Some(match npm::read(entry, size)? {
+            npm::PackageJson::Package(p) => Some(Found::Npm(p)),
+            npm::PackageJson::NoPackage => None,
+            npm::PackageJson::TooLarge => Some(Found::Unread(format!(
+                "package.json larger than {} bytes",
+                npm::MAX_PACKAGE_JSON
+            ))),
+        }));
+    }
+    Ok(None)
 }
 
 // ------------------------------------------------------------------------------ streaming
@@ -776,7 +806,8 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
     for image in images {
         let os = os_release(&image.catalog);
         let id = os.get("ID").map(String::as_str);
-        let distro = match (id, os.get("VERSION_ID")) {
+        // syft's `distro=`: `ID-VERSION_ID`, else `ID-BUILD_ID` (rolling distributions).
+        let distro = match (id, os.get("VERSION_ID").or_else(|| os.get("BUILD_ID"))) {
             (Some(id), Some(v)) => Some(format!("{id}-{v}")),
             _ => None,
         };
@@ -831,7 +862,7 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                     }
                 }
                 Found::Apk(packages) => {
-                    let ns = if like("alpine") {
+                    let ns = if like("alpine") || like("wolfi") {
                         id.unwrap_or("alpine")
                     } else {
                         "alpine"
@@ -895,6 +926,24 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                     for c in go_components(info) {
                         add(&mut components, c, image, &located.layer, path);
                     }
+                }
+                Found::Python(p) => {
+                    add(
+                        &mut components,
+                        python_component(p),
+                        image,
+                        &located.layer,
+                        path,
+                    );
+                }
+                Found::Npm(p) => {
+                    add(
+                        &mut components,
+                        npm_component(p),
+                        image,
+                        &located.layer,
+                        path,
+                    );
                 }
                 Found::OsRelease(_) => {}
                 Found::Unread(why) => {
@@ -973,6 +1022,34 @@ pub fn merge_into(source: &mut Bom, image: Bom) {
     }
     source.components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
     source.metadata.properties.extend(image.metadata.properties);
+}
+
+/// `pkg:pypi/<name>@<version>`, the name normalised as PEP 503 and the purl spec say.
+fn python_component(p: &python::PythonPackage) -> Component {
+    let mut c = Component::new(ComponentType::Library, p.name.clone());
+    c.version = Some(p.version.clone());
+    c.purl = Purl::new(
+        super::PurlType::Pypi,
+        &p.name,
+        Some(&p.version),
+        &BTreeMap::new(),
+    )
+    .ok();
+    c
+}
+
+/// `pkg:npm/%40scope/name@version` for a scoped package, `pkg:npm/name@version` otherwise.
+fn npm_component(p: &npm::NpmPackage) -> Component {
+    let mut c = Component::new(ComponentType::Library, p.name.clone());
+    c.version = Some(p.version.clone());
+    c.purl = Purl::new(
+        super::PurlType::Npm,
+        &p.name,
+        Some(&p.version),
+        &BTreeMap::new(),
+    )
+    .ok();
+    c
 }
 
 fn go_purl(path: &str, version: &str) -> Option<Purl> {
