@@ -24,6 +24,7 @@ mod hints;
 mod hostile;
 mod human_output;
 mod image;
+mod image_java_rust;
 mod interop;
 mod keyless;
 mod keys;
