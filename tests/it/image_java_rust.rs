@@ -422,7 +422,9 @@ fn syft_finds_the_same_java_and_rust_packages() {
             format!(
                 "{} {}:{}:{}",
                 a["metadata"]["virtualPath"].as_str().unwrap_or(""),
-                a["metadata"]["pomProperties"]["groupId"].as_str().unwrap_or(""),
+                a["metadata"]["pomProperties"]["groupId"]
+                    .as_str()
+                    .unwrap_or(""),
                 a["name"].as_str().unwrap_or(""),
                 a["version"].as_str().unwrap_or("")
             )
