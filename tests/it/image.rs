@@ -22,7 +22,7 @@ struct Fixtures {
     whiteout_layer: PathBuf,
 }
 
-fn sh(cmd: &mut Command) -> String {
+pub(crate) fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
     assert!(
         out.status.success(),
@@ -33,7 +33,7 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn tar_create(out: &Path, root: &Path, paths: &[&str]) {
+pub(crate) fn tar_create(out: &Path, root: &Path, paths: &[&str]) {
     sh(Command::new("tar")
         .arg("--numeric-owner")
         .arg("-cf")
@@ -146,11 +146,11 @@ fn fixtures() -> &'static Fixtures {
     })
 }
 
-fn crane(args: &[&str]) -> String {
+pub(crate) fn crane(args: &[&str]) -> String {
     sh(Command::new(tool("crane")).args(args))
 }
 
-fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
     let dir = tempdir();
     let out = dir.path().join("sbom.json");
     let o = custody()
@@ -168,11 +168,11 @@ fn sbom_of(image: &str, extra: &[&str]) -> serde_json::Value {
 }
 
 /// The components (none: the key is left out).
-fn components(bom: &serde_json::Value) -> &[serde_json::Value] {
+pub(crate) fn components(bom: &serde_json::Value) -> &[serde_json::Value] {
     bom["components"].as_array().map_or(&[], Vec::as_slice)
 }
 
-fn prop<'a>(c: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn prop<'a>(c: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
     c["properties"]
         .as_array()
         .into_iter()
@@ -188,7 +188,7 @@ fn is_deb(c: &serde_json::Value) -> bool {
         .is_some_and(|p| p.starts_with("pkg:deb/"))
 }
 
-fn layer_digests(image: &str) -> Vec<String> {
+pub(crate) fn layer_digests(image: &str) -> Vec<String> {
     let manifest: serde_json::Value =
         serde_json::from_str(&crane(&["manifest", "--insecure", image])).expect("manifest json");
     manifest["layers"]

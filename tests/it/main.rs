@@ -26,6 +26,7 @@ mod human_output;
 mod image;
 mod image_distros;
 mod image_lang;
+mod image_java_rust;
 mod interop;
 mod keyless;
 mod keys;

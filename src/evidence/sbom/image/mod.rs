@@ -6,10 +6,12 @@
 //! of the image, only with the number of packages and binaries found.
 
 pub(crate) mod apk;
+mod auditable;
 pub(crate) mod dpkg;
 mod gobin;
 mod npm;
 mod python;
+mod java;
 pub mod rpmdb;
 mod sqlite;
 mod tarstream;
@@ -26,8 +28,8 @@ use crate::storage::store::{self, Store};
 use crate::storage::transfer;
 
 use super::{
-    Bom, Component, ComponentType, HashEntry, Lifecycle, Metadata, Property, Purl, SerialNumber,
-    SpecVersion, Tools,
+    Bom, Component, ComponentType, Dependency, HashEntry, Lifecycle, Metadata, Property, Purl,
+    SerialNumber, SpecVersion, Tools,
 };
 
 /// The most a package database or `os-release` may hold before it is reported unread.
@@ -120,6 +122,8 @@ enum Found {
     Go(Box<gobin::BuildInfo>),
     Python(python::PythonPackage),
     Npm(npm::NpmPackage),
+    Java(Box<java::Archive>),
+    Cargo(Box<auditable::DepInfo>),
     /// A database custody does not read (yet), with why.
     Unread(String),
 }
@@ -307,27 +311,41 @@ fn catalog_entry(
         };
         return Ok(Some(found));
     }
+    if java::is_archive(path) {
+        return Ok(Some(Found::Java(Box::new(java::catalog(entry, size)?))));
+    }
     let mode = header.mode;
     if mode & 0o111 == 0 || size < 64 {
         return Ok(None);
     }
-    // Executables: ELF files are scanned for Go build info as they stream past.
+    // Executables: ELF files are scanned for Go build info as they stream past, and spooled
+    // for cargo-auditable's `.dep-v0` section.
     let mut head = [0u8; 4];
     entry.read_exact(&mut head)?;
     if head != *b"\x7fELF" {
         return Ok(None);
     }
     let mut scanner = gobin::Scanner::new();
+    let mut spool = auditable::Spool::new(size);
     scanner.feed(&head);
+    spool.feed(&head);
     let mut buf = vec![0u8; 64 << 10];
-    while !scanner.is_done() {
+    while !scanner.is_done() || spool.wants_more() {
         let n = entry.read(&mut buf)?;
         if n == 0 {
             break;
         }
         scanner.feed(&buf[..n]);
+        spool.feed(&buf[..n]);
     }
-    Ok(scanner.finish().map(|info| Found::Go(Box::new(info))))
+    if let Some(info) = scanner.finish() {
+        return Ok(Some(Found::Go(Box::new(info))));
+    }
+    Ok(match spool.finish() {
+        Ok(Some(deps)) => Some(Found::Cargo(Box::new(deps))),
+        Ok(None) => None,
+        Err(why) => Some(Found::Unread(format!("cargo-auditable data: {why}"))),
+    })
 }
 
 /// Language packages: Python distributions' metadata and npm `package.json` files. `Some` when
@@ -802,6 +820,7 @@ fn add(
 
 fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageSbomOptions) -> Bom {
     let mut components: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut dependencies: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut meta_props = vec![prop("custody:image:digest", digest.to_string())];
     for image in images {
         let os = os_release(&image.catalog);
@@ -945,6 +964,25 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
                         path,
                     );
                 }
+                Found::Java(archive) => {
+                    // A nested archive's packages are located as syft does: `outer:inner`.
+                    for (nested, c) in java::components(archive) {
+                        let at = nested.map_or_else(|| path.clone(), |n| format!("{path}:{n}"));
+                        add(&mut components, c, image, &located.layer, &at);
+                    }
+                    for why in &archive.unread {
+                        meta_props.push(prop("custody:unread", format!("/{path}: {why}")));
+                    }
+                }
+                Found::Cargo(info) => {
+                    let (crates, edges) = auditable::components(info);
+                    for c in crates {
+                        add(&mut components, c, image, &located.layer, path);
+                    }
+                    for (from, to) in edges {
+                        dependencies.entry(from).or_default().extend(to);
+                    }
+                }
                 Found::OsRelease(_) => {}
                 Found::Unread(why) => {
                     meta_props.push(prop("custody:unread", format!("/{path}: {why}")));
@@ -986,7 +1024,13 @@ fn build_bom(name: &str, digest: &Digest, images: &[ImageRead], options: &ImageS
             properties: meta_props,
         },
         components: components.into_values().map(|e| e.component).collect(),
-        dependencies: Vec::new(),
+        dependencies: dependencies
+            .into_iter()
+            .map(|(dependency_ref, to)| Dependency {
+                dependency_ref,
+                depends_on: to.into_iter().collect(),
+            })
+            .collect(),
     }
 }
 
