@@ -58,7 +58,7 @@ pub enum Error {
         digest: Digest,
         platform: Option<String>,
         #[source]
-        source: SignArtifactError,
+        source: Box<SignArtifactError>,
     },
 }
 
@@ -329,7 +329,7 @@ fn each(
                 .map_err(|source| Error::Sign {
                     digest: m.descriptor.digest.clone(),
                     platform: m.platform.clone(),
-                    source,
+                    source: Box::new(source),
                 })
         })
         .collect()
