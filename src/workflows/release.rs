@@ -879,7 +879,9 @@ pub fn release_checked(
     )
     .ok()
     .filter(|r| {
-        r.verified && same_commit(r, prepared.source.as_ref()) && platforms_alone(r).is_empty()
+        r.verified
+            && same_commit(r, prepared.source.as_ref())
+            && covered_only_by_index(r).is_empty()
     });
     let mut outcome = match previous {
         Some(previous) => already_released(ci, request, prepared, verified_referrers(&previous)),
@@ -1014,7 +1016,7 @@ pub fn self_check(
 
 /// The platforms of a verified index that passed only because the index covers them, not on
 /// their own signature, provenance and SBOM.
-fn platforms_alone(report: &VerifyReport) -> Vec<String> {
+fn covered_only_by_index(report: &VerifyReport) -> Vec<String> {
     report
         .artifact
         .platforms
@@ -1039,7 +1041,7 @@ fn every_platform(verdict: Verdict) -> Verdict {
     let Verdict::Verified(verified) = verdict else {
         return verdict;
     };
-    let covered = platforms_alone(verified.report());
+    let covered = covered_only_by_index(verified.report());
     if covered.is_empty() {
         return Verdict::Verified(verified);
     }
@@ -1236,6 +1238,47 @@ mod tests {
         f.request.destination.tag = None;
         let err = release(&f.store, &f.signer, &ci::local(), &f.request).unwrap_err();
         assert!(matches!(err, Error::UntrackedWithoutTag), "{err}");
+    }
+
+    #[test]
+    fn platforms_only_the_index_covers_are_named() {
+        let platform = |name: &str, covered: bool| {
+            let mut checks = vec![Check::pass(CheckKind::Manifest, "platform manifest digest")];
+            if covered {
+                checks.push(Check::pass(CheckKind::Platform, verify::COVERED_BY_INDEX));
+            }
+            verify::ManifestReport {
+                digest: None,
+                media_type: String::new(),
+                platform: Some(name.into()),
+                verified: true,
+                checks,
+                referrers: Vec::new(),
+                ignored: Vec::new(),
+                build_level: None,
+                platforms: Vec::new(),
+                unsigned: Vec::new(),
+            }
+        };
+        let mut index = platform("index", false);
+        index.platforms = vec![
+            platform("linux/amd64", false),
+            platform("linux/arm64", true),
+        ];
+        let report = VerifyReport {
+            reference: "r".into(),
+            pinned: "r@sha256:00".into(),
+            digest: None,
+            scope: None,
+            policy: verify::PolicyRef {
+                source: "test".into(),
+                digest: None,
+            },
+            verified: true,
+            artifact: index,
+            trusted_root: None,
+        };
+        assert_eq!(covered_only_by_index(&report), ["linux/arm64"]);
     }
 
     #[test]
