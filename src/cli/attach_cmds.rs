@@ -13,12 +13,12 @@ use anyhow::Context as _;
 use super::secops_cmds::Audited;
 use super::{Cli, ExitStatus, Failure, Report, store_options};
 use custody::evidence::attach::{
-    self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment,
+    self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, SignedAttachment, recursive,
 };
 use custody::evidence::attest::Timestamp;
 use custody::evidence::vex::VexStatus;
 use custody::foundation::hint::Hint as _;
-use custody::foundation::oci::Descriptor;
+use custody::foundation::oci::{Descriptor, is_index_media_type};
 use custody::foundation::reference::Reference;
 use custody::storage::store::{self, Store};
 use custody::storage::transfer;
@@ -91,6 +91,13 @@ pub struct SignArgs {
     /// Also write the Sigstore bundle to this file.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
+    /// On an index, also sign every manifest it lists, recursing into nested indexes; each
+    /// gets its own signature. Unlike cosign, BuildKit attestation manifests (platform
+    /// unknown/unknown) are skipped and listed as such: they are evidence about a platform,
+    /// not a platform. An index listing more than 128 manifests in all, or nesting indexes
+    /// more than 3 deep, is refused before anything is signed.
+    #[arg(long, conflicts_with = "bundle")]
+    pub recursive: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,6 +119,13 @@ pub struct AttestArgs {
     /// Also write the Sigstore bundle to this file.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
+    /// On an index, also attest every manifest it lists, recursing into nested indexes; each
+    /// gets its own statement naming it. Unlike cosign, BuildKit attestation manifests
+    /// (platform unknown/unknown) are skipped and listed as such. An index listing more than
+    /// 128 manifests in all, or nesting indexes more than 3 deep, is refused before anything
+    /// is attested.
+    #[arg(long, conflicts_with = "bundle")]
+    pub recursive: bool,
 }
 
 /// Why a predicate could not be used.
@@ -328,6 +342,12 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Audited, Failure> {
         repository: Some(reference.repository()),
         created: None,
     };
+    if args.recursive {
+        let plan = plan(store.as_ref(), &reference, &subject)?;
+        let signed = recursive::sign_plan(store.as_ref(), &plan, &signer, &options)
+            .map_err(|e| recursive_failure(e, "cannot sign every manifest of", &reference))?;
+        return Ok(audited_recursive("signed", &reference, &signed, &plan));
+    }
     let attachment =
         attach::sign_artifact(store.as_ref(), &subject, &signer, &options).map_err(|e| {
             signing_failure(
@@ -353,6 +373,19 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
         created: Some(now),
         ..AttachOptions::default()
     };
+    if args.recursive {
+        let plan = plan(store.as_ref(), &reference, &subject)?;
+        let attested = recursive::attest_plan(
+            store.as_ref(),
+            &plan,
+            &predicate_type,
+            &predicate,
+            &signer,
+            &options,
+        )
+        .map_err(|e| recursive_failure(e, "cannot attest every manifest of", &reference))?;
+        return Ok(audited_recursive("attested", &reference, &attested, &plan));
+    }
     let input = AttestInput::Predicate {
         predicate_type,
         predicate,
@@ -366,6 +399,95 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
         })?;
     write_bundle(&args.bundle, &attachment)?;
     Ok(audited("attested", &reference, &attachment, &args.bundle))
+}
+
+/// What `--recursive` signs below `subject`, refused as a whole when the index is past the
+/// limits.
+fn plan(
+    store: &dyn Store,
+    reference: &Reference,
+    subject: &Descriptor,
+) -> Result<recursive::Plan, Failure> {
+    recursive::plan(store, subject).map_err(|e| {
+        recursive_failure(
+            e,
+            "cannot walk the manifests of",
+            &reference.with_digest(subject.digest.clone()),
+        )
+    })
+}
+
+/// A failed recursive run: a hostile index and a lying store are refusals (exit 1).
+fn recursive_failure(error: recursive::Error, what: &str, reference: &Reference) -> Failure {
+    let pinned = match &reference.digest {
+        Some(d) => reference.pinned(d),
+        None => reference.to_string(),
+    };
+    Failure::from(anyhow::Error::new(error).context(format!("{what} {pinned}")))
+}
+
+/// The report of a recursive signature or attestation: the fields of the manifest named (as
+/// without `--recursive`), then every manifest signed and every entry skipped.
+fn audited_recursive(
+    verb: &str,
+    reference: &Reference,
+    signed: &[recursive::SignedManifest],
+    plan: &recursive::Plan,
+) -> Audited {
+    let top = &signed
+        .first()
+        .expect("a plan always holds the manifest named")
+        .attachment;
+    let mut audited = audited(verb, reference, top, &None);
+    let report = &mut audited.report;
+    let _ = writeln!(
+        report.human,
+        "{verb} {} manifest(s) in all, each with its own referrer:",
+        signed.len()
+    );
+    let mut manifests = Vec::new();
+    for s in signed {
+        let a = &s.attachment;
+        let what = s.manifest.platform.clone().unwrap_or_else(|| {
+            if is_index_media_type(&a.subject.media_type) {
+                "index".into()
+            } else {
+                "manifest".into()
+            }
+        });
+        let outcome = match a.outcome {
+            attach::ReferrerOutcome::Created => "created",
+            attach::ReferrerOutcome::AlreadyPresent => "already present",
+        };
+        let _ = writeln!(
+            report.human,
+            "  {} {what}: referrer {} ({outcome})",
+            a.subject.digest, a.referrer.digest
+        );
+        for l in &a.legacy {
+            let _ = writeln!(report.human, "    legacy cosign tag: {}", l.tag);
+        }
+        manifests.push(serde_json::json!({
+            "digest": a.subject.digest,
+            "mediaType": a.subject.media_type,
+            "platform": s.manifest.platform,
+            "parent": s.manifest.parent,
+            "referrer": a.referrer.digest,
+            "referrerOutcome": a.outcome,
+            "legacy": a.legacy,
+        }));
+    }
+    for skipped in &plan.skipped {
+        let _ = writeln!(
+            report.human,
+            "  skipped {}: {}",
+            skipped.digest,
+            skipped.reason.describe()
+        );
+    }
+    report.json["manifests"] = serde_json::Value::Array(manifests);
+    report.json["skipped"] = serde_json::to_value(&plan.skipped).expect("json serialises");
+    audited
 }
 
 /// The statuses `custody vex --status` takes.

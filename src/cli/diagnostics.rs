@@ -88,6 +88,7 @@ fn as_hint<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn H
         transfer::Error,
         attach::Error,
         attach::SignArtifactError,
+        attach::recursive::Error,
         release::Error,
         sign::SignerSetupError,
         sign::keys::KeyError,

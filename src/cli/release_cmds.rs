@@ -22,7 +22,7 @@ use custody::foundation::reference::Reference;
 use custody::storage::store;
 use custody::storage::transfer::{self, TagPolicy};
 use custody::workflows::audit;
-use custody::workflows::release::{self, ReleaseRequest, SourceMode, Subject};
+use custody::workflows::release::{self, BuildkitStatements, ReleaseRequest, SourceMode, Subject};
 
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {
@@ -71,6 +71,13 @@ pub struct ReleaseArgs {
     /// Move the destination tag even if it names another digest.
     #[arg(long)]
     pub force_tag: bool,
+    /// With --image on an index built by BuildKit: check that each of BuildKit's in-toto
+    /// statements (SLSA provenance, SPDX SBOM) is about the platform manifest it is listed
+    /// for, then sign it as given and attach it to that manifest, so policies can require it.
+    /// One statement about anything else refuses the release before anything is signed.
+    /// Without this flag BuildKit's statements stay unsigned and never count.
+    #[arg(long, requires = "image")]
+    pub adopt_buildkit: bool,
 }
 
 /// custody's folder in the user's configuration directory.
@@ -312,6 +319,11 @@ fn request(
         artifact_type: args.artifact_type.clone(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
         jobs: 0,
+        buildkit: if args.adopt_buildkit {
+            BuildkitStatements::Adopt
+        } else {
+            BuildkitStatements::Leave
+        },
     })
 }
 
@@ -369,6 +381,31 @@ fn human(
             r.predicate_type
         );
     }
+    for p in &outcome.platforms {
+        let _ = writeln!(
+            human,
+            "  platform {} {}  (sbom: {} components)",
+            p.platform.as_deref().unwrap_or("index"),
+            p.digest,
+            p.sbom_components
+        );
+        for r in &p.referrers {
+            let _ = writeln!(
+                human,
+                "    {verb} {:<10} {}  {}",
+                format!("{:?}", r.kind).to_lowercase(),
+                r.digest,
+                r.predicate_type
+            );
+        }
+    }
+    for a in &outcome.adopted {
+        let _ = writeln!(
+            human,
+            "  adopted  buildkit {} about {} (signed as referrer {})",
+            a.predicate_type, a.platform, a.referrer
+        );
+    }
     for t in &outcome.legacy_tags {
         let _ = writeln!(human, "  legacy   {t}");
     }
@@ -392,6 +429,13 @@ fn human(
             .filter(|c| c.status == verify::report::Status::Pass)
             .count()
     );
+    if !report.artifact.platforms.is_empty() {
+        let _ = writeln!(
+            human,
+            "  verified each of the {} platform(s) on its own signature, provenance and SBOM",
+            report.artifact.platforms.len()
+        );
+    }
     human
 }
 

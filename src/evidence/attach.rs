@@ -22,6 +22,7 @@ use crate::storage::store::{self, BlobSource, FetchedManifest, ReferrersPath, St
 use crate::storage::transfer;
 
 pub mod legacy;
+pub mod recursive;
 pub(crate) mod signing;
 
 pub use signing::{

@@ -210,6 +210,174 @@ fn parse_head(bytes: &[u8]) -> Result<StatementHead, String> {
     Ok(head)
 }
 
+/// A BuildKit statement checked for adoption: its index entry names a platform manifest the
+/// index lists, and every subject of the statement is that manifest. Signing it is up to the
+/// caller; until then it is as unsigned as ever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adoptable {
+    /// The platform manifest, as the index lists it.
+    pub platform: Descriptor,
+    /// The attestation manifest holding the statement.
+    pub manifest: Digest,
+    pub layer: Digest,
+    pub predicate_type: String,
+    /// The statement exactly as BuildKit wrote it.
+    pub statement: Vec<u8>,
+}
+
+/// Why BuildKit's statements cannot be adopted. Adoption is all or nothing: one statement
+/// that does not describe its platform refuses them all.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("the index lists no buildkit attestation manifests; there is nothing to adopt")]
+    NoAttestations,
+    #[error(
+        "buildkit attestation manifest {manifest} does not name a platform manifest digest in {REFERENCE_DIGEST}"
+    )]
+    NoPlatform { manifest: Digest },
+    #[error(
+        "buildkit attestation manifest {manifest} describes {describes}, which the index does not list as a platform"
+    )]
+    Unlisted { manifest: Digest, describes: Digest },
+    #[error("cannot read buildkit attestation manifest {manifest}")]
+    Read {
+        manifest: Digest,
+        #[source]
+        source: crate::storage::store::Error,
+    },
+    #[error("buildkit attestation manifest {manifest} is an index, not an image manifest")]
+    NotAnImage { manifest: Digest },
+    #[error(
+        "buildkit attestation manifest {manifest} lists {count} statements; the limit is {MAX_STATEMENTS}"
+    )]
+    TooManyStatements { manifest: Digest, count: usize },
+    #[error("buildkit statement {layer} of {manifest} cannot be adopted: {reason}")]
+    Unreadable {
+        manifest: Digest,
+        layer: Digest,
+        reason: String,
+    },
+    #[error(
+        "buildkit statement {layer} of {manifest} is about {found:?}, not only the platform manifest {platform} its index entry names; it is not adopted"
+    )]
+    SubjectMismatch {
+        manifest: Digest,
+        layer: Digest,
+        platform: Digest,
+        found: Vec<String>,
+    },
+}
+
+/// Every BuildKit statement `index` carries, each checked against the platform manifest its
+/// attestation manifest describes, ready to be signed and attached to that manifest. Refuses
+/// all of them when one does not describe its platform: signing it would vouch for a claim
+/// about something else.
+pub fn adoptable(store: &dyn Store, index: &ImageIndex) -> Result<Vec<Adoptable>, AdoptError> {
+    let entries: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| is_attestation_manifest(d))
+        .collect();
+    if entries.is_empty() {
+        return Err(AdoptError::NoAttestations);
+    }
+    let mut out = Vec::new();
+    for entry in entries {
+        let manifest = entry.digest.clone();
+        let describes: Digest = entry
+            .annotations
+            .get(REFERENCE_DIGEST)
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| AdoptError::NoPlatform {
+                manifest: manifest.clone(),
+            })?;
+        let platform = index
+            .manifests
+            .iter()
+            .find(|d| d.digest == describes && !is_attestation_manifest(d) && d.is_manifest_like())
+            .ok_or_else(|| AdoptError::Unlisted {
+                manifest: manifest.clone(),
+                describes: describes.clone(),
+            })?;
+        let fetched = store
+            .get_manifest(&manifest)
+            .map_err(|source| AdoptError::Read {
+                manifest: manifest.clone(),
+                source,
+            })?;
+        let Manifest::Image(image) = fetched.manifest else {
+            return Err(AdoptError::NotAnImage { manifest });
+        };
+        let layers: Vec<&Descriptor> = image
+            .layers
+            .iter()
+            .filter(|l| l.media_type == IN_TOTO_MEDIA_TYPE)
+            .collect();
+        if layers.len() > MAX_STATEMENTS {
+            return Err(AdoptError::TooManyStatements {
+                manifest,
+                count: layers.len(),
+            });
+        }
+        for layer in layers {
+            out.push(adopt_one(store, &manifest, platform, layer)?);
+        }
+    }
+    Ok(out)
+}
+
+fn adopt_one(
+    store: &dyn Store,
+    manifest: &Digest,
+    platform: &Descriptor,
+    layer: &Descriptor,
+) -> Result<Adoptable, AdoptError> {
+    let unreadable = |reason: String| AdoptError::Unreadable {
+        manifest: manifest.clone(),
+        layer: layer.digest.clone(),
+        reason,
+    };
+    if layer.size > MAX_STATEMENT_SIZE {
+        return Err(unreadable(format!(
+            "it is {} bytes; the limit is {MAX_STATEMENT_SIZE}",
+            layer.size
+        )));
+    }
+    let mut statement = Vec::new();
+    store
+        .get_blob(layer, &mut statement)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let head = parse_head(&statement).map_err(unreadable)?;
+    let names_platform = |s: &SubjectHead| {
+        s.digest
+            .get(platform.digest.algorithm())
+            .is_some_and(|hex| hex.eq_ignore_ascii_case(platform.digest.hex()))
+    };
+    if head.subject.is_empty() || !head.subject.iter().all(names_platform) {
+        return Err(AdoptError::SubjectMismatch {
+            manifest: manifest.clone(),
+            layer: layer.digest.clone(),
+            platform: platform.digest.clone(),
+            found: head
+                .subject
+                .iter()
+                .flat_map(|s| s.digest.iter().map(|(a, h)| format!("{a}:{h}")))
+                .collect(),
+        });
+    }
+    Ok(Adoptable {
+        platform: Descriptor::new(
+            platform.media_type.clone(),
+            platform.digest.clone(),
+            platform.size,
+        ),
+        manifest: manifest.clone(),
+        layer: layer.digest.clone(),
+        predicate_type: head.predicate_type,
+        statement,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

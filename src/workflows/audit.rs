@@ -1025,6 +1025,8 @@ mod tests {
             referrers: Vec::new(),
             legacy_tags: Vec::new(),
             already_released: false,
+            platforms: Vec::new(),
+            adopted: Vec::new(),
         };
         let done = Done::Released {
             outcome: Box::new(outcome),

@@ -28,10 +28,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::decisions::policy::{self, Pattern, Policy, Scope, SignerKind, TrustedSigner};
-use crate::decisions::verify::report::{CheckKind, ReferrerKind};
+use crate::decisions::verify::report::{Check, CheckKind, ReferrerKind};
 use crate::decisions::verify::{self, Verdict, Verified, VerifyOptions, VerifyReport};
-use crate::evidence::attach::{self, AttachOptions, AttestInput, LegacyTags, SignArtifactError};
+use crate::evidence::attach::{
+    self, AttachOptions, AttestInput, LegacyTags, SignArtifactError, recursive,
+};
 use crate::evidence::attest::{self, AttestError, ProvenanceInput, ResourceDescriptor, Timestamp};
+use crate::evidence::buildkit;
 use crate::evidence::ci::{self, CiContext};
 use crate::evidence::sbom::{self, Artifact, SbomOptions, SpecVersion};
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement, TrustedRoot};
@@ -39,7 +42,7 @@ use crate::evidence::sign::{ChosenSigner, Signer};
 use crate::evidence::source::{self, DirtyPolicy, SourceOptions, SourceRecord};
 use crate::foundation::digest::Digest;
 use crate::foundation::glob::PatternError;
-use crate::foundation::oci::Descriptor;
+use crate::foundation::oci::{Descriptor, Manifest, is_index_media_type};
 use crate::foundation::reference::{Reference, Tag};
 use crate::storage::store::{self, Store};
 use crate::storage::transfer::{self, PushOptions, TagOutcome, TagPolicy};
@@ -93,6 +96,20 @@ pub struct ReleaseRequest {
     pub now: Timestamp,
     /// Referrers fetched and verified at once by the self-check (0: the default pool).
     pub jobs: usize,
+    /// What to do with BuildKit's unsigned statements in an image index.
+    pub buildkit: BuildkitStatements,
+}
+
+/// What a release of an image index does with BuildKit's attestation manifests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BuildkitStatements {
+    /// Leave them as they are: listed as unsigned evidence, never trusted.
+    #[default]
+    Leave,
+    /// Check that each statement is about the platform manifest it is listed for, then sign it
+    /// as given and attach it to that manifest (all or none: one that is about something else
+    /// refuses the release before anything is signed).
+    Adopt,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +167,22 @@ pub enum Error {
         #[source]
         source: transfer::Error,
     },
+    #[error("cannot release every manifest of {reference}")]
+    Recursive {
+        reference: String,
+        #[source]
+        source: Box<recursive::Error>,
+    },
+    #[error("cannot adopt the buildkit attestations of {reference}")]
+    Adopt {
+        reference: String,
+        #[source]
+        source: Box<buildkit::AdoptError>,
+    },
+    #[error(
+        "{reference} is a single manifest; BuildKit keeps its attestations in an image index, so there is nothing to adopt"
+    )]
+    AdoptNotAnIndex { reference: String },
 }
 
 impl crate::foundation::hint::Hint for Error {
@@ -161,7 +194,12 @@ impl crate::foundation::hint::Hint for Error {
             Error::Store(e) => e.hint(),
             Error::Verify { source, .. } => source.hint(),
             Error::Tag { source, .. } => source.hint(),
+            Error::Recursive { source, .. } => source.hint(),
             Error::UntrackedWithoutTag => Some("pass --to REPOSITORY:TAG".into()),
+            Error::Adopt { .. } | Error::AdoptNotAnIndex { .. } => Some(
+                "nothing was signed; release without --adopt-buildkit to leave BuildKit's statements unsigned"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -174,6 +212,12 @@ impl crate::foundation::hint::Hint for Error {
             Error::Store(e) => e.is_refusal(),
             Error::Verify { source, .. } => source.is_refusal(),
             Error::Tag { source, .. } => source.is_refusal(),
+            Error::Recursive { source, .. } => source.is_refusal(),
+            // A statement about another artifact is refused, as a lie would be.
+            Error::Adopt { source, .. } => !matches!(
+                **source,
+                buildkit::AdoptError::NoAttestations | buildkit::AdoptError::Read { .. }
+            ),
             _ => false,
         }
     }
@@ -196,6 +240,34 @@ pub enum AttachedKind {
     Sbom,
 }
 
+/// One manifest an image index lists, released with evidence of its own.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformRelease {
+    pub digest: Digest,
+    /// `os/arch[/variant]` as the index lists it.
+    pub platform: Option<String>,
+    /// The index listing it.
+    pub parent: Option<Digest>,
+    /// Components in this platform's SBOM (0 for a nested index, which has none).
+    pub sbom_components: usize,
+    pub referrers: Vec<Attached>,
+}
+
+/// A BuildKit statement signed as given and attached to the platform manifest it describes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptedStatement {
+    /// The platform manifest it is attached to.
+    pub platform: Digest,
+    /// BuildKit's attestation manifest and the layer that held the statement.
+    pub attestation_manifest: Digest,
+    pub layer: Digest,
+    pub predicate_type: String,
+    /// The referrer holding the signed bundle.
+    pub referrer: Digest,
+}
+
 /// What a release did.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -215,6 +287,13 @@ pub struct ReleaseOutcome {
     /// The artifact already carried a verified signature, provenance and SBOM from this signer
     /// for this commit; nothing new was attached.
     pub already_released: bool,
+    /// For an image index: every manifest it lists (BuildKit attestation manifests aside),
+    /// each signed with its own provenance and, for an image, the SBOM of what it contains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformRelease>,
+    /// BuildKit statements adopted ([`BuildkitStatements::Adopt`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<AdoptedStatement>,
 }
 
 /// Builds the SBOM of `artifacts` from the lockfiles of the work tree around `source_dir` (or
@@ -283,6 +362,11 @@ struct Prepared {
     subject: Descriptor,
     artifacts: Vec<Artifact>,
     file_subjects: Vec<ResourceDescriptor>,
+    /// For an image index: every manifest to release, walked (and bounded) before anything
+    /// is signed.
+    plan: Option<recursive::Plan>,
+    /// BuildKit statements to adopt, checked before anything is signed.
+    adoptions: Vec<buildkit::Adoptable>,
 }
 
 /// The `created` annotation of a release: the request's, else the commit's time, else the
@@ -326,6 +410,8 @@ fn prepare(store: &dyn Store, ci: &CiContext, request: &ReleaseRequest) -> Resul
         SourceMode::Untracked => None,
     };
     let repository = request.destination.repository();
+    let mut plan = None;
+    let mut adoptions = Vec::new();
 
     // The subject: files pushed by digest (no tag yet), or an image already there.
     let (subject, artifacts, file_subjects) = match &request.subject {
@@ -363,6 +449,28 @@ fn prepare(store: &dyn Store, ci: &CiContext, request: &ReleaseRequest) -> Resul
                 name: repository.clone(),
                 digest: fetched.descriptor.digest.clone(),
             };
+            if let Manifest::Index(index) = &fetched.manifest {
+                let reference = request.destination.pinned(&fetched.descriptor.digest);
+                plan = Some(
+                    recursive::plan(store, &fetched.descriptor).map_err(|source| {
+                        Error::Recursive {
+                            reference: reference.clone(),
+                            source: Box::new(source),
+                        }
+                    })?,
+                );
+                if request.buildkit == BuildkitStatements::Adopt {
+                    adoptions =
+                        buildkit::adoptable(store, index).map_err(|source| Error::Adopt {
+                            reference,
+                            source: Box::new(source),
+                        })?;
+                }
+            } else if request.buildkit == BuildkitStatements::Adopt {
+                return Err(Error::AdoptNotAnIndex {
+                    reference: image.to_string(),
+                });
+            }
             (fetched.descriptor, vec![artifact], Vec::new())
         }
     };
@@ -371,11 +479,14 @@ fn prepare(store: &dyn Store, ci: &CiContext, request: &ReleaseRequest) -> Resul
         subject,
         artifacts,
         file_subjects,
+        plan,
+        adoptions,
     })
 }
 
 /// Builds the SBOM and provenance of a prepared subject, signs them and attaches them with a
-/// signature of the subject.
+/// signature of the subject. An image index gets a signature and a provenance of its own, and
+/// every manifest it lists gets its own signature, provenance and SBOM.
 fn attach_evidence(
     store: &dyn Store,
     signer: &dyn Signer,
@@ -388,19 +499,149 @@ fn attach_evidence(
         subject,
         artifacts,
         file_subjects,
+        plan,
+        adoptions: _,
     } = prepared;
+    let Some(plan) = plan else {
+        let contents = match request.subject {
+            Subject::Files(_) => Contents::Source,
+            Subject::Image(_) => Contents::Image,
+        };
+        let one = OneManifest {
+            subject: &subject,
+            artifacts: &artifacts,
+            file_subjects,
+            contents,
+        };
+        let evidence = attest_manifest(store, signer, ci, request, source.as_ref(), one)?;
+        return Ok(outcome(ci, request, &subject, source, evidence, Vec::new()));
+    };
+    let repository = request.destination.repository();
+    let mut top = None;
+    let mut platforms = Vec::new();
+    let mut legacy_tags: Vec<String> = Vec::new();
+    for planned in &plan.manifests {
+        let artifacts = [Artifact {
+            name: repository.clone(),
+            digest: planned.descriptor.digest.clone(),
+        }];
+        // An index's platforms carry their own SBOMs: verification defers to them.
+        let contents = if is_index_media_type(&planned.descriptor.media_type) {
+            Contents::Nothing
+        } else {
+            Contents::Image
+        };
+        let one = OneManifest {
+            subject: &planned.descriptor,
+            artifacts: &artifacts,
+            file_subjects: Vec::new(),
+            contents,
+        };
+        let evidence = attest_manifest(store, signer, ci, request, source.as_ref(), one)?;
+        for t in &evidence.legacy_tags {
+            if !legacy_tags.contains(t) {
+                legacy_tags.push(t.clone());
+            }
+        }
+        if planned.parent.is_none() {
+            top = Some(evidence);
+        } else {
+            platforms.push(PlatformRelease {
+                digest: planned.descriptor.digest.clone(),
+                platform: planned.platform.clone(),
+                parent: planned.parent.clone(),
+                sbom_components: evidence.sbom_components,
+                referrers: evidence.referrers,
+            });
+        }
+    }
+    let mut evidence = top.expect("a plan starts with the manifest named");
+    evidence.legacy_tags = legacy_tags;
+    evidence.sbom_components = platforms.iter().map(|p| p.sbom_components).sum();
+    Ok(outcome(ci, request, &subject, source, evidence, platforms))
+}
+
+/// What goes into the SBOM of one manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contents {
+    /// The source tree's lockfiles (released files).
+    Source,
+    /// The lockfiles and what the image at the subject's digest contains.
+    Image,
+    /// No SBOM: an index whose manifests carry their own.
+    Nothing,
+}
+
+/// One manifest to attest.
+struct OneManifest<'a> {
+    subject: &'a Descriptor,
+    artifacts: &'a [Artifact],
+    file_subjects: Vec<ResourceDescriptor>,
+    contents: Contents,
+}
+
+/// What was attached to one manifest.
+struct Evidence {
+    referrers: Vec<Attached>,
+    legacy_tags: Vec<String>,
+    sbom_components: usize,
+    lockfiles: Vec<PathBuf>,
+}
+
+/// The outcome of a release that attached `evidence` to `subject` (and to `platforms`).
+fn outcome(
+    ci: &CiContext,
+    request: &ReleaseRequest,
+    subject: &Descriptor,
+    source: Option<SourceRecord>,
+    evidence: Evidence,
+    platforms: Vec<PlatformRelease>,
+) -> ReleaseOutcome {
+    ReleaseOutcome {
+        pinned: request.destination.pinned(&subject.digest),
+        digest: subject.digest.clone(),
+        tag: None,
+        tag_outcome: None,
+        builder_id: ci.builder_id.clone(),
+        local_build: ci.platform == ci::Platform::Local,
+        sbom_components: evidence.sbom_components,
+        lockfiles: evidence.lockfiles,
+        referrers: evidence.referrers,
+        legacy_tags: evidence.legacy_tags,
+        source,
+        already_released: false,
+        platforms,
+        adopted: Vec::new(),
+    }
+}
+
+/// Signs one manifest and attaches its provenance and (unless [`Contents::Nothing`]) its SBOM.
+fn attest_manifest(
+    store: &dyn Store,
+    signer: &dyn Signer,
+    ci: &CiContext,
+    request: &ReleaseRequest,
+    source: Option<&SourceRecord>,
+    manifest: OneManifest<'_>,
+) -> Result<Evidence, Error> {
+    let OneManifest {
+        subject,
+        artifacts,
+        file_subjects,
+        contents,
+    } = manifest;
     let repository = request.destination.repository();
     let oci_subject = attest::oci_subject(repository.clone(), &subject.digest);
 
     let (mut bom, lockfiles) = build_sbom(
-        &artifacts,
+        artifacts,
         &request.source_dir,
         &request.lockfiles,
-        source.clone(),
+        source.cloned(),
         request.sbom_spec,
         request.now.clone(),
     )?;
-    if let Subject::Image(image) = &request.subject {
+    if let (Subject::Image(image), Contents::Image) = (&request.subject, contents) {
         // What the image contains joins what its source declares, each component with the
         // layer and path it was found at. The subject's digest pins what is read.
         let pinned = Reference {
@@ -416,27 +657,27 @@ fn attach_evidence(
         };
         let contents =
             sbom::image::sbom(store, &pinned, &options).map_err(|e| Error::ImageSbom {
-                reference: image.to_string(),
+                reference: pinned.to_string(),
                 source: Box::new(e),
             })?;
         sbom::image::merge_into(&mut bom, contents);
     }
     let bom_bytes = bom.to_json_bytes()?;
-    let bom_value: serde_json::Value =
-        serde_json::from_slice(&bom_bytes).expect("the SBOM was just serialised");
-    let sbom_statement = attest::sbom_statement(vec![oci_subject.clone()], bom_value)?;
+    let with_sbom = contents != Contents::Nothing;
 
     let mut subjects = vec![oci_subject.clone()];
     subjects.extend(file_subjects);
     let mut input = ProvenanceInput::new(subjects, ci);
-    input.source = source.as_ref();
-    input.sbom = Some(ResourceDescriptor {
-        media_type: Some(attest::MEDIA_TYPE_CYCLONEDX_JSON.to_owned()),
-        ..ResourceDescriptor::file(
-            "sbom.cdx.json",
-            &crate::foundation::digest::Digest::of(&bom_bytes),
-        )
-    });
+    input.source = source;
+    if with_sbom {
+        input.sbom = Some(ResourceDescriptor {
+            media_type: Some(attest::MEDIA_TYPE_CYCLONEDX_JSON.to_owned()),
+            ..ResourceDescriptor::file(
+                "sbom.cdx.json",
+                &crate::foundation::digest::Digest::of(&bom_bytes),
+            )
+        });
+    }
     input.finished_on = Some(request.now.clone());
     let provenance = attest::provenance(input)?;
 
@@ -446,28 +687,40 @@ fn attach_evidence(
         created: Some(request.now.clone()),
         ..Default::default()
     };
+    let mut attached = vec![
+        (
+            AttachedKind::Signature,
+            attach::sign_artifact(store, subject, signer, &options)?,
+        ),
+        (
+            AttachedKind::Provenance,
+            attach::attest_artifact(
+                store,
+                subject,
+                AttestInput::Statement(provenance.to_bytes()?),
+                signer,
+                &options,
+            )?,
+        ),
+    ];
+    if with_sbom {
+        let bom_value: serde_json::Value =
+            serde_json::from_slice(&bom_bytes).expect("the SBOM was just serialised");
+        let sbom_statement = attest::sbom_statement(vec![oci_subject], bom_value)?;
+        attached.push((
+            AttachedKind::Sbom,
+            attach::attest_artifact(
+                store,
+                subject,
+                AttestInput::Statement(sbom_statement.to_bytes()?),
+                signer,
+                &options,
+            )?,
+        ));
+    }
     let mut referrers = Vec::new();
     let mut legacy_tags = Vec::new();
-    let signed = attach::sign_artifact(store, &subject, signer, &options)?;
-    let provenance = attach::attest_artifact(
-        store,
-        &subject,
-        AttestInput::Statement(provenance.to_bytes()?),
-        signer,
-        &options,
-    )?;
-    let sbom = attach::attest_artifact(
-        store,
-        &subject,
-        AttestInput::Statement(sbom_statement.to_bytes()?),
-        signer,
-        &options,
-    )?;
-    for (kind, attached) in [
-        (AttachedKind::Signature, signed),
-        (AttachedKind::Provenance, provenance),
-        (AttachedKind::Sbom, sbom),
-    ] {
+    for (kind, attached) in attached {
         for legacy in &attached.legacy {
             if !legacy_tags.contains(&legacy.tag) {
                 legacy_tags.push(legacy.tag.clone());
@@ -479,21 +732,47 @@ fn attach_evidence(
             predicate_type: attached.predicate_type,
         });
     }
-
-    Ok(ReleaseOutcome {
-        pinned: request.destination.pinned(&subject.digest),
-        digest: subject.digest,
-        tag: None,
-        tag_outcome: None,
-        builder_id: ci.builder_id.clone(),
-        local_build: ci.platform == ci::Platform::Local,
-        sbom_components: bom.components.len(),
-        lockfiles,
+    Ok(Evidence {
         referrers,
         legacy_tags,
-        source,
-        already_released: false,
+        sbom_components: if with_sbom { bom.components.len() } else { 0 },
+        lockfiles,
     })
+}
+
+/// Signs each BuildKit statement as given and attaches it to the platform manifest it
+/// describes.
+fn adopt(
+    store: &dyn Store,
+    signer: &dyn Signer,
+    request: &ReleaseRequest,
+    adoptions: &[buildkit::Adoptable],
+) -> Result<Vec<AdoptedStatement>, Error> {
+    let options = AttachOptions {
+        legacy_tags: request.legacy_tags,
+        repository: Some(request.destination.repository()),
+        created: Some(request.now.clone()),
+        ..Default::default()
+    };
+    adoptions
+        .iter()
+        .map(|a| {
+            let attached = attach::attest_artifact(
+                store,
+                &a.platform,
+                AttestInput::Statement(a.statement.clone()),
+                signer,
+                &options,
+            )?;
+            Ok(AdoptedStatement {
+                platform: a.platform.digest.clone(),
+                attestation_manifest: a.manifest.clone(),
+                layer: a.layer.clone(),
+                predicate_type: attached.predicate_type,
+                referrer: attached.referrer.digest,
+            })
+        })
+        .collect()
 }
 
 /// The outcome of a release whose subject already carried the verified set: `referrers` are
@@ -517,6 +796,8 @@ fn already_released(
         legacy_tags: Vec::new(),
         source: prepared.source,
         already_released: true,
+        platforms: Vec::new(),
+        adopted: Vec::new(),
     }
 }
 
@@ -578,14 +859,16 @@ pub fn release_checked(
     check: &SelfCheck,
 ) -> Result<Released, Error> {
     check_request(request)?;
-    let prepared = prepare(store, ci, request)?;
+    let mut prepared = prepare(store, ci, request)?;
+    let adoptions = std::mem::take(&mut prepared.adoptions);
     let options = VerifyOptions {
         trusted_root: check.trusted_root.clone(),
         jobs: request.jobs,
         ..VerifyOptions::default()
     };
     // A re-run of a finished release: the artifact already carries the verified set from this
-    // signer for this commit, so attaching another would only add copies.
+    // signer for this commit (on every platform of an index), so attaching another would only
+    // add copies.
     let previous = verify::artifact(
         store,
         &request
@@ -595,14 +878,22 @@ pub fn release_checked(
         &options,
     )
     .ok()
-    .filter(|r| r.verified && same_commit(r, prepared.source.as_ref()));
+    .filter(|r| {
+        r.verified
+            && same_commit(r, prepared.source.as_ref())
+            && covered_only_by_index(r).is_empty()
+    });
     let mut outcome = match previous {
         Some(previous) => already_released(ci, request, prepared, verified_referrers(&previous)),
         None => attach_evidence(store, signer, ci, request, prepared)?,
     };
+    // BuildKit's statements were checked before anything was signed; signing the same
+    // statement again with a key finds the referrer already there.
+    outcome.adopted = adopt(store, signer, request, &adoptions)?;
     // Verify what was just published with the checks a consumer runs, before the tag.
     let published = request.destination.with_digest(outcome.digest.clone());
-    let verified = match verify::verdict(store, &published, &check.policy, &options) {
+    let verdict = verify::verdict(store, &published, &check.policy, &options).map(every_platform);
+    let verified = match verdict {
         Ok(Verdict::Verified(verified)) => verified,
         Ok(Verdict::Refused(report)) => {
             return Ok(Released::Refused {
@@ -723,6 +1014,49 @@ pub fn self_check(
     })
 }
 
+/// The platforms of a verified index that passed only because the index covers them, not on
+/// their own signature, provenance and SBOM.
+fn covered_only_by_index(report: &VerifyReport) -> Vec<String> {
+    report
+        .artifact
+        .platforms
+        .iter()
+        .filter(|p| {
+            p.checks
+                .iter()
+                .any(|c| c.kind == CheckKind::Platform && c.name == verify::COVERED_BY_INDEX)
+        })
+        .map(|p| {
+            p.platform
+                .clone()
+                .or_else(|| p.digest.as_ref().map(Digest::to_string))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A release of an index verifies every platform on its own evidence: a verified index whose
+/// platforms are only covered by it is refused, with a check naming them.
+fn every_platform(verdict: Verdict) -> Verdict {
+    let Verdict::Verified(verified) = verdict else {
+        return verdict;
+    };
+    let covered = covered_only_by_index(verified.report());
+    if covered.is_empty() {
+        return Verdict::Verified(verified);
+    }
+    let mut report = verified.into_report();
+    report.artifact.checks.push(
+        Check::fail(CheckKind::Platform, "every platform released")
+            .expected("each platform manifest signed, with a provenance and an SBOM of its own")
+            .found(format!("covered only by the index: {}", covered.join(", ")))
+            .hint("release the index again: each platform gets its own evidence"),
+    );
+    report.artifact.verified = false;
+    report.verified = false;
+    Verdict::Refused(Box::new(report))
+}
+
 /// Whether a verified report's provenance names the commit being released (or, without a
 /// source, no commit).
 fn same_commit(report: &VerifyReport, source: Option<&SourceRecord>) -> bool {
@@ -808,6 +1142,7 @@ mod tests {
             artifact_type: None,
             now,
             jobs: 0,
+            buildkit: BuildkitStatements::Leave,
         };
         let signer = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
         Fixture {
@@ -903,6 +1238,47 @@ mod tests {
         f.request.destination.tag = None;
         let err = release(&f.store, &f.signer, &ci::local(), &f.request).unwrap_err();
         assert!(matches!(err, Error::UntrackedWithoutTag), "{err}");
+    }
+
+    #[test]
+    fn platforms_only_the_index_covers_are_named() {
+        let platform = |name: &str, covered: bool| {
+            let mut checks = vec![Check::pass(CheckKind::Manifest, "platform manifest digest")];
+            if covered {
+                checks.push(Check::pass(CheckKind::Platform, verify::COVERED_BY_INDEX));
+            }
+            verify::ManifestReport {
+                digest: None,
+                media_type: String::new(),
+                platform: Some(name.into()),
+                verified: true,
+                checks,
+                referrers: Vec::new(),
+                ignored: Vec::new(),
+                build_level: None,
+                platforms: Vec::new(),
+                unsigned: Vec::new(),
+            }
+        };
+        let mut index = platform("index", false);
+        index.platforms = vec![
+            platform("linux/amd64", false),
+            platform("linux/arm64", true),
+        ];
+        let report = VerifyReport {
+            reference: "r".into(),
+            pinned: "r@sha256:00".into(),
+            digest: None,
+            scope: None,
+            policy: verify::PolicyRef {
+                source: "test".into(),
+                digest: None,
+            },
+            verified: true,
+            artifact: index,
+            trusted_root: None,
+        };
+        assert_eq!(covered_only_by_index(&report), ["linux/arm64"]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn open(reference: &str) -> Box<dyn Store> {
 }
 
 /// An in-toto statement as BuildKit writes it (subject name `_`, Statement v0.1).
-fn buildkit_statement(
+pub fn buildkit_statement(
     subject: &Digest,
     predicate_type: &str,
     predicate: serde_json::Value,
@@ -55,7 +55,7 @@ fn buildkit_statement(
 }
 
 /// The legacy ("fake image") attestation manifest for `platform`, its statements as layers.
-fn put_attestation_manifest(store: &dyn Store, platform: &Digest) -> Descriptor {
+pub fn put_attestation_manifest(store: &dyn Store, platform: &Digest) -> Descriptor {
     let config_bytes = br#"{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
     let config = Descriptor::of("application/vnd.oci.image.config.v1+json", config_bytes);
     store

@@ -39,6 +39,7 @@ mod os_versions;
 mod output;
 mod prune;
 mod readme;
+mod recursive;
 mod referrers;
 mod registry;
 mod release;

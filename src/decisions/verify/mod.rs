@@ -410,6 +410,10 @@ fn sbom_deferrable(index: &ManifestReport) -> bool {
             .any(|c| c.kind == CheckKind::GateSbom && c.status == Status::Pass)
 }
 
+/// The name of the check a platform gets when it passes only because the verified index
+/// lists it.
+pub const COVERED_BY_INDEX: &str = "covered by the index";
+
 /// A platform the verified index lists: its own failed policy checks become skips (the
 /// index's signature covers the digests it lists), except a finding in its own verified SBOM,
 /// and a missing SBOM when the index has none either.
@@ -425,7 +429,7 @@ fn cover_by_index(platform: &mut ManifestReport, index: &Digest, sbom_deferred: 
         }
     }
     platform.checks.push(
-        Check::pass(CheckKind::Platform, "covered by the index")
+        Check::pass(CheckKind::Platform, COVERED_BY_INDEX)
             .expected("signed itself, or listed by a verified index")
             .found(format!("listed by verified index {index}")),
     );
