@@ -54,8 +54,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub vsa_verifier_key: Vec<PathBuf>,
     /// How old a verifier's summary may be (by its timeVerified).
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub vsa_max_age: Timeout,
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = age)]
+    pub vsa_max_age: std::time::Duration,
     /// After SIGTERM, how long requests in flight may take to finish before the server exits.
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     pub drain_timeout: Timeout,
@@ -87,7 +87,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs, printer: &Printer) -> ExitStatus {
         on_event: Some(Arc::new(log_event)),
         summaries: SummarySettings {
             verifier_keys: args.vsa_verifier_key.clone(),
-            max_age: args.vsa_max_age.0,
+            max_age: args.vsa_max_age,
         },
         drain_timeout: args.drain_timeout.0,
         pull_secrets: args.pull_secrets.clone(),
@@ -111,6 +111,11 @@ pub fn serve(cli: &Cli, args: &ServeArgs, printer: &Printer) -> ExitStatus {
             ExitStatus::Error
         }
     }
+}
+
+/// An age like `24h`, `7d` or `1d12h`.
+fn age(text: &str) -> Result<std::time::Duration, String> {
+    custody::foundation::time::parse_duration(text).map(std::time::Duration::from_secs)
 }
 
 /// One line on standard error per reload (the printer stays on the main thread).

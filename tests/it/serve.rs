@@ -1473,7 +1473,7 @@ fn each_scope_verifies_with_its_own_trusted_root_and_the_cache_keeps_them_apart(
     assert_eq!(cli(&a)["verified"], true);
     assert_eq!(cli(&b)["verified"], false);
 
-    let served = Served::start(dir, &policy, &["--refusal-ttl", "1h"]);
+    let served = Served::start(dir, &policy, &["--refusal-ttl", "60m"]);
     let client = Client::new(&s.ca, served.port);
     let admit = |uid: &str, image: &str| {
         client.review(
