@@ -1,5 +1,6 @@
 //! `custody serve`: flags into a [`serve::Config`], one line when listening, one line per
-//! reload; the server itself is the library's.
+//! reload; SIGTERM and SIGINT ask the server to drain and stop (exit 0); the server itself is
+//! the library's.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 
 use super::{Cli, ExitStatus, Failure, Printer};
 use custody::storage::store::Timeout;
-use custody::workflows::serve::{self, CacheSettings, Event};
+use custody::workflows::serve::{self, CacheSettings, Event, SummarySettings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -47,6 +48,21 @@ pub struct ServeArgs {
     /// How often the policy, trust, database and TLS files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub reload_interval: Timeout,
+    /// Public key (PEM) of a verifier whose signed VSAs stand for a full verification: a
+    /// PASSED summary of the same image digest, under this policy's digest, at most
+    /// --vsa-max-age old. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub vsa_verifier_key: Vec<PathBuf>,
+    /// How old a verifier's summary may be (by its timeVerified).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = age)]
+    pub vsa_max_age: std::time::Duration,
+    /// After SIGTERM, how long requests in flight may take to finish before the server exits.
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub drain_timeout: Timeout,
+    /// Folder of pods' image pull secrets: one file per secret, named
+    /// `<namespace>.<secret name>`, holding its `.dockerconfigjson`.
+    #[arg(long, value_name = "DIR")]
+    pub pull_secrets: Option<PathBuf>,
 }
 
 /// Runs the server; returns only when it cannot start or stops (exit 2).
@@ -69,22 +85,37 @@ pub fn serve(cli: &Cli, args: &ServeArgs, printer: &Printer) -> ExitStatus {
         workers: usize::from(args.workers),
         reload_interval: args.reload_interval.0,
         on_event: Some(Arc::new(log_event)),
+        summaries: SummarySettings {
+            verifier_keys: args.vsa_verifier_key.clone(),
+            max_age: args.vsa_max_age,
+        },
+        drain_timeout: args.drain_timeout.0,
+        pull_secrets: args.pull_secrets.clone(),
+        tuf: super::trust_cmds::serve_tuf_options(),
     };
     let result = serve::Server::bind(config)
         .and_then(|server| {
             let addr = server.local_addr()?;
             printer.stderr(&format!("custody serve: listening on https://{addr}\n"));
-            server.run()
+            server.run(serve::Stop::on_signals())
         })
         .context("custody serve stopped");
     match result {
-        Ok(()) => ExitStatus::Success,
+        Ok(()) => {
+            printer.stderr("custody serve: stopped\n");
+            ExitStatus::Success
+        }
         Err(error) => {
             let failure = Failure::from(error);
             printer.failure(&failure);
             ExitStatus::Error
         }
     }
+}
+
+/// An age like `24h`, `7d` or `1d12h`.
+fn age(text: &str) -> Result<std::time::Duration, String> {
+    custody::foundation::time::parse_duration(text).map(std::time::Duration::from_secs)
 }
 
 /// One line on standard error per reload (the printer stays on the main thread).
@@ -94,6 +125,10 @@ fn log_event(event: &Event) {
         Event::ReloadFailed { what, error } => {
             format!("custody serve: kept the previous {what}: {error}\n")
         }
+        Event::Draining { timeout } => format!(
+            "custody serve: stopping: draining the requests in flight (at most {} s)\n",
+            timeout.as_secs()
+        ),
     };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

@@ -65,6 +65,12 @@ fn options(network: Network, refresh: Refresh) -> anyhow::Result<Options> {
     })
 }
 
+/// How `custody serve` obtains the roots of policy scopes that name a TUF mirror (online,
+/// refreshed when stale); `None` without a cache folder.
+pub fn serve_tuf_options() -> Option<Options> {
+    options(Network::Online, Refresh::WhenStale).ok()
+}
+
 fn network(offline: bool) -> Network {
     if offline {
         Network::Offline

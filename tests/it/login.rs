@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, http_status, stderr, stdout};
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret-pa55";
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "s3cret-pa55";
 /// bcrypt of PASSWORD (cost 5), made with `python3 -c 'import crypt; crypt.crypt(...)'`.
 const HTPASSWD: &str = "alice:$2b$05$abcdefghijklmnopqrstuuOCF.GkRv1vFPvtkwfdxmhQ9dQc6ZI22\n";
 
 /// A CNCF distribution registry that requires basic auth (htpasswd), stopped on drop.
-struct AuthRegistry {
+pub(crate) struct AuthRegistry {
     child: Child,
-    host: String,
+    pub(crate) host: String,
     _storage: tempfile::TempDir,
 }
 
 impl AuthRegistry {
-    fn start() -> AuthRegistry {
+    pub(crate) fn start() -> AuthRegistry {
         let storage = support::tempdir();
         let htpasswd = storage.path().join("htpasswd");
         std::fs::write(&htpasswd, HTPASSWD).unwrap();

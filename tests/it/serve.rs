@@ -114,7 +114,19 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, policy: &Path, extra: &[&str]) -> Served {
+        Served::start_with(dir, policy, extra, &[], "2s")
+    }
+
+    /// [`Served::start`] with environment variables and a registry timeout.
+    fn start_with(
+        dir: &Path,
+        policy: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        timeout: &str,
+    ) -> Served {
         let mut child = support::custody()
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--listen",
@@ -128,7 +140,7 @@ impl Served {
                 "--reload-interval",
                 "100ms",
                 "--timeout",
-                "2s",
+                timeout,
             ])
             .args(extra)
             .stdout(Stdio::null())
@@ -183,6 +195,7 @@ struct Client {
 
 struct Answer {
     status: u16,
+    head: String,
     body: Vec<u8>,
     certificate: Vec<u8>,
 }
@@ -257,6 +270,7 @@ impl Client {
         }
         Answer {
             status,
+            head,
             body,
             certificate,
         }
@@ -995,6 +1009,22 @@ fn deploy_manifests_are_strict_kubernetes_objects_that_fit_together() {
         .to_string_lossy()
         .into_owned();
     assert!(policy.data.unwrap().contains_key(&policy_file));
+    // Pull secrets: an optional Secret mounted as the folder --pull-secrets names.
+    let pull = mounts
+        .iter()
+        .find(|m| m.mount_path == arg("pull-secrets"))
+        .expect("the pull-secrets folder is mounted");
+    assert!(pull.sub_path.is_none());
+    let pull = volumes
+        .iter()
+        .find(|v| v.name == pull.name)
+        .and_then(|v| v.secret.clone())
+        .expect("pull secrets come from a Secret");
+    assert_eq!(pull.optional, Some(true), "serve runs without pull secrets");
+    // The drain fits in the grace period the kubelet gives before SIGKILL.
+    let drain = arg("drain-timeout");
+    let drain: i64 = drain.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(drain < pod.termination_grace_period_seconds.unwrap());
     let port: std::net::SocketAddr = arg("listen").parse().unwrap();
     let container_port = &container.ports.as_ref().unwrap()[0];
     assert_eq!(container_port.container_port, i32::from(port.port()));
@@ -1211,4 +1241,543 @@ fn a_verification_slower_than_the_webhook_timeout_is_denied_in_time() {
             "image {image} could not be verified: verification of {image} did not finish within the webhook's 500 ms"
         )
     );
+}
+
+fn header<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
+    answer.head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A signed SLSA VSA attached to `reference` with `custody attest`, signed by `key` (a keygen
+/// prefix).
+fn attest_vsa(dir: &Path, reference: &str, predicate: &Value, key: &str) {
+    let file = dir.join("vsa-predicate.json");
+    std::fs::write(&file, predicate.to_string()).unwrap();
+    let o = support::custody()
+        .args(["attest", reference, "--type", "vsa", "--predicate"])
+        .arg(&file)
+        .args(["--key", &format!("{key}.key")])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", support::stderr(&o));
+}
+
+fn vsa_predicate(resource: &str, policy_hex: &str, result: &str, time: &str) -> Value {
+    json!({
+        "verifier": {"id": "https://verifier.example/custody"},
+        "timeVerified": time,
+        "resourceUri": resource,
+        "policy": {"uri": "policy.yaml", "digest": {"sha256": policy_hex}},
+        "verificationResult": result,
+        "verifiedLevels": [if result == "PASSED" { "SLSA_BUILD_LEVEL_UNEVALUATED" } else { "FAILED" }],
+    })
+}
+
+/// A summary signed by a verifier serve trusts, PASSED for this digest under this policy's
+/// digest and recent, is accepted without a full verification (an unsigned image is admitted
+/// on it); one naming another policy, from another key, FAILED, too old or about another digest
+/// is ignored and the full verification refuses. The answer and the metrics say which path.
+#[test]
+fn a_trusted_verifiers_summary_stands_for_the_full_verification_and_no_other_does() {
+    let s = setup();
+    let dir = s.dir.path();
+    let host = &s.registry.host;
+    let release = dir.join("release").display().to_string();
+    let verifier = keygen(dir, "verifier");
+    let stranger = keygen(dir, "stranger");
+    let policy_hex = custody::foundation::digest::Digest::of(&std::fs::read(&s.policy).unwrap())
+        .hex()
+        .to_owned();
+    let now = jiff::Timestamp::now().to_string();
+
+    // The real flow: `custody verify --attach-vsa` signs and attaches the summary of a pass.
+    let released = format!("{host}/shop/released:v1");
+    publish(dir, &released, "released", Some(&release));
+    let o = support::custody()
+        .args(["verify", &released, "--policy", s.policy.to_str().unwrap()])
+        .arg("--vsa")
+        .arg(dir.join("released.vsa.json"))
+        .args(["--vsa-key", &format!("{verifier}.key"), "--attach-vsa"])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", support::stderr(&o));
+
+    // Unsigned images, each with one summary: only the first may stand for a verification.
+    let other_policy = custody::foundation::digest::Digest::of(b"another policy");
+    let cases: [(&str, &str, &str, &str, &str, bool); 6] = [
+        ("vouched", &verifier, "PASSED", &policy_hex, &now, true),
+        (
+            "other-policy",
+            &verifier,
+            "PASSED",
+            other_policy.hex(),
+            &now,
+            false,
+        ),
+        ("stranger", &stranger, "PASSED", &policy_hex, &now, false),
+        ("failed", &verifier, "FAILED", &policy_hex, &now, false),
+        (
+            "expired",
+            &verifier,
+            "PASSED",
+            &policy_hex,
+            "2020-01-01T00:00:00Z",
+            false,
+        ),
+        (
+            "other-digest",
+            &verifier,
+            "PASSED",
+            &policy_hex,
+            &now,
+            false,
+        ),
+    ];
+    for (name, key, result, policy, time, _) in cases {
+        let reference = format!("{host}/shop/{name}:v1");
+        let digest = publish(dir, &reference, name, None);
+        let named = if name == "other-digest" {
+            custody::foundation::digest::Digest::of(b"another image").to_string()
+        } else {
+            digest
+        };
+        let resource = format!("{host}/shop/{name}@{named}");
+        attest_vsa(
+            dir,
+            &reference,
+            &vsa_predicate(&resource, policy, result, time),
+            key,
+        );
+    }
+
+    let verifier_pub = format!("{verifier}.pub");
+    let served = Served::start(dir, &s.policy, &["--vsa-verifier-key", &verifier_pub]);
+    let client = Client::new(&s.ca, served.port);
+    let ask = |reference: &str| {
+        let body = json!({ "reference": reference }).to_string();
+        let a = client.request("POST", "/v1/verify", body.as_bytes());
+        assert_eq!(a.status, 200, "{reference}: {}", a.text());
+        a
+    };
+    let a = ask(&released);
+    assert_eq!(
+        header(&a, "custody-verdict-basis"),
+        Some("vsa"),
+        "{}",
+        a.head
+    );
+    let report = a.json();
+    support::validate_against_schema("verify-report.schema.json", &report);
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["scope"], "shop");
+    let checks = report["artifact"]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0]["kind"], "verdict");
+    assert!(
+        checks[0]["found"].as_str().unwrap().contains("verifier"),
+        "{checks:?}"
+    );
+    for (name, _, _, _, _, accepted) in cases {
+        let reference = format!("{host}/shop/{name}:v1");
+        let a = ask(&reference);
+        let report = a.json();
+        let basis = if accepted { "vsa" } else { "full" };
+        assert_eq!(
+            header(&a, "custody-verdict-basis"),
+            Some(basis),
+            "{name}: {report}"
+        );
+        assert_eq!(report["verified"], accepted, "{name}: {report}");
+    }
+
+    // Admission on the summary: allowed, and the audit annotation says how.
+    let vouched = format!("{host}/shop/vouched:v1");
+    let r = client.review(
+        "validate",
+        &review("v1", "", "Pod", "pods", "CREATE", pod(&[&vouched], &[])),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["auditAnnotations"]["verdicts"],
+        format!("{vouched}=vsa"),
+        "{r}"
+    );
+    assert_eq!(
+        metric(&client, "custody_serve_verdict_paths_total{path=\"vsa\"}"),
+        2
+    );
+    assert_eq!(
+        metric(&client, "custody_serve_verdict_paths_total{path=\"full\"}"),
+        5
+    );
+}
+
+/// Each policy scope verifies with its own `trust:` root, as `custody verify` does: one image
+/// (one digest, keyless-signed on the local Sigstore stack) is admitted in the scope whose root
+/// is that stack's and denied in the scope whose root is another; when that scope's root file
+/// changes, the cached refusal is not reused (the key holds the scope's root digest).
+#[test]
+fn each_scope_verifies_with_its_own_trusted_root_and_the_cache_keeps_them_apart() {
+    use super::sigstore_stack::{EMAIL, SigstoreStack};
+    let stack = SigstoreStack::shared();
+    let s = setup();
+    let dir = s.dir.path();
+    let host = &s.registry.host;
+    let a = format!("{host}/a/app:v1");
+    let b = format!("{host}/b/app:v1");
+    let digest = publish(dir, &a, "one image", None);
+    support::ok(&["copy", &a, &b]);
+    assert_eq!(support::ok(&["resolve", &b]).trim(), digest);
+    for reference in [&a, &b] {
+        let o = support::custody()
+            .env("HOME", stack.dir())
+            .args(["sign", reference, "--signing-config"])
+            .arg(&stack.signing_config)
+            .arg("--trusted-root")
+            .arg(&stack.trusted_root)
+            .args(["--identity-token", &stack.oidc.token()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", support::stderr(&o));
+    }
+    let other_root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/sigstore-conformance/public-good-trusted_root.json");
+    let b_root = dir.join("b-root.json");
+    std::fs::copy(&other_root, &b_root).unwrap();
+    let policy = dir.join("scoped.yaml");
+    let signer = format!(
+        "    signers:\n      - name: ci\n        issuer: {}\n        subject: {EMAIL}\n",
+        stack.oidc.url
+    );
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\nscopes:\n  - name: a\n    repositories: [\"{host}/a/**\"]\n    trust:\n      trusted_root: {}\n{signer}  - name: b\n    repositories: [\"{host}/b/**\"]\n    trust:\n      trusted_root: b-root.json\n{signer}",
+            stack.trusted_root.display()
+        ),
+    )
+    .unwrap();
+    // What `custody verify` says, scope by scope.
+    let cli = |reference: &str| {
+        let o = support::custody()
+            .args(["--output", "json", "verify", reference, "--policy"])
+            .arg(&policy)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(cli(&a)["verified"], true);
+    assert_eq!(cli(&b)["verified"], false);
+
+    let served = Served::start(dir, &policy, &["--refusal-ttl", "60m"]);
+    let client = Client::new(&s.ca, served.port);
+    let admit = |uid: &str, image: &str| {
+        client.review(
+            "validate",
+            &review(uid, "", "Pod", "pods", "CREATE", pod(&[image], &[])),
+        )
+    };
+    assert_eq!(admit("a", &a)["allowed"], true);
+    let denied = admit("b", &b);
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let body = json!({ "reference": b }).to_string();
+    let report = client.request("POST", "/v1/verify", body.as_bytes()).json();
+    assert_eq!(report["verified"], false);
+    assert_eq!(report["scope"], "b");
+    assert_eq!(
+        report["trustedRoot"]["path"],
+        b_root.display().to_string(),
+        "{report}"
+    );
+    // The same digest pinned, in each scope: the verdicts stay apart.
+    let pinned_a = format!("{host}/a/app@{digest}");
+    let pinned_b = format!("{host}/b/app@{digest}");
+    assert_eq!(admit("pa", &pinned_a)["allowed"], true);
+    assert_eq!(admit("pb", &pinned_b)["allowed"], false);
+
+    // Scope b now trusts the stack too; the policy file is unchanged.
+    std::fs::copy(&stack.trusted_root, &b_root).unwrap();
+    served.wait_for_log("reloaded trusted roots of the scopes");
+    assert_eq!(admit("pb2", &pinned_b)["allowed"], true);
+}
+
+/// A registry that holds every request until released, then answers 404.
+struct HeldRegistry {
+    port: u16,
+    arrived: std::sync::mpsc::Receiver<()>,
+    release: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl HeldRegistry {
+    fn start() -> HeldRegistry {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, arrived) = std::sync::mpsc::channel();
+        let release = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = release.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (tx, gate) = (tx.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        line.clear();
+                    }
+                    let _ = tx.send(());
+                    let (lock, cvar) = &*gate;
+                    let mut released = lock.lock().unwrap();
+                    while !*released {
+                        released = cvar.wait(released).unwrap();
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        HeldRegistry {
+            port,
+            arrived,
+            release,
+        }
+    }
+
+    fn release(&self) {
+        let (lock, cvar) = &*self.release;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+}
+
+/// One request on an open keep-alive connection: the status and body.
+fn keep_alive_get(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    path: &str,
+) -> (u16, String, String) {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {SERVICE_NAME}\r\n\r\n");
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.flush().unwrap();
+    let mut reader = BufReader::new(tls);
+    let mut head = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+        head.push_str(&line);
+        line.clear();
+    }
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// SIGTERM to the process while a verification is in flight: the listener closes, `/readyz`
+/// answers 503 on a connection already open, the request in flight gets its whole answer, and
+/// the process exits 0.
+#[test]
+fn sigterm_drains_the_requests_in_flight_then_exits_zero() {
+    let s = setup();
+    let registry = HeldRegistry::start();
+    let served = Served::start_with(
+        s.dir.path(),
+        &s.policy,
+        &["--drain-timeout", "60s"],
+        &[],
+        "60s",
+    );
+    let client = Client::new(&s.ca, served.port);
+    // A connection opened before the signal, kept alive.
+    let name = SERVICE_NAME.try_into().unwrap();
+    let conn = rustls::ClientConnection::new(client.config.clone(), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut open = rustls::StreamOwned::new(conn, tcp);
+    assert_eq!(keep_alive_get(&mut open, "/readyz").0, 200);
+
+    // A verification held by the registry.
+    let in_flight = {
+        let client = Client::new(&s.ca, served.port);
+        let body = json!({ "reference": format!("127.0.0.1:{}/held/app:v1", registry.port) });
+        std::thread::spawn(move || {
+            client.request("POST", "/v1/verify", body.to_string().as_bytes())
+        })
+    };
+    registry
+        .arrived
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the verification reached the registry");
+
+    let pid = served.child.id().to_string();
+    let o = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    served.wait_for_log("stopping: draining the requests in flight");
+
+    let (status, head, body) = keep_alive_get(&mut open, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let refused = TcpStream::connect(("127.0.0.1", served.port));
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while draining"
+    );
+
+    registry.release();
+    let answer = in_flight
+        .join()
+        .expect("the request in flight was answered");
+    // Whatever the verification concluded, the whole answer arrived.
+    assert!(
+        answer.status == 502 || answer.status == 200,
+        "{}",
+        answer.text()
+    );
+    assert!(answer.text().contains("held/app"), "{}", answer.text());
+    let mut served = served;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "custody serve did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{:?}", served.log.lock().unwrap());
+    served.wait_for_log("custody serve: stopped");
+}
+
+/// A Pod's `imagePullSecrets`, read from the mounted folder (`<namespace>.<name>` files), reach
+/// a registry that requires auth; without them, with a wrong one, or from another namespace the
+/// image cannot be verified (denied), and serve's own credentials are the fallback. Neither
+/// password appears in any answer, log line or metric.
+#[test]
+fn pull_secrets_from_the_mounted_folder_reach_an_authenticated_registry_and_never_leak() {
+    use super::login::{AuthRegistry, PASSWORD, USER};
+    let s = setup();
+    let dir = s.dir.path();
+    let registry = AuthRegistry::start();
+    let host = &registry.host;
+    let creds = [
+        ("CUSTODY_REGISTRY", host.as_str()),
+        ("CUSTODY_REGISTRY_USERNAME", USER),
+        ("CUSTODY_REGISTRY_PASSWORD", PASSWORD),
+    ];
+    let image = format!("{host}/shop/private:v1");
+    let file = dir.join("private.txt");
+    std::fs::write(&file, "private").unwrap();
+    let signer = dir.join("release").display().to_string();
+    for args in [
+        vec!["push", file.to_str().unwrap(), "--to", &image],
+        vec!["sign", &image, "--key", &format!("{signer}.key")],
+    ] {
+        let o = support::custody()
+            .envs(creds)
+            .args(&args)
+            .env("COSIGN_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", support::stderr(&o));
+    }
+    let policy = dir.join("private.yaml");
+    policy_trusting(&policy, host, &signer);
+
+    let secrets = dir.join("pull-secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let config = |user: &str, password: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        json!({ "auths": { host.as_str(): { "auth": auth } } }).to_string()
+    };
+    const WRONG: &str = "not-the-pa55word";
+    std::fs::write(secrets.join("shop.regcred"), config(USER, PASSWORD)).unwrap();
+    std::fs::write(secrets.join("shop.wrongcred"), config(USER, WRONG)).unwrap();
+    std::fs::write(secrets.join("shop.garbage"), "{ not json").unwrap();
+    let empty_docker = dir.join("no-docker-config");
+    std::fs::create_dir(&empty_docker).unwrap();
+    let no_own = [("DOCKER_CONFIG", empty_docker.to_str().unwrap())];
+    let served = Served::start_with(
+        dir,
+        &policy,
+        &["--pull-secrets", secrets.to_str().unwrap()],
+        &no_own,
+        "10s",
+    );
+    let client = Client::new(&s.ca, served.port);
+    let with_secrets = |uid: &str, namespace: &str, names: &[&str]| {
+        let mut object = pod(&[&image], &[]);
+        object["spec"]["imagePullSecrets"] = json!(
+            names
+                .iter()
+                .map(|n| json!({ "name": n }))
+                .collect::<Vec<_>>()
+        );
+        object["metadata"]["namespace"] = json!(namespace);
+        let mut r = review(uid, "", "Pod", "pods", "CREATE", object);
+        r["request"]["namespace"] = json!(namespace);
+        client.review("validate", &r)
+    };
+    let mut said = Vec::new();
+    for (uid, namespace, names) in [
+        ("none", "shop", &[][..]),
+        ("wrong", "shop", &["wrongcred"][..]),
+        ("garbage", "shop", &["garbage", "missing"][..]),
+        ("elsewhere", "other", &["regcred"][..]),
+        ("traversal", "shop", &["../shop.regcred"][..]),
+    ] {
+        let r = with_secrets(uid, namespace, names);
+        assert_eq!(r["allowed"], false, "{uid}: {r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("could not be verified"),
+            "{uid}: {message}"
+        );
+        said.push(r.to_string());
+    }
+    // The pod's secret: admitted; a later secret is not needed once one has a credential.
+    let r = with_secrets("right", "shop", &["garbage", "regcred", "wrongcred"]);
+    assert_eq!(r["allowed"], true, "{r}");
+    said.push(r.to_string());
+    said.push(client.request("GET", "/metrics", b"").text());
+    said.extend(served.log.lock().unwrap().iter().cloned());
+    let basic = |p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{p}"));
+    for text in &said {
+        for secret in [
+            PASSWORD.to_owned(),
+            WRONG.to_owned(),
+            basic(PASSWORD),
+            basic(WRONG),
+        ] {
+            assert!(!text.contains(&secret), "a secret leaked: {text}");
+        }
+    }
+    drop(served);
+
+    // No pull secret: serve's own credentials are used.
+    let served = Served::start_with(
+        dir,
+        &policy,
+        &["--pull-secrets", secrets.to_str().unwrap()],
+        &[no_own[0], creds[0], creds[1], creds[2]],
+        "10s",
+    );
+    let client = Client::new(&s.ca, served.port);
+    let r = client.review(
+        "validate",
+        &review("own", "", "Pod", "pods", "CREATE", pod(&[&image], &[])),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
 }

@@ -136,6 +136,76 @@ pub fn meets(expectation: &VsaExpectation, predicate: &serde_json::Value) -> Res
     Ok(())
 }
 
+/// A VSA attached to an artifact that verified against one of the given verifier signers and
+/// is bound to the artifact's digest; what it says is not judged here.
+#[derive(Clone, Debug)]
+pub struct SignedSummary {
+    /// The referrer manifest that carries it.
+    pub referrer: crate::foundation::digest::Digest,
+    /// The verifier signer's name.
+    pub signer: String,
+    pub predicate: serde_json::Value,
+}
+
+/// Referrers read when looking for summaries (a VSA is one small bundle per verification).
+const SUMMARY_REFERRERS: usize = 64;
+
+/// The VSAs attached to `digest` (referrers and the tag-schema fallback) that are signed by one
+/// of `verifiers` and bound to `digest`; other referrers are read within small limits and
+/// skipped. Key signers need no transparency log here: the verifier's key is trusted itself.
+pub fn signed_summaries(
+    store: &dyn crate::storage::store::Store,
+    digest: &crate::foundation::digest::Digest,
+    verifiers: &[crate::decisions::policy::TrustedSigner],
+    root: &crate::evidence::sign::verify::TrustedRoot,
+) -> Result<Vec<SignedSummary>, super::Error> {
+    use crate::evidence::attach;
+    let scope = crate::decisions::policy::Scope {
+        name: "vsa verifiers".into(),
+        repositories: Vec::new(),
+        signers: verifiers.to_vec(),
+        threshold: 1,
+        key_tlog: crate::evidence::sign::verify::TlogRequirement::Skip,
+        attestations: Vec::new(),
+        signature_predicate_types: Vec::new(),
+        provenance: None,
+        sbom: None,
+        vulnerabilities: None,
+        sources: None,
+        trust: None,
+    };
+    let limits = attach::Limits {
+        referrers: SUMMARY_REFERRERS,
+        total_bytes: 16 * 1024 * 1024,
+        jobs: 4,
+        ..attach::Limits::DEFAULT
+    };
+    let evaluate = |found: attach::Found| match &found {
+        attach::Found::Bundle(b) if b.claimed_predicate_type.as_deref().is_some_and(is_vsa) => {
+            super::evaluate_bundle(b, digest, &scope, root).1
+        }
+        _ => None,
+    };
+    let mut out = Vec::new();
+    attach::discover_map(store, digest, &limits, &evaluate, &mut |trusted| {
+        if let Some(t) = trusted
+            && t.predicate_type.as_deref().is_some_and(is_vsa)
+            && let Some(predicate) = t.predicate
+        {
+            out.push(SignedSummary {
+                referrer: t.referrer,
+                signer: t.signer,
+                predicate,
+            });
+        }
+    })
+    .map_err(|source| super::Error::Discover {
+        digest: digest.clone(),
+        source: Box::new(source),
+    })?;
+    Ok(out)
+}
+
 /// At most 200 characters of an attacker-chosen string, for reports.
 fn truncate(s: &str) -> &str {
     match s.char_indices().nth(200) {

@@ -185,6 +185,27 @@ pub fn images(kind: &GroupVersionKind, object: &Value) -> Result<Vec<ImageAt>, O
     Ok(out)
 }
 
+/// Pull secrets named per pod spec at most (the rest are not read).
+pub const MAX_PULL_SECRETS: usize = 16;
+
+/// The names in the pod spec's `imagePullSecrets`, in order (entries that are not
+/// `{"name": "..."}` are skipped: the API server validates them, and nothing is pulled here
+/// with a secret that is not named).
+pub fn pull_secret_names(kind: &GroupVersionKind, object: &Value) -> Vec<String> {
+    let Some(list) = pod_spec_pointer(kind)
+        .and_then(|p| object.pointer(p))
+        .and_then(|spec| spec.get("imagePullSecrets"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|entry| entry.get("name").and_then(Value::as_str))
+        .take(MAX_PULL_SECRETS)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Whether a request carries an object whose images must be checked: CREATE and UPDATE do;
 /// DELETE and CONNECT run nothing new.
 pub fn needs_check(request: &AdmissionRequest) -> bool {
@@ -215,6 +236,10 @@ pub struct Response {
     pub patch: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `verdicts`: each image and how its verdict was reached (`full` or `vsa`); the API
+    /// server records it in the audit log under the webhook's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_annotations: Option<std::collections::BTreeMap<&'static str, String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +261,7 @@ impl ReviewResponse {
                 patch_type: None,
                 patch: None,
                 warnings: Vec::new(),
+                audit_annotations: None,
             },
         }
     }

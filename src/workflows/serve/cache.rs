@@ -42,8 +42,34 @@ pub struct Key {
     pub vulnerability_db: Option<Digest>,
 }
 
+/// How a verdict was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The whole chain was verified.
+    Full,
+    /// A signed verification summary from a trusted verifier stood for it.
+    Vsa,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Full => "full",
+            Basis::Vsa => "vsa",
+        }
+    }
+}
+
+/// A cached verdict: the report and how it was reached.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub report: Arc<VerifyReport>,
+    pub basis: Basis,
+}
+
 struct Entry {
-    report: Arc<VerifyReport>,
+    verdict: Verdict,
     expires: Instant,
 }
 
@@ -61,11 +87,11 @@ impl VerdictCache {
         }
     }
 
-    /// The report stored under `key`, unless it has expired.
-    pub fn get(&self, key: &Key) -> Option<Arc<VerifyReport>> {
+    /// The verdict stored under `key`, unless it has expired.
+    pub fn get(&self, key: &Key) -> Option<Verdict> {
         let mut entries = self.entries.lock().expect("cache lock is never poisoned");
         match entries.get(key) {
-            Some(e) if e.expires > Instant::now() => Some(e.report.clone()),
+            Some(e) if e.expires > Instant::now() => Some(e.verdict.clone()),
             Some(_) => {
                 entries.remove(key);
                 None
@@ -75,8 +101,8 @@ impl VerdictCache {
     }
 
     /// Stores a report for its time to live (shorter for a refusal).
-    pub fn insert(&self, key: Key, report: Arc<VerifyReport>) {
-        let ttl = if report.verified {
+    pub fn insert(&self, key: Key, verdict: Verdict) {
+        let ttl = if verdict.report.verified {
             self.settings.ttl
         } else {
             self.settings.refusal_ttl
@@ -102,7 +128,7 @@ impl VerdictCache {
         entries.insert(
             key,
             Entry {
-                report,
+                verdict,
                 expires: now + ttl,
             },
         );
@@ -126,7 +152,14 @@ mod tests {
     use super::*;
     use crate::decisions::verify::{ManifestReport, PolicyRef};
 
-    fn report(verified: bool) -> Arc<VerifyReport> {
+    fn report(verified: bool) -> Verdict {
+        Verdict {
+            basis: Basis::Full,
+            report: report_of(verified),
+        }
+    }
+
+    fn report_of(verified: bool) -> Arc<VerifyReport> {
         Arc::new(VerifyReport {
             reference: "127.0.0.1:5000/app:v1".into(),
             digest: None,
@@ -167,7 +200,11 @@ mod tests {
     fn a_verdict_is_found_only_under_the_same_inputs() {
         let cache = VerdictCache::new(CacheSettings::default());
         cache.insert(key(1, b"policy a"), report(true));
-        assert!(cache.get(&key(1, b"policy a")).is_some_and(|r| r.verified));
+        assert!(
+            cache
+                .get(&key(1, b"policy a"))
+                .is_some_and(|r| r.report.verified)
+        );
         assert!(cache.get(&key(1, b"policy b")).is_none());
         assert!(cache.get(&key(2, b"policy a")).is_none());
         let mut other_root = key(1, b"policy a");

@@ -1,6 +1,10 @@
 //! The HTTPS front: accepting TLS connections, routing, bounded bodies, and the handlers of
 //! `/v1/verify`, the two admission webhooks and the operator endpoints. Verifications run on
 //! the blocking pool; a cache hit for a digest is answered without leaving the async thread.
+//!
+//! Draining: once a stop is asked for, the listener is closed, `/readyz` answers 503 and every
+//! answer says `Connection: close`; the requests in flight finish (within the drain timeout),
+//! then every connection is shut down gracefully and [`serve`] returns.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,8 +18,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::admission::{self, ImageAt, ReviewResponse};
-use super::{CheckError, Checked, Error, MAX_REVIEW_BODY, MAX_VERIFY_BODY, State, tls};
+use super::{
+    CheckError, Checked, Error, MAX_REVIEW_BODY, MAX_VERIFY_BODY, PullSecrets, State, tls,
+};
 use crate::foundation::reference::Reference;
+use std::sync::atomic::Ordering;
 
 /// Connections served at once: each may hold a review body of up to [`MAX_REVIEW_BODY`].
 const MAX_CONNECTIONS: usize = 256;
@@ -28,32 +35,35 @@ const BUDGET_MARGIN: Duration = Duration::from_millis(500);
 
 type Answer = Response<Full<Bytes>>;
 
-/// Accepts connections until the listener fails.
+/// The `/v1/verify` answer's header saying how the verdict was reached: `full` or `vsa`.
+pub const BASIS_HEADER: &str = "custody-verdict-basis";
+
+/// Accepts connections until `stop` completes (then calls `draining` and drains for at most
+/// `drain`) or the listener fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<State>,
     tls: Arc<tls::CertFiles>,
+    stop: impl std::future::Future<Output = ()>,
+    (drain, draining): (Duration, impl FnOnce()),
 ) -> Result<(), Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config()?));
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Tells every connection to finish its request and close.
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
     loop {
         // At the limit, new connections wait in the kernel's backlog until one closes.
-        let permit = connections
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            // Out of file descriptors and the like: wait a moment rather than spin.
-            Err(e) if is_transient(&e) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let accepted = match race(stop.as_mut(), accept(&listener, &connections)).await {
+            Either::Left(()) => break,
+            Either::Right(accepted) => accepted,
+        };
+        let (tcp, permit) = match accepted {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
             Err(e) => return Err(Error::Accept(e)),
         };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, state) = (acceptor.clone(), state.clone());
+        let (acceptor, state, mut close) = (acceptor.clone(), state.clone(), close_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let Ok(Ok(stream)) =
@@ -65,12 +75,80 @@ pub async fn serve(
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            if let Either::Left(_) = race(connection.as_mut(), close.wait_for(|c| *c)).await {
+                return;
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
         });
+    }
+    // Draining: no new connections; the open ones may still send requests (answered with
+    // `Connection: close`), and the requests in flight finish.
+    drop(listener);
+    state.draining.store(true, Ordering::SeqCst);
+    draining();
+    let deadline = tokio::time::Instant::now() + drain;
+    while state.busy.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    close_tx.send_replace(true);
+    // Every connection has written its last answer once all permits are back.
+    let all = u32::try_from(MAX_CONNECTIONS).expect("the connection limit fits in u32");
+    let _ = tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now() + Duration::from_millis(500)),
+        connections.acquire_many(all),
+    )
+    .await;
+    Ok(())
+}
+
+pub(crate) enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Whichever of `a` and `b` finishes first (`a` when both are ready); the other is dropped.
+pub(crate) async fn race<A, B>(
+    a: impl std::future::Future<Output = A>,
+    b: impl std::future::Future<Output = B>,
+) -> Either<A, B> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Left(v));
+        }
+        b.as_mut().poll(cx).map(Either::Right)
+    })
+    .await
+}
+
+/// One accepted connection and its permit; `None` after a transient failure.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    connections: &Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)>> {
+    let permit = connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    match listener.accept().await {
+        Ok((tcp, _)) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(Some((tcp, permit)))
+        }
+        // Out of file descriptors and the like: wait a moment rather than spin.
+        Err(e) if is_transient(&e) => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -84,7 +162,16 @@ fn is_transient(e: &std::io::Error) -> bool {
 
 async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Answer {
     let started = Instant::now();
-    let (endpoint, answer) = route(state, req).await;
+    state.busy.fetch_add(1, Ordering::SeqCst);
+    let (endpoint, mut answer) = route(state, req).await;
+    if state.draining.load(Ordering::SeqCst) {
+        // Clients go to another replica for their next request.
+        answer.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    state.busy.fetch_sub(1, Ordering::SeqCst);
     state
         .metrics
         .request(endpoint, answer.status().as_u16(), started.elapsed());
@@ -118,6 +205,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Ans
     }
     let answer = match endpoint {
         "healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "readyz" if state.draining.load(Ordering::SeqCst) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n".into(),
+        ),
         "readyz" => text(StatusCode::OK, "text/plain", "ready\n".into()),
         "metrics" => text(
             StatusCode::OK,
@@ -166,6 +258,7 @@ async fn check(
     state: &Arc<State>,
     reference: Reference,
     scope: Option<String>,
+    secrets: PullSecrets,
     (deadline, budget): (Instant, Duration),
 ) -> Result<Checked, CheckError> {
     if let Some(hit) = state.cached(&reference, scope.as_deref()) {
@@ -173,7 +266,8 @@ async fn check(
     }
     let name = reference.to_string();
     let worker = state.clone();
-    let task = tokio::task::spawn_blocking(move || worker.check(&reference, scope.as_deref()));
+    let task =
+        tokio::task::spawn_blocking(move || worker.check(&reference, scope.as_deref(), &secrets));
     match tokio::time::timeout_at(deadline.into(), task).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(CheckError::Crashed { reference: name }),
@@ -230,11 +324,16 @@ async fn verify(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Ok(s) => s,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    match check(state, reference, scope, deadline).await {
+    match check(state, reference, scope, PullSecrets::default(), deadline).await {
         Ok(checked) => {
             let mut report = (*checked.report).clone();
             report.reference = request.reference;
-            json(StatusCode::OK, &report)
+            let mut answer = json(StatusCode::OK, &report);
+            answer.headers_mut().insert(
+                BASIS_HEADER,
+                hyper::header::HeaderValue::from_static(checked.basis.as_str()),
+            );
+            answer
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
     }
@@ -325,16 +424,25 @@ async fn decide(
     if !bad.is_empty() {
         return ReviewResponse::deny(uid, &bad.join("; "));
     }
+    let secrets = PullSecrets::new(
+        request.namespace.as_deref().unwrap_or_default(),
+        &admission::pull_secret_names(&request.kind, object),
+    );
+    let mut results = BTreeMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (image, reference) in distinct {
         let Some(reference) = reference else { continue };
-        let state = state.clone();
+        // A cached digest is answered here, without a task.
+        if let Some(hit) = state.cached(&reference, None) {
+            results.insert(image, Ok(hit));
+            continue;
+        }
+        let (state, secrets) = (state.clone(), secrets.clone());
         tasks.spawn(async move {
-            let result = check(&state, reference, None, deadline).await;
+            let result = check(&state, reference, None, secrets, deadline).await;
             (image, result)
         });
     }
-    let mut results = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         if let Ok((image, result)) = joined {
             results.insert(image, result);
@@ -356,20 +464,33 @@ async fn decide(
         }
     }
     refusals.dedup();
-    if !refusals.is_empty() {
-        return ReviewResponse::deny(uid, &refusals.join("; "));
-    }
-    match webhook {
-        Webhook::Validate => ReviewResponse::allow(uid),
-        Webhook::Mutate => {
-            let patch: Vec<Value> = images
-                .iter()
-                .filter_map(|at: &ImageAt| digests.get(&at.image).map(|d| admission::pin(at, d)))
-                .flatten()
-                .collect();
-            ReviewResponse::allow_with_patch(uid, &patch)
+    let bases = results
+        .iter()
+        .filter_map(|(image, r)| r.as_ref().ok().map(|c| (image, c.basis)))
+        .map(|(image, basis)| format!("{image}={}", basis.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut answer = if !refusals.is_empty() {
+        ReviewResponse::deny(uid, &refusals.join("; "))
+    } else {
+        match webhook {
+            Webhook::Validate => ReviewResponse::allow(uid),
+            Webhook::Mutate => {
+                let patch: Vec<Value> = images
+                    .iter()
+                    .filter_map(|at: &ImageAt| {
+                        digests.get(&at.image).map(|d| admission::pin(at, d))
+                    })
+                    .flatten()
+                    .collect();
+                ReviewResponse::allow_with_patch(uid, &patch)
+            }
         }
+    };
+    if !bases.is_empty() {
+        answer.response.audit_annotations = Some(BTreeMap::from([("verdicts", bases)]));
     }
+    answer
 }
 
 #[cfg(test)]

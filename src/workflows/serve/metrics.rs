@@ -81,6 +81,7 @@ pub struct Metrics {
     denied: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    summaries: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
 }
@@ -122,6 +123,11 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One verdict reached from a trusted verification summary (no full verification ran).
+    pub fn summary_accepted(&self) {
+        self.summaries.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn cache_hit(&self) {
         self.cache_hits.fetch_add(1, Ordering::Relaxed);
     }
@@ -134,6 +140,7 @@ impl Metrics {
         let counter = match event {
             Event::Reloaded { .. } => &self.reloads,
             Event::ReloadFailed { .. } => &self.reload_failures,
+            Event::Draining { .. } => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -176,6 +183,18 @@ impl Metrics {
                 ("verdict=\"verified\"", load(&self.verified)),
                 ("verdict=\"refused\"", load(&self.refused)),
                 ("verdict=\"error\"", load(&self.errors)),
+            ],
+        );
+        counter(
+            &mut out,
+            "custody_serve_verdict_paths_total",
+            "Verdicts reached on a cache miss, by path: a full verification, or a trusted verifier's summary (vsa).",
+            &[
+                (
+                    "path=\"full\"",
+                    load(&self.verified) + load(&self.refused) + load(&self.errors),
+                ),
+                ("path=\"vsa\"", load(&self.summaries)),
             ],
         );
         counter(
@@ -245,7 +264,10 @@ mod tests {
         m.request("validate", 200, Duration::from_millis(3));
         m.request("nonsense", 404, Duration::from_millis(1));
         m.cache_hit();
+        m.summary_accepted();
         let text = m.render(2);
+        assert!(text.contains("custody_serve_verdict_paths_total{path=\"vsa\"} 1\n"));
+        assert!(text.contains("custody_serve_verdict_paths_total{path=\"full\"} 0\n"));
         assert!(text.ends_with('\n'));
         assert!(
             text.contains("custody_serve_requests_total{endpoint=\"validate\",code=\"200\"} 2\n")

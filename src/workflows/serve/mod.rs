@@ -7,17 +7,25 @@
 //! verdicts are cached by (repository, digest, policy digest, trusted root digest, vulnerability
 //! database digest). The policy, trusted root, database and TLS files are polled and reloaded
 //! when their content changes; a file that no longer loads leaves the last good one in place.
+//!
+//! A signed verification summary from a trusted verifier can stand for the full verification
+//! ([`summary`]); pods' `imagePullSecrets` are read from a mounted folder ([`pull_secrets`]).
+//! Asked to stop ([`StopHandle`]), the server stops accepting, reports not ready, lets the
+//! requests in flight finish within the drain timeout, and returns.
 
 pub mod admission;
 pub mod cache;
 mod http;
 pub mod metrics;
+pub mod pull_secrets;
 mod sources;
+pub mod summary;
 mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,10 +34,12 @@ use crate::foundation::reference::Reference;
 use crate::storage::store::{self, Store};
 use crate::storage::transfer;
 
-pub use self::cache::CacheSettings;
-use self::cache::{Key, VerdictCache};
+pub use self::cache::{Basis, CacheSettings};
+use self::cache::{Key, Verdict, VerdictCache};
 use self::metrics::Metrics;
+use self::pull_secrets::SecretRef;
 use self::sources::Watched;
+pub use self::summary::SummarySettings;
 
 /// Largest `POST /v1/verify` body.
 pub const MAX_VERIFY_BODY: usize = 64 * 1024;
@@ -62,6 +72,15 @@ pub struct Config {
     pub reload_interval: Duration,
     /// Receives reloads and reload failures (the library does not print).
     pub on_event: Option<EventSink>,
+    /// Whose signed verification summaries stand for a full verification.
+    pub summaries: SummarySettings,
+    /// How long requests in flight may take to finish once a stop is asked for.
+    pub drain_timeout: Duration,
+    /// The folder of pods' pull secrets (`<namespace>.<name>` files holding a
+    /// `.dockerconfigjson`); `None`: serve's own credentials only.
+    pub pull_secrets: Option<PathBuf>,
+    /// How policy scopes that name a TUF mirror obtain their root.
+    pub tuf: Option<crate::evidence::trust::Options>,
 }
 
 /// Where [`Event`]s go.
@@ -79,6 +98,9 @@ impl std::fmt::Debug for Config {
             .field("cache", &self.cache)
             .field("workers", &self.workers)
             .field("reload_interval", &self.reload_interval)
+            .field("summaries", &self.summaries)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("pull_secrets", &self.pull_secrets)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +112,8 @@ pub enum Event {
     Reloaded { what: String },
     /// A file changed but could not be used; the previous content stays in use.
     ReloadFailed { what: String, error: String },
+    /// A stop was asked for: no new connections, the requests in flight get `timeout`.
+    Draining { timeout: Duration },
 }
 
 /// Why the server could not start or keep running.
@@ -123,6 +147,14 @@ pub enum Error {
     },
     #[error("cannot load the vulnerability database")]
     Database(#[source] crate::decisions::vuln::DbError),
+    #[error("cannot load the trusted root of policy scope {scope}")]
+    ScopeTrust {
+        scope: String,
+        #[source]
+        source: Box<crate::evidence::trust::TrustError>,
+    },
+    #[error("cannot use vsa verifier key {path}: {reason}")]
+    VerifierKey { path: PathBuf, reason: String },
     #[error("the listener failed")]
     Accept(#[source] std::io::Error),
 }
@@ -157,11 +189,103 @@ pub enum CheckError {
     Crashed { reference: String },
 }
 
-/// One verification's answer: the report (shared with the cache) and whether the cache gave it.
+/// One verification's answer: the report (shared with the cache), whether the cache gave it,
+/// and how it was reached.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub report: Arc<VerifyReport>,
     pub cached: bool,
+    pub basis: Basis,
+}
+
+impl Checked {
+    fn from_cache(verdict: Verdict) -> Checked {
+        Checked {
+            report: verdict.report,
+            cached: true,
+            basis: verdict.basis,
+        }
+    }
+}
+
+/// The pull secrets a request may use: the pod's, by namespace and name.
+#[derive(Debug, Clone, Default)]
+pub struct PullSecrets(Vec<SecretRef>);
+
+impl PullSecrets {
+    /// The secrets of `names` in `namespace` (names that are not valid secret names are
+    /// skipped).
+    pub fn new(namespace: &str, names: &[String]) -> PullSecrets {
+        PullSecrets(
+            names
+                .iter()
+                .filter_map(|n| SecretRef::new(namespace, n))
+                .collect(),
+        )
+    }
+}
+
+/// Asks a running server to stop: it drains, then [`Server::run`] returns.
+#[derive(Clone, Debug)]
+pub struct StopHandle(Arc<tokio::sync::watch::Sender<bool>>);
+
+/// What [`Server::run`] waits on to stop.
+#[derive(Debug)]
+pub struct Stop(StopOn);
+
+#[derive(Debug)]
+enum StopOn {
+    Handle(tokio::sync::watch::Receiver<bool>),
+    /// SIGTERM (what the kubelet sends) or SIGINT.
+    Signals,
+}
+
+/// A stop handle and what the server waits on.
+pub fn stop_channel() -> (StopHandle, Stop) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    (StopHandle(Arc::new(tx)), Stop(StopOn::Handle(rx)))
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+type Waiting = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Stop {
+    /// Stops on the process's SIGTERM or SIGINT (the caller chooses to hand them over).
+    pub fn on_signals() -> Stop {
+        Stop(StopOn::Signals)
+    }
+
+    /// What to wait on; signals are registered here, inside the runtime.
+    fn arm(self) -> std::io::Result<Waiting> {
+        match self.0 {
+            StopOn::Handle(mut rx) => Ok(Box::pin(async move {
+                if rx.wait_for(|stop| *stop).await.is_err() {
+                    // Every handle dropped without a stop: never stop.
+                    std::future::pending::<()>().await;
+                }
+            })),
+            #[cfg(unix)]
+            StopOn::Signals => {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate())?;
+                let mut int = signal(SignalKind::interrupt())?;
+                Ok(Box::pin(async move {
+                    let term = std::pin::pin!(term.recv());
+                    let int = std::pin::pin!(int.recv());
+                    http::race(term, int).await;
+                }))
+            }
+            #[cfg(not(unix))]
+            StopOn::Signals => Ok(Box::pin(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })),
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -173,12 +297,18 @@ pub(crate) struct State {
     stores: Mutex<HashMap<String, Arc<dyn Store>>>,
     store_options: store::Options,
     pub(crate) metrics: Metrics,
+    verifiers: summary::Verifiers,
+    pull_secrets: Option<PathBuf>,
+    /// Set once a stop was asked for: `/readyz` answers 503.
+    pub(crate) draining: AtomicBool,
+    /// Requests being answered now.
+    pub(crate) busy: AtomicUsize,
 }
 
 /// A verification in progress and, once done, its result.
 #[derive(Default)]
 struct Flight {
-    result: Mutex<Option<Result<Arc<VerifyReport>, CheckError>>>,
+    result: Mutex<Option<Result<Verdict, CheckError>>>,
     done: Condvar,
 }
 
@@ -195,8 +325,24 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 impl State {
-    fn store_for(&self, reference: &Reference) -> Result<Arc<dyn Store>, CheckError> {
-        let key = reference.repository();
+    /// The store for `reference`: with the first of the pod's pull secrets that has a
+    /// credential for its registry, else with serve's own credentials.
+    fn store_for(
+        &self,
+        reference: &Reference,
+        secrets: &PullSecrets,
+    ) -> Result<Arc<dyn Store>, CheckError> {
+        let found = match (&self.pull_secrets, reference.registry()) {
+            (Some(dir), Some(registry)) if !secrets.0.is_empty() => {
+                pull_secrets::lookup(dir, &secrets.0, registry)
+            }
+            _ => None,
+        };
+        let key = match &found {
+            // Another secret is another store, so one pod's credential never serves another's.
+            Some(f) => format!("{}\n{}", reference.repository(), f.identity),
+            None => reference.repository(),
+        };
         let mut stores = self
             .stores
             .lock()
@@ -204,14 +350,20 @@ impl State {
         if let Some(s) = stores.get(&key) {
             return Ok(s.clone());
         }
-        let opened: Arc<dyn Store> = Arc::from(
-            store::open_existing(reference, &self.store_options).map_err(|e| {
+        let options = match found {
+            Some(f) => store::Options {
+                credentials: f.sources,
+                ..self.store_options.clone()
+            },
+            None => self.store_options.clone(),
+        };
+        let opened: Arc<dyn Store> =
+            Arc::from(store::open_existing(reference, &options).map_err(|e| {
                 CheckError::Store {
                     reference: reference.to_string(),
                     reason: chain(&e),
                 }
-            })?,
-        );
+            })?);
         if stores.len() >= MAX_STORES {
             stores.clear();
         }
@@ -223,12 +375,9 @@ impl State {
     pub(crate) fn cached(&self, reference: &Reference, scope: Option<&str>) -> Option<Checked> {
         let digest = reference.digest.clone()?;
         let key = self.sources.current().key(reference, scope, digest);
-        let report = self.cache.get(&key)?;
+        let verdict = self.cache.get(&key)?;
         self.metrics.cache_hit();
-        Some(Checked {
-            report,
-            cached: true,
-        })
+        Some(Checked::from_cache(verdict))
     }
 
     /// Verifies `reference` (blocking): resolves a tag once, then answers from the cache or
@@ -237,9 +386,10 @@ impl State {
         &self,
         reference: &Reference,
         scope: Option<&str>,
+        secrets: &PullSecrets,
     ) -> Result<Checked, CheckError> {
         let snapshot = self.sources.current();
-        let store = self.store_for(reference)?;
+        let store = self.store_for(reference, secrets)?;
         let digest = match &reference.digest {
             Some(d) => d.clone(),
             None => match transfer::resolve(store.as_ref(), reference) {
@@ -251,17 +401,15 @@ impl State {
                     return Ok(Checked {
                         report: Arc::new(report),
                         cached: false,
+                        basis: Basis::Full,
                     });
                 }
             },
         };
         let key = snapshot.key(reference, scope, digest);
-        if let Some(report) = self.cache.get(&key) {
+        if let Some(verdict) = self.cache.get(&key) {
             self.metrics.cache_hit();
-            return Ok(Checked {
-                report,
-                cached: true,
-            });
+            return Ok(Checked::from_cache(verdict));
         }
         self.metrics.cache_miss();
         let (flight, leader) = {
@@ -286,23 +434,30 @@ impl State {
                     .wait(result)
                     .expect("flight lock is never poisoned");
             }
-            let report = result
+            let verdict = result
                 .clone()
                 .expect("the loop ends once a result is set")?;
-            return Ok(Checked {
-                report,
-                cached: true,
-            });
+            return Ok(Checked::from_cache(verdict));
         }
         // The reference as given, so the report reads as `custody verify`'s would; it is
         // cached only if the tag still named the digest the key was made for.
-        let result = self
-            .verify_now(&snapshot, store.as_ref(), reference, scope)
-            .map(Arc::new);
-        if let Ok(report) = &result
-            && report.digest.as_ref() == Some(&key.digest)
+        let summarised = self.summarised(&snapshot, store.as_ref(), reference, scope, &key);
+        let result = match summarised {
+            Some(report) => Ok(Verdict {
+                report: Arc::new(report),
+                basis: Basis::Vsa,
+            }),
+            None => self
+                .verify_now(&snapshot, store.as_ref(), reference, scope)
+                .map(|report| Verdict {
+                    report: Arc::new(report),
+                    basis: Basis::Full,
+                }),
+        };
+        if let Ok(verdict) = &result
+            && verdict.report.digest.as_ref() == Some(&key.digest)
         {
-            self.cache.insert(key.clone(), report.clone());
+            self.cache.insert(key.clone(), verdict.clone());
         }
         *flight.result.lock().expect("flight lock is never poisoned") = Some(result.clone());
         flight.done.notify_all();
@@ -310,10 +465,45 @@ impl State {
             .lock()
             .expect("in-flight lock is never poisoned")
             .remove(&key);
+        let verdict = result?;
         Ok(Checked {
-            report: result?,
+            report: verdict.report,
             cached: false,
+            basis: verdict.basis,
         })
+    }
+
+    /// The report of a trusted verifier's summary for the key's digest, if one is attached
+    /// and acceptable (see [`summary`]).
+    fn summarised(
+        &self,
+        snapshot: &sources::Snapshot,
+        store: &dyn Store,
+        reference: &Reference,
+        scope: Option<&str>,
+        key: &Key,
+    ) -> Option<VerifyReport> {
+        if self.verifiers.is_empty() {
+            return None;
+        }
+        // The summary must name the repository the scope was chosen for.
+        let named = match scope {
+            Some(s) => s.parse::<Reference>().ok()?,
+            None => reference.clone(),
+        };
+        let trust = snapshot.trust_for(&key.repository);
+        let mut report = self.verifiers.accept(
+            store,
+            &named,
+            &key.digest,
+            &snapshot.policy,
+            trust.root,
+            jiff::Timestamp::now(),
+        )?;
+        report.reference = reference.to_string();
+        report.trusted_root = trust.origin.cloned();
+        self.metrics.summary_accepted();
+        Some(report)
     }
 
     fn verify_now(
@@ -323,8 +513,10 @@ impl State {
         reference: &Reference,
         scope: Option<&str>,
     ) -> Result<VerifyReport, CheckError> {
+        let repository = scope.map_or_else(|| reference.repository(), str::to_owned);
+        let trust = snapshot.trust_for(&repository);
         let options = VerifyOptions {
-            trusted_root: snapshot.root.clone(),
+            trusted_root: trust.root.clone(),
             platform: None,
             now: None,
             scope_repository: scope.map(str::to_owned),
@@ -339,7 +531,7 @@ impl State {
             reference: reference.to_string(),
             reason: chain(&e),
         })?;
-        report.trusted_root = snapshot.root_origin.clone();
+        report.trusted_root = trust.origin.cloned();
         Ok(report)
     }
 }
@@ -369,7 +561,9 @@ impl Server {
             policy: config.policy.clone(),
             trusted_root: config.trusted_root.clone(),
             vulnerability_dbs: config.vulnerability_dbs.clone(),
+            tuf: config.tuf.clone(),
         })?;
+        let verifiers = summary::Verifiers::load(&config.summaries)?;
         let listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| Error::Bind {
                 addr: config.listen,
@@ -388,6 +582,10 @@ impl Server {
             stores: Mutex::new(HashMap::new()),
             store_options: config.store.clone(),
             metrics: Metrics::default(),
+            verifiers,
+            pull_secrets: config.pull_secrets.clone(),
+            draining: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
         });
         Ok(Server {
             listener,
@@ -405,8 +603,9 @@ impl Server {
         })
     }
 
-    /// Serves until the listener fails (the process is normally stopped by a signal).
-    pub fn run(self) -> Result<(), Error> {
+    /// Serves until `stop` asks it to (then drains: see [`Config::drain_timeout`]) or the
+    /// listener fails.
+    pub fn run(self, stop: Stop) -> Result<(), Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_io()
             .enable_time()
@@ -420,11 +619,22 @@ impl Server {
             tls,
             config,
         } = self;
-        runtime.block_on(async move {
+        let drain = config.drain_timeout;
+        let result = runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Accept)?;
+            let stop = stop.arm().map_err(Error::Runtime)?;
+            let sink = config.on_event.clone();
+            let draining = move || {
+                if let Some(sink) = &sink {
+                    sink(&Event::Draining { timeout: drain });
+                }
+            };
             tokio::spawn(reload_loop(state.clone(), tls.clone(), config.clone()));
-            http::serve(listener, state, tls).await
-        })
+            http::serve(listener, state, tls, stop, (drain, draining)).await
+        });
+        // Verifications the answers no longer wait for are not waited for either.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        result
     }
 }
 
