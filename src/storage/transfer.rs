@@ -480,9 +480,9 @@ struct Copier<'a> {
     dry_run: bool,
     /// Manifests whose copy is complete (or, in a dry run, counted).
     done: Mutex<BTreeSet<Digest>>,
-    /// Blobs already at the destination or copied there: every referrer shares the empty
-    /// config, and it is checked once, not once per referrer.
-    blobs: Mutex<BTreeSet<Digest>>,
+    /// Blobs already at a destination or copied there, by destination: every referrer shares
+    /// the empty config, and it is checked once, not once per referrer.
+    blobs: Mutex<BTreeSet<(String, Digest)>>,
     limits: Limits,
 }
 
@@ -509,11 +509,12 @@ impl CopyOutcome {
 
 impl Copier<'_> {
     fn blob(&self, blob: &Descriptor, out: &mut CopyOutcome) -> Result<(), Error> {
+        let key = (self.dst.name(), blob.digest.clone());
         let seen = self
             .blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&blob.digest);
+            .contains(&key);
         if seen || self.dst.blob_exists(&blob.digest)?.is_some() {
             out.blobs_present += 1;
             self.blob_done(blob);
@@ -557,7 +558,7 @@ impl Copier<'_> {
         self.blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(blob.digest.clone());
+            .insert((self.dst.name(), blob.digest.clone()));
     }
 
     /// Copies a manifest, everything below it, then (recursively) its referrers: on the pool

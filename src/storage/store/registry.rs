@@ -140,6 +140,8 @@ pub struct RegistryStore {
     /// No request is sent before this instant: a 429's `Retry-After` holds every worker of the
     /// pool, not only the one that was told, so a busy registry is not hit by the others.
     paused_until: Mutex<Option<Instant>>,
+    /// Held while a `sha256-<hex>` fallback index is read, changed and written back.
+    fallback_writes: Mutex<()>,
     progress: Option<ProgressHandle>,
     timeout: Timeout,
 }
@@ -239,6 +241,7 @@ impl RegistryStore {
             basic_auth: Mutex::new(false),
             referrers_api: Mutex::new(None),
             paused_until: Mutex::new(None),
+            fallback_writes: Mutex::new(()),
             progress: options.progress.clone(),
             timeout: options.timeout,
         })
@@ -762,6 +765,13 @@ impl RegistryStore {
         descriptor: &Descriptor,
     ) -> Result<(), Error> {
         let tag = subject.fallback_tag();
+        // The pool may push several referrers of one subject at once, and a registry that
+        // ignores If-Match (distribution does) would keep only the last write: within this
+        // process the read-modify-write of a fallback index is done one at a time.
+        let _one_writer = self
+            .fallback_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..5 {
             let (mut index, etag) = match self.fetch_manifest(&tag, None)? {
                 None => (ImageIndex::empty(), None),
@@ -1534,6 +1544,19 @@ mod tests {
             p.max_delay,
             "Retry-After is honoured but capped"
         );
+    }
+
+    #[test]
+    fn a_429_pause_holds_the_whole_store_until_its_latest_end() {
+        let store = RegistryStore::new("127.0.0.1:1", "x/y", &Options::default()).unwrap();
+        assert!(store.paused_until.lock().unwrap().is_none());
+        store.pause_for(Duration::from_secs(60));
+        let long = store.paused_until.lock().unwrap().unwrap();
+        // A shorter pause another worker was told does not cut the longer one short.
+        store.pause_for(Duration::from_millis(1));
+        assert_eq!(*store.paused_until.lock().unwrap(), Some(long));
+        store.pause_for(Duration::from_secs(120));
+        assert!(store.paused_until.lock().unwrap().unwrap() > long);
     }
 
     #[test]
