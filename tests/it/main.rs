@@ -34,6 +34,7 @@ mod login;
 mod modes;
 mod os_versions;
 mod output;
+mod pool;
 mod prune;
 mod readme;
 mod referrers;
