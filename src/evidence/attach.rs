@@ -660,6 +660,7 @@ pub fn discover_map<R: Send>(
                 },
             });
         }
+        let mut admitted = Vec::new();
         for (i, layer) in m.layers.iter().enumerate() {
             if layer.media_type != kind.media_type() || seen.contains(&layer.digest) {
                 continue;
@@ -669,18 +670,40 @@ pub fn discover_map<R: Send>(
                 continue;
             }
             seen.insert(layer.digest.clone());
-            let payload = read_blob(store, layer)?;
-            out.legacy += 1;
-            visit(map(Found::Legacy(FoundLegacy {
-                origin: Origin::Legacy {
-                    tag: tag.to_string(),
-                    manifest: image.descriptor.digest.clone(),
-                    layer: i,
-                },
-                kind,
-                payload,
-                annotations: layer.annotations.clone(),
-            })));
+            admitted.push((i, layer));
+        }
+        // Like bundles, the layers are read and mapped on the pool and handed over in order.
+        referrers::ordered(
+            limits.jobs(),
+            &admitted,
+            |&(i, layer)| {
+                read_blob(store, layer).map(|payload| {
+                    map(Found::Legacy(FoundLegacy {
+                        origin: Origin::Legacy {
+                            tag: tag.to_string(),
+                            manifest: image.descriptor.digest.clone(),
+                            layer: i,
+                        },
+                        kind,
+                        payload,
+                        annotations: layer.annotations.clone(),
+                    }))
+                })
+            },
+            |_, mapped| match mapped {
+                Ok(mapped) => {
+                    out.legacy += 1;
+                    visit(mapped);
+                    std::ops::ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(out)

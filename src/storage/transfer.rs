@@ -6,7 +6,9 @@
 //! everything it points at is in place.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::foundation::digest::{self, Digest};
 use crate::foundation::oci::{
@@ -476,26 +478,59 @@ struct Copier<'a> {
     dst: &'a dyn Store,
     mount_from: Option<String>,
     dry_run: bool,
-    done: BTreeSet<Digest>,
-    outcome: CopyOutcome,
+    /// Manifests whose copy is complete (or, in a dry run, counted).
+    done: Mutex<BTreeSet<Digest>>,
+    /// Blobs already at a destination or copied there, by destination: every referrer shares
+    /// the empty config, and it is checked once, not once per referrer.
+    blobs: Mutex<BTreeSet<(String, Digest)>>,
     limits: Limits,
 }
 
+/// Whether a copy step may start the pool for the referrers below it. Only the outermost
+/// step does: inside a worker everything runs in turn, so a copy never has more than
+/// [`Limits::jobs`] requests in flight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    Free,
+    InUse,
+}
+
+impl CopyOutcome {
+    /// Adds what a referrer's copy moved, in listing order.
+    fn absorb(&mut self, other: CopyOutcome) {
+        self.manifests.extend(other.manifests);
+        self.blobs_copied += other.blobs_copied;
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_present += other.blobs_present;
+        self.bytes_copied += other.bytes_copied;
+        self.referrers += other.referrers;
+    }
+}
+
 impl Copier<'_> {
-    fn blob(&mut self, blob: &Descriptor) -> Result<(), Error> {
-        if self.dst.blob_exists(&blob.digest)?.is_some() {
-            self.outcome.blobs_present += 1;
+    fn blob(&self, blob: &Descriptor, out: &mut CopyOutcome) -> Result<(), Error> {
+        let key = (self.dst.name(), blob.digest.clone());
+        let seen = self
+            .blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key);
+        if seen || self.dst.blob_exists(&blob.digest)?.is_some() {
+            out.blobs_present += 1;
+            self.blob_done(blob);
             return Ok(());
         }
         if self.dry_run {
-            self.outcome.blobs_copied += 1;
-            self.outcome.bytes_copied += blob.size;
+            out.blobs_copied += 1;
+            out.bytes_copied += blob.size;
+            self.blob_done(blob);
             return Ok(());
         }
         if let Some(from) = &self.mount_from
             && self.dst.mount_blob(blob, from)?
         {
-            self.outcome.blobs_mounted += 1;
+            out.blobs_mounted += 1;
+            self.blob_done(blob);
             return Ok(());
         }
         if blob.size <= 4 * 1024 * 1024 {
@@ -512,31 +547,48 @@ impl Copier<'_> {
             self.src.get_blob(blob, temp.as_file_mut())?;
             self.dst.put_blob(blob, BlobSource::File(temp.path()))?;
         }
-        self.outcome.blobs_copied += 1;
-        self.outcome.bytes_copied += blob.size;
+        out.blobs_copied += 1;
+        out.bytes_copied += blob.size;
+        self.blob_done(blob);
         Ok(())
     }
 
-    /// Copies a manifest, everything below it, then (recursively) its referrers.
-    fn manifest(&mut self, fetched: &FetchedManifest, depth: usize) -> Result<(), Error> {
+    /// Marks a blob as in place only once it is: a manifest is never written before its blobs.
+    fn blob_done(&self, blob: &Descriptor) {
+        self.blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((self.dst.name(), blob.digest.clone()));
+    }
+
+    /// Copies a manifest, everything below it, then (recursively) its referrers: on the pool
+    /// when `pool` is free, one referrer's whole subtree per worker, merged in listing order.
+    fn manifest(
+        &self,
+        fetched: &FetchedManifest,
+        depth: usize,
+        pool: Pool,
+        out: &mut CopyOutcome,
+    ) -> Result<(), Error> {
         let digest = fetched.descriptor.digest.clone();
-        if !self.done.insert(digest.clone()) {
+        let lock = || self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        if lock().contains(&digest) {
             return Ok(());
         }
         match &fetched.manifest {
             Manifest::Image(m) => {
-                self.blob(&m.config)?;
+                self.blob(&m.config, out)?;
                 for layer in &m.layers {
-                    self.blob(layer)?;
+                    self.blob(layer, out)?;
                 }
             }
             Manifest::Index(index) => {
                 for child in &index.manifests {
                     if child.is_manifest_like() {
                         let child_manifest = self.src.get_manifest(&child.digest)?;
-                        self.manifest(&child_manifest, depth)?;
+                        self.manifest(&child_manifest, depth, Pool::InUse, out)?;
                     } else {
-                        self.blob(child)?;
+                        self.blob(child, out)?;
                     }
                 }
             }
@@ -545,27 +597,57 @@ impl Copier<'_> {
             self.dst
                 .put_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
         }
-        self.outcome.manifests.push(fetched.descriptor.clone());
-        if depth < self.limits.depth {
-            let found = referrers::checked(self.src, &digest, &self.limits)?;
-            if found.skipped > 0 {
-                // A copy that left referrers behind would look complete and not be.
-                return Err(store::Error::Refused {
-                    what: format!("referrers of {digest}"),
-                    reason: format!(
-                        "{} are listed; the limit is {}",
-                        found.manifests.len() + found.skipped,
-                        self.limits.referrers
-                    ),
-                }
-                .into());
-            }
-            for referrer in found.manifests {
-                self.outcome.referrers += 1;
-                self.manifest(&referrer, depth + 1)?;
-            }
+        // Two workers can reach one manifest (an index child two referrers share); it is
+        // written by both, which is harmless, and reported once.
+        if !lock().insert(digest.clone()) {
+            return Ok(());
         }
-        Ok(())
+        out.manifests.push(fetched.descriptor.clone());
+        if depth >= self.limits.depth {
+            return Ok(());
+        }
+        let limits = match pool {
+            Pool::Free => self.limits,
+            Pool::InUse => Limits {
+                jobs: 1,
+                ..self.limits
+            },
+        };
+        let found = referrers::checked(self.src, &digest, &limits)?;
+        if found.skipped > 0 {
+            // A copy that left referrers behind would look complete and not be.
+            return Err(store::Error::Refused {
+                what: format!("referrers of {digest}"),
+                reason: format!(
+                    "{} are listed; the limit is {}",
+                    found.manifests.len() + found.skipped,
+                    self.limits.referrers
+                ),
+            }
+            .into());
+        }
+        let mut failed = None;
+        referrers::ordered(
+            limits.jobs(),
+            &found.manifests,
+            |referrer| {
+                let mut below = CopyOutcome::default();
+                self.manifest(referrer, depth + 1, Pool::InUse, &mut below)
+                    .map(|()| below)
+            },
+            |_, copied| match copied {
+                Ok(below) => {
+                    out.referrers += 1;
+                    out.absorb(below);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            },
+        );
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -623,37 +705,37 @@ pub fn copy(
     if let Some(tag) = &dst_tag {
         check_tag_free(dst, tag, &digest, options.tag_policy)?;
     }
-    let mut copier = Copier {
+    let copier = Copier {
         src,
         dst,
         mount_from: dst.mount_source(src),
         dry_run: options.dry_run,
-        done: BTreeSet::new(),
+        done: Mutex::new(BTreeSet::new()),
+        blobs: Mutex::new(BTreeSet::new()),
         limits: Limits {
             jobs: options.jobs,
             ..Limits::DEFAULT
         },
-        outcome: CopyOutcome {
-            dry_run: options.dry_run,
-            ..Default::default()
-        },
     };
-    copier.manifest(&root, 0)?;
+    let mut outcome = CopyOutcome {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    copier.manifest(&root, 0, Pool::Free, &mut outcome)?;
     for suffix in LEGACY_COSIGN_SUFFIXES {
         let tag: Tag = format!("{}.{suffix}", digest.fallback_tag())
             .parse()
             .expect("legacy cosign tags are valid tags");
         if let Some(legacy) = src.get_tagged(&tag)? {
-            copier.manifest(&legacy, 1)?;
+            copier.manifest(&legacy, 1, Pool::Free, &mut outcome)?;
             if !options.dry_run {
                 // Legacy signature tags are append-only images that cosign rewrites: follow
                 // the source.
                 write_tag(dst, &tag, &legacy, TagPolicy::Force)?;
             }
-            copier.outcome.legacy_tags.push(tag.to_string());
+            outcome.legacy_tags.push(tag.to_string());
         }
     }
-    let mut outcome = copier.outcome;
     if let Some(tag) = &dst_tag {
         if !options.dry_run {
             outcome.tag_outcome = Some(write_tag(dst, tag, &root, options.tag_policy)?);

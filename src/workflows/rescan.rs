@@ -457,6 +457,9 @@ struct Listed<'a> {
     resolved: Vec<([u8; 32], u32)>,
     /// Where each artifact's run starts in `resolved`, in the order of its first tag.
     artifacts: Vec<u32>,
+    /// The artifacts that are image indexes (few): the others are scanned without fetching
+    /// their manifest again.
+    indexes: BTreeSet<[u8; 32]>,
     /// Tags that could not be resolved, with why.
     unresolved: Vec<String>,
 }
@@ -495,6 +498,7 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
     let names = names.sorted();
     let mut resolved = Vec::with_capacity(names.len());
     let mut unresolved = Vec::new();
+    let mut indexes = BTreeSet::new();
     referrers::ordered_indices(
         options.concurrency,
         names.len(),
@@ -504,12 +508,20 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
                 .parse()
                 .map_err(|e| format!("{tag}: {e}"))?;
             transfer::resolve(target.store.as_ref(), &reference)
-                .map(|m| m.descriptor.digest.raw())
+                .map(|m| {
+                    let index = matches!(m.manifest, crate::foundation::oci::Manifest::Index(_));
+                    (m.descriptor.digest.raw(), index)
+                })
                 .map_err(|e| format!("{tag}: {e}"))
         },
         |i, digest| {
             match digest {
-                Ok(d) => resolved.push((d, u32::try_from(i).expect("fewer than 4 billion tags"))),
+                Ok((d, index)) => {
+                    if index {
+                        indexes.insert(d);
+                    }
+                    resolved.push((d, u32::try_from(i).expect("fewer than 4 billion tags")));
+                }
                 Err(e) => unresolved.push(e),
             }
             ControlFlow::Continue(())
@@ -529,6 +541,7 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
         names,
         resolved,
         artifacts,
+        indexes,
         unresolved,
     })
 }
@@ -607,7 +620,13 @@ fn scan_one(
         jobs,
         ..referrers::Limits::DEFAULT
     };
-    match input::from_oci(listed.target.store.as_ref(), &reference, verifier, &limits) {
+    let store = listed.target.store.as_ref();
+    let read = if listed.indexes.contains(&digest.raw()) {
+        input::from_oci(store, &reference, verifier, &limits)
+    } else {
+        input::from_oci_manifest(store, &reference, digest, verifier, &limits)
+    };
+    match read {
         Ok(components) => {
             let status = match components.verification {
                 SbomVerification::Verified { signer } => SbomStatus::Verified { signer },

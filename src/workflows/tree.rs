@@ -7,6 +7,8 @@
 //! who the signer *says* it is. Only the verification report (from [`crate::decisions::verify::artifact`],
 //! never re-implemented here) says who verifiably signed.
 
+use std::ops::ControlFlow;
+
 use serde::Serialize;
 
 use crate::decisions::verify::{Check, PolicyRef, ReferrerReport, VerifyReport};
@@ -16,7 +18,7 @@ use crate::evidence::sign::bundle::{Bundle, Content, Material};
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
 use crate::foundation::reference::Reference;
-use crate::storage::store::{self, Store};
+use crate::storage::store::{self, Store, referrers};
 use crate::storage::transfer;
 
 /// Why the tree could not be read.
@@ -237,31 +239,53 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         let attestations = buildkit::read(store, index);
         // BuildKit's attestation manifests are shown under the platform they describe, not as
         // platforms of their own.
-        for child in index
+        let children: Vec<&Descriptor> = index
             .manifests
             .iter()
             .filter(|c| c.is_manifest_like() && !buildkit::is_attestation_manifest(c))
-        {
-            let mut p = PlatformTree {
-                digest: child.digest.clone(),
-                media_type: child.media_type.clone(),
-                platform: platform_label(child),
-                nodes: Vec::new(),
-                note: None,
-                verification: None,
-                unsigned: buildkit::for_platform(&attestations, &child.digest)
-                    .cloned()
-                    .collect(),
-            };
-            match nodes_of(store, &child.digest, &limits) {
-                Ok(nodes) => p.nodes = nodes,
-                // A broken platform is shown as such; the rest of the tree still is.
-                Err(Error::Discover { source, .. }) if listable_failure(&source) => {
-                    p.note = Some(source.to_string());
+            .collect();
+        // Platforms are read on the pool, and the pool is shared out among them so that no
+        // more than `jobs` fetches run at once in all.
+        let outer = limits.jobs().min(children.len()).max(1);
+        let inner = attach::Limits {
+            jobs: (limits.jobs() / outer).max(1),
+            ..limits
+        };
+        let mut failed = None;
+        referrers::ordered(
+            outer,
+            &children,
+            |child| nodes_of(store, &child.digest, &inner),
+            |i, read| {
+                let child = children[i];
+                let mut p = PlatformTree {
+                    digest: child.digest.clone(),
+                    media_type: child.media_type.clone(),
+                    platform: platform_label(child),
+                    nodes: Vec::new(),
+                    note: None,
+                    verification: None,
+                    unsigned: buildkit::for_platform(&attestations, &child.digest)
+                        .cloned()
+                        .collect(),
+                };
+                match read {
+                    Ok(nodes) => p.nodes = nodes,
+                    // A broken platform is shown as such; the rest of the tree still is.
+                    Err(Error::Discover { source, .. }) if listable_failure(&source) => {
+                        p.note = Some(source.to_string());
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
                 }
-                Err(e) => return Err(e),
-            }
-            platforms.push(p);
+                platforms.push(p);
+                ControlFlow::Continue(())
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(Tree {
@@ -292,13 +316,18 @@ fn nodes_of(
     digest: &Digest,
     limits: &attach::Limits,
 ) -> Result<Vec<Node>, Error> {
-    let found =
-        attach::discover_within(store, digest, limits).map_err(|source| Error::Discover {
+    // Each bundle becomes its node on the pool as it arrives and is dropped: only the nodes
+    // are held, whatever others attach.
+    let mut nodes: Vec<Node> = Vec::new();
+    let node = |found: attach::Found| match &found {
+        attach::Found::Bundle(b) => bundle_node(b),
+        attach::Found::Legacy(l) => legacy_node(l),
+    };
+    let found = attach::discover_map(store, digest, limits, &node, &mut |n| nodes.push(n))
+        .map_err(|source| Error::Discover {
             digest: digest.clone(),
             source: Box::new(source),
         })?;
-    let mut nodes: Vec<Node> = found.bundles.iter().map(bundle_node).collect();
-    nodes.extend(found.legacy.iter().map(legacy_node));
     nodes.extend(found.ignored.iter().map(|i| Node {
         kind: NodeKind::Other,
         manifest: i.digest.clone(),

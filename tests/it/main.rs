@@ -37,6 +37,7 @@ mod login;
 mod modes;
 mod os_versions;
 mod output;
+mod pool;
 mod prune;
 mod readme;
 mod recursive;

@@ -253,12 +253,46 @@ pub fn from_oci(
         reference: reference.to_string(),
         source,
     })?;
-    let subject = root.descriptor.digest.clone();
+    let platforms = match &root.manifest {
+        Manifest::Index(index) => index.manifests.as_slice(),
+        Manifest::Image(_) => &[],
+    };
+    collect(
+        store,
+        reference,
+        &root.descriptor.digest,
+        platforms,
+        verifier,
+        limits,
+    )
+}
+
+/// [`from_oci`] of `digest`, which the caller has already resolved to a single manifest (not
+/// an index): its SBOM referrers are read without fetching the manifest again, so a rescan
+/// spends two round trips per artifact (its tag, its referrers) instead of three.
+pub fn from_oci_manifest(
+    store: &dyn Store,
+    reference: &Reference,
+    digest: &Digest,
+    verifier: Option<&dyn SbomVerifier>,
+    limits: &Limits,
+) -> Result<Components, InputError> {
+    collect(store, reference, digest, &[], verifier, limits)
+}
+
+/// The SBOMs of `subject`, else of the `platforms` its index lists.
+fn collect(
+    store: &dyn Store,
+    reference: &Reference,
+    subject: &Digest,
+    platforms: &[Descriptor],
+    verifier: Option<&dyn SbomVerifier>,
+    limits: &Limits,
+) -> Result<Components, InputError> {
+    let subject = subject.clone();
     let mut reads = read_sbom_of(store, reference, &subject, None, verifier, limits)?;
-    if reads.is_empty()
-        && let Manifest::Index(index) = &root.manifest
-    {
-        for child in index.manifests.iter().filter(|d| d.is_manifest_like()) {
+    if reads.is_empty() {
+        for child in platforms.iter().filter(|d| d.is_manifest_like()) {
             let platform = child.platform.as_ref().map(|p| {
                 let mut s = format!("{}/{}", p.os, p.architecture);
                 if let Some(v) = &p.variant {

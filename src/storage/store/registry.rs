@@ -137,6 +137,11 @@ pub struct RegistryStore {
     tokens: Mutex<HashMap<Access, Secret>>,
     basic_auth: Mutex<bool>,
     referrers_api: Mutex<Option<bool>>,
+    /// No request is sent before this instant: a 429's `Retry-After` holds every worker of the
+    /// pool, not only the one that was told, so a busy registry is not hit by the others.
+    paused_until: Mutex<Option<Instant>>,
+    /// Held while a `sha256-<hex>` fallback index is read, changed and written back.
+    fallback_writes: Mutex<()>,
     progress: Option<ProgressHandle>,
     timeout: Timeout,
 }
@@ -235,6 +240,8 @@ impl RegistryStore {
             tokens: Mutex::new(HashMap::new()),
             basic_auth: Mutex::new(false),
             referrers_api: Mutex::new(None),
+            paused_until: Mutex::new(None),
+            fallback_writes: Mutex::new(()),
             progress: options.progress.clone(),
             timeout: options.timeout,
         })
@@ -477,6 +484,7 @@ impl RegistryStore {
         let mut auth_rounds = 0;
         let mut attempt = 0;
         while attempt < attempts {
+            self.wait_out_pause();
             let mut request = self
                 .client
                 .request(method.clone(), url)
@@ -558,7 +566,11 @@ impl RegistryStore {
                 last = format!("{status}{}", self.error_detail(response, url));
                 attempt += 1;
                 if attempt < self.retry.attempts {
-                    std::thread::sleep(self.retry.delay(attempt, retry_after));
+                    let delay = self.retry.delay(attempt, retry_after);
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.pause_for(delay);
+                    }
+                    std::thread::sleep(delay);
                 }
                 continue;
             }
@@ -570,6 +582,23 @@ impl RegistryStore {
             attempts,
             last,
         })
+    }
+
+    /// Holds every later request of this store for `delay`: the registry said it is busy.
+    fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut paused = self.paused_until.lock().expect("lock");
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// Sleeps until a pause another request was told to keep is over.
+    fn wait_out_pause(&self) {
+        let until = *self.paused_until.lock().expect("lock");
+        if let Some(wait) = until.and_then(|u| u.checked_duration_since(Instant::now())) {
+            std::thread::sleep(wait);
+        }
     }
 
     fn get(&self, url: &str, headers: &HeaderMap, access: &Access) -> Result<Response, Error> {
@@ -699,6 +728,19 @@ impl RegistryStore {
         )
     }
 
+    /// The referrers of `subject` in its `sha256-<hex>` fallback index.
+    fn fallback_referrers(&self, subject: &Digest) -> Result<Referrers, Error> {
+        let tag = subject.fallback_tag();
+        let descriptors = match self.fetch_manifest(&tag, None)? {
+            None => Vec::new(),
+            Some((fetched, _)) => self.check_fallback(subject, &tag, fetched)?.manifests,
+        };
+        Ok(Referrers {
+            path: ReferrersPath::TagSchema,
+            descriptors,
+        })
+    }
+
     /// Whether `GET /referrers` works here: 200 with the exact OCI index content type.
     pub fn referrers_api_supported(&self) -> Result<bool, Error> {
         if let Some(known) = *self.referrers_api.lock().expect("lock") {
@@ -723,6 +765,13 @@ impl RegistryStore {
         descriptor: &Descriptor,
     ) -> Result<(), Error> {
         let tag = subject.fallback_tag();
+        // The pool may push several referrers of one subject at once, and a registry that
+        // ignores If-Match (distribution does) would keep only the last write: within this
+        // process the read-modify-write of a fallback index is done one at a time.
+        let _one_writer = self
+            .fallback_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..5 {
             let (mut index, etag) = match self.fetch_manifest(&tag, None)? {
                 None => (ImageIndex::empty(), None),
@@ -1265,6 +1314,12 @@ impl Store for RegistryStore {
     }
 
     fn referrers(&self, subject: &Digest) -> Result<Referrers, Error> {
+        // Once the registry has shown it has no API, every listing goes to the tag schema
+        // straight away: one round trip per subject instead of two (copy, tree and rescan list
+        // the referrers of every artifact and referrer they meet).
+        if *self.referrers_api.lock().expect("lock") == Some(false) {
+            return self.fallback_referrers(subject);
+        }
         let first = self.url(&format!("referrers/{subject}"));
         let response = self.get(&first, &HeaderMap::new(), &Access::Pull)?;
         if response.status() == StatusCode::OK && is_index_content_type(&response) {
@@ -1303,16 +1358,10 @@ impl Store for RegistryStore {
                 descriptors,
             });
         }
-        // 404, 400, 406 or a wrong content type: the registry has no API; use the tag schema.
-        let tag = subject.fallback_tag();
-        let descriptors = match self.fetch_manifest(&tag, None)? {
-            None => Vec::new(),
-            Some((fetched, _)) => self.check_fallback(subject, &tag, fetched)?.manifests,
-        };
-        Ok(Referrers {
-            path: ReferrersPath::TagSchema,
-            descriptors,
-        })
+        // 404, 400, 406 or a wrong content type: the registry has no API (an API answers 200
+        // with an empty index for a subject nobody refers to); use the tag schema.
+        *self.referrers_api.lock().expect("lock") = Some(false);
+        self.fallback_referrers(subject)
     }
 
     fn tags(&self) -> Result<Vec<Tag>, Error> {
@@ -1495,6 +1544,19 @@ mod tests {
             p.max_delay,
             "Retry-After is honoured but capped"
         );
+    }
+
+    #[test]
+    fn a_429_pause_holds_the_whole_store_until_its_latest_end() {
+        let store = RegistryStore::new("127.0.0.1:1", "x/y", &Options::default()).unwrap();
+        assert!(store.paused_until.lock().unwrap().is_none());
+        store.pause_for(Duration::from_secs(60));
+        let long = store.paused_until.lock().unwrap().unwrap();
+        // A shorter pause another worker was told does not cut the longer one short.
+        store.pause_for(Duration::from_millis(1));
+        assert_eq!(*store.paused_until.lock().unwrap(), Some(long));
+        store.pause_for(Duration::from_secs(120));
+        assert!(store.paused_until.lock().unwrap().unwrap() > long);
     }
 
     #[test]
