@@ -1,11 +1,12 @@
 //! BuildKit's attestation manifests, read from a real registry as unsigned evidence.
 //!
-//! The fixture follows BuildKit's documented storage layout (moby/buildkit
-//! `docs/attestations/attestation-storage.md`): an index listing one platform image and, after
-//! it, an `unknown/unknown` attestation manifest annotated `vnd.docker.reference.type:
-//! attestation-manifest` and `vnd.docker.reference.digest`, whose layers are an SLSA provenance
-//! and an SPDX in-toto statement. It is written by this test, not by BuildKit (no `buildkitd`
-//! here).
+//! Two kinds of input. Real BuildKit output (tests/fixtures/buildkit, written by
+//! scripts/gen-buildkit-fixtures with the BuildKit version in BUILDKIT_VERSION, and rebuilt live
+//! when buildkitd is installed) in both attestation-manifest forms, as an `oci:` layout and
+//! copied to registries with and without the referrers API. And fixtures this file writes from
+//! BuildKit's documented storage layout (moby/buildkit `docs/attestations/attestation-storage.md`)
+//! for what BuildKit does not produce: signed evidence beside it, SPDX layers, malformed or
+//! misdirected statements and manifests.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -823,4 +824,83 @@ fn real_buildkit_rebuilt_live_is_shown_the_same_way() {
         support::stderr(&o)
     );
     check_real_build(out.path());
+}
+
+/// A tag-schema listing (distribution has no referrers API) that names, as a referrer of one
+/// image, a BuildKit attestation manifest whose subject is another image: noted, its
+/// statements not read, and still never counted.
+#[test]
+fn a_buildkit_referrer_about_another_manifest_is_noted_not_read() {
+    let registry = support::shared_registry();
+    let repo = format!("{}/app", registry.base);
+    let store = open(&repo);
+    let image = put_artifact(store.as_ref(), b"amd64 image", "amd64");
+    let other = put_artifact(store.as_ref(), b"another image", "other");
+    store
+        .put_blob(
+            &Descriptor::empty_config(),
+            BlobSource::Bytes(oci::EMPTY_JSON),
+        )
+        .unwrap();
+    let statement = buildkit_statement(&other.digest, SLSA_V1, serde_json::json!({}));
+    let layer = Descriptor::of(buildkit::IN_TOTO_MEDIA_TYPE, &statement);
+    store
+        .put_blob(&layer, BlobSource::Bytes(&statement))
+        .unwrap();
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some(buildkit::ATTESTATION_ARTIFACT_TYPE.into()),
+        config: Descriptor::empty_config(),
+        layers: vec![layer],
+        subject: Some(other.clone()),
+        annotations: BTreeMap::new(),
+    };
+    let mut att = store
+        .put_manifest(&oci::to_bytes(&m), MEDIA_TYPE_IMAGE_MANIFEST)
+        .unwrap();
+    att.artifact_type = Some(buildkit::ATTESTATION_ARTIFACT_TYPE.into());
+    // The referrers tag schema's index for `image`, listing the misdirected manifest.
+    let listing = ImageIndex {
+        manifests: vec![att.clone()],
+        ..ImageIndex::empty()
+    };
+    let bytes = oci::to_bytes(&listing);
+    let d = store
+        .put_manifest(&bytes, oci::MEDIA_TYPE_IMAGE_INDEX)
+        .unwrap();
+    let fetched = FetchedManifest::check(
+        "listing",
+        bytes,
+        Some(oci::MEDIA_TYPE_IMAGE_INDEX),
+        Some(&d.digest),
+    )
+    .unwrap();
+    let tag = format!("sha256-{}", image.digest.hex());
+    store.tag(&tag.parse().unwrap(), &fetched).unwrap();
+
+    let pinned = format!("{repo}@{}", image.digest);
+    let t = tree::read(store.as_ref(), &pinned.parse().unwrap(), 0).unwrap();
+    assert!(t.nodes.is_empty(), "{:?}", t.nodes);
+    assert_eq!(t.unsigned.len(), 1);
+    let shown = &t.unsigned[0];
+    assert_eq!(shown.manifest, att.digest);
+    assert_eq!(shown.found_in, [buildkit::FoundIn::Referrers]);
+    assert_eq!(
+        shown.note.as_deref(),
+        Some(
+            format!(
+                "attestation manifest's subject is {}, not {}",
+                other.digest, image.digest
+            )
+            .as_str()
+        )
+    );
+    assert!(shown.statements.is_empty());
+
+    let key = KeySigner::new(SigningKey::generate_p256().unwrap());
+    let report = run(store.as_ref(), &pinned, &policy(&key.public_key(), ""));
+    assert!(!report.verified);
+    assert_eq!(report.artifact.unsigned, t.unsigned);
+    assert!(report.artifact.referrers.is_empty());
 }
