@@ -246,7 +246,10 @@ pub fn human(t: &Tree) -> String {
         let (branch, next) = branches(i, "");
         node_line(&mut out, node, &branch, &next);
     }
-    if t.nodes.is_empty() {
+    for a in &t.unsigned {
+        unsigned_lines(&mut out, a, "");
+    }
+    if t.nodes.is_empty() && t.unsigned.is_empty() {
         out.push_str("(nothing attached)\n");
     }
     for (i, p) in t.platforms.iter().enumerate() {

@@ -6,6 +6,12 @@
 //! `vnd.docker.reference.digest: <platform manifest digest>`. Each layer of that manifest is one
 //! statement (`application/vnd.in-toto+json`, annotated `in-toto.io/predicate-type`).
 //!
+//! Since BuildKit v0.19 (`oci-artifact=true`, the default since v0.32) the attestation manifest
+//! is also an OCI artifact (`artifactType` [`ATTESTATION_ARTIFACT_TYPE`], empty config) whose
+//! `subject` is the platform manifest, so a registry with the referrers API lists it as a
+//! referrer of that platform too. Both ways lead here, and one manifest reached both ways is
+//! shown once ([`merge`]).
+//!
 //! Nothing signs these statements, so they are listed for people to see and never count as
 //! signed evidence or satisfy a policy requirement.
 
@@ -21,6 +27,8 @@ pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 /// The value of [`REFERENCE_TYPE`] for an attestation manifest.
 pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+/// The `artifactType` of an attestation manifest written with `oci-artifact=true`.
+pub const ATTESTATION_ARTIFACT_TYPE: &str = "application/vnd.docker.attestation.manifest.v1+json";
 /// The only attestation layer media type BuildKit defines.
 pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 /// The layer annotation carrying the statement's predicate type.
@@ -36,6 +44,21 @@ pub fn is_attestation_manifest(d: &Descriptor) -> bool {
     d.annotations.get(REFERENCE_TYPE).map(String::as_str) == Some(ATTESTATION_MANIFEST)
 }
 
+/// Whether a referrer of this artifact type is a BuildKit attestation manifest.
+pub fn is_attestation_artifact_type(artifact_type: Option<&str>) -> bool {
+    artifact_type == Some(ATTESTATION_ARTIFACT_TYPE)
+}
+
+/// How an attestation manifest was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FoundIn {
+    /// Listed in the image index, annotated with the platform manifest it describes.
+    Index,
+    /// Listed as a referrer of the platform manifest (its `subject`).
+    Referrers,
+}
+
 /// One BuildKit attestation manifest and its statements. Unsigned: shown, never trusted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,8 +69,10 @@ pub struct UnsignedAttestations {
     pub signed: bool,
     /// The attestation manifest.
     pub manifest: Digest,
-    /// The platform manifest the index says it describes.
+    /// The platform manifest the index (or, found as a referrer, its subject) says it describes.
     pub describes: Digest,
+    /// Every way it was reached; one manifest reached both ways is listed once.
+    pub found_in: Vec<FoundIn>,
     pub statements: Vec<UnsignedStatement>,
     /// Why the manifest or some of its statements could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,9 +104,45 @@ pub fn read(store: &dyn Store, index: &ImageIndex) -> Vec<UnsignedAttestations> 
         .filter_map(|d| {
             // An entry that does not name a valid digest describes nothing we can show it under.
             let describes: Digest = d.annotations.get(REFERENCE_DIGEST)?.parse().ok()?;
-            Some(read_one(store, d, describes))
+            Some(read_one(store, &d.digest, describes, FoundIn::Index))
         })
         .collect()
+}
+
+/// The attestation manifest `manifest`, listed as a referrer of `describes` (its artifact type
+/// said so; see [`is_attestation_artifact_type`]). A manifest whose subject is not `describes`
+/// is noted, and its statements are not read.
+pub fn read_referrer(
+    store: &dyn Store,
+    manifest: &Digest,
+    describes: &Digest,
+) -> UnsignedAttestations {
+    read_one(store, manifest, describes.clone(), FoundIn::Referrers)
+}
+
+/// `more` added to `all`, one entry per attestation manifest and platform: a manifest already
+/// in `all` only gains the ways `more` reached it.
+pub fn merge(
+    mut all: Vec<UnsignedAttestations>,
+    more: Vec<UnsignedAttestations>,
+) -> Vec<UnsignedAttestations> {
+    for m in more {
+        match all
+            .iter_mut()
+            .find(|a| a.manifest == m.manifest && a.describes == m.describes)
+        {
+            Some(a) => {
+                for way in m.found_in {
+                    if !a.found_in.contains(&way) {
+                        a.found_in.push(way);
+                    }
+                }
+                a.found_in.sort();
+            }
+            None => all.push(m),
+        }
+    }
+    all
 }
 
 /// The attestations of `index` that describe `platform`.
@@ -92,16 +153,22 @@ pub fn for_platform<'a>(
     all.iter().filter(move |a| &a.describes == platform)
 }
 
-fn read_one(store: &dyn Store, entry: &Descriptor, describes: Digest) -> UnsignedAttestations {
+fn read_one(
+    store: &dyn Store,
+    digest: &Digest,
+    describes: Digest,
+    found_in: FoundIn,
+) -> UnsignedAttestations {
     let mut out = UnsignedAttestations {
         source: "buildkit",
         signed: false,
-        manifest: entry.digest.clone(),
+        manifest: digest.clone(),
         describes,
+        found_in: vec![found_in],
         statements: Vec::new(),
         note: None,
     };
-    let manifest = match store.get_manifest(&entry.digest) {
+    let manifest = match store.get_manifest(digest) {
         Ok(m) => m,
         Err(e) => {
             out.note = Some(format!("cannot read attestation manifest: {e}"));
@@ -112,6 +179,22 @@ fn read_one(store: &dyn Store, entry: &Descriptor, describes: Digest) -> Unsigne
         out.note = Some("attestation manifest is an index, not an image manifest".into());
         return out;
     };
+    // The OCI-artifact form names its platform twice (index annotation and subject); a
+    // referrer names it only by its subject, which must then be the platform it is shown under.
+    match (&image.subject, found_in) {
+        (Some(subject), _) if subject.digest != out.describes => {
+            out.note = Some(format!(
+                "attestation manifest's subject is {}, not {}",
+                subject.digest, out.describes
+            ));
+            return out;
+        }
+        (None, FoundIn::Referrers) => {
+            out.note = Some("attestation manifest has no subject".into());
+            return out;
+        }
+        _ => {}
+    }
     let layers: Vec<&Descriptor> = image
         .layers
         .iter()
@@ -402,6 +485,68 @@ mod tests {
         ] {
             let err = parse_head(bad).unwrap_err();
             assert!(err.starts_with("statement"), "{err}");
+        }
+    }
+
+    fn shown(manifest: char, describes: char, found_in: FoundIn) -> UnsignedAttestations {
+        let digest = |c: char| {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        UnsignedAttestations {
+            source: "buildkit",
+            signed: false,
+            manifest: digest(manifest),
+            describes: digest(describes),
+            found_in: vec![found_in],
+            statements: Vec::new(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn one_manifest_reached_from_the_index_and_as_a_referrer_is_listed_once() {
+        let index = vec![
+            shown('a', 'e', FoundIn::Index),
+            shown('b', 'f', FoundIn::Index),
+        ];
+        let referrers = vec![
+            shown('b', 'f', FoundIn::Referrers),
+            shown('c', 'f', FoundIn::Referrers),
+            // Listed twice by a registry: still one.
+            shown('c', 'f', FoundIn::Referrers),
+        ];
+        let merged = merge(index, referrers);
+        let seen: Vec<(String, Vec<FoundIn>)> = merged
+            .iter()
+            .map(|a| (a.manifest.hex()[..1].to_string(), a.found_in.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), vec![FoundIn::Index]),
+                ("b".to_string(), vec![FoundIn::Index, FoundIn::Referrers]),
+                ("c".to_string(), vec![FoundIn::Referrers]),
+            ]
+        );
+        // The same manifest said to describe another platform is another entry.
+        let merged = merge(merged, vec![shown('a', 'f', FoundIn::Referrers)]);
+        assert_eq!(merged.len(), 4);
+    }
+
+    #[test]
+    fn only_the_docker_attestation_artifact_type_is_an_attestation_referrer() {
+        assert!(is_attestation_artifact_type(Some(
+            ATTESTATION_ARTIFACT_TYPE
+        )));
+        for other in [
+            None,
+            Some("application/vnd.dev.sigstore.bundle.v0.3+json"),
+            Some("application/vnd.docker.attestation.manifest.v1+json; x=y"),
+            Some(""),
+        ] {
+            assert!(!is_attestation_artifact_type(other), "{other:?}");
         }
     }
 

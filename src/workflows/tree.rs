@@ -168,6 +168,10 @@ pub struct Tree {
     /// For an image index: each platform manifest it lists and what is attached to it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<PlatformTree>,
+    /// BuildKit attestation manifests listed as referrers of this manifest (a platform
+    /// manifest named directly): unsigned, shown only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsigned: Vec<UnsignedAttestations>,
     /// Present when checked against a policy: the policy, the verdict on the artifact and the
     /// artifact-level checks (threshold, provenance, SBOM, …).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,7 +195,8 @@ pub struct PlatformTree {
     /// Present when checked against a policy: the verdict on this platform and its checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<PlatformVerification>,
-    /// BuildKit attestation manifests the index lists for this platform: unsigned, shown only.
+    /// BuildKit attestation manifests the index lists for this platform, or its referrers
+    /// list: unsigned, shown only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsigned: Vec<UnsignedAttestations>,
 }
@@ -233,7 +238,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         source: Box::new(source),
     })?;
     let digest = root.descriptor.digest.clone();
-    let nodes = nodes_of(store, &digest, &limits)?;
+    let (nodes, unsigned) = nodes_of(store, &digest, &limits)?;
     let mut platforms = Vec::new();
     if let Manifest::Index(index) = &root.manifest {
         let attestations = buildkit::read(store, index);
@@ -270,7 +275,11 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
                         .collect(),
                 };
                 match read {
-                    Ok(nodes) => p.nodes = nodes,
+                    Ok((nodes, referred)) => {
+                        p.nodes = nodes;
+                        // Reached from the index and as a referrer: shown once.
+                        p.unsigned = buildkit::merge(std::mem::take(&mut p.unsigned), referred);
+                    }
                     // A broken platform is shown as such; the rest of the tree still is.
                     Err(Error::Discover { source, .. }) if listable_failure(&source) => {
                         p.note = Some(source.to_string());
@@ -295,6 +304,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         media_type: root.descriptor.media_type,
         nodes,
         platforms,
+        unsigned,
         verification: None,
     })
 }
@@ -310,12 +320,13 @@ fn listable_failure(e: &attach::Error) -> bool {
     }
 }
 
-/// Everything attached to `digest`, as nodes.
+/// Everything attached to `digest`, as nodes, and the BuildKit attestation manifests among
+/// its referrers (unsigned, so not nodes).
 fn nodes_of(
     store: &dyn Store,
     digest: &Digest,
     limits: &attach::Limits,
-) -> Result<Vec<Node>, Error> {
+) -> Result<(Vec<Node>, Vec<UnsignedAttestations>), Error> {
     // Each bundle becomes its node on the pool as it arrives and is dropped: only the nodes
     // are held, whatever others attach.
     let mut nodes: Vec<Node> = Vec::new();
@@ -328,7 +339,18 @@ fn nodes_of(
             digest: digest.clone(),
             source: Box::new(source),
         })?;
-    nodes.extend(found.ignored.iter().map(|i| Node {
+    let (attestations, others): (Vec<_>, Vec<_>) = found
+        .ignored
+        .iter()
+        .partition(|i| buildkit::is_attestation_artifact_type(i.artifact_type.as_deref()));
+    let unsigned = buildkit::merge(
+        Vec::new(),
+        attestations
+            .iter()
+            .map(|i| buildkit::read_referrer(store, &i.digest, digest))
+            .collect(),
+    );
+    nodes.extend(others.iter().map(|i| Node {
         kind: NodeKind::Other,
         manifest: i.digest.clone(),
         origin: None,
@@ -339,7 +361,7 @@ fn nodes_of(
         note: Some(i.reason.clone()),
         verdict: None,
     }));
-    Ok(nodes)
+    Ok((nodes, unsigned))
 }
 
 impl Tree {

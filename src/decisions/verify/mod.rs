@@ -475,10 +475,13 @@ impl Ctx<'_> {
             match self.platform(child, platform)? {
                 PlatformRead::Unreadable(r) => artifact.platforms.push(r),
                 PlatformRead::Checked(mut r) => {
-                    r.unsigned =
+                    // Reached from the index and as a referrer: shown once.
+                    r.unsigned = crate::evidence::buildkit::merge(
                         crate::evidence::buildkit::for_platform(&attestations, &child.digest)
                             .cloned()
-                            .collect();
+                            .collect(),
+                        std::mem::take(&mut r.unsigned),
+                    );
                     if !r.verified && covered {
                         cover_by_index(&mut r, digest, sbom_deferred);
                     }
@@ -766,18 +769,37 @@ impl Ctx<'_> {
         } else {
             String::new()
         };
+        // BuildKit's attestation manifests are unsigned evidence: shown, never a referrer that
+        // counts, and not "other" either.
+        let (buildkit, ignored): (Vec<_>, Vec<_>) = found.ignored.iter().partition(|i| {
+            crate::evidence::buildkit::is_attestation_artifact_type(i.artifact_type.as_deref())
+        });
+        report.unsigned = crate::evidence::buildkit::merge(
+            Vec::new(),
+            buildkit
+                .iter()
+                .map(|i| crate::evidence::buildkit::read_referrer(self.store, &i.digest, digest))
+                .collect(),
+        );
+        let unsigned = if report.unsigned.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} unsigned BuildKit attestation manifest(s) shown, not counted",
+                report.unsigned.len()
+            )
+        };
         report.checks.push(
             Check::pass(CheckKind::Discover, "discover signatures and attestations")
                 .expected(format!("every path: {}", paths.join(", ")))
                 .found(format!(
-                    "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored{skipped}",
+                    "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored{unsigned}{skipped}",
                     found.bundles,
                     found.legacy,
-                    found.ignored.len()
+                    ignored.len()
                 )),
         );
-        report.ignored = found
-            .ignored
+        report.ignored = ignored
             .iter()
             .map(|i| IgnoredReferrer {
                 digest: i.digest.clone(),

@@ -211,8 +211,8 @@ pub struct ManifestReport {
     /// Platform manifests of an index.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<ManifestReport>,
-    /// BuildKit attestations the index lists for this platform: unsigned, shown only, never
-    /// counted by a policy check.
+    /// BuildKit attestations the index lists for this platform, or its referrers list:
+    /// unsigned, shown only, never counted by a policy check.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsigned: Vec<crate::evidence::buildkit::UnsignedAttestations>,
 }
