@@ -20,6 +20,7 @@ use custody::evidence::vex::VexStatus;
 use custody::foundation::hint::Hint as _;
 use custody::foundation::oci::Descriptor;
 use custody::foundation::reference::Reference;
+use custody::storage::store::elsewhere::Evidence;
 use custody::storage::store::{self, Store};
 use custody::storage::transfer;
 use custody::workflows::audit;
@@ -249,6 +250,14 @@ fn write_bundle(path: &Option<PathBuf>, attachment: &SignedAttachment) -> Result
     Ok(())
 }
 
+/// Says where the evidence went when that is not beside the artifact.
+fn written_elsewhere(report: &mut Report, evidence: &Evidence<'_>) {
+    if evidence.is_elsewhere() {
+        let _ = writeln!(report.human, "evidence in {}", evidence.repository());
+        report.json["attestationsRepository"] = serde_json::json!(evidence.repository());
+    }
+}
+
 fn legacy(flag: bool) -> LegacyTags {
     if flag {
         LegacyTags::Write
@@ -328,15 +337,19 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Audited, Failure> {
         repository: Some(reference.repository()),
         created: None,
     };
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
     let attachment =
-        attach::sign_artifact(store.as_ref(), &subject, &signer, &options).map_err(|e| {
+        attach::sign_artifact(&evidence, &subject, &signer, &options).map_err(|e| {
             signing_failure(
                 e,
                 format!("cannot sign {}", reference.pinned(&subject.digest)),
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(audited("signed", &reference, &attachment, &args.bundle))
+    let mut audited = audited("signed", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut audited.report, &evidence);
+    Ok(audited)
 }
 
 /// `custody attest`.
@@ -357,7 +370,9 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
         predicate_type,
         predicate,
     };
-    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
+    let attachment = attach::attest_artifact(&evidence, &subject, input, &signer, &options)
         .map_err(|e| {
             signing_failure(
                 e,
@@ -365,7 +380,9 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(audited("attested", &reference, &attachment, &args.bundle))
+    let mut audited = audited("attested", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut audited.report, &evidence);
+    Ok(audited)
 }
 
 /// The statuses `custody vex --status` takes.
@@ -470,7 +487,9 @@ pub fn vex(cli: &Cli, args: &VexArgs) -> Result<Report, Failure> {
         predicate_type: PREDICATE_OPENVEX.to_owned(),
         predicate,
     };
-    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
+    let attachment = attach::attest_artifact(&evidence, &subject, input, &signer, &options)
         .map_err(|e| {
             signing_failure(
                 e,
@@ -479,6 +498,7 @@ pub fn vex(cli: &Cli, args: &VexArgs) -> Result<Report, Failure> {
         })?;
     write_bundle(&args.bundle, &attachment)?;
     let mut report = report("vex attested on", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut report, &evidence);
     let _ = writeln!(
         report.human,
         "statement: {} is {} in {}",

@@ -712,6 +712,7 @@ pub fn self_check(
         vulnerabilities: None,
         sources: None,
         trust: None,
+        attestations_repository: None,
     };
     Ok(SelfCheck {
         policy: Policy {

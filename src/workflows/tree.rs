@@ -16,6 +16,7 @@ use crate::evidence::sign::bundle::{Bundle, Content, Material};
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
 use crate::foundation::reference::Reference;
+use crate::storage::store::elsewhere::Evidence;
 use crate::storage::store::{self, Store};
 use crate::storage::transfer;
 
@@ -170,6 +171,9 @@ pub struct Tree {
     /// artifact-level checks (threshold, provenance, SBOM, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<TreeVerification>,
+    /// The repository the attachments were read from, when not beside the artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_repository: Option<String>,
 }
 
 /// One manifest of an index and what is attached to it.
@@ -222,6 +226,16 @@ pub struct TreeVerification {
 /// Resolves `reference` once and lists everything attached to that digest.
 /// `jobs` referrers are fetched at once (0: the default pool).
 pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tree, Error> {
+    read_with(Evidence::new(store, None), reference, jobs)
+}
+
+/// [`read`], with the attachments read through `evidence` (another repository, say).
+pub fn read_with(
+    evidence: Evidence<'_>,
+    reference: &Reference,
+    jobs: usize,
+) -> Result<Tree, Error> {
+    let store = evidence.artifact();
     let limits = attach::Limits {
         jobs,
         ..attach::Limits::DEFAULT
@@ -231,7 +245,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         source: Box::new(source),
     })?;
     let digest = root.descriptor.digest.clone();
-    let nodes = nodes_of(store, &digest, &limits)?;
+    let nodes = nodes_of(&evidence, &digest, &limits)?;
     let mut platforms = Vec::new();
     if let Manifest::Index(index) = &root.manifest {
         let attestations = buildkit::read(store, index);
@@ -253,7 +267,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
                     .cloned()
                     .collect(),
             };
-            match nodes_of(store, &child.digest, &limits) {
+            match nodes_of(&evidence, &child.digest, &limits) {
                 Ok(nodes) => p.nodes = nodes,
                 // A broken platform is shown as such; the rest of the tree still is.
                 Err(Error::Discover { source, .. }) if listable_failure(&source) => {
@@ -272,6 +286,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         nodes,
         platforms,
         verification: None,
+        attestations_repository: evidence.is_elsewhere().then(|| evidence.repository()),
     })
 }
 
