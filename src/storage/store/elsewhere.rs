@@ -356,8 +356,11 @@ mod tests {
         .unwrap();
         // The subject is still reachable through the view (signing checks it).
         assert_eq!(
-            view.get_manifest(&subject.digest).unwrap().descriptor,
-            subject
+            view.get_manifest(&subject.digest)
+                .unwrap()
+                .descriptor
+                .digest,
+            subject.digest
         );
         assert!(
             images
