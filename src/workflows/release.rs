@@ -41,6 +41,7 @@ use crate::foundation::digest::Digest;
 use crate::foundation::glob::PatternError;
 use crate::foundation::oci::Descriptor;
 use crate::foundation::reference::{Reference, Tag};
+use crate::storage::store::elsewhere::{Evidence, Lookup};
 use crate::storage::store::{self, Store};
 use crate::storage::transfer::{self, PushOptions, TagOutcome, TagPolicy};
 
@@ -93,6 +94,9 @@ pub struct ReleaseRequest {
     pub now: Timestamp,
     /// Referrers fetched and verified at once by the self-check (0: the default pool).
     pub jobs: usize,
+    /// Where the signature, provenance and SBOM go when not beside the artifact; the
+    /// self-check reads them there.
+    pub attestations: Lookup,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -448,16 +452,21 @@ fn attach_evidence(
     };
     let mut referrers = Vec::new();
     let mut legacy_tags = Vec::new();
-    let signed = attach::sign_artifact(store, &subject, signer, &options)?;
+    let elsewhere = match &request.attestations.repository {
+        Some(r) => Some(r.open(&request.attestations.store_options)?),
+        None => None,
+    };
+    let evidence = Evidence::new(store, elsewhere.as_deref());
+    let signed = attach::sign_artifact(&evidence, &subject, signer, &options)?;
     let provenance = attach::attest_artifact(
-        store,
+        &evidence,
         &subject,
         AttestInput::Statement(provenance.to_bytes()?),
         signer,
         &options,
     )?;
     let sbom = attach::attest_artifact(
-        store,
+        &evidence,
         &subject,
         AttestInput::Statement(sbom_statement.to_bytes()?),
         signer,
@@ -582,6 +591,7 @@ pub fn release_checked(
     let options = VerifyOptions {
         trusted_root: check.trusted_root.clone(),
         jobs: request.jobs,
+        attestations: request.attestations.clone(),
         ..VerifyOptions::default()
     };
     // A re-run of a finished release: the artifact already carries the verified set from this
@@ -809,6 +819,7 @@ mod tests {
             artifact_type: None,
             now,
             jobs: 0,
+            attestations: Lookup::default(),
         };
         let signer = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
         Fixture {

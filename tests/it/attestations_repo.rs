@@ -719,3 +719,41 @@ fn forward(backend: &str, request: &support::Request) -> Response {
     }
     response
 }
+
+/// `release` signs and attests into the attestations repository, and its own self-check reads
+/// them there before it tags.
+#[test]
+fn release_writes_its_evidence_to_the_attestations_repository() {
+    let registry = support::shared_registry();
+    let dir = support::tempdir();
+    let d = dir.path();
+    let (key, public) = keygen(d, "signer");
+    let app = format!("{}/rel/app", registry.base);
+    let sigs = format!("{}/rel/sigs", registry.base);
+    let file = write(d, "app.bin", "the released artifact\n");
+    let (code, released) = json(
+        d,
+        &[
+            "release",
+            s(&file),
+            "--to",
+            &format!("{app}:v1"),
+            "--key",
+            s(&key),
+            "--no-source",
+            "--attestations-repository",
+            &sigs,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{released}");
+    let digest: Digest = released["digest"].as_str().unwrap().parse().unwrap();
+    assert_eq!(referrers(&app, &digest), 0, "nothing beside the artifact");
+    assert_eq!(referrers(&sigs, &digest), 3, "signature, provenance, SBOM");
+    let (code, report) = json(
+        d,
+        &["verify", &format!("{app}:v1"), "--key", s(&public)],
+        &[("CUSTODY_ATTESTATIONS_REPOSITORY", sigs.as_str())],
+    );
+    assert_eq!(code, Some(0), "{report}");
+}
