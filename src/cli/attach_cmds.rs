@@ -20,6 +20,7 @@ use custody::evidence::vex::VexStatus;
 use custody::foundation::hint::Hint as _;
 use custody::foundation::oci::{Descriptor, is_index_media_type};
 use custody::foundation::reference::Reference;
+use custody::storage::store::elsewhere::Evidence;
 use custody::storage::store::{self, Store};
 use custody::storage::transfer;
 use custody::workflows::audit;
@@ -263,6 +264,14 @@ fn write_bundle(path: &Option<PathBuf>, attachment: &SignedAttachment) -> Result
     Ok(())
 }
 
+/// Says where the evidence went when that is not beside the artifact.
+fn written_elsewhere(report: &mut Report, evidence: &Evidence<'_>) {
+    if evidence.is_elsewhere() {
+        let _ = writeln!(report.human, "evidence in {}", evidence.repository());
+        report.json["attestationsRepository"] = serde_json::json!(evidence.repository());
+    }
+}
+
 fn legacy(flag: bool) -> LegacyTags {
     if flag {
         LegacyTags::Write
@@ -342,21 +351,27 @@ pub fn sign(cli: &Cli, args: &SignArgs) -> Result<Audited, Failure> {
         repository: Some(reference.repository()),
         created: None,
     };
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
     if args.recursive {
         let plan = plan(store.as_ref(), &reference, &subject)?;
-        let signed = recursive::sign_plan(store.as_ref(), &plan, &signer, &options)
+        let signed = recursive::sign_plan(&evidence, &plan, &signer, &options)
             .map_err(|e| recursive_failure(e, "cannot sign every manifest of", &reference))?;
-        return Ok(audited_recursive("signed", &reference, &signed, &plan));
+        let mut audited = audited_recursive("signed", &reference, &signed, &plan);
+        written_elsewhere(&mut audited.report, &evidence);
+        return Ok(audited);
     }
     let attachment =
-        attach::sign_artifact(store.as_ref(), &subject, &signer, &options).map_err(|e| {
+        attach::sign_artifact(&evidence, &subject, &signer, &options).map_err(|e| {
             signing_failure(
                 e,
                 format!("cannot sign {}", reference.pinned(&subject.digest)),
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(audited("signed", &reference, &attachment, &args.bundle))
+    let mut audited = audited("signed", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut audited.report, &evidence);
+    Ok(audited)
 }
 
 /// `custody attest`.
@@ -373,10 +388,12 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
         created: Some(now),
         ..AttachOptions::default()
     };
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
     if args.recursive {
         let plan = plan(store.as_ref(), &reference, &subject)?;
         let attested = recursive::attest_plan(
-            store.as_ref(),
+            &evidence,
             &plan,
             &predicate_type,
             &predicate,
@@ -384,13 +401,15 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
             &options,
         )
         .map_err(|e| recursive_failure(e, "cannot attest every manifest of", &reference))?;
-        return Ok(audited_recursive("attested", &reference, &attested, &plan));
+        let mut audited = audited_recursive("attested", &reference, &attested, &plan);
+        written_elsewhere(&mut audited.report, &evidence);
+        return Ok(audited);
     }
     let input = AttestInput::Predicate {
         predicate_type,
         predicate,
     };
-    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+    let attachment = attach::attest_artifact(&evidence, &subject, input, &signer, &options)
         .map_err(|e| {
             signing_failure(
                 e,
@@ -398,7 +417,9 @@ pub fn attest(cli: &Cli, args: &AttestArgs) -> Result<Audited, Failure> {
             )
         })?;
     write_bundle(&args.bundle, &attachment)?;
-    Ok(audited("attested", &reference, &attachment, &args.bundle))
+    let mut audited = audited("attested", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut audited.report, &evidence);
+    Ok(audited)
 }
 
 /// What `--recursive` signs below `subject`, refused as a whole when the index is past the
@@ -592,7 +613,9 @@ pub fn vex(cli: &Cli, args: &VexArgs) -> Result<Report, Failure> {
         predicate_type: PREDICATE_OPENVEX.to_owned(),
         predicate,
     };
-    let attachment = attach::attest_artifact(store.as_ref(), &subject, input, &signer, &options)
+    let elsewhere = super::open_attestations_repository(cli)?;
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
+    let attachment = attach::attest_artifact(&evidence, &subject, input, &signer, &options)
         .map_err(|e| {
             signing_failure(
                 e,
@@ -601,6 +624,7 @@ pub fn vex(cli: &Cli, args: &VexArgs) -> Result<Report, Failure> {
         })?;
     write_bundle(&args.bundle, &attachment)?;
     let mut report = report("vex attested on", &reference, &attachment, &args.bundle);
+    written_elsewhere(&mut report, &evidence);
     let _ = writeln!(
         report.human,
         "statement: {} is {} in {}",

@@ -79,6 +79,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "CUSTODY_JOBS", value_name = "N")]
     pub jobs: Option<usize>,
 
+    /// Write and look up signatures and attestations in this repository instead of beside the
+    /// artifact, for registries where the image repository is read-only to the signer (cosign's
+    /// COSIGN_REPOSITORY). Also CUSTODY_ATTESTATIONS_REPOSITORY, then COSIGN_REPOSITORY; the
+    /// flag wins, and any of them wins over a policy scope's attestations_repository.
+    #[arg(long, global = true, value_name = "REPO")]
+    pub attestations_repository: Option<String>,
+
     /// No output except errors; the exit code is unchanged.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -187,6 +194,60 @@ pub struct Report {
 /// `--jobs`: referrer fetches a walk runs at once, handed to each library call that walks.
 pub(crate) fn jobs(cli: &Cli) -> usize {
     cli.jobs.unwrap_or(store::referrers::DEFAULT_JOBS)
+}
+
+/// `--attestations-repository`, else `CUSTODY_ATTESTATIONS_REPOSITORY`, else `COSIGN_REPOSITORY`.
+pub(crate) fn attestations_repository(
+    cli: &Cli,
+) -> Result<Option<store::elsewhere::AttestationsRepository>, Failure> {
+    store::elsewhere::AttestationsRepository::from_flag_or_env(
+        cli.attestations_repository.as_deref(),
+        |k| std::env::var(k).ok(),
+    )
+    .map_err(|e| Failure::from(anyhow::Error::new(e)))
+}
+
+/// Where verification reads evidence: [`attestations_repository`], else the policy scope's.
+pub(crate) fn attestations_lookup(cli: &Cli) -> Result<store::elsewhere::Lookup, Failure> {
+    Ok(store::elsewhere::Lookup {
+        repository: attestations_repository(cli)?,
+        store_options: store_options(cli),
+    })
+}
+
+/// Opens the attestations repository evidence is written to, if one is set.
+pub(crate) fn open_attestations_repository(
+    cli: &Cli,
+) -> Result<Option<Box<dyn store::Store>>, Failure> {
+    let Some(repository) = attestations_repository(cli)? else {
+        return Ok(None);
+    };
+    let store = repository.open(&store_options(cli)).map_err(|e| {
+        Failure::from(anyhow::Error::new(e).context(format!(
+            "cannot open attestations repository {} (from {})",
+            repository.repository, repository.source
+        )))
+    })?;
+    Ok(Some(store))
+}
+
+/// Opens `--to-attestations-repository REPO` (a destination's), if given.
+pub(crate) fn open_named_attestations_repository(
+    cli: &Cli,
+    name: Option<&str>,
+) -> Result<Option<Box<dyn store::Store>>, Failure> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let repository =
+        store::elsewhere::AttestationsRepository::parse(name, store::elsewhere::Source::Flag)
+            .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+    let store = repository.open(&store_options(cli)).map_err(|e| {
+        Failure::from(
+            anyhow::Error::new(e).context(format!("cannot open attestations repository {name}")),
+        )
+    })?;
+    Ok(Some(store))
 }
 
 pub(crate) fn store_options(cli: &Cli) -> store::Options {

@@ -16,6 +16,7 @@ use custody::evidence::attest::Timestamp;
 use custody::evidence::sign::Signer;
 use custody::foundation::reference::Reference;
 use custody::storage::store;
+use custody::storage::store::elsewhere::Evidence;
 use custody::storage::transfer::{self, CopyOptions, TagOutcome, TagPolicy};
 use custody::workflows::audit::{self, Outcome};
 use custody::workflows::promote::{self, PromoteOutcome, PromotionRecord};
@@ -43,6 +44,11 @@ pub struct PromoteArgs {
     /// Move the destination tag even if it names another digest.
     #[arg(long)]
     pub force_tag: bool,
+    /// Keep the copy's signatures and attestations in this repository at the destination
+    /// (default: the destination scope's attestations_repository in the policy, else beside the artifact). The source's are read from
+    /// --attestations-repository (or its environment variables) when set.
+    #[arg(long, value_name = "REPO")]
+    pub to_attestations_repository: Option<String>,
     /// Who signs the promotion attestation (with --attest-promotion). `--trusted-root` also
     /// serves verification (keyless identities in the policy).
     #[command(flatten)]
@@ -144,6 +150,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
         )
         .map_err(|e| could_not(e, None))?,
         jobs: super::jobs(cli),
+        attestations: super::attestations_lookup(cli)?,
         ..VerifyOptions::default()
     };
     let verified = match verify::verdict(src.as_ref(), &pinned_src, &policy, &options) {
@@ -162,6 +169,27 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
 
     let dst = store::open(&dst_ref, &store_options(cli))
         .with_context(|| format!("cannot open {}", dst_ref.repository()))?;
+    // The source's evidence is read where verification found it; the destination's goes to
+    // --to-attestations-repository, else the destination scope's, else beside the copy.
+    let src_elsewhere = match &verified.report().attestations_repository {
+        Some(r) => Some(
+            r.open_existing(&quiet)
+                .with_context(|| format!("cannot open attestations repository {}", r.repository))?,
+        ),
+        None => None,
+    };
+    let dst_elsewhere = match &args.to_attestations_repository {
+        Some(name) => super::open_named_attestations_repository(cli, Some(name))?,
+        None => match policy
+            .scope_for(&dst_ref.repository())
+            .and_then(|s| s.attestations_repository.as_ref())
+        {
+            Some(r) => Some(r.open(&store_options(cli)).with_context(|| {
+                format!("cannot open attestations repository {}", r.repository)
+            })?),
+            None => None,
+        },
+    };
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let record = match &signer {
         Some(_) => Some(
@@ -179,10 +207,10 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
         dry_run: args.dry_run,
         jobs: super::jobs(cli),
     };
-    let outcome = promote::promote(
-        src.as_ref(),
+    let outcome = promote::promote_with(
+        Evidence::new(src.as_ref(), src_elsewhere.as_deref()),
         &src_ref,
-        dst.as_ref(),
+        Evidence::new(dst.as_ref(), dst_elsewhere.as_deref()),
         &dst_ref,
         &verified,
         &copy_options,

@@ -183,6 +183,7 @@ pub fn release(cli: &Cli, args: &ReleaseArgs, printer: &Printer) -> Result<Audit
         .with_context(|| format!("cannot open {}", destination.repository()))?;
     let request = ReleaseRequest {
         jobs: super::jobs(cli),
+        attestations: super::attestations_lookup(cli)?,
         ..request(args, &image, &destination)?
     };
     release::check_request(&request).map_err(|e| release_failure(e, &destination))?;
@@ -317,6 +318,7 @@ fn request(
             TagPolicy::Immutable
         },
         artifact_type: args.artifact_type.clone(),
+        attestations: Default::default(),
         now: Timestamp::from_system_time(std::time::SystemTime::now()),
         jobs: 0,
         buildkit: if args.adopt_buildkit {

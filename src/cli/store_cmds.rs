@@ -9,6 +9,7 @@ use super::secops_cmds::Audited;
 use super::{Cli, Failure, Report, store_options};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
+use custody::storage::store::elsewhere::Evidence;
 use custody::storage::transfer::{
     self, CopyOptions, PushOptions, ReferrerNode, TagOutcome, TagPolicy,
 };
@@ -60,6 +61,11 @@ pub struct CopyArgs {
     /// Say what would be copied, copy nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the copy's signatures and attestations in this repository at the destination
+    /// (default: beside the copied artifact). The source's are read from
+    /// --attestations-repository (or its environment variables) when set.
+    #[arg(long, value_name = "REPO")]
+    pub to_attestations_repository: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,8 +219,26 @@ pub fn copy(cli: &Cli, args: &CopyArgs) -> Result<Audited, Failure> {
         dry_run: args.dry_run,
         jobs: super::jobs(cli),
     };
-    let outcome = transfer::copy(src.as_ref(), &src_ref, dst.as_ref(), &dst_ref, &options)
-        .with_context(|| format!("cannot copy {src_ref} to {dst_ref}"))?;
+    let src_elsewhere = super::attestations_repository(cli)?
+        .map(|r| {
+            r.open_existing(&store_options(cli)).with_context(|| {
+                format!(
+                    "cannot open attestations repository {} (from {})",
+                    r.repository, r.source
+                )
+            })
+        })
+        .transpose()?;
+    let dst_elsewhere =
+        super::open_named_attestations_repository(cli, args.to_attestations_repository.as_deref())?;
+    let outcome = transfer::copy_with(
+        Evidence::new(src.as_ref(), src_elsewhere.as_deref()),
+        &src_ref,
+        Evidence::new(dst.as_ref(), dst_elsewhere.as_deref()),
+        &dst_ref,
+        &options,
+    )
+    .with_context(|| format!("cannot copy {src_ref} to {dst_ref}"))?;
     let mut human = String::new();
     let verb = if outcome.dry_run {
         "would copy"

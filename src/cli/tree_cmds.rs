@@ -13,6 +13,7 @@ use super::{Cli, ExitStatus, Failure, Printer, Report, store_options};
 use custody::decisions::verify::{self, Status, VerifyOptions};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
+use custody::storage::store::elsewhere::Evidence;
 use custody::workflows::tree::{self, Node, Tree};
 
 #[derive(clap::Args, Debug)]
@@ -71,7 +72,25 @@ fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
     options.progress = None;
     let store = store::open_existing(&reference, &options)
         .with_context(|| format!("cannot open {}", reference.repository()))?;
-    let mut read = tree::read(store.as_ref(), &reference, super::jobs(cli)).map_err(|e| {
+    let mut lookup = super::attestations_lookup(cli)?;
+    lookup.store_options = options.clone();
+    let repository = lookup.pick(
+        trust
+            .as_ref()
+            .and_then(|(policy, _)| policy.scope_for(&reference.repository()))
+            .and_then(|scope| scope.attestations_repository.as_ref()),
+    );
+    let elsewhere = match &repository {
+        None => None,
+        Some(r) => Some(r.open_existing(&options).with_context(|| {
+            format!(
+                "cannot open attestations repository {} (from {})",
+                r.repository, r.source
+            )
+        })?),
+    };
+    let evidence = Evidence::new(store.as_ref(), elsewhere.as_deref());
+    let mut read = tree::read_with(evidence, &reference, super::jobs(cli)).map_err(|e| {
         // A store that serves content other than its digests is a refusal, as everywhere.
         let lying = e
             .store_error()
@@ -94,6 +113,7 @@ fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
             )
             .map_err(|e| could_not(e, None))?,
             jobs: super::jobs(cli),
+            attestations: lookup,
             ..VerifyOptions::default()
         };
         let report = verify::artifact(store.as_ref(), &pinned, &policy, &options).map_err(|e| {
@@ -234,6 +254,9 @@ fn platform_lines(out: &mut String, p: &tree::PlatformTree, branch: &str, next: 
 /// branch per platform manifest with its own referrers under it.
 pub fn human(t: &Tree) -> String {
     let mut out = format!("{}\n{}\n", t.pinned, t.media_type);
+    if let Some(r) = &t.attestations_repository {
+        let _ = writeln!(out, "evidence in {r}");
+    }
     let total = t.nodes.len() + t.platforms.len();
     let branches = |i: usize, indent: &str| {
         if i + 1 == total {

@@ -425,6 +425,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         vulnerability_db: load_vulnerability_db(&policy, &repository, &args.trust.db)
             .map_err(|e| could_not(e, None))?,
         jobs: super::jobs(cli),
+        attestations: super::attestations_lookup(cli)?,
     };
     let mut report =
         verify::artifact(store.as_ref(), &reference, &policy, &options).map_err(|e| {

@@ -16,6 +16,7 @@ use crate::foundation::oci::{
     MEDIA_TYPE_DEFAULT_LAYER, MEDIA_TYPE_IMAGE_MANIFEST, Manifest,
 };
 use crate::foundation::reference::{Reference, Tag};
+use crate::storage::store::elsewhere::Evidence;
 pub use crate::storage::store::referrers::ReferrerNode;
 use crate::storage::store::referrers::{self, Limits};
 use crate::storage::store::{self, AtomicFile, BlobSource, FetchedManifest, ReferrersPath, Store};
@@ -477,6 +478,11 @@ struct Copier<'a> {
     src: &'a dyn Store,
     dst: &'a dyn Store,
     mount_from: Option<String>,
+    /// Where referrers and legacy tags are read and written: the attestations repositories
+    /// when set, else `src` and `dst` themselves.
+    src_evidence: Evidence<'a>,
+    dst_evidence: Evidence<'a>,
+    evidence_mount_from: Option<String>,
     dry_run: bool,
     /// Manifests whose copy is complete (or, in a dry run, counted).
     done: Mutex<BTreeSet<Digest>>,
@@ -507,36 +513,51 @@ impl CopyOutcome {
     }
 }
 
-impl Copier<'_> {
-    fn blob(&self, blob: &Descriptor, out: &mut CopyOutcome) -> Result<(), Error> {
-        let key = (self.dst.name(), blob.digest.clone());
+impl<'a> Copier<'a> {
+    /// The source, destination and mount source for a manifest `depth` levels below the
+    /// artifact: the artifact's own repositories at 0, the evidence repositories below.
+    fn side(&self, depth: usize) -> (&'a dyn Store, &'a dyn Store, Option<String>) {
+        if depth == 0 {
+            (self.src, self.dst, self.mount_from.clone())
+        } else {
+            (
+                self.src_evidence.target(),
+                self.dst_evidence.target(),
+                self.evidence_mount_from.clone(),
+            )
+        }
+    }
+
+    fn blob(&self, blob: &Descriptor, depth: usize, out: &mut CopyOutcome) -> Result<(), Error> {
+        let (src, dst, mount_from) = self.side(depth);
+        let key = (dst.name(), blob.digest.clone());
         let seen = self
             .blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&key);
-        if seen || self.dst.blob_exists(&blob.digest)?.is_some() {
+        if seen || dst.blob_exists(&blob.digest)?.is_some() {
             out.blobs_present += 1;
-            self.blob_done(blob);
+            self.blob_done(dst, blob);
             return Ok(());
         }
         if self.dry_run {
             out.blobs_copied += 1;
             out.bytes_copied += blob.size;
-            self.blob_done(blob);
+            self.blob_done(dst, blob);
             return Ok(());
         }
-        if let Some(from) = &self.mount_from
-            && self.dst.mount_blob(blob, from)?
+        if let Some(from) = &mount_from
+            && dst.mount_blob(blob, from)?
         {
             out.blobs_mounted += 1;
-            self.blob_done(blob);
+            self.blob_done(dst, blob);
             return Ok(());
         }
         if blob.size <= 4 * 1024 * 1024 {
             let mut bytes = Vec::with_capacity(blob.size as usize);
-            self.src.get_blob(blob, &mut bytes)?;
-            self.dst.put_blob(blob, BlobSource::Bytes(&bytes))?;
+            src.get_blob(blob, &mut bytes)?;
+            dst.put_blob(blob, BlobSource::Bytes(&bytes))?;
         } else {
             // Large blobs go through a checked temporary file: memory stays flat and the
             // upload can be resumed from it.
@@ -544,21 +565,21 @@ impl Copier<'_> {
                 path: std::env::temp_dir(),
                 source,
             })?;
-            self.src.get_blob(blob, temp.as_file_mut())?;
-            self.dst.put_blob(blob, BlobSource::File(temp.path()))?;
+            src.get_blob(blob, temp.as_file_mut())?;
+            dst.put_blob(blob, BlobSource::File(temp.path()))?;
         }
         out.blobs_copied += 1;
         out.bytes_copied += blob.size;
-        self.blob_done(blob);
+        self.blob_done(dst, blob);
         Ok(())
     }
 
     /// Marks a blob as in place only once it is: a manifest is never written before its blobs.
-    fn blob_done(&self, blob: &Descriptor) {
+    fn blob_done(&self, dst: &dyn Store, blob: &Descriptor) {
         self.blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((self.dst.name(), blob.digest.clone()));
+            .insert((dst.name(), blob.digest.clone()));
     }
 
     /// Copies a manifest, everything below it, then (recursively) its referrers: on the pool
@@ -575,27 +596,27 @@ impl Copier<'_> {
         if lock().contains(&digest) {
             return Ok(());
         }
+        let (src, dst, _) = self.side(depth);
         match &fetched.manifest {
             Manifest::Image(m) => {
-                self.blob(&m.config, out)?;
+                self.blob(&m.config, depth, out)?;
                 for layer in &m.layers {
-                    self.blob(layer, out)?;
+                    self.blob(layer, depth, out)?;
                 }
             }
             Manifest::Index(index) => {
                 for child in &index.manifests {
                     if child.is_manifest_like() {
-                        let child_manifest = self.src.get_manifest(&child.digest)?;
+                        let child_manifest = src.get_manifest(&child.digest)?;
                         self.manifest(&child_manifest, depth, Pool::InUse, out)?;
                     } else {
-                        self.blob(child, out)?;
+                        self.blob(child, depth, out)?;
                     }
                 }
             }
         }
         if !self.dry_run {
-            self.dst
-                .put_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
+            dst.put_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
         }
         // Two workers can reach one manifest (an index child two referrers share); it is
         // written by both, which is harmless, and reported once.
@@ -613,7 +634,7 @@ impl Copier<'_> {
                 ..self.limits
             },
         };
-        let found = referrers::checked(self.src, &digest, &limits)?;
+        let found = referrers::checked(self.src_evidence.target(), &digest, &limits)?;
         if found.skipped > 0 {
             // A copy that left referrers behind would look complete and not be.
             return Err(store::Error::Refused {
@@ -683,6 +704,26 @@ pub fn copy(
     dst_ref: &Reference,
     options: &CopyOptions,
 ) -> Result<CopyOutcome, Error> {
+    copy_with(
+        Evidence::new(src, None),
+        src_ref,
+        Evidence::new(dst, None),
+        dst_ref,
+        options,
+    )
+}
+
+/// [`copy`] where the source keeps its referrers and legacy tags in `src`'s attestations
+/// repository and the destination gets them in `dst`'s (each beside its artifact when none is
+/// set); the artifact's own content goes between the artifact repositories.
+pub fn copy_with(
+    src_evidence: Evidence<'_>,
+    src_ref: &Reference,
+    dst_evidence: Evidence<'_>,
+    dst_ref: &Reference,
+    options: &CopyOptions,
+) -> Result<CopyOutcome, Error> {
+    let (src, dst) = (src_evidence.artifact(), dst_evidence.artifact());
     let root = resolve(src, src_ref)?;
     let digest = root.descriptor.digest.clone();
     if let Some(expected) = &dst_ref.digest
@@ -709,6 +750,9 @@ pub fn copy(
         src,
         dst,
         mount_from: dst.mount_source(src),
+        src_evidence,
+        dst_evidence,
+        evidence_mount_from: dst_evidence.target().mount_source(src_evidence.target()),
         dry_run: options.dry_run,
         done: Mutex::new(BTreeSet::new()),
         blobs: Mutex::new(BTreeSet::new()),
@@ -726,12 +770,12 @@ pub fn copy(
         let tag: Tag = format!("{}.{suffix}", digest.fallback_tag())
             .parse()
             .expect("legacy cosign tags are valid tags");
-        if let Some(legacy) = src.get_tagged(&tag)? {
+        if let Some(legacy) = src_evidence.target().get_tagged(&tag)? {
             copier.manifest(&legacy, 1, Pool::Free, &mut outcome)?;
             if !options.dry_run {
                 // Legacy signature tags are append-only images that cosign rewrites: follow
                 // the source.
-                write_tag(dst, &tag, &legacy, TagPolicy::Force)?;
+                write_tag(dst_evidence.target(), &tag, &legacy, TagPolicy::Force)?;
             }
             outcome.legacy_tags.push(tag.to_string());
         }

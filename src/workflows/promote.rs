@@ -29,6 +29,7 @@ use crate::evidence::sign::{self, Signer};
 use crate::foundation::digest::Digest;
 use crate::foundation::reference::Reference;
 use crate::storage::store::Store;
+use crate::storage::store::elsewhere::Evidence;
 use crate::storage::transfer::{self, CopyOptions, CopyOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,33 @@ pub fn promote(
     record: Option<(&PromotionRecord, &dyn Signer)>,
     now: &Timestamp,
 ) -> Result<PromoteOutcome, Error> {
+    promote_with(
+        Evidence::new(src, None),
+        src_ref,
+        Evidence::new(dst, None),
+        dst_ref,
+        verified,
+        options,
+        record,
+        now,
+    )
+}
+
+/// [`promote`] where the source's evidence is read through `src_evidence` and the
+/// destination's is written through `dst_evidence` (attestations repositories, when set): the
+/// evidence is copied too, and the promotion record goes where the destination keeps it.
+#[allow(clippy::too_many_arguments)]
+pub fn promote_with(
+    src_evidence: Evidence<'_>,
+    src_ref: &Reference,
+    dst_evidence: Evidence<'_>,
+    dst_ref: &Reference,
+    verified: &Verified,
+    options: &CopyOptions,
+    record: Option<(&PromotionRecord, &dyn Signer)>,
+    now: &Timestamp,
+) -> Result<PromoteOutcome, Error> {
+    let dst = dst_evidence.artifact();
     // Copy exactly the digest that verified, from the repository it verified in, never the
     // tag again.
     let digest = verified.digest();
@@ -128,10 +156,10 @@ pub fn promote(
         transfer::check_tag_free(dst, t, digest, options.tag_policy)?;
     }
     // Everything by digest first; the tag waits until the promotion is complete.
-    let mut copy = transfer::copy(
-        src,
+    let mut copy = transfer::copy_with(
+        src_evidence,
         &pinned_src,
-        dst,
+        dst_evidence,
         &dst_ref.with_digest(digest.clone()),
         options,
     )?;
@@ -158,7 +186,7 @@ pub fn promote(
         );
         let bundle = sign::sign_statement(&statement.to_bytes()?, signer)?;
         let referrer = attach::attach_bundle(
-            dst,
+            &dst_evidence,
             &subject_descriptor,
             &bundle.to_json(),
             BundleContent::DsseEnvelope,
@@ -238,6 +266,7 @@ mod tests {
                 vulnerabilities: None,
                 sources: None,
                 trust: None,
+                attestations_repository: None,
             }],
             source: "test".into(),
             digest: None,

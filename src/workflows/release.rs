@@ -44,6 +44,7 @@ use crate::foundation::digest::Digest;
 use crate::foundation::glob::PatternError;
 use crate::foundation::oci::{Descriptor, Manifest, is_index_media_type};
 use crate::foundation::reference::{Reference, Tag};
+use crate::storage::store::elsewhere::{self, Lookup};
 use crate::storage::store::{self, Store};
 use crate::storage::transfer::{self, PushOptions, TagOutcome, TagPolicy};
 
@@ -98,6 +99,9 @@ pub struct ReleaseRequest {
     pub jobs: usize,
     /// What to do with BuildKit's unsigned statements in an image index.
     pub buildkit: BuildkitStatements,
+    /// Where the signature, provenance and SBOM go when not beside the artifact; the
+    /// self-check reads them there.
+    pub attestations: Lookup,
 }
 
 /// What a release of an image index does with BuildKit's attestation manifests.
@@ -687,6 +691,8 @@ fn attest_manifest(
         created: Some(request.now.clone()),
         ..Default::default()
     };
+    let elsewhere = open_elsewhere(request)?;
+    let store = &elsewhere::Evidence::new(store, elsewhere.as_deref());
     let mut attached = vec![
         (
             AttachedKind::Signature,
@@ -740,6 +746,15 @@ fn attest_manifest(
     })
 }
 
+/// The attestations repository the request names, opened; `None` when the evidence goes
+/// beside the artifact.
+fn open_elsewhere(request: &ReleaseRequest) -> Result<Option<Box<dyn Store>>, Error> {
+    Ok(match &request.attestations.repository {
+        Some(r) => Some(r.open(&request.attestations.store_options)?),
+        None => None,
+    })
+}
+
 /// Signs each BuildKit statement as given and attaches it to the platform manifest it
 /// describes.
 fn adopt(
@@ -754,6 +769,8 @@ fn adopt(
         created: Some(request.now.clone()),
         ..Default::default()
     };
+    let elsewhere = open_elsewhere(request)?;
+    let store = &elsewhere::Evidence::new(store, elsewhere.as_deref());
     adoptions
         .iter()
         .map(|a| {
@@ -864,6 +881,7 @@ pub fn release_checked(
     let options = VerifyOptions {
         trusted_root: check.trusted_root.clone(),
         jobs: request.jobs,
+        attestations: request.attestations.clone(),
         ..VerifyOptions::default()
     };
     // A re-run of a finished release: the artifact already carries the verified set from this
@@ -1003,6 +1021,7 @@ pub fn self_check(
         vulnerabilities: None,
         sources: None,
         trust: None,
+        attestations_repository: None,
     };
     Ok(SelfCheck {
         policy: Policy {
@@ -1143,6 +1162,7 @@ mod tests {
             now,
             jobs: 0,
             buildkit: BuildkitStatements::Leave,
+            attestations: Lookup::default(),
         };
         let signer = ChosenSigner::Key(KeySigner::new(SigningKey::generate_p256().unwrap()));
         Fixture {
@@ -1277,6 +1297,7 @@ mod tests {
             verified: true,
             artifact: index,
             trusted_root: None,
+            attestations_repository: None,
         };
         assert_eq!(covered_only_by_index(&report), ["linux/arm64"]);
     }

@@ -18,6 +18,7 @@ use crate::evidence::sign::bundle::{Bundle, Content, Material};
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, Manifest};
 use crate::foundation::reference::Reference;
+use crate::storage::store::elsewhere::Evidence;
 use crate::storage::store::{self, Store, referrers};
 use crate::storage::transfer;
 
@@ -176,6 +177,9 @@ pub struct Tree {
     /// artifact-level checks (threshold, provenance, SBOM, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<TreeVerification>,
+    /// The repository the attachments were read from, when not beside the artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_repository: Option<String>,
 }
 
 /// One manifest of an index and what is attached to it.
@@ -229,6 +233,16 @@ pub struct TreeVerification {
 /// Resolves `reference` once and lists everything attached to that digest.
 /// `jobs` referrers are fetched at once (0: the default pool).
 pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tree, Error> {
+    read_with(Evidence::new(store, None), reference, jobs)
+}
+
+/// [`read`], with the attachments read through `evidence` (another repository, say).
+pub fn read_with(
+    evidence: Evidence<'_>,
+    reference: &Reference,
+    jobs: usize,
+) -> Result<Tree, Error> {
+    let store = evidence.artifact();
     let limits = attach::Limits {
         jobs,
         ..attach::Limits::DEFAULT
@@ -238,7 +252,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         source: Box::new(source),
     })?;
     let digest = root.descriptor.digest.clone();
-    let (nodes, unsigned) = nodes_of(store, &digest, &limits)?;
+    let (nodes, unsigned) = nodes_of(&evidence, &digest, &limits)?;
     let mut platforms = Vec::new();
     if let Manifest::Index(index) = &root.manifest {
         let attestations = buildkit::read(store, index);
@@ -260,7 +274,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         referrers::ordered(
             outer,
             &children,
-            |child| nodes_of(store, &child.digest, &inner),
+            |child| nodes_of(&evidence, &child.digest, &inner),
             |i, read| {
                 let child = children[i];
                 let mut p = PlatformTree {
@@ -306,6 +320,7 @@ pub fn read(store: &dyn Store, reference: &Reference, jobs: usize) -> Result<Tre
         platforms,
         unsigned,
         verification: None,
+        attestations_repository: evidence.is_elsewhere().then(|| evidence.repository()),
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod attach;
 mod attest;
+mod attestations_repo;
 mod buildkit;
 mod ci_install;
 mod ci_integration;

@@ -52,6 +52,8 @@ pub fn custody() -> Command {
         "ACTIONS_ID_TOKEN_REQUEST_URL",
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
         "CUSTODY_AUDIT_LOG",
+        "CUSTODY_ATTESTATIONS_REPOSITORY",
+        "COSIGN_REPOSITORY",
     ] {
         c.env_remove(var);
     }

@@ -83,6 +83,7 @@ fn detached(args: &VerifyArgs, local: &LocalFile) -> Result<VerifyReport, Failur
         now: None,
         scope_repository: scope_as,
         jobs: 0,
+        attestations: Default::default(),
         vulnerability_db: load_vulnerability_db(
             &policy,
             repository.as_deref().unwrap_or_default(),

@@ -24,6 +24,7 @@ use crate::evidence::sign::kms::{KeyEnv, KeyRef};
 use crate::evidence::sign::verify::{SubjectMatcher, TlogRequirement};
 use crate::foundation::digest::Digest;
 pub use crate::foundation::glob::Pattern;
+use crate::storage::store::elsewhere::{AttestationsRepository, Source};
 pub use overrides::{OverrideError, Overrides};
 
 /// The only policy format version.
@@ -163,6 +164,8 @@ pub mod file {
         pub sources: Option<crate::decisions::sources::SourcesRules>,
         #[serde(default)]
         pub trust: Option<TrustFile>,
+        #[serde(default)]
+        pub attestations_repository: Option<String>,
     }
 
     /// `trust:`: the trusted root of this scope's keyless signers, a file or a TUF mirror.
@@ -331,6 +334,9 @@ pub struct Scope {
     pub sources: Option<crate::decisions::sources::SourcesRules>,
     /// Where this scope's trusted root comes from; `None` = the default (public-good via TUF).
     pub trust: Option<ScopeTrust>,
+    /// The repository this scope's signatures and attestations are kept in, when not beside
+    /// the artifact (cosign's `COSIGN_REPOSITORY`).
+    pub attestations_repository: Option<AttestationsRepository>,
 }
 
 /// A scope's own trust: a `trusted_root.json`, or a TUF mirror and its initial root (paths
@@ -718,6 +724,16 @@ fn check_scope(
         }
     };
     let trust = s.trust.map(|t| at.trust(t)).transpose()?;
+    let attestations_repository = s
+        .attestations_repository
+        .map(|r| {
+            let source = Source::Policy {
+                scope: name.clone(),
+            };
+            AttestationsRepository::parse(&r, source)
+                .map_err(|e| at.invalid("attestations_repository", e.to_string()))
+        })
+        .transpose()?;
     Ok(Scope {
         name,
         repositories,
@@ -734,6 +750,7 @@ fn check_scope(
         vulnerabilities,
         sources,
         trust,
+        attestations_repository,
     })
 }
 

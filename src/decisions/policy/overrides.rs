@@ -89,6 +89,7 @@ pub fn flags_policy() -> Policy {
             vulnerabilities: None,
             sources: None,
             trust: None,
+            attestations_repository: None,
         }],
         source: "flags".into(),
         digest: None,

@@ -514,3 +514,34 @@ fn an_unknown_field_suggests_the_nearest_known_one() {
     assert_eq!(super::did_you_mean("unknown field `x"), None);
     assert_eq!(super::edit_distance("kitten", "sitting"), 3);
 }
+
+#[test]
+fn a_scope_names_its_attestations_repository() {
+    let p = yaml(&key_policy(
+        "    attestations_repository: reg.example/prod/sigs\n",
+    ))
+    .unwrap();
+    let r = p.scopes[0].attestations_repository.as_ref().unwrap();
+    assert_eq!(r.repository, "reg.example/prod/sigs");
+    assert_eq!(
+        r.source,
+        Source::Policy {
+            scope: "prod".into()
+        }
+    );
+    assert!(
+        yaml(&key_policy("")).unwrap().scopes[0]
+            .attestations_repository
+            .is_none()
+    );
+    for bad in ["reg.example/prod/sigs:v1", "\"not a repo\""] {
+        let err = yaml(&key_policy(&format!(
+            "    attestations_repository: {bad}\n"
+        )))
+        .unwrap_err();
+        assert!(
+            matches!(&err, PolicyError::Invalid { line: Some(_), message } if message.contains("attestations repository")),
+            "{bad}: {err:?}"
+        );
+    }
+}

@@ -183,6 +183,7 @@ fn report(
             unsigned: Vec::new(),
         },
         trusted_root: None,
+        attestations_repository: None,
     }
 }
 

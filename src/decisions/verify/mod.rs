@@ -41,6 +41,7 @@ use crate::evidence::sign::verify::{
 use crate::foundation::digest::Digest;
 use crate::foundation::oci::{Descriptor, ImageIndex, Manifest};
 use crate::foundation::reference::Reference;
+use crate::storage::store::elsewhere::{self, Evidence, Lookup};
 use crate::storage::store::{self, Store};
 use crate::storage::transfer;
 pub use report::{
@@ -84,6 +85,8 @@ pub struct VerifyOptions {
     pub vulnerability_db: Option<std::sync::Arc<crate::decisions::vuln::Database>>,
     /// Referrer manifests and bundles fetched and verified at once (0: the default pool).
     pub jobs: usize,
+    /// Where signatures and attestations are read when not beside the artifact.
+    pub attestations: Lookup,
 }
 
 impl Default for VerifyOptions {
@@ -95,6 +98,7 @@ impl Default for VerifyOptions {
             scope_repository: None,
             vulnerability_db: None,
             jobs: attach::Limits::DEFAULT.jobs,
+            attestations: Lookup::default(),
         }
     }
 }
@@ -118,6 +122,13 @@ pub enum Error {
         "scope {scope} has a vulnerabilities: section but no osv database was given (--db, or vulnerabilities.databases)"
     )]
     NoVulnerabilityDatabase { scope: String },
+    #[error("cannot open attestations repository {repository} (from {source_of})")]
+    OpenAttestations {
+        repository: String,
+        source_of: elsewhere::Source,
+        #[source]
+        source: Box<store::Error>,
+    },
     #[error("cannot list what is attached to {digest}")]
     Discover {
         digest: Digest,
@@ -133,6 +144,7 @@ impl crate::foundation::hint::Hint for Error {
             Error::Resolve { source, .. } => source.hint(),
             Error::Fetch { source, .. } => source.hint(),
             Error::Discover { source, .. } => source.hint(),
+            Error::OpenAttestations { source, .. } => source.hint(),
             Error::NoVulnerabilityDatabase { .. } => Some(
                 "give --db PATH (a folder of OSV JSON files or osv.dev's all.zip), or list it under the scope's vulnerabilities.databases".into(),
             ),
@@ -144,6 +156,7 @@ impl crate::foundation::hint::Hint for Error {
             Error::Resolve { source, .. } => source.is_refusal(),
             Error::Fetch { source, .. } => source.is_refusal(),
             Error::Discover { source, .. } => source.is_refusal(),
+            Error::OpenAttestations { source, .. } => source.is_refusal(),
             Error::NoVulnerabilityDatabase { .. } => false,
         }
     }
@@ -204,8 +217,23 @@ pub fn artifact(
         }
     };
     let digest = fetched.descriptor.digest.clone();
+    let attestations_repository = options
+        .attestations
+        .pick(scope.attestations_repository.as_ref());
+    let elsewhere = match &attestations_repository {
+        None => None,
+        Some(r) => Some(
+            r.open_existing(&options.attestations.store_options)
+                .map_err(|source| Error::OpenAttestations {
+                    repository: r.repository.clone(),
+                    source_of: r.source.clone(),
+                    source: Box::new(source),
+                })?,
+        ),
+    };
     let ctx = Ctx {
         store,
+        evidence: Evidence::new(store, elsewhere.as_deref()),
         scope,
         options,
         now,
@@ -225,6 +253,7 @@ pub fn artifact(
         verified: artifact.verified,
         artifact,
         trusted_root: None,
+        attestations_repository,
     })
 }
 
@@ -692,11 +721,14 @@ fn refused(
         verified: false,
         artifact,
         trusted_root: None,
+        attestations_repository: None,
     }
 }
 
 struct Ctx<'a> {
     store: &'a dyn Store,
+    /// Where this artifact's signatures and attestations are read.
+    evidence: Evidence<'a>,
     scope: &'a Scope,
     options: &'a VerifyOptions,
     now: i64,
@@ -725,7 +757,7 @@ impl Ctx<'_> {
             }
         };
         let discovered =
-            attach::discover_map(self.store, digest, &limits, &evaluate, &mut |(r, t)| {
+            attach::discover_map(&self.evidence, digest, &limits, &evaluate, &mut |(r, t)| {
                 referrers.push(r);
                 trusted.extend(t);
             });
@@ -758,6 +790,11 @@ impl Ctx<'_> {
             })
             .chain(std::iter::once("legacy cosign tags".to_string()))
             .collect();
+        let place = if self.evidence.is_elsewhere() {
+            format!(" in {}", self.evidence.repository())
+        } else {
+            String::new()
+        };
         let skipped = if found.skipped.any() {
             format!(
                 "; {} listed referrer(s) and {} layer(s) skipped over the limits ({} referrers, {} MiB)",
@@ -791,7 +828,7 @@ impl Ctx<'_> {
         };
         report.checks.push(
             Check::pass(CheckKind::Discover, "discover signatures and attestations")
-                .expected(format!("every path: {}", paths.join(", ")))
+                .expected(format!("every path{place}: {}", paths.join(", ")))
                 .found(format!(
                     "{} bundle(s), {} legacy layer(s), {} other referrer(s) ignored{unsigned}{skipped}",
                     found.bundles,

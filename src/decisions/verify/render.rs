@@ -181,6 +181,12 @@ fn header(report: &VerifyReport) -> String {
     if let Some(origin) = &report.trusted_root {
         out.push_str(&origin.describe());
     }
+    if let Some(r) = &report.attestations_repository {
+        out.push_str(&format!(
+            "evidence in {} (from {})\n",
+            r.repository, r.source
+        ));
+    }
     out
 }
 

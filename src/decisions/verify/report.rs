@@ -2,6 +2,7 @@
 //! found, a hint when it failed, and the referrer it is about. `--output json` serialises these
 //! types as they are (`schemas/verify-report.schema.json`).
 
+use crate::storage::store::elsewhere::AttestationsRepository;
 use serde::Serialize;
 
 use crate::foundation::digest::Digest;
@@ -250,6 +251,9 @@ pub struct VerifyReport {
     /// The trusted root keyless checks used: source, TUF versions, age (absent: none needed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_root: Option<crate::evidence::trust::RootOrigin>,
+    /// Where signatures and attestations were read, when not beside the artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_repository: Option<AttestationsRepository>,
 }
 
 /// Which policy was applied.

@@ -173,6 +173,7 @@ pub fn signed_summaries(
         vulnerabilities: None,
         sources: None,
         trust: None,
+        attestations_repository: None,
     };
     let limits = attach::Limits {
         referrers: SUMMARY_REFERRERS,

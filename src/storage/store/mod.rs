@@ -6,6 +6,7 @@
 //! digest it was told without recomputing it.
 
 pub mod auth;
+pub mod elsewhere;
 pub mod layout;
 pub mod login;
 pub mod referrers;

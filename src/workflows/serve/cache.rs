@@ -183,6 +183,7 @@ mod tests {
                 unsigned: Vec::new(),
             },
             trusted_root: None,
+            attestations_repository: None,
         })
     }
 

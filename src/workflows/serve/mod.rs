@@ -522,6 +522,10 @@ impl State {
             scope_repository: scope.map(str::to_owned),
             vulnerability_db: snapshot.db.clone(),
             jobs: 0,
+            attestations: store::elsewhere::Lookup {
+                repository: None,
+                store_options: self.store_options.clone(),
+            },
         };
         let started = std::time::Instant::now();
         let result = verify::artifact(store, reference, &snapshot.policy, &options);

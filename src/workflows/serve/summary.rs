@@ -126,6 +126,7 @@ impl Verifiers {
                 unsigned: Vec::new(),
             },
             trusted_root: None,
+            attestations_repository: None,
         })
     }
 
