@@ -225,6 +225,7 @@ fn rescan_cmd(cli: &Cli, args: &RescanArgs, out: &mut Stream<'_>) -> Result<Exit
             concurrency: usize::from(args.concurrency),
             advisory: args.advisory.clone(),
             jobs: super::jobs(cli),
+            attestations: super::attestations_lookup(cli)?,
         },
         &mut |a| out.artifact(a),
     )?;

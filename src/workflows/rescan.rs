@@ -25,6 +25,7 @@ use crate::decisions::vuln::{self, AdvisoryId, Database, DbIdentity, Finding, Ra
 use crate::evidence::sign::verify::TrustedRoot;
 use crate::foundation::digest::Digest;
 use crate::foundation::reference::Reference;
+use crate::storage::store::elsewhere::{Evidence, Lookup};
 use crate::storage::store::{self, Store, referrers};
 use crate::storage::transfer;
 
@@ -44,6 +45,9 @@ pub struct Options {
     pub advisory: Option<AdvisoryId>,
     /// Referrer manifests of one artifact fetched at once (0: the default pool).
     pub jobs: usize,
+    /// Where the SBOMs are read when not beside the artifacts (the flag or the environment,
+    /// else the scope's `attestations_repository:`).
+    pub attestations: Lookup,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
             concurrency: 4,
             advisory: None,
             jobs: referrers::DEFAULT_JOBS,
+            attestations: Lookup::default(),
         }
     }
 }
@@ -63,6 +68,12 @@ pub enum Error {
         "{reference} names a tag or digest; rescan takes repositories (registry/repo or oci:<dir>)"
     )]
     NotARepository { reference: String },
+    #[error("cannot open attestations repository {repository}")]
+    Attestations {
+        repository: String,
+        #[source]
+        source: store::Error,
+    },
     #[error("cannot list the tags of {repository}")]
     Tags {
         repository: String,
@@ -184,6 +195,9 @@ pub struct RepositorySummary {
     /// The policy scope that verified SBOMs (when a policy was given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Where the SBOMs were looked up, when not beside the artifacts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_repository: Option<String>,
 }
 
 /// The impact report.
@@ -350,19 +364,33 @@ pub fn rescan(
             reference: r.to_string(),
         });
     }
-    let listed = targets
+    let mut listed = targets
         .iter()
         .map(|target| list(target, options))
         .collect::<Result<Vec<_>, _>>()?;
     let mut tally = Tally::new(identity, advisory, previous, policy.is_some());
-    for repository in &listed {
+    for repository in &mut listed {
         let scope = policy.and_then(|p| p.scope_for(&repository.name));
+        let elsewhere = options
+            .attestations
+            .pick(scope.and_then(|s| s.attestations_repository.as_ref()));
+        repository.evidence = match &elsewhere {
+            Some(r) => Some(
+                r.open_existing(&options.attestations.store_options)
+                    .map_err(|source| Error::Attestations {
+                        repository: r.repository.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
         tally.report.repositories.push(RepositorySummary {
             repository: repository.name.clone(),
             tags: repository.tags,
             artifacts: repository.artifacts.len(),
             unresolved: repository.unresolved.clone(),
             scope: scope.map(|s| s.name.clone()),
+            attestations_repository: elsewhere.map(|r| r.repository),
         });
         let sbom = match (policy, scope) {
             (Some(_), None) => Sbom::NoScope,
@@ -448,6 +476,8 @@ impl Names {
 /// One repository's tags resolved and grouped by digest: each group is one artifact.
 struct Listed<'a> {
     target: &'a Target,
+    /// The attestations repository its SBOMs are read from, when not beside the artifacts.
+    evidence: Option<Box<dyn Store>>,
     name: String,
     /// Tags listed (attachment tags left out).
     tags: usize,
@@ -536,6 +566,7 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
     artifacts.sort_unstable_by_key(|&start| resolved[start as usize].1);
     Ok(Listed {
         target,
+        evidence: None,
         tags: names.len(),
         name,
         names,
@@ -620,7 +651,8 @@ fn scan_one(
         jobs,
         ..referrers::Limits::DEFAULT
     };
-    let store = listed.target.store.as_ref();
+    let evidence = Evidence::new(listed.target.store.as_ref(), listed.evidence.as_deref());
+    let store = &evidence;
     let read = if listed.indexes.contains(&digest.raw()) {
         input::from_oci(store, &reference, verifier, &limits)
     } else {

@@ -757,3 +757,58 @@ fn release_writes_its_evidence_to_the_attestations_repository() {
     );
     assert_eq!(code, Some(0), "{report}");
 }
+
+#[test]
+fn rescan_reads_the_sboms_kept_in_the_attestations_repository() {
+    let registry = support::shared_registry();
+    let dir = support::tempdir();
+    let d = dir.path();
+    let (key, _) = keygen(d, "signer");
+    let app = format!("{}/rescan-elsewhere/app", registry.base);
+    let sigs = format!("{}/rescan-elsewhere/sigs", registry.base);
+    let file = write(d, "app.bin", "an artifact whose SBOM lives elsewhere\n");
+    let (code, released) = json(
+        d,
+        &[
+            "release",
+            s(&file),
+            "--to",
+            &format!("{app}:v1"),
+            "--key",
+            s(&key),
+            "--no-source",
+            "--attestations-repository",
+            &sigs,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{released}");
+    let db = crate::gates::shared_osv();
+    let rescan = |env: &[(&str, &str)]| json(d, &["rescan", &app, "--db", s(&db)], env);
+
+    // Beside the artifact there is nothing: the artifact is listed without an SBOM.
+    let (code, report) = rescan(&[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["scanned"], 0, "{report}");
+    assert_eq!(report["withoutSbomCount"], 1, "{report}");
+    assert_eq!(
+        report["withoutSbom"][0]["sbom"]["status"], "missing",
+        "{report}"
+    );
+    assert!(
+        report["repositories"][0]
+            .get("attestationsRepository")
+            .is_none()
+    );
+
+    // Told where the evidence is, rescan reads the SBOM there and says so.
+    let (code, report) = rescan(&[("CUSTODY_ATTESTATIONS_REPOSITORY", sigs.as_str())]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["scanned"], 1, "{report}");
+    assert_eq!(report["withoutSbomCount"], 0, "{report}");
+    assert_eq!(
+        report["repositories"][0]["attestationsRepository"],
+        sigs.as_str()
+    );
+    support::validate_against_schema("rescan-report.schema.json", &report);
+}
