@@ -284,6 +284,22 @@ pub fn image_db(data: &[u8]) {
     let _ = crate::evidence::sbom::image::rpmdb::header(0, data);
 }
 
+/// The language catalogers of image layers: Python metadata, npm `package.json`, Java
+/// archives (zip, nested one level) and the `.dep-v0` section of cargo-auditable binaries, both
+/// as an ELF file and as its compressed JSON.
+pub fn image_lang(data: &[u8]) {
+    use crate::evidence::sbom::image::{auditable, java, npm, python};
+    let _ = python::parse(&text(data));
+    let _ = npm::parse(data);
+    let _ = auditable::parse(data);
+    let mut spool = auditable::Spool::new(data.len() as u64);
+    spool.feed(data);
+    let _ = spool.finish();
+    if let Ok(archive) = java::catalog(&mut &data[..], data.len() as u64) {
+        let _ = java::components(&archive);
+    }
+}
+
 /// OS package version orders (dpkg, apk, rpm): never panic, and comparing both ways agrees.
 pub fn os_versions(data: &[u8]) {
     use crate::decisions::vuln::{apkversion, debversion, rpmversion};

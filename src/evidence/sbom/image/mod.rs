@@ -6,12 +6,12 @@
 //! of the image, only with the number of packages and binaries found.
 
 pub(crate) mod apk;
-mod auditable;
+pub(crate) mod auditable;
 pub(crate) mod dpkg;
 mod gobin;
-mod java;
-mod npm;
-mod python;
+pub(crate) mod java;
+pub(crate) mod npm;
+pub(crate) mod python;
 pub mod rpmdb;
 mod sqlite;
 mod tarstream;
