@@ -1200,37 +1200,14 @@ License: MIT\nBuildArch: noarch\n%description\n{name}\n{extra}\n%files\n",
 /// from `/etc/debian_version` (syft 1.41 and later); custody writes os-release's own value, as
 /// the purl spec's `distro` examples and OSV's `Debian:12` ecosystem name do.
 #[test]
-#[allow(
-    clippy::print_stderr,
-    reason = "a skipped oracle is worth a line in the test log"
-)]
 fn syft_finds_the_same_packages() {
-    let syft = crate::support::tools_bin().join("syft");
-    if !syft.is_file() {
-        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+    let Some(syft) = syft() else {
         return;
-    }
+    };
     let registry = support::shared_registry();
     let (base, _) = push_images(&registry.base);
     let dir = tempdir();
-    let layout = dir.path().join("layout");
-    crane(&[
-        "pull",
-        "--insecure",
-        "--format=oci",
-        &base,
-        &layout.to_string_lossy(),
-    ]);
-    let syft_out = dir.path().join("syft.json");
-    sh(Command::new(&syft)
-        .arg("scan")
-        .arg(format!("oci-dir:{}", layout.display()))
-        .arg("-q")
-        .arg("-o")
-        .arg(format!("syft-json={}", syft_out.display()))
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
-    let syft_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&syft_out).expect("syft output")).expect("json");
+    let syft_json = syft_scan(&syft, &base, dir.path());
     // syft encodes `:` in versions (`1%3A…`), which the purl spec leaves as it is.
     let theirs: BTreeSet<String> = syft_json["artifacts"]
         .as_array()
@@ -1261,4 +1238,41 @@ fn syft_finds_the_same_packages() {
         only_ours.is_empty() && only_theirs.is_empty(),
         "only custody: {only_ours:?}\nonly syft: {only_theirs:?}"
     );
+}
+
+/// syft, when installed (`scripts/get-syft`; CI does not build it): `None` after a line in the
+/// test log when it is absent.
+#[allow(
+    clippy::print_stderr,
+    reason = "a skipped oracle is worth a line in the test log"
+)]
+pub(crate) fn syft() -> Option<PathBuf> {
+    let syft = crate::support::tools_bin().join("syft");
+    if syft.is_file() {
+        Some(syft)
+    } else {
+        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+        None
+    }
+}
+
+/// What `syft` reads in `image` (pulled into an OCI layout under `dir`): its syft-json output.
+pub(crate) fn syft_scan(syft: &Path, image: &str, dir: &Path) -> serde_json::Value {
+    let layout = tempfile::tempdir_in(dir).expect("layout dir");
+    crane(&[
+        "pull",
+        "--insecure",
+        "--format=oci",
+        image,
+        &layout.path().to_string_lossy(),
+    ]);
+    let out = layout.path().join("syft.json");
+    sh(Command::new(syft)
+        .arg("scan")
+        .arg(format!("oci-dir:{}", layout.path().display()))
+        .arg("-q")
+        .arg("-o")
+        .arg(format!("syft-json={}", out.display()))
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
+    serde_json::from_slice(&std::fs::read(&out).expect("syft output")).expect("json")
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::image::{syft, syft_scan};
 use crate::support::{self, custody, stderr, tempdir, tool};
 
 fn sh(cmd: &mut Command) -> String {
@@ -253,34 +254,15 @@ fn wolfi_rocky_and_alma_images_are_cataloged_and_scanned_in_their_ecosystems() {
 
 /// syft (skipped where absent) writes the same purls for the three images.
 #[test]
-#[allow(
-    clippy::print_stderr,
-    reason = "a skipped oracle is worth a line in the test log"
-)]
 fn syft_writes_the_same_wolfi_rocky_and_alma_purls() {
-    let syft = support::tools_bin().join("syft");
-    if !syft.is_file() {
-        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+    let Some(syft) = syft() else {
         return;
-    }
+    };
     let registry = support::shared_registry();
     let dir = tempdir();
     let images = push_images(&registry.base, dir.path());
     for (i, image) in images.iter().enumerate() {
-        let layout = dir.path().join(format!("layout{i}"));
-        sh(Command::new(tool("crane"))
-            .args(["pull", "--insecure", "--format=oci", image])
-            .arg(&layout));
-        let syft_out = dir.path().join(format!("syft{i}.json"));
-        sh(Command::new(&syft)
-            .arg("scan")
-            .arg(format!("oci-dir:{}", layout.display()))
-            .arg("-q")
-            .arg("-o")
-            .arg(format!("syft-json={}", syft_out.display()))
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
-        let syft_json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&syft_out).expect("syft output")).expect("json");
+        let syft_json = syft_scan(&syft, image, dir.path());
         let theirs: BTreeSet<String> = syft_json["artifacts"]
             .as_array()
             .expect("artifacts")

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::image::{components, crane, layer_digests, prop, sbom_of, sh, tar_create};
+use crate::image::{syft, syft_scan};
 use crate::support::{self, tempdir};
 
 struct Fixtures {
@@ -366,37 +367,14 @@ fn rust_binary_crates_and_edges_match_dep_v0() {
 /// `pom.properties` from its file name (`pkg:maven/plain/plain`, no version), which custody
 /// reports as unread instead of guessing coordinates.
 #[test]
-#[allow(
-    clippy::print_stderr,
-    reason = "a skipped oracle is worth a line in the test log"
-)]
 fn syft_finds_the_same_java_and_rust_packages() {
-    let syft = support::tools_bin().join("syft");
-    if !syft.is_file() {
-        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+    let Some(syft) = syft() else {
         return;
-    }
+    };
     let registry = support::shared_registry();
     let image = push_image(&registry.base);
     let dir = tempdir();
-    let layout = dir.path().join("layout");
-    crane(&[
-        "pull",
-        "--insecure",
-        "--format=oci",
-        &image,
-        &layout.to_string_lossy(),
-    ]);
-    let syft_out = dir.path().join("syft.json");
-    sh(Command::new(&syft)
-        .arg("scan")
-        .arg(format!("oci-dir:{}", layout.display()))
-        .arg("-q")
-        .arg("-o")
-        .arg(format!("syft-json={}", syft_out.display()))
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
-    let syft_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&syft_out).expect("syft output")).expect("json");
+    let syft_json = syft_scan(&syft, &image, dir.path());
     let theirs: BTreeSet<String> = syft_json["artifacts"]
         .as_array()
         .expect("artifacts")

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::image::{syft, syft_scan};
 use crate::support::{self, custody, stderr, tempdir, tool};
 
 const SITE: &str = "usr/local/lib/python3.11/site-packages";
@@ -502,38 +503,15 @@ fn scan_of_the_image_sbom_reports_pypi_and_npm_advisories() {
 /// one rule that differs does not arise here: a `package.json` with a name and no version is a
 /// package `UNKNOWN` to syft (its compliance stub) and no package to custody.
 #[test]
-#[allow(
-    clippy::print_stderr,
-    reason = "a skipped oracle is worth a line in the test log"
-)]
 fn syft_finds_the_same_python_and_npm_packages() {
-    let syft = support::tools_bin().join("syft");
-    if !syft.is_file() {
-        eprintln!("skipped: syft is not installed (scripts/get-syft builds it)");
+    let Some(syft) = syft() else {
         return;
-    }
+    };
     let registry = support::shared_registry();
     let (base, upper) = push_images(&registry.base);
     for image in [base, upper] {
         let dir = tempdir();
-        let layout = dir.path().join("layout");
-        crane(&[
-            "pull",
-            "--insecure",
-            "--format=oci",
-            &image,
-            &layout.to_string_lossy(),
-        ]);
-        let syft_out = dir.path().join("syft.json");
-        sh(Command::new(&syft)
-            .arg("scan")
-            .arg(format!("oci-dir:{}", layout.display()))
-            .arg("-q")
-            .arg("-o")
-            .arg(format!("syft-json={}", syft_out.display()))
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false"));
-        let syft_json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&syft_out).expect("syft output")).expect("json");
+        let syft_json = syft_scan(&syft, &image, dir.path());
         let theirs: BTreeSet<String> = syft_json["artifacts"]
             .as_array()
             .expect("artifacts")
