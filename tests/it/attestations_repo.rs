@@ -722,15 +722,9 @@ fn forward(backend: &str, request: &support::Request) -> Response {
 
 /// `release` signs and attests into the attestations repository, and its own self-check reads
 /// them there before it tags.
-#[test]
-fn release_writes_its_evidence_to_the_attestations_repository() {
-    let registry = support::shared_registry();
-    let dir = support::tempdir();
-    let d = dir.path();
-    let (key, public) = keygen(d, "signer");
-    let app = format!("{}/rel/app", registry.base);
-    let sigs = format!("{}/rel/sigs", registry.base);
-    let file = write(d, "app.bin", "the released artifact\n");
+/// Releases a file of `content` to `app:v1` with its evidence in `sigs`; its digest.
+fn release_elsewhere(d: &Path, key: &Path, app: &str, sigs: &str, content: &str) -> Digest {
+    let file = write(d, "app.bin", content);
     let (code, released) = json(
         d,
         &[
@@ -739,15 +733,26 @@ fn release_writes_its_evidence_to_the_attestations_repository() {
             "--to",
             &format!("{app}:v1"),
             "--key",
-            s(&key),
+            s(key),
             "--no-source",
             "--attestations-repository",
-            &sigs,
+            sigs,
         ],
         &[],
     );
     assert_eq!(code, Some(0), "{released}");
-    let digest: Digest = released["digest"].as_str().unwrap().parse().unwrap();
+    released["digest"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn release_writes_its_evidence_to_the_attestations_repository() {
+    let registry = support::shared_registry();
+    let dir = support::tempdir();
+    let d = dir.path();
+    let (key, public) = keygen(d, "signer");
+    let app = format!("{}/rel/app", registry.base);
+    let sigs = format!("{}/rel/sigs", registry.base);
+    let digest = release_elsewhere(d, &key, &app, &sigs, "the released artifact\n");
     assert_eq!(referrers(&app, &digest), 0, "nothing beside the artifact");
     assert_eq!(referrers(&sigs, &digest), 3, "signature, provenance, SBOM");
     let (code, report) = json(
@@ -766,23 +771,13 @@ fn rescan_reads_the_sboms_kept_in_the_attestations_repository() {
     let (key, _) = keygen(d, "signer");
     let app = format!("{}/rescan-elsewhere/app", registry.base);
     let sigs = format!("{}/rescan-elsewhere/sigs", registry.base);
-    let file = write(d, "app.bin", "an artifact whose SBOM lives elsewhere\n");
-    let (code, released) = json(
+    release_elsewhere(
         d,
-        &[
-            "release",
-            s(&file),
-            "--to",
-            &format!("{app}:v1"),
-            "--key",
-            s(&key),
-            "--no-source",
-            "--attestations-repository",
-            &sigs,
-        ],
-        &[],
+        &key,
+        &app,
+        &sigs,
+        "an artifact whose SBOM lives elsewhere\n",
     );
-    assert_eq!(code, Some(0), "{released}");
     let db = crate::gates::shared_osv();
     let rescan = |env: &[(&str, &str)]| json(d, &["rescan", &app, "--db", s(&db)], env);
 
