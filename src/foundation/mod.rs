@@ -8,4 +8,5 @@ pub mod hint;
 pub mod http;
 pub mod oci;
 pub mod reference;
+pub mod spool;
 pub mod time;

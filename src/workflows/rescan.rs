@@ -5,8 +5,8 @@
 //! since the previous rescan (a [`State`] file: digest → finding keys, written atomically), and
 //! which artifacts have no SBOM or one that cannot be trusted.
 //!
-//! It runs in three phases: [`list`] resolves every tag on a small pool
-//! ([`Options::concurrency`]) and keeps only each tag's name and digest; [`scan`] reads,
+//! It runs in three phases: [`list`] resolves the tags a page at a time on a small pool
+//! ([`Options::concurrency`]) and groups them by digest on disk ([`Grouper`]); [`scan`] reads,
 //! verifies and scans each artifact's SBOM on the pool and drops it; the [`Tally`] counts the
 //! results as they arrive, keeps the affected artifacts and hands the others to the caller's
 //! visitor, so the report never holds them. The registry client backs off on 429 with
@@ -24,7 +24,8 @@ use crate::decisions::vuln::input::{self, InputError, SbomVerification};
 use crate::decisions::vuln::{self, AdvisoryId, Database, DbIdentity, Finding, Rating};
 use crate::evidence::sign::verify::TrustedRoot;
 use crate::foundation::digest::Digest;
-use crate::foundation::reference::Reference;
+use crate::foundation::reference::{Reference, Tag};
+use crate::foundation::spool::{self, Reel, Sorted, Sorter, Tape};
 use crate::storage::store::elsewhere::{Evidence, Lookup};
 use crate::storage::store::{self, Store, referrers};
 use crate::storage::transfer;
@@ -73,6 +74,12 @@ pub enum Error {
         repository: String,
         #[source]
         source: store::Error,
+    },
+    #[error("cannot keep the tags of {repository} in a temporary file")]
+    Spool {
+        repository: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot list the tags of {repository}")]
     Tags {
@@ -340,8 +347,8 @@ pub type Visit<'a> = dyn FnMut(&Artifact) -> std::io::Result<()> + 'a;
 /// they are scanned, ordered by repository and first tag; the report keeps their count and the
 /// affected artifacts. Returns the report and the new state.
 ///
-/// Memory grows with the tags (their names and one digest each), not with the report: a
-/// repository of 100,000 tags holds about 5 MB more than one of 1,000.
+/// Memory does not grow with the tags: what is kept of each (its name and digest) is grouped in
+/// temporary files, and the report keeps only counts and the affected artifacts.
 pub fn rescan(
     targets: &[Target],
     db: &Database,
@@ -387,7 +394,7 @@ pub fn rescan(
         tally.report.repositories.push(RepositorySummary {
             repository: repository.name.clone(),
             tags: repository.tags,
-            artifacts: repository.artifacts.len(),
+            artifacts: repository.groups.artifacts,
             unresolved: repository.unresolved.clone(),
             scope: scope.map(|s| s.name.clone()),
             attestations_repository: elsewhere.map(|r| r.repository),
@@ -431,45 +438,123 @@ fn select(
     ))
 }
 
-/// Tag names packed in one buffer: 100,000 tags cost their bytes, not 100,000 allocations.
-#[derive(Default)]
-struct Names {
-    text: String,
-    ends: Vec<u32>,
+/// Tags resolved at once, between two pages of the tag list.
+const PAGE: usize = 1000;
+/// Artifacts scanned between two reads of the artifact order.
+const BATCH: usize = 256;
+/// The longest tag name (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), zero-padded in records: no tag
+/// holds a zero byte, so padded names sort as the names do.
+const NAME: usize = 128;
+/// A resolved tag, sorted by digest then name: digest, padded name, 1 if an index.
+const TAG_RECORD: usize = 32 + NAME + 1;
+/// An artifact, sorted by its first tag: padded first tag, digest, 1 if an index, where its
+/// tags start on the tape, how many.
+const ARTIFACT_RECORD: usize = NAME + 32 + 1 + 8 + 4;
+
+/// One artifact to scan: a digest and where its tags are on the tape.
+struct Entry {
+    digest: Digest,
+    index: bool,
+    start: u64,
+    count: u32,
 }
 
-impl Names {
-    fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        // A registry lists at most 1,000 pages of 1,000 tags of 128 bytes: far below 4 GiB.
-        self.ends
-            .push(u32::try_from(self.text.len()).expect("tag names fit in 4 GiB"));
-    }
+/// Groups resolved tags by digest on disk, so that memory stays flat however many tags a
+/// repository holds: the tags are sorted by digest (one run in memory, the rest spooled), the
+/// names go on a tape in that order, and one record per artifact is sorted by its first tag.
+struct Grouper {
+    by_digest: Sorter,
+    run_bytes: usize,
+}
 
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// The same names in byte order, whatever order the store listed them in.
-    fn sorted(self) -> Names {
-        let mut order: Vec<u32> = (0..self.ends.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| self.get(i as usize));
-        let mut sorted = Names {
-            text: String::with_capacity(self.text.len()),
-            ends: Vec::with_capacity(self.len()),
-        };
-        for i in order {
-            sorted.push(self.get(i as usize));
+impl Grouper {
+    fn new(run_bytes: usize) -> Grouper {
+        Grouper {
+            by_digest: Sorter::with_run_bytes(TAG_RECORD, run_bytes),
+            run_bytes,
         }
-        sorted
     }
 
-    fn get(&self, i: usize) -> &str {
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1] as usize,
+    fn add(&mut self, digest: [u8; 32], tag: &Tag, index: bool) -> std::io::Result<()> {
+        let mut record = [0; TAG_RECORD];
+        record[..32].copy_from_slice(&digest);
+        let name = tag.as_str().as_bytes();
+        record[32..32 + name.len()].copy_from_slice(name);
+        record[32 + NAME] = u8::from(index);
+        self.by_digest.push(&record)
+    }
+
+    fn finish(self) -> std::io::Result<Groups> {
+        let mut tags = self.by_digest.finish()?;
+        let mut tape = Tape::new(NAME)?;
+        let mut order = Sorter::with_run_bytes(ARTIFACT_RECORD, self.run_bytes);
+        let mut artifacts = 0;
+        // The artifact being gathered: its record, and the digest to compare the next tag with.
+        let mut open: Option<[u8; ARTIFACT_RECORD]> = None;
+        while let Some(tag) = tags.next_record()? {
+            let at = tape.push(&tag[32..32 + NAME])?;
+            match &mut open {
+                Some(a) if a[NAME..NAME + 32] == tag[..32] => {
+                    let count = u32::from_be_bytes(a[NAME + 41..].try_into().expect("4 bytes"));
+                    a[NAME + 41..].copy_from_slice(&(count + 1).to_be_bytes());
+                }
+                _ => {
+                    if let Some(a) = open.take() {
+                        order.push(&a)?;
+                    }
+                    // Sorted by name within a digest: the first tag seen is the artifact's first.
+                    let mut a = [0; ARTIFACT_RECORD];
+                    a[..NAME].copy_from_slice(&tag[32..32 + NAME]);
+                    a[NAME..NAME + 32].copy_from_slice(&tag[..32]);
+                    a[NAME + 32] = tag[32 + NAME];
+                    a[NAME + 33..NAME + 41].copy_from_slice(&at.to_be_bytes());
+                    a[NAME + 41..].copy_from_slice(&1u32.to_be_bytes());
+                    open = Some(a);
+                    artifacts += 1;
+                }
+            }
+        }
+        if let Some(a) = open {
+            order.push(&a)?;
+        }
+        Ok(Groups {
+            artifacts,
+            tape: tape.finish()?,
+            order: order.finish()?,
+        })
+    }
+}
+
+/// A repository's artifacts, one per digest, in the order of their first tag.
+struct Groups {
+    artifacts: usize,
+    tape: Reel,
+    order: Sorted,
+}
+
+impl Groups {
+    fn next(&mut self) -> std::io::Result<Option<Entry>> {
+        let Some(a) = self.order.next_record()? else {
+            return Ok(None);
         };
-        &self.text[start..self.ends[i] as usize]
+        let digest: [u8; 32] = a[NAME..NAME + 32].try_into().expect("32 bytes");
+        Ok(Some(Entry {
+            digest: Digest::from_raw(digest),
+            index: a[NAME + 32] == 1,
+            start: u64::from_be_bytes(a[NAME + 33..NAME + 41].try_into().expect("8 bytes")),
+            count: u32::from_be_bytes(a[NAME + 41..].try_into().expect("4 bytes")),
+        }))
+    }
+
+    /// The tags of `entry`, in name order.
+    fn tags(&self, entry: &Entry) -> std::io::Result<Vec<String>> {
+        let mut tags = Vec::with_capacity(entry.count as usize);
+        self.tape
+            .read(entry.start, u64::from(entry.count), &mut |name| {
+                let len = name.iter().position(|&b| b == 0).unwrap_or(NAME);
+                tags.push(String::from_utf8_lossy(&name[..len]).into_owned());
+            })?;
+        Ok(tags)
     }
 }
 
@@ -481,98 +566,82 @@ struct Listed<'a> {
     name: String,
     /// Tags listed (attachment tags left out).
     tags: usize,
-    names: Names,
-    /// (digest, tag index) of every resolved tag, sorted: the tags of one artifact are a run,
-    /// in name order.
-    resolved: Vec<([u8; 32], u32)>,
-    /// Where each artifact's run starts in `resolved`, in the order of its first tag.
-    artifacts: Vec<u32>,
-    /// The artifacts that are image indexes (few): the others are scanned without fetching
-    /// their manifest again.
-    indexes: BTreeSet<[u8; 32]>,
+    groups: Groups,
     /// Tags that could not be resolved, with why.
     unresolved: Vec<String>,
 }
 
-impl Listed<'_> {
-    /// The digest and sorted tags of the artifact whose run starts at `start`.
-    fn artifact(&self, start: u32) -> (Digest, Vec<String>) {
-        let run = &self.resolved[start as usize..];
-        let raw = run[0].0;
-        let tags = run
-            .iter()
-            .take_while(|(d, _)| *d == raw)
-            .map(|(_, i)| self.names.get(*i as usize).to_owned())
-            .collect();
-        (Digest::from_raw(raw), tags)
-    }
-}
-
-/// Phase 1: lists a repository's tags and resolves each to its digest on the pool.
+/// Phase 1: lists a repository's tags a page at a time and resolves each page on the pool;
+/// what is kept of each tag goes to disk.
 fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> {
     let r = &target.reference;
     let name = r.repository();
-    let mut names = Names::default();
+    let spool = |source| Error::Spool {
+        repository: name.clone(),
+        source,
+    };
+    let mut grouper = Grouper::new(spool::RUN_BYTES);
+    let mut unresolved = Vec::new();
+    let mut tags = 0;
+    let mut failed = None;
+    let mut resolve = |page: &mut Vec<Tag>| {
+        referrers::ordered(
+            options.concurrency,
+            page,
+            |tag| {
+                let reference: Reference = format!("{r}:{tag}")
+                    .parse()
+                    .map_err(|e| format!("{tag}: {e}"))?;
+                transfer::resolve(target.store.as_ref(), &reference)
+                    .map(|m| {
+                        let index =
+                            matches!(m.manifest, crate::foundation::oci::Manifest::Index(_));
+                        (m.descriptor.digest.raw(), index)
+                    })
+                    .map_err(|e| format!("{tag}: {e}"))
+            },
+            |i, digest| {
+                match digest {
+                    Ok((d, index)) => {
+                        if let Err(e) = grouper.add(d, &page[i], index) {
+                            failed = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    Err(e) => unresolved.push(e),
+                }
+                ControlFlow::Continue(())
+            },
+        );
+        page.clear();
+    };
+    let mut page = Vec::with_capacity(PAGE);
     target
         .store
         .each_tag(&mut |t| {
             if !is_attachment_tag(t.as_str()) {
-                names.push(t.as_str());
+                tags += 1;
+                page.push(t);
+                if page.len() == PAGE {
+                    resolve(&mut page);
+                }
             }
         })
         .map_err(|source| Error::Tags {
             repository: name.clone(),
             source,
         })?;
-    // In name order, so that a tag's index orders artifacts by their first tag.
-    let names = names.sorted();
-    let mut resolved = Vec::with_capacity(names.len());
-    let mut unresolved = Vec::new();
-    let mut indexes = BTreeSet::new();
-    referrers::ordered_indices(
-        options.concurrency,
-        names.len(),
-        |i| {
-            let tag = names.get(i);
-            let reference: Reference = format!("{r}:{tag}")
-                .parse()
-                .map_err(|e| format!("{tag}: {e}"))?;
-            transfer::resolve(target.store.as_ref(), &reference)
-                .map(|m| {
-                    let index = matches!(m.manifest, crate::foundation::oci::Manifest::Index(_));
-                    (m.descriptor.digest.raw(), index)
-                })
-                .map_err(|e| format!("{tag}: {e}"))
-        },
-        |i, digest| {
-            match digest {
-                Ok((d, index)) => {
-                    if index {
-                        indexes.insert(d);
-                    }
-                    resolved.push((d, u32::try_from(i).expect("fewer than 4 billion tags")));
-                }
-                Err(e) => unresolved.push(e),
-            }
-            ControlFlow::Continue(())
-        },
-    );
-    resolved.sort_unstable();
-    let mut artifacts: Vec<u32> = (0..resolved.len())
-        .filter(|&i| i == 0 || resolved[i - 1].0 != resolved[i].0)
-        .map(|i| u32::try_from(i).expect("fewer than 4 billion tags"))
-        .collect();
-    // A run is sorted by tag index, so its first entry is the artifact's first tag.
-    artifacts.sort_unstable_by_key(|&start| resolved[start as usize].1);
+    resolve(&mut page);
+    if let Some(e) = failed {
+        return Err(spool(e));
+    }
+    let groups = grouper.finish().map_err(spool)?;
     Ok(Listed {
         target,
         evidence: None,
-        tags: names.len(),
+        tags,
         name,
-        names,
-        resolved,
-        artifacts,
-        indexes,
+        groups,
         unresolved,
     })
 }
@@ -588,52 +657,77 @@ enum Sbom<'a> {
 }
 
 /// Phase 2: reads each artifact's SBOM on the pool, scans it and drops it; results are handed
-/// to the tally in order, so at most `concurrency` are held at once.
+/// to the tally in order, so at most `concurrency` are held at once. Artifacts are read from
+/// disk [`BATCH`] at a time.
 fn scan(
-    listed: &Listed<'_>,
+    listed: &mut Listed<'_>,
     sbom: &Sbom<'_>,
     db: &Database,
     options: &Options,
     tally: &mut Tally<'_>,
     visit: &mut Visit<'_>,
 ) -> Result<(), Error> {
-    let mut failed = None;
-    referrers::ordered(
-        options.concurrency,
-        &listed.artifacts,
-        |&start| {
-            let digest = Digest::from_raw(listed.resolved[start as usize].0);
-            scan_one(listed, &digest, sbom, db, options.jobs)
-        },
-        |i, (status, findings)| {
-            let (digest, tags) = listed.artifact(listed.artifacts[i]);
-            let artifact = Artifact {
-                repository: listed.name.clone(),
-                digest,
-                tags,
-                sbom: status,
-                findings: Vec::new(),
-            };
-            match tally.add(artifact, &findings, visit) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(source) => {
-                    failed = Some(Error::Write { source });
-                    ControlFlow::Break(())
-                }
+    let spool = |source| Error::Spool {
+        repository: listed.name.clone(),
+        source,
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        while batch.len() < BATCH {
+            match listed.groups.next().map_err(spool)? {
+                Some(entry) => batch.push(entry),
+                None => break,
             }
-        },
-    );
-    failed.map_or(Ok(()), Err)
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let listed = &*listed;
+        let mut failed = None;
+        referrers::ordered(
+            options.concurrency,
+            &batch,
+            |entry| scan_one(listed, entry, sbom, db, options.jobs),
+            |i, (status, findings)| {
+                let tags = match listed.groups.tags(&batch[i]) {
+                    Ok(tags) => tags,
+                    Err(e) => {
+                        failed = Some(spool(e));
+                        return ControlFlow::Break(());
+                    }
+                };
+                let artifact = Artifact {
+                    repository: listed.name.clone(),
+                    digest: batch[i].digest.clone(),
+                    tags,
+                    sbom: status,
+                    findings: Vec::new(),
+                };
+                match tally.add(artifact, &findings, visit) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(source) => {
+                        failed = Some(Error::Write { source });
+                        ControlFlow::Break(())
+                    }
+                }
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
 }
 
 /// Reads, verifies and scans one artifact's SBOM.
 fn scan_one(
     listed: &Listed<'_>,
-    digest: &Digest,
+    entry: &Entry,
     sbom: &Sbom<'_>,
     db: &Database,
     jobs: usize,
 ) -> (SbomStatus, Vec<Finding>) {
+    let digest = &entry.digest;
     let unreadable = |reason: String| (SbomStatus::Unreadable { reason }, Vec::new());
     let verifier = match sbom {
         Sbom::NoScope => {
@@ -653,7 +747,7 @@ fn scan_one(
     };
     let evidence = Evidence::new(listed.target.store.as_ref(), listed.evidence.as_deref());
     let store = &evidence;
-    let read = if listed.indexes.contains(&digest.raw()) {
+    let read = if entry.index {
         input::from_oci(store, &reference, verifier, &limits)
     } else {
         input::from_oci_manifest(store, &reference, digest, verifier, &limits)
@@ -835,17 +929,48 @@ mod tests {
         }
     }
 
+    /// Grouping on disk gives what grouping in memory would: one artifact per digest, in the
+    /// order of its first tag, with its tags in name order, however small the runs.
     #[test]
-    fn packed_names_read_back_as_pushed() {
-        let mut names = Names::default();
-        for n in ["v1", "", "latest", "v1.0.0-rc.1"] {
-            names.push(n);
+    fn tags_grouped_on_disk_match_a_grouping_in_memory() {
+        let tags: Vec<(Tag, [u8; 32], bool)> = (0u32..3000)
+            .map(|i| {
+                let name = format!("v{}", i.wrapping_mul(2_654_435_761) % 100_000);
+                let digest = Digest::of(&(i % 1000).to_be_bytes()).raw();
+                (name.parse().unwrap(), digest, i % 1000 == 7)
+            })
+            .collect();
+        let mut model: BTreeMap<[u8; 32], (BTreeSet<String>, bool)> = BTreeMap::new();
+        for (tag, digest, index) in &tags {
+            let e = model.entry(*digest).or_default();
+            e.0.insert(tag.to_string());
+            e.1 = *index;
         }
-        assert_eq!(names.len(), 4);
-        let back: Vec<&str> = (0..names.len()).map(|i| names.get(i)).collect();
-        assert_eq!(back, ["v1", "", "latest", "v1.0.0-rc.1"]);
-        let names = names.sorted();
-        let back: Vec<&str> = (0..names.len()).map(|i| names.get(i)).collect();
-        assert_eq!(back, ["", "latest", "v1", "v1.0.0-rc.1"]);
+        let mut want: Vec<(Vec<String>, [u8; 32], bool)> = model
+            .into_iter()
+            .map(|(d, (tags, index))| (tags.into_iter().collect(), d, index))
+            .collect();
+        want.sort_by(|a, b| a.0[0].cmp(&b.0[0]));
+        let longest = "a".repeat(128).parse::<Tag>().unwrap();
+        for run_bytes in [1, TAG_RECORD * 100, spool::RUN_BYTES] {
+            let mut grouper = Grouper::new(run_bytes);
+            for (tag, digest, index) in &tags {
+                grouper.add(*digest, tag, *index).unwrap();
+            }
+            grouper.add([0xff; 32], &longest, false).unwrap();
+            let mut groups = grouper.finish().unwrap();
+            assert_eq!(groups.artifacts, want.len() + 1);
+            let mut got = Vec::new();
+            while let Some(entry) = groups.next().unwrap() {
+                got.push((
+                    groups.tags(&entry).unwrap(),
+                    entry.digest.raw(),
+                    entry.index,
+                ));
+            }
+            let mut expected = want.clone();
+            expected.insert(0, (vec![longest.to_string()], [0xff; 32], false));
+            assert_eq!(got, expected, "runs of {run_bytes} bytes");
+        }
     }
 }
