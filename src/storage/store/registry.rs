@@ -281,7 +281,8 @@ impl RegistryStore {
     ) -> Result<Vec<u8>, Error> {
         let deadline = Instant::now() + self.timeout.0;
         let mut bytes = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        // Most bodies are a manifest of a few KiB: one read of a small buffer.
+        let mut buf = [0u8; 16 * 1024];
         while (bytes.len() as u64) < limit {
             let room = usize::try_from(limit - bytes.len() as u64).unwrap_or(usize::MAX);
             let want = buf.len().min(room);
@@ -1007,7 +1008,10 @@ impl RegistryStore {
         let url = self.url(&format!("blobs/{}", descriptor.digest));
         let what = format!("blob {} from {}", descriptor.digest, self.name());
         let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        // Sized to the blob (one byte more shows a registry sending too much in the same read),
+        // so that fetching a bundle of a few hundred bytes does not zero 256 KiB.
+        let size = usize::try_from(descriptor.size).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; size.saturating_add(1).clamp(8 * 1024, 256 * 1024)];
         let mut attempts = 0;
         loop {
             let mut headers = HeaderMap::new();
