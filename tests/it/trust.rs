@@ -44,17 +44,44 @@ struct TufRepo {
     url: String,
 }
 
+/// Serves a folder over HTTPS on loopback with the certificate and key given, and says where
+/// as http.server does.
+const HTTPS_SERVER: &str = r#"
+import http.server, functools, ssl, sys
+folder, cert, key = sys.argv[1:4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(f"Serving HTTPS (http://127.0.0.1:{server.server_address[1]}/)", flush=True)
+server.serve_forever()
+"#;
+
 impl TufRepo {
     fn new(target: &Path) -> TufRepo {
+        TufRepo::serve(target, None)
+    }
+
+    /// With `tls` (certificate, key), served over HTTPS.
+    fn serve(target: &Path, tls: Option<(&Path, &Path)>) -> TufRepo {
         let dir = tempdir();
         let repo = TufRepo::script(dir.path(), &["init", target.to_str().expect("utf-8")]);
         assert!(repo.status.success(), "init: {}", stderr(&repo));
         // Port 0: the server picks a free one and prints it ("Serving HTTP on 127.0.0.1 port
         // N (http://127.0.0.1:N/)"; -u so the line is not buffered).
-        let mut server = Command::new(venv_python())
-            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
-            .arg("--directory")
-            .arg(dir.path().join("repo"))
+        let mut server = Command::new(venv_python());
+        match tls {
+            None => server
+                .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
+                .arg("--directory")
+                .arg(dir.path().join("repo")),
+            Some((cert, key)) => server
+                .args(["-u", "-c", HTTPS_SERVER])
+                .arg(dir.path().join("repo"))
+                .args([cert, key]),
+        };
+        let mut server = server
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -63,7 +90,8 @@ impl TufRepo {
         if let Some(host) = support::announced_address(stdout, "(http://")
             && TcpStream::connect(&host).is_ok()
         {
-            let url = format!("http://{host}");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{host}");
             return TufRepo { dir, server, url };
         }
         let _ = server.kill();
@@ -185,6 +213,67 @@ fn refused_update(cache: &Path) -> String {
     let o = custody_in(cache, &["trust", "update"]);
     assert_eq!(o.status.code(), Some(2), "{}\n{}", stdout(&o), stderr(&o));
     stderr(&o)
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, made by openssl.
+fn tls_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let script = format!(
+        "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN={name} CA' \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+  -keyout {name}-ca.key -out {name}-ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=127.0.0.1' \
+  -keyout {name}.key -out {name}.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > {name}.ext
+openssl x509 -req -in {name}.csr -CA {name}-ca.pem -CAkey {name}-ca.key -CAcreateserial \
+  -days 2 -sha256 -extfile {name}.ext -out {name}.pem 2>/dev/null"
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(o.status.success(), "openssl: {}", stderr(&o));
+    let at = |f: String| dir.join(f);
+    (
+        at(format!("{name}-ca.pem")),
+        at(format!("{name}.pem")),
+        at(format!("{name}.key")),
+    )
+}
+
+/// Over HTTPS the server's certificate is checked against the platform's roots, read when the
+/// first server shows one (SSL_CERT_FILE here): a mirror whose CA is among them updates; one
+/// whose CA is not is refused for its certificate.
+#[test]
+fn an_https_mirror_is_trusted_only_through_the_platforms_roots() {
+    let certs = tempdir();
+    let (ca, cert, key) = tls_pair(certs.path(), "mirror");
+    let (other_ca, _, _) = tls_pair(certs.path(), "other");
+    let repo = TufRepo::serve(&public_good_root(), Some((&cert, &key)));
+    assert!(repo.url.starts_with("https://127.0.0.1:"), "{}", repo.url);
+    let root = repo.initial_root();
+    let update = |roots: &Path| {
+        let cache = tempdir();
+        custody()
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("SSL_CERT_FILE", roots)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("CUSTODY_TRUST_MAX_AGE")
+            .args([
+                "--output", "json", "trust", "update", "--mirror", &repo.url, "--root",
+            ])
+            .arg(&root)
+            .output()
+            .expect("custody runs")
+    };
+    let trusted = json_of(&update(&ca));
+    assert_eq!(trusted["trustedRoot"]["mirror"], repo.url.as_str());
+    assert_eq!(trusted["trustedRoot"]["tuf"]["root"], 1);
+    let refused = update(&other_ca);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    let err = stderr(&refused).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
 }
 
 #[test]

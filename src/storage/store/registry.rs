@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Body, Client, Response};
@@ -195,14 +195,8 @@ fn check_realm(registry: &str, registry_plain_http: bool, realm: &Url) -> Result
     }
 }
 
-static CRYPTO: Once = Once::new();
-
 impl RegistryStore {
     pub fn new(registry: &str, repository: &str, options: &Options) -> Result<Self, Error> {
-        CRYPTO.call_once(|| {
-            // Another part of the process may have installed one already; either is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
         let plain_http =
             is_loopback(registry) || options.insecure_registries.iter().any(|h| h == registry);
         let api_host = if registry == DOCKER_HUB {
@@ -212,6 +206,7 @@ impl RegistryStore {
         };
         let scheme = if plain_http { "http" } else { "https" };
         let client = Client::builder()
+            .tls_backend_preconfigured(crate::foundation::http::tls())
             .connect_timeout(options.timeout.0)
             // For a blocking client this bounds the wait for the response headers and each
             // read of a body, not the whole body: blobs may take longer, as long as they flow.
