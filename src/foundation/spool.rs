@@ -243,7 +243,9 @@ impl Reel {
         let size = self.size as u64;
         let mut file = &self.file;
         file.seek(SeekFrom::Start(start * size))?;
-        let mut records = BufReader::with_capacity(MERGE_BUFFER, file);
+        // No more read ahead than the stretch: one tag is 128 bytes, not a 16 KiB refill.
+        let stretch = usize::try_from(count.saturating_mul(size)).unwrap_or(usize::MAX);
+        let mut records = BufReader::with_capacity(stretch.clamp(1, MERGE_BUFFER), file);
         let mut record = vec![0; self.size];
         for _ in 0..count {
             if !read_record(&mut records, &mut record)? {

@@ -1157,6 +1157,67 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// Hands each valid tag of a tag list (`{"name": …, "tags": [...] | null}`) to `visit` as it is
+/// parsed, holding none of them; names that are not tags are skipped.
+fn each_listed_tag(bytes: &[u8], visit: &mut dyn FnMut(Tag)) -> Result<(), serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct List<'v>(&'v mut dyn FnMut(Tag));
+    struct Tags<'v>(&'v mut dyn FnMut(Tag));
+
+    impl<'de> Visitor<'de> for List<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a tag list object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "tags" {
+                    map.next_value_seed(Tags(&mut *self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Tags<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Tags<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of tags or null")
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(name) = seq.next_element::<String>()? {
+                if let Ok(tag) = name.parse() {
+                    (self.0)(tag);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    (&mut de).deserialize_map(List(visit))?;
+    de.end()
+}
+
 fn next_link(response: &Response, base: &str) -> Option<String> {
     let link = response
         .headers()
@@ -1388,20 +1449,12 @@ impl Store for RegistryStore {
                 &url,
                 &format!("tag list of {}", self.name()),
             )?;
-            #[derive(serde::Deserialize)]
-            struct TagList {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let list: TagList = serde_json::from_slice(&bytes).map_err(|e| Error::Refused {
+            // distribution ignores `n` and sends every tag in one page: each is handed over as
+            // it is parsed, so 100,000 tags cost the page's bytes, not 100,000 strings.
+            each_listed_tag(&bytes, visit).map_err(|e| Error::Refused {
                 what: format!("tag list of {}", self.name()),
                 reason: format!("not valid JSON: {e}"),
             })?;
-            list.tags
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|t| t.parse().ok())
-                .for_each(&mut *visit);
             match link {
                 Some(l) => url = l,
                 None => break,
@@ -1556,6 +1609,43 @@ mod tests {
         assert_eq!(*store.paused_until.lock().unwrap(), Some(long));
         store.pause_for(Duration::from_secs(120));
         assert!(store.paused_until.lock().unwrap().unwrap() > long);
+    }
+
+    #[test]
+    fn tag_lists_are_read_tag_by_tag_and_malformed_ones_refused() {
+        let read = |json: &str| {
+            let mut tags = Vec::new();
+            each_listed_tag(json.as_bytes(), &mut |t| tags.push(t.to_string())).map(|()| tags)
+        };
+        let ok: &[(&str, &[&str])] = &[
+            (
+                r#"{"name":"a/b","tags":["v1","latest"]}"#,
+                &["v1", "latest"],
+            ),
+            (
+                r#"{"tags":["v1"],"name":"a/b","extra":{"x":[1,{"y":null}]}}"#,
+                &["v1"],
+            ),
+            (r#"{"name":"a/b","tags":null}"#, &[]),
+            (r#"{"name":"a/b"}"#, &[]),
+            (r#"{"tags":[]}"#, &[]),
+            // Names that are not tags are skipped, not fatal.
+            (r#"{"tags":["-bad","ok","","a\u0041"]}"#, &["ok", "aA"]),
+        ];
+        for (json, want) in ok {
+            assert_eq!(read(json).unwrap(), *want, "{json}");
+        }
+        for bad in [
+            "",
+            "[]",
+            r#"{"tags":"v1"}"#,
+            r#"{"tags":[1]}"#,
+            r#"{"tags":["v1"]"#,
+            r#"{"tags":["v1"]} trailing"#,
+            r#"{"tags":["v1"],"tags2":}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
