@@ -11,7 +11,16 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["digest", "reference", "oci", "hint", "glob", "http", "time"],
+        &[
+            "digest",
+            "reference",
+            "oci",
+            "hint",
+            "glob",
+            "http",
+            "time",
+            "spool",
+        ],
     ),
     ("storage", &["store", "transfer"]),
     (
