@@ -229,6 +229,15 @@ pub struct Reel {
 }
 
 impl Reel {
+    /// Records on the tape.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Hands `visit` the `count` records from position `start` on.
     pub fn read(&self, start: u64, count: u64, visit: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         if start.checked_add(count).is_none_or(|end| end > self.count) {

@@ -5,7 +5,8 @@
 //! since the previous rescan (a [`State`] file: digest → finding keys, written atomically), and
 //! which artifacts have no SBOM or one that cannot be trusted.
 //!
-//! It runs in three phases: [`list`] resolves the tags a page at a time on a small pool
+//! It runs in three phases: [`list`] keeps the tag names on disk and resolves them a page at a
+//! time on a small pool
 //! ([`Options::concurrency`]) and groups them by digest on disk ([`Grouper`]); [`scan`] reads,
 //! verifies and scans each artifact's SBOM on the pool and drops it; the [`Tally`] counts the
 //! results as they arrive, keeps the affected artifacts and hands the others to the caller's
@@ -571,8 +572,8 @@ struct Listed<'a> {
     unresolved: Vec<String>,
 }
 
-/// Phase 1: lists a repository's tags a page at a time and resolves each page on the pool;
-/// what is kept of each tag goes to disk.
+/// Phase 1: writes a repository's tag names to disk as they are listed, then resolves them a
+/// page at a time on the pool; what is kept of each tag goes to disk.
 fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> {
     let r = &target.reference;
     let name = r.repository();
@@ -582,7 +583,6 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
     };
     let mut grouper = Grouper::new(spool::RUN_BYTES);
     let mut unresolved = Vec::new();
-    let mut tags = 0;
     let mut failed = None;
     let mut resolve = |page: &mut Vec<Tag>| {
         referrers::ordered(
@@ -614,24 +614,43 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
             },
         );
         page.clear();
+        failed.is_none()
     };
-    let mut page = Vec::with_capacity(PAGE);
+    // The names go to disk as the registry lists them (quickly: a registry that sends every
+    // tag in one page wants it read within the timeout), then are resolved a page at a time.
+    let mut names = Tape::new(NAME).map_err(spool)?;
+    let mut kept = Ok(());
     target
         .store
         .each_tag(&mut |t| {
-            if !is_attachment_tag(t.as_str()) {
-                tags += 1;
-                page.push(t);
-                if page.len() == PAGE {
-                    resolve(&mut page);
-                }
+            if kept.is_ok() && !is_attachment_tag(t.as_str()) {
+                let mut record = [0; NAME];
+                record[..t.as_str().len()].copy_from_slice(t.as_str().as_bytes());
+                kept = names.push(&record).map(drop);
             }
         })
         .map_err(|source| Error::Tags {
             repository: name.clone(),
             source,
         })?;
-    resolve(&mut page);
+    kept.map_err(spool)?;
+    let names = names.finish().map_err(spool)?;
+    let mut page = Vec::with_capacity(PAGE);
+    for start in (0..names.len()).step_by(PAGE) {
+        let count = names.len().min(start + PAGE as u64) - start;
+        names
+            .read(start, count, &mut |record| {
+                let len = record.iter().position(|&b| b == 0).unwrap_or(NAME);
+                if let Ok(tag) = String::from_utf8_lossy(&record[..len]).parse() {
+                    page.push(tag);
+                }
+            })
+            .map_err(spool)?;
+        if !resolve(&mut page) {
+            break;
+        }
+    }
+    let tags = usize::try_from(names.len()).unwrap_or(usize::MAX);
     if let Some(e) = failed {
         return Err(spool(e));
     }

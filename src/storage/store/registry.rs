@@ -1157,9 +1157,58 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// What stopped a [`BoundedBody`].
+enum Stopped {
+    Large,
+    Slow,
+    Stalled,
+}
+
+/// A response body read as a parser pulls it, within `left` bytes and by `deadline`; what
+/// stopped it is kept for the error.
+struct BoundedBody {
+    response: Response,
+    left: u64,
+    deadline: Instant,
+    stopped: Option<Stopped>,
+}
+
+impl std::io::Read for BoundedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() > self.deadline {
+            self.stopped = Some(Stopped::Slow);
+            return Err(std::io::Error::other("the body came too slowly"));
+        }
+        // One byte past the limit shows a body that is too large.
+        let room = usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = loop {
+            match self.response.read(&mut buf[..want]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if is_timeout(&e) {
+                        self.stopped = Some(Stopped::Stalled);
+                    }
+                    return Err(e);
+                }
+                Ok(n) => break n,
+            }
+        };
+        if n as u64 > self.left {
+            self.stopped = Some(Stopped::Large);
+            return Err(std::io::Error::other("the body is too large"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Hands each valid tag of a tag list (`{"name": …, "tags": [...] | null}`) to `visit` as it is
 /// parsed, holding none of them; names that are not tags are skipped.
-fn each_listed_tag(bytes: &[u8], visit: &mut dyn FnMut(Tag)) -> Result<(), serde_json::Error> {
+fn each_listed_tag(
+    list: impl std::io::Read,
+    visit: &mut dyn FnMut(Tag),
+) -> Result<(), serde_json::Error> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
     struct List<'v>(&'v mut dyn FnMut(Tag));
@@ -1213,7 +1262,7 @@ fn each_listed_tag(bytes: &[u8], visit: &mut dyn FnMut(Tag)) -> Result<(), serde
         }
     }
 
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_reader(list);
     (&mut de).deserialize_map(List(visit))?;
     de.end()
 }
@@ -1442,19 +1491,35 @@ impl Store for RegistryStore {
                 return Err(self.unexpected("GET", &url, r));
             }
             let link = next_link(&r, &first);
-            let bytes = self.read_small(
-                r,
-                MAX_LIST_PAGE_SIZE + 1,
-                "GET",
-                &url,
-                &format!("tag list of {}", self.name()),
-            )?;
-            // distribution ignores `n` and sends every tag in one page: each is handed over as
-            // it is parsed, so 100,000 tags cost the page's bytes, not 100,000 strings.
-            each_listed_tag(&bytes, visit).map_err(|e| Error::Refused {
-                what: format!("tag list of {}", self.name()),
-                reason: format!("not valid JSON: {e}"),
-            })?;
+            // distribution ignores `n` and sends every tag in one page: the page is parsed as it
+            // streams in and each tag handed over as it is parsed, so 100,000 tags cost neither
+            // the page's bytes nor 100,000 strings. `visit` must be quick: the page is read
+            // within the timeout.
+            let mut body = BoundedBody {
+                response: r,
+                left: MAX_LIST_PAGE_SIZE,
+                deadline: Instant::now() + self.timeout.0,
+                stopped: None,
+            };
+            let parsed = each_listed_tag(
+                std::io::BufReader::with_capacity(16 * 1024, &mut body),
+                visit,
+            );
+            if let Err(e) = parsed {
+                let what = format!("tag list of {}", self.name());
+                return Err(match body.stopped {
+                    Some(Stopped::Slow) => self.timed_out("GET", &url, Stall::TooSlow),
+                    Some(Stopped::Stalled) => self.timed_out("GET", &url, Stall::Body),
+                    Some(Stopped::Large) => Error::Refused {
+                        what,
+                        reason: format!("it is larger than {MAX_LIST_PAGE_SIZE} bytes"),
+                    },
+                    None => Error::Refused {
+                        what,
+                        reason: format!("not valid JSON: {e}"),
+                    },
+                });
+            }
             match link {
                 Some(l) => url = l,
                 None => break,
