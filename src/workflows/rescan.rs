@@ -452,6 +452,20 @@ const TAG_RECORD: usize = 32 + NAME + 1;
 /// tags start on the tape, how many.
 const ARTIFACT_RECORD: usize = NAME + 32 + 1 + 8 + 4;
 
+/// A tag name zero-padded to [`NAME`] bytes, as records hold it.
+fn padded(tag: &Tag) -> [u8; NAME] {
+    let mut name = [0; NAME];
+    let bytes = tag.as_str().as_bytes();
+    name[..bytes.len()].copy_from_slice(bytes);
+    name
+}
+
+/// The tag name in a padded record field.
+fn unpadded(name: &[u8]) -> std::borrow::Cow<'_, str> {
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..len])
+}
+
 /// One artifact to scan: a digest and where its tags are on the tape.
 struct Entry {
     digest: Digest,
@@ -479,8 +493,7 @@ impl Grouper {
     fn add(&mut self, digest: [u8; 32], tag: &Tag, index: bool) -> std::io::Result<()> {
         let mut record = [0; TAG_RECORD];
         record[..32].copy_from_slice(&digest);
-        let name = tag.as_str().as_bytes();
-        record[32..32 + name.len()].copy_from_slice(name);
+        record[32..32 + NAME].copy_from_slice(&padded(tag));
         record[32 + NAME] = u8::from(index);
         self.by_digest.push(&record)
     }
@@ -552,8 +565,7 @@ impl Groups {
         let mut tags = Vec::with_capacity(entry.count as usize);
         self.tape
             .read(entry.start, u64::from(entry.count), &mut |name| {
-                let len = name.iter().position(|&b| b == 0).unwrap_or(NAME);
-                tags.push(String::from_utf8_lossy(&name[..len]).into_owned());
+                tags.push(unpadded(name).into_owned());
             })?;
         Ok(tags)
     }
@@ -624,9 +636,7 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
         .store
         .each_tag(&mut |t| {
             if kept.is_ok() && !is_attachment_tag(t.as_str()) {
-                let mut record = [0; NAME];
-                record[..t.as_str().len()].copy_from_slice(t.as_str().as_bytes());
-                kept = names.push(&record).map(drop);
+                kept = names.push(&padded(&t)).map(drop);
             }
         })
         .map_err(|source| Error::Tags {
@@ -640,8 +650,7 @@ fn list<'a>(target: &'a Target, options: &Options) -> Result<Listed<'a>, Error> 
         let count = names.len().min(start + PAGE as u64) - start;
         names
             .read(start, count, &mut |record| {
-                let len = record.iter().position(|&b| b == 0).unwrap_or(NAME);
-                if let Ok(tag) = String::from_utf8_lossy(&record[..len]).parse() {
+                if let Ok(tag) = unpadded(record).parse() {
                     page.push(tag);
                 }
             })
