@@ -441,13 +441,20 @@ fn a_decoy_sbom_does_not_silence_rescan() {
             .referrer
             .digest
         };
-    let v1 = put_artifact(store.as_ref(), b"decoyed", "v1");
-    let real = sbom(&v1, &key, "pkg:cargo/smallvec@0.6.9", 0);
-    // A clean decoy, signed by a stranger, whose referrer sorts before the real one.
-    let mut n = 1;
-    while sbom(&v1, &stranger, "pkg:cargo/serde@1.0.200", n) > real {
-        n += 1;
-        assert!(n < 64, "no decoy sorted first");
+    // A clean decoy, signed by a stranger, whose referrer sorts before the real one. Each try
+    // has even odds, so each takes a fresh artifact with one real SBOM and one decoy; the tag
+    // `v1` moves to the next try, and the untagged ones are never listed.
+    for attempt in 0.. {
+        assert!(attempt < 64, "no decoy sorted first");
+        let v1 = put_artifact(
+            store.as_ref(),
+            format!("decoyed {attempt}").as_bytes(),
+            "v1",
+        );
+        let real = sbom(&v1, &key, "pkg:cargo/smallvec@0.6.9", 0);
+        if sbom(&v1, &stranger, "pkg:cargo/serde@1.0.200", 1) < real {
+            break;
+        }
     }
     // v2 has only a decoy.
     let v2 = put_artifact(store.as_ref(), b"only a decoy", "v2");
