@@ -75,6 +75,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "CUSTODY_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<store::Timeout>,
 
+    /// Where manifests, signature bundles, attestations and SBOMs fetched from registries by
+    /// digest are kept, so that a second verify of the same artifact only lists its referrers
+    /// (default $XDG_CACHE_HOME/custody/oci, else ~/.cache/custody/oci; `off` for none). Every
+    /// file is hashed again when read. Its size is kept under CUSTODY_CACHE_MAX_MB (256). Also
+    /// CUSTODY_CACHE.
+    // CUSTODY_CACHE is read by hand: clap would print a value from the environment in every
+    // usage line.
+    #[arg(long, global = true, value_name = "DIR|off")]
+    pub cache: Option<String>,
+
     /// Referrer manifests and bundles fetched at once (1 to 32; default 4).
     #[arg(long, global = true, env = "CUSTODY_JOBS", value_name = "N")]
     pub jobs: Option<usize>,
@@ -279,7 +289,31 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
         retry,
         timeout: cli.timeout.unwrap_or_default(),
         progress: progress_handle(cli),
+        cache: open_cache(
+            cli.cache
+                .clone()
+                .or_else(|| std::env::var("CUSTODY_CACHE").ok()),
+            |k| std::env::var(k).ok(),
+        ),
     }
+}
+
+/// The cache `--cache` (else `CUSTODY_CACHE`) names (`off`: none), else the default one. A cache that cannot be made
+/// only costs speed, so it is then left out rather than failing the command.
+fn open_cache(
+    flag: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<std::sync::Arc<store::cache::Cache>> {
+    use store::cache::{Cache, DEFAULT_MAX_BYTES};
+    let root = match flag.as_deref().map(str::trim) {
+        Some("off") => return None,
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => Cache::default_root(&env)?,
+    };
+    let max = env("CUSTODY_CACHE_MAX_MB")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1024 * 1024));
+    Cache::open(&root, max).ok().map(std::sync::Arc::new)
 }
 
 /// Where transfers and requests are reported: bars unless `--no-progress`, `-q` or JSON

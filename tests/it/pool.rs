@@ -217,18 +217,31 @@ fn answer(g: &Graph, r: &Request) -> Response {
 /// `custody --jobs <jobs> --output json verify` of the artifact with a key that signed none
 /// of the (unusable) bundles: what matters is what discovery read.
 fn verify(s: &HostileServer, jobs: usize) -> (std::process::Output, String) {
+    verify_with_cache(s, jobs, &support::fresh_cache())
+}
+
+/// [`verify`], keeping what it fetches in `cache`.
+fn verify_with_cache(
+    s: &HostileServer,
+    jobs: usize,
+    cache: &std::path::Path,
+) -> (std::process::Output, String) {
     let dir = support::tempdir();
     let (_, public) = crate::release::keypair(dir.path());
-    let o = run(&[
-        "--jobs",
-        &jobs.to_string(),
-        "--output",
-        "json",
-        "verify",
-        &format!("{}/x/y:v1", s.host),
-        "--key",
-        &public,
-    ]);
+    let o = support::custody()
+        .env("CUSTODY_CACHE", cache)
+        .args([
+            "--jobs",
+            &jobs.to_string(),
+            "--output",
+            "json",
+            "verify",
+            &format!("{}/x/y:v1", s.host),
+            "--key",
+            &public,
+        ])
+        .output()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&o), stderr(&o)));
     let found = report["artifact"]["checks"]
@@ -326,4 +339,70 @@ fn a_429_in_the_middle_of_a_pooled_walk_is_waited_out_and_retried() {
             "refused once, then fetched"
         );
     }
+}
+
+/// Issue 16: what a registry serves by digest is kept on disk. A second verify with the same
+/// cache asks the registry for the tag and the referrer list only; a kept bundle that was
+/// tampered with is fetched again, not believed; `--cache off` keeps nothing.
+#[test]
+fn a_second_verify_reads_referrers_from_the_cache_and_only_lists_them() {
+    let gates = Gates::new(1);
+    let g = graph(12);
+    let (referrer_paths, bundle_paths): (Vec<String>, Vec<String>) = g
+        .served
+        .keys()
+        .cloned()
+        .partition(|p| p.contains("/manifests/"));
+    let s = serve(g, &gates, |_| None);
+    let fetched = |paths: &[String]| {
+        let log = s.requests.lock().unwrap();
+        let n = log
+            .iter()
+            .filter(|r| r.method == "GET" && paths.contains(&r.path))
+            .count();
+        n
+    };
+    let listed = || s.count("GET", "/v2/x/y/referrers/");
+    let cache = support::fresh_cache();
+
+    let (o, found) = verify_with_cache(&s, 2, &cache);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(found.starts_with("12 bundle(s)"), "{found}");
+    assert_eq!((fetched(&referrer_paths), fetched(&bundle_paths)), (12, 12));
+    let lists = listed();
+
+    let (o, again) = verify_with_cache(&s, 2, &cache);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(again, found);
+    assert_eq!(
+        (fetched(&referrer_paths), fetched(&bundle_paths)),
+        (12, 12),
+        "nothing fetched by digest twice"
+    );
+    assert!(listed() > lists, "the referrer list is asked for again");
+
+    // Every kept bundle altered: each is refetched and the verdict is the same.
+    let mut altered = 0;
+    for scope in std::fs::read_dir(&cache).unwrap().flatten() {
+        for kept in std::fs::read_dir(scope.path().join("b"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let mut bytes = std::fs::read(kept.path()).unwrap();
+            bytes[0] ^= 0x20;
+            std::fs::write(kept.path(), bytes).unwrap();
+            altered += 1;
+        }
+    }
+    assert!(altered >= 12, "{altered} bundles kept");
+    let (o, third) = verify_with_cache(&s, 2, &cache);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(third, found);
+    assert_eq!((fetched(&referrer_paths), fetched(&bundle_paths)), (12, 24));
+
+    let off = std::path::Path::new("off");
+    verify_with_cache(&s, 2, off);
+    assert_eq!((fetched(&referrer_paths), fetched(&bundle_paths)), (24, 36));
+    assert!(!off.exists());
 }

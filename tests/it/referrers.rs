@@ -131,3 +131,84 @@ fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_s
     // The reports do not depend on how many fetches ran at once.
     assert_eq!(reports[0], reports[1]);
 }
+
+/// distribution rewrites a manifest's link file in place when it is pushed again, so an index
+/// written while another worker re-pushes one of its children can be refused as naming an
+/// unknown manifest (seen once in a promote of 500 referrers). The fallback index is written
+/// again; a registry that keeps refusing is reported with its own words.
+#[test]
+fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
+    use custody::foundation::digest::Digest;
+    use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+    use std::sync::{Arc, Mutex};
+
+    for refusals in [2usize, 99] {
+        let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{\"a\":1}");
+        let fallback = format!("/v2/x/y/manifests/{}", subject.digest.fallback_tag());
+        let refused = Arc::new(Mutex::new(0usize));
+        let count = refused.clone();
+        let index_path = fallback.clone();
+        let s = support::HostileServer::start(move |r| {
+            let put = |body: &[u8]| {
+                support::Response::new(201)
+                    .header("Docker-Content-Digest", &Digest::of(body).to_string())
+            };
+            match (r.method.as_str(), r.path.as_str()) {
+                ("GET", "/v2/") => support::Response::new(200),
+                ("PUT", p) if p == index_path => {
+                    let mut n = count.lock().unwrap();
+                    if *n < refusals {
+                        *n += 1;
+                        return support::Response::new(400).body(
+                            r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
+                        );
+                    }
+                    put(&r.body)
+                }
+                ("PUT", p) if p.starts_with("/v2/x/y/manifests/sha256:") => put(&r.body),
+                _ => support::Response::new(404),
+            }
+        });
+        let store = store::open(
+            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+            &store::Options {
+                retry: store::registry::RetryPolicy {
+                    base_delay: std::time::Duration::from_millis(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let referrer = oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some("application/x".into()),
+            config: Descriptor::empty_config(),
+            layers: vec![Descriptor::empty_config()],
+            subject: Some(subject.clone()),
+            annotations: Default::default(),
+        });
+        let result = store.put_manifest(&referrer, MEDIA_TYPE_IMAGE_MANIFEST);
+        if refusals == 2 {
+            result.unwrap();
+            assert_eq!(*refused.lock().unwrap(), 2);
+            assert_eq!(
+                s.count("PUT", &fallback),
+                3,
+                "written again after each refusal"
+            );
+        } else {
+            let e = result.unwrap_err().to_string();
+            assert!(
+                e.contains("MANIFEST_BLOB_UNKNOWN") && e.contains("400"),
+                "{e}"
+            );
+            assert_eq!(
+                s.count("PUT", &fallback),
+                5,
+                "five tries, then its own words"
+            );
+        }
+    }
+}

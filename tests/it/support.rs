@@ -57,7 +57,23 @@ pub fn custody() -> Command {
     ] {
         c.env_remove(var);
     }
+    c.env("CUSTODY_CACHE", fresh_cache());
     c
+}
+
+/// A cache folder no other command has used: each command starts cold, so one test's fetches
+/// never answer another's (a test that lies from a registry must meet its lie). A test of the
+/// cache itself passes one folder to several commands.
+pub fn fresh_cache() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static CLEARED: OnceLock<()> = OnceLock::new();
+    let all = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache");
+    // What earlier runs of the suite left.
+    CLEARED.get_or_init(|| {
+        let _ = std::fs::remove_dir_all(&all);
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    all.join(format!("{}-{n}", std::process::id()))
 }
 
 /// Runs custody with `args`; returns the output.

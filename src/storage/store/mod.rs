@@ -6,6 +6,7 @@
 //! digest it was told without recomputing it.
 
 pub mod auth;
+pub mod cache;
 pub mod elsewhere;
 pub mod layout;
 pub mod login;
@@ -538,6 +539,9 @@ pub struct Options {
     pub progress: Option<ProgressHandle>,
     /// How long to wait on a registry.
     pub timeout: Timeout,
+    /// Where manifests and small blobs fetched from registries by digest are kept; `None`
+    /// fetches everything every time.
+    pub cache: Option<std::sync::Arc<cache::Cache>>,
 }
 
 /// Opens the repository a reference names.
@@ -549,9 +553,13 @@ pub fn open(reference: &Reference, options: &Options) -> Result<Box<dyn Store>, 
         Location::Registry {
             registry,
             repository,
-        } => Ok(Box::new(registry::RegistryStore::new(
-            registry, repository, options,
-        )?)),
+        } => {
+            let store = Box::new(registry::RegistryStore::new(registry, repository, options)?);
+            Ok(match &options.cache {
+                Some(cache) => Box::new(cache::Cached::new(store, cache.clone())),
+                None => store,
+            })
+        }
     }
 }
 

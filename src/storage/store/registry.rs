@@ -768,7 +768,7 @@ impl RegistryStore {
             .fallback_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for _ in 0..5 {
+        for attempt in 0..5 {
             let (mut index, etag) = match self.fetch_manifest(&tag, None)? {
                 None => (ImageIndex::empty(), None),
                 Some((fetched, etag)) => (self.check_fallback(subject, &tag, fetched)?, etag),
@@ -788,11 +788,24 @@ impl RegistryStore {
                 continue;
             }
             if !response.status().is_success() {
-                return Err(self.unexpected(
-                    "PUT",
-                    &self.url(&format!("manifests/{tag}")),
-                    response,
-                ));
+                let error =
+                    self.unexpected("PUT", &self.url(&format!("manifests/{tag}")), response);
+                // distribution rewrites a manifest's link file in place when the manifest is
+                // pushed again, and checks an index's children by reading those files: an index
+                // written while another worker re-pushes a listed referrer is refused as naming
+                // an unknown manifest, though every one of them is there. It is asked again.
+                if let Error::Http {
+                    status: 400,
+                    detail,
+                    ..
+                } = &error
+                    && detail.contains("MANIFEST_BLOB_UNKNOWN")
+                    && attempt < 4
+                {
+                    std::thread::sleep(self.retry.delay(attempt, None));
+                    continue;
+                }
+                return Err(error);
             }
             return self.check_put_digest(
                 &response,

@@ -351,8 +351,10 @@ impl State {
             return Ok(s.clone());
         }
         let options = match found {
+            // Nor does it read what the server's own credential put in the cache.
             Some(f) => store::Options {
                 credentials: f.sources,
+                cache: None,
                 ..self.store_options.clone()
             },
             None => self.store_options.clone(),
