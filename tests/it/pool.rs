@@ -355,12 +355,12 @@ fn a_second_verify_reads_referrers_from_the_cache_and_only_lists_them() {
         .partition(|p| p.contains("/manifests/"));
     let s = serve(g, &gates, |_| None);
     let fetched = |paths: &[String]| {
-        let log = s.requests.lock().unwrap();
-        let n = log
+        s.requests
+            .lock()
+            .unwrap()
             .iter()
             .filter(|r| r.method == "GET" && paths.contains(&r.path))
-            .count();
-        n
+            .count()
     };
     let listed = || s.count("GET", "/v2/x/y/referrers/");
     let cache = support::fresh_cache();
