@@ -316,6 +316,16 @@ fn open_cache(
     Cache::open(&root, max).ok().map(std::sync::Arc::new)
 }
 
+/// For commands that draw no progress bars (verify, tree, rescan): each registry request with
+/// `-v`, nothing otherwise.
+pub(crate) fn request_log(cli: &Cli) -> Option<store::ProgressHandle> {
+    (cli.verbose > 0).then(|| {
+        store::ProgressHandle(std::sync::Arc::new(progress::StderrProgress::new(
+            false, true,
+        )))
+    })
+}
+
 /// Where transfers and requests are reported: bars unless `--no-progress`, `-q` or JSON
 /// output; requests with `-v`.
 fn progress_handle(cli: &Cli) -> Option<store::ProgressHandle> {

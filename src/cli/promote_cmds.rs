@@ -132,7 +132,7 @@ fn run(cli: &Cli, args: &PromoteArgs) -> Result<Promotion, Failure> {
     };
 
     let mut quiet = store_options(cli);
-    quiet.progress = None;
+    quiet.progress = super::request_log(cli);
     let src = store::open_existing(&src_ref, &quiet)
         .with_context(|| format!("cannot open {}", src_ref.repository()))?;
     // Resolve once; everything after uses the digest.

@@ -181,7 +181,7 @@ impl<'a> Stream<'a> {
 
 fn rescan_cmd(cli: &Cli, args: &RescanArgs, out: &mut Stream<'_>) -> Result<ExitStatus, Failure> {
     let mut options = super::store_options(cli);
-    options.progress = None;
+    options.progress = super::request_log(cli);
     let mut targets = Vec::new();
     for r in &args.repositories {
         let reference: Reference = r

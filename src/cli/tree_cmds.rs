@@ -69,7 +69,7 @@ fn read(cli: &Cli, args: &TreeArgs) -> Result<Tree, Failure> {
         None
     };
     let mut options = store_options(cli);
-    options.progress = None;
+    options.progress = super::request_log(cli);
     let store = store::open_existing(&reference, &options)
         .with_context(|| format!("cannot open {}", reference.repository()))?;
     let mut lookup = super::attestations_lookup(cli)?;

@@ -406,7 +406,7 @@ fn run_verify(cli: &Cli, args: &VerifyArgs, printer: &Printer) -> Result<VerifyR
         )
     } else {
         let mut options = super::store_options(cli);
-        options.progress = None;
+        options.progress = super::request_log(cli);
         store::open_existing(&reference, &options)
             .with_context(|| format!("cannot open {}", reference.repository()))
             .map_err(|e| could_not(e, None))?

@@ -112,6 +112,17 @@ fn verbose_shows_each_registry_request_and_no_progress_hides_transfers() {
         "{err}"
     );
     assert!(err.lines().all(|l| !l.contains("Authorization")), "{err}");
+
+    // Commands that draw no bars (tree, verify, rescan) still log their requests with `-v`.
+    let o = support::run(&["-v", "tree", &reference]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.lines().any(|l| l.starts_with("request: GET http://")
+            && l.contains(&manifests)
+            && l.ends_with("-> 200")),
+        "{err}"
+    );
 }
 
 /// Issue 12, item 11: a pass prints a summary line per artifact and the verdict; `--tree`

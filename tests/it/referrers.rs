@@ -212,3 +212,104 @@ fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
         }
     }
 }
+
+/// A store remembers what it has seen listed in a subject's fallback index: pushing a referrer
+/// that is already listed (a promote run again) reads the index once per subject, not once per
+/// referrer; a referrer not yet listed is still added to the index as it now stands.
+#[test]
+fn a_referrer_already_listed_in_the_fallback_index_is_not_read_again() {
+    use custody::foundation::digest::Digest;
+    use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+    use std::sync::{Arc, Mutex};
+
+    let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{\"b\":2}");
+    let fallback = format!("/v2/x/y/manifests/{}", subject.digest.fallback_tag());
+    let index: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let stored = index.clone();
+    let index_path = fallback.clone();
+    let s = support::HostileServer::start(move |r| {
+        let put = |body: &[u8]| {
+            support::Response::new(201)
+                .header("Docker-Content-Digest", &Digest::of(body).to_string())
+        };
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/v2/") => support::Response::new(200),
+            ("GET", p) if p == index_path => match stored.lock().unwrap().clone() {
+                Some(body) => support::Response::new(200)
+                    .header("Content-Type", oci::MEDIA_TYPE_IMAGE_INDEX)
+                    .header("Docker-Content-Digest", &Digest::of(&body).to_string())
+                    .body(body),
+                None => support::Response::new(404),
+            },
+            ("PUT", p) if p == index_path => {
+                *stored.lock().unwrap() = Some(r.body.clone());
+                put(&r.body)
+            }
+            ("PUT", p) if p.starts_with("/v2/x/y/manifests/sha256:") => put(&r.body),
+            _ => support::Response::new(404),
+        }
+    });
+    let open = || {
+        store::open(
+            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+            &store::Options::default(),
+        )
+        .unwrap()
+    };
+    let referrer = |n: u8| {
+        oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some(format!("application/x{n}")),
+            config: Descriptor::empty_config(),
+            layers: vec![Descriptor::empty_config()],
+            subject: Some(subject.clone()),
+            annotations: Default::default(),
+        })
+    };
+    let listed = || {
+        let body = index.lock().unwrap().clone().unwrap();
+        let parsed: oci::ImageIndex = serde_json::from_slice(&body).unwrap();
+        parsed.manifests.len()
+    };
+    let first = open();
+    for n in [1, 2] {
+        first
+            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+    }
+    assert_eq!(
+        (s.count("GET", &fallback), s.count("PUT", &fallback)),
+        (2, 2)
+    );
+    for n in [1, 2] {
+        first
+            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+    }
+    assert_eq!(
+        (s.count("GET", &fallback), s.count("PUT", &fallback)),
+        (2, 2),
+        "both were seen listed"
+    );
+
+    // Another run: the index is read once, then neither it nor a third referrer is lost.
+    let second = open();
+    for n in [1, 2] {
+        second
+            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+    }
+    assert_eq!(
+        (s.count("GET", &fallback), s.count("PUT", &fallback)),
+        (3, 2)
+    );
+    second
+        .put_manifest(&referrer(3), MEDIA_TYPE_IMAGE_MANIFEST)
+        .unwrap();
+    assert_eq!(
+        (s.count("GET", &fallback), s.count("PUT", &fallback)),
+        (4, 3)
+    );
+    assert_eq!(listed(), 3);
+}

@@ -115,7 +115,7 @@ fn from_store(
         .with_context(|| format!("bad --from reference {from:?}"))
         .map_err(|e| could_not(e, None))?;
     let mut options = super::super::store_options(cli);
-    options.progress = None;
+    options.progress = super::super::request_log(cli);
     let store = store::open_existing(&reference, &options)
         .with_context(|| format!("cannot open {}", reference.repository()))
         .map_err(|e| could_not(e, None))?;

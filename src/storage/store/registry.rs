@@ -3,7 +3,7 @@
 //! tag or digest, 4 MiB limit, `Docker-Content-Digest` always recomputed), referrers (the API
 //! when the registry has it, else the `sha256-<hex>` tag schema), auth and retries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ const MAX_LIST_PAGES: usize = 1000;
 pub const MAX_LISTED_REFERRERS: usize = 100_000;
 const MAX_LIST_PAGE_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 4096;
+/// How many subjects' fallback indexes a store remembers the contents of before forgetting.
+const MAX_FALLBACK_SUBJECTS_SEEN: usize = 10_000;
 /// An upload may take this long per byte on top of the timeout (64 KiB/s), so a stalled upload
 /// ends while a large one on a slow link still finishes.
 const MIN_UPLOAD_RATE: u64 = 64 * 1024;
@@ -140,8 +142,10 @@ pub struct RegistryStore {
     /// No request is sent before this instant: a 429's `Retry-After` holds every worker of the
     /// pool, not only the one that was told, so a busy registry is not hit by the others.
     paused_until: Mutex<Option<Instant>>,
-    /// Held while a `sha256-<hex>` fallback index is read, changed and written back.
-    fallback_writes: Mutex<()>,
+    /// Held while a `sha256-<hex>` fallback index is read, changed and written back; holds
+    /// what this store has seen listed in each subject's index, so that a copy re-run over
+    /// referrers that are all there reads the index once, not once per referrer.
+    fallback_writes: Mutex<BTreeMap<Digest, BTreeSet<Digest>>>,
     progress: Option<ProgressHandle>,
     timeout: Timeout,
 }
@@ -236,7 +240,7 @@ impl RegistryStore {
             basic_auth: Mutex::new(false),
             referrers_api: Mutex::new(None),
             paused_until: Mutex::new(None),
-            fallback_writes: Mutex::new(()),
+            fallback_writes: Mutex::new(BTreeMap::new()),
             progress: options.progress.clone(),
             timeout: options.timeout,
         })
@@ -764,10 +768,25 @@ impl RegistryStore {
         // The pool may push several referrers of one subject at once, and a registry that
         // ignores If-Match (distribution does) would keep only the last write: within this
         // process the read-modify-write of a fallback index is done one at a time.
-        let _one_writer = self
+        let mut listed = self
             .fallback_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listed
+            .get(subject)
+            .is_some_and(|seen| seen.contains(&descriptor.digest))
+        {
+            return Ok(());
+        }
+        if listed.len() >= MAX_FALLBACK_SUBJECTS_SEEN {
+            listed.clear();
+        }
+        let mut remember = |index: &ImageIndex| {
+            listed
+                .entry(subject.clone())
+                .or_default()
+                .extend(index.manifests.iter().map(|d| d.digest.clone()));
+        };
         for attempt in 0..5 {
             let (mut index, etag) = match self.fetch_manifest(&tag, None)? {
                 None => (ImageIndex::empty(), None),
@@ -778,6 +797,7 @@ impl RegistryStore {
                 .iter()
                 .any(|d| d.digest == descriptor.digest)
             {
+                remember(&index);
                 return Ok(());
             }
             index.manifests.push(descriptor.clone());
@@ -807,11 +827,13 @@ impl RegistryStore {
                 }
                 return Err(error);
             }
-            return self.check_put_digest(
+            self.check_put_digest(
                 &response,
                 &format!("referrers index {}:{tag}", self.name()),
                 &Digest::of(&bytes),
-            );
+            )?;
+            remember(&index);
+            return Ok(());
         }
         Err(Error::Refused {
             what: format!("referrers index {}:{tag}", self.name()),
