@@ -516,12 +516,9 @@ pub fn run_verify_bundle(
 
 /// Where fetched CRLs are cached (`$XDG_CACHE_HOME/custody/crl`, else `~/.cache/custody/crl`).
 fn crl_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("custody/crl")
+    custody::foundation::cache_home(|k| std::env::var(k).ok())
+        .unwrap_or_else(|| std::env::temp_dir().join("custody"))
+        .join("crl")
 }
 
 /// `verify-bundle --ca-roots`: the bundle's certificate chain against the given PKI.

@@ -2,8 +2,11 @@
 //! discover and copy see the same set, and the pool's size changes no report.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use custody::evidence::attach::{self, BundleContent};
+use custody::foundation::digest::Digest;
+use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
 use custody::foundation::reference::Reference;
 use custody::storage::store;
 
@@ -132,45 +135,55 @@ fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_s
     assert_eq!(reports[0], reports[1]);
 }
 
-/// distribution rewrites a manifest's link file in place when it is pushed again, so an index
-/// written while another worker re-pushes one of its children can be refused as naming an
-/// unknown manifest (seen once in a promote of 500 referrers). The fallback index is written
-/// again; a registry that keeps refusing is reported with its own words.
-#[test]
-fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
-    use custody::foundation::digest::Digest;
-    use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
-    use std::sync::{Arc, Mutex};
+/// A registry without the referrers API that keeps `subject`'s fallback index in memory and
+/// refuses the first `refusals` writes of it as naming an unknown manifest.
+struct FallbackRegistry {
+    server: support::HostileServer,
+    index: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// The path of the fallback tag.
+    tag: String,
+}
 
-    for refusals in [2usize, 99] {
-        let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{\"a\":1}");
-        let fallback = format!("/v2/x/y/manifests/{}", subject.digest.fallback_tag());
-        let refused = Arc::new(Mutex::new(0usize));
-        let count = refused.clone();
-        let index_path = fallback.clone();
-        let s = support::HostileServer::start(move |r| {
-            let put = |body: &[u8]| {
-                support::Response::new(201)
-                    .header("Docker-Content-Digest", &Digest::of(body).to_string())
-            };
+impl FallbackRegistry {
+    fn start(subject: &Descriptor, refusals: usize) -> FallbackRegistry {
+        let tag = format!("/v2/x/y/manifests/{}", subject.digest.fallback_tag());
+        let index: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = Default::default();
+        let (stored, path, refused) = (index.clone(), tag.clone(), AtomicUsize::new(0));
+        let server = support::HostileServer::start(move |r| {
+            let digest = |body: &[u8]| Digest::of(body).to_string();
             match (r.method.as_str(), r.path.as_str()) {
                 ("GET", "/v2/") => support::Response::new(200),
-                ("PUT", p) if p == index_path => {
-                    let mut n = count.lock().unwrap();
-                    if *n < refusals {
-                        *n += 1;
+                ("GET", p) if p == path => match stored.lock().unwrap().clone() {
+                    Some(body) => support::Response::new(200)
+                        .header("Content-Type", oci::MEDIA_TYPE_IMAGE_INDEX)
+                        .header("Docker-Content-Digest", &digest(&body))
+                        .body(body),
+                    None => support::Response::new(404),
+                },
+                ("PUT", p) if p == path => {
+                    if refused.fetch_add(1, Ordering::SeqCst) < refusals {
                         return support::Response::new(400).body(
                             r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
                         );
                     }
-                    put(&r.body)
+                    *stored.lock().unwrap() = Some(r.body.clone());
+                    support::Response::new(201).header("Docker-Content-Digest", &digest(&r.body))
                 }
-                ("PUT", p) if p.starts_with("/v2/x/y/manifests/sha256:") => put(&r.body),
+                ("PUT", p) if p.starts_with("/v2/x/y/manifests/sha256:") => {
+                    support::Response::new(201).header("Docker-Content-Digest", &digest(&r.body))
+                }
                 _ => support::Response::new(404),
             }
         });
-        let store = store::open(
-            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+        FallbackRegistry { server, index, tag }
+    }
+
+    /// A store of the registry's repository, as one run of custody opens it.
+    fn open(&self) -> Box<dyn store::Store> {
+        store::open(
+            &format!("{}/x/y", self.server.host)
+                .parse::<Reference>()
+                .unwrap(),
             &store::Options {
                 retry: store::registry::RetryPolicy {
                     base_delay: std::time::Duration::from_millis(5),
@@ -179,38 +192,72 @@ fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
                 ..Default::default()
             },
         )
-        .unwrap();
-        let referrer = oci::to_bytes(&ImageManifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some("application/x".into()),
-            config: Descriptor::empty_config(),
-            layers: vec![Descriptor::empty_config()],
-            subject: Some(subject.clone()),
-            annotations: Default::default(),
-        });
-        let result = store.put_manifest(&referrer, MEDIA_TYPE_IMAGE_MANIFEST);
-        if refusals == 2 {
-            result.unwrap();
-            assert_eq!(*refused.lock().unwrap(), 2);
-            assert_eq!(
-                s.count("PUT", &fallback),
-                3,
-                "written again after each refusal"
-            );
-        } else {
-            let e = result.unwrap_err().to_string();
-            assert!(
-                e.contains("MANIFEST_BLOB_UNKNOWN") && e.contains("400"),
-                "{e}"
-            );
-            assert_eq!(
-                s.count("PUT", &fallback),
-                5,
-                "five tries, then its own words"
-            );
-        }
+        .unwrap()
     }
+
+    /// The index's GETs and PUTs so far.
+    fn index_requests(&self) -> (usize, usize) {
+        (
+            self.server.count("GET", &self.tag),
+            self.server.count("PUT", &self.tag),
+        )
+    }
+
+    fn listed(&self) -> usize {
+        let body = self.index.lock().unwrap().clone().unwrap();
+        serde_json::from_slice::<oci::ImageIndex>(&body)
+            .unwrap()
+            .manifests
+            .len()
+    }
+}
+
+/// Referrer number `n` of `subject`.
+fn referrer(subject: &Descriptor, n: u8) -> Vec<u8> {
+    oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+        artifact_type: Some(format!("application/x{n}")),
+        config: Descriptor::empty_config(),
+        layers: vec![Descriptor::empty_config()],
+        subject: Some(subject.clone()),
+        annotations: Default::default(),
+    })
+}
+
+/// distribution rewrites a manifest's link file in place when it is pushed again, so an index
+/// written while another worker re-pushes one of its children can be refused as naming an
+/// unknown manifest (seen once in a promote of 500 referrers). The fallback index is written
+/// again; a registry that keeps refusing is reported with its own words.
+#[test]
+fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
+    let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{\"a\":1}");
+    let registry = FallbackRegistry::start(&subject, 2);
+    let pushed = registry
+        .open()
+        .put_manifest(&referrer(&subject, 1), MEDIA_TYPE_IMAGE_MANIFEST);
+    pushed.unwrap();
+    assert_eq!(
+        registry.index_requests().1,
+        3,
+        "written again after each refusal"
+    );
+    assert_eq!(registry.listed(), 1);
+
+    let registry = FallbackRegistry::start(&subject, 99);
+    let pushed = registry
+        .open()
+        .put_manifest(&referrer(&subject, 1), MEDIA_TYPE_IMAGE_MANIFEST);
+    let e = pushed.unwrap_err().to_string();
+    assert!(
+        e.contains("MANIFEST_BLOB_UNKNOWN") && e.contains("400"),
+        "{e}"
+    );
+    assert_eq!(
+        registry.index_requests().1,
+        5,
+        "five tries, then its own words"
+    );
 }
 
 /// A store remembers what it has seen listed in a subject's fallback index: pushing a referrer
@@ -218,98 +265,27 @@ fn a_fallback_index_refused_as_naming_an_unknown_manifest_is_written_again() {
 /// referrer; a referrer not yet listed is still added to the index as it now stands.
 #[test]
 fn a_referrer_already_listed_in_the_fallback_index_is_not_read_again() {
-    use custody::foundation::digest::Digest;
-    use custody::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
-    use std::sync::{Arc, Mutex};
-
     let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{\"b\":2}");
-    let fallback = format!("/v2/x/y/manifests/{}", subject.digest.fallback_tag());
-    let index: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-    let stored = index.clone();
-    let index_path = fallback.clone();
-    let s = support::HostileServer::start(move |r| {
-        let put = |body: &[u8]| {
-            support::Response::new(201)
-                .header("Docker-Content-Digest", &Digest::of(body).to_string())
-        };
-        match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/v2/") => support::Response::new(200),
-            ("GET", p) if p == index_path => match stored.lock().unwrap().clone() {
-                Some(body) => support::Response::new(200)
-                    .header("Content-Type", oci::MEDIA_TYPE_IMAGE_INDEX)
-                    .header("Docker-Content-Digest", &Digest::of(&body).to_string())
-                    .body(body),
-                None => support::Response::new(404),
-            },
-            ("PUT", p) if p == index_path => {
-                *stored.lock().unwrap() = Some(r.body.clone());
-                put(&r.body)
-            }
-            ("PUT", p) if p.starts_with("/v2/x/y/manifests/sha256:") => put(&r.body),
-            _ => support::Response::new(404),
-        }
-    });
-    let open = || {
-        store::open(
-            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
-            &store::Options::default(),
-        )
-        .unwrap()
-    };
-    let referrer = |n: u8| {
-        oci::to_bytes(&ImageManifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some(format!("application/x{n}")),
-            config: Descriptor::empty_config(),
-            layers: vec![Descriptor::empty_config()],
-            subject: Some(subject.clone()),
-            annotations: Default::default(),
-        })
-    };
-    let listed = || {
-        let body = index.lock().unwrap().clone().unwrap();
-        let parsed: oci::ImageIndex = serde_json::from_slice(&body).unwrap();
-        parsed.manifests.len()
-    };
-    let first = open();
-    for n in [1, 2] {
-        first
-            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
+    let registry = FallbackRegistry::start(&subject, 0);
+    let push = |store: &dyn store::Store, n: u8| {
+        store
+            .put_manifest(&referrer(&subject, n), MEDIA_TYPE_IMAGE_MANIFEST)
             .unwrap();
-    }
-    assert_eq!(
-        (s.count("GET", &fallback), s.count("PUT", &fallback)),
-        (2, 2)
-    );
-    for n in [1, 2] {
-        first
-            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
-            .unwrap();
-    }
-    assert_eq!(
-        (s.count("GET", &fallback), s.count("PUT", &fallback)),
-        (2, 2),
-        "both were seen listed"
-    );
+    };
+    let first = registry.open();
+    push(first.as_ref(), 1);
+    push(first.as_ref(), 2);
+    assert_eq!(registry.index_requests(), (2, 2));
+    push(first.as_ref(), 1);
+    push(first.as_ref(), 2);
+    assert_eq!(registry.index_requests(), (2, 2), "both were seen listed");
 
     // Another run: the index is read once, then neither it nor a third referrer is lost.
-    let second = open();
-    for n in [1, 2] {
-        second
-            .put_manifest(&referrer(n), MEDIA_TYPE_IMAGE_MANIFEST)
-            .unwrap();
-    }
-    assert_eq!(
-        (s.count("GET", &fallback), s.count("PUT", &fallback)),
-        (3, 2)
-    );
-    second
-        .put_manifest(&referrer(3), MEDIA_TYPE_IMAGE_MANIFEST)
-        .unwrap();
-    assert_eq!(
-        (s.count("GET", &fallback), s.count("PUT", &fallback)),
-        (4, 3)
-    );
-    assert_eq!(listed(), 3);
+    let second = registry.open();
+    push(second.as_ref(), 1);
+    push(second.as_ref(), 2);
+    assert_eq!(registry.index_requests(), (3, 2));
+    push(second.as_ref(), 3);
+    assert_eq!(registry.index_requests(), (4, 3));
+    assert_eq!(registry.listed(), 3);
 }

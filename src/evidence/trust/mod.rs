@@ -294,11 +294,7 @@ pub struct Obtained {
 
 /// `$XDG_CACHE_HOME/custody/tuf`, else `$HOME/.cache/custody/tuf`; `None` without either.
 pub fn default_cache(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let base = env("XDG_CACHE_HOME")
-        .filter(|v| Path::new(v).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("custody").join("tuf"))
+    crate::foundation::cache_home(env).map(|c| c.join("tuf"))
 }
 
 /// The cache folder of one mirror: the first 16 hex digits of sha256(URL).

@@ -67,11 +67,7 @@ impl Cache {
 
     /// `$XDG_CACHE_HOME/custody/oci`, else `$HOME/.cache/custody/oci`; `None` without either.
     pub fn default_root(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-        let base = env("XDG_CACHE_HOME")
-            .filter(|v| Path::new(v).is_absolute())
-            .map(PathBuf::from)
-            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("custody").join("oci"))
+        crate::foundation::cache_home(env).map(|c| c.join("oci"))
     }
 
     /// Whether a blob of `size` bytes is small enough to keep.
