@@ -54,9 +54,10 @@ pub struct Cache {
 impl Cache {
     /// Opens (creating if need be) the cache at `root`, pruning it when a prune is due.
     pub fn open(root: &Path, max_bytes: u64) -> io::Result<Cache> {
-        fs::create_dir_all(root.join("tmp"))?;
+        fs::create_dir_all(root)?;
         let cache = Cache {
-            root: root.to_owned(),
+            // Absolute, so that writing a file does not look up the working directory.
+            root: std::path::absolute(root)?,
             max_bytes,
         };
         if cache.prune_due() {
@@ -175,24 +176,27 @@ impl Cache {
         Some(bytes)
     }
 
-    /// Writes a file whole under a temporary name, then renames it into place, so a reader
-    /// never sees part of one.
+    /// Writes a file whole under a temporary name beside it, then renames it into place, so a
+    /// reader never sees part of one. (A rename within one folder also takes no lock of the
+    /// whole file system, which several workers writing at once would queue on.)
     fn write(&self, path: &Path, parts: &[&[u8]]) {
-        let Ok(mut temp) = tempfile::Builder::new()
-            .prefix(super::TEMP_PREFIX)
-            .tempfile_in(self.root.join("tmp"))
-        else {
+        let Some(dir) = path.parent() else {
             return;
         };
-        if !parts.iter().all(|p| temp.write_all(p).is_ok()) {
+        let temp = || {
+            tempfile::Builder::new()
+                .prefix(super::TEMP_PREFIX)
+                .tempfile_in(dir)
+        };
+        let Ok(mut temp) = temp().or_else(|_| {
+            fs::create_dir_all(dir)?;
+            temp()
+        }) else {
             return;
+        };
+        if parts.iter().all(|p| temp.write_all(p).is_ok()) {
+            let _ = temp.persist(path);
         }
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            let _ = fs::create_dir_all(dir);
-        }
-        let _ = temp.persist(path);
     }
 
     fn forget(&self, path: &Path) {
@@ -216,19 +220,6 @@ impl Cache {
     pub fn prune(&self) {
         let _ = File::create(self.stamp());
         let now = SystemTime::now();
-        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
-            for entry in entries.flatten().take(PRUNE_SCAN_LIMIT) {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| now.duration_since(m).ok())
-                    .is_some_and(|age| age > STALE_TEMP);
-                if old {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
         let mut files = Vec::new();
         let mut total = 0u64;
         let scopes = fs::read_dir(&self.root)
@@ -251,8 +242,22 @@ impl Cache {
                 if !meta.is_file() {
                     continue;
                 }
-                total = total.saturating_add(meta.len());
                 let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(super::TEMP_PREFIX)
+                {
+                    // What a writer left when it died; one still writing is younger.
+                    if now
+                        .duration_since(modified)
+                        .is_ok_and(|age| age > STALE_TEMP)
+                    {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                    continue;
+                }
+                total = total.saturating_add(meta.len());
                 files.push((modified, meta.len(), entry.path()));
             }
         }
@@ -648,7 +653,7 @@ mod tests {
                 .unwrap();
             kept.push(path);
         }
-        let stale = dir.path().join("tmp").join(".custody-tmp-dead");
+        let stale = cache.scope("r").join("b").join(".custody-tmp-dead");
         fs::write(&stale, b"x").unwrap();
         File::options()
             .write(true)
