@@ -846,3 +846,69 @@ fn bench_verify_time_with_90000_listed_referrers() {
         discover_check(&o)
     );
 }
+
+/// The tag list is parsed as it streams in, and keeps its bounds: one past 16 MiB is refused
+/// naming the limit, after handing over only tags within it; one that drips or stalls is timed
+/// out naming the registry and what it did.
+#[test]
+fn a_tag_list_too_large_dripped_or_stalled_is_refused_naming_why() {
+    let limit = 16 * 1024 * 1024;
+    let mut large = String::from(r#"{"name":"x/y","tags":["#);
+    let mut listed = 0usize;
+    while large.len() <= limit {
+        large.push_str(&format!("\"t{listed:08}\","));
+        listed += 1;
+    }
+    large.push_str("\"last\"]}");
+    let small = r#"{"name":"x/y","tags":["v1","v2","v3","v4","v5","v6","v7"]}"#;
+    let cases = [
+        // Time enough for a debug build to parse 16 MiB on a busy machine.
+        (
+            Response::new(200).body(large),
+            "larger than 16777216 bytes".to_owned(),
+            60,
+        ),
+        (
+            Response {
+                pace: Pace::Drip(std::time::Duration::from_millis(100)),
+                ..Response::new(200).body(small)
+            },
+            "sent its response too slowly to finish within 1s".to_owned(),
+            1,
+        ),
+        (
+            Response {
+                pace: Pace::StallAfterHeaders,
+                ..Response::new(200).body(small)
+            },
+            "stalled after the response headers: no data for 1s".to_owned(),
+            1,
+        ),
+    ];
+    for (i, (response, expected, timeout)) in cases.into_iter().enumerate() {
+        let s = HostileServer::start(move |r| match r.path.as_str() {
+            "/v2/" => Response::new(200),
+            p if p.starts_with("/v2/x/y/tags/list") => response.clone(),
+            _ => Response::new(404),
+        });
+        let store = store::open(
+            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+            &store::Options {
+                timeout: store::Timeout(std::time::Duration::from_secs(timeout)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut seen = 0usize;
+        let e = store.each_tag(&mut |_| seen += 1).unwrap_err().to_string();
+        assert!(e.contains(&expected), "case {i}: {e}");
+        if i == 0 {
+            assert!(
+                seen > 0 && seen < listed,
+                "{seen} of {listed} tags handed over"
+            );
+        } else {
+            assert!(e.contains(&s.host), "case {i} names the registry: {e}");
+        }
+    }
+}
