@@ -597,7 +597,14 @@ impl<'a> Copier<'a> {
             return Ok(());
         }
         let (src, dst, _) = self.side(depth);
+        // A manifest the destination has is not pushed again, nor are its blobs checked (as
+        // `oras cp` does): a copy writes blobs before their manifest, and distribution refuses
+        // a manifest whose blobs it lacks. An index's child manifests are still walked, for
+        // the referrers each may have gained.
+        let adopted =
+            !self.dry_run && dst.adopt_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
         match &fetched.manifest {
+            Manifest::Image(_) if adopted => {}
             Manifest::Image(m) => {
                 self.blob(&m.config, depth, out)?;
                 for layer in &m.layers {
@@ -609,13 +616,13 @@ impl<'a> Copier<'a> {
                     if child.is_manifest_like() {
                         let child_manifest = src.get_manifest(&child.digest)?;
                         self.manifest(&child_manifest, depth, Pool::InUse, out)?;
-                    } else {
+                    } else if !adopted {
                         self.blob(child, depth, out)?;
                     }
                 }
             }
         }
-        if !self.dry_run {
+        if !self.dry_run && !adopted {
             dst.put_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
         }
         // Two workers can reach one manifest (an index child two referrers share); it is

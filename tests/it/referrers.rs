@@ -289,3 +289,83 @@ fn a_referrer_already_listed_in_the_fallback_index_is_not_read_again() {
     assert_eq!(registry.index_requests(), (4, 3));
     assert_eq!(registry.listed(), 3);
 }
+
+/// A copy run again pushes no manifest the destination has (nor checks its blobs), and still
+/// walks every referrer: one attached since is copied, and referrers the destination has but
+/// no longer lists in its fallback index are listed again.
+#[test]
+fn a_copy_run_again_pushes_only_what_the_destination_lacks() {
+    copy_again(&support::shared_registry(), true);
+    // ggcr's registry takes any path with `/referrers/` in it for its API, and this module's
+    // namespace starts with `referrers/`.
+    let api = support::shared_referrers_registry();
+    let base = format!("{}/copy-again", api.host);
+    copy_again(&support::SharedRegistry { base, ..api }, false);
+}
+
+/// One registry's part of [`a_copy_run_again_pushes_only_what_the_destination_lacks`];
+/// `fallback` when it keeps referrers in fallback indexes.
+fn copy_again(registry: &support::SharedRegistry, fallback: bool) {
+    use custody::foundation::oci::{ImageIndex, MEDIA_TYPE_IMAGE_INDEX};
+    use custody::storage::store::FetchedManifest;
+
+    let dir = support::tempdir();
+    let file = dir.path().join("app.txt");
+    std::fs::write(&file, "copied again\n").unwrap();
+    let tagged = format!("{}/again/app:v1", registry.base);
+    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
+    let digest = pushed["digest"].as_str().unwrap().to_owned();
+    let pinned = format!("{}/again/app@{digest}", registry.base);
+    let source = store::open(&tagged.parse().unwrap(), &store::Options::default()).unwrap();
+    let subject = source
+        .get_manifest(&digest.parse().unwrap())
+        .unwrap()
+        .descriptor;
+    let attach = |i: usize| {
+        attach::attach_bundle(
+            source.as_ref(),
+            &subject,
+            format!("{{\"again\":{i}}}").as_bytes(),
+            BundleContent::DsseEnvelope,
+            None,
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap()
+    };
+    (0..3).for_each(|i| {
+        attach(i);
+    });
+    let copied = format!("{}/again/copy:v1", registry.base);
+    let copied_pinned = format!("{}/again/copy@{digest}", registry.base);
+    // The manifests pushed by digest, and the referrers the destination lists.
+    let copy = || {
+        let o = support::run(&["-v", "copy", &pinned, &copied]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let puts = stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("request: PUT") && l.contains("/manifests/sha256:"))
+            .count();
+        let (_, _, d) = json("4", &["discover", &copied_pinned]);
+        (puts, d["referrers"].as_array().unwrap().len())
+    };
+    assert_eq!(copy(), (4, 3), "the artifact and its 3 referrers");
+    assert_eq!(copy(), (0, 3), "nothing pushed again");
+    attach(3);
+    assert_eq!(copy(), (1, 4), "only the new referrer");
+    if !fallback {
+        return;
+    }
+
+    // The destination's fallback index emptied: nothing is pushed, all four are listed again.
+    let destination = store::open(&copied.parse().unwrap(), &store::Options::default()).unwrap();
+    let empty = oci::to_bytes(&ImageIndex::empty());
+    destination
+        .put_manifest(&empty, MEDIA_TYPE_IMAGE_INDEX)
+        .unwrap();
+    let empty = FetchedManifest::check("empty", empty, Some(MEDIA_TYPE_IMAGE_INDEX), None).unwrap();
+    let fallback = digest.parse::<Digest>().unwrap().fallback_tag();
+    destination.tag(&fallback.parse().unwrap(), &empty).unwrap();
+    let (_, _, d) = json("4", &["discover", &copied_pinned]);
+    assert_eq!(d["referrers"].as_array().unwrap().len(), 0, "{d}");
+    assert_eq!(copy(), (0, 4));
+}

@@ -368,6 +368,10 @@ impl Store for Cached {
         Ok(descriptor)
     }
 
+    fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
+        self.inner.adopt_manifest(bytes, media_type)
+    }
+
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error> {
         self.inner.tag(tag, manifest)
     }

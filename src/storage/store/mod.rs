@@ -404,6 +404,15 @@ pub trait Store: Send + Sync {
     /// as a referrer of that subject.
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error>;
 
+    /// When the store already has this manifest, makes sure it is discoverable as a referrer of
+    /// its subject and returns true; returns false, having written nothing, when it is absent.
+    /// A copy asks this first: most of what a copy run again pushes is already there, and a
+    /// manifest the store has is not pushed again (nor, with it, its blobs). Stores for which
+    /// pushing is as cheap as asking keep the default: absent.
+    fn adopt_manifest(&self, _bytes: &[u8], _media_type: &str) -> Result<bool, Error> {
+        Ok(false)
+    }
+
     /// Points `tag` at a stored manifest.
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error>;
 

@@ -1427,6 +1427,39 @@ impl Store for RegistryStore {
         Ok(referrer_descriptor(&checked.manifest, media_type, bytes))
     }
 
+    fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
+        let checked = FetchedManifest::check(
+            &format!("manifest for {}", self.name()),
+            bytes.to_vec(),
+            Some(media_type),
+            None,
+        )?;
+        let digest = &checked.descriptor.digest;
+        let url = self.url(&format!("manifests/{digest}"));
+        let r = self.send(
+            Method::HEAD,
+            &url,
+            &Self::manifest_accept(),
+            &RequestBody::Empty,
+            &Access::Pull,
+        )?;
+        // Anything but a plain yes (a 404, an error, another digest named) is left to the PUT.
+        let named = r
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        if r.status() != StatusCode::OK || named.is_some_and(|n| n != digest.to_string()) {
+            return Ok(false);
+        }
+        if let Some(subject) = checked.manifest.subject()
+            && !self.referrers_api_supported()?
+        {
+            let descriptor = referrer_descriptor(&checked.manifest, media_type, bytes);
+            self.add_fallback_referrer(&subject.digest, &descriptor)?;
+        }
+        Ok(true)
+    }
+
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error> {
         let response = self.put_manifest_at(
             tag.as_str(),
