@@ -757,6 +757,30 @@ impl RegistryStore {
         Ok(supported)
     }
 
+    /// A manifest about to be pushed, parsed and with its digest computed.
+    fn to_push(&self, bytes: &[u8], media_type: &str) -> Result<FetchedManifest, Error> {
+        FetchedManifest::check(
+            &format!("manifest for {}", self.name()),
+            bytes.to_vec(),
+            Some(media_type),
+            None,
+        )
+    }
+
+    /// Makes a stored manifest with a subject discoverable as its referrer. The referrers API,
+    /// when the registry serves it, is what every client reads; the fallback tag is written
+    /// only where the API is missing. `OCI-Subject` alone is not trusted (ECR sent it without
+    /// serving the API), and some API registries (ggcr's) never send it, so the probe decides.
+    fn list_as_referrer(&self, stored: &FetchedManifest, media_type: &str) -> Result<(), Error> {
+        if let Some(subject) = stored.manifest.subject()
+            && !self.referrers_api_supported()?
+        {
+            let descriptor = referrer_descriptor(&stored.manifest, media_type, &stored.bytes);
+            self.add_fallback_referrer(&subject.digest, &descriptor)?;
+        }
+        Ok(())
+    }
+
     /// Adds `descriptor` to the `sha256-<hex>` fallback index of `subject`, read-modify-write
     /// with `If-Match` where the registry gives ETags.
     fn add_fallback_referrer(
@@ -1397,12 +1421,7 @@ impl Store for RegistryStore {
     }
 
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error> {
-        let checked = FetchedManifest::check(
-            &format!("manifest for {}", self.name()),
-            bytes.to_vec(),
-            Some(media_type),
-            None,
-        )?;
+        let checked = self.to_push(bytes, media_type)?;
         let digest = checked.descriptor.digest.clone();
         let what = format!("manifest {}@{digest}", self.name());
         let response = self.put_manifest_at(&digest.to_string(), bytes, media_type, None)?;
@@ -1414,26 +1433,12 @@ impl Store for RegistryStore {
             ));
         }
         self.check_put_digest(&response, &what, &digest)?;
-        if let Some(subject) = checked.manifest.subject() {
-            // The referrers API, when the registry serves it, is what every client reads; the
-            // fallback tag is written only where the API is missing. `OCI-Subject` alone is not
-            // trusted (ECR sent it without serving the API), and some API registries (ggcr's)
-            // never send it, so the probe decides.
-            if !self.referrers_api_supported()? {
-                let descriptor = referrer_descriptor(&checked.manifest, media_type, bytes);
-                self.add_fallback_referrer(&subject.digest, &descriptor)?;
-            }
-        }
+        self.list_as_referrer(&checked, media_type)?;
         Ok(referrer_descriptor(&checked.manifest, media_type, bytes))
     }
 
     fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
-        let checked = FetchedManifest::check(
-            &format!("manifest for {}", self.name()),
-            bytes.to_vec(),
-            Some(media_type),
-            None,
-        )?;
+        let checked = self.to_push(bytes, media_type)?;
         let digest = &checked.descriptor.digest;
         let url = self.url(&format!("manifests/{digest}"));
         let r = self.send(
@@ -1451,12 +1456,7 @@ impl Store for RegistryStore {
         if r.status() != StatusCode::OK || named.is_some_and(|n| n != digest.to_string()) {
             return Ok(false);
         }
-        if let Some(subject) = checked.manifest.subject()
-            && !self.referrers_api_supported()?
-        {
-            let descriptor = referrer_descriptor(&checked.manifest, media_type, bytes);
-            self.add_fallback_referrer(&subject.digest, &descriptor)?;
-        }
+        self.list_as_referrer(&checked, media_type)?;
         Ok(true)
     }
 
