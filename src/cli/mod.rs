@@ -298,8 +298,9 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
     }
 }
 
-/// The cache `--cache` (else `CUSTODY_CACHE`) names (`off`: none), else the default one. A cache that cannot be made
-/// only costs speed, so it is then left out rather than failing the command.
+/// The cache `--cache` (else `CUSTODY_CACHE`) names (`off`: none), else the default one. A
+/// cache that cannot be made only costs speed, so it is then left out rather than failing the
+/// command.
 fn open_cache(
     flag: Option<String>,
     env: impl Fn(&str) -> Option<String>,
