@@ -38,8 +38,9 @@ const MAX_LIST_PAGES: usize = 1000;
 pub const MAX_LISTED_REFERRERS: usize = 100_000;
 const MAX_LIST_PAGE_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 4096;
-/// How many subjects' fallback indexes a store remembers the contents of before forgetting.
-const MAX_FALLBACK_SUBJECTS_SEEN: usize = 10_000;
+/// How many referrers (over every subject) a store remembers seeing in fallback indexes before
+/// it forgets them all.
+const MAX_FALLBACK_REFERRERS_SEEN: usize = 100_000;
 /// An upload may take this long per byte on top of the timeout (64 KiB/s), so a stalled upload
 /// ends while a large one on a slow link still finishes.
 const MIN_UPLOAD_RATE: u64 = 64 * 1024;
@@ -802,7 +803,7 @@ impl RegistryStore {
         {
             return Ok(());
         }
-        if listed.len() >= MAX_FALLBACK_SUBJECTS_SEEN {
+        if listed.values().map(BTreeSet::len).sum::<usize>() >= MAX_FALLBACK_REFERRERS_SEEN {
             listed.clear();
         }
         let mut remember = |index: &ImageIndex| {
