@@ -1,7 +1,9 @@
 //! What registries serve by digest, kept on disk: manifests and small blobs (signature bundles,
 //! attestation envelopes, SBOMs). Content named by its digest never changes, so a second
 //! `verify`, `tree` or `rescan` of the same artifact reads it from here and asks the registry
-//! only what can change: tags and referrer lists.
+//! only what can change: tags and referrer lists. Only manifests that name a subject (signatures,
+//! attestations, SBOMs) are kept: the artifact's own manifest is always asked for, so an
+//! artifact deleted from its registry is not verified from here.
 //!
 //! The cache is never trusted. Every read hashes the file again and checks it against the
 //! digest asked for (and a blob against its size as well); a file that fails is removed and the
@@ -297,7 +299,11 @@ impl Cached {
         }
     }
 
+    /// Keeps a manifest that names a subject; the artifact's own is always asked for.
     fn keep(&self, fetched: &FetchedManifest) {
+        if fetched.manifest.subject().is_none() {
+            return;
+        }
         self.cache.keep_manifest(
             &self.scope,
             &fetched.descriptor.digest,
@@ -359,12 +365,10 @@ impl Store for Cached {
 
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error> {
         let descriptor = self.inner.put_manifest(bytes, media_type)?;
-        self.cache.keep_manifest(
-            &self.scope,
-            &descriptor.digest,
-            &descriptor.media_type,
-            bytes,
-        );
+        let pushed = FetchedManifest::check("pushed", bytes.to_vec(), Some(media_type), None);
+        if let Ok(pushed) = pushed {
+            self.keep(&pushed);
+        }
         Ok(descriptor)
     }
 
@@ -382,6 +386,7 @@ impl Store for Cached {
             // Checked again as if fetched: a kept manifest that no longer parses is refetched.
             if let Ok(fetched) =
                 FetchedManifest::check(&what, bytes, Some(&media_type), Some(digest))
+                && fetched.manifest.subject().is_some()
             {
                 return Ok(fetched);
             }
@@ -439,14 +444,20 @@ mod tests {
     use crate::foundation::oci::{self, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
     use crate::storage::store::layout::LayoutStore;
 
+    /// A referrer (it names a subject) with one layer; without `subject`, an artifact.
     fn manifest(layer: &Descriptor) -> Vec<u8> {
+        let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{}");
+        artifact(layer, Some(subject))
+    }
+
+    fn artifact(layer: &Descriptor, subject: Option<Descriptor>) -> Vec<u8> {
         oci::to_bytes(&ImageManifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
             artifact_type: Some("application/test".into()),
             config: Descriptor::empty_config(),
             layers: vec![layer.clone()],
-            subject: None,
+            subject,
             annotations: Default::default(),
         })
     }
@@ -517,6 +528,30 @@ mod tests {
         assert_eq!(again.bytes, first.bytes);
         assert_eq!(again.descriptor, first.descriptor);
         assert_eq!(f.blob().unwrap(), b"a bundle");
+    }
+
+    #[test]
+    fn an_artifacts_own_manifest_is_always_asked_for() {
+        let f = Fixture::new();
+        let bytes = artifact(&f.layer, None);
+        let pushed = f
+            .store
+            .put_manifest(&bytes, MEDIA_TYPE_IMAGE_MANIFEST)
+            .unwrap();
+        f.store.get_manifest(&pushed.digest).unwrap();
+        assert!(!f.kept("m", &pushed.digest).exists());
+        // Even one put there by hand is not read: a deleted artifact is not found.
+        let cache = Cache::open(&f.cache_root, DEFAULT_MAX_BYTES).unwrap();
+        let path = f.kept("m", &pushed.digest);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            [MEDIA_TYPE_IMAGE_MANIFEST.as_bytes(), b"\n", &bytes].concat(),
+        )
+        .unwrap();
+        assert!(cache.manifest(&f.store.name(), &pushed.digest).is_some());
+        f.lose(&pushed.digest);
+        assert!(f.store.get_manifest(&pushed.digest).is_err());
     }
 
     #[test]
