@@ -83,25 +83,21 @@ impl Cache {
         self.root.join(&Digest::of(scope.as_bytes()).hex()[..16])
     }
 
-    /// The manifest kept for `digest` in `scope`, checked, with the media type it was served as.
-    pub fn manifest(&self, scope: &str, digest: &Digest) -> Option<(String, Vec<u8>)> {
+    /// The manifest kept for `digest` in `scope`, checked and parsed as if fetched, with the
+    /// media type it was served as.
+    pub fn manifest(&self, scope: &str, digest: &Digest) -> Option<FetchedManifest> {
         let path = self.scope(scope).join("m").join(digest.hex());
         let mut bytes = self.read(&path, MAX_ITEM + MAX_MEDIA_TYPE as u64 + 1)?;
-        let Some(newline) = bytes.iter().position(|&b| b == b'\n') else {
+        let checked = bytes.iter().position(|&b| b == b'\n').and_then(|newline| {
+            let body = bytes.split_off(newline + 1);
+            let media_type = std::str::from_utf8(&bytes[..newline]).ok()?;
+            let what = format!("kept manifest {}", path.display());
+            FetchedManifest::check(&what, body, Some(media_type), Some(digest)).ok()
+        });
+        if checked.is_none() {
             self.forget(&path);
-            return None;
-        };
-        let body = bytes.split_off(newline + 1);
-        let media_type = std::str::from_utf8(&bytes[..newline])
-            .ok()
-            .map(str::to_owned);
-        match media_type {
-            Some(media_type) if Digest::of(&body) == *digest => Some((media_type, body)),
-            _ => {
-                self.forget(&path);
-                None
-            }
         }
+        checked
     }
 
     /// The blob kept for `descriptor` in `scope`, checked against its digest and size.
@@ -119,18 +115,21 @@ impl Cache {
         }
     }
 
-    /// Keeps a manifest the registry served as `media_type`, if its bytes hash to `digest`.
-    pub fn keep_manifest(&self, scope: &str, digest: &Digest, media_type: &str, bytes: &[u8]) {
-        if bytes.len() as u64 > MAX_ITEM
+    /// Keeps a manifest as fetched (its digest was computed from its bytes).
+    pub fn keep_manifest(&self, scope: &str, fetched: &FetchedManifest) {
+        let media_type = &fetched.descriptor.media_type;
+        if fetched.bytes.len() as u64 > MAX_ITEM
             || media_type.len() > MAX_MEDIA_TYPE
             || media_type.contains('\n')
-            || Digest::of(bytes) != *digest
         {
             return;
         }
-        let path = self.scope(scope).join("m").join(digest.hex());
+        let path = self
+            .scope(scope)
+            .join("m")
+            .join(fetched.descriptor.digest.hex());
         if !path.exists() {
-            self.write(&path, &[media_type.as_bytes(), b"\n", bytes]);
+            self.write(&path, &[media_type.as_bytes(), b"\n", &fetched.bytes]);
         }
     }
 
@@ -279,9 +278,9 @@ impl Cache {
     }
 }
 
-/// A registry store whose content by digest goes through a [`Cache`]: manifests and blobs
-/// asked for by digest are read from it when kept there, and kept there when fetched, pushed
-/// or resolved from a tag. Tags and referrer lists always come from the registry.
+/// A registry store whose content by digest goes through a [`Cache`]: referrer manifests and
+/// blobs asked for by digest are read from it when kept there, and kept there when fetched.
+/// Tags, referrer lists and the artifact's own manifest always come from the registry.
 pub struct Cached {
     inner: Box<dyn Store>,
     cache: Arc<Cache>,
@@ -297,19 +296,6 @@ impl Cached {
             cache,
             scope,
         }
-    }
-
-    /// Keeps a manifest that names a subject; the artifact's own is always asked for.
-    fn keep(&self, fetched: &FetchedManifest) {
-        if fetched.manifest.subject().is_none() {
-            return;
-        }
-        self.cache.keep_manifest(
-            &self.scope,
-            &fetched.descriptor.digest,
-            &fetched.descriptor.media_type,
-            &fetched.bytes,
-        );
     }
 }
 
@@ -364,12 +350,7 @@ impl Store for Cached {
     }
 
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor, Error> {
-        let descriptor = self.inner.put_manifest(bytes, media_type)?;
-        let pushed = FetchedManifest::check("pushed", bytes.to_vec(), Some(media_type), None);
-        if let Ok(pushed) = pushed {
-            self.keep(&pushed);
-        }
-        Ok(descriptor)
+        self.inner.put_manifest(bytes, media_type)
     }
 
     fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
@@ -380,28 +361,22 @@ impl Store for Cached {
         self.inner.tag(tag, manifest)
     }
 
+    /// Only a manifest that names a subject (a referrer) is kept and read back: the artifact's
+    /// own is always asked for, so one deleted from its registry is not found here.
     fn get_manifest(&self, digest: &Digest) -> Result<FetchedManifest, Error> {
-        if let Some((media_type, bytes)) = self.cache.manifest(&self.scope, digest) {
-            let what = format!("manifest {}@{digest}", self.name());
-            // Checked again as if fetched: a kept manifest that no longer parses is refetched.
-            if let Ok(fetched) =
-                FetchedManifest::check(&what, bytes, Some(&media_type), Some(digest))
-                && fetched.manifest.subject().is_some()
-            {
-                return Ok(fetched);
-            }
+        let kept = self.cache.manifest(&self.scope, digest);
+        if let Some(kept) = kept.filter(|m| m.manifest.subject().is_some()) {
+            return Ok(kept);
         }
         let fetched = self.inner.get_manifest(digest)?;
-        self.keep(&fetched);
+        if fetched.manifest.subject().is_some() {
+            self.cache.keep_manifest(&self.scope, &fetched);
+        }
         Ok(fetched)
     }
 
     fn get_tagged(&self, tag: &Tag) -> Result<Option<FetchedManifest>, Error> {
-        let fetched = self.inner.get_tagged(tag)?;
-        if let Some(fetched) = &fetched {
-            self.keep(fetched);
-        }
-        Ok(fetched)
+        self.inner.get_tagged(tag)
     }
 
     fn referrers(&self, subject: &Digest) -> Result<Referrers, Error> {
@@ -441,25 +416,14 @@ impl Store for Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::foundation::oci::{self, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+    use crate::foundation::oci::MEDIA_TYPE_IMAGE_MANIFEST;
     use crate::storage::store::layout::LayoutStore;
+    use crate::storage::store::testing::artifact;
 
-    /// A referrer (it names a subject) with one layer; without `subject`, an artifact.
+    /// A referrer (it names a subject) with one layer.
     fn manifest(layer: &Descriptor) -> Vec<u8> {
         let subject = Descriptor::of(MEDIA_TYPE_IMAGE_MANIFEST, b"{}");
         artifact(layer, Some(subject))
-    }
-
-    fn artifact(layer: &Descriptor, subject: Option<Descriptor>) -> Vec<u8> {
-        oci::to_bytes(&ImageManifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some("application/test".into()),
-            config: Descriptor::empty_config(),
-            layers: vec![layer.clone()],
-            subject,
-            annotations: Default::default(),
-        })
     }
 
     /// A layout holding one manifest and its layer, behind a cache; the layout's own copy of a
@@ -614,12 +578,15 @@ mod tests {
         let short = Descriptor::new("x", f.layer.digest.clone(), f.layer.size + 1);
         cache.keep_blob(&scope, &f.layer, b"a bundle");
         assert!(cache.blob(&scope, &short).is_none());
-        // Nothing is kept that does not match what it is kept as.
+        // Nothing is kept that does not match what it is kept as, nor a media type that would
+        // not read back as one line.
         cache.keep_blob(&scope, &f.layer, b"a bundlE");
-        cache.keep_manifest(&scope, d, MEDIA_TYPE_IMAGE_MANIFEST, b"{}");
-        cache.keep_manifest(&scope, d, "two\nlines", &body);
+        let mut two_lines =
+            FetchedManifest::check("m", body, Some(MEDIA_TYPE_IMAGE_MANIFEST), Some(d)).unwrap();
+        two_lines.descriptor.media_type = "two\nlines".into();
+        cache.keep_manifest(&scope, &two_lines);
         assert!(cache.blob(&scope, &f.layer).is_none());
-        assert!(cache.manifest(&scope, d).is_none());
+        assert!(!path.exists());
     }
 
     #[test]
@@ -640,24 +607,15 @@ mod tests {
     }
 
     #[test]
-    fn tags_resolved_and_manifests_pushed_are_kept_and_deleted_ones_forgotten() {
+    fn a_deleted_manifest_is_forgotten_and_a_tag_is_always_resolved_by_the_store() {
         let f = Fixture::new();
         let fetched = f.store.get_manifest(&f.manifest.digest).unwrap();
-        fs::remove_file(f.kept("m", &f.manifest.digest)).unwrap();
         let tag: Tag = "v1".parse().unwrap();
         f.store.tag(&tag, &fetched).unwrap();
-        f.store.get_tagged(&tag).unwrap().unwrap();
-        assert!(
-            f.kept("m", &f.manifest.digest).exists(),
-            "kept from the tag"
-        );
         f.store.delete_manifest(&f.manifest.digest).unwrap();
         assert!(!f.kept("m", &f.manifest.digest).exists(), "forgotten");
-        let pushed = f
-            .store
-            .put_manifest(&fetched.bytes, MEDIA_TYPE_IMAGE_MANIFEST)
-            .unwrap();
-        assert!(f.kept("m", &pushed.digest).exists(), "kept when pushed");
+        assert!(f.store.get_manifest(&f.manifest.digest).is_err());
+        assert!(f.store.get_tagged(&tag).unwrap().is_none());
     }
 
     #[test]

@@ -580,19 +580,8 @@ enum Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::foundation::oci::{ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
-
-    fn artifact(layer: &Descriptor, subject: Option<Descriptor>) -> Vec<u8> {
-        oci::to_bytes(&ImageManifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
-            artifact_type: Some("application/test".into()),
-            config: Descriptor::empty_config(),
-            layers: vec![layer.clone()],
-            subject,
-            annotations: Default::default(),
-        })
-    }
+    use crate::foundation::oci::MEDIA_TYPE_IMAGE_MANIFEST;
+    use crate::storage::store::testing::artifact;
 
     #[test]
     fn blobs_round_trip_and_bad_sources_leave_nothing() {

@@ -674,3 +674,23 @@ impl Write for AtomicFile {
         self.temp.flush()
     }
 }
+
+/// What the unit tests of more than one store build.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::foundation::oci::{self, Descriptor, ImageManifest, MEDIA_TYPE_IMAGE_MANIFEST};
+
+    /// A manifest of artifact type `application/test` with one layer, a referrer of `subject`
+    /// when there is one.
+    pub fn artifact(layer: &Descriptor, subject: Option<Descriptor>) -> Vec<u8> {
+        oci::to_bytes(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.into()),
+            artifact_type: Some("application/test".into()),
+            config: Descriptor::empty_config(),
+            layers: vec![layer.clone()],
+            subject,
+            annotations: Default::default(),
+        })
+    }
+}
