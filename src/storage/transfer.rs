@@ -589,6 +589,7 @@ impl<'a> Copier<'a> {
         fetched: &FetchedManifest,
         depth: usize,
         pool: Pool,
+        listed: bool,
         out: &mut CopyOutcome,
     ) -> Result<(), Error> {
         let digest = fetched.descriptor.digest.clone();
@@ -600,9 +601,10 @@ impl<'a> Copier<'a> {
         // A manifest the destination has is not pushed again, nor are its blobs checked (as
         // `oras cp` does): a copy writes blobs before their manifest, and distribution refuses
         // a manifest whose blobs it lacks. An index's child manifests are still walked, for
-        // the referrers each may have gained.
-        let adopted =
-            !self.dry_run && dst.adopt_manifest(&fetched.bytes, &fetched.descriptor.media_type)?;
+        // the referrers each may have gained. `listed`: the destination's referrers API listed
+        // it, which it does only for manifests it has.
+        let adopted = !self.dry_run
+            && (listed || dst.adopt_manifest(&fetched.bytes, &fetched.descriptor.media_type)?);
         match &fetched.manifest {
             Manifest::Image(_) if adopted => {}
             Manifest::Image(m) => {
@@ -615,7 +617,7 @@ impl<'a> Copier<'a> {
                 for child in &index.manifests {
                     if child.is_manifest_like() {
                         let child_manifest = src.get_manifest(&child.digest)?;
-                        self.manifest(&child_manifest, depth, Pool::InUse, out)?;
+                        self.manifest(&child_manifest, depth, Pool::InUse, false, out)?;
                     } else if !adopted {
                         self.blob(child, depth, out)?;
                     }
@@ -654,13 +656,20 @@ impl<'a> Copier<'a> {
             }
             .into());
         }
+        // One listing at the destination can stand for a question per referrer.
+        let present = match found.manifests.is_empty() || self.dry_run {
+            true => None,
+            false => self.side(depth + 1).1.present_referrers(&digest)?,
+        }
+        .unwrap_or_default();
         let mut failed = None;
         referrers::ordered(
             limits.jobs(),
             &found.manifests,
             |referrer| {
                 let mut below = CopyOutcome::default();
-                self.manifest(referrer, depth + 1, Pool::InUse, &mut below)
+                let listed = present.contains(&referrer.descriptor.digest);
+                self.manifest(referrer, depth + 1, Pool::InUse, listed, &mut below)
                     .map(|()| below)
             },
             |_, copied| match copied {
@@ -772,13 +781,13 @@ pub fn copy_with(
         dry_run: options.dry_run,
         ..Default::default()
     };
-    copier.manifest(&root, 0, Pool::Free, &mut outcome)?;
+    copier.manifest(&root, 0, Pool::Free, false, &mut outcome)?;
     for suffix in LEGACY_COSIGN_SUFFIXES {
         let tag: Tag = format!("{}.{suffix}", digest.fallback_tag())
             .parse()
             .expect("legacy cosign tags are valid tags");
         if let Some(legacy) = src_evidence.target().get_tagged(&tag)? {
-            copier.manifest(&legacy, 1, Pool::Free, &mut outcome)?;
+            copier.manifest(&legacy, 1, Pool::Free, false, &mut outcome)?;
             if !options.dry_run {
                 // Legacy signature tags are append-only images that cosign rewrites: follow
                 // the source.

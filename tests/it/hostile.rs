@@ -912,3 +912,112 @@ fn a_tag_list_too_large_dripped_or_stalled_is_refused_naming_why() {
         }
     }
 }
+
+/// A store asked about many `sha256-` tags (fallback indexes, cosign's legacy tags) asks one by
+/// one at first, then lists the repository's tags once and answers absent ones from the list;
+/// a listed tag is still fetched, and one the store writes itself is not hidden. Too long a
+/// list, a failed list, or the option off: one by one throughout, and no error.
+#[test]
+fn many_digest_tags_are_answered_from_one_tag_list_and_nothing_listed_is_hidden() {
+    use custody::foundation::oci::ImageIndex;
+    use custody::storage::store::FetchedManifest;
+
+    let index = oci::to_bytes(&ImageIndex::empty());
+    let subject = |i: usize| Digest::of(format!("subject {i}").as_bytes());
+    let present = subject(12);
+    let written = subject(14);
+    // `listed` tags beside `v1`: the present one, and `extra` more that nothing asks about.
+    let server = |extra: usize, list_status: u16| {
+        let index = index.clone();
+        let present = present.fallback_tag();
+        let mut tags = vec!["v1".to_owned(), present.clone()];
+        tags.extend((0..extra).map(|i| Digest::of(&i.to_le_bytes()).fallback_tag()));
+        let list = serde_json::json!({"name": "x/y", "tags": tags}).to_string();
+        let stored = std::sync::Mutex::new(vec![present]);
+        HostileServer::start(move |r| {
+            let tag = r.path.strip_prefix("/v2/x/y/manifests/").unwrap_or("");
+            match (r.method.as_str(), r.path.as_str()) {
+                (_, "/v2/") => Response::new(200),
+                (_, p) if p.starts_with("/v2/x/y/tags/list") => {
+                    Response::new(list_status).body(list.clone())
+                }
+                ("PUT", _) if !tag.is_empty() => {
+                    stored.lock().unwrap().push(tag.to_owned());
+                    Response::new(201)
+                        .header("Docker-Content-Digest", &Digest::of(&r.body).to_string())
+                }
+                ("GET", _) if stored.lock().unwrap().iter().any(|t| t == tag) => Response::new(200)
+                    .header("Content-Type", MEDIA_TYPE_IMAGE_INDEX)
+                    .body(index.clone()),
+                _ => Response::new(404),
+            }
+        })
+    };
+    // Asks about subjects 0..20 (fallback indexes and `.sig` tags by turns), writes subject
+    // 14's index after the 10th question; returns (manifest GETs, tag lists, found).
+    let ask = |s: &HostileServer, once: bool| {
+        let store = store::open(
+            &format!("{}/x/y:v1", s.host).parse::<Reference>().unwrap(),
+            &store::Options {
+                tag_list_once: once,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut found = Vec::new();
+        for i in 0..20 {
+            if i == 10 {
+                let empty = FetchedManifest::check(
+                    "index",
+                    index.clone(),
+                    Some(MEDIA_TYPE_IMAGE_INDEX),
+                    None,
+                )
+                .unwrap();
+                store
+                    .tag(&written.fallback_tag().parse().unwrap(), &empty)
+                    .unwrap();
+            }
+            let tag = match i % 2 {
+                0 => subject(i).fallback_tag(),
+                _ => format!("{}.sig", subject(i).fallback_tag()),
+            };
+            let tag = if i == 12 || i == 14 {
+                subject(i).fallback_tag()
+            } else {
+                tag
+            };
+            if store.get_tagged(&tag.parse().unwrap()).unwrap().is_some() {
+                found.push(i);
+            }
+        }
+        (
+            s.count("GET", "/v2/x/y/manifests/"),
+            s.count("GET", "/v2/x/y/tags/list"),
+            found,
+        )
+    };
+
+    let s = server(100, 200);
+    assert_eq!(
+        ask(&s, true),
+        (7 + 2, 1, vec![12, 14]),
+        "7 asked one by one, then one list; the listed tag and the one written are fetched"
+    );
+    let s = server(100, 200);
+    assert_eq!(ask(&s, false), (20, 0, vec![12, 14]), "off: one by one");
+    let s = server(10_000, 200);
+    assert_eq!(
+        ask(&s, true),
+        (20, 1, vec![12, 14]),
+        "over 10,000 sha256- tags: not kept, asked one by one"
+    );
+    for refused in [403, 404] {
+        let s = server(100, refused);
+        assert_eq!(
+            ask(&s, true),
+            (20, 1, vec![12, 14]),
+            "a list refused with {refused}: one by one, no error"
+        );
+    }
+}

@@ -135,6 +135,82 @@ fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_s
     assert_eq!(reports[0], reports[1]);
 }
 
+/// On a registry without the referrers API, a walk asks whether each referrer has referrers of
+/// its own by its `sha256-<hex>` fallback tag. After a few asked one by one, the repository's
+/// tags are listed once and the rest answered from that list; a referrer's own referrer past
+/// that point is still found by discover and kept by copy.
+#[test]
+fn a_walk_of_many_referrers_lists_the_tags_once_and_still_finds_nested_ones() {
+    let registry = support::shared_registry();
+    let dir = support::tempdir();
+    let file = dir.path().join("app.txt");
+    std::fs::write(&file, "nested referrers\n").unwrap();
+    let tagged = format!("{}/nested/app:v1", registry.base);
+    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
+    let digest = pushed["digest"].as_str().unwrap().to_owned();
+    let pinned = format!("{}/nested/app@{digest}", registry.base);
+    let st = store::open(&tagged.parse().unwrap(), &store::Options::default()).unwrap();
+    let attach = |subject: &Descriptor, i: usize| {
+        attach::attach_bundle(
+            st.as_ref(),
+            subject,
+            format!("{{\"nested\":{i}}}").as_bytes(),
+            BundleContent::DsseEnvelope,
+            None,
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap()
+    };
+    let subject = st
+        .get_manifest(&digest.parse().unwrap())
+        .unwrap()
+        .descriptor;
+    let referrers: Vec<Descriptor> = (0..12).map(|i| attach(&subject, i)).collect();
+    let last = st.get_manifest(&referrers[11].digest).unwrap().descriptor;
+    let nested = attach(&last, 12);
+
+    // (GETs of `sha256-` tags, tag lists, the referrers below the last referrer).
+    let walk = |args: &[&str], discovered: &str| {
+        let o = support::custody()
+            .args(["-v"])
+            .args(args)
+            .output()
+            .expect("custody runs");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let log = stderr(&o);
+        let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+        let (_, _, d) = json("4", &["discover", discovered]);
+        let below: Vec<String> = d["referrers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["descriptor"]["digest"] == referrers[11].digest.to_string())
+            .flat_map(|r| r["referrers"].as_array().unwrap().clone())
+            .map(|r| r["descriptor"]["digest"].as_str().unwrap().to_owned())
+            .collect();
+        (
+            count("/nested/app/manifests/sha256-"),
+            count("/nested/app/tags/list"),
+            below,
+        )
+    };
+    let (asked, lists, below) = walk(&["discover", &pinned], &pinned);
+    assert_eq!(lists, 1, "the tags are listed once");
+    // The artifact's index and 13 referrers' tags are asked about: 7 one by one, the rest
+    // from the list, where only the last referrer's index is found and fetched.
+    assert_eq!(
+        asked, 8,
+        "7 asked one by one, then only the one the list has"
+    );
+    assert_eq!(below, [nested.digest.to_string()]);
+
+    let copied = format!("{}/nested/copy:v1", registry.base);
+    let copied_pinned = format!("{}/nested/copy@{digest}", registry.base);
+    let (asked, lists, below) = walk(&["copy", &pinned, &copied], &copied_pinned);
+    assert!(asked <= 9 && lists == 1, "{asked} asked, {lists} lists");
+    assert_eq!(below, [nested.digest.to_string()], "the copy keeps it");
+}
+
 /// A registry without the referrers API that keeps `subject`'s fallback index in memory and
 /// refuses the first `refusals` writes of it as naming an unknown manifest.
 struct FallbackRegistry {
@@ -337,21 +413,38 @@ fn copy_again(registry: &support::SharedRegistry, fallback: bool) {
     });
     let copied = format!("{}/again/copy:v1", registry.base);
     let copied_pinned = format!("{}/again/copy@{digest}", registry.base);
-    // The manifests pushed by digest, and the referrers the destination lists.
+    // The manifests pushed by digest, the manifests asked for at the destination one by one,
+    // and the referrers the destination lists.
     let copy = || {
         let o = support::run(&["-v", "copy", &pinned, &copied]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let puts = stderr(&o)
-            .lines()
-            .filter(|l| l.starts_with("request: PUT") && l.contains("/manifests/sha256:"))
-            .count();
+        let count = |method: &str| {
+            stderr(&o)
+                .lines()
+                .filter(|l| {
+                    l.starts_with(&format!("request: {method} "))
+                        && l.contains("/again/copy/manifests/sha256:")
+                })
+                .count()
+        };
         let (_, _, d) = json("4", &["discover", &copied_pinned]);
-        (puts, d["referrers"].as_array().unwrap().len())
+        (
+            count("PUT"),
+            count("HEAD"),
+            d["referrers"].as_array().unwrap().len(),
+        )
     };
-    assert_eq!(copy(), (4, 3), "the artifact and its 3 referrers");
-    assert_eq!(copy(), (0, 3), "nothing pushed again");
+    assert_eq!(copy(), (4, 4, 3), "the artifact and its 3 referrers");
+    // A registry with the referrers API lists only what it has: one listing stands for a
+    // question per referrer. A fallback index is not proof (below), so each is asked.
+    let asked = |referrers: usize| if fallback { 1 + referrers } else { 1 };
+    assert_eq!(copy(), (0, asked(3), 3), "nothing pushed again");
     attach(3);
-    assert_eq!(copy(), (1, 4), "only the new referrer");
+    assert_eq!(
+        copy(),
+        (1, asked(3) + 1, 4),
+        "only the new referrer, asked for as the destination does not list it"
+    );
     if !fallback {
         return;
     }
@@ -367,5 +460,21 @@ fn copy_again(registry: &support::SharedRegistry, fallback: bool) {
     destination.tag(&fallback.parse().unwrap(), &empty).unwrap();
     let (_, _, d) = json("4", &["discover", &copied_pinned]);
     assert_eq!(d["referrers"].as_array().unwrap().len(), 0, "{d}");
-    assert_eq!(copy(), (0, 4));
+    assert_eq!(copy(), (0, 5, 4));
+
+    // A referrer deleted at the destination (as garbage collection of untagged manifests does)
+    // while its fallback index still lists it: the copy asks, finds it gone and pushes it again.
+    let listed = destination
+        .referrers(&digest.parse().unwrap())
+        .unwrap()
+        .descriptors;
+    destination.delete_manifest(&listed[0].digest).unwrap();
+    let still = destination.referrers(&digest.parse().unwrap()).unwrap();
+    assert_eq!(still.descriptors.len(), 4, "the index still lists it");
+    assert!(matches!(
+        destination.get_manifest(&listed[0].digest),
+        Err(store::Error::NotFound { .. })
+    ));
+    assert_eq!(copy(), (1, 5, 4), "the deleted referrer pushed again");
+    assert!(destination.get_manifest(&listed[0].digest).is_ok());
 }

@@ -1781,3 +1781,34 @@ fn pull_secrets_from_the_mounted_folder_reach_an_authenticated_registry_and_neve
     );
     assert_eq!(r["allowed"], true, "{r}");
 }
+
+/// The server's stores live on, so they never answer "no signature" from a tag list taken
+/// earlier: after many reviews of one repository (each asking about `sha256-` tags that are not
+/// there), an image signed afterwards is admitted.
+#[test]
+fn an_image_signed_after_many_reviews_of_its_repository_is_admitted() {
+    let s = setup();
+    let host = &s.registry.host;
+    let signer = s.dir.path().join("release").display().to_string();
+    for i in 0..4 {
+        publish(
+            s.dir.path(),
+            &format!("{host}/shop/many:u{i}"),
+            &format!("unsigned {i}"),
+            None,
+        );
+    }
+    let served = Served::start(s.dir.path(), &s.policy, &[]);
+    let client = Client::new(&s.ca, served.port);
+    let admit = |uid: &str, image: &str| {
+        let request = review(uid, "", "Pod", "pods", "CREATE", pod(&[image], &[]));
+        client.review("validate", &request)["allowed"].clone()
+    };
+    for i in 0..4 {
+        let image = format!("{host}/shop/many:u{i}");
+        assert_eq!(admit(&format!("u-{i}"), &image), false, "{image}");
+    }
+    let signed = format!("{host}/shop/many:s");
+    publish(s.dir.path(), &signed, "signed later", Some(&signer));
+    assert_eq!(admit("s", &signed), true, "signed after the reviews");
+}

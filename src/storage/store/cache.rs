@@ -17,6 +17,7 @@
 //! an hour), and opening the cache every ten minutes or so removes the least recently used
 //! files while the whole is over its size.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -355,6 +356,10 @@ impl Store for Cached {
 
     fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
         self.inner.adopt_manifest(bytes, media_type)
+    }
+
+    fn present_referrers(&self, subject: &Digest) -> Result<Option<BTreeSet<Digest>>, Error> {
+        self.inner.present_referrers(subject)
     }
 
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error> {

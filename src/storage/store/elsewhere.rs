@@ -4,6 +4,7 @@
 //! `sha256-<hex>` and the legacy `.sig`/`.att` tags live there too, and the artifact's own blobs
 //! are never copied there. [`Evidence`] is the store evidence code reads and writes through.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use serde::Serialize;
@@ -226,6 +227,14 @@ impl Store for Evidence<'_> {
 
     fn get_tagged(&self, tag: &Tag) -> Result<Option<FetchedManifest>, Error> {
         self.target().get_tagged(tag)
+    }
+
+    fn adopt_manifest(&self, bytes: &[u8], media_type: &str) -> Result<bool, Error> {
+        self.target().adopt_manifest(bytes, media_type)
+    }
+
+    fn present_referrers(&self, subject: &Digest) -> Result<Option<BTreeSet<Digest>>, Error> {
+        self.target().present_referrers(subject)
     }
 
     fn referrers(&self, subject: &Digest) -> Result<Referrers, Error> {

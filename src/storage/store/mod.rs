@@ -13,6 +13,7 @@ pub mod login;
 pub mod referrers;
 pub mod registry;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -413,6 +414,15 @@ pub trait Store: Send + Sync {
         Ok(false)
     }
 
+    /// The referrers of `subject` this store is known to hold, when one listing proves it: a
+    /// registry's referrers API lists only manifests it has. `None` when a listing cannot
+    /// prove it (a fallback index can name manifests garbage-collected since), and then each
+    /// is asked for with [`Store::adopt_manifest`]. A copy asks this once per subject instead
+    /// of once per referrer.
+    fn present_referrers(&self, _subject: &Digest) -> Result<Option<BTreeSet<Digest>>, Error> {
+        Ok(None)
+    }
+
     /// Points `tag` at a stored manifest.
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error>;
 
@@ -551,6 +561,11 @@ pub struct Options {
     /// Where manifests and small blobs fetched from registries by digest are kept; `None`
     /// fetches everything every time.
     pub cache: Option<std::sync::Arc<cache::Cache>>,
+    /// Whether a store asked about many `sha256-<hex>` tags (referrers fallback indexes,
+    /// cosign's legacy tags) may list the repository's tags once and answer the rest from that
+    /// list. Right for one command, which sees the repository as it was when it listed; a
+    /// long-running server must see a tag as soon as it appears, and leaves this off.
+    pub tag_list_once: bool,
 }
 
 /// Opens the repository a reference names.

@@ -41,6 +41,11 @@ const MAX_ERROR_BODY: u64 = 4096;
 /// How many referrers (over every subject) a store remembers seeing in fallback indexes before
 /// it forgets them all.
 const MAX_FALLBACK_REFERRERS_SEEN: usize = 100_000;
+/// `sha256-<hex>` tags a store asks about one by one before it lists the repository's tags once
+/// and answers the rest from that list ([`Options::tag_list_once`]).
+const DIGEST_TAGS_ASKED_BEFORE_LISTING: usize = 8;
+/// Most `sha256-` tags kept from that list; a repository with more is asked tag by tag.
+const MAX_DIGEST_TAGS_LISTED: usize = 10_000;
 /// An upload may take this long per byte on top of the timeout (64 KiB/s), so a stalled upload
 /// ends while a large one on a slow link still finishes.
 const MIN_UPLOAD_RATE: u64 = 64 * 1024;
@@ -130,6 +135,21 @@ impl RequestBody<'_> {
     }
 }
 
+/// How a store learns whether a `sha256-<hex>` tag exists: a referrers fallback index, or
+/// cosign's legacy `.sig`, `.att` and `.sbom` tags. A copy or tree of 500 referrers on a registry
+/// without the referrers API asks about 500 such tags, nearly all absent; one tag list answers
+/// them all.
+#[derive(Debug)]
+enum DigestTags {
+    /// Asked one by one so far, this many times.
+    Asked(usize),
+    /// The `sha256-` tags the repository listed, and those this store wrote since.
+    Listed(BTreeSet<String>),
+    /// Asked one by one for good: listing is off for this store, or the list failed or was too
+    /// long to keep.
+    OneByOne,
+}
+
 pub struct RegistryStore {
     client: Client,
     registry: String,
@@ -147,6 +167,7 @@ pub struct RegistryStore {
     /// what this store has seen listed in each subject's index, so that a copy re-run over
     /// referrers that are all there reads the index once, not once per referrer.
     fallback_writes: Mutex<BTreeMap<Digest, BTreeSet<Digest>>>,
+    digest_tags: Mutex<DigestTags>,
     progress: Option<ProgressHandle>,
     timeout: Timeout,
 }
@@ -242,6 +263,11 @@ impl RegistryStore {
             referrers_api: Mutex::new(None),
             paused_until: Mutex::new(None),
             fallback_writes: Mutex::new(BTreeMap::new()),
+            digest_tags: Mutex::new(if options.tag_list_once {
+                DigestTags::Asked(0)
+            } else {
+                DigestTags::OneByOne
+            }),
             progress: options.progress.clone(),
             timeout: options.timeout,
         })
@@ -729,9 +755,123 @@ impl RegistryStore {
         )
     }
 
+    /// Whether the `sha256-` tag `tag` is known not to exist, without asking for it. After
+    /// [`DIGEST_TAGS_ASKED_BEFORE_LISTING`] such tags asked one by one, the repository's tags are
+    /// listed once (the workers asking meanwhile wait for that list) and every later question is
+    /// answered from it: a tag it lacks is absent, one it has is still fetched, since what it
+    /// holds may have changed.
+    fn digest_tag_absent(&self, tag: &str) -> bool {
+        let mut known = self
+            .digest_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *known {
+            DigestTags::OneByOne => return false,
+            DigestTags::Listed(tags) => return !tags.contains(tag),
+            DigestTags::Asked(n) if *n + 1 < DIGEST_TAGS_ASKED_BEFORE_LISTING => {
+                *n += 1;
+                return false;
+            }
+            DigestTags::Asked(_) => {}
+        }
+        *known = self
+            .list_digest_tags()
+            .map_or(DigestTags::OneByOne, DigestTags::Listed);
+        matches!(&*known, DigestTags::Listed(tags) if !tags.contains(tag))
+    }
+
+    /// The repository's `sha256-` tags, or `None` when they cannot be listed or are too many to
+    /// keep (then they are asked one by one, as before).
+    fn list_digest_tags(&self) -> Option<BTreeSet<String>> {
+        let mut tags = BTreeSet::new();
+        let mut too_many = false;
+        let mut keep = |t: Tag| {
+            if t.as_str().starts_with("sha256-") {
+                if tags.len() < MAX_DIGEST_TAGS_LISTED {
+                    tags.insert(t.as_str().to_owned());
+                } else {
+                    too_many = true;
+                }
+            }
+        };
+        // A registry that will not list (404, 403) is asked tag by tag.
+        let whole = self.list_tags(&mut keep, false).ok()?;
+        (whole && !too_many).then_some(tags)
+    }
+
+    /// Hands over every tag as the list streams in; returns whether the list ended within
+    /// [`MAX_LIST_PAGES`] pages. `missing_is_empty`: a 404 means the repository has no tags (a
+    /// repository nothing was pushed to); otherwise it is an error, for a caller that will take
+    /// the list's silence as an answer.
+    fn list_tags(&self, visit: &mut dyn FnMut(Tag), missing_is_empty: bool) -> Result<bool, Error> {
+        let first = self.url("tags/list?n=1000");
+        let mut url = first.clone();
+        for _ in 0..MAX_LIST_PAGES {
+            let r = self.get(&url, &HeaderMap::new(), &Access::Pull)?;
+            if r.status() == StatusCode::NOT_FOUND && missing_is_empty {
+                return Ok(true);
+            }
+            if !r.status().is_success() {
+                return Err(self.unexpected("GET", &url, r));
+            }
+            let link = next_link(&r, &first);
+            // distribution ignores `n` and sends every tag in one page: the page is parsed as it
+            // streams in and each tag handed over as it is parsed, so 100,000 tags cost neither
+            // the page's bytes nor 100,000 strings. `visit` must be quick: the page is read
+            // within the timeout.
+            let mut body = BoundedBody {
+                response: r,
+                left: MAX_LIST_PAGE_SIZE,
+                deadline: Instant::now() + self.timeout.0,
+                stopped: None,
+            };
+            let parsed = each_listed_tag(
+                std::io::BufReader::with_capacity(16 * 1024, &mut body),
+                visit,
+            );
+            if let Err(e) = parsed {
+                let what = format!("tag list of {}", self.name());
+                return Err(match body.stopped {
+                    Some(Stopped::Slow) => self.timed_out("GET", &url, Stall::TooSlow),
+                    Some(Stopped::Stalled) => self.timed_out("GET", &url, Stall::Body),
+                    Some(Stopped::Large) => Error::Refused {
+                        what,
+                        reason: format!("it is larger than {MAX_LIST_PAGE_SIZE} bytes"),
+                    },
+                    None => Error::Refused {
+                        what,
+                        reason: format!("not valid JSON: {e}"),
+                    },
+                });
+            }
+            match link {
+                Some(l) => url = l,
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Notes a `sha256-` tag this store wrote, so its own list does not hide it.
+    fn digest_tag_written(&self, tag: &str) {
+        if let DigestTags::Listed(tags) = &mut *self
+            .digest_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            tags.insert(tag.to_owned());
+        }
+    }
+
     /// The referrers of `subject` in its `sha256-<hex>` fallback index.
     fn fallback_referrers(&self, subject: &Digest) -> Result<Referrers, Error> {
         let tag = subject.fallback_tag();
+        if self.digest_tag_absent(&tag) {
+            return Ok(Referrers {
+                path: ReferrersPath::TagSchema,
+                descriptors: Vec::new(),
+            });
+        }
         let descriptors = match self.fetch_manifest(&tag, None)? {
             None => Vec::new(),
             Some((fetched, _)) => self.check_fallback(subject, &tag, fetched)?.manifests,
@@ -857,6 +997,7 @@ impl RegistryStore {
                 &format!("referrers index {}:{tag}", self.name()),
                 &Digest::of(&bytes),
             )?;
+            self.digest_tag_written(&tag);
             remember(&index);
             return Ok(());
         }
@@ -1461,6 +1602,15 @@ impl Store for RegistryStore {
         Ok(true)
     }
 
+    fn present_referrers(&self, subject: &Digest) -> Result<Option<BTreeSet<Digest>>, Error> {
+        if !self.referrers_api_supported()? {
+            return Ok(None);
+        }
+        let listed = self.referrers(subject)?;
+        Ok((listed.path == ReferrersPath::Api)
+            .then(|| listed.descriptors.into_iter().map(|d| d.digest).collect()))
+    }
+
     fn tag(&self, tag: &Tag, manifest: &FetchedManifest) -> Result<(), Error> {
         let response = self.put_manifest_at(
             tag.as_str(),
@@ -1475,7 +1625,11 @@ impl Store for RegistryStore {
             &response,
             &format!("manifest {}:{tag}", self.name()),
             &manifest.descriptor.digest,
-        )
+        )?;
+        if tag.as_str().starts_with("sha256-") {
+            self.digest_tag_written(tag.as_str());
+        }
+        Ok(())
     }
 
     fn get_manifest(&self, digest: &Digest) -> Result<FetchedManifest, Error> {
@@ -1488,6 +1642,9 @@ impl Store for RegistryStore {
     }
 
     fn get_tagged(&self, tag: &Tag) -> Result<Option<FetchedManifest>, Error> {
+        if tag.as_str().starts_with("sha256-") && self.digest_tag_absent(tag.as_str()) {
+            return Ok(None);
+        }
         Ok(self.fetch_manifest(tag.as_str(), None)?.map(|(m, _)| m))
     }
 
@@ -1549,52 +1706,7 @@ impl Store for RegistryStore {
     }
 
     fn each_tag(&self, visit: &mut dyn FnMut(Tag)) -> Result<(), Error> {
-        let first = self.url("tags/list?n=1000");
-        let mut url = first.clone();
-        for _ in 0..MAX_LIST_PAGES {
-            let r = self.get(&url, &HeaderMap::new(), &Access::Pull)?;
-            if r.status() == StatusCode::NOT_FOUND {
-                return Ok(());
-            }
-            if !r.status().is_success() {
-                return Err(self.unexpected("GET", &url, r));
-            }
-            let link = next_link(&r, &first);
-            // distribution ignores `n` and sends every tag in one page: the page is parsed as it
-            // streams in and each tag handed over as it is parsed, so 100,000 tags cost neither
-            // the page's bytes nor 100,000 strings. `visit` must be quick: the page is read
-            // within the timeout.
-            let mut body = BoundedBody {
-                response: r,
-                left: MAX_LIST_PAGE_SIZE,
-                deadline: Instant::now() + self.timeout.0,
-                stopped: None,
-            };
-            let parsed = each_listed_tag(
-                std::io::BufReader::with_capacity(16 * 1024, &mut body),
-                visit,
-            );
-            if let Err(e) = parsed {
-                let what = format!("tag list of {}", self.name());
-                return Err(match body.stopped {
-                    Some(Stopped::Slow) => self.timed_out("GET", &url, Stall::TooSlow),
-                    Some(Stopped::Stalled) => self.timed_out("GET", &url, Stall::Body),
-                    Some(Stopped::Large) => Error::Refused {
-                        what,
-                        reason: format!("it is larger than {MAX_LIST_PAGE_SIZE} bytes"),
-                    },
-                    None => Error::Refused {
-                        what,
-                        reason: format!("not valid JSON: {e}"),
-                    },
-                });
-            }
-            match link {
-                Some(l) => url = l,
-                None => break,
-            }
-        }
-        Ok(())
+        self.list_tags(visit, true).map(drop)
     }
 
     fn delete_manifest(&self, digest: &Digest) -> Result<(), Error> {

@@ -586,7 +586,12 @@ impl Server {
             cache: VerdictCache::new(config.cache.clone()),
             in_flight: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
-            store_options: config.store.clone(),
+            // A server's stores live on: a signature's tag pushed a second ago must be seen,
+            // not answered from a tag list taken earlier.
+            store_options: store::Options {
+                tag_list_once: false,
+                ..config.store.clone()
+            },
             metrics: Metrics::default(),
             verifiers,
             pull_secrets: config.pull_secrets.clone(),
