@@ -1021,3 +1021,36 @@ fn many_digest_tags_are_answered_from_one_tag_list_and_nothing_listed_is_hidden(
         );
     }
 }
+
+/// A tag list that stalls while a store lists its `sha256-` tags is not taken as "no tags": the
+/// question that started the list fails naming the stall, as a stalled fetch of the tag would.
+#[test]
+fn a_stalled_tag_list_fails_the_digest_tag_question_and_hides_nothing() {
+    let s = HostileServer::start(|r| match r.path.as_str() {
+        "/v2/" => Response::new(200),
+        p if p.starts_with("/v2/x/y/tags/list") => Response {
+            pace: Pace::StallAfterHeaders,
+            ..Response::new(200).body(r#"{"name":"x/y","tags":["v1"]}"#)
+        },
+        _ => Response::new(404),
+    });
+    let store = store::open(
+        &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+        &store::Options {
+            timeout: store::Timeout(std::time::Duration::from_secs(1)),
+            tag_list_once: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ask = |i: u8| {
+        let tag = Digest::of(&[i]).fallback_tag();
+        store.get_tagged(&tag.parse().unwrap())
+    };
+    for i in 0..7 {
+        assert!(ask(i).unwrap().is_none(), "asked one by one");
+    }
+    let e = ask(7).unwrap_err().to_string();
+    assert!(e.contains("stalled after the response headers"), "{e}");
+    assert!(e.contains(&s.host), "names the registry: {e}");
+}

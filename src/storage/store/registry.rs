@@ -760,29 +760,31 @@ impl RegistryStore {
     /// listed once (the workers asking meanwhile wait for that list) and every later question is
     /// answered from it: a tag it lacks is absent, one it has is still fetched, since what it
     /// holds may have changed.
-    fn digest_tag_absent(&self, tag: &str) -> bool {
+    fn digest_tag_absent(&self, tag: &str) -> Result<bool, Error> {
         let mut known = self
             .digest_tags
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match &mut *known {
-            DigestTags::OneByOne => return false,
-            DigestTags::Listed(tags) => return !tags.contains(tag),
+            DigestTags::OneByOne => return Ok(false),
+            DigestTags::Listed(tags) => return Ok(!tags.contains(tag)),
             DigestTags::Asked(n) if *n + 1 < DIGEST_TAGS_ASKED_BEFORE_LISTING => {
                 *n += 1;
-                return false;
+                return Ok(false);
             }
             DigestTags::Asked(_) => {}
         }
         *known = self
-            .list_digest_tags()
+            .list_digest_tags()?
             .map_or(DigestTags::OneByOne, DigestTags::Listed);
-        matches!(&*known, DigestTags::Listed(tags) if !tags.contains(tag))
+        Ok(matches!(&*known, DigestTags::Listed(tags) if !tags.contains(tag)))
     }
 
-    /// The repository's `sha256-` tags, or `None` when they cannot be listed or are too many to
-    /// keep (then they are asked one by one, as before).
-    fn list_digest_tags(&self) -> Option<BTreeSet<String>> {
+    /// The repository's `sha256-` tags, or `None` when the registry will not list them (a 404 or
+    /// 403, a list it cannot send whole) or they are too many to keep: then they are asked one
+    /// by one, as before. A registry that stalls or cannot be reached is an error, as it would
+    /// be for the next tag asked.
+    fn list_digest_tags(&self) -> Result<Option<BTreeSet<String>>, Error> {
         let mut tags = BTreeSet::new();
         let mut too_many = false;
         let mut keep = |t: Tag| {
@@ -794,9 +796,11 @@ impl RegistryStore {
                 }
             }
         };
-        // A registry that will not list (404, 403) is asked tag by tag.
-        let whole = self.list_tags(&mut keep, false).ok()?;
-        (whole && !too_many).then_some(tags)
+        match self.list_tags(&mut keep, false) {
+            Ok(whole) => Ok((whole && !too_many).then_some(tags)),
+            Err(Error::Http { .. } | Error::Refused { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Hands over every tag as the list streams in; returns whether the list ended within
@@ -866,7 +870,7 @@ impl RegistryStore {
     /// The referrers of `subject` in its `sha256-<hex>` fallback index.
     fn fallback_referrers(&self, subject: &Digest) -> Result<Referrers, Error> {
         let tag = subject.fallback_tag();
-        if self.digest_tag_absent(&tag) {
+        if self.digest_tag_absent(&tag)? {
             return Ok(Referrers {
                 path: ReferrersPath::TagSchema,
                 descriptors: Vec::new(),
@@ -1642,7 +1646,7 @@ impl Store for RegistryStore {
     }
 
     fn get_tagged(&self, tag: &Tag) -> Result<Option<FetchedManifest>, Error> {
-        if tag.as_str().starts_with("sha256-") && self.digest_tag_absent(tag.as_str()) {
+        if tag.as_str().starts_with("sha256-") && self.digest_tag_absent(tag.as_str())? {
             return Ok(None);
         }
         Ok(self.fetch_manifest(tag.as_str(), None)?.map(|(m, _)| m))
