@@ -35,16 +35,24 @@ fn digests<'a>(values: impl Iterator<Item = &'a serde_json::Value>) -> BTreeSet<
         .collect()
 }
 
+/// Pushes a one-file artifact holding `content` to `{base}/{repo}:v1`; returns the tagged
+/// reference, the digest and the pinned reference.
+fn pushed(base: &str, repo: &str, content: &str) -> (String, String, String) {
+    let dir = support::tempdir();
+    let file = dir.path().join("app.txt");
+    std::fs::write(&file, content).unwrap();
+    let tagged = format!("{base}/{repo}:v1");
+    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
+    let digest = pushed["digest"].as_str().unwrap().to_owned();
+    let pinned = format!("{base}/{repo}@{digest}");
+    (tagged, digest, pinned)
+}
+
 #[test]
 fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_size() {
     let registry = support::shared_registry();
     let dir = support::tempdir();
-    let file = dir.path().join("app.txt");
-    std::fs::write(&file, "many referrers\n").unwrap();
-    let tagged = format!("{}/team/app:v1", registry.base);
-    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
-    let digest = pushed["digest"].as_str().unwrap().to_owned();
-    let pinned = format!("{}/team/app@{digest}", registry.base);
+    let (tagged, digest, pinned) = pushed(&registry.base, "team/app", "many referrers\n");
 
     // Many bundle referrers, each different; they are not valid signatures, which is fine: every
     // reader lists what is attached, and verify reports each as untrusted.
@@ -142,13 +150,7 @@ fn verify_tree_discover_and_copy_see_the_same_many_referrers_whatever_the_pool_s
 #[test]
 fn a_walk_of_many_referrers_lists_the_tags_once_and_still_finds_nested_ones() {
     let registry = support::shared_registry();
-    let dir = support::tempdir();
-    let file = dir.path().join("app.txt");
-    std::fs::write(&file, "nested referrers\n").unwrap();
-    let tagged = format!("{}/nested/app:v1", registry.base);
-    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
-    let digest = pushed["digest"].as_str().unwrap().to_owned();
-    let pinned = format!("{}/nested/app@{digest}", registry.base);
+    let (tagged, digest, pinned) = pushed(&registry.base, "nested/app", "nested referrers\n");
     let st = store::open(&tagged.parse().unwrap(), &store::Options::default()).unwrap();
     let attach = |subject: &Descriptor, i: usize| {
         attach::attach_bundle(
@@ -385,13 +387,7 @@ fn copy_again(registry: &support::SharedRegistry, fallback: bool) {
     use custody::foundation::oci::{ImageIndex, MEDIA_TYPE_IMAGE_INDEX};
     use custody::storage::store::FetchedManifest;
 
-    let dir = support::tempdir();
-    let file = dir.path().join("app.txt");
-    std::fs::write(&file, "copied again\n").unwrap();
-    let tagged = format!("{}/again/app:v1", registry.base);
-    let pushed = support::ok_json(&["push", file.to_str().unwrap(), "--to", &tagged]);
-    let digest = pushed["digest"].as_str().unwrap().to_owned();
-    let pinned = format!("{}/again/app@{digest}", registry.base);
+    let (tagged, digest, pinned) = pushed(&registry.base, "again/app", "copied again\n");
     let source = store::open(&tagged.parse().unwrap(), &store::Options::default()).unwrap();
     let subject = source
         .get_manifest(&digest.parse().unwrap())
