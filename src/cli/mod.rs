@@ -295,7 +295,7 @@ pub(crate) fn store_options(cli: &Cli) -> store::Options {
                 .or_else(|| std::env::var("CUSTODY_CACHE").ok()),
             |k| std::env::var(k).ok(),
         ),
-        tag_list_once: true,
+        short_lived: true,
     }
 }
 

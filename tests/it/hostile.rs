@@ -959,7 +959,7 @@ fn many_digest_tags_are_answered_from_one_tag_list_and_nothing_listed_is_hidden(
         let store = store::open(
             &format!("{}/x/y:v1", s.host).parse::<Reference>().unwrap(),
             &store::Options {
-                tag_list_once: once,
+                short_lived: once,
                 ..Default::default()
             },
         )
@@ -1038,7 +1038,7 @@ fn a_stalled_tag_list_fails_the_digest_tag_question_and_hides_nothing() {
         &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
         &store::Options {
             timeout: store::Timeout(std::time::Duration::from_secs(1)),
-            tag_list_once: true,
+            short_lived: true,
             ..Default::default()
         },
     )
@@ -1053,4 +1053,46 @@ fn a_stalled_tag_list_fails_the_digest_tag_question_and_hides_nothing() {
     let e = ask(7).unwrap_err().to_string();
     assert!(e.contains("stalled after the response headers"), "{e}");
     assert!(e.contains(&s.host), "names the registry: {e}");
+}
+
+/// A short-lived store (one command) fetches a manifest by digest once, however many of its
+/// steps read it; one it deleted is asked for again. A long-running one always asks.
+#[test]
+fn one_command_fetches_a_manifest_by_digest_once_and_a_server_every_time() {
+    let f = fixture();
+    let path = format!("/v2/x/y/manifests/{}", f.digest);
+    let manifest = f.manifest.clone();
+    let s = HostileServer::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        (_, "/v2/") => Response::new(200),
+        ("GET", p) if p == path => Response::new(200)
+            .header("Content-Type", MEDIA_TYPE_IMAGE_MANIFEST)
+            .body(manifest.clone()),
+        ("DELETE", p) if p == path => Response::new(202),
+        _ => Response::new(404),
+    });
+    let fetched = || s.count("GET", "/v2/x/y/manifests/");
+    for short_lived in [true, false] {
+        let store = store::open(
+            &format!("{}/x/y", s.host).parse::<Reference>().unwrap(),
+            &store::Options {
+                short_lived,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let before = fetched();
+        for _ in 0..3 {
+            let m = store.get_manifest(&f.digest).unwrap();
+            assert_eq!(m.bytes, f.manifest);
+        }
+        let asked = if short_lived { 1 } else { 3 };
+        assert_eq!(fetched() - before, asked, "short-lived: {short_lived}");
+        store.delete_manifest(&f.digest).unwrap();
+        store.get_manifest(&f.digest).unwrap();
+        assert_eq!(
+            fetched() - before,
+            asked + 1,
+            "asked again after the delete"
+        );
+    }
 }

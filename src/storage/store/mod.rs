@@ -561,11 +561,12 @@ pub struct Options {
     /// Where manifests and small blobs fetched from registries by digest are kept; `None`
     /// fetches everything every time.
     pub cache: Option<std::sync::Arc<cache::Cache>>,
-    /// Whether a store asked about many `sha256-<hex>` tags (referrers fallback indexes,
-    /// cosign's legacy tags) may list the repository's tags once and answer the rest from that
-    /// list. Right for one command, which sees the repository as it was when it listed; a
-    /// long-running server must see a tag as soon as it appears, and leaves this off.
-    pub tag_list_once: bool,
+    /// The store serves one command, which sees the registry as it was when it read it: it may
+    /// answer from what it read earlier in the command (a list of the repository's tags instead
+    /// of asking about each `sha256-<hex>` fallback or legacy tag; a manifest it fetched by digest
+    /// moments ago). A long-running server leaves this off, so that a signature pushed a second
+    /// ago is seen and a deleted artifact is not verified from memory.
+    pub short_lived: bool,
 }
 
 /// Opens the repository a reference names.

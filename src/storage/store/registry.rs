@@ -3,9 +3,9 @@
 //! tag or digest, 4 MiB limit, `Docker-Content-Digest` always recomputed), referrers (the API
 //! when the registry has it, else the `sha256-<hex>` tag schema), auth and retries.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Body, Client, Response};
@@ -42,10 +42,15 @@ const MAX_ERROR_BODY: u64 = 4096;
 /// it forgets them all.
 const MAX_FALLBACK_REFERRERS_SEEN: usize = 100_000;
 /// `sha256-<hex>` tags a store asks about one by one before it lists the repository's tags once
-/// and answers the rest from that list ([`Options::tag_list_once`]).
+/// and answers the rest from that list ([`Options::short_lived`]).
 const DIGEST_TAGS_ASKED_BEFORE_LISTING: usize = 8;
 /// Most `sha256-` tags kept from that list; a repository with more is asked tag by tag.
 const MAX_DIGEST_TAGS_LISTED: usize = 10_000;
+/// Manifests a short-lived store keeps after fetching them by digest, and the largest it keeps:
+/// verify, copy and promote each read the artifact's own manifest, and would otherwise ask for
+/// it three or four times in one command.
+const RECENT_MANIFESTS: usize = 8;
+const MAX_RECENT_MANIFEST_SIZE: usize = 64 * 1024;
 /// An upload may take this long per byte on top of the timeout (64 KiB/s), so a stalled upload
 /// ends while a large one on a slow link still finishes.
 const MIN_UPLOAD_RATE: u64 = 64 * 1024;
@@ -168,6 +173,8 @@ pub struct RegistryStore {
     /// referrers that are all there reads the index once, not once per referrer.
     fallback_writes: Mutex<BTreeMap<Digest, BTreeSet<Digest>>>,
     digest_tags: Mutex<DigestTags>,
+    /// Manifests fetched by digest lately, newest last; `None` unless [`Options::short_lived`].
+    recent: Mutex<Option<VecDeque<FetchedManifest>>>,
     progress: Option<ProgressHandle>,
     timeout: Timeout,
 }
@@ -263,11 +270,12 @@ impl RegistryStore {
             referrers_api: Mutex::new(None),
             paused_until: Mutex::new(None),
             fallback_writes: Mutex::new(BTreeMap::new()),
-            digest_tags: Mutex::new(if options.tag_list_once {
+            digest_tags: Mutex::new(if options.short_lived {
                 DigestTags::Asked(0)
             } else {
                 DigestTags::OneByOne
             }),
+            recent: Mutex::new(options.short_lived.then(VecDeque::new)),
             progress: options.progress.clone(),
             timeout: options.timeout,
         })
@@ -764,7 +772,7 @@ impl RegistryStore {
         let mut known = self
             .digest_tags
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         match &mut *known {
             DigestTags::OneByOne => return Ok(false),
             DigestTags::Listed(tags) => return Ok(!tags.contains(tag)),
@@ -861,7 +869,7 @@ impl RegistryStore {
         if let DigestTags::Listed(tags) = &mut *self
             .digest_tags
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
         {
             tags.insert(tag.to_owned());
         }
@@ -940,7 +948,7 @@ impl RegistryStore {
         let mut listed = self
             .fallback_writes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         if listed
             .get(subject)
             .is_some_and(|seen| seen.contains(&descriptor.digest))
@@ -1637,8 +1645,26 @@ impl Store for RegistryStore {
     }
 
     fn get_manifest(&self, digest: &Digest) -> Result<FetchedManifest, Error> {
+        let recent = || self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = recent()
+            .iter()
+            .flatten()
+            .find(|m| m.descriptor.digest == *digest)
+        {
+            return Ok(kept.clone());
+        }
         match self.fetch_manifest(&digest.to_string(), Some(digest))? {
-            Some((m, _)) => Ok(m),
+            Some((m, _)) => {
+                if let Some(kept) = recent().as_mut()
+                    && m.bytes.len() <= MAX_RECENT_MANIFEST_SIZE
+                {
+                    if kept.len() >= RECENT_MANIFESTS {
+                        kept.pop_front();
+                    }
+                    kept.push_back(m.clone());
+                }
+                Ok(m)
+            }
             None => Err(Error::NotFound {
                 what: format!("manifest {}@{digest}", self.name()),
             }),
@@ -1714,6 +1740,14 @@ impl Store for RegistryStore {
     }
 
     fn delete_manifest(&self, digest: &Digest) -> Result<(), Error> {
+        if let Some(kept) = self
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            kept.retain(|m| m.descriptor.digest != *digest);
+        }
         let url = self.url(&format!("manifests/{digest}"));
         let r = self.send(
             Method::DELETE,

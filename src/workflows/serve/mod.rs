@@ -589,7 +589,7 @@ impl Server {
             // A server's stores live on: a signature's tag pushed a second ago must be seen,
             // not answered from a tag list taken earlier.
             store_options: store::Options {
-                tag_list_once: false,
+                short_lived: false,
                 ..config.store.clone()
             },
             metrics: Metrics::default(),
