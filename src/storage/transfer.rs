@@ -657,9 +657,10 @@ impl<'a> Copier<'a> {
             .into());
         }
         // One listing at the destination can stand for a question per referrer.
-        let present = match found.manifests.is_empty() || self.dry_run {
-            true => None,
-            false => self.side(depth + 1).1.present_referrers(&digest)?,
+        let present = if found.manifests.is_empty() || self.dry_run {
+            None
+        } else {
+            self.side(depth + 1).1.present_referrers(&digest)?
         }
         .unwrap_or_default();
         let mut failed = None;

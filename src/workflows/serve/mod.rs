@@ -586,8 +586,8 @@ impl Server {
             cache: VerdictCache::new(config.cache.clone()),
             in_flight: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
-            // A server's stores live on: a signature's tag pushed a second ago must be seen,
-            // not answered from a tag list taken earlier.
+            // A server's stores live on and must see the registry as it is now (a signature's
+            // tag pushed a second ago, an artifact deleted since), not as they read it earlier.
             store_options: store::Options {
                 short_lived: false,
                 ..config.store.clone()
